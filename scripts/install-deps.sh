@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package ftune needs to build, test and run its demo.
+# Idempotent: installs only what is missing (no apt-get update when nothing is).
+# Works as root or through sudo. Usage: scripts/install-deps.sh
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates clang-format
+  # services: gRPC, protobuf, Abseil, SQLite, HTTP for /metrics
+  libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
+  libabsl-dev libsqlite3-dev sqlite3 libcivetweb-dev
+  # header-only and text processing
+  nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
+  # tests
+  libgtest-dev libgmock-dev googletest
+  # trainer: LibTorch (CPU) with OpenBLAS (Debian's reference BLAS is ~35x slower)
+  libtorch-dev libopenblas0-pthread libopenblas-dev
+  # reference implementations and clients used by tests
+  python3 python3-torch python3-numpy python3-grpcio python3-protobuf python3-yaml
+  # observability tests (promtool, a real Prometheus server)
+  prometheus
+)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-deps: need root or sudo to install packages" >&2; exit 1
+  fi
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+fi
+
+# LibTorch finds BLAS through the libblas.so.3 alternative: make sure it is
+# OpenBLAS (pthread variant), whatever else the machine has installed.
+openblas=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+if [[ -e $openblas ]]; then
+  current=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
+  if [[ $current != "$openblas" ]]; then
+    $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$openblas"
+  fi
+fi

@@ -1,0 +1,93 @@
+// Starts the real ftune-scheduler binary on port 0 and talks to it over gRPC
+// as any client would: health, reflection, graceful shutdown, bad flags.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <string>
+
+#include "client/server_info.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+
+namespace ftune {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+
+const std::string kScheduler = std::string(FTUNE_BIN_DIR) + "/ftune-scheduler";
+const std::string kCtl = std::string(FTUNE_BIN_DIR) + "/ftunectl";
+
+TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {
+  testing::Subprocess proc;
+  ASSERT_OK(proc.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK_AND_ASSIGN(std::string address,
+                       proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
+  EXPECT_NE(address, "127.0.0.1:0");
+
+  auto channel =
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  ASSERT_OK_AND_ASSIGN(client::ServerInfo info,
+                       client::GetServerInfo(channel, absl::Seconds(10)));
+  EXPECT_EQ(info.health, "SERVING");
+  EXPECT_THAT(info.services, Contains("grpc.health.v1.Health"));
+  EXPECT_THAT(info.services, Contains("grpc.reflection.v1alpha.ServerReflection"));
+
+  ASSERT_OK(proc.Signal(SIGTERM));
+  ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(SchedulerProcessTest, FtunectlStatusReportsServing) {
+  testing::Subprocess server;
+  ASSERT_OK(server.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK_AND_ASSIGN(std::string address,
+                       server.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  testing::Subprocess ctl;
+  ASSERT_OK(ctl.Start({kCtl, "--endpoint", address, "status"}));
+  ASSERT_OK(ctl.ReadAll(absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(int status, ctl.Wait(absl::Seconds(10)));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_THAT(ctl.lines(), Contains("health:   SERVING"));
+}
+
+TEST(SchedulerProcessTest, FtunectlUnreachableServerExitsWithCode3) {
+  testing::Subprocess ctl;
+  // Port 1 on loopback: nothing listens there.
+  ASSERT_OK(ctl.Start({kCtl, "--endpoint", "127.0.0.1:1", "--timeout", "1", "status"},
+                      {}, "/dev/null"));
+  ASSERT_OK(ctl.ReadAll(absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(int status, ctl.Wait(absl::Seconds(10)));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+}
+
+TEST(SchedulerProcessTest, BadAddressFailsAtStartWithMessage) {
+  testing::Subprocess proc;
+  ASSERT_OK(proc.Start({kScheduler, "--grpc_address=no-port-here"}, {}, "/dev/null"));
+  ASSERT_OK(proc.ReadAll(absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+TEST(SchedulerProcessTest, PortInUseFailsAtStart) {
+  testing::Subprocess first;
+  ASSERT_OK(first.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK_AND_ASSIGN(std::string address,
+                       first.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  testing::Subprocess second;
+  ASSERT_OK(second.Start({kScheduler, "--grpc_address=" + address}, {}, "/dev/null"));
+  ASSERT_OK(second.ReadAll(absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(int status, second.Wait(absl::Seconds(30)));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+}  // namespace
+}  // namespace ftune
