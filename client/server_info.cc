@@ -17,8 +17,7 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
 }
 
 std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
-  return std::chrono::system_clock::now() +
-         absl::ToChronoMilliseconds(timeout);
+  return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
 }
 
 }  // namespace
@@ -35,8 +34,8 @@ absl::StatusOr<ServerInfo> GetServerInfo(
     grpc::health::v1::HealthCheckResponse resp;
     grpc::Status s = stub->Check(&ctx, req, &resp);
     if (!s.ok()) return FromGrpc(s, "health check");
-    info.health =
-        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+    info.health = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+        resp.status());
   }
   {
     auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
@@ -54,8 +53,8 @@ absl::StatusOr<ServerInfo> GetServerInfo(
     grpc::Status s = stream->Finish();
     if (!s.ok()) return FromGrpc(s, "reflection");
     if (resp.has_error_response()) {
-      return absl::InternalError(absl::StrCat(
-          "reflection: ", resp.error_response().error_message()));
+      return absl::InternalError(
+          absl::StrCat("reflection: ", resp.error_response().error_message()));
     }
   }
   std::sort(info.services.begin(), info.services.end());

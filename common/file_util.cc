@@ -55,7 +55,8 @@ absl::Status FsyncTree(const std::string& dir) {
       FTUNE_RETURN_IF_ERROR(FsyncPath(it->path().string()));
     }
   }
-  if (ec) return absl::InternalError(absl::StrCat("walk ", dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("walk ", dir, ": ", ec.message()));
   return FsyncPath(dir);
 }
 
@@ -92,8 +93,7 @@ absl::Status FsyncPath(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents) {
-  const std::string tmp =
-      absl::StrCat(path, ".tmp-", NewId("w"));
+  const std::string tmp = absl::StrCat(path, ".tmp-", NewId("w"));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("create", tmp, errno);
   absl::Status st = WriteAll(fd, contents, tmp);
@@ -129,7 +129,8 @@ absl::Status RemoveAll(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove_all(path, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("remove ", path, ": ", ec.message()));
+    return absl::InternalError(
+        absl::StrCat("remove ", path, ": ", ec.message()));
   }
   return absl::OkStatus();
 }

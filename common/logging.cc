@@ -63,11 +63,11 @@ LogMessage::LogMessage(const char* file, int line, LogLevel level)
   const char* base = std::strrchr(file, '/');
   base = base != nullptr ? base + 1 : file;
   char prefix[96];
-  std::snprintf(prefix, sizeof(prefix), "%c%02d%02d %02d:%02d:%02d.%06ld %d %s:%d] ",
-                kLetters[static_cast<int>(level)], parts.tm_mon + 1,
-                parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
-                static_cast<long>(tv.tv_usec), static_cast<int>(getpid()),
-                base, line);
+  std::snprintf(
+      prefix, sizeof(prefix), "%c%02d%02d %02d:%02d:%02d.%06ld %d %s:%d] ",
+      kLetters[static_cast<int>(level)], parts.tm_mon + 1, parts.tm_mday,
+      parts.tm_hour, parts.tm_min, parts.tm_sec, static_cast<long>(tv.tv_usec),
+      static_cast<int>(getpid()), base, line);
   stream_ << prefix;
 }
 

@@ -50,20 +50,20 @@ struct LogVoidify {
 #define FTUNE_LOG_LEVEL_ERROR ::ftune::LogLevel::kError
 #define FTUNE_LOG_LEVEL_FATAL ::ftune::LogLevel::kFatal
 
-#define FTUNE_LOG(level)                                               \
-  (FTUNE_LOG_LEVEL_##level < ::ftune::MinLogLevel())                   \
-      ? (void)0                                                        \
-      : ::ftune::internal::LogVoidify() &                              \
-            ::ftune::internal::LogMessage(__FILE__, __LINE__,          \
-                                          FTUNE_LOG_LEVEL_##level)     \
+#define FTUNE_LOG(level)                                           \
+  (FTUNE_LOG_LEVEL_##level < ::ftune::MinLogLevel())               \
+      ? (void)0                                                    \
+      : ::ftune::internal::LogVoidify() &                          \
+            ::ftune::internal::LogMessage(__FILE__, __LINE__,      \
+                                          FTUNE_LOG_LEVEL_##level) \
                 .stream()
 
-#define FTUNE_CHECK(cond)                                   \
-  (cond) ? (void)0                                          \
-         : ::ftune::internal::LogVoidify() &                \
-               ::ftune::internal::LogMessage(               \
-                   __FILE__, __LINE__, ::ftune::LogLevel::kFatal) \
-                       .stream()                            \
+#define FTUNE_CHECK(cond)                                               \
+  (cond) ? (void)0                                                      \
+         : ::ftune::internal::LogVoidify() &                            \
+               ::ftune::internal::LogMessage(__FILE__, __LINE__,        \
+                                             ::ftune::LogLevel::kFatal) \
+                       .stream()                                        \
                    << "Check failed: " #cond " "
 
 #endif  // FTUNE_COMMON_LOGGING_H_

@@ -30,8 +30,8 @@ inline uint32_t Rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 }  // namespace
 
 Sha256::Sha256()
-    : state_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f,
-             0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
+    : state_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+             0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
 
 void Sha256::Block(const uint8_t* p) {
   uint32_t w[64];
@@ -126,8 +126,8 @@ absl::StatusOr<std::string> Sha256File(const std::string& path) {
                                           &std::fclose);
   if (f == nullptr) {
     const int err = errno;
-    const std::string msg = absl::StrCat("cannot open ", path, ": ",
-                                         std::strerror(err));
+    const std::string msg =
+        absl::StrCat("cannot open ", path, ": ", std::strerror(err));
     return err == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
   }
   Sha256 h;

@@ -44,12 +44,12 @@ inline absl::Status Annotate(const absl::Status& status,
 #define FTUNE_STATUS_CONCAT_INNER_(a, b) a##b
 #define FTUNE_STATUS_CONCAT_(a, b) FTUNE_STATUS_CONCAT_INNER_(a, b)
 
-#define FTUNE_RETURN_IF_ERROR(expr)                                     \
-  do {                                                                  \
-    const auto& ftune_status_ref_ = (expr);                             \
-    if (!::ftune::internal::ToStatus(ftune_status_ref_).ok()) {         \
-      return ::ftune::internal::ToStatus(ftune_status_ref_);            \
-    }                                                                   \
+#define FTUNE_RETURN_IF_ERROR(expr)                             \
+  do {                                                          \
+    const auto& ftune_status_ref_ = (expr);                     \
+    if (!::ftune::internal::ToStatus(ftune_status_ref_).ok()) { \
+      return ::ftune::internal::ToStatus(ftune_status_ref_);    \
+    }                                                           \
   } while (false)
 
 #define FTUNE_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
@@ -57,8 +57,8 @@ inline absl::Status Annotate(const absl::Status& status,
   if (!tmp.ok()) return std::move(tmp).status();     \
   lhs = std::move(tmp).value()
 
-#define FTUNE_ASSIGN_OR_RETURN(lhs, expr)                                   \
-  FTUNE_ASSIGN_OR_RETURN_IMPL_(                                             \
+#define FTUNE_ASSIGN_OR_RETURN(lhs, expr) \
+  FTUNE_ASSIGN_OR_RETURN_IMPL_(           \
       FTUNE_STATUS_CONCAT_(ftune_statusor_, __LINE__), lhs, expr)
 
 #endif  // FTUNE_COMMON_STATUS_H_

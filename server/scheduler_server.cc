@@ -16,14 +16,14 @@ absl::Status SplitHostPort(const std::string& address, std::string* host,
                            int* port) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grpc address \"", address, "\": expected host:port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc address \"", address, "\": expected host:port"));
   }
   *host = address.substr(0, colon);
   if (!absl::SimpleAtoi(address.substr(colon + 1), port) || *port < 0 ||
       *port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "grpc address \"", address, "\": port must be 0..65535"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc address \"", address, "\": port must be 0..65535"));
   }
   return absl::OkStatus();
 }
@@ -38,8 +38,8 @@ SchedulerServer::~SchedulerServer() { Shutdown(); }
 absl::Status SchedulerServer::Start() {
   std::string host;
   int requested_port = 0;
-  if (absl::Status st = SplitHostPort(options_.grpc_address, &host,
-                                      &requested_port);
+  if (absl::Status st =
+          SplitHostPort(options_.grpc_address, &host, &requested_port);
       !st.ok()) {
     return st;
   }
@@ -58,9 +58,9 @@ absl::Status SchedulerServer::Start() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     server_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options_.grpc_address,
-        " (address in use, or not a local address?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.grpc_address,
+                     " (address in use, or not a local address?)"));
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
   FTUNE_LOG(INFO) << "gRPC serving on " << address();

@@ -24,8 +24,9 @@ const std::string kCtl = std::string(FTUNE_BIN_DIR) + "/ftunectl";
 TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {
   testing::Subprocess proc;
   ASSERT_OK(proc.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
-  ASSERT_OK_AND_ASSIGN(std::string address,
-                       proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(
+      std::string address,
+      proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
   EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
   EXPECT_NE(address, "127.0.0.1:0");
 
@@ -35,7 +36,8 @@ TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {
                        client::GetServerInfo(channel, absl::Seconds(10)));
   EXPECT_EQ(info.health, "SERVING");
   EXPECT_THAT(info.services, Contains("grpc.health.v1.Health"));
-  EXPECT_THAT(info.services, Contains("grpc.reflection.v1alpha.ServerReflection"));
+  EXPECT_THAT(info.services,
+              Contains("grpc.reflection.v1alpha.ServerReflection"));
 
   ASSERT_OK(proc.Signal(SIGTERM));
   ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
@@ -46,8 +48,9 @@ TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {
 TEST(SchedulerProcessTest, FtunectlStatusReportsServing) {
   testing::Subprocess server;
   ASSERT_OK(server.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
-  ASSERT_OK_AND_ASSIGN(std::string address,
-                       server.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(
+      std::string address,
+      server.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
   testing::Subprocess ctl;
   ASSERT_OK(ctl.Start({kCtl, "--endpoint", address, "status"}));
   ASSERT_OK(ctl.ReadAll(absl::Seconds(30)));
@@ -59,8 +62,9 @@ TEST(SchedulerProcessTest, FtunectlStatusReportsServing) {
 TEST(SchedulerProcessTest, FtunectlUnreachableServerExitsWithCode3) {
   testing::Subprocess ctl;
   // Port 1 on loopback: nothing listens there.
-  ASSERT_OK(ctl.Start({kCtl, "--endpoint", "127.0.0.1:1", "--timeout", "1", "status"},
-                      {}, "/dev/null"));
+  ASSERT_OK(
+      ctl.Start({kCtl, "--endpoint", "127.0.0.1:1", "--timeout", "1", "status"},
+                {}, "/dev/null"));
   ASSERT_OK(ctl.ReadAll(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(int status, ctl.Wait(absl::Seconds(10)));
   ASSERT_TRUE(WIFEXITED(status));
@@ -69,7 +73,8 @@ TEST(SchedulerProcessTest, FtunectlUnreachableServerExitsWithCode3) {
 
 TEST(SchedulerProcessTest, BadAddressFailsAtStartWithMessage) {
   testing::Subprocess proc;
-  ASSERT_OK(proc.Start({kScheduler, "--grpc_address=no-port-here"}, {}, "/dev/null"));
+  ASSERT_OK(
+      proc.Start({kScheduler, "--grpc_address=no-port-here"}, {}, "/dev/null"));
   ASSERT_OK(proc.ReadAll(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
   ASSERT_TRUE(WIFEXITED(status));
@@ -79,10 +84,12 @@ TEST(SchedulerProcessTest, BadAddressFailsAtStartWithMessage) {
 TEST(SchedulerProcessTest, PortInUseFailsAtStart) {
   testing::Subprocess first;
   ASSERT_OK(first.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
-  ASSERT_OK_AND_ASSIGN(std::string address,
-                       first.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(
+      std::string address,
+      first.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
   testing::Subprocess second;
-  ASSERT_OK(second.Start({kScheduler, "--grpc_address=" + address}, {}, "/dev/null"));
+  ASSERT_OK(
+      second.Start({kScheduler, "--grpc_address=" + address}, {}, "/dev/null"));
   ASSERT_OK(second.ReadAll(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(int status, second.Wait(absl::Seconds(30)));
   ASSERT_TRUE(WIFEXITED(status));

@@ -27,24 +27,25 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
   const absl::Status& s = GetStatus(arg);
   *result_listener << "status is " << s;
   return s.code() == code &&
-         ::testing::ExplainMatchResult(message_matcher, std::string(s.message()),
-                                       result_listener);
+         ::testing::ExplainMatchResult(
+             message_matcher, std::string(s.message()), result_listener);
 }
 
 }  // namespace ftune::testing
 
-#define EXPECT_OK(expr) \
+#define EXPECT_OK(expr)                               \
   EXPECT_TRUE(::ftune::testing::GetStatus(expr).ok()) \
       << ::ftune::testing::GetStatus(expr)
-#define ASSERT_OK(expr) \
+#define ASSERT_OK(expr)                               \
   ASSERT_TRUE(::ftune::testing::GetStatus(expr).ok()) \
       << ::ftune::testing::GetStatus(expr)
 
-#define FTUNE_TEST_ASSIGN_IMPL_(tmp, lhs, expr)      \
-  auto tmp = (expr);                                 \
-  ASSERT_TRUE(tmp.ok()) << tmp.status();             \
+#define FTUNE_TEST_ASSIGN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                            \
+  ASSERT_TRUE(tmp.ok()) << tmp.status();        \
   lhs = std::move(tmp).value()
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  FTUNE_TEST_ASSIGN_IMPL_(FTUNE_STATUS_CONCAT_(ftune_test_or_, __LINE__), lhs, expr)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                        \
+  FTUNE_TEST_ASSIGN_IMPL_(FTUNE_STATUS_CONCAT_(ftune_test_or_, __LINE__), lhs, \
+                          expr)
 
 #endif  // FTUNE_TESTS_TESTING_STATUS_MATCHERS_H_

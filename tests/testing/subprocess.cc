@@ -94,7 +94,8 @@ absl::StatusOr<bool> Subprocess::ReadMore(absl::Time deadline) {
     if (errno == EINTR) return true;
     return absl::InternalError(absl::StrCat("poll: ", std::strerror(errno)));
   }
-  if (rc == 0) return absl::DeadlineExceededError("timed out reading child stdout");
+  if (rc == 0)
+    return absl::DeadlineExceededError("timed out reading child stdout");
   char buf[4096];
   ssize_t n = ::read(stdout_fd_, buf, sizeof(buf));
   if (n < 0) {
@@ -129,9 +130,8 @@ absl::StatusOr<std::string> Subprocess::ReadLineWithPrefix(
     absl::StatusOr<bool> more = ReadMore(deadline);
     if (!more.ok()) return more.status();
     if (!*more && consumed_lines_ >= lines_.size()) {
-      return absl::NotFoundError(
-          absl::StrCat("child stdout closed before a line starting with \"",
-                       prefix, "\""));
+      return absl::NotFoundError(absl::StrCat(
+          "child stdout closed before a line starting with \"", prefix, "\""));
     }
   }
 }
@@ -164,7 +164,8 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
       return status;
     }
     if (r < 0 && errno != EINTR) {
-      return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("waitpid: ", std::strerror(errno)));
     }
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError("child did not exit in time");

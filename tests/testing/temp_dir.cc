@@ -10,8 +10,8 @@ namespace ftune::testing {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") +
-                      "/ftune-test-XXXXXX";
+  std::string templ =
+      std::string(base != nullptr ? base : "/tmp") + "/ftune-test-XXXXXX";
   FTUNE_CHECK(mkdtemp(templ.data()) != nullptr) << "mkdtemp " << templ;
   path_ = templ;
 }

@@ -30,7 +30,8 @@ TrainerExit ClassifyExit(int wait_status, bool stop_requested) {
     out.signal = WTERMSIG(wait_status);
     // Killed after a stop request: the grace period ran out. Any checkpoint
     // taken before is still valid, so this is a stop, not a crash.
-    out.exit_class = stop_requested ? ExitClass::kStopped : ExitClass::kRetryable;
+    out.exit_class =
+        stop_requested ? ExitClass::kStopped : ExitClass::kRetryable;
     return out;
   }
   out.exit_code = WEXITSTATUS(wait_status);
@@ -71,8 +72,8 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
   if (options.argv.empty()) return absl::InvalidArgumentError("empty argv");
   if (pid_ > 0) return absl::FailedPreconditionError("already started");
   if (::access(options.argv[0].c_str(), X_OK) != 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "trainer binary ", options.argv[0], ": ", std::strerror(errno)));
+    return absl::NotFoundError(absl::StrCat("trainer binary ", options.argv[0],
+                                            ": ", std::strerror(errno)));
   }
   options_ = std::move(options);
 
@@ -80,16 +81,15 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
-  int log_fd = ::open(options_.log_path.empty() ? "/dev/null"
-                                                : options_.log_path.c_str(),
-                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int log_fd = ::open(
+      options_.log_path.empty() ? "/dev/null" : options_.log_path.c_str(),
+      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     const int err = errno;
     ::close(out_pipe[0]);
     ::close(out_pipe[1]);
-    return absl::InternalError(absl::StrCat("open trainer log ",
-                                            options_.log_path, ": ",
-                                            std::strerror(err)));
+    return absl::InternalError(absl::StrCat(
+        "open trainer log ", options_.log_path, ": ", std::strerror(err)));
   }
   // Everything the child needs is built before fork().
   std::map<std::string, std::string> merged;

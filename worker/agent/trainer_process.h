@@ -32,11 +32,11 @@ namespace ftune::agent {
 // How a trainer exit is treated (DESIGN.md: exit codes distinguish success,
 // bad input, out of memory and retryable failure).
 enum class ExitClass {
-  kSuccess,     // exit 0
-  kBadInput,    // the spec or data is wrong: retrying cannot help
-  kOutOfMemory, // retry only with a smaller batch or a bigger device
-  kStopped,     // exited after our SIGTERM (cancel/pause), checkpoint taken
-  kRetryable,   // anything else: crash, signal, unexpected code
+  kSuccess,      // exit 0
+  kBadInput,     // the spec or data is wrong: retrying cannot help
+  kOutOfMemory,  // retry only with a smaller batch or a bigger device
+  kStopped,      // exited after our SIGTERM (cancel/pause), checkpoint taken
+  kRetryable,    // anything else: crash, signal, unexpected code
 };
 
 // Exit codes of ftune-train (the contract with worker/train).
@@ -47,8 +47,8 @@ inline constexpr int kTrainerExitOutOfMemory = 3;
 inline constexpr int kTrainerExitStopped = 4;
 
 struct TrainerExit {
-  int exit_code = -1;   // -1 when killed by a signal
-  int signal = 0;       // the signal, when killed by one
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;      // the signal, when killed by one
   bool stop_requested = false;
   ExitClass exit_class = ExitClass::kRetryable;
   std::string Describe() const;
@@ -58,9 +58,9 @@ struct TrainerExit {
 TrainerExit ClassifyExit(int wait_status, bool stop_requested);
 
 struct TrainerProcessOptions {
-  std::vector<std::string> argv;                // argv[0] is the binary path
-  std::map<std::string, std::string> env;       // added to the agent's env
-  std::string log_path;                         // child's stderr, appended
+  std::vector<std::string> argv;           // argv[0] is the binary path
+  std::map<std::string, std::string> env;  // added to the agent's env
+  std::string log_path;                    // child's stderr, appended
   std::function<void(const std::string& line)> on_stdout_line;
 };
 

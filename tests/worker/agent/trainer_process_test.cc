@@ -49,10 +49,10 @@ TEST(TrainerProcessTest, DeliversStdoutLinesInOrderAndLogsStderr) {
   testing::TempDir dir;
   Lines lines;
   TrainerProcess p;
-  ASSERT_OK(p.Start(Script(
-      "echo '{\"type\":\"metrics\",\"step\":1}'; echo 'to log' >&2; "
-      "printf 'second\\nno-newline-at-end'",
-      &lines, dir.Sub("train.log"))));
+  ASSERT_OK(p.Start(
+      Script("echo '{\"type\":\"metrics\",\"step\":1}'; echo 'to log' >&2; "
+             "printf 'second\\nno-newline-at-end'",
+             &lines, dir.Sub("train.log"))));
   TrainerExit e = p.Wait();
   EXPECT_EQ(e.exit_class, ExitClass::kSuccess);
   EXPECT_THAT(lines.Get(), ElementsAre("{\"type\":\"metrics\",\"step\":1}",
@@ -95,10 +95,10 @@ TEST(TrainerProcessTest, StopSendsSigtermWhichTheTrainerHandles) {
   Lines lines;
   TrainerProcess p;
   // Stand-in trainer: on SIGTERM, "checkpoint" and exit with the stop code.
-  ASSERT_OK(p.Start(Script(
-      "trap 'echo checkpointed; exit 4' TERM; echo ready; "
-      "while true; do sleep 0.05; done",
-      &lines)));
+  ASSERT_OK(
+      p.Start(Script("trap 'echo checkpointed; exit 4' TERM; echo ready; "
+                     "while true; do sleep 0.05; done",
+                     &lines)));
   while (lines.Get().empty()) absl::SleepFor(absl::Milliseconds(10));
   p.Stop(absl::Seconds(30));
   TrainerExit e = p.Wait();
@@ -145,8 +145,7 @@ TEST(TrainerProcessTest, StopReachesGrandchildren) {
 TEST(TrainerProcessTest, EnvironmentIsPassed) {
   Lines lines;
   TrainerProcess p;
-  TrainerProcessOptions o =
-      Script("echo gpus=$CUDA_VISIBLE_DEVICES", &lines);
+  TrainerProcessOptions o = Script("echo gpus=$CUDA_VISIBLE_DEVICES", &lines);
   o.env["CUDA_VISIBLE_DEVICES"] = "2,3";
   ASSERT_OK(p.Start(std::move(o)));
   p.Wait();
