@@ -39,7 +39,7 @@ namespace pb = ::google::protobuf;
 
 constexpr absl::string_view kPackage = "ftune.v1";
 
-// --- Descriptor walking -------------------------------------------------------
+// --- Descriptor walking -----------------------------------------------
 
 template <typename D>
 std::string LeadingComment(const D* d) {
@@ -263,12 +263,14 @@ TEST_F(DescriptorSetTest, MatchesCompiledCode) {
   // generated pool only if the binary links its object, so use one message
   // of each file.
   const pb::Message* one_per_file[] = {
-      &ErrorInfo::default_instance(),       &JobSpec::default_instance(),
-      &Job::default_instance(),             &CreateJobRequest::default_instance(),
-      &File::default_instance(),            &Model::default_instance(),
-      &Worker::default_instance(),          &Tenant::default_instance(),
+      &ErrorInfo::default_instance(), &JobSpec::default_instance(),
+      &Job::default_instance(),       &CreateJobRequest::default_instance(),
+      &File::default_instance(),      &Model::default_instance(),
+      &Worker::default_instance(),    &Tenant::default_instance(),
   };
-  for (const pb::Message* m : one_per_file) ASSERT_NE(m->GetDescriptor(), nullptr);
+  for (const pb::Message* m : one_per_file) {
+    ASSERT_NE(m->GetDescriptor(), nullptr);
+  }
   for (const pb::FileDescriptor* file : ours_) {
     const pb::FileDescriptor* compiled =
         pb::DescriptorPool::generated_pool()->FindFileByName(file->name());
@@ -282,8 +284,8 @@ TEST_F(DescriptorSetTest, MatchesCompiledCode) {
     pb::util::MessageDifferencer differ;
     std::string diff;
     differ.ReportDifferencesToString(&diff);
-    EXPECT_TRUE(differ.Compare(from_code, from_set))
-        << file->name() << ":\n" << diff;
+    EXPECT_TRUE(differ.Compare(from_code, from_set)) << file->name() << ":\n"
+                                                     << diff;
   }
 }
 
@@ -338,7 +340,7 @@ TEST(ContractCheckerTest, UpperSnake) {
   EXPECT_EQ(UpperSnake("HTTPCode"), "HTTP_CODE");
 }
 
-// --- Generated C++ types ------------------------------------------------------
+// --- Generated C++ types ----------------------------------------------
 
 JobSpec SampleSpec() {
   JobSpec spec;
