@@ -1,0 +1,473 @@
+// Checks the ftune.v1 API contract itself:
+// - every service, rpc, message, field, oneof, enum and enum value carries a
+//   leading comment (read from the descriptor set the build generates with
+//   --include_source_info, so adding an undocumented field fails this test);
+// - naming conventions that keep generated code unambiguous (prefixed enum
+//   values, *_UNSPECIFIED = 0, pagination fields, documented auth/errors);
+// - the compiled-in C++ types are the ones the descriptor set describes and
+//   behave as documented (round trip, oneofs, explicit presence).
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "ftune/v1/admin.grpc.pb.h"
+#include "ftune/v1/file.grpc.pb.h"
+#include "ftune/v1/job_service.grpc.pb.h"
+#include "ftune/v1/model.grpc.pb.h"
+#include "ftune/v1/worker.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+#if !defined(FTUNE_PROTO_DESCRIPTOR_SET) || !defined(FTUNE_PROTO_SAMPLES_DIR)
+#error "FTUNE_PROTO_DESCRIPTOR_SET and FTUNE_PROTO_SAMPLES_DIR must be defined"
+#endif
+
+namespace ftune::v1 {
+namespace {
+
+namespace pb = ::google::protobuf;
+
+constexpr absl::string_view kPackage = "ftune.v1";
+
+// --- Descriptor walking -----------------------------------------------
+
+template <typename D>
+std::string LeadingComment(const D* d) {
+  pb::SourceLocation loc;
+  if (!d->GetSourceLocation(&loc)) return "";
+  return std::string(absl::StripAsciiWhitespace(loc.leading_comments));
+}
+
+// "JobState" -> "JOB_STATE", "LrScheduler" -> "LR_SCHEDULER".
+std::string UpperSnake(absl::string_view camel) {
+  std::string out;
+  for (size_t i = 0; i < camel.size(); ++i) {
+    const char c = camel[i];
+    if (i > 0 && absl::ascii_isupper(c) &&
+        (absl::ascii_islower(camel[i - 1]) ||
+         (i + 1 < camel.size() && absl::ascii_islower(camel[i + 1])))) {
+      out.push_back('_');
+    }
+    out.push_back(absl::ascii_toupper(c));
+  }
+  return out;
+}
+
+bool IsLowerSnake(absl::string_view s) {
+  if (s.empty() || !absl::ascii_islower(s[0])) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_';
+  });
+}
+
+bool IsPascal(absl::string_view s) {
+  if (s.empty() || !absl::ascii_isupper(s[0])) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return absl::ascii_isalnum(c); });
+}
+
+// Collects every problem as "<kind> <full name>: <what>".
+class ContractChecker {
+ public:
+  void CheckFile(const pb::FileDescriptor* file) {
+    if (file->package() != kPackage) return;
+    for (int i = 0; i < file->service_count(); ++i) {
+      CheckService(file->service(i));
+    }
+    for (int i = 0; i < file->message_type_count(); ++i) {
+      CheckMessage(file->message_type(i));
+    }
+    for (int i = 0; i < file->enum_type_count(); ++i) {
+      CheckEnum(file->enum_type(i));
+    }
+  }
+
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  template <typename D>
+  void RequireComment(absl::string_view kind, const D* d) {
+    if (LeadingComment(d).empty()) {
+      problems_.push_back(
+          absl::StrCat(kind, " ", d->full_name(), ": no leading comment"));
+    }
+  }
+
+  void Problem(absl::string_view kind, absl::string_view name,
+               absl::string_view what) {
+    problems_.push_back(absl::StrCat(kind, " ", name, ": ", what));
+  }
+
+  void CheckService(const pb::ServiceDescriptor* s) {
+    RequireComment("service", s);
+    if (!absl::StrContains(LeadingComment(s), "authorization: Bearer")) {
+      Problem("service", s->full_name(),
+              "comment does not document the \"authorization: Bearer\" "
+              "credential");
+    }
+    for (int i = 0; i < s->method_count(); ++i) {
+      const pb::MethodDescriptor* m = s->method(i);
+      RequireComment("rpc", m);
+      if (!absl::StrContains(LeadingComment(m), "Errors:")) {
+        Problem("rpc", m->full_name(), "comment has no \"Errors:\" section");
+      }
+      CheckPagination(m);
+    }
+  }
+
+  // List* rpcs follow AIP-158.
+  void CheckPagination(const pb::MethodDescriptor* m) {
+    if (!absl::StartsWith(m->name(), "List")) return;
+    const pb::Descriptor* req = m->input_type();
+    const pb::Descriptor* resp = m->output_type();
+    auto has = [](const pb::Descriptor* d, const char* name,
+                  pb::FieldDescriptor::Type type) {
+      const pb::FieldDescriptor* f = d->FindFieldByName(name);
+      return f != nullptr && f->type() == type && !f->is_repeated();
+    };
+    if (!has(req, "page_size", pb::FieldDescriptor::TYPE_INT32) ||
+        !has(req, "page_token", pb::FieldDescriptor::TYPE_STRING) ||
+        !has(resp, "next_page_token", pb::FieldDescriptor::TYPE_STRING)) {
+      Problem("rpc", m->full_name(),
+              "List rpc without int32 page_size, string page_token and "
+              "string next_page_token");
+    }
+  }
+
+  void CheckMessage(const pb::Descriptor* d) {
+    // Map fields generate synthetic "XxxEntry" messages without source.
+    if (d->options().map_entry()) return;
+    RequireComment("message", d);
+    if (!IsPascal(d->name())) {
+      Problem("message", d->full_name(), "name is not PascalCase");
+    }
+    for (int i = 0; i < d->field_count(); ++i) {
+      const pb::FieldDescriptor* f = d->field(i);
+      RequireComment("field", f);
+      if (!IsLowerSnake(f->name())) {
+        Problem("field", f->full_name(), "name is not lower_snake_case");
+      }
+    }
+    for (int i = 0; i < d->oneof_decl_count(); ++i) {
+      const pb::OneofDescriptor* o = d->oneof_decl(i);
+      // proto3 `optional` fields get a synthetic oneof with no source.
+      if (o->is_synthetic()) continue;
+      RequireComment("oneof", o);
+    }
+    for (int i = 0; i < d->nested_type_count(); ++i) {
+      CheckMessage(d->nested_type(i));
+    }
+    for (int i = 0; i < d->enum_type_count(); ++i) {
+      CheckEnum(d->enum_type(i));
+    }
+  }
+
+  void CheckEnum(const pb::EnumDescriptor* e) {
+    RequireComment("enum", e);
+    const std::string prefix = UpperSnake(e->name()) + "_";
+    if (e->value_count() == 0 || e->value(0)->number() != 0 ||
+        e->value(0)->name() != prefix + "UNSPECIFIED") {
+      Problem("enum", e->full_name(),
+              absl::StrCat("first value must be ", prefix, "UNSPECIFIED = 0"));
+    }
+    for (int i = 0; i < e->value_count(); ++i) {
+      const pb::EnumValueDescriptor* v = e->value(i);
+      RequireComment("enum value", v);
+      if (!absl::StartsWith(v->name(), prefix)) {
+        Problem("enum value", v->full_name(),
+                absl::StrCat("name does not start with ", prefix));
+      }
+    }
+  }
+
+  std::vector<std::string> problems_;
+};
+
+// --- Loading ---------------------------------------------------------------
+
+// Builds every file of a descriptor set (as written by protoc with
+// --include_source_info) into `pool`; returns those of package ftune.v1.
+std::vector<const pb::FileDescriptor*> LoadDescriptorSet(
+    const std::string& path, pb::DescriptorPool* pool) {
+  std::vector<const pb::FileDescriptor*> ours;
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << "cannot open " << path;
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  pb::FileDescriptorSet set;
+  EXPECT_TRUE(set.ParseFromString(bytes.str())) << "cannot parse " << path;
+  // protoc writes dependencies before dependents (--include_imports).
+  for (const pb::FileDescriptorProto& fdp : set.file()) {
+    const pb::FileDescriptor* file = pool->BuildFile(fdp);
+    EXPECT_NE(file, nullptr) << "cannot build " << fdp.name();
+    if (file != nullptr && file->package() == kPackage) ours.push_back(file);
+  }
+  return ours;
+}
+
+// The build's descriptor set, loaded into its own pool (not the generated
+// one), so that the source comments are available.
+class DescriptorSetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ours_ = LoadDescriptorSet(FTUNE_PROTO_DESCRIPTOR_SET, &pool_);
+    ASSERT_FALSE(ours_.empty());
+  }
+
+  pb::DescriptorPool pool_;
+  std::vector<const pb::FileDescriptor*> ours_;
+};
+
+TEST_F(DescriptorSetTest, HasEveryFileAndService) {
+  std::vector<std::string> files;
+  for (const auto* f : ours_) files.push_back(f->name());
+  EXPECT_THAT(files, ::testing::IsSupersetOf({
+                         "ftune/v1/common.proto",
+                         "ftune/v1/job_spec.proto",
+                         "ftune/v1/job.proto",
+                         "ftune/v1/job_service.proto",
+                         "ftune/v1/file.proto",
+                         "ftune/v1/model.proto",
+                         "ftune/v1/worker.proto",
+                         "ftune/v1/admin.proto",
+                     }));
+  for (const char* service :
+       {"ftune.v1.JobService", "ftune.v1.FileService", "ftune.v1.ModelService",
+        "ftune.v1.AdminService", "ftune.v1.WorkerService"}) {
+    EXPECT_NE(pool_.FindServiceByName(service), nullptr) << service;
+  }
+}
+
+TEST_F(DescriptorSetTest, EverythingIsDocumentedAndFollowsConventions) {
+  ASSERT_FALSE(ours_.empty());
+  ContractChecker checker;
+  for (const auto* f : ours_) checker.CheckFile(f);
+  EXPECT_THAT(checker.problems(), ::testing::IsEmpty())
+      << checker.problems().size() << " problem(s):\n  "
+      << absl::StrJoin(checker.problems(), "\n  ");
+}
+
+// The descriptor set and the compiled C++ code come from the same protos.
+TEST_F(DescriptorSetTest, MatchesCompiledCode) {
+  // ftune_proto is a static library: a generated file's descriptor is in the
+  // generated pool only if the binary links its object, so use one message
+  // of each file.
+  const pb::Message* one_per_file[] = {
+      &ErrorInfo::default_instance(), &JobSpec::default_instance(),
+      &Job::default_instance(),       &CreateJobRequest::default_instance(),
+      &File::default_instance(),      &Model::default_instance(),
+      &Worker::default_instance(),    &Tenant::default_instance(),
+  };
+  for (const pb::Message* m : one_per_file) {
+    ASSERT_NE(m->GetDescriptor(), nullptr);
+  }
+  for (const pb::FileDescriptor* file : ours_) {
+    const pb::FileDescriptor* compiled =
+        pb::DescriptorPool::generated_pool()->FindFileByName(file->name());
+    ASSERT_NE(compiled, nullptr) << file->name() << " is not compiled in";
+    pb::FileDescriptorProto from_code;
+    compiled->CopyTo(&from_code);
+    compiled->CopyJsonNameTo(&from_code);
+    pb::FileDescriptorProto from_set;
+    file->CopyTo(&from_set);  // CopyTo leaves out source info
+    file->CopyJsonNameTo(&from_set);
+    pb::util::MessageDifferencer differ;
+    std::string diff;
+    differ.ReportDifferencesToString(&diff);
+    EXPECT_TRUE(differ.Compare(from_code, from_set)) << file->name() << ":\n"
+                                                     << diff;
+  }
+}
+
+// --- The checker itself catches what it should ------------------------------
+
+std::vector<std::string> ProblemsOfSample(const std::string& name) {
+  pb::DescriptorPool pool;
+  ContractChecker checker;
+  for (const auto* file : LoadDescriptorSet(
+           absl::StrCat(FTUNE_PROTO_SAMPLES_DIR, "/", name, ".desc"), &pool)) {
+    checker.CheckFile(file);
+  }
+  return checker.problems();
+}
+
+TEST(ContractCheckerTest, AcceptsDocumentedProto) {
+  EXPECT_THAT(ProblemsOfSample("documented"), ::testing::IsEmpty());
+}
+
+TEST(ContractCheckerTest, ReportsEachUndocumentedElement) {
+  EXPECT_THAT(
+      ProblemsOfSample("undocumented"),
+      ::testing::UnorderedElementsAre(
+          "service ftune.v1.Bare: no leading comment",
+          ::testing::HasSubstr("service ftune.v1.Bare: comment does not"),
+          "rpc ftune.v1.Bare.GetThing: no leading comment",
+          ::testing::HasSubstr("rpc ftune.v1.Bare.GetThing: comment has no"),
+          "field ftune.v1.Thing.undocumented: no leading comment",
+          "oneof ftune.v1.Thing.choice: no leading comment",
+          "field ftune.v1.Thing.Inner.nested_undocumented: no leading comment",
+          "message ftune.v1.Naked: no leading comment",
+          "enum ftune.v1.Color: no leading comment",
+          "enum value ftune.v1.COLOR_RED: no leading comment"));
+}
+
+TEST(ContractCheckerTest, ReportsConventionViolations) {
+  EXPECT_THAT(
+      ProblemsOfSample("bad_conventions"),
+      ::testing::UnorderedElementsAre(
+          ::testing::HasSubstr("rpc ftune.v1.S.ListThings: List rpc without"),
+          "field ftune.v1.Thing.pageSize: name is not lower_snake_case",
+          ::testing::HasSubstr("enum ftune.v1.JobColor: first value must be "
+                               "JOB_COLOR_UNSPECIFIED = 0"),
+          ::testing::HasSubstr(
+              "enum value ftune.v1.UNSPECIFIED: name does not start")));
+}
+
+TEST(ContractCheckerTest, UpperSnake) {
+  EXPECT_EQ(UpperSnake("JobState"), "JOB_STATE");
+  EXPECT_EQ(UpperSnake("LrScheduler"), "LR_SCHEDULER");
+  EXPECT_EQ(UpperSnake("ErrorReason"), "ERROR_REASON");
+  EXPECT_EQ(UpperSnake("HTTPCode"), "HTTP_CODE");
+}
+
+// --- Generated C++ types ----------------------------------------------
+
+JobSpec SampleSpec() {
+  JobSpec spec;
+  spec.set_model("llama-3.2-1b");
+  spec.set_training_file("file-abcdefghijklmnopqrstuvwx");
+  spec.set_validation_split(0.1);
+  spec.set_method(TRAINING_METHOD_QLORA);
+  spec.mutable_lora()->set_rank(8);
+  spec.mutable_lora()->set_alpha(16);
+  spec.mutable_lora()->add_target_modules("q_proj");
+  spec.mutable_lora()->add_target_modules("v_proj");
+  spec.mutable_quantization()->set_type(QUANTIZATION_TYPE_NF4);
+  spec.mutable_quantization()->set_double_quant(false);
+  spec.mutable_quantization()->set_compute_dtype(COMPUTE_DTYPE_BF16);
+  Hyperparameters* hp = spec.mutable_hyperparameters();
+  hp->set_epochs(1.5);
+  hp->set_learning_rate(1e-4);
+  hp->set_lr_scheduler(LR_SCHEDULER_COSINE);
+  hp->set_warmup_steps(10);
+  hp->set_max_grad_norm(0.0);  // explicit 0 = no clipping, not "unset"
+  hp->set_seed(42);
+  spec.mutable_resources()->set_gpus(0);  // explicit CPU
+  spec.set_priority(-5);
+  (*spec.mutable_labels())["team"] = "search";
+  spec.set_max_restarts(0);
+  spec.set_suffix("support-bot");
+  return spec;
+}
+
+TEST(GeneratedTypesTest, JobSpecRoundTripKeepsEveryField) {
+  const JobSpec spec = SampleSpec();
+  std::string wire;
+  ASSERT_TRUE(spec.SerializeToString(&wire));
+  JobSpec parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire));
+  EXPECT_TRUE(pb::util::MessageDifferencer::Equals(spec, parsed))
+      << parsed.DebugString();
+  EXPECT_EQ(parsed.validation_case(), JobSpec::kValidationSplit);
+  EXPECT_DOUBLE_EQ(parsed.validation_split(), 0.1);
+  EXPECT_EQ(parsed.hyperparameters().length_case(), Hyperparameters::kEpochs);
+  EXPECT_EQ(parsed.hyperparameters().warmup_case(),
+            Hyperparameters::kWarmupSteps);
+  EXPECT_EQ(parsed.labels().at("team"), "search");
+}
+
+TEST(GeneratedTypesTest, ExplicitZeroIsDistinctFromUnset) {
+  JobSpec parsed;
+  ASSERT_TRUE(parsed.ParseFromString(SampleSpec().SerializeAsString()));
+  // Set to 0 on purpose: must survive the wire as "present".
+  EXPECT_TRUE(parsed.has_max_restarts());
+  EXPECT_EQ(parsed.max_restarts(), 0);
+  EXPECT_TRUE(parsed.resources().has_gpus());
+  EXPECT_EQ(parsed.resources().gpus(), 0);
+  EXPECT_TRUE(parsed.hyperparameters().has_max_grad_norm());
+  EXPECT_TRUE(parsed.quantization().has_double_quant());
+  EXPECT_FALSE(parsed.quantization().double_quant());
+  // Never set: absent, so the documented default applies.
+  EXPECT_FALSE(parsed.hyperparameters().has_checkpoint_every_steps());
+  EXPECT_FALSE(parsed.hyperparameters().has_gradient_checkpointing());
+  JobSpec empty;
+  EXPECT_FALSE(empty.has_max_restarts());
+  EXPECT_FALSE(empty.resources().has_gpus());
+  EXPECT_EQ(empty.method(), TRAINING_METHOD_UNSPECIFIED);
+  EXPECT_EQ(empty.validation_case(), JobSpec::VALIDATION_NOT_SET);
+}
+
+TEST(GeneratedTypesTest, OneofMembersReplaceEachOther) {
+  JobSpec spec;
+  spec.set_validation_file("file-abcdefghijklmnopqrstuvwx");
+  EXPECT_EQ(spec.validation_case(), JobSpec::kValidationFile);
+  spec.set_validation_split(0.2);
+  EXPECT_EQ(spec.validation_case(), JobSpec::kValidationSplit);
+  EXPECT_FALSE(spec.has_validation_file());
+  EXPECT_EQ(spec.validation_file(), "");
+
+  Hyperparameters hp;
+  hp.set_max_steps(100);
+  hp.set_epochs(2);
+  EXPECT_EQ(hp.length_case(), Hyperparameters::kEpochs);
+  EXPECT_EQ(hp.max_steps(), 0);
+
+  // A WatchJob message carries exactly one payload.
+  WatchJobResponse msg;
+  msg.set_sequence(7);
+  msg.mutable_event()->set_type(JOB_EVENT_TYPE_STATE_CHANGED);
+  msg.mutable_event()->set_from_state(JOB_STATE_QUEUED);
+  msg.mutable_event()->set_to_state(JOB_STATE_RUNNING);
+  EXPECT_EQ(msg.update_case(), WatchJobResponse::kEvent);
+  msg.mutable_truncated()->set_resume_after_sequence(7);
+  EXPECT_EQ(msg.update_case(), WatchJobResponse::kTruncated);
+  EXPECT_FALSE(msg.has_event());
+  WatchJobResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(msg.SerializeAsString()));
+  EXPECT_EQ(parsed.truncated().resume_after_sequence(), 7);
+
+  UploadFileRequest first;
+  first.mutable_metadata()->set_filename("train.jsonl");
+  first.mutable_metadata()->set_purpose(FILE_PURPOSE_FINE_TUNE_TRAIN);
+  first.set_chunk("{\"text\":\"hi\"}\n");
+  EXPECT_EQ(first.data_case(), UploadFileRequest::kChunk);
+  EXPECT_FALSE(first.has_metadata());
+}
+
+TEST(GeneratedTypesTest, ServiceStubsAndNamesExist) {
+  EXPECT_STREQ(JobService::service_full_name(), "ftune.v1.JobService");
+  EXPECT_STREQ(FileService::service_full_name(), "ftune.v1.FileService");
+  EXPECT_STREQ(ModelService::service_full_name(), "ftune.v1.ModelService");
+  EXPECT_STREQ(AdminService::service_full_name(), "ftune.v1.AdminService");
+  EXPECT_STREQ(WorkerService::service_full_name(), "ftune.v1.WorkerService");
+  // Streaming shapes as documented.
+  const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
+  const pb::ServiceDescriptor* jobs =
+      pool->FindServiceByName(JobService::service_full_name());
+  ASSERT_NE(jobs, nullptr);
+  EXPECT_TRUE(jobs->FindMethodByName("WatchJob")->server_streaming());
+  EXPECT_TRUE(jobs->FindMethodByName("StreamJobLog")->server_streaming());
+  const pb::MethodDescriptor* upload =
+      pool->FindMethodByName("ftune.v1.FileService.UploadFile");
+  ASSERT_NE(upload, nullptr);
+  EXPECT_TRUE(upload->client_streaming());
+  EXPECT_FALSE(upload->server_streaming());
+  EXPECT_TRUE(pool->FindMethodByName("ftune.v1.WorkerService.StreamCommands")
+                  ->server_streaming());
+  // Enum names used in ErrorInfo.current_state are the value names.
+  EXPECT_EQ(JobState_Name(JOB_STATE_SUCCEEDED), "JOB_STATE_SUCCEEDED");
+  EXPECT_EQ(WorkerState_Name(WORKER_STATE_LOST), "WORKER_STATE_LOST");
+}
+
+}  // namespace
+}  // namespace ftune::v1
