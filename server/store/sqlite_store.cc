@@ -62,6 +62,11 @@ int64_t SqliteStore::commit_count() const {
   return commits_;
 }
 
+int64_t SqliteStore::queued_writes() const {
+  absl::MutexLock lock(&queue_mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
 absl::Status SqliteStore::Write(
     std::function<absl::Status(WriteContext&)> fn) {
   WriteRequest req;

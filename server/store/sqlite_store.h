@@ -98,7 +98,8 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<core::MetricPoint>> AppendMetrics(
       absl::string_view job_id, int64_t attempt,
       std::vector<core::MetricPoint> points,
-      const std::optional<core::JobProgress>& progress) override;
+      const std::optional<core::JobProgress>& progress =
+          std::nullopt) override;
   absl::StatusOr<core::JobEvent> AppendJobMessage(
       absl::string_view job_id, int64_t attempt,
       absl::string_view message) override;
@@ -138,6 +139,8 @@ class SqliteStore : public Store {
   // Number of COMMITs the writer has issued (for tests and the benchmark:
   // fewer commits than writes shows group commit at work).
   int64_t commit_count() const;
+  // Write requests waiting for the writer (not counting the running batch).
+  int64_t queued_writes() const;
 
   // What a write request sees: the write connection inside the batch's
   // transaction (and its own savepoint), the batch's time, and where to
