@@ -108,9 +108,22 @@ void SqliteStore::WriterLoop() {
   }
 }
 
+namespace {
+// Runs one cached statement that returns no rows.
+absl::Status RunCached(Connection& conn, const std::string& sql) {
+  FTUNE_ASSIGN_OR_RETURN(Statement st, conn.Prepare(sql));
+  return st.Run();
+}
+}  // namespace
+
 void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
+  static const auto* const kBegin = new std::string("BEGIN IMMEDIATE");
+  static const auto* const kCommit = new std::string("COMMIT");
+  static const auto* const kSavepoint = new std::string("SAVEPOINT w");
+  static const auto* const kRelease = new std::string("RELEASE w");
+  static const auto* const kRollbackTo = new std::string("ROLLBACK TO w");
   Connection& conn = *writer_conn_;
-  absl::Status begin = conn.Exec("BEGIN IMMEDIATE");
+  absl::Status begin = RunCached(conn, *kBegin);
   if (!begin.ok()) {
     for (WriteRequest* r : batch) r->status = begin;
     return;
@@ -122,7 +135,7 @@ void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
       r->status = fatal;
       continue;
     }
-    fatal = conn.Exec("SAVEPOINT w");
+    fatal = RunCached(conn, *kSavepoint);
     if (!fatal.ok()) {
       r->status = fatal;
       continue;
@@ -130,16 +143,16 @@ void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
     WriteContext ctx{conn, now, r->changes};
     r->status = r->fn(ctx);
     if (r->status.ok()) {
-      fatal = conn.Exec("RELEASE w");
+      fatal = RunCached(conn, *kRelease);
     } else {
       r->changes.clear();
       // Undo this request alone; the batch carries on.
-      fatal = conn.Exec("ROLLBACK TO w");
-      if (fatal.ok()) fatal = conn.Exec("RELEASE w");
+      fatal = RunCached(conn, *kRollbackTo);
+      if (fatal.ok()) fatal = RunCached(conn, *kRelease);
     }
     if (!fatal.ok()) r->status = fatal;
   }
-  absl::Status commit = fatal.ok() ? conn.Exec("COMMIT") : fatal;
+  absl::Status commit = fatal.ok() ? RunCached(conn, *kCommit) : fatal;
   if (!commit.ok()) {
     (void)conn.Exec("ROLLBACK");
     FTUNE_LOG(ERROR) << "group commit of " << batch.size()

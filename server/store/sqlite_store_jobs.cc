@@ -413,13 +413,17 @@ absl::StatusOr<CreateJobResult> SqliteStore::CreateJob(Job job) {
     job.last_checkpoint.reset();
     job.adapter = core::Adapter{};
     job.last_sequence = 0;
-    FTUNE_RETURN_IF_ERROR(InsertJob(conn, job));
+    // The event first, so the job row is inserted complete (last_sequence
+    // = 1) and needs no second UPDATE: creates are the hot write path.
     JobChange change;
     FTUNE_ASSIGN_OR_RETURN(
         JobEvent e, AddEvent(ctx, job, core::JobEventType::kCreated,
                              std::nullopt, JobState::kQueued, "job created"));
     change.events.push_back(std::move(e));
-    FTUNE_RETURN_IF_ERROR(Finish(ctx, job, std::move(change)));
+    FTUNE_RETURN_IF_ERROR(InsertJob(conn, job));
+    change.job = job;
+    change.job.spec.clear();
+    ctx.changes.push_back(std::move(change));
     result.job = job;
     result.created = true;
     return absl::OkStatus();
