@@ -543,6 +543,56 @@ TEST_F(TransitionTest, WorkersDrainAndSnapshot) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("worker-none")));
 }
 
+TEST_F(StoreTest, ModelsUpsertGetList) {
+  core::Model m{"llama-tiny", "models/llama-tiny", {{"arch", "llama"}}, {}};
+  ASSERT_OK(store_->UpsertModel(m));
+  m.directory = "models/llama-tiny-v2";
+  ASSERT_OK(store_->UpsertModel(m));
+  ASSERT_OK(store_->UpsertModel(core::Model{"a-model", "models/a", {}, {}}));
+  ASSERT_OK_AND_ASSIGN(core::Model got, store_->GetModel("llama-tiny"));
+  EXPECT_EQ(got.directory, "models/llama-tiny-v2");
+  EXPECT_EQ(got.metadata.at("arch"), "llama");
+  ASSERT_OK_AND_ASSIGN(auto all, store_->ListModels());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "a-model");
+  EXPECT_THAT(store_->GetModel("nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
+  EXPECT_THAT(store_->UpsertModel(core::Model{"x", "", {}, {}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("directory")));
+}
+
+TEST_F(StoreTest, FileStatusUpdatesAndRecordRoundTrip) {
+  auto a = MakeTenant("a");
+  core::FileRecord f;
+  f.tenant_id = a.tenant.id;
+  f.filename = "data.jsonl";
+  f.purpose = "fine-tune";
+  f.size_bytes = 1234;
+  f.sha256 = std::string(64, 'e');
+  f.format = "chat";
+  f.example_count = 17;
+  f.storage_path = "files/a/f";
+  ASSERT_OK_AND_ASSIGN(f, store_->CreateFile(f));
+  EXPECT_EQ(f.status, core::FileStatus::kProcessing);
+  ASSERT_OK_AND_ASSIGN(core::FileRecord inv,
+                       store_->UpdateFileStatus(a.tenant.id, f.id,
+                                                core::FileStatus::kInvalid,
+                                                "line 3: missing role"));
+  EXPECT_EQ(inv.status, core::FileStatus::kInvalid);
+  ASSERT_OK_AND_ASSIGN(core::FileRecord got, store_->GetFile(a.tenant.id, f.id));
+  EXPECT_EQ(got.status_detail, "line 3: missing role");
+  EXPECT_EQ(got.size_bytes, 1234);
+  EXPECT_EQ(got.sha256, f.sha256);
+  EXPECT_EQ(got.example_count, 17);
+  EXPECT_EQ(got.format, "chat");
+  EXPECT_EQ(got.create_time, clock_.Now());
+  core::FileRecord orphan = f;
+  orphan.id.clear();
+  orphan.tenant_id = "tenant-ghost";
+  EXPECT_THAT(store_->CreateFile(orphan),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("tenant-ghost")));
+}
+
 TEST_F(StoreTest, FileDeleteRefusedWhileALiveJobUsesIt) {
   auto a = MakeTenant("a");
   Job j = MustCreate(NewJob(a));
