@@ -156,6 +156,25 @@ TEST_F(StoreTest, ManyConcurrentWritersAllLandWithFewerCommits) {
   EXPECT_EQ(stored, all);
 }
 
+TEST_F(StoreTest, BusyDatabaseAnswersUnavailableAndChangesNothing) {
+  store_.reset();
+  SqliteStoreOptions options;
+  options.path = db_path();
+  options.busy_timeout = absl::Milliseconds(50);
+  ASSERT_OK_AND_ASSIGN(store_, SqliteStore::Open(options));
+  // Another process (here: another connection) holds the write lock.
+  ASSERT_OK_AND_ASSIGN(auto other, Connection::Open(db_path(), ConnectionOptions{}));
+  ASSERT_OK(other->Exec("BEGIN IMMEDIATE"));
+  core::Tenant t;
+  t.name = "blocked";
+  EXPECT_THAT(store_->CreateTenant(t),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("locked")));
+  ASSERT_OK(other->Exec("ROLLBACK"));
+  EXPECT_THAT(store_->GetTenantByName("blocked"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("blocked")));
+  EXPECT_OK(store_->CreateTenant(t));  // Works once the lock is gone.
+}
+
 // Holds the writer after one commit until `n` requests are queued, so the
 // next batch deterministically contains all of them.
 TEST_F(StoreTest, FailingWriteInABatchRollsBackAloneAndOthersCommit) {

@@ -484,6 +484,28 @@ TEST_F(TransitionTest, LeaseExpiryRequeuesThenFailsAfterMaxRestarts) {
   }
 }
 
+TEST_F(TransitionTest, LeaseExpiryWhileCancellingOrPaused) {
+  auto a = MakeTenant("a");
+  core::Worker w = MustRegisterWorker();
+  Job c = JobIn(a, w, S::kCancelling);
+  Job r = JobIn(a, w, S::kRunning);
+  ASSERT_OK_AND_ASSIGN(Job p, store_->PauseJob(a.tenant.id, r.id));
+  ASSERT_EQ(p.worker_id, w.id);
+  ASSERT_OK_AND_ASSIGN(auto res, store_->ExpireLeases(clock_.Now() + absl::Hours(1)));
+  EXPECT_TRUE(res.requeued.empty());
+  EXPECT_TRUE(res.failed.empty());
+  ASSERT_EQ(res.other.size(), 2u);
+  ASSERT_OK_AND_ASSIGN(Job c2, store_->GetJob(a.tenant.id, c.id));
+  EXPECT_EQ(c2.state, S::kCancelled);
+  ASSERT_OK_AND_ASSIGN(Job p2, store_->GetJob(a.tenant.id, r.id));
+  EXPECT_EQ(p2.state, S::kPaused);
+  EXPECT_EQ(p2.worker_id, "");
+  EXPECT_EQ(p2.attempt, 1);
+  // Expiring again finds nothing: the leases are gone.
+  ASSERT_OK_AND_ASSIGN(auto again, store_->ExpireLeases(clock_.Now() + absl::Hours(2)));
+  EXPECT_TRUE(again.other.empty());
+}
+
 TEST_F(TransitionTest, EndAttemptOutcomes) {
   auto a = MakeTenant("a");
   core::Worker w = MustRegisterWorker();
