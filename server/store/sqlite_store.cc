@@ -45,8 +45,31 @@ absl::Status SqliteStore::Start() {
   FTUNE_ASSIGN_OR_RETURN(writer_conn_, Connection::Open(options_.path, co));
   FTUNE_RETURN_IF_ERROR(
       Annotate(Migrate(*writer_conn_), absl::StrCat("database ", options_.path)));
+  if (options_.checkpoint_interval > absl::ZeroDuration()) {
+    FTUNE_RETURN_IF_ERROR(writer_conn_->Exec("PRAGMA wal_autocheckpoint=0"));
+    FTUNE_ASSIGN_OR_RETURN(checkpoint_conn_,
+                           Connection::Open(options_.path, co));
+    checkpointer_ = std::thread([this] { CheckpointLoop(); });
+  }
   writer_ = std::thread([this] { WriterLoop(); });
   return absl::OkStatus();
+}
+
+void SqliteStore::CheckpointLoop() {
+  absl::MutexLock lock(&queue_mu_);
+  while (!stopping_) {
+    queue_mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                               options_.checkpoint_interval);
+    if (stopping_) break;
+    queue_mu_.Unlock();
+    // PASSIVE never waits for the writer or readers; it copies what it can
+    // (frames behind an active reader stay for the next round).
+    absl::Status s = checkpoint_conn_->Exec("PRAGMA wal_checkpoint(PASSIVE)");
+    if (!s.ok() && !absl::IsUnavailable(s)) {
+      FTUNE_LOG(WARNING) << "WAL checkpoint failed: " << s;
+    }
+    queue_mu_.Lock();
+  }
 }
 
 SqliteStore::~SqliteStore() {
@@ -55,6 +78,7 @@ SqliteStore::~SqliteStore() {
     stopping_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 int64_t SqliteStore::commit_count() const {
