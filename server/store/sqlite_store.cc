@@ -1,6 +1,6 @@
-// SqliteStore: group-commit writer, read pool, and the non-job tables
-// (tenants, API keys, models, files, workers). Jobs live in
-// sqlite_store_jobs.cc.
+// SqliteStore: group-commit writer, read pool, and the catalog tables
+// (tenants, API keys, models, files). Jobs: sqlite_store_jobs.cc; workers
+// and leases: sqlite_store_workers.cc.
 #include "server/store/sqlite_store.h"
 
 #include <utility>
@@ -761,141 +761,8 @@ absl::StatusOr<core::FileRecord> SqliteStore::DeleteFile(
   return out;
 }
 
-// ------------------------------------------------------------ workers ----
-
-namespace {
-
-constexpr char kWorkerColumns[] =
-    "id, hostname, gpus, gpu_type, gpu_memory_bytes, cpu_slots, "
-    "memory_bytes, labels, version, state, register_time, last_heartbeat, "
-    "lease_expiry";
-
-absl::StatusOr<core::Worker> ReadWorker(const Statement& st) {
-  core::Worker w;
-  w.id = st.ColumnText(0);
-  w.hostname = st.ColumnText(1);
-  w.capabilities.gpus = static_cast<int32_t>(st.ColumnInt(2));
-  w.capabilities.gpu_type = st.ColumnText(3);
-  w.capabilities.gpu_memory_bytes = st.ColumnInt(4);
-  w.capabilities.cpu_slots = static_cast<int32_t>(st.ColumnInt(5));
-  w.capabilities.memory_bytes = st.ColumnInt(6);
-  FTUNE_ASSIGN_OR_RETURN(
-      w.capabilities.labels,
-      internal::DecodeStringMap(st.ColumnText(7), "worker labels"));
-  w.capabilities.version = st.ColumnText(8);
-  w.state = static_cast<core::WorkerState>(st.ColumnInt(9));
-  w.register_time = st.ColumnTime(10);
-  w.last_heartbeat = st.ColumnTime(11);
-  w.lease_expiry = st.ColumnTime(12);
-  return w;
-}
-
-absl::StatusOr<core::Worker> LoadWorker(Connection& conn,
-                                        absl::string_view id) {
-  FTUNE_ASSIGN_OR_RETURN(
-      Statement st, conn.Prepare(absl::StrCat("SELECT ", kWorkerColumns,
-                                              " FROM workers WHERE id = ?")));
-  st.Bind(1, id);
-  FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return absl::NotFoundError(absl::StrCat("worker ", id, " not found"));
-  return ReadWorker(st);
-}
-
-}  // namespace
-
-absl::StatusOr<core::Worker> SqliteStore::RegisterWorker(
-    core::Worker worker, absl::Time lease_expiry) {
-  if (worker.id.empty()) worker.id = NewId(kWorkerIdPrefix);
-  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
-    absl::StatusOr<core::Worker> old = LoadWorker(ctx.conn, worker.id);
-    if (!old.ok() && !absl::IsNotFound(old.status())) return old.status();
-    worker.register_time = ctx.now;
-    worker.last_heartbeat = ctx.now;
-    worker.lease_expiry = lease_expiry;
-    worker.state = old.ok() && old->state == core::WorkerState::kDraining
-                       ? core::WorkerState::kDraining
-                       : core::WorkerState::kActive;
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st,
-        ctx.conn.Prepare(
-            "INSERT OR REPLACE INTO workers(id, hostname, gpus, gpu_type, "
-            "gpu_memory_bytes, cpu_slots, memory_bytes, labels, version, "
-            "state, register_time, last_heartbeat, lease_expiry) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-    const core::WorkerCapabilities& c = worker.capabilities;
-    st.Bind(1, worker.id)
-        .Bind(2, worker.hostname)
-        .Bind(3, c.gpus)
-        .Bind(4, c.gpu_type)
-        .Bind(5, c.gpu_memory_bytes)
-        .Bind(6, c.cpu_slots)
-        .Bind(7, c.memory_bytes)
-        .Bind(8, internal::EncodeStringMap(c.labels))
-        .Bind(9, c.version)
-        .Bind(10, static_cast<int>(worker.state))
-        .BindTime(11, worker.register_time)
-        .BindTime(12, worker.last_heartbeat)
-        .BindTime(13, worker.lease_expiry);
-    return st.Run();
-  }));
-  return worker;
-}
-
-absl::StatusOr<core::Worker> SqliteStore::GetWorker(absl::string_view id) {
-  core::Worker out;
-  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(out, LoadWorker(conn, id));
-    return absl::OkStatus();
-  }));
-  return out;
-}
-
-namespace {
-absl::StatusOr<std::vector<core::Worker>> LoadWorkers(Connection& conn) {
-  std::vector<core::Worker> out;
-  FTUNE_ASSIGN_OR_RETURN(
-      Statement st, conn.Prepare(absl::StrCat("SELECT ", kWorkerColumns,
-                                              " FROM workers ORDER BY id")));
-  while (true) {
-    FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    FTUNE_ASSIGN_OR_RETURN(core::Worker w, ReadWorker(st));
-    out.push_back(std::move(w));
-  }
-  return out;
-}
-}  // namespace
-
-absl::StatusOr<std::vector<core::Worker>> SqliteStore::ListWorkers() {
-  std::vector<core::Worker> out;
-  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(out, LoadWorkers(conn));
-    return absl::OkStatus();
-  }));
-  return out;
-}
-
-absl::StatusOr<core::Worker> SqliteStore::DrainWorker(absl::string_view id) {
-  core::Worker out;
-  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(out, LoadWorker(ctx.conn, id));
-    if (out.state == core::WorkerState::kActive) {
-      FTUNE_ASSIGN_OR_RETURN(
-          Statement st,
-          ctx.conn.Prepare("UPDATE workers SET state = ? WHERE id = ?"));
-      st.Bind(1, static_cast<int>(core::WorkerState::kDraining)).Bind(2, id);
-      FTUNE_RETURN_IF_ERROR(st.Run());
-      out.state = core::WorkerState::kDraining;
-    }
-    return absl::OkStatus();
-  }));
-  return out;
-}
 
 namespace internal {
-absl::StatusOr<std::vector<core::Worker>> LoadAllWorkers(Connection& conn) {
-  return LoadWorkers(conn);
-}
 absl::StatusOr<std::vector<core::Tenant>> LoadAllTenants(Connection& conn) {
   std::vector<core::Tenant> out;
   FTUNE_ASSIGN_OR_RETURN(
@@ -916,10 +783,6 @@ absl::StatusOr<core::FileRecord> LoadVisibleFile(Connection& conn,
                                                  absl::string_view tenant_id,
                                                  absl::string_view id) {
   return LoadFile(conn, tenant_id, id);
-}
-absl::StatusOr<core::Worker> LoadWorkerById(Connection& conn,
-                                            absl::string_view id) {
-  return LoadWorker(conn, id);
 }
 }  // namespace internal
 
