@@ -18,7 +18,8 @@
 
 ABSL_FLAG(int, threads, 32, "concurrent writer threads");
 ABSL_FLAG(double, seconds, 5, "measured duration");
-ABSL_FLAG(std::string, db, "", "database file (default: a fresh file in $TMPDIR)");
+ABSL_FLAG(std::string, db, "",
+          "database file (default: a fresh file in $TMPDIR)");
 ABSL_FLAG(std::string, sync, "full", "synchronous mode: full or normal");
 ABSL_FLAG(int, spec_bytes, 512, "size of the opaque job spec");
 
@@ -88,8 +89,9 @@ int Run() {
   for (auto& v : latencies_ms) all.insert(all.end(), v.begin(), v.end());
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) {
-    return all.empty() ? 0.0 : all[std::min(all.size() - 1,
-                                            static_cast<size_t>(p * all.size()))];
+    return all.empty() ? 0.0
+                       : all[std::min(all.size() - 1,
+                                      static_cast<size_t>(p * all.size()))];
   };
   std::printf(
       "store_bench: threads=%d sync=%s creates=%zu errors=%d seconds=%.2f\n"

@@ -18,9 +18,9 @@ AttemptPlan Keep(const Job& job, JobState state) {
 AttemptPlan Retry(const Job& job, JobError error) {
   if (job.restart_count >= job.max_restarts) {
     AttemptPlan plan = Keep(job, JobState::kFailed);
-    plan.message = absl::StrCat("attempt ", job.attempt, " failed (",
-                                error.message, "); max_restarts=",
-                                job.max_restarts, " exhausted");
+    plan.message =
+        absl::StrCat("attempt ", job.attempt, " failed (", error.message,
+                     "); max_restarts=", job.max_restarts, " exhausted");
     error.retryable = false;
     error.message = plan.message;
     plan.error = std::move(error);
@@ -29,11 +29,10 @@ AttemptPlan Retry(const Job& job, JobError error) {
   AttemptPlan plan = Keep(job, JobState::kQueued);
   plan.new_attempt = job.attempt + 1;
   plan.new_restart_count = job.restart_count + 1;
-  plan.message = absl::StrCat("attempt ", job.attempt, " failed (",
-                              error.message, "); re-queued as attempt ",
-                              plan.new_attempt, " (restart ",
-                              plan.new_restart_count, " of ",
-                              job.max_restarts, ")");
+  plan.message =
+      absl::StrCat("attempt ", job.attempt, " failed (", error.message,
+                   "); re-queued as attempt ", plan.new_attempt, " (restart ",
+                   plan.new_restart_count, " of ", job.max_restarts, ")");
   error.retryable = true;
   plan.error = std::move(error);
   return plan;
@@ -62,9 +61,9 @@ absl::StatusOr<AttemptPlan> PlanAttemptEnd(const Job& job,
       AttemptPlan plan = Keep(job, JobState::kFailed);
       JobError error = end.error;
       error.retryable = false;
-      plan.message = absl::StrCat("attempt ", job.attempt, " failed: ",
-                                  JobErrorReasonName(error.reason), ": ",
-                                  error.message);
+      plan.message = absl::StrCat("attempt ", job.attempt,
+                                  " failed: ", JobErrorReasonName(error.reason),
+                                  ": ", error.message);
       plan.error = std::move(error);
       return plan;
     }

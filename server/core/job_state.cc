@@ -8,13 +8,20 @@ namespace ftune::core {
 
 std::string JobStateName(JobState state) {
   switch (state) {
-    case JobState::kQueued: return "QUEUED";
-    case JobState::kRunning: return "RUNNING";
-    case JobState::kCancelling: return "CANCELLING";
-    case JobState::kPaused: return "PAUSED";
-    case JobState::kSucceeded: return "SUCCEEDED";
-    case JobState::kFailed: return "FAILED";
-    case JobState::kCancelled: return "CANCELLED";
+    case JobState::kQueued:
+      return "QUEUED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kCancelling:
+      return "CANCELLING";
+    case JobState::kPaused:
+      return "PAUSED";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
   }
   return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
 }
@@ -80,8 +87,8 @@ bool IsAllowedTransition(JobState from, JobState to) {
 
 namespace {
 absl::Status NotAllowed(absl::string_view what, JobState current) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      "cannot ", what, " a job in state ", JobStateName(current)));
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot ", what, " a job in state ", JobStateName(current)));
 }
 }  // namespace
 

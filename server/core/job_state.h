@@ -7,11 +7,12 @@
 //   QUEUED     -> PAUSED      PauseJob
 //   QUEUED     -> CANCELLED   CancelJob (nothing is running, so no CANCELLING)
 //   QUEUED     -> FAILED      the scheduler finds the job can never run
-//   RUNNING    -> SUCCEEDED   the attempt's worker reports the adapter published
-//   RUNNING    -> FAILED      non-retryable failure, or restarts exhausted
-//   RUNNING    -> QUEUED      lease lost / retryable failure: attempt + 1
-//   RUNNING    -> CANCELLING  CancelJob; the worker is told to SIGTERM the child
-//   RUNNING    -> PAUSED      PauseJob; the worker checkpoints and stops the
+//   RUNNING    -> SUCCEEDED   the attempt's worker reports the adapter
+//   published RUNNING    -> FAILED      non-retryable failure, or restarts
+//   exhausted RUNNING    -> QUEUED      lease lost / retryable failure: attempt
+//   + 1 RUNNING    -> CANCELLING  CancelJob; the worker is told to SIGTERM the
+//   child RUNNING    -> PAUSED      PauseJob; the worker checkpoints and stops
+//   the
 //                             child, keeping the attempt until it reports back
 //   CANCELLING -> CANCELLED   the worker confirms the child stopped, or its
 //                             lease expired (nothing left to stop)
@@ -48,8 +49,8 @@ enum class JobState : int {
 };
 
 inline constexpr JobState kAllJobStates[] = {
-    JobState::kQueued,    JobState::kRunning, JobState::kCancelling,
-    JobState::kPaused,    JobState::kSucceeded, JobState::kFailed,
+    JobState::kQueued,   JobState::kRunning,   JobState::kCancelling,
+    JobState::kPaused,   JobState::kSucceeded, JobState::kFailed,
     JobState::kCancelled};
 
 // "QUEUED", "RUNNING", ... ("UNKNOWN(n)" for a value outside the enum).

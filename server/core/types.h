@@ -31,11 +31,11 @@ struct JobResources {
 // Numeric values are stored in the database: never renumber.
 enum class JobErrorReason : int {
   kNone = 0,
-  kInvalidInput = 1,     // Bad spec/data found at run time; not retried.
-  kOutOfMemory = 2,      // The trainer ran out of (GPU) memory.
-  kTrainerError = 3,     // The trainer failed (retryable exit code).
-  kWorkerLost = 4,       // Lease expired: worker dead, partitioned, stopped.
-  kInfeasible = 5,       // No worker can ever run it.
+  kInvalidInput = 1,  // Bad spec/data found at run time; not retried.
+  kOutOfMemory = 2,   // The trainer ran out of (GPU) memory.
+  kTrainerError = 3,  // The trainer failed (retryable exit code).
+  kWorkerLost = 4,    // Lease expired: worker dead, partitioned, stopped.
+  kInfeasible = 5,    // No worker can ever run it.
   kInternal = 6,
 };
 std::string JobErrorReasonName(JobErrorReason reason);  // "OUT_OF_MEMORY"...
@@ -84,7 +84,7 @@ struct Adapter {
 };
 
 struct Job {
-  std::string id;          // "job-..."
+  std::string id;  // "job-..."
   std::string tenant_id;
   JobState state = JobState::kQueued;
   // The current attempt (fencing token), 1 for the first run. It grows when
@@ -102,7 +102,7 @@ struct Job {
   JobResources resources;
   int32_t max_restarts = 0;
   std::map<std::string, std::string> labels;
-  std::string model;               // Registered model name.
+  std::string model;  // Registered model name.
   std::string training_file_id;
   std::string validation_file_id;  // "" = none.
 
@@ -155,8 +155,8 @@ struct Quota {
 };
 
 struct Tenant {
-  std::string id;    // "tenant-..."
-  std::string name;  // Unique, human readable.
+  std::string id;       // "tenant-..."
+  std::string name;     // Unique, human readable.
   double weight = 1.0;  // Fair-share weight (> 0).
   Quota quota;
   absl::Time create_time = absl::InfinitePast();
@@ -167,7 +167,7 @@ enum class ApiKeyRole : int { kTenant = 1, kAdmin = 2, kWorker = 3 };
 std::string ApiKeyRoleName(ApiKeyRole role);
 
 struct ApiKey {
-  std::string id;         // "key-..."
+  std::string id;  // "key-..."
   ApiKeyRole role = ApiKeyRole::kTenant;
   std::string tenant_id;  // Set iff role == kTenant.
   std::string prefix;     // First characters of the secret, shown to users.
@@ -184,8 +184,8 @@ struct ApiKey {
 enum class FileStatus : int {
   kProcessing = 1,  // Being uploaded/validated: not usable yet.
   kReady = 2,
-  kInvalid = 3,     // Failed validation; status_detail says why.
-  kDeleted = 4,     // Hidden from get/list; kept for history.
+  kInvalid = 3,  // Failed validation; status_detail says why.
+  kDeleted = 4,  // Hidden from get/list; kept for history.
 };
 std::string FileStatusName(FileStatus status);
 
@@ -207,8 +207,8 @@ struct FileRecord {
 // -------------------------------------------------------------- models ----
 
 struct Model {
-  std::string name;       // What jobs name.
-  std::string directory;  // Relative to the storage root.
+  std::string name;                             // What jobs name.
+  std::string directory;                        // Relative to the storage root.
   std::map<std::string, std::string> metadata;  // e.g. architecture, params.
   absl::Time update_time = absl::InfinitePast();
 };
@@ -220,13 +220,13 @@ enum class WorkerState : int { kActive = 1, kDraining = 2, kLost = 3 };
 std::string WorkerStateName(WorkerState state);
 
 struct WorkerCapabilities {
-  int32_t gpus = 0;               // 0 = CPU worker.
+  int32_t gpus = 0;  // 0 = CPU worker.
   std::string gpu_type;
-  int64_t gpu_memory_bytes = 0;   // Per GPU.
-  int32_t cpu_slots = 0;          // Concurrent CPU jobs (CPU workers).
-  int64_t memory_bytes = 0;       // Host RAM.
+  int64_t gpu_memory_bytes = 0;  // Per GPU.
+  int32_t cpu_slots = 0;         // Concurrent CPU jobs (CPU workers).
+  int64_t memory_bytes = 0;      // Host RAM.
   std::map<std::string, std::string> labels;
-  std::string version;            // Worker software version.
+  std::string version;  // Worker software version.
 };
 
 struct Worker {

@@ -16,7 +16,6 @@ using core::Job;
 using core::JobEvent;
 using core::JobState;
 
-
 static std::string StateList(std::initializer_list<JobState> states) {
   std::vector<std::string> parts;
   for (JobState s : states) parts.push_back(absl::StrCat(static_cast<int>(s)));
@@ -165,10 +164,9 @@ absl::Status Finish(WriteContext& ctx, Job& job, JobChange change) {
 absl::Status ApplyStateChange(WriteContext& ctx, Job& job, JobState to,
                               std::string message, JobChange& change) {
   if (!core::IsAllowedTransition(job.state, to)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(Describe(job), "; cannot go ",
-                     core::JobStateName(job.state), " -> ",
-                     core::JobStateName(to)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        Describe(job), "; cannot go ", core::JobStateName(job.state), " -> ",
+        core::JobStateName(to)));
   }
   const JobState from = job.state;
   job.state = to;
@@ -180,9 +178,9 @@ absl::Status ApplyStateChange(WriteContext& ctx, Job& job, JobState to,
     job.worker_id.clear();
     job.lease_expiry = absl::InfinitePast();
   }
-  FTUNE_ASSIGN_OR_RETURN(JobEvent e,
-                         AddEvent(ctx, job, core::JobEventType::kStateChanged,
-                                  from, to, std::move(message)));
+  FTUNE_ASSIGN_OR_RETURN(
+      JobEvent e, AddEvent(ctx, job, core::JobEventType::kStateChanged, from,
+                           to, std::move(message)));
   change.events.push_back(std::move(e));
   return absl::OkStatus();
 }
@@ -211,8 +209,8 @@ absl::StatusOr<Job> LoadFenced(Connection& conn, absl::string_view job_id,
         "stale attempt ", attempt, ": ", Describe(job), "; stop this attempt"));
   }
   if (!core::OccupiesWorker(job.state) || job.worker_id.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        Describe(job), " and holds no lease; stop this attempt"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(Describe(job), " and holds no lease; stop this attempt"));
   }
   if (!worker_id.empty() && job.worker_id != worker_id) {
     return absl::FailedPreconditionError(
@@ -233,9 +231,9 @@ absl::Status ApplyPlan(WriteContext& ctx, Job& job,
     FTUNE_RETURN_IF_ERROR(
         ApplyStateChange(ctx, job, plan.new_state, plan.message, change));
   } else {
-    FTUNE_ASSIGN_OR_RETURN(
-        JobEvent e, AddEvent(ctx, job, core::JobEventType::kMessage,
-                             std::nullopt, std::nullopt, plan.message));
+    FTUNE_ASSIGN_OR_RETURN(JobEvent e,
+                           AddEvent(ctx, job, core::JobEventType::kMessage,
+                                    std::nullopt, std::nullopt, plan.message));
     change.events.push_back(std::move(e));
   }
   job.attempt = plan.new_attempt;
@@ -318,7 +316,8 @@ absl::Status InsertJob(Connection& conn, const Job& job) {
       .Bind(20, job.last_sequence);
   absl::Status s = st.Run();
   if (absl::IsAlreadyExists(s)) {
-    return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " already exists"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("job ", job.id, " already exists"));
   }
   FTUNE_RETURN_IF_ERROR(s);
   const int64_t seq = conn.LastInsertRowId();
@@ -331,6 +330,5 @@ absl::Status InsertJob(Connection& conn, const Job& job) {
   }
   return absl::OkStatus();
 }
-
 
 }  // namespace ftune::store::internal

@@ -31,8 +31,9 @@ const std::string& WorkerStates();
 absl::Status NotFound(absl::string_view job_id);
 
 // The job as `tenant_id` may see it (foreign = NOT_FOUND).
-absl::StatusOr<core::Job> LoadJobFor(Connection& conn, absl::string_view tenant_id,
-                               absl::string_view job_id, bool with_spec);
+absl::StatusOr<core::Job> LoadJobFor(Connection& conn,
+                                     absl::string_view tenant_id,
+                                     absl::string_view job_id, bool with_spec);
 
 // "job X is RUNNING (attempt 2)".
 std::string Describe(const core::Job& job);
@@ -41,10 +42,10 @@ absl::Status InsertEvent(Connection& conn, const core::JobEvent& e);
 
 // Appends an event with the job's next sequence (job.last_sequence grows).
 absl::StatusOr<core::JobEvent> AddEvent(WriteContext& ctx, core::Job& job,
-                                  core::JobEventType type,
-                                  std::optional<core::JobState> from,
-                                  std::optional<core::JobState> to,
-                                  std::string message);
+                                        core::JobEventType type,
+                                        std::optional<core::JobState> from,
+                                        std::optional<core::JobState> to,
+                                        std::string message);
 
 // Writes every mutable column of `job`.
 absl::Status SaveJob(Connection& conn, const core::Job& job);
@@ -55,8 +56,9 @@ absl::Status Finish(WriteContext& ctx, core::Job& job, JobChange change);
 // Moves `job` to `to` (FAILED_PRECONDITION unless an edge of core's table),
 // sets start/end times, clears the worker on QUEUED/terminal, records the
 // STATE_CHANGED event in `change`. Does not save.
-absl::Status ApplyStateChange(WriteContext& ctx, core::Job& job, core::JobState to,
-                              std::string message, JobChange& change);
+absl::Status ApplyStateChange(WriteContext& ctx, core::Job& job,
+                              core::JobState to, std::string message,
+                              JobChange& change);
 
 absl::StatusOr<int64_t> CountJobs(Connection& conn, absl::string_view tenant_id,
                                   const std::string& states,
@@ -65,7 +67,8 @@ absl::StatusOr<int64_t> CountJobs(Connection& conn, absl::string_view tenant_id,
 // The job a worker report is about, after checking the fencing token:
 // current attempt, a held lease, and (if non-empty) the reporting worker.
 absl::StatusOr<core::Job> LoadFenced(Connection& conn, absl::string_view job_id,
-                               int64_t attempt, absl::string_view worker_id);
+                                     int64_t attempt,
+                                     absl::string_view worker_id);
 
 // Applies a core::AttemptPlan (end of an attempt, lost lease) and saves.
 absl::Status ApplyPlan(WriteContext& ctx, core::Job& job,

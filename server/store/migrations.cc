@@ -10,7 +10,8 @@ namespace ftune::store {
 // Times are INTEGER microseconds since the Unix epoch (NULL = unset).
 const std::vector<Migration>& Migrations() {
   static const auto* const kMigrations = new std::vector<Migration>{
-      {1, "tenants, api keys, models, files, jobs, events, metrics, checkpoints",
+      {1,
+       "tenants, api keys, models, files, jobs, events, metrics, checkpoints",
        R"sql(
 CREATE TABLE tenants(
   id TEXT PRIMARY KEY,

@@ -22,14 +22,13 @@ absl::StatusOr<std::map<std::string, std::string>> DecodeStringMap(
   std::map<std::string, std::string> out;
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
-    return absl::DataLossError(absl::StrCat("stored ", what,
-                                            " is not a JSON object: ", text));
+    return absl::DataLossError(
+        absl::StrCat("stored ", what, " is not a JSON object: ", text));
   }
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (!it.value().is_string()) {
-      return absl::DataLossError(
-          absl::StrCat("stored ", what, " value of '", it.key(),
-                       "' is not a string"));
+      return absl::DataLossError(absl::StrCat("stored ", what, " value of '",
+                                              it.key(), "' is not a string"));
     }
     out[it.key()] = it.value().get<std::string>();
   }
@@ -85,9 +84,8 @@ absl::StatusOr<int64_t> DecodePageToken(absl::string_view kind,
       raw.compare(0, prefix.size(), prefix) != 0 ||
       !absl::SimpleAtoi(absl::string_view(raw).substr(prefix.size()), &seq) ||
       seq <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_token '", token,
-                     "' is not a token returned by this list call"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_token '", token, "' is not a token returned by this list call"));
   }
   return seq;
 }
@@ -179,12 +177,12 @@ absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
 absl::StatusOr<core::Job> LoadJob(Connection& conn, absl::string_view job_id,
                                   bool with_spec) {
   FTUNE_ASSIGN_OR_RETURN(
-      Statement st,
-      conn.Prepare(absl::StrCat("SELECT ", JobColumns(with_spec),
-                                " FROM jobs WHERE id = ?")));
+      Statement st, conn.Prepare(absl::StrCat("SELECT ", JobColumns(with_spec),
+                                              " FROM jobs WHERE id = ?")));
   st.Bind(1, job_id);
   FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (!row)
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
   return ReadJobRow(st, with_spec);
 }
 

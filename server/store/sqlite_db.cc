@@ -22,14 +22,14 @@ Statement::~Statement() {
   }
 }
 
-#define FTUNE_SQLITE_BIND_(call)                                        \
-  do {                                                                  \
-    int rc = (call);                                                    \
-    if (rc != SQLITE_OK && bind_error_.ok()) {                          \
-      bind_error_ = conn_->Error(rc, absl::StrCat("binding parameter ", \
-                                                  index, " of ", *sql_)); \
-    }                                                                   \
-    return *this;                                                       \
+#define FTUNE_SQLITE_BIND_(call)                                         \
+  do {                                                                   \
+    int rc = (call);                                                     \
+    if (rc != SQLITE_OK && bind_error_.ok()) {                           \
+      bind_error_ = conn_->Error(                                        \
+          rc, absl::StrCat("binding parameter ", index, " of ", *sql_)); \
+    }                                                                    \
+    return *this;                                                        \
   } while (false)
 
 Statement& Statement::Bind(int index, int64_t value) {
@@ -116,10 +116,10 @@ std::optional<double> Statement::ColumnOptionalDouble(int col) const {
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     const std::string& path, const ConnectionOptions& options) {
   sqlite3* db = nullptr;
-  const int flags = (options.read_only ? SQLITE_OPEN_READONLY
-                                       : SQLITE_OPEN_READWRITE |
-                                             SQLITE_OPEN_CREATE) |
-                    SQLITE_OPEN_NOMUTEX;
+  const int flags =
+      (options.read_only ? SQLITE_OPEN_READONLY
+                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+      SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -136,9 +136,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
     absl::Status s = conn->Exec("PRAGMA journal_mode=WAL");
     if (!s.ok()) return Annotate(s, absl::StrCat("database ", path));
   }
-  absl::Status s = conn->Exec(absl::StrCat(
-      "PRAGMA foreign_keys=ON; PRAGMA synchronous=",
-      options.synchronous_full ? "FULL" : "NORMAL", ";"));
+  absl::Status s = conn->Exec(
+      absl::StrCat("PRAGMA foreign_keys=ON; PRAGMA synchronous=",
+                   options.synchronous_full ? "FULL" : "NORMAL", ";"));
   if (!s.ok()) return Annotate(s, absl::StrCat("database ", path));
   return conn;
 }
@@ -192,7 +192,8 @@ absl::Status Connection::Error(int rc, absl::string_view context) const {
     case SQLITE_LOCKED:
       return absl::UnavailableError(msg);
     case SQLITE_CONSTRAINT:
-      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      if (rc == SQLITE_CONSTRAINT_UNIQUE ||
+          rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         return absl::AlreadyExistsError(msg);
       }
       return absl::FailedPreconditionError(msg);

@@ -43,8 +43,8 @@ absl::Status SqliteStore::Start() {
   co.synchronous_full = options_.synchronous_full;
   co.busy_timeout = options_.busy_timeout;
   FTUNE_ASSIGN_OR_RETURN(writer_conn_, Connection::Open(options_.path, co));
-  FTUNE_RETURN_IF_ERROR(
-      Annotate(Migrate(*writer_conn_), absl::StrCat("database ", options_.path)));
+  FTUNE_RETURN_IF_ERROR(Annotate(Migrate(*writer_conn_),
+                                 absl::StrCat("database ", options_.path)));
   if (options_.checkpoint_interval > absl::ZeroDuration()) {
     FTUNE_RETURN_IF_ERROR(writer_conn_->Exec("PRAGMA wal_autocheckpoint=0"));
     FTUNE_ASSIGN_OR_RETURN(checkpoint_conn_,
@@ -91,8 +91,7 @@ int64_t SqliteStore::queued_writes() const {
   return static_cast<int64_t>(queue_.size());
 }
 
-absl::Status SqliteStore::Write(
-    std::function<absl::Status(WriteContext&)> fn) {
+absl::Status SqliteStore::Write(std::function<absl::Status(WriteContext&)> fn) {
   WriteRequest req;
   req.fn = std::move(fn);
   absl::MutexLock lock(&queue_mu_);
@@ -242,9 +241,9 @@ core::Tenant ReadTenant(const Statement& st) {
 absl::StatusOr<core::Tenant> LoadTenant(Connection& conn, absl::string_view by,
                                         absl::string_view value) {
   FTUNE_ASSIGN_OR_RETURN(
-      Statement st, conn.Prepare(absl::StrCat("SELECT ", kTenantColumns,
-                                              " FROM tenants WHERE ", by,
-                                              " = ?")));
+      Statement st,
+      conn.Prepare(absl::StrCat("SELECT ", kTenantColumns,
+                                " FROM tenants WHERE ", by, " = ?")));
   st.Bind(1, value);
   FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) {
@@ -290,9 +289,9 @@ absl::StatusOr<core::Tenant> SqliteStore::CreateTenant(core::Tenant tenant) {
         .BindTime(7, tenant.create_time);
     absl::Status s = st.Run();
     if (absl::IsAlreadyExists(s)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "a tenant named '", tenant.name, "' (or id ", tenant.id,
-          ") already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("a tenant named '", tenant.name, "' (or id ", tenant.id,
+                       ") already exists"));
     }
     return s;
   }));
@@ -321,9 +320,9 @@ absl::StatusOr<core::Tenant> SqliteStore::GetTenantByName(
 absl::StatusOr<std::vector<core::Tenant>> SqliteStore::ListTenants() {
   std::vector<core::Tenant> out;
   FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st, conn.Prepare(absl::StrCat("SELECT ", kTenantColumns,
-                                                " FROM tenants ORDER BY name")));
+    FTUNE_ASSIGN_OR_RETURN(Statement st, conn.Prepare(absl::StrCat(
+                                             "SELECT ", kTenantColumns,
+                                             " FROM tenants ORDER BY name")));
     while (true) {
       FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
@@ -398,9 +397,9 @@ core::ApiKey ReadKey(const Statement& st) {
 absl::StatusOr<core::ApiKey> LoadKey(Connection& conn, absl::string_view by,
                                      absl::string_view value) {
   FTUNE_ASSIGN_OR_RETURN(
-      Statement st, conn.Prepare(absl::StrCat("SELECT ", kKeyColumns,
-                                              " FROM api_keys WHERE ", by,
-                                              " = ?")));
+      Statement st,
+      conn.Prepare(absl::StrCat("SELECT ", kKeyColumns, " FROM api_keys WHERE ",
+                                by, " = ?")));
   st.Bind(1, value);
   FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return absl::NotFoundError("API key not found");
@@ -425,7 +424,8 @@ absl::StatusOr<core::ApiKey> SqliteStore::CreateApiKey(core::ApiKey key) {
   key.revoke_time = absl::InfinitePast();
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     if (tenant_role) {
-      absl::StatusOr<core::Tenant> t = LoadTenant(ctx.conn, "id", key.tenant_id);
+      absl::StatusOr<core::Tenant> t =
+          LoadTenant(ctx.conn, "id", key.tenant_id);
       if (absl::IsNotFound(t.status())) {
         return absl::NotFoundError(
             absl::StrCat("tenant ", key.tenant_id, " not found"));
@@ -511,8 +511,8 @@ absl::StatusOr<core::Model> ReadModel(const Statement& st) {
   core::Model m;
   m.name = st.ColumnText(0);
   m.directory = st.ColumnText(1);
-  FTUNE_ASSIGN_OR_RETURN(
-      m.metadata, internal::DecodeStringMap(st.ColumnText(2), "model metadata"));
+  FTUNE_ASSIGN_OR_RETURN(m.metadata, internal::DecodeStringMap(
+                                         st.ColumnText(2), "model metadata"));
   m.update_time = st.ColumnTime(3);
   return m;
 }
@@ -549,7 +549,8 @@ absl::StatusOr<core::Model> SqliteStore::GetModel(absl::string_view name) {
                      "models WHERE name = ?"));
     st.Bind(1, name);
     FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
+    if (!row)
+      return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
     FTUNE_ASSIGN_OR_RETURN(out, ReadModel(st));
     return absl::OkStatus();
   }));
@@ -604,10 +605,10 @@ absl::StatusOr<core::FileRecord> LoadFile(Connection& conn,
                                           absl::string_view tenant_id,
                                           absl::string_view id) {
   FTUNE_ASSIGN_OR_RETURN(
-      Statement st, conn.Prepare(absl::StrCat(
-                        "SELECT ", kFileColumns,
-                        " FROM files WHERE id = ? AND status != ",
-                        static_cast<int>(core::FileStatus::kDeleted))));
+      Statement st,
+      conn.Prepare(absl::StrCat("SELECT ", kFileColumns,
+                                " FROM files WHERE id = ? AND status != ",
+                                static_cast<int>(core::FileStatus::kDeleted))));
   st.Bind(1, id);
   FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row || !TenantSees(tenant_id, st.ColumnText(1))) {
@@ -760,7 +761,6 @@ absl::StatusOr<core::FileRecord> SqliteStore::DeleteFile(
   }));
   return out;
 }
-
 
 namespace internal {
 absl::StatusOr<std::vector<core::Tenant>> LoadAllTenants(Connection& conn) {

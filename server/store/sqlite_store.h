@@ -31,13 +31,13 @@
 namespace ftune::store {
 
 struct SqliteStoreOptions {
-  std::string path;               // The database file; created if missing.
-  bool synchronous_full = true;   // false: synchronous=NORMAL (faster, may
-                                  // lose the last commits on power loss).
+  std::string path;              // The database file; created if missing.
+  bool synchronous_full = true;  // false: synchronous=NORMAL (faster, may
+                                 // lose the last commits on power loss).
   absl::Duration busy_timeout = absl::Seconds(5);
-  int max_batch = 512;            // Write requests per group commit.
-  int max_read_connections = 8;   // Idle read connections kept.
-  Clock* clock = nullptr;         // Times stamped on rows; null = real clock.
+  int max_batch = 512;           // Write requests per group commit.
+  int max_read_connections = 8;  // Idle read connections kept.
+  Clock* clock = nullptr;        // Times stamped on rows; null = real clock.
   // Copy the WAL back into the database from a background thread at this
   // interval instead of inside a commit (SQLite's auto-checkpoint would stall
   // one batch in every ~1000 pages written with an extra write + fsync).
@@ -103,8 +103,7 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<core::MetricPoint>> AppendMetrics(
       absl::string_view job_id, int64_t attempt,
       std::vector<core::MetricPoint> points,
-      const std::optional<core::JobProgress>& progress =
-          std::nullopt) override;
+      const std::optional<core::JobProgress>& progress = std::nullopt) override;
   absl::StatusOr<core::JobEvent> AppendJobMessage(
       absl::string_view job_id, int64_t attempt,
       absl::string_view message) override;

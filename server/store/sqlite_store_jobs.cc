@@ -8,8 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "common/ids.h"
 #include "common/status.h"
-#include "server/store/rows.h"
 #include "server/store/job_ops.h"
+#include "server/store/rows.h"
 #include "server/store/sqlite_store.h"
 
 namespace ftune::store {
@@ -32,7 +32,6 @@ using internal::LoadFenced;
 using internal::LoadJobFor;
 using internal::QueuedStates;
 using internal::ValidateNewJob;
-
 
 // ------------------------------------------------------------- create ----
 
@@ -64,8 +63,8 @@ absl::StatusOr<CreateJobResult> SqliteStore::CreateJob(Job job) {
     }
     FTUNE_RETURN_IF_ERROR(tenant.status());
     {
-      FTUNE_ASSIGN_OR_RETURN(Statement st,
-                             conn.Prepare("SELECT 1 FROM models WHERE name = ?"));
+      FTUNE_ASSIGN_OR_RETURN(
+          Statement st, conn.Prepare("SELECT 1 FROM models WHERE name = ?"));
       st.Bind(1, job.model);
       FTUNE_ASSIGN_OR_RETURN(bool known, st.Step());
       if (!known) {
@@ -81,17 +80,18 @@ absl::StatusOr<CreateJobResult> SqliteStore::CreateJob(Job job) {
     }
     const core::Quota& q = tenant->quota;
     if (q.max_gpus > 0 && job.resources.gpus > q.max_gpus) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "quota max_gpus=", q.max_gpus, " is below the job's ",
-          job.resources.gpus, " GPUs; it could never run"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("quota max_gpus=", q.max_gpus, " is below the job's ",
+                       job.resources.gpus, " GPUs; it could never run"));
     }
     if (q.max_queued_jobs > 0) {
       FTUNE_ASSIGN_OR_RETURN(
-          int64_t queued, CountJobs(conn, job.tenant_id, QueuedStates(), "COUNT(*)"));
+          int64_t queued,
+          CountJobs(conn, job.tenant_id, QueuedStates(), "COUNT(*)"));
       if (queued >= q.max_queued_jobs) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "quota max_queued_jobs=", q.max_queued_jobs, " reached (", queued,
-            " jobs queued or paused)"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("quota max_queued_jobs=", q.max_queued_jobs,
+                         " reached (", queued, " jobs queued or paused)"));
       }
     }
     job.state = JobState::kQueued;
@@ -137,9 +137,9 @@ absl::StatusOr<Job> SqliteStore::GetJob(absl::string_view tenant_id,
 }
 
 absl::StatusOr<Page<Job>> SqliteStore::ListJobs(absl::string_view tenant_id,
-                                                 const JobFilter& filter,
-                                                 int page_size,
-                                                 absl::string_view page_token) {
+                                                const JobFilter& filter,
+                                                int page_size,
+                                                absl::string_view page_token) {
   FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
   FTUNE_ASSIGN_OR_RETURN(int64_t before,
                          internal::DecodePageToken("jobs", page_token));
@@ -198,7 +198,8 @@ absl::StatusOr<Job> SqliteStore::TransitionJob(const JobTransition& t) {
   FTUNE_RETURN_IF_ERROR(CheckTenantArg(t.tenant_id));
   Job job;
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(job, LoadJobFor(ctx.conn, t.tenant_id, t.job_id, true));
+    FTUNE_ASSIGN_OR_RETURN(job,
+                           LoadJobFor(ctx.conn, t.tenant_id, t.job_id, true));
     if (job.state != t.expected_state ||
         (t.expected_attempt >= 0 && job.attempt != t.expected_attempt)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -269,8 +270,8 @@ absl::StatusOr<Job> SqliteStore::ResumeJob(absl::string_view tenant_id,
     if (!target.ok()) return Annotate(target.status(), Describe(job));
     JobChange change;
     FTUNE_RETURN_IF_ERROR(ApplyStateChange(
-        ctx, job, *target,
-        absl::StrCat("resumed as attempt ", job.attempt + 1), change));
+        ctx, job, *target, absl::StrCat("resumed as attempt ", job.attempt + 1),
+        change));
     // A new attempt: whatever the paused worker still reports is stale.
     ++job.attempt;
     return Finish(ctx, job, std::move(change));

@@ -62,7 +62,8 @@ absl::StatusOr<core::Worker> LoadWorker(Connection& conn,
                                               " FROM workers WHERE id = ?")));
   st.Bind(1, id);
   FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return absl::NotFoundError(absl::StrCat("worker ", id, " not found"));
+  if (!row)
+    return absl::NotFoundError(absl::StrCat("worker ", id, " not found"));
   return ReadWorker(st);
 }
 
@@ -157,7 +158,6 @@ absl::StatusOr<core::Worker> SqliteStore::DrainWorker(absl::string_view id) {
   return out;
 }
 
-
 namespace internal {
 absl::StatusOr<std::vector<core::Worker>> LoadAllWorkers(Connection& conn) {
   return LoadWorkers(conn);
@@ -177,20 +177,21 @@ absl::StatusOr<std::vector<JobAttemptRef>> SqliteStore::HeartbeatWorker(
     FTUNE_ASSIGN_OR_RETURN(core::Worker w,
                            internal::LoadWorkerById(ctx.conn, worker_id));
     if (w.state == core::WorkerState::kLost) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", worker_id, " is LOST (its lease expired); register again"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker ", worker_id,
+                       " is LOST (its lease expired); register again"));
     }
     FTUNE_ASSIGN_OR_RETURN(
-        Statement up,
-        ctx.conn.Prepare("UPDATE workers SET last_heartbeat = ?, "
-                         "lease_expiry = ? WHERE id = ?"));
+        Statement up, ctx.conn.Prepare("UPDATE workers SET last_heartbeat = ?, "
+                                       "lease_expiry = ? WHERE id = ?"));
     up.BindTime(1, ctx.now).BindTime(2, lease_expiry).Bind(3, worker_id);
     FTUNE_RETURN_IF_ERROR(up.Run());
     FTUNE_ASSIGN_OR_RETURN(
         Statement jobs,
         ctx.conn.Prepare(absl::StrCat(
             "UPDATE jobs SET lease_expiry = ? WHERE worker_id = ? AND state "
-            "IN (", WorkerStates(), ") RETURNING id, attempt")));
+            "IN (",
+            WorkerStates(), ") RETURNING id, attempt")));
     jobs.BindTime(1, lease_expiry).Bind(2, worker_id);
     while (true) {
       FTUNE_ASSIGN_OR_RETURN(bool row, jobs.Step());
@@ -210,11 +211,11 @@ absl::StatusOr<Job> SqliteStore::GrantLease(absl::string_view job_id,
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     FTUNE_ASSIGN_OR_RETURN(job, LoadJob(ctx.conn, job_id, true));
     if (job.state != JobState::kQueued || job.attempt != expected_attempt) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(Describe(job), ", expected QUEUED (attempt ",
-                       expected_attempt, ")"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          Describe(job), ", expected QUEUED (attempt ", expected_attempt, ")"));
     }
-    absl::StatusOr<core::Worker> w = internal::LoadWorkerById(ctx.conn, worker_id);
+    absl::StatusOr<core::Worker> w =
+        internal::LoadWorkerById(ctx.conn, worker_id);
     if (absl::IsNotFound(w.status())) {
       return absl::FailedPreconditionError(
           absl::StrCat("worker ", worker_id, " is not registered"));
@@ -229,9 +230,9 @@ absl::StatusOr<Job> SqliteStore::GrantLease(absl::string_view job_id,
                            internal::LoadTenantById(ctx.conn, job.tenant_id));
     const core::Quota& q = tenant.quota;
     if (q.max_running_jobs > 0) {
-      FTUNE_ASSIGN_OR_RETURN(int64_t running,
-                             CountJobs(ctx.conn, job.tenant_id, RunningStates(),
-                                       "COUNT(*)"));
+      FTUNE_ASSIGN_OR_RETURN(
+          int64_t running,
+          CountJobs(ctx.conn, job.tenant_id, RunningStates(), "COUNT(*)"));
       if (running >= q.max_running_jobs) {
         return absl::ResourceExhaustedError(
             absl::StrCat("quota max_running_jobs=", q.max_running_jobs,
@@ -239,21 +240,21 @@ absl::StatusOr<Job> SqliteStore::GrantLease(absl::string_view job_id,
       }
     }
     if (q.max_gpus > 0 && job.resources.gpus > 0) {
-      FTUNE_ASSIGN_OR_RETURN(
-          int64_t gpus, CountJobs(ctx.conn, job.tenant_id, RunningStates(),
-                                  "COALESCE(SUM(gpus), 0)"));
+      FTUNE_ASSIGN_OR_RETURN(int64_t gpus,
+                             CountJobs(ctx.conn, job.tenant_id, RunningStates(),
+                                       "COALESCE(SUM(gpus), 0)"));
       if (gpus + job.resources.gpus > q.max_gpus) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "quota max_gpus=", q.max_gpus, " would be exceeded (", gpus,
-            " GPUs in use + ", job.resources.gpus, ")"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("quota max_gpus=", q.max_gpus, " would be exceeded (",
+                         gpus, " GPUs in use + ", job.resources.gpus, ")"));
       }
     }
     JobChange change;
-    FTUNE_RETURN_IF_ERROR(ApplyStateChange(
-        ctx, job, JobState::kRunning,
-        absl::StrCat("lease granted to worker ", worker_id, " (attempt ",
-                     job.attempt, ")"),
-        change));
+    FTUNE_RETURN_IF_ERROR(
+        ApplyStateChange(ctx, job, JobState::kRunning,
+                         absl::StrCat("lease granted to worker ", worker_id,
+                                      " (attempt ", job.attempt, ")"),
+                         change));
     job.worker_id = std::string(worker_id);
     job.lease_expiry = lease_expiry;
     return Finish(ctx, job, std::move(change));
@@ -265,10 +266,12 @@ absl::StatusOr<Job> SqliteStore::RenewLease(absl::string_view job_id,
                                             int64_t attempt,
                                             absl::string_view worker_id,
                                             absl::Time lease_expiry) {
-  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id is empty");
+  if (worker_id.empty())
+    return absl::InvalidArgumentError("worker_id is empty");
   Job job;
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(job, LoadFenced(ctx.conn, job_id, attempt, worker_id));
+    FTUNE_ASSIGN_OR_RETURN(job,
+                           LoadFenced(ctx.conn, job_id, attempt, worker_id));
     FTUNE_ASSIGN_OR_RETURN(
         Statement st,
         ctx.conn.Prepare("UPDATE jobs SET lease_expiry = ? WHERE id = ?"));
@@ -284,11 +287,14 @@ absl::StatusOr<Job> SqliteStore::EndAttempt(absl::string_view job_id,
                                             int64_t attempt,
                                             absl::string_view worker_id,
                                             const core::AttemptEnd& end) {
-  if (worker_id.empty()) return absl::InvalidArgumentError("worker_id is empty");
+  if (worker_id.empty())
+    return absl::InvalidArgumentError("worker_id is empty");
   Job job;
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(job, LoadFenced(ctx.conn, job_id, attempt, worker_id));
-    FTUNE_ASSIGN_OR_RETURN(core::AttemptPlan plan, core::PlanAttemptEnd(job, end));
+    FTUNE_ASSIGN_OR_RETURN(job,
+                           LoadFenced(ctx.conn, job_id, attempt, worker_id));
+    FTUNE_ASSIGN_OR_RETURN(core::AttemptPlan plan,
+                           core::PlanAttemptEnd(job, end));
     return ApplyPlan(ctx, job, plan);
   }));
   return job;
@@ -329,7 +335,8 @@ absl::StatusOr<LeaseExpiryResult> SqliteStore::ExpireLeases(absl::Time now) {
     FTUNE_ASSIGN_OR_RETURN(
         Statement w,
         ctx.conn.Prepare(absl::StrCat(
-            "UPDATE workers SET state = ", static_cast<int>(core::WorkerState::kLost),
+            "UPDATE workers SET state = ",
+            static_cast<int>(core::WorkerState::kLost),
             " WHERE lease_expiry <= ? AND state != ",
             static_cast<int>(core::WorkerState::kLost), " RETURNING id")));
     w.BindTime(1, now);
@@ -348,11 +355,10 @@ absl::StatusOr<core::SchedulingSnapshot> SqliteStore::GetSchedulingSnapshot() {
   FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
     auto load = [&](const std::string& where,
                     std::vector<Job>& out) -> absl::Status {
-      FTUNE_ASSIGN_OR_RETURN(
-          Statement st,
-          conn.Prepare(absl::StrCat("SELECT ", internal::JobColumns(false),
-                                    " FROM jobs WHERE ", where,
-                                    " ORDER BY seq")));
+      FTUNE_ASSIGN_OR_RETURN(Statement st,
+                             conn.Prepare(absl::StrCat(
+                                 "SELECT ", internal::JobColumns(false),
+                                 " FROM jobs WHERE ", where, " ORDER BY seq")));
       while (true) {
         FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
         if (!row) break;
@@ -361,9 +367,9 @@ absl::StatusOr<core::SchedulingSnapshot> SqliteStore::GetSchedulingSnapshot() {
       }
       return absl::OkStatus();
     };
-    FTUNE_RETURN_IF_ERROR(load(
-        absl::StrCat("state = ", static_cast<int>(JobState::kQueued)),
-        snap.queued));
+    FTUNE_RETURN_IF_ERROR(
+        load(absl::StrCat("state = ", static_cast<int>(JobState::kQueued)),
+             snap.queued));
     FTUNE_RETURN_IF_ERROR(load(
         absl::StrCat("worker_id != '' AND state IN (", WorkerStates(), ")"),
         snap.active));

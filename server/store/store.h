@@ -51,8 +51,8 @@ inline constexpr int kDefaultPageSize = 50;
 inline constexpr int kMaxPageSize = 1000;
 
 struct JobFilter {
-  std::vector<core::JobState> states;          // Any of these; empty = all.
-  std::map<std::string, std::string> labels;   // All of these must match.
+  std::vector<core::JobState> states;         // Any of these; empty = all.
+  std::map<std::string, std::string> labels;  // All of these must match.
 };
 
 // One page, newest first. `next_page_token` is empty on the last page.
@@ -100,9 +100,9 @@ struct JobAttemptRef {
 };
 
 struct LeaseExpiryResult {
-  std::vector<core::Job> requeued;   // RUNNING -> QUEUED (attempt + 1).
-  std::vector<core::Job> failed;     // RUNNING -> FAILED (restarts exhausted).
-  std::vector<core::Job> other;      // CANCELLING -> CANCELLED, PAUSED freed.
+  std::vector<core::Job> requeued;  // RUNNING -> QUEUED (attempt + 1).
+  std::vector<core::Job> failed;    // RUNNING -> FAILED (restarts exhausted).
+  std::vector<core::Job> other;     // CANCELLING -> CANCELLED, PAUSED freed.
   std::vector<std::string> lost_workers;  // ACTIVE/DRAINING -> LOST.
 };
 
@@ -226,15 +226,16 @@ class Store {
   // job.last_checkpoint, appends a CHECKPOINT event. Same step again
   // replaces the record (a later attempt re-reached it).
   virtual absl::StatusOr<core::Checkpoint> AddCheckpoint(
-      absl::string_view job_id, int64_t attempt, core::Checkpoint checkpoint) = 0;
+      absl::string_view job_id, int64_t attempt,
+      core::Checkpoint checkpoint) = 0;
   virtual absl::StatusOr<std::vector<core::Checkpoint>> ListCheckpoints(
       absl::string_view tenant_id, absl::string_view job_id) = 0;
 
   // ---- workers and leases -----------------------------------------------
   // Insert or update by id (id empty: assigned). A DRAINING worker that
   // registers again stays DRAINING; a LOST one becomes ACTIVE.
-  virtual absl::StatusOr<core::Worker> RegisterWorker(core::Worker worker,
-                                                      absl::Time lease_expiry) = 0;
+  virtual absl::StatusOr<core::Worker> RegisterWorker(
+      core::Worker worker, absl::Time lease_expiry) = 0;
   // Sets last_heartbeat = now, the worker's lease_expiry, and extends the
   // lease of every job it holds to `lease_expiry`. NOT_FOUND for an unknown
   // worker; FAILED_PRECONDITION for a LOST one (it must register again).

@@ -60,9 +60,9 @@ TEST(AttemptTest, LeaseLossWhileCancellingOrPaused) {
   EXPECT_EQ(p.new_state, JobState::kPaused);
   EXPECT_TRUE(p.clear_worker);
   job.state = JobState::kQueued;
-  EXPECT_THAT(PlanLeaseLoss(job),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("QUEUED")));
+  EXPECT_THAT(
+      PlanLeaseLoss(job),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("QUEUED")));
 }
 
 TEST(AttemptTest, OutcomesOfARunningAttempt) {
@@ -110,9 +110,9 @@ TEST(AttemptTest, StopAcknowledgements) {
   EXPECT_EQ(p.new_state, JobState::kPaused);
   EXPECT_TRUE(p.clear_worker);
   job.state = JobState::kSucceeded;
-  EXPECT_THAT(PlanAttemptEnd(job, stopped),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("SUCCEEDED")));
+  EXPECT_THAT(
+      PlanAttemptEnd(job, stopped),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
 }
 
 TEST(AttemptTest, EveryPlannedStateChangeIsALegalEdge) {

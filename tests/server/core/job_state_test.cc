@@ -77,27 +77,24 @@ TEST(JobStateTest, CancelTargets) {
   EXPECT_EQ(*CancelTarget(S::kRunning), S::kCancelling);
   EXPECT_EQ(*CancelTarget(S::kCancelling), S::kCancelling);
   for (S s : {S::kSucceeded, S::kFailed, S::kCancelled}) {
-    EXPECT_THAT(CancelTarget(s),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         HasSubstr(JobStateName(s))));
+    EXPECT_THAT(CancelTarget(s), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr(JobStateName(s))));
   }
 }
 
 TEST(JobStateTest, PauseAndResumeTargets) {
   EXPECT_EQ(*PauseTarget(S::kQueued), S::kPaused);
   EXPECT_EQ(*PauseTarget(S::kRunning), S::kPaused);
-  for (S s : {S::kPaused, S::kCancelling, S::kSucceeded, S::kFailed,
-              S::kCancelled}) {
-    EXPECT_THAT(PauseTarget(s),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         HasSubstr(JobStateName(s))));
+  for (S s :
+       {S::kPaused, S::kCancelling, S::kSucceeded, S::kFailed, S::kCancelled}) {
+    EXPECT_THAT(PauseTarget(s), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr(JobStateName(s))));
   }
   EXPECT_EQ(*ResumeTarget(S::kPaused), S::kQueued);
   for (S s : kAllJobStates) {
     if (s == S::kPaused) continue;
-    EXPECT_THAT(ResumeTarget(s),
-                StatusIs(absl::StatusCode::kFailedPrecondition,
-                         HasSubstr(JobStateName(s))));
+    EXPECT_THAT(ResumeTarget(s), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr(JobStateName(s))));
   }
   // Every target a request produces is itself an edge of the table (or no
   // change at all).

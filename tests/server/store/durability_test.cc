@@ -22,7 +22,8 @@ TEST_F(StoreTest, AcknowledgedWritesSurviveReopen) {
   ASSERT_OK(OpenStore(/*synchronous_full=*/true));
   auto a = MakeTenant("a");
   std::vector<std::string> ids;
-  for (int i = 0; i < 20; ++i) ids.push_back(MustCreate(NewJob(a, "r" + std::to_string(i))).id);
+  for (int i = 0; i < 20; ++i)
+    ids.push_back(MustCreate(NewJob(a, "r" + std::to_string(i))).id);
   ASSERT_OK(OpenStore(true));  // Closes and reopens.
   for (int i = 0; i < 20; ++i) {
     ASSERT_OK_AND_ASSIGN(core::Job j, store_->GetJob(a.tenant.id, ids[i]));
@@ -125,8 +126,9 @@ TEST(DurabilityTest, AcknowledgedCreatesSurviveSigkill) {
     ++checked;
   }
   EXPECT_GE(checked, 200);
-  ASSERT_OK_AND_ASSIGN(auto events, store->ListJobEvents(tenant_id,
-      acked.substr(0, acked.find('\n')), 0, 0));
+  ASSERT_OK_AND_ASSIGN(
+      auto events,
+      store->ListJobEvents(tenant_id, acked.substr(0, acked.find('\n')), 0, 0));
   EXPECT_EQ(events.size(), 1u);
 }
 
@@ -150,7 +152,8 @@ TEST_F(StoreTest, ManyConcurrentWritersAllLandWithFewerCommits) {
   for (auto& v : ids) all.insert(v.begin(), v.end());
   ASSERT_EQ(all.size(), size_t{kThreads * kPerThread});
   ASSERT_OK(OpenStore(true));
-  ASSERT_OK_AND_ASSIGN(auto page, store_->ListJobs(a.tenant.id, {}, kMaxPageSize, ""));
+  ASSERT_OK_AND_ASSIGN(auto page,
+                       store_->ListJobs(a.tenant.id, {}, kMaxPageSize, ""));
   std::set<std::string> stored;
   for (auto& j : page.items) stored.insert(j.id);
   EXPECT_EQ(stored, all);
@@ -163,7 +166,8 @@ TEST_F(StoreTest, BusyDatabaseAnswersUnavailableAndChangesNothing) {
   options.busy_timeout = absl::Milliseconds(50);
   ASSERT_OK_AND_ASSIGN(store_, SqliteStore::Open(options));
   // Another process (here: another connection) holds the write lock.
-  ASSERT_OK_AND_ASSIGN(auto other, Connection::Open(db_path(), ConnectionOptions{}));
+  ASSERT_OK_AND_ASSIGN(auto other,
+                       Connection::Open(db_path(), ConnectionOptions{}));
   ASSERT_OK(other->Exec("BEGIN IMMEDIATE"));
   core::Tenant t;
   t.name = "blocked";
@@ -210,7 +214,8 @@ TEST_F(StoreTest, FailingWriteInABatchRollsBackAloneAndOthersCommit) {
       results[kGood + kBad + i] = store_->CreateJob(NewJob(a, "same"));
     });
   }
-  while (store_->queued_writes() < kGood + kBad + 2) absl::SleepFor(absl::Milliseconds(1));
+  while (store_->queued_writes() < kGood + kBad + 2)
+    absl::SleepFor(absl::Milliseconds(1));
   release.Notify();
   for (auto& t : threads) t.join();
   blocker.join();
@@ -227,7 +232,8 @@ TEST_F(StoreTest, FailingWriteInABatchRollsBackAloneAndOthersCommit) {
   EXPECT_NE(results[kGood + kBad]->created, results[kGood + kBad + 1]->created);
 
   ASSERT_OK(OpenStore(true));
-  ASSERT_OK_AND_ASSIGN(auto page, store_->ListJobs(a.tenant.id, {}, kMaxPageSize, ""));
+  ASSERT_OK_AND_ASSIGN(auto page,
+                       store_->ListJobs(a.tenant.id, {}, kMaxPageSize, ""));
   EXPECT_EQ(page.items.size(), size_t{1 + kGood + 1});
   for (int i = 0; i < kGood; ++i) {
     EXPECT_OK(store_->GetJob(a.tenant.id, results[i]->job.id));
@@ -249,7 +255,8 @@ TEST_F(StoreTest, OnCommitSeesEveryJobChangeInOrder) {
   core::Worker w = MustRegisterWorker();
   core::Job j = MustCreate(NewJob(a));
   ASSERT_OK(store_->GrantLease(j.id, 1, w.id, clock_.Now() + absl::Minutes(1)));
-  ASSERT_OK(store_->AppendMetrics(j.id, 1, {core::MetricPoint{}, core::MetricPoint{}}));
+  ASSERT_OK(store_->AppendMetrics(j.id, 1,
+                                  {core::MetricPoint{}, core::MetricPoint{}}));
   EXPECT_FALSE(store_->AppendMetrics(j.id, 7, {core::MetricPoint{}}).ok());
   ASSERT_OK(store_->CancelJob(a.tenant.id, j.id, ""));
   absl::MutexLock lock(&mu);

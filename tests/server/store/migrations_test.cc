@@ -72,8 +72,10 @@ TEST(MigrationsTest, UpgradesAnOlderDatabaseKeepingItsData) {
   EXPECT_EQ(job.spec, std::string("\x01\x02"));
   core::Worker w;
   w.hostname = "h";
-  ASSERT_OK_AND_ASSIGN(w, store->RegisterWorker(w, absl::Now() + absl::Hours(1)));
-  ASSERT_OK(store->GrantLease("job-old", 1, w.id, absl::Now() + absl::Hours(1)));
+  ASSERT_OK_AND_ASSIGN(w,
+                       store->RegisterWorker(w, absl::Now() + absl::Hours(1)));
+  ASSERT_OK(
+      store->GrantLease("job-old", 1, w.id, absl::Now() + absl::Hours(1)));
   store.reset();
   ASSERT_OK_AND_ASSIGN(int64_t v, Raw(path)->UserVersion());
   EXPECT_EQ(v, LatestSchemaVersion());
@@ -92,10 +94,11 @@ TEST(MigrationsTest, NewerDatabaseIsRefusedUntouched) {
   options.path = path;
   EXPECT_THAT(
       SqliteStore::Open(options),
-      StatusIs(absl::StatusCode::kFailedPrecondition,
-               AllOf(HasSubstr(std::to_string(future)),
-                     HasSubstr("(" + std::to_string(LatestSchemaVersion()) + ")"),
-                     HasSubstr("newer"))));
+      StatusIs(
+          absl::StatusCode::kFailedPrecondition,
+          AllOf(HasSubstr(std::to_string(future)),
+                HasSubstr("(" + std::to_string(LatestSchemaVersion()) + ")"),
+                HasSubstr("newer"))));
   ASSERT_OK_AND_ASSIGN(int64_t v, Raw(path)->UserVersion());
   EXPECT_EQ(v, future);
 }
@@ -105,14 +108,16 @@ TEST(MigrationsTest, GarbageFileIsReportedAsDataLoss) {
   const std::string path = dir.Sub("db");
   FILE* f = fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
-  fputs("this is not a database, just some text that is long enough........"
-        "..................................................................",
-        f);
+  fputs(
+      "this is not a database, just some text that is long enough........"
+      "..................................................................",
+      f);
   fclose(f);
   SqliteStoreOptions options;
   options.path = path;
-  EXPECT_THAT(SqliteStore::Open(options),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not a database")));
+  EXPECT_THAT(
+      SqliteStore::Open(options),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not a database")));
 }
 
 }  // namespace

@@ -13,11 +13,11 @@
 namespace ftune::store::testing {
 namespace {
 
+using core::Job;
+using core::JobState;
 using ::ftune::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using core::Job;
-using core::JobState;
 using S = core::JobState;
 
 TEST_F(StoreTest, TenantsAndQuotas) {
@@ -31,8 +31,9 @@ TEST_F(StoreTest, TenantsAndQuotas) {
   core::Tenant bad;
   bad.name = "zero";
   bad.weight = 0;
-  EXPECT_THAT(store_->CreateTenant(bad),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight")));
+  EXPECT_THAT(
+      store_->CreateTenant(bad),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight")));
   ASSERT_OK_AND_ASSIGN(core::Tenant q,
                        store_->SetQuota(t.tenant.id, core::Quota{5, 2, 4}));
   EXPECT_EQ(q.quota.max_queued_jobs, 5);
@@ -76,8 +77,9 @@ TEST_F(StoreTest, ApiKeysStoredAsHashesAndRevocable) {
   admin.hash = core::GenerateApiKey().hash;
   admin.tenant_id = t.tenant.id;
   admin.id.clear();
-  EXPECT_THAT(store_->CreateApiKey(admin),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tenant")));
+  EXPECT_THAT(
+      store_->CreateApiKey(admin),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tenant")));
   key.tenant_id = "tenant-ghost";
   key.hash = core::GenerateApiKey().hash;
   key.id.clear();
@@ -92,7 +94,8 @@ TEST_F(StoreTest, ApiKeysStoredAsHashesAndRevocable) {
 TEST_F(StoreTest, CreateJobIsIdempotentPerTenantAndRequestId) {
   auto a = MakeTenant("a");
   auto b = MakeTenant("b");
-  ASSERT_OK_AND_ASSIGN(CreateJobResult first, store_->CreateJob(NewJob(a, "r1")));
+  ASSERT_OK_AND_ASSIGN(CreateJobResult first,
+                       store_->CreateJob(NewJob(a, "r1")));
   EXPECT_TRUE(first.created);
   EXPECT_EQ(first.job.state, S::kQueued);
   EXPECT_EQ(first.job.attempt, 1);
@@ -105,7 +108,8 @@ TEST_F(StoreTest, CreateJobIsIdempotentPerTenantAndRequestId) {
   EXPECT_EQ(again.job.priority, 3);  // The original, not the repeat.
   EXPECT_EQ(again.job.spec, first.job.spec);
   // Same request_id in another tenant is another job.
-  ASSERT_OK_AND_ASSIGN(CreateJobResult other, store_->CreateJob(NewJob(b, "r1")));
+  ASSERT_OK_AND_ASSIGN(CreateJobResult other,
+                       store_->CreateJob(NewJob(b, "r1")));
   EXPECT_TRUE(other.created);
   EXPECT_NE(other.job.id, first.job.id);
   // No request_id: every call creates.
@@ -185,10 +189,12 @@ TEST_F(StoreTest, TenantsNeverSeeEachOthersObjects) {
   ASSERT_OK_AND_ASSIGN(auto files, store_->ListFiles(b.tenant.id, "", 100, ""));
   ASSERT_EQ(files.items.size(), 1u);
   EXPECT_EQ(files.items[0].id, b.file.id);
-  ASSERT_OK_AND_ASSIGN(auto everything, store_->ListJobs(kAnyTenant, {}, 100, ""));
+  ASSERT_OK_AND_ASSIGN(auto everything,
+                       store_->ListJobs(kAnyTenant, {}, 100, ""));
   EXPECT_EQ(everything.items.size(), 2u);
-  EXPECT_THAT(store_->GetJob("", ja.id),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tenant_id")));
+  EXPECT_THAT(
+      store_->GetJob("", ja.id),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tenant_id")));
 }
 
 TEST_F(StoreTest, QueuedQuotaCountsQueuedAndPausedJobs) {
@@ -205,7 +211,8 @@ TEST_F(StoreTest, QueuedQuotaCountsQueuedAndPausedJobs) {
   ASSERT_OK(store_->SetQuota(a.tenant.id, core::Quota{0, 0, 0}));
   Job keyed = MustCreate(NewJob(a, "k"));
   ASSERT_OK(store_->SetQuota(a.tenant.id, core::Quota{1, 0, 0}));
-  ASSERT_OK_AND_ASSIGN(CreateJobResult again, store_->CreateJob(NewJob(a, "k")));
+  ASSERT_OK_AND_ASSIGN(CreateJobResult again,
+                       store_->CreateJob(NewJob(a, "k")));
   EXPECT_EQ(again.job.id, keyed.id);
 }
 
@@ -214,9 +221,9 @@ TEST_F(StoreTest, GpuAndRunningQuotasAtCreateAndGrant) {
                                        /*max_gpus=*/3});
   Job big = NewJob(a);
   big.resources.gpus = 4;
-  EXPECT_THAT(store_->CreateJob(big),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("max_gpus=3")));
+  EXPECT_THAT(
+      store_->CreateJob(big),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_gpus=3")));
   core::Worker w = MustRegisterWorker();
   const absl::Time exp = clock_.Now() + absl::Seconds(30);
   Job two = NewJob(a);
@@ -226,9 +233,9 @@ TEST_F(StoreTest, GpuAndRunningQuotasAtCreateAndGrant) {
   Job j3 = MustCreate(NewJob(a));  // 1 GPU.
   Job j4 = MustCreate(NewJob(a));
   ASSERT_OK(store_->GrantLease(j1.id, 1, w.id, exp));
-  EXPECT_THAT(store_->GrantLease(j2.id, 1, w.id, exp),
-              StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("max_gpus=3")));
+  EXPECT_THAT(
+      store_->GrantLease(j2.id, 1, w.id, exp),
+      StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("max_gpus=3")));
   ASSERT_OK(store_->GrantLease(j3.id, 1, w.id, exp));
   EXPECT_THAT(store_->GrantLease(j4.id, 1, w.id, exp),
               StatusIs(absl::StatusCode::kResourceExhausted,
@@ -245,12 +252,15 @@ class TransitionTest : public StoreTest {
     const absl::Time exp = clock_.Now() + absl::Seconds(30);
     auto run = [&] { return *store_->GrantLease(j.id, 1, w.id, exp); };
     switch (state) {
-      case S::kQueued: return j;
-      case S::kRunning: return run();
+      case S::kQueued:
+        return j;
+      case S::kRunning:
+        return run();
       case S::kCancelling:
         run();
         return *store_->CancelJob(t.tenant.id, j.id, "");
-      case S::kPaused: return *store_->PauseJob(t.tenant.id, j.id);
+      case S::kPaused:
+        return *store_->PauseJob(t.tenant.id, j.id);
       case S::kSucceeded: {
         run();
         core::AttemptEnd end;
@@ -264,7 +274,8 @@ class TransitionTest : public StoreTest {
         tr.new_state = S::kFailed;
         return *store_->TransitionJob(tr);
       }
-      case S::kCancelled: return *store_->CancelJob(t.tenant.id, j.id, "");
+      case S::kCancelled:
+        return *store_->CancelJob(t.tenant.id, j.id, "");
     }
     return j;
   }
@@ -287,11 +298,13 @@ TEST_F(TransitionTest, EveryLegalAndIllegalTransition) {
       absl::StatusOr<Job> r = store_->TransitionJob(tr);
       ASSERT_OK_AND_ASSIGN(Job after, store_->GetJob(a.tenant.id, j.id));
       if (core::IsAllowedTransition(from, to)) {
-        ASSERT_OK(r) << core::JobStateName(from) << "->" << core::JobStateName(to);
+        ASSERT_OK(r) << core::JobStateName(from) << "->"
+                     << core::JobStateName(to);
         EXPECT_EQ(after.state, to);
         EXPECT_EQ(after.last_sequence, j.last_sequence + 1);
-        ASSERT_OK_AND_ASSIGN(auto ev, store_->ListJobEvents(a.tenant.id, j.id,
-                                                            j.last_sequence, 10));
+        ASSERT_OK_AND_ASSIGN(
+            auto ev,
+            store_->ListJobEvents(a.tenant.id, j.id, j.last_sequence, 10));
         ASSERT_EQ(ev.size(), 1u);
         EXPECT_EQ(ev[0].from_state, from);
         EXPECT_EQ(ev[0].to_state, to);
@@ -355,8 +368,9 @@ TEST_F(TransitionTest, UserRequestsFollowTheStateMachine) {
   ASSERT_OK_AND_ASSIGN(Job p, store_->PauseJob(t, r2.id));
   EXPECT_EQ(p.state, S::kPaused);
   EXPECT_EQ(p.worker_id, w.id);
-  EXPECT_THAT(store_->PauseJob(t, r2.id),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("PAUSED")));
+  EXPECT_THAT(
+      store_->PauseJob(t, r2.id),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("PAUSED")));
   ASSERT_OK_AND_ASSIGN(Job resumed, store_->ResumeJob(t, r2.id));
   EXPECT_EQ(resumed.state, S::kQueued);
   EXPECT_EQ(resumed.attempt, 2);
@@ -366,11 +380,12 @@ TEST_F(TransitionTest, UserRequestsFollowTheStateMachine) {
   EXPECT_THAT(store_->AppendMetrics(r2.id, 1, {core::MetricPoint{}}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("stale attempt 1")));
-  EXPECT_THAT(store_->ResumeJob(t, r2.id),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("QUEUED")));
-  EXPECT_THAT(store_->PauseJob(t, JobIn(a, w, S::kCancelling).id),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("CANCELLING")));
+  EXPECT_THAT(
+      store_->ResumeJob(t, r2.id),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("QUEUED")));
+  EXPECT_THAT(
+      store_->PauseJob(t, JobIn(a, w, S::kCancelling).id),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("CANCELLING")));
 }
 
 TEST_F(TransitionTest, SequencesAreSharedAndMonotonic) {
@@ -391,8 +406,10 @@ TEST_F(TransitionTest, SequencesAreSharedAndMonotonic) {
   p.step = 11;
   p.eval_loss = 1.25;
   ASSERT_OK(store_->AppendMetrics(j.id, 1, {p}));  // 8
-  ASSERT_OK_AND_ASSIGN(auto events, store_->ListJobEvents(a.tenant.id, j.id, 0, 0));
-  ASSERT_OK_AND_ASSIGN(auto metrics, store_->ListJobMetrics(a.tenant.id, j.id, 0, 0));
+  ASSERT_OK_AND_ASSIGN(auto events,
+                       store_->ListJobEvents(a.tenant.id, j.id, 0, 0));
+  ASSERT_OK_AND_ASSIGN(auto metrics,
+                       store_->ListJobMetrics(a.tenant.id, j.id, 0, 0));
   std::vector<int64_t> ev_seq, m_seq;
   for (auto& e : events) ev_seq.push_back(e.sequence);
   for (auto& m : metrics) m_seq.push_back(m.sequence);
@@ -401,10 +418,12 @@ TEST_F(TransitionTest, SequencesAreSharedAndMonotonic) {
   EXPECT_EQ(metrics.back().eval_loss, 1.25);
   EXPECT_FALSE(metrics.front().eval_loss.has_value());
   // Resume from a cursor.
-  ASSERT_OK_AND_ASSIGN(auto after5, store_->ListJobEvents(a.tenant.id, j.id, 5, 0));
+  ASSERT_OK_AND_ASSIGN(auto after5,
+                       store_->ListJobEvents(a.tenant.id, j.id, 5, 0));
   ASSERT_EQ(after5.size(), 2u);
   EXPECT_EQ(after5[0].type, core::JobEventType::kCheckpoint);
-  ASSERT_OK_AND_ASSIGN(auto lim, store_->ListJobMetrics(a.tenant.id, j.id, 3, 2));
+  ASSERT_OK_AND_ASSIGN(auto lim,
+                       store_->ListJobMetrics(a.tenant.id, j.id, 3, 2));
   ASSERT_EQ(lim.size(), 2u);
   EXPECT_EQ(lim[1].sequence, 5);
   ASSERT_OK_AND_ASSIGN(Job after, store_->GetJob(a.tenant.id, j.id));
@@ -421,26 +440,32 @@ TEST_F(TransitionTest, StaleAttemptReportsAreRefused) {
   auto a = MakeTenant("a");
   core::Worker w = MustRegisterWorker();
   Job j = JobIn(a, w, S::kRunning);
-  ASSERT_OK(store_->ExpireLeases(clock_.Now() + absl::Minutes(1)));  // attempt 2
+  ASSERT_OK(
+      store_->ExpireLeases(clock_.Now() + absl::Minutes(1)));  // attempt 2
   EXPECT_THAT(store_->AppendMetrics(j.id, 1, {core::MetricPoint{}}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("stale attempt 1")));
   core::Checkpoint ck{"", 5, 0, "p", absl::InfinitePast()};
-  EXPECT_THAT(store_->AddCheckpoint(j.id, 1, ck),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale")));
+  EXPECT_THAT(
+      store_->AddCheckpoint(j.id, 1, ck),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale")));
   core::AttemptEnd done;
-  EXPECT_THAT(store_->EndAttempt(j.id, 1, w.id, done),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale")));
+  EXPECT_THAT(
+      store_->EndAttempt(j.id, 1, w.id, done),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale")));
   // Current attempt, but QUEUED: nobody holds it yet.
   EXPECT_THAT(store_->AppendMetrics(j.id, 2, {core::MetricPoint{}}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("holds no lease")));
   core::Worker w2 = MustRegisterWorker("host-b");
-  ASSERT_OK(store_->GrantLease(j.id, 2, w2.id, clock_.Now() + absl::Minutes(5)));
-  EXPECT_THAT(store_->RenewLease(j.id, 2, w.id, clock_.Now()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(w2.id)));
+  ASSERT_OK(
+      store_->GrantLease(j.id, 2, w2.id, clock_.Now() + absl::Minutes(5)));
+  EXPECT_THAT(
+      store_->RenewLease(j.id, 2, w.id, clock_.Now()),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(w2.id)));
   ASSERT_OK(store_->AppendMetrics(j.id, 2, {core::MetricPoint{}}));
-  ASSERT_OK_AND_ASSIGN(auto metrics, store_->ListJobMetrics(a.tenant.id, j.id, 0, 0));
+  ASSERT_OK_AND_ASSIGN(auto metrics,
+                       store_->ListJobMetrics(a.tenant.id, j.id, 0, 0));
   ASSERT_EQ(metrics.size(), 1u);
   EXPECT_EQ(metrics[0].attempt, 2);
 }
@@ -450,14 +475,14 @@ TEST_F(TransitionTest, LeaseExpiryRequeuesThenFailsAfterMaxRestarts) {
   core::Worker w = MustRegisterWorker();
   Job j = MustCreate(NewJob(a));  // max_restarts = 2
   for (int64_t attempt = 1; attempt <= 3; ++attempt) {
-    ASSERT_OK_AND_ASSIGN(Job run, store_->GrantLease(
-                                      j.id, attempt, w.id,
-                                      clock_.Now() + absl::Seconds(10)));
+    ASSERT_OK_AND_ASSIGN(Job run,
+                         store_->GrantLease(j.id, attempt, w.id,
+                                            clock_.Now() + absl::Seconds(10)));
     EXPECT_EQ(run.state, S::kRunning);
     // Renewal keeps it alive past the first deadline.
     ASSERT_OK(store_->HeartbeatWorker(w.id, clock_.Now() + absl::Seconds(20)));
-    ASSERT_OK_AND_ASSIGN(auto early,
-                         store_->ExpireLeases(clock_.Now() + absl::Seconds(15)));
+    ASSERT_OK_AND_ASSIGN(
+        auto early, store_->ExpireLeases(clock_.Now() + absl::Seconds(15)));
     EXPECT_TRUE(early.requeued.empty() && early.failed.empty());
     clock_.Advance(absl::Seconds(21));
     ASSERT_OK_AND_ASSIGN(auto r, store_->ExpireLeases(clock_.Now()));
@@ -479,7 +504,8 @@ TEST_F(TransitionTest, LeaseExpiryRequeuesThenFailsAfterMaxRestarts) {
     EXPECT_THAT(r.lost_workers, ElementsAre(w.id));
     // The worker comes back (re-registers) for the next round.
     core::Worker again = w;
-    ASSERT_OK_AND_ASSIGN(w, store_->RegisterWorker(again, clock_.Now() + absl::Hours(1)));
+    ASSERT_OK_AND_ASSIGN(
+        w, store_->RegisterWorker(again, clock_.Now() + absl::Hours(1)));
     EXPECT_EQ(w.state, core::WorkerState::kActive);
   }
 }
@@ -491,7 +517,8 @@ TEST_F(TransitionTest, LeaseExpiryWhileCancellingOrPaused) {
   Job r = JobIn(a, w, S::kRunning);
   ASSERT_OK_AND_ASSIGN(Job p, store_->PauseJob(a.tenant.id, r.id));
   ASSERT_EQ(p.worker_id, w.id);
-  ASSERT_OK_AND_ASSIGN(auto res, store_->ExpireLeases(clock_.Now() + absl::Hours(1)));
+  ASSERT_OK_AND_ASSIGN(auto res,
+                       store_->ExpireLeases(clock_.Now() + absl::Hours(1)));
   EXPECT_TRUE(res.requeued.empty());
   EXPECT_TRUE(res.failed.empty());
   ASSERT_EQ(res.other.size(), 2u);
@@ -502,7 +529,8 @@ TEST_F(TransitionTest, LeaseExpiryWhileCancellingOrPaused) {
   EXPECT_EQ(p2.worker_id, "");
   EXPECT_EQ(p2.attempt, 1);
   // Expiring again finds nothing: the leases are gone.
-  ASSERT_OK_AND_ASSIGN(auto again, store_->ExpireLeases(clock_.Now() + absl::Hours(2)));
+  ASSERT_OK_AND_ASSIGN(auto again,
+                       store_->ExpireLeases(clock_.Now() + absl::Hours(2)));
   EXPECT_TRUE(again.other.empty());
 }
 
@@ -512,7 +540,8 @@ TEST_F(TransitionTest, EndAttemptOutcomes) {
   Job j = JobIn(a, w, S::kRunning);
   core::AttemptEnd retry;
   retry.outcome = core::AttemptOutcome::kRetryableFailure;
-  retry.error = core::JobError{core::JobErrorReason::kTrainerError, "exit 75", true};
+  retry.error =
+      core::JobError{core::JobErrorReason::kTrainerError, "exit 75", true};
   ASSERT_OK_AND_ASSIGN(Job q, store_->EndAttempt(j.id, 1, w.id, retry));
   EXPECT_EQ(q.state, S::kQueued);
   EXPECT_EQ(q.attempt, 2);
@@ -525,14 +554,15 @@ TEST_F(TransitionTest, EndAttemptOutcomes) {
   EXPECT_EQ(s.adapter.path, "jobs/a/j/adapter");
   EXPECT_EQ(s.error.reason, core::JobErrorReason::kNone);
   // Exactly once: a repeated success report is refused.
-  EXPECT_THAT(store_->EndAttempt(j.id, 2, w.id, ok),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("SUCCEEDED")));
+  EXPECT_THAT(
+      store_->EndAttempt(j.id, 2, w.id, ok),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
   // Cancel acknowledged by the worker.
   Job c = JobIn(a, w, S::kCancelling);
   core::AttemptEnd stopped;
   stopped.outcome = core::AttemptOutcome::kStopped;
-  ASSERT_OK_AND_ASSIGN(Job cancelled, store_->EndAttempt(c.id, 1, w.id, stopped));
+  ASSERT_OK_AND_ASSIGN(Job cancelled,
+                       store_->EndAttempt(c.id, 1, w.id, stopped));
   EXPECT_EQ(cancelled.state, S::kCancelled);
 }
 
@@ -541,18 +571,23 @@ TEST_F(TransitionTest, WorkersDrainAndSnapshot) {
   core::Worker w = MustRegisterWorker();
   Job running = JobIn(a, w, S::kRunning);
   Job queued = MustCreate(NewJob(a));
-  ASSERT_OK_AND_ASSIGN(auto held, store_->HeartbeatWorker(w.id, clock_.Now() + absl::Minutes(1)));
+  ASSERT_OK_AND_ASSIGN(auto held, store_->HeartbeatWorker(
+                                      w.id, clock_.Now() + absl::Minutes(1)));
   ASSERT_EQ(held.size(), 1u);
   EXPECT_EQ(held[0].job_id, running.id);
   EXPECT_EQ(held[0].attempt, 1);
   ASSERT_OK_AND_ASSIGN(core::Worker d, store_->DrainWorker(w.id));
   EXPECT_EQ(d.state, core::WorkerState::kDraining);
-  EXPECT_THAT(store_->GrantLease(queued.id, 1, w.id, clock_.Now()),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("DRAINING")));
+  EXPECT_THAT(
+      store_->GrantLease(queued.id, 1, w.id, clock_.Now()),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("DRAINING")));
   // Re-registering does not undo a drain.
-  ASSERT_OK_AND_ASSIGN(core::Worker again, store_->RegisterWorker(w, clock_.Now() + absl::Minutes(1)));
+  ASSERT_OK_AND_ASSIGN(
+      core::Worker again,
+      store_->RegisterWorker(w, clock_.Now() + absl::Minutes(1)));
   EXPECT_EQ(again.state, core::WorkerState::kDraining);
-  ASSERT_OK_AND_ASSIGN(core::SchedulingSnapshot snap, store_->GetSchedulingSnapshot());
+  ASSERT_OK_AND_ASSIGN(core::SchedulingSnapshot snap,
+                       store_->GetSchedulingSnapshot());
   ASSERT_EQ(snap.queued.size(), 1u);
   EXPECT_EQ(snap.queued[0].id, queued.id);
   EXPECT_TRUE(snap.queued[0].spec.empty());
@@ -579,8 +614,9 @@ TEST_F(StoreTest, ModelsUpsertGetList) {
   EXPECT_EQ(all[0].name, "a-model");
   EXPECT_THAT(store_->GetModel("nope"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
-  EXPECT_THAT(store_->UpsertModel(core::Model{"x", "", {}, {}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("directory")));
+  EXPECT_THAT(
+      store_->UpsertModel(core::Model{"x", "", {}, {}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("directory")));
 }
 
 TEST_F(StoreTest, FileStatusUpdatesAndRecordRoundTrip) {
@@ -596,12 +632,13 @@ TEST_F(StoreTest, FileStatusUpdatesAndRecordRoundTrip) {
   f.storage_path = "files/a/f";
   ASSERT_OK_AND_ASSIGN(f, store_->CreateFile(f));
   EXPECT_EQ(f.status, core::FileStatus::kProcessing);
-  ASSERT_OK_AND_ASSIGN(core::FileRecord inv,
-                       store_->UpdateFileStatus(a.tenant.id, f.id,
-                                                core::FileStatus::kInvalid,
-                                                "line 3: missing role"));
+  ASSERT_OK_AND_ASSIGN(
+      core::FileRecord inv,
+      store_->UpdateFileStatus(a.tenant.id, f.id, core::FileStatus::kInvalid,
+                               "line 3: missing role"));
   EXPECT_EQ(inv.status, core::FileStatus::kInvalid);
-  ASSERT_OK_AND_ASSIGN(core::FileRecord got, store_->GetFile(a.tenant.id, f.id));
+  ASSERT_OK_AND_ASSIGN(core::FileRecord got,
+                       store_->GetFile(a.tenant.id, f.id));
   EXPECT_EQ(got.status_detail, "line 3: missing role");
   EXPECT_EQ(got.size_bytes, 1234);
   EXPECT_EQ(got.sha256, f.sha256);
@@ -622,7 +659,8 @@ TEST_F(StoreTest, FileDeleteRefusedWhileALiveJobUsesIt) {
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("used by job " + j.id + " which is QUEUED")));
   ASSERT_OK(store_->CancelJob(a.tenant.id, j.id, ""));
-  ASSERT_OK_AND_ASSIGN(core::FileRecord gone, store_->DeleteFile(a.tenant.id, a.file.id));
+  ASSERT_OK_AND_ASSIGN(core::FileRecord gone,
+                       store_->DeleteFile(a.tenant.id, a.file.id));
   EXPECT_EQ(gone.storage_path, a.file.storage_path);
   EXPECT_THAT(store_->GetFile(a.tenant.id, a.file.id),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr(a.file.id)));
@@ -641,7 +679,8 @@ TEST_F(StoreTest, ListFilesPaginatesAndFiltersByPurpose) {
     f.purpose = i % 2 ? "fine-tune" : "eval";
     ASSERT_OK(store_->CreateFile(f));
   }
-  ASSERT_OK_AND_ASSIGN(auto p1, store_->ListFiles(a.tenant.id, "fine-tune", 2, ""));
+  ASSERT_OK_AND_ASSIGN(auto p1,
+                       store_->ListFiles(a.tenant.id, "fine-tune", 2, ""));
   ASSERT_EQ(p1.items.size(), 2u);
   ASSERT_FALSE(p1.next_page_token.empty());
   ASSERT_OK_AND_ASSIGN(auto p2, store_->ListFiles(a.tenant.id, "fine-tune", 2,
@@ -649,11 +688,13 @@ TEST_F(StoreTest, ListFilesPaginatesAndFiltersByPurpose) {
   ASSERT_EQ(p2.items.size(), 1u);
   EXPECT_EQ(p2.items[0].id, a.file.id);  // The oldest comes last.
   EXPECT_TRUE(p2.next_page_token.empty());
-  EXPECT_THAT(store_->ListFiles(a.tenant.id, "", 2, "garbage!"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+  EXPECT_THAT(
+      store_->ListFiles(a.tenant.id, "", 2, "garbage!"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
   // A token of one list is not accepted by another.
-  EXPECT_THAT(store_->ListJobs(a.tenant.id, {}, 2, p1.next_page_token),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
+  EXPECT_THAT(
+      store_->ListJobs(a.tenant.id, {}, 2, p1.next_page_token),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")));
 }
 
 TEST_F(StoreTest, ListJobsFiltersByStateAndLabels) {
@@ -697,7 +738,8 @@ TEST_F(StoreTest, PaginationIsStableWhileAnotherThreadInserts) {
   std::vector<std::string> listed;
   std::string token;
   do {
-    ASSERT_OK_AND_ASSIGN(auto page, store_->ListJobs(a.tenant.id, {}, 7, token));
+    ASSERT_OK_AND_ASSIGN(auto page,
+                         store_->ListJobs(a.tenant.id, {}, 7, token));
     for (const Job& j : page.items) listed.push_back(j.id);
     token = page.next_page_token;
     // Let inserts interleave between pages.
@@ -706,7 +748,8 @@ TEST_F(StoreTest, PaginationIsStableWhileAnotherThreadInserts) {
   } while (!token.empty());
   stop = true;
   writer.join();
-  ASSERT_OK_AND_ASSIGN(auto all, store_->ListJobs(a.tenant.id, {}, kMaxPageSize, ""));
+  ASSERT_OK_AND_ASSIGN(auto all,
+                       store_->ListJobs(a.tenant.id, {}, kMaxPageSize, ""));
   std::vector<std::string> all_ids;
   for (const Job& j : all.items) all_ids.push_back(j.id);
   // No duplicates.

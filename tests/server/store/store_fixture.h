@@ -62,7 +62,8 @@ class StoreTest : public ::testing::Test {
     return out;
   }
 
-  static core::Job NewJob(const TenantSetup& t, const std::string& request_id = "") {
+  static core::Job NewJob(const TenantSetup& t,
+                          const std::string& request_id = "") {
     core::Job j;
     j.tenant_id = t.tenant.id;
     j.request_id = request_id;
