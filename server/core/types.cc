@@ -1,0 +1,79 @@
+#include "server/core/types.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ftune::core {
+
+std::string JobErrorReasonName(JobErrorReason reason) {
+  switch (reason) {
+    case JobErrorReason::kNone:
+      return "NONE";
+    case JobErrorReason::kInvalidInput:
+      return "INVALID_INPUT";
+    case JobErrorReason::kOutOfMemory:
+      return "OUT_OF_MEMORY";
+    case JobErrorReason::kTrainerError:
+      return "TRAINER_ERROR";
+    case JobErrorReason::kWorkerLost:
+      return "WORKER_LOST";
+    case JobErrorReason::kInfeasible:
+      return "INFEASIBLE";
+    case JobErrorReason::kInternal:
+      return "INTERNAL";
+  }
+  return absl::StrCat("UNKNOWN(", static_cast<int>(reason), ")");
+}
+
+std::string JobEventTypeName(JobEventType type) {
+  switch (type) {
+    case JobEventType::kCreated:
+      return "CREATED";
+    case JobEventType::kStateChanged:
+      return "STATE_CHANGED";
+    case JobEventType::kCheckpoint:
+      return "CHECKPOINT";
+    case JobEventType::kMessage:
+      return "MESSAGE";
+  }
+  return absl::StrCat("UNKNOWN(", static_cast<int>(type), ")");
+}
+
+std::string ApiKeyRoleName(ApiKeyRole role) {
+  switch (role) {
+    case ApiKeyRole::kTenant:
+      return "TENANT";
+    case ApiKeyRole::kAdmin:
+      return "ADMIN";
+    case ApiKeyRole::kWorker:
+      return "WORKER";
+  }
+  return absl::StrCat("UNKNOWN(", static_cast<int>(role), ")");
+}
+
+std::string FileStatusName(FileStatus status) {
+  switch (status) {
+    case FileStatus::kProcessing:
+      return "PROCESSING";
+    case FileStatus::kReady:
+      return "READY";
+    case FileStatus::kInvalid:
+      return "INVALID";
+    case FileStatus::kDeleted:
+      return "DELETED";
+  }
+  return absl::StrCat("UNKNOWN(", static_cast<int>(status), ")");
+}
+
+std::string WorkerStateName(WorkerState state) {
+  switch (state) {
+    case WorkerState::kActive:
+      return "ACTIVE";
+    case WorkerState::kDraining:
+      return "DRAINING";
+    case WorkerState::kLost:
+      return "LOST";
+  }
+  return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
+}
+
+}  // namespace ftune::core

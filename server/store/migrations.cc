@@ -1,0 +1,193 @@
+#include "server/store/migrations.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status.h"
+
+namespace ftune::store {
+
+// Never edit a migration that has shipped: add a new one.
+// Times are INTEGER microseconds since the Unix epoch (NULL = unset).
+const std::vector<Migration>& Migrations() {
+  static const auto* const kMigrations = new std::vector<Migration>{
+      {1,
+       "tenants, api keys, models, files, jobs, events, metrics, checkpoints",
+       R"sql(
+CREATE TABLE tenants(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  weight REAL NOT NULL,
+  max_queued_jobs INTEGER NOT NULL DEFAULT 0,
+  max_running_jobs INTEGER NOT NULL DEFAULT 0,
+  max_gpus INTEGER NOT NULL DEFAULT 0,
+  create_time INTEGER NOT NULL);
+CREATE TABLE api_keys(
+  id TEXT PRIMARY KEY,
+  role INTEGER NOT NULL,
+  tenant_id TEXT REFERENCES tenants(id),
+  prefix TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL DEFAULT '',
+  create_time INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  revoke_time INTEGER);
+CREATE INDEX api_keys_tenant ON api_keys(tenant_id);
+CREATE TABLE models(
+  name TEXT PRIMARY KEY,
+  directory TEXT NOT NULL,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  update_time INTEGER NOT NULL);
+CREATE TABLE files(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  filename TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  status_detail TEXT NOT NULL DEFAULT '',
+  format TEXT NOT NULL DEFAULT '',
+  example_count INTEGER NOT NULL DEFAULT 0,
+  storage_path TEXT NOT NULL,
+  create_time INTEGER NOT NULL);
+CREATE INDEX files_tenant_seq ON files(tenant_id, seq);
+CREATE TABLE jobs(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  state INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  restart_count INTEGER NOT NULL DEFAULT 0,
+  request_id TEXT,
+  spec BLOB NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  gpus INTEGER NOT NULL DEFAULT 0,
+  memory_bytes INTEGER NOT NULL DEFAULT 0,
+  gpu_type TEXT NOT NULL DEFAULT '',
+  cpu_threads INTEGER NOT NULL DEFAULT 0,
+  max_restarts INTEGER NOT NULL DEFAULT 0,
+  labels TEXT NOT NULL DEFAULT '{}',
+  model TEXT NOT NULL,
+  training_file_id TEXT NOT NULL,
+  validation_file_id TEXT NOT NULL DEFAULT '',
+  create_time INTEGER NOT NULL,
+  update_time INTEGER NOT NULL,
+  start_time INTEGER,
+  end_time INTEGER,
+  error_reason INTEGER NOT NULL DEFAULT 0,
+  error_message TEXT NOT NULL DEFAULT '',
+  error_retryable INTEGER NOT NULL DEFAULT 0,
+  progress_step INTEGER NOT NULL DEFAULT 0,
+  progress_total_steps INTEGER NOT NULL DEFAULT 0,
+  progress_epoch REAL NOT NULL DEFAULT 0,
+  progress_tokens INTEGER NOT NULL DEFAULT 0,
+  latest_metrics TEXT,
+  worker_id TEXT NOT NULL DEFAULT '',
+  lease_expiry INTEGER,
+  checkpoint_step INTEGER,
+  checkpoint_attempt INTEGER,
+  checkpoint_path TEXT,
+  checkpoint_time INTEGER,
+  adapter_path TEXT NOT NULL DEFAULT '',
+  adapter_manifest_sha256 TEXT NOT NULL DEFAULT '',
+  last_sequence INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX jobs_request ON jobs(tenant_id, request_id)
+  WHERE request_id IS NOT NULL;
+CREATE INDEX jobs_tenant_seq ON jobs(tenant_id, seq);
+CREATE INDEX jobs_tenant_state ON jobs(tenant_id, state);
+CREATE INDEX jobs_state_seq ON jobs(state, seq);
+CREATE INDEX jobs_training_file ON jobs(training_file_id);
+CREATE INDEX jobs_validation_file ON jobs(validation_file_id);
+CREATE TABLE job_labels(
+  job_seq INTEGER NOT NULL REFERENCES jobs(seq),
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(key, value, job_seq)) WITHOUT ROWID;
+CREATE TABLE job_events(
+  job_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  type INTEGER NOT NULL,
+  from_state INTEGER,
+  to_state INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(job_id, sequence)) WITHOUT ROWID;
+CREATE TABLE job_metrics(
+  job_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  epoch REAL NOT NULL,
+  train_loss REAL NOT NULL,
+  eval_loss REAL,
+  lr REAL NOT NULL,
+  grad_norm REAL NOT NULL,
+  tokens_per_s REAL NOT NULL,
+  peak_memory_bytes INTEGER NOT NULL,
+  PRIMARY KEY(job_id, sequence)) WITHOUT ROWID;
+CREATE TABLE checkpoints(
+  job_id TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  create_time INTEGER NOT NULL,
+  PRIMARY KEY(job_id, step)) WITHOUT ROWID;
+)sql"},
+      {2, "workers and lease expiry index",
+       R"sql(
+CREATE TABLE workers(
+  id TEXT PRIMARY KEY,
+  hostname TEXT NOT NULL,
+  gpus INTEGER NOT NULL DEFAULT 0,
+  gpu_type TEXT NOT NULL DEFAULT '',
+  gpu_memory_bytes INTEGER NOT NULL DEFAULT 0,
+  cpu_slots INTEGER NOT NULL DEFAULT 0,
+  memory_bytes INTEGER NOT NULL DEFAULT 0,
+  labels TEXT NOT NULL DEFAULT '{}',
+  version TEXT NOT NULL DEFAULT '',
+  state INTEGER NOT NULL,
+  register_time INTEGER NOT NULL,
+  last_heartbeat INTEGER NOT NULL,
+  lease_expiry INTEGER NOT NULL);
+CREATE INDEX jobs_lease_expiry ON jobs(lease_expiry)
+  WHERE lease_expiry IS NOT NULL;
+CREATE INDEX jobs_worker ON jobs(worker_id) WHERE worker_id != '';
+)sql"},
+  };
+  return *kMigrations;
+}
+
+int64_t LatestSchemaVersion() { return Migrations().back().version; }
+
+absl::Status Migrate(Connection& conn, int64_t target_version) {
+  if (target_version < 0) target_version = LatestSchemaVersion();
+  FTUNE_ASSIGN_OR_RETURN(int64_t current, conn.UserVersion());
+  if (current > LatestSchemaVersion()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database schema version ", current,
+        " is newer than this binary supports (", LatestSchemaVersion(),
+        "); refusing to open it (upgrade ftune-scheduler)"));
+  }
+  for (const Migration& m : Migrations()) {
+    if (m.version <= current || m.version > target_version) continue;
+    FTUNE_RETURN_IF_ERROR(conn.Exec("BEGIN IMMEDIATE"));
+    absl::Status s = conn.Exec(m.sql);
+    if (s.ok()) {
+      s = conn.Exec(absl::StrCat("PRAGMA user_version=", m.version));
+    }
+    if (s.ok()) s = conn.Exec("COMMIT");
+    if (!s.ok()) {
+      (void)conn.Exec("ROLLBACK");
+      return Annotate(s, absl::StrCat("schema migration ", m.version, " (",
+                                      m.description, ")"));
+    }
+    FTUNE_LOG(INFO) << "database migrated to schema version " << m.version
+                    << ": " << m.description;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ftune::store

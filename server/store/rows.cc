@@ -1,0 +1,189 @@
+#include "server/store/rows.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+#include "server/store/store.h"
+
+namespace ftune::store::internal {
+
+using nlohmann::json;
+
+std::string EncodeStringMap(const std::map<std::string, std::string>& m) {
+  json j = json::object();
+  for (const auto& [k, v] : m) j[k] = v;
+  return j.dump();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> DecodeStringMap(
+    const std::string& text, absl::string_view what) {
+  std::map<std::string, std::string> out;
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::DataLossError(
+        absl::StrCat("stored ", what, " is not a JSON object: ", text));
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_string()) {
+      return absl::DataLossError(absl::StrCat("stored ", what, " value of '",
+                                              it.key(), "' is not a string"));
+    }
+    out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
+std::string EncodeMetricPoint(const core::MetricPoint& p) {
+  json j = {{"sequence", p.sequence},
+            {"time_us", absl::ToUnixMicros(p.time)},
+            {"attempt", p.attempt},
+            {"step", p.step},
+            {"epoch", p.epoch},
+            {"train_loss", p.train_loss},
+            {"lr", p.lr},
+            {"grad_norm", p.grad_norm},
+            {"tokens_per_s", p.tokens_per_s},
+            {"peak_memory_bytes", p.peak_memory_bytes}};
+  if (p.eval_loss.has_value()) j["eval_loss"] = *p.eval_loss;
+  return j.dump();
+}
+
+absl::StatusOr<core::MetricPoint> DecodeMetricPoint(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::DataLossError("stored latest_metrics is not a JSON object");
+  }
+  core::MetricPoint p;
+  p.sequence = j.value("sequence", int64_t{0});
+  p.time = absl::FromUnixMicros(j.value("time_us", int64_t{0}));
+  p.attempt = j.value("attempt", int64_t{0});
+  p.step = j.value("step", int64_t{0});
+  p.epoch = j.value("epoch", 0.0);
+  p.train_loss = j.value("train_loss", 0.0);
+  if (j.contains("eval_loss")) p.eval_loss = j["eval_loss"].get<double>();
+  p.lr = j.value("lr", 0.0);
+  p.grad_norm = j.value("grad_norm", 0.0);
+  p.tokens_per_s = j.value("tokens_per_s", 0.0);
+  p.peak_memory_bytes = j.value("peak_memory_bytes", int64_t{0});
+  return p;
+}
+
+std::string EncodePageToken(absl::string_view kind, int64_t seq) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kind, ":", seq));
+}
+
+absl::StatusOr<int64_t> DecodePageToken(absl::string_view kind,
+                                        absl::string_view token) {
+  if (token.empty()) return 0;
+  std::string raw;
+  int64_t seq = 0;
+  const std::string prefix = absl::StrCat(kind, ":");
+  if (!absl::WebSafeBase64Unescape(token, &raw) ||
+      raw.compare(0, prefix.size(), prefix) != 0 ||
+      !absl::SimpleAtoi(absl::string_view(raw).substr(prefix.size()), &seq) ||
+      seq <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_token '", token, "' is not a token returned by this list call"));
+  }
+  return seq;
+}
+
+int ClampPageSize(int page_size) {
+  if (page_size <= 0) return kDefaultPageSize;
+  return page_size > kMaxPageSize ? kMaxPageSize : page_size;
+}
+
+absl::Status CheckTenantArg(absl::string_view tenant_id) {
+  if (tenant_id.empty()) {
+    return absl::InvalidArgumentError(
+        "tenant_id is empty (pass the caller's tenant or kAnyTenant)");
+  }
+  return absl::OkStatus();
+}
+
+bool TenantSees(absl::string_view tenant_id, absl::string_view owner) {
+  return tenant_id == kAnyTenant || tenant_id == owner;
+}
+
+std::string JobColumns(bool with_spec) {
+  return absl::StrCat(
+      "id, tenant_id, state, attempt, restart_count, request_id, priority, "
+      "gpus, memory_bytes, gpu_type, cpu_threads, max_restarts, labels, "
+      "model, training_file_id, validation_file_id, create_time, "
+      "update_time, start_time, end_time, error_reason, error_message, "
+      "error_retryable, progress_step, progress_total_steps, progress_epoch, "
+      "progress_tokens, latest_metrics, worker_id, lease_expiry, "
+      "checkpoint_step, checkpoint_attempt, checkpoint_path, checkpoint_time, "
+      "adapter_path, adapter_manifest_sha256, last_sequence",
+      with_spec ? ", spec" : "");
+}
+
+absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
+  core::Job j;
+  j.id = st.ColumnText(0);
+  j.tenant_id = st.ColumnText(1);
+  FTUNE_ASSIGN_OR_RETURN(j.state, core::JobStateFromInt(st.ColumnInt(2)));
+  j.attempt = st.ColumnInt(3);
+  j.restart_count = st.ColumnInt(4);
+  j.request_id = st.ColumnText(5);
+  j.priority = static_cast<int32_t>(st.ColumnInt(6));
+  j.resources.gpus = static_cast<int32_t>(st.ColumnInt(7));
+  j.resources.memory_bytes = st.ColumnInt(8);
+  j.resources.gpu_type = st.ColumnText(9);
+  j.resources.cpu_threads = static_cast<int32_t>(st.ColumnInt(10));
+  j.max_restarts = static_cast<int32_t>(st.ColumnInt(11));
+  FTUNE_ASSIGN_OR_RETURN(j.labels,
+                         DecodeStringMap(st.ColumnText(12), "job labels"));
+  j.model = st.ColumnText(13);
+  j.training_file_id = st.ColumnText(14);
+  j.validation_file_id = st.ColumnText(15);
+  j.create_time = st.ColumnTime(16);
+  j.update_time = st.ColumnTime(17);
+  j.start_time = st.ColumnTime(18);
+  j.end_time = st.ColumnTime(19);
+  j.error.reason = static_cast<core::JobErrorReason>(st.ColumnInt(20));
+  j.error.message = st.ColumnText(21);
+  j.error.retryable = st.ColumnInt(22) != 0;
+  j.progress.step = st.ColumnInt(23);
+  j.progress.total_steps = st.ColumnInt(24);
+  j.progress.epoch = st.ColumnDouble(25);
+  j.progress.tokens = st.ColumnInt(26);
+  if (!st.ColumnIsNull(27)) {
+    FTUNE_ASSIGN_OR_RETURN(core::MetricPoint p,
+                           DecodeMetricPoint(st.ColumnText(27)));
+    p.job_id = j.id;
+    j.latest_metrics = std::move(p);
+  }
+  j.worker_id = st.ColumnText(28);
+  j.lease_expiry = st.ColumnTime(29);
+  if (!st.ColumnIsNull(30)) {
+    core::Checkpoint c;
+    c.job_id = j.id;
+    c.step = st.ColumnInt(30);
+    c.attempt = st.ColumnInt(31);
+    c.path = st.ColumnText(32);
+    c.create_time = st.ColumnTime(33);
+    j.last_checkpoint = std::move(c);
+  }
+  j.adapter.path = st.ColumnText(34);
+  j.adapter.manifest_sha256 = st.ColumnText(35);
+  j.last_sequence = st.ColumnInt(36);
+  if (with_spec) j.spec = st.ColumnBlob(37);
+  return j;
+}
+
+absl::StatusOr<core::Job> LoadJob(Connection& conn, absl::string_view job_id,
+                                  bool with_spec) {
+  FTUNE_ASSIGN_OR_RETURN(
+      Statement st, conn.Prepare(absl::StrCat("SELECT ", JobColumns(with_spec),
+                                              " FROM jobs WHERE id = ?")));
+  st.Bind(1, job_id);
+  FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row)
+    return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return ReadJobRow(st, with_spec);
+}
+
+}  // namespace ftune::store::internal

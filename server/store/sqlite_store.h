@@ -1,0 +1,190 @@
+// Store over one SQLite file (DESIGN.md: on local disk, never shared storage).
+//
+// Writes: one writer thread owns the only write connection and drains a
+// queue of write requests in batches (group commit): BEGIN IMMEDIATE, each
+// request inside its own SAVEPOINT (a failing request rolls back alone and
+// gets its own error), one COMMIT (= one fsync with synchronous=FULL) for the
+// batch, then every caller of the batch is woken. Throughput therefore grows
+// with concurrency instead of being capped by the fsync rate; a lone writer
+// pays one commit as before.
+// Reads: a pool of read-only connections, each read in one (deferred)
+// transaction, so it sees one consistent snapshot; WAL lets them run beside
+// the writer.
+//
+// Thread-safe. The destructor finishes queued writes, then closes.
+#ifndef FTUNE_SERVER_STORE_SQLITE_STORE_H_
+#define FTUNE_SERVER_STORE_SQLITE_STORE_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "server/store/sqlite_db.h"
+#include "server/store/store.h"
+
+namespace ftune::store {
+
+struct SqliteStoreOptions {
+  std::string path;              // The database file; created if missing.
+  bool synchronous_full = true;  // false: synchronous=NORMAL (faster, may
+                                 // lose the last commits on power loss).
+  absl::Duration busy_timeout = absl::Seconds(5);
+  int max_batch = 512;           // Write requests per group commit.
+  int max_read_connections = 8;  // Idle read connections kept.
+  Clock* clock = nullptr;        // Times stamped on rows; null = real clock.
+  // Copy the WAL back into the database from a background thread at this
+  // interval instead of inside a commit (SQLite's auto-checkpoint would stall
+  // one batch in every ~1000 pages written with an extra write + fsync).
+  // Zero: leave SQLite's auto-checkpoint on.
+  absl::Duration checkpoint_interval = absl::Milliseconds(500);
+  // Called on the writer thread after each commit with what the committed
+  // requests did to jobs, in commit order. Must be quick and must not call
+  // back into the store's write methods (it would deadlock).
+  std::function<void(const std::vector<JobChange>&)> on_commit;
+};
+
+class SqliteStore : public Store {
+ public:
+  // Opens/creates the database and migrates it to the latest schema.
+  // FAILED_PRECONDITION if the file's schema is newer than this binary's.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      SqliteStoreOptions options);
+  ~SqliteStore() override;
+
+  // ---- Store ----
+  absl::StatusOr<core::Tenant> CreateTenant(core::Tenant tenant) override;
+  absl::StatusOr<core::Tenant> GetTenant(absl::string_view id) override;
+  absl::StatusOr<core::Tenant> GetTenantByName(absl::string_view name) override;
+  absl::StatusOr<std::vector<core::Tenant>> ListTenants() override;
+  absl::StatusOr<core::Tenant> SetQuota(absl::string_view tenant_id,
+                                        const core::Quota& quota) override;
+  absl::StatusOr<core::Tenant> SetTenantWeight(absl::string_view tenant_id,
+                                               double weight) override;
+  absl::StatusOr<core::ApiKey> CreateApiKey(core::ApiKey key) override;
+  absl::StatusOr<core::ApiKey> LookupApiKeyByHash(
+      absl::string_view hash) override;
+  absl::StatusOr<std::vector<core::ApiKey>> ListApiKeys(
+      absl::string_view tenant_id) override;
+  absl::StatusOr<core::ApiKey> RevokeApiKey(absl::string_view id) override;
+  absl::StatusOr<core::Model> UpsertModel(core::Model model) override;
+  absl::StatusOr<core::Model> GetModel(absl::string_view name) override;
+  absl::StatusOr<std::vector<core::Model>> ListModels() override;
+  absl::StatusOr<core::FileRecord> CreateFile(core::FileRecord file) override;
+  absl::StatusOr<core::FileRecord> GetFile(absl::string_view tenant_id,
+                                           absl::string_view id) override;
+  absl::StatusOr<Page<core::FileRecord>> ListFiles(
+      absl::string_view tenant_id, absl::string_view purpose, int page_size,
+      absl::string_view page_token) override;
+  absl::StatusOr<core::FileRecord> UpdateFileStatus(
+      absl::string_view tenant_id, absl::string_view id,
+      core::FileStatus status, absl::string_view detail) override;
+  absl::StatusOr<core::FileRecord> DeleteFile(absl::string_view tenant_id,
+                                              absl::string_view id) override;
+  absl::StatusOr<CreateJobResult> CreateJob(core::Job job) override;
+  absl::StatusOr<core::Job> GetJob(absl::string_view tenant_id,
+                                   absl::string_view job_id) override;
+  absl::StatusOr<Page<core::Job>> ListJobs(
+      absl::string_view tenant_id, const JobFilter& filter, int page_size,
+      absl::string_view page_token) override;
+  absl::StatusOr<core::Job> TransitionJob(const JobTransition& t) override;
+  absl::StatusOr<core::Job> CancelJob(absl::string_view tenant_id,
+                                      absl::string_view job_id,
+                                      absl::string_view reason) override;
+  absl::StatusOr<core::Job> PauseJob(absl::string_view tenant_id,
+                                     absl::string_view job_id) override;
+  absl::StatusOr<core::Job> ResumeJob(absl::string_view tenant_id,
+                                      absl::string_view job_id) override;
+  absl::StatusOr<std::vector<core::MetricPoint>> AppendMetrics(
+      absl::string_view job_id, int64_t attempt,
+      std::vector<core::MetricPoint> points,
+      const std::optional<core::JobProgress>& progress = std::nullopt) override;
+  absl::StatusOr<core::JobEvent> AppendJobMessage(
+      absl::string_view job_id, int64_t attempt,
+      absl::string_view message) override;
+  absl::StatusOr<std::vector<core::JobEvent>> ListJobEvents(
+      absl::string_view tenant_id, absl::string_view job_id,
+      int64_t after_sequence, int limit) override;
+  absl::StatusOr<std::vector<core::MetricPoint>> ListJobMetrics(
+      absl::string_view tenant_id, absl::string_view job_id,
+      int64_t after_sequence, int limit) override;
+  absl::StatusOr<core::Checkpoint> AddCheckpoint(
+      absl::string_view job_id, int64_t attempt,
+      core::Checkpoint checkpoint) override;
+  absl::StatusOr<std::vector<core::Checkpoint>> ListCheckpoints(
+      absl::string_view tenant_id, absl::string_view job_id) override;
+  absl::StatusOr<core::Worker> RegisterWorker(core::Worker worker,
+                                              absl::Time lease_expiry) override;
+  absl::StatusOr<std::vector<JobAttemptRef>> HeartbeatWorker(
+      absl::string_view worker_id, absl::Time lease_expiry) override;
+  absl::StatusOr<core::Worker> GetWorker(absl::string_view id) override;
+  absl::StatusOr<std::vector<core::Worker>> ListWorkers() override;
+  absl::StatusOr<core::Worker> DrainWorker(absl::string_view id) override;
+  absl::StatusOr<core::Job> GrantLease(absl::string_view job_id,
+                                       int64_t expected_attempt,
+                                       absl::string_view worker_id,
+                                       absl::Time lease_expiry) override;
+  absl::StatusOr<core::Job> RenewLease(absl::string_view job_id,
+                                       int64_t attempt,
+                                       absl::string_view worker_id,
+                                       absl::Time lease_expiry) override;
+  absl::StatusOr<core::Job> EndAttempt(absl::string_view job_id,
+                                       int64_t attempt,
+                                       absl::string_view worker_id,
+                                       const core::AttemptEnd& end) override;
+  absl::StatusOr<LeaseExpiryResult> ExpireLeases(absl::Time now) override;
+  absl::StatusOr<core::SchedulingSnapshot> GetSchedulingSnapshot() override;
+
+  // Number of COMMITs the writer has issued (for tests and the benchmark:
+  // fewer commits than writes shows group commit at work).
+  int64_t commit_count() const;
+  // Write requests waiting for the writer (not counting the running batch).
+  int64_t queued_writes() const;
+
+  // What a write request sees: the write connection inside the batch's
+  // transaction (and its own savepoint), the batch's time, and where to
+  // report job changes for on_commit.
+  struct WriteContext {
+    Connection& conn;
+    absl::Time now;
+    std::vector<JobChange>& changes;
+  };
+
+ private:
+  struct WriteRequest;
+  explicit SqliteStore(SqliteStoreOptions options);
+  absl::Status Start();
+  void WriterLoop();
+  void RunBatch(std::vector<WriteRequest*>& batch);
+  void CheckpointLoop();
+
+  // Runs `fn` in the next group commit; returns its status, or the commit's
+  // error if the batch failed to commit.
+  absl::Status Write(std::function<absl::Status(WriteContext&)> fn);
+  // Runs `fn` on a pooled read connection inside one read transaction.
+  absl::Status Read(std::function<absl::Status(Connection&)> fn);
+
+  SqliteStoreOptions options_;
+  Clock* clock_;
+  std::unique_ptr<Connection> writer_conn_;  // Only the writer thread.
+
+  mutable absl::Mutex queue_mu_;
+  std::deque<WriteRequest*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  int64_t commits_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  std::thread writer_;
+  std::unique_ptr<Connection> checkpoint_conn_;  // Only the checkpointer.
+  std::thread checkpointer_;
+
+  absl::Mutex pool_mu_;
+  std::vector<std::unique_ptr<Connection>> read_pool_ ABSL_GUARDED_BY(pool_mu_);
+};
+
+}  // namespace ftune::store
+
+#endif  // FTUNE_SERVER_STORE_SQLITE_STORE_H_

@@ -1,0 +1,485 @@
+// SqliteStore: jobs and their events/metrics/checkpoints (one sequence per
+// job). Every state change goes through ApplyStateChange() (job_ops.h),
+// which checks core's transition table and writes the job row and an event
+// row inside the caller's write request (one transaction).
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/ids.h"
+#include "common/status.h"
+#include "server/store/job_ops.h"
+#include "server/store/rows.h"
+#include "server/store/sqlite_store.h"
+
+namespace ftune::store {
+
+using core::Job;
+using core::JobEvent;
+using core::JobState;
+using internal::CheckTenantArg;
+using internal::LoadJob;
+using internal::TenantSees;
+
+using internal::AddEvent;
+using internal::ApplyStateChange;
+using internal::CheckJobFile;
+using internal::CountJobs;
+using internal::Describe;
+using internal::Finish;
+using internal::InsertJob;
+using internal::LoadFenced;
+using internal::LoadJobFor;
+using internal::QueuedStates;
+using internal::ValidateNewJob;
+
+// ------------------------------------------------------------- create ----
+
+absl::StatusOr<CreateJobResult> SqliteStore::CreateJob(Job job) {
+  FTUNE_RETURN_IF_ERROR(ValidateNewJob(job));
+  if (job.id.empty()) job.id = NewId(kJobIdPrefix);
+  CreateJobResult result;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    Connection& conn = ctx.conn;
+    if (!job.request_id.empty()) {
+      FTUNE_ASSIGN_OR_RETURN(
+          Statement st, conn.Prepare("SELECT id FROM jobs WHERE tenant_id = ? "
+                                     "AND request_id = ?"));
+      st.Bind(1, job.tenant_id).Bind(2, job.request_id);
+      FTUNE_ASSIGN_OR_RETURN(bool seen, st.Step());
+      if (seen) {
+        const std::string original = st.ColumnText(0);
+        FTUNE_ASSIGN_OR_RETURN(result.job,
+                               LoadJob(conn, original, /*with_spec=*/true));
+        result.created = false;
+        return absl::OkStatus();
+      }
+    }
+    absl::StatusOr<core::Tenant> tenant =
+        internal::LoadTenantById(conn, job.tenant_id);
+    if (absl::IsNotFound(tenant.status())) {
+      return absl::NotFoundError(
+          absl::StrCat("tenant ", job.tenant_id, " not found"));
+    }
+    FTUNE_RETURN_IF_ERROR(tenant.status());
+    {
+      FTUNE_ASSIGN_OR_RETURN(
+          Statement st, conn.Prepare("SELECT 1 FROM models WHERE name = ?"));
+      st.Bind(1, job.model);
+      FTUNE_ASSIGN_OR_RETURN(bool known, st.Step());
+      if (!known) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model: no registered model named '", job.model, "'"));
+      }
+    }
+    FTUNE_RETURN_IF_ERROR(
+        CheckJobFile(conn, job, "training_file_id", job.training_file_id));
+    if (!job.validation_file_id.empty()) {
+      FTUNE_RETURN_IF_ERROR(CheckJobFile(conn, job, "validation_file_id",
+                                         job.validation_file_id));
+    }
+    const core::Quota& q = tenant->quota;
+    if (q.max_gpus > 0 && job.resources.gpus > q.max_gpus) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("quota max_gpus=", q.max_gpus, " is below the job's ",
+                       job.resources.gpus, " GPUs; it could never run"));
+    }
+    if (q.max_queued_jobs > 0) {
+      FTUNE_ASSIGN_OR_RETURN(
+          int64_t queued,
+          CountJobs(conn, job.tenant_id, QueuedStates(), "COUNT(*)"));
+      if (queued >= q.max_queued_jobs) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("quota max_queued_jobs=", q.max_queued_jobs,
+                         " reached (", queued, " jobs queued or paused)"));
+      }
+    }
+    job.state = JobState::kQueued;
+    job.attempt = 1;
+    job.restart_count = 0;
+    job.create_time = job.update_time = ctx.now;
+    job.start_time = job.end_time = absl::InfinitePast();
+    job.error = core::JobError{};
+    job.progress = core::JobProgress{};
+    job.latest_metrics.reset();
+    job.worker_id.clear();
+    job.lease_expiry = absl::InfinitePast();
+    job.last_checkpoint.reset();
+    job.adapter = core::Adapter{};
+    job.last_sequence = 0;
+    // The event first, so the job row is inserted complete (last_sequence
+    // = 1) and needs no second UPDATE: creates are the hot write path.
+    JobChange change;
+    FTUNE_ASSIGN_OR_RETURN(
+        JobEvent e, AddEvent(ctx, job, core::JobEventType::kCreated,
+                             std::nullopt, JobState::kQueued, "job created"));
+    change.events.push_back(std::move(e));
+    FTUNE_RETURN_IF_ERROR(InsertJob(conn, job));
+    change.job = job;
+    change.job.spec.clear();
+    ctx.changes.push_back(std::move(change));
+    result.job = job;
+    result.created = true;
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<Job> SqliteStore::GetJob(absl::string_view tenant_id,
+                                        absl::string_view job_id) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  Job out;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(out, LoadJobFor(conn, tenant_id, job_id, true));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<Page<Job>> SqliteStore::ListJobs(absl::string_view tenant_id,
+                                                const JobFilter& filter,
+                                                int page_size,
+                                                absl::string_view page_token) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  FTUNE_ASSIGN_OR_RETURN(int64_t before,
+                         internal::DecodePageToken("jobs", page_token));
+  const int limit = internal::ClampPageSize(page_size);
+  // The SQL's shape depends only on the number of states/labels, so the
+  // statement cache holds a few variants.
+  std::string sql = absl::StrCat("SELECT ", internal::JobColumns(true),
+                                 ", seq FROM jobs WHERE (?1 = 0 OR seq < ?1)");
+  const bool all = tenant_id == kAnyTenant;
+  if (!all) absl::StrAppend(&sql, " AND tenant_id = ?2");
+  if (!filter.states.empty()) {
+    std::vector<std::string> states;
+    for (JobState s : filter.states) {
+      states.push_back(absl::StrCat(static_cast<int>(s)));
+    }
+    absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
+  }
+  for (size_t i = 0; i < filter.labels.size(); ++i) {
+    absl::StrAppend(&sql,
+                    " AND EXISTS(SELECT 1 FROM job_labels l WHERE "
+                    "l.job_seq = jobs.seq AND l.key = ?",
+                    4 + 2 * i, " AND l.value = ?", 5 + 2 * i, ")");
+  }
+  absl::StrAppend(&sql, " ORDER BY seq DESC LIMIT ?3");
+  Page<Job> page;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(Statement st, conn.Prepare(sql));
+    st.Bind(1, before).Bind(3, limit + 1);
+    if (!all) st.Bind(2, tenant_id);
+    int index = 4;
+    for (const auto& [key, value] : filter.labels) {
+      st.Bind(index, key).Bind(index + 1, value);
+      index += 2;
+    }
+    int64_t last_seq = 0;
+    const int seq_col = 38;
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      if (static_cast<int>(page.items.size()) == limit) {
+        page.next_page_token = internal::EncodePageToken("jobs", last_seq);
+        break;
+      }
+      FTUNE_ASSIGN_OR_RETURN(Job job, internal::ReadJobRow(st, true));
+      page.items.push_back(std::move(job));
+      last_seq = st.ColumnInt(seq_col);
+    }
+    return absl::OkStatus();
+  }));
+  return page;
+}
+
+// -------------------------------------------------------- transitions ----
+
+absl::StatusOr<Job> SqliteStore::TransitionJob(const JobTransition& t) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(t.tenant_id));
+  Job job;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(job,
+                           LoadJobFor(ctx.conn, t.tenant_id, t.job_id, true));
+    if (job.state != t.expected_state ||
+        (t.expected_attempt >= 0 && job.attempt != t.expected_attempt)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          Describe(job), ", expected ", core::JobStateName(t.expected_state),
+          t.expected_attempt >= 0
+              ? absl::StrCat(" (attempt ", t.expected_attempt, ")")
+              : std::string()));
+    }
+    JobChange change;
+    if (t.error) job.error = *t.error;
+    if (t.adapter) job.adapter = *t.adapter;
+    FTUNE_RETURN_IF_ERROR(
+        ApplyStateChange(ctx, job, t.new_state, t.message, change));
+    if (t.increment_attempt) ++job.attempt;
+    if (t.clear_worker) {
+      job.worker_id.clear();
+      job.lease_expiry = absl::InfinitePast();
+    }
+    return Finish(ctx, job, std::move(change));
+  }));
+  return job;
+}
+
+absl::StatusOr<Job> SqliteStore::CancelJob(absl::string_view tenant_id,
+                                           absl::string_view job_id,
+                                           absl::string_view reason) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  Job job;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(job, LoadJobFor(ctx.conn, tenant_id, job_id, true));
+    absl::StatusOr<JobState> target = core::CancelTarget(job.state);
+    if (!target.ok()) return Annotate(target.status(), Describe(job));
+    if (*target == job.state) return absl::OkStatus();  // Already cancelling.
+    JobChange change;
+    FTUNE_RETURN_IF_ERROR(ApplyStateChange(
+        ctx, job, *target,
+        reason.empty() ? "cancel requested"
+                       : absl::StrCat("cancel requested: ", reason),
+        change));
+    return Finish(ctx, job, std::move(change));
+  }));
+  return job;
+}
+
+absl::StatusOr<Job> SqliteStore::PauseJob(absl::string_view tenant_id,
+                                          absl::string_view job_id) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  Job job;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(job, LoadJobFor(ctx.conn, tenant_id, job_id, true));
+    absl::StatusOr<JobState> target = core::PauseTarget(job.state);
+    if (!target.ok()) return Annotate(target.status(), Describe(job));
+    JobChange change;
+    FTUNE_RETURN_IF_ERROR(
+        ApplyStateChange(ctx, job, *target, "pause requested", change));
+    return Finish(ctx, job, std::move(change));
+  }));
+  return job;
+}
+
+absl::StatusOr<Job> SqliteStore::ResumeJob(absl::string_view tenant_id,
+                                           absl::string_view job_id) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  Job job;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(job, LoadJobFor(ctx.conn, tenant_id, job_id, true));
+    absl::StatusOr<JobState> target = core::ResumeTarget(job.state);
+    if (!target.ok()) return Annotate(target.status(), Describe(job));
+    JobChange change;
+    FTUNE_RETURN_IF_ERROR(ApplyStateChange(
+        ctx, job, *target, absl::StrCat("resumed as attempt ", job.attempt + 1),
+        change));
+    // A new attempt: whatever the paused worker still reports is stale.
+    ++job.attempt;
+    return Finish(ctx, job, std::move(change));
+  }));
+  return job;
+}
+
+// -------------------------------------------- events, metrics, checkpoints --
+
+absl::StatusOr<std::vector<core::MetricPoint>> SqliteStore::AppendMetrics(
+    absl::string_view job_id, int64_t attempt,
+    std::vector<core::MetricPoint> points,
+    const std::optional<core::JobProgress>& progress) {
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(Job job, LoadFenced(ctx.conn, job_id, attempt, ""));
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        ctx.conn.Prepare(
+            "INSERT INTO job_metrics(job_id, sequence, time, attempt, step, "
+            "epoch, train_loss, eval_loss, lr, grad_norm, tokens_per_s, "
+            "peak_memory_bytes) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+    for (core::MetricPoint& p : points) {
+      p.job_id = job.id;
+      p.sequence = ++job.last_sequence;
+      p.attempt = attempt;
+      if (p.time == absl::InfinitePast()) p.time = ctx.now;
+      st.Bind(1, p.job_id)
+          .Bind(2, p.sequence)
+          .BindTime(3, p.time)
+          .Bind(4, p.attempt)
+          .Bind(5, p.step)
+          .Bind(6, p.epoch)
+          .Bind(7, p.train_loss)
+          .BindOptional(8, p.eval_loss)
+          .Bind(9, p.lr)
+          .Bind(10, p.grad_norm)
+          .Bind(11, p.tokens_per_s)
+          .Bind(12, p.peak_memory_bytes);
+      FTUNE_RETURN_IF_ERROR(st.Run());
+      st.Reset();  // Same statement for the next point.
+    }
+    if (!points.empty()) {
+      job.latest_metrics = points.back();
+      job.progress.step = points.back().step;
+      job.progress.epoch = points.back().epoch;
+    }
+    if (progress) job.progress = *progress;
+    JobChange change;
+    change.metrics = points;
+    return Finish(ctx, job, std::move(change));
+  }));
+  return points;
+}
+
+absl::StatusOr<JobEvent> SqliteStore::AppendJobMessage(
+    absl::string_view job_id, int64_t attempt, absl::string_view message) {
+  JobEvent out;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(Job job, LoadFenced(ctx.conn, job_id, attempt, ""));
+    FTUNE_ASSIGN_OR_RETURN(
+        out, AddEvent(ctx, job, core::JobEventType::kMessage, std::nullopt,
+                      std::nullopt, std::string(message)));
+    JobChange change;
+    change.events.push_back(out);
+    return Finish(ctx, job, std::move(change));
+  }));
+  return out;
+}
+
+namespace {
+int ClampLimit(int limit) { return limit <= 0 || limit > 1000 ? 1000 : limit; }
+}  // namespace
+
+absl::StatusOr<std::vector<JobEvent>> SqliteStore::ListJobEvents(
+    absl::string_view tenant_id, absl::string_view job_id,
+    int64_t after_sequence, int limit) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  std::vector<JobEvent> out;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(LoadJobFor(conn, tenant_id, job_id, false).status());
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        conn.Prepare("SELECT sequence, time, attempt, type, from_state, "
+                     "to_state, message FROM job_events WHERE job_id = ? AND "
+                     "sequence > ? ORDER BY sequence LIMIT ?"));
+    st.Bind(1, job_id).Bind(2, after_sequence).Bind(3, ClampLimit(limit));
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      JobEvent e;
+      e.job_id = std::string(job_id);
+      e.sequence = st.ColumnInt(0);
+      e.time = st.ColumnTime(1);
+      e.attempt = st.ColumnInt(2);
+      e.type = static_cast<core::JobEventType>(st.ColumnInt(3));
+      if (!st.ColumnIsNull(4)) {
+        FTUNE_ASSIGN_OR_RETURN(e.from_state,
+                               core::JobStateFromInt(st.ColumnInt(4)));
+      }
+      if (!st.ColumnIsNull(5)) {
+        FTUNE_ASSIGN_OR_RETURN(e.to_state,
+                               core::JobStateFromInt(st.ColumnInt(5)));
+      }
+      e.message = st.ColumnText(6);
+      out.push_back(std::move(e));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<core::MetricPoint>> SqliteStore::ListJobMetrics(
+    absl::string_view tenant_id, absl::string_view job_id,
+    int64_t after_sequence, int limit) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  std::vector<core::MetricPoint> out;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(LoadJobFor(conn, tenant_id, job_id, false).status());
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        conn.Prepare("SELECT sequence, time, attempt, step, epoch, train_loss, "
+                     "eval_loss, lr, grad_norm, tokens_per_s, "
+                     "peak_memory_bytes FROM job_metrics WHERE job_id = ? AND "
+                     "sequence > ? ORDER BY sequence LIMIT ?"));
+    st.Bind(1, job_id).Bind(2, after_sequence).Bind(3, ClampLimit(limit));
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      core::MetricPoint p;
+      p.job_id = std::string(job_id);
+      p.sequence = st.ColumnInt(0);
+      p.time = st.ColumnTime(1);
+      p.attempt = st.ColumnInt(2);
+      p.step = st.ColumnInt(3);
+      p.epoch = st.ColumnDouble(4);
+      p.train_loss = st.ColumnDouble(5);
+      p.eval_loss = st.ColumnOptionalDouble(6);
+      p.lr = st.ColumnDouble(7);
+      p.grad_norm = st.ColumnDouble(8);
+      p.tokens_per_s = st.ColumnDouble(9);
+      p.peak_memory_bytes = st.ColumnInt(10);
+      out.push_back(std::move(p));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<core::Checkpoint> SqliteStore::AddCheckpoint(
+    absl::string_view job_id, int64_t attempt, core::Checkpoint checkpoint) {
+  if (checkpoint.path.empty() || checkpoint.step < 0) {
+    return absl::InvalidArgumentError(
+        "checkpoint needs a path and a step >= 0");
+  }
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(Job job, LoadFenced(ctx.conn, job_id, attempt, ""));
+    checkpoint.job_id = job.id;
+    checkpoint.attempt = attempt;
+    checkpoint.create_time = ctx.now;
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        ctx.conn.Prepare("INSERT OR REPLACE INTO checkpoints(job_id, step, "
+                         "attempt, path, create_time) VALUES(?,?,?,?,?)"));
+    st.Bind(1, checkpoint.job_id)
+        .Bind(2, checkpoint.step)
+        .Bind(3, checkpoint.attempt)
+        .Bind(4, checkpoint.path)
+        .BindTime(5, checkpoint.create_time);
+    FTUNE_RETURN_IF_ERROR(st.Run());
+    job.last_checkpoint = checkpoint;
+    JobChange change;
+    FTUNE_ASSIGN_OR_RETURN(
+        JobEvent e,
+        AddEvent(ctx, job, core::JobEventType::kCheckpoint, std::nullopt,
+                 std::nullopt,
+                 absl::StrCat("checkpoint at step ", checkpoint.step, ": ",
+                              checkpoint.path)));
+    change.events.push_back(std::move(e));
+    return Finish(ctx, job, std::move(change));
+  }));
+  return checkpoint;
+}
+
+absl::StatusOr<std::vector<core::Checkpoint>> SqliteStore::ListCheckpoints(
+    absl::string_view tenant_id, absl::string_view job_id) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  std::vector<core::Checkpoint> out;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(LoadJobFor(conn, tenant_id, job_id, false).status());
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        conn.Prepare("SELECT step, attempt, path, create_time FROM checkpoints "
+                     "WHERE job_id = ? ORDER BY step"));
+    st.Bind(1, job_id);
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      core::Checkpoint c;
+      c.job_id = std::string(job_id);
+      c.step = st.ColumnInt(0);
+      c.attempt = st.ColumnInt(1);
+      c.path = st.ColumnText(2);
+      c.create_time = st.ColumnTime(3);
+      out.push_back(std::move(c));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+}  // namespace ftune::store

@@ -1,0 +1,279 @@
+// The scheduler's durable state behind one interface (DESIGN.md: a server
+// database can replace SQLite later). Methods take and return the plain
+// records of server/core; the RPC layer converts to and from protos.
+//
+// Thread-safety: every method may be called from any thread concurrently.
+// Once a write method returns OK its effect is durable (synchronous=FULL) and
+// visible to every later read.
+//
+// Tenant scoping: methods that a tenant reaches take `tenant_id`, the
+// authenticated caller's tenant. An object of another tenant answers exactly
+// like one that never existed (NOT_FOUND) and never appears in a list.
+// Trusted internal callers (workers, admin, scheduler loop) pass kAnyTenant.
+// An empty tenant_id is INVALID_ARGUMENT (it is always a caller bug).
+//
+// Errors (absl::StatusCode):
+//   NOT_FOUND            the addressed object does not exist (for this tenant)
+//   ALREADY_EXISTS       a unique name/id is taken
+//   INVALID_ARGUMENT     a malformed argument or page token, or a referenced
+//                        object (model, file) that does not exist; the
+//                        message names the field
+//   FAILED_PRECONDITION  a compare-and-set lost: the message names the job's
+//                        current state and attempt; also a stale attempt, an
+//                        illegal transition, a file still used by a live job
+//   RESOURCE_EXHAUSTED   a tenant quota would be exceeded; names the quota
+//   UNAVAILABLE/ABORTED  the database is busy or closing; retry later
+//   DATA_LOSS/INTERNAL   the database is damaged or SQLite failed otherwise
+#ifndef FTUNE_SERVER_STORE_STORE_H_
+#define FTUNE_SERVER_STORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/core/attempt.h"
+#include "server/core/job_state.h"
+#include "server/core/types.h"
+
+namespace ftune::store {
+
+// Passed as tenant_id by trusted internal callers: no tenant filtering.
+inline constexpr absl::string_view kAnyTenant = "*";
+
+inline constexpr int kDefaultPageSize = 50;
+inline constexpr int kMaxPageSize = 1000;
+
+struct JobFilter {
+  std::vector<core::JobState> states;         // Any of these; empty = all.
+  std::map<std::string, std::string> labels;  // All of these must match.
+};
+
+// One page, newest first. `next_page_token` is empty on the last page.
+// Tokens are opaque; a page continues exactly after the previous one even
+// while other jobs are being created (new ones appear only before page 1).
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  std::string next_page_token;
+};
+
+struct CreateJobResult {
+  core::Job job;
+  bool created = false;  // false: request_id repeated; `job` is the original.
+};
+
+// A compare-and-set on a job's state.
+struct JobTransition {
+  std::string tenant_id{kAnyTenant};
+  std::string job_id;
+  core::JobState expected_state = core::JobState::kQueued;
+  // -1 = do not check the attempt.
+  int64_t expected_attempt = -1;
+  core::JobState new_state = core::JobState::kQueued;
+  std::string message;  // Event text.
+  // Optional changes applied in the same transaction.
+  bool increment_attempt = false;
+  bool clear_worker = false;
+  std::optional<core::JobError> error;
+  std::optional<core::Adapter> adapter;
+};
+
+// What a committed write did to jobs, handed to StoreOptions::on_commit in
+// commit order (for WatchJob fan-out and /metrics).
+struct JobChange {
+  core::Job job;  // The job after the write (spec left empty).
+  std::vector<core::JobEvent> events;
+  std::vector<core::MetricPoint> metrics;
+};
+
+// A worker's report on a job carries its attempt (fencing token).
+struct JobAttemptRef {
+  std::string job_id;
+  int64_t attempt = 0;
+};
+
+struct LeaseExpiryResult {
+  std::vector<core::Job> requeued;  // RUNNING -> QUEUED (attempt + 1).
+  std::vector<core::Job> failed;    // RUNNING -> FAILED (restarts exhausted).
+  std::vector<core::Job> other;     // CANCELLING -> CANCELLED, PAUSED freed.
+  std::vector<std::string> lost_workers;  // ACTIVE/DRAINING -> LOST.
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // ---- tenants ---------------------------------------------------------
+  // `tenant.id` empty: a new "tenant-..." id is assigned. ALREADY_EXISTS for
+  // a taken name or id; INVALID_ARGUMENT for an empty name, weight <= 0 or a
+  // negative quota. create_time is set by the store.
+  virtual absl::StatusOr<core::Tenant> CreateTenant(core::Tenant tenant) = 0;
+  virtual absl::StatusOr<core::Tenant> GetTenant(absl::string_view id) = 0;
+  virtual absl::StatusOr<core::Tenant> GetTenantByName(
+      absl::string_view name) = 0;
+  virtual absl::StatusOr<std::vector<core::Tenant>> ListTenants() = 0;
+  virtual absl::StatusOr<core::Tenant> SetQuota(absl::string_view tenant_id,
+                                                const core::Quota& quota) = 0;
+  virtual absl::StatusOr<core::Tenant> SetTenantWeight(
+      absl::string_view tenant_id, double weight) = 0;
+
+  // ---- API keys (hashes only) -----------------------------------------
+  // `key.id` empty: assigned. Role kTenant needs an existing tenant_id;
+  // admin/worker keys must have none. ALREADY_EXISTS for a repeated hash.
+  virtual absl::StatusOr<core::ApiKey> CreateApiKey(core::ApiKey key) = 0;
+  // NOT_FOUND if no key has this hash. Revoked keys ARE returned (revoked =
+  // true) so the caller can say "revoked"; compare with ApiKeyMatches().
+  virtual absl::StatusOr<core::ApiKey> LookupApiKeyByHash(
+      absl::string_view hash) = 0;
+  // tenant_id = kAnyTenant lists every key (admin/worker keys included).
+  virtual absl::StatusOr<std::vector<core::ApiKey>> ListApiKeys(
+      absl::string_view tenant_id) = 0;
+  // Idempotent on an already revoked key.
+  virtual absl::StatusOr<core::ApiKey> RevokeApiKey(absl::string_view id) = 0;
+
+  // ---- models ------------------------------------------------------------
+  virtual absl::StatusOr<core::Model> UpsertModel(core::Model model) = 0;
+  virtual absl::StatusOr<core::Model> GetModel(absl::string_view name) = 0;
+  virtual absl::StatusOr<std::vector<core::Model>> ListModels() = 0;
+
+  // ---- files -------------------------------------------------------------
+  // `file.id` empty: assigned. tenant must exist. create_time set here.
+  virtual absl::StatusOr<core::FileRecord> CreateFile(
+      core::FileRecord file) = 0;
+  // Deleted files are NOT_FOUND.
+  virtual absl::StatusOr<core::FileRecord> GetFile(absl::string_view tenant_id,
+                                                   absl::string_view id) = 0;
+  // Newest first, deleted files excluded. page_size 0 = default; larger than
+  // kMaxPageSize is clamped. `purpose` empty = any.
+  virtual absl::StatusOr<Page<core::FileRecord>> ListFiles(
+      absl::string_view tenant_id, absl::string_view purpose, int page_size,
+      absl::string_view page_token) = 0;
+  virtual absl::StatusOr<core::FileRecord> UpdateFileStatus(
+      absl::string_view tenant_id, absl::string_view id,
+      core::FileStatus status, absl::string_view detail) = 0;
+  // Marks the file DELETED and returns the record as it was (so the caller
+  // can remove its bytes). FAILED_PRECONDITION naming the job while a
+  // non-terminal job uses it as training or validation file.
+  virtual absl::StatusOr<core::FileRecord> DeleteFile(
+      absl::string_view tenant_id, absl::string_view id) = 0;
+
+  // ---- jobs --------------------------------------------------------------
+  // Creates a QUEUED job at attempt 1 from `job` (id assigned if empty;
+  // state, attempt, times, sequence are set by the store) with a CREATED
+  // event (sequence 1), in one transaction that also
+  //  - returns the original job (created=false) when (tenant_id, request_id)
+  //    was used before (request_id non-empty), whatever the new spec says;
+  //  - checks model (INVALID_ARGUMENT "model"), training_file_id and
+  //    validation_file_id (INVALID_ARGUMENT naming the field: unknown,
+  //    foreign, deleted or not READY);
+  //  - checks quotas: max_queued_jobs against QUEUED+PAUSED jobs, and
+  //    max_gpus against the job's own gpus (RESOURCE_EXHAUSTED naming it).
+  virtual absl::StatusOr<CreateJobResult> CreateJob(core::Job job) = 0;
+  virtual absl::StatusOr<core::Job> GetJob(absl::string_view tenant_id,
+                                           absl::string_view job_id) = 0;
+  // tenant_id = kAnyTenant lists all tenants' jobs. Newest first.
+  virtual absl::StatusOr<Page<core::Job>> ListJobs(
+      absl::string_view tenant_id, const JobFilter& filter, int page_size,
+      absl::string_view page_token) = 0;
+
+  // Compare-and-set: FAILED_PRECONDITION "job X is RUNNING (attempt 2) ..."
+  // when the job's state/attempt differ from the expectation or the edge is
+  // not in core's table. On success writes the job row and a STATE_CHANGED
+  // event in one transaction; sets start_time on the first RUNNING, end_time
+  // on a terminal state, and clears the worker on terminal/QUEUED states.
+  virtual absl::StatusOr<core::Job> TransitionJob(const JobTransition& t) = 0;
+
+  // User requests, decided by core::CancelTarget/PauseTarget/ResumeTarget on
+  // the current state inside the transaction. Cancel of a CANCELLING job
+  // returns it unchanged. Resume re-queues with attempt + 1 and no worker
+  // (PAUSED already counts against max_queued_jobs, so no quota check).
+  virtual absl::StatusOr<core::Job> CancelJob(absl::string_view tenant_id,
+                                              absl::string_view job_id,
+                                              absl::string_view reason) = 0;
+  virtual absl::StatusOr<core::Job> PauseJob(absl::string_view tenant_id,
+                                             absl::string_view job_id) = 0;
+  virtual absl::StatusOr<core::Job> ResumeJob(absl::string_view tenant_id,
+                                              absl::string_view job_id) = 0;
+
+  // ---- events, metrics, checkpoints (one sequence per job) ---------------
+  // Appends points reported by `attempt`; FAILED_PRECONDITION when attempt is
+  // not the job's current attempt or the job holds no worker. Sequence, job_id
+  // and attempt of each point are set here (time too, if unset). Updates
+  // job.latest_metrics and job.progress (from `progress`, else step/epoch of
+  // the last point). Returns the stored points.
+  virtual absl::StatusOr<std::vector<core::MetricPoint>> AppendMetrics(
+      absl::string_view job_id, int64_t attempt,
+      std::vector<core::MetricPoint> points,
+      const std::optional<core::JobProgress>& progress = std::nullopt) = 0;
+  // An informational event (kMessage) for the job's current attempt.
+  virtual absl::StatusOr<core::JobEvent> AppendJobMessage(
+      absl::string_view job_id, int64_t attempt, absl::string_view message) = 0;
+  // Sequence order, sequence > after_sequence, at most `limit` (0 = 1000).
+  virtual absl::StatusOr<std::vector<core::JobEvent>> ListJobEvents(
+      absl::string_view tenant_id, absl::string_view job_id,
+      int64_t after_sequence, int limit) = 0;
+  virtual absl::StatusOr<std::vector<core::MetricPoint>> ListJobMetrics(
+      absl::string_view tenant_id, absl::string_view job_id,
+      int64_t after_sequence, int limit) = 0;
+  // Fenced like AppendMetrics. Records the checkpoint, sets
+  // job.last_checkpoint, appends a CHECKPOINT event. Same step again
+  // replaces the record (a later attempt re-reached it).
+  virtual absl::StatusOr<core::Checkpoint> AddCheckpoint(
+      absl::string_view job_id, int64_t attempt,
+      core::Checkpoint checkpoint) = 0;
+  virtual absl::StatusOr<std::vector<core::Checkpoint>> ListCheckpoints(
+      absl::string_view tenant_id, absl::string_view job_id) = 0;
+
+  // ---- workers and leases -----------------------------------------------
+  // Insert or update by id (id empty: assigned). A DRAINING worker that
+  // registers again stays DRAINING; a LOST one becomes ACTIVE.
+  virtual absl::StatusOr<core::Worker> RegisterWorker(
+      core::Worker worker, absl::Time lease_expiry) = 0;
+  // Sets last_heartbeat = now, the worker's lease_expiry, and extends the
+  // lease of every job it holds to `lease_expiry`. NOT_FOUND for an unknown
+  // worker; FAILED_PRECONDITION for a LOST one (it must register again).
+  // Returns the jobs the worker holds now (so it can stop any others).
+  virtual absl::StatusOr<std::vector<JobAttemptRef>> HeartbeatWorker(
+      absl::string_view worker_id, absl::Time lease_expiry) = 0;
+  virtual absl::StatusOr<core::Worker> GetWorker(absl::string_view id) = 0;
+  virtual absl::StatusOr<std::vector<core::Worker>> ListWorkers() = 0;
+  virtual absl::StatusOr<core::Worker> DrainWorker(absl::string_view id) = 0;
+
+  // QUEUED -> RUNNING for `worker_id` at `expected_attempt` with the given
+  // lease expiry. FAILED_PRECONDITION if the job moved on, or the worker is
+  // unknown/not ACTIVE; RESOURCE_EXHAUSTED if the tenant's max_running_jobs
+  // or max_gpus would be exceeded.
+  virtual absl::StatusOr<core::Job> GrantLease(absl::string_view job_id,
+                                               int64_t expected_attempt,
+                                               absl::string_view worker_id,
+                                               absl::Time lease_expiry) = 0;
+  // Extends one job's lease; fenced on attempt and worker.
+  virtual absl::StatusOr<core::Job> RenewLease(absl::string_view job_id,
+                                               int64_t attempt,
+                                               absl::string_view worker_id,
+                                               absl::Time lease_expiry) = 0;
+  // The attempt's worker reports how it ended (core::PlanAttemptEnd decides
+  // the new state). Fenced on attempt and worker: FAILED_PRECONDITION for a
+  // stale report, which tells the worker to stop the job.
+  virtual absl::StatusOr<core::Job> EndAttempt(absl::string_view job_id,
+                                               int64_t attempt,
+                                               absl::string_view worker_id,
+                                               const core::AttemptEnd& end) = 0;
+  // Every job lease with expiry <= now is lost (core::PlanLeaseLoss), and
+  // every worker whose lease expired becomes LOST. One transaction.
+  virtual absl::StatusOr<LeaseExpiryResult> ExpireLeases(absl::Time now) = 0;
+
+  // One consistent read of what the scheduling policy needs.
+  virtual absl::StatusOr<core::SchedulingSnapshot> GetSchedulingSnapshot() = 0;
+};
+
+}  // namespace ftune::store
+
+#endif  // FTUNE_SERVER_STORE_STORE_H_
