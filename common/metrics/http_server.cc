@@ -3,7 +3,14 @@
 #include <arpa/inet.h>
 #include <civetweb.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -135,7 +142,30 @@ MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
 void MetricsHttpServer::Stop() {
   if (context_ == nullptr) return;
+  // civetweb's listening thread notices the stop flag only when its poll()
+  // returns, which without traffic takes up to its 2 s timeout. Connecting to
+  // the port wakes it at once; keep poking until mg_stop() has returned.
+  std::atomic<bool> stopped{false};
+  std::thread waker([this, &stopped] {
+    sockaddr_in addr;
+    std::memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    // A wildcard listener is reachable on loopback.
+    inet_pton(AF_INET, host_ == "0.0.0.0" ? "127.0.0.1" : host_.c_str(),
+              &addr.sin_addr);
+    while (!stopped.load()) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+        close(fd);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
   mg_stop(context_);
+  stopped = true;
+  waker.join();
   context_ = nullptr;
 }
 

@@ -23,6 +23,7 @@ using ::ftune::testing::HttpGet;
 using ::ftune::testing::HttpRequest;
 using ::ftune::testing::HttpResponse;
 using ::ftune::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr char kPromtool[] = "/usr/bin/promtool";
@@ -230,8 +231,9 @@ TEST(MetricsHttpServerTest, PortInUseIsAClearError) {
   same.listen_address = first->address();
   EXPECT_THAT(MetricsHttpServer::Start(same, &registry).status(),
               StatusIs(absl::StatusCode::kUnavailable,
-                       HasSubstr(absl::StrCat("cannot listen on ",
-                                              first->address()))));
+                       AllOf(HasSubstr(absl::StrCat("cannot listen on ",
+                                                    first->address())),
+                             HasSubstr("Address already in use"))));
   // The first server is unaffected.
   ASSERT_OK_AND_ASSIGN(HttpResponse health,
                        HttpGet("127.0.0.1", first->port(), "/healthz"));
