@@ -10,8 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <thread>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -58,8 +58,7 @@ constexpr char kPlain[] = "text/plain; charset=utf-8";
 
 }  // namespace
 
-MetricsHttpServer::MetricsHttpServer(std::string host,
-                                     const Registry* registry,
+MetricsHttpServer::MetricsHttpServer(std::string host, const Registry* registry,
                                      ReadinessCheck readiness)
     : host_(std::move(host)),
       registry_(registry),
@@ -81,9 +80,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   const std::string host = address.substr(0, colon);
   in_addr parsed;
   if (inet_pton(AF_INET, host.c_str(), &parsed) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics listen address \"", address, "\": host \"", host,
-        "\" is not an IPv4 address (e.g. 127.0.0.1 or 0.0.0.0)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics listen address \"", address, "\": host \"", host,
+                     "\" is not an IPv4 address (e.g. 127.0.0.1 or 0.0.0.0)"));
   }
   int port;
   if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
@@ -103,10 +102,14 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
       new MetricsHttpServer(host, registry, std::move(readiness)));
   const std::string ports = absl::StrCat(host, ":", port);
   const std::string threads = std::to_string(options.num_threads);
-  const char* civet_options[] = {"listening_ports",    ports.c_str(),
-                                 "num_threads",        threads.c_str(),
-                                 "enable_keep_alive",  "no",
-                                 "request_timeout_ms", "10000",
+  const char* civet_options[] = {"listening_ports",
+                                 ports.c_str(),
+                                 "num_threads",
+                                 threads.c_str(),
+                                 "enable_keep_alive",
+                                 "no",
+                                 "request_timeout_ms",
+                                 "10000",
                                  nullptr};
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof(callbacks));
@@ -117,9 +120,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   server->context_ = mg_start(&callbacks, server.get(), civet_options);
   start_errors = nullptr;
   if (server->context_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "metrics HTTP server: cannot listen on ", ports, ": ",
-        errors.empty() ? "civetweb gave no reason" : errors));
+    return absl::UnavailableError(
+        absl::StrCat("metrics HTTP server: cannot listen on ", ports, ": ",
+                     errors.empty() ? "civetweb gave no reason" : errors));
   }
   for (const char* path : {"/metrics", "/healthz", "/readyz"}) {
     mg_set_request_handler(server->context_, path, &HandleRequest,
@@ -130,9 +133,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   const int n = mg_get_server_ports(server->context_, 4, bound);
   if (n < 1 || bound[0].port <= 0) {
     server->Stop();
-    return absl::InternalError(absl::StrCat(
-        "metrics HTTP server: listening on ", ports,
-        " but civetweb did not report the bound port"));
+    return absl::InternalError(
+        absl::StrCat("metrics HTTP server: listening on ", ports,
+                     " but civetweb did not report the bound port"));
   }
   server->port_ = bound[0].port;
   return server;

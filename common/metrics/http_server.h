@@ -60,7 +60,8 @@ class MetricsHttpServer {
   MetricsHttpServer(const MetricsHttpServer&) = delete;
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
-  // Stops accepting, waits for requests in progress, frees the port.
+  // Stops accepting, waits for requests in progress (each bounded by a 10 s
+  // request timeout), frees the port.
   // Idempotent.
   void Stop();
 

@@ -46,8 +46,7 @@ std::vector<double> DefaultLatencyBuckets() {
   return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-std::vector<double> ExponentialBuckets(double start, double factor,
-                                       int count) {
+std::vector<double> ExponentialBuckets(double start, double factor, int count) {
   std::vector<double> bounds;
   double bound = start;
   for (int i = 0; i < count; ++i) {
@@ -90,15 +89,14 @@ std::vector<uint64_t> Histogram::CumulativeCounts() const {
 
 uint64_t Histogram::Count() const { return CumulativeCounts().back(); }
 
-void Histogram::AppendSamples(const std::string& name,
-                              const LabelPairs& labels,
+void Histogram::AppendSamples(const std::string& name, const LabelPairs& labels,
                               std::vector<Sample>* out) const {
   const std::vector<uint64_t> cumulative = CumulativeCounts();
   const std::string bucket_name = name + "_bucket";
   for (size_t i = 0; i <= bounds_.size(); ++i) {
     LabelPairs with_le = labels;
-    with_le.emplace_back(
-        "le", i < bounds_.size() ? FormatValue(bounds_[i]) : "+Inf");
+    with_le.emplace_back("le",
+                         i < bounds_.size() ? FormatValue(bounds_[i]) : "+Inf");
     out->push_back(Sample{bucket_name, std::move(with_le),
                           static_cast<double>(cumulative[i])});
   }

@@ -172,9 +172,8 @@ std::shared_ptr<T> Family<T>::WithLabels(
     const std::vector<std::string>& label_values) {
   FTUNE_CHECK(label_values.size() == label_names_.size())
       << "metric " << name_ << " has labels {"
-      << absl::StrJoin(label_names_, ",") << "} but got "
-      << label_values.size() << " values {"
-      << absl::StrJoin(label_values, ",") << "}";
+      << absl::StrJoin(label_names_, ",") << "} but got " << label_values.size()
+      << " values {" << absl::StrJoin(label_values, ",") << "}";
   {
     absl::ReaderMutexLock lock(&mu_);
     auto it = children_.find(label_values);

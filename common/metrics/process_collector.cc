@@ -6,8 +6,8 @@
 #include <fstream>
 #include <limits>
 #include <optional>
-#include <string>
 #include <sstream>
+#include <string>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -124,8 +124,8 @@ std::optional<double> CountOpenFds(const std::string& path, bool is_self) {
 }
 
 void AddSingle(std::vector<FamilySnapshot>* out, const char* name,
-              const char* help, MetricType type,
-              const std::optional<double>& value) {
+               const char* help, MetricType type,
+               const std::optional<double>& value) {
   if (!value.has_value()) return;
   out->push_back(FamilySnapshot{name, help, type, {Sample{name, {}, *value}}});
 }
@@ -157,22 +157,21 @@ std::vector<FamilySnapshot> ProcessCollector::Collect() {
   const ProcessStats stats = ReadProcessStats(proc_root_, pid_);
   std::vector<FamilySnapshot> out;
   AddSingle(&out, "process_cpu_seconds_total",
-           "Total user and system CPU time spent in seconds.",
-           MetricType::kCounter, stats.cpu_seconds);
+            "Total user and system CPU time spent in seconds.",
+            MetricType::kCounter, stats.cpu_seconds);
   AddSingle(&out, "process_resident_memory_bytes",
-           "Resident memory size in bytes.", MetricType::kGauge,
-           stats.resident_memory_bytes);
+            "Resident memory size in bytes.", MetricType::kGauge,
+            stats.resident_memory_bytes);
   AddSingle(&out, "process_virtual_memory_bytes",
-           "Virtual memory size in bytes.", MetricType::kGauge,
-           stats.virtual_memory_bytes);
+            "Virtual memory size in bytes.", MetricType::kGauge,
+            stats.virtual_memory_bytes);
   AddSingle(&out, "process_open_fds", "Number of open file descriptors.",
-           MetricType::kGauge, stats.open_fds);
-  AddSingle(&out, "process_max_fds",
-           "Maximum number of open file descriptors.", MetricType::kGauge,
-           stats.max_fds);
+            MetricType::kGauge, stats.open_fds);
+  AddSingle(&out, "process_max_fds", "Maximum number of open file descriptors.",
+            MetricType::kGauge, stats.max_fds);
   AddSingle(&out, "process_start_time_seconds",
-           "Start time of the process since unix epoch in seconds.",
-           MetricType::kGauge, stats.start_time_seconds);
+            "Start time of the process since unix epoch in seconds.",
+            MetricType::kGauge, stats.start_time_seconds);
   return out;
 }
 

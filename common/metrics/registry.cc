@@ -29,8 +29,8 @@ std::vector<std::string> NamesOf(absl::string_view name, MetricType type) {
 }
 
 // The rules every family obeys, however it is registered.
-absl::Status ValidateDescription(absl::string_view name,
-                                 absl::string_view help, MetricType type,
+absl::Status ValidateDescription(absl::string_view name, absl::string_view help,
+                                 MetricType type,
                                  const std::vector<std::string>& label_names) {
   FTUNE_RETURN_IF_ERROR(ValidateMetricName(name));
   if (help.empty()) {
@@ -61,15 +61,18 @@ absl::Status ValidateBounds(absl::string_view name,
                             const std::vector<double>& bounds) {
   for (size_t i = 0; i < bounds.size(); ++i) {
     if (!std::isfinite(bounds[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "histogram \"", name, "\": bucket bound ", i, " is ",
-          FormatValue(bounds[i]), "; bounds must be finite (+Inf is implicit)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("histogram \"", name, "\": bucket bound ", i, " is ",
+                       FormatValue(bounds[i]),
+                       "; bounds must be finite (+Inf is implicit)"));
     }
     if (i > 0 && !(bounds[i] > bounds[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "histogram \"", name, "\": bucket bounds must be strictly "
-          "increasing, but bound ", i, " (", FormatValue(bounds[i]),
-          ") <= bound ", i - 1, " (", FormatValue(bounds[i - 1]), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("histogram \"", name,
+                       "\": bucket bounds must be strictly "
+                       "increasing, but bound ",
+                       i, " (", FormatValue(bounds[i]), ") <= bound ", i - 1,
+                       " (", FormatValue(bounds[i - 1]), ")"));
     }
   }
   return absl::OkStatus();
@@ -86,21 +89,22 @@ absl::Status ValidateSnapshot(const FamilySnapshot& family) {
       if (label_set.insert(label).second) label_names.push_back(label);
     }
   }
-  FTUNE_RETURN_IF_ERROR(ValidateDescription(family.name, family.help,
-                                            family.type, label_names));
+  FTUNE_RETURN_IF_ERROR(
+      ValidateDescription(family.name, family.help, family.type, label_names));
   const std::vector<std::string> names = NamesOf(family.name, family.type);
   for (const Sample& sample : family.samples) {
     if (std::find(names.begin(), names.end(), sample.name) == names.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("family \"", family.name, "\" has a sample named \"",
-                       sample.name, "\""));
+      return absl::InvalidArgumentError(absl::StrCat("family \"", family.name,
+                                                     "\" has a sample named \"",
+                                                     sample.name, "\""));
     }
     std::set<absl::string_view> in_sample;
     for (const auto& label : sample.labels) {
       if (!in_sample.insert(label.first).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("family \"", family.name, "\": a sample repeats "
-                         "label \"", label.first, "\""));
+        return absl::InvalidArgumentError(absl::StrCat("family \"", family.name,
+                                                       "\": a sample repeats "
+                                                       "label \"",
+                                                       label.first, "\""));
       }
     }
   }
@@ -205,8 +209,8 @@ absl::Status Registry::CheckNewFamily(
     auto it = claimed_names_.find(taken);
     if (it != claimed_names_.end()) {
       return absl::AlreadyExistsError(
-          absl::StrCat(MetricTypeName(type), " \"", name, "\": name \"",
-                       taken, "\" is already used by ", it->second));
+          absl::StrCat(MetricTypeName(type), " \"", name, "\": name \"", taken,
+                       "\" is already used by ", it->second));
     }
   }
   return absl::OkStatus();
@@ -250,8 +254,7 @@ absl::StatusOr<HistogramFamily*> Registry::AddHistogram(
   }
   histograms_.push_back(std::make_unique<HistogramFamily>(
       std::string(name), std::string(help), MetricType::kHistogram,
-      std::move(label_names),
-      [bounds = std::move(bounds)] {
+      std::move(label_names), [bounds = std::move(bounds)] {
         return std::make_shared<Histogram>(bounds);
       }));
   return histograms_.back().get();
@@ -269,11 +272,11 @@ absl::StatusOr<CollectorHandle> Registry::AddCallback(
   claimed_names_[std::string(name)] =
       absl::StrCat(MetricTypeName(type), " callback \"", name, "\"");
   const uint64_t id = next_collector_id_++;
-  collectors_[id] = CollectorEntry{
-      std::make_unique<CallbackFamily>(std::string(name), std::string(help),
-                                       type, std::move(label_names),
-                                       std::move(callback)),
-      {std::string(name)}};
+  collectors_[id] =
+      CollectorEntry{std::make_unique<CallbackFamily>(
+                         std::string(name), std::string(help), type,
+                         std::move(label_names), std::move(callback)),
+                     {std::string(name)}};
   return CollectorHandle(this, id);
 }
 
@@ -336,8 +339,8 @@ std::vector<FamilySnapshot> Registry::Collect() const {
       }
       if (!valid.ok()) {
         FTUNE_LOG(ERROR) << "metrics collector " << id << ": family \""
-                         << family.name << "\" dropped from scrape: "
-                         << valid.message();
+                         << family.name
+                         << "\" dropped from scrape: " << valid.message();
         continue;
       }
       exposed.insert(names.begin(), names.end());

@@ -71,7 +71,7 @@ class Registry;
 // Keeps a collector registered; destroying or Reset()ting it unregisters the
 // collector, waiting for any scrape that is running it to finish (so the
 // callback's captures may be destroyed right after). Move-only.
-class ABSL_MUST_USE_RESULT CollectorHandle {
+class CollectorHandle {
  public:
   CollectorHandle() = default;
   ~CollectorHandle() { Reset(); }
@@ -134,8 +134,8 @@ class Registry {
 
   absl::Status CheckNewFamily(absl::string_view name, absl::string_view help,
                               MetricType type,
-                              const std::vector<std::string>& label_names)
-      const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                              const std::vector<std::string>& label_names) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<CollectorHandle> AddCallback(
       absl::string_view name, absl::string_view help, MetricType type,
       std::vector<std::string> label_names, MetricCallback callback);

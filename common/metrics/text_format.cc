@@ -18,20 +18,17 @@ bool IsNameChar(char c) { return IsNameStart(c) || (c >= '0' && c <= '9'); }
 absl::Status ValidateName(absl::string_view name, absl::string_view what,
                           absl::string_view context) {
   if (name.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(context, "empty ", what));
+    return absl::InvalidArgumentError(absl::StrCat(context, "empty ", what));
   }
   if (!IsNameStart(name[0])) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(context, what, " \"", name,
-                     "\" must start with a letter or '_'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        context, what, " \"", name, "\" must start with a letter or '_'"));
   }
   for (char c : name) {
     if (!IsNameChar(c)) {
       return absl::InvalidArgumentError(absl::StrCat(
           context, what, " \"", name, "\" has character '",
-          absl::string_view(&c, 1),
-          "'; only [a-zA-Z0-9_] are allowed",
+          absl::string_view(&c, 1), "'; only [a-zA-Z0-9_] are allowed",
           c == ':' ? " (':' is reserved for recording rules)" : ""));
     }
   }
@@ -46,9 +43,7 @@ absl::Status ValidateName(absl::string_view name, absl::string_view what,
 // Length of the valid UTF-8 sequence at s[i], or 0 if it is not valid
 // (truncated, overlong, surrogate, or above U+10FFFF).
 size_t Utf8SequenceLength(absl::string_view s, size_t i) {
-  const auto byte = [&](size_t k) {
-    return static_cast<unsigned char>(s[k]);
-  };
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char c = byte(i);
   if (c < 0x80) return 1;
   size_t len;
@@ -179,8 +174,8 @@ std::string FormatText(const std::vector<FamilySnapshot>& families) {
   std::string out;
   for (const FamilySnapshot& family : families) {
     absl::StrAppend(&out, "# HELP ", family.name, " ", EscapeHelp(family.help),
-                    "\n# TYPE ", family.name, " ",
-                    MetricTypeName(family.type), "\n");
+                    "\n# TYPE ", family.name, " ", MetricTypeName(family.type),
+                    "\n");
     for (const Sample& sample : family.samples) AppendSample(sample, &out);
   }
   return out;

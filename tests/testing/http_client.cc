@@ -39,16 +39,15 @@ absl::StatusOr<HttpResponse> HttpRequest(const std::string& host, int port,
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "connect to ", host, ":", port, ": ", std::strerror(errno)));
+    return absl::UnavailableError(absl::StrCat("connect to ", host, ":", port,
+                                               ": ", std::strerror(errno)));
   }
-  const std::string request = absl::StrCat(method, " ", path,
-                                           " HTTP/1.0\r\nHost: ", host, ":",
-                                           port, "\r\n\r\n");
+  const std::string request = absl::StrCat(
+      method, " ", path, " HTTP/1.0\r\nHost: ", host, ":", port, "\r\n\r\n");
   size_t sent = 0;
   while (sent < request.size()) {
-    const ssize_t n = send(fd, request.data() + sent, request.size() - sent,
-                           MSG_NOSIGNAL);
+    const ssize_t n =
+        send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n <= 0) {
       return absl::UnavailableError(
           absl::StrCat("send: ", std::strerror(errno)));
@@ -74,13 +73,11 @@ absl::StatusOr<HttpResponse> HttpRequest(const std::string& host, int port,
   }
   HttpResponse response;
   response.body = raw.substr(end + 4);
-  std::vector<std::string> lines =
-      absl::StrSplit(raw.substr(0, end), "\r\n");
+  std::vector<std::string> lines = absl::StrSplit(raw.substr(0, end), "\r\n");
   // Status line: "HTTP/1.1 200 OK".
   std::vector<std::string> status_words =
       absl::StrSplit(lines[0], absl::MaxSplits(' ', 2));
-  if (status_words.size() < 2 ||
-      !absl::StartsWith(status_words[0], "HTTP/") ||
+  if (status_words.size() < 2 || !absl::StartsWith(status_words[0], "HTTP/") ||
       !absl::SimpleAtoi(status_words[1], &response.status)) {
     return absl::DataLossError(
         absl::StrCat("bad status line \"", lines[0], "\""));

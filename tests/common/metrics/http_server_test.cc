@@ -40,8 +40,8 @@ PromtoolResult RunPromtool(const std::string& text) {
   const std::string in = dir.Sub("scrape.txt");
   const std::string out = dir.Sub("promtool.out");
   std::ofstream(in) << text;
-  const std::string command = absl::StrCat(kPromtool, " check metrics < ", in,
-                                           " > ", out, " 2>&1");
+  const std::string command =
+      absl::StrCat(kPromtool, " check metrics < ", in, " > ", out, " 2>&1");
   PromtoolResult result;
   const int status = std::system(command.c_str());
   if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
@@ -74,8 +74,8 @@ class ServedRegistryTest : public ::testing::Test {
         registry_.AddGauge("ftune_job_train_loss", "Latest training loss.",
                            {"tenant", "job_id"}));
     loss->WithLabels({"tenant-a", "job-1"})->Set(2.3125);
-    loss->WithLabels({"tenant-a", "job-2"})->Set(
-        std::numeric_limits<double>::quiet_NaN());
+    loss->WithLabels({"tenant-a", "job-2"})
+        ->Set(std::numeric_limits<double>::quiet_NaN());
     ASSERT_OK_AND_ASSIGN(
         HistogramFamily * wait,
         registry_.AddHistogram("ftune_queue_wait_seconds",
@@ -85,13 +85,12 @@ class ServedRegistryTest : public ::testing::Test {
       wait->WithLabels({"tenant-a"})->Observe(v);
     }
     ASSERT_OK_AND_ASSIGN(
-        jobs_handle_,
-        registry_.AddGaugeCallback("ftune_jobs", "Jobs by state.",
-                                   {"tenant", "state"},
-                                   [](CallbackWriter& out) {
-                                     out.Set({"tenant-a", "QUEUED"}, 2);
-                                     out.Set({"tenant-a", "RUNNING"}, 1);
-                                   }));
+        jobs_handle_, registry_.AddGaugeCallback(
+                          "ftune_jobs", "Jobs by state.", {"tenant", "state"},
+                          [](CallbackWriter& out) {
+                            out.Set({"tenant-a", "QUEUED"}, 2);
+                            out.Set({"tenant-a", "RUNNING"}, 1);
+                          }));
     ASSERT_OK_AND_ASSIGN(
         process_handle_,
         registry_.AddCollector(std::make_unique<ProcessCollector>()));
@@ -141,8 +140,7 @@ TEST_F(ServedRegistryTest, ScrapeOverTcpPassesPromtool) {
                     "checked above but not by promtool";
   }
   const PromtoolResult result = RunPromtool(text);
-  EXPECT_EQ(result.exit_code, 0) << result.output << "\n--- scrape:\n"
-                                 << text;
+  EXPECT_EQ(result.exit_code, 0) << result.output << "\n--- scrape:\n" << text;
 }
 
 TEST(PromtoolTest, RejectsWhatItShould) {
@@ -151,9 +149,8 @@ TEST(PromtoolTest, RejectsWhatItShould) {
   if (access(kPromtool, X_OK) != 0) {
     GTEST_SKIP() << kPromtool << " not found (Debian package `prometheus`)";
   }
-  EXPECT_NE(RunPromtool("# HELP foo Foo.\n# TYPE foo counter\nfoo 1\n")
-                .exit_code,
-            0);
+  EXPECT_NE(
+      RunPromtool("# HELP foo Foo.\n# TYPE foo counter\nfoo 1\n").exit_code, 0);
   EXPECT_NE(RunPromtool("foo{a=\"unterminated} 1\n").exit_code, 0);
 }
 
@@ -229,11 +226,12 @@ TEST(MetricsHttpServerTest, PortInUseIsAClearError) {
                        MetricsHttpServer::Start(AnyPort(), &registry));
   MetricsHttpServerOptions same;
   same.listen_address = first->address();
-  EXPECT_THAT(MetricsHttpServer::Start(same, &registry).status(),
-              StatusIs(absl::StatusCode::kUnavailable,
-                       AllOf(HasSubstr(absl::StrCat("cannot listen on ",
-                                                    first->address())),
-                             HasSubstr("Address already in use"))));
+  EXPECT_THAT(
+      MetricsHttpServer::Start(same, &registry).status(),
+      StatusIs(
+          absl::StatusCode::kUnavailable,
+          AllOf(HasSubstr(absl::StrCat("cannot listen on ", first->address())),
+                HasSubstr("Address already in use"))));
   // The first server is unaffected.
   ASSERT_OK_AND_ASSIGN(HttpResponse health,
                        HttpGet("127.0.0.1", first->port(), "/healthz"));
@@ -273,9 +271,9 @@ TEST(MetricsHttpServerTest, RejectsBadOptions) {
   }
   options.listen_address = "127.0.0.1:0";
   options.num_threads = 0;
-  EXPECT_THAT(MetricsHttpServer::Start(options, &registry).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("num_threads 0")));
+  EXPECT_THAT(
+      MetricsHttpServer::Start(options, &registry).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_threads 0")));
   EXPECT_THAT(MetricsHttpServer::Start(AnyPort(), nullptr).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("registry is null")));

@@ -72,10 +72,9 @@ TEST_F(FakeProcTest, CollectorExposesStandardNames) {
     GTEST_SKIP() << "exact text below assumes 100 clock ticks/s, 4 KiB pages";
   }
   Registry registry;
-  ASSERT_OK_AND_ASSIGN(
-      CollectorHandle handle,
-      registry.AddCollector(
-          std::make_unique<ProcessCollector>(dir_.path(), "42")));
+  ASSERT_OK_AND_ASSIGN(CollectorHandle handle,
+                       registry.AddCollector(std::make_unique<ProcessCollector>(
+                           dir_.path(), "42")));
   EXPECT_EQ(registry.Scrape(),
             "# HELP process_cpu_seconds_total Total user and system CPU time "
             "spent in seconds.\n"
@@ -112,10 +111,9 @@ TEST_F(FakeProcTest, UnreadableValuesAreLeftOut) {
   EXPECT_EQ(stats.open_fds, 4);
 
   Registry registry;
-  ASSERT_OK_AND_ASSIGN(
-      CollectorHandle handle,
-      registry.AddCollector(
-          std::make_unique<ProcessCollector>(dir_.path(), "42")));
+  ASSERT_OK_AND_ASSIGN(CollectorHandle handle,
+                       registry.AddCollector(std::make_unique<ProcessCollector>(
+                           dir_.path(), "42")));
   const std::string text = registry.Scrape();
   EXPECT_THAT(text, HasSubstr("process_open_fds 4\n"));
   EXPECT_THAT(text, Not(HasSubstr("process_max_fds")));

@@ -50,9 +50,9 @@ TEST(RegistryTest, WithLabelsReturnsTheSameChild) {
 
 TEST(RegistryTest, RemoveDropsTheSeriesAndDetachesHeldPointers) {
   Registry registry;
-  ASSERT_OK_AND_ASSIGN(GaugeFamily * loss,
-                       registry.AddGauge("ftune_job_train_loss", "Loss.",
-                                         {"tenant", "job_id"}));
+  ASSERT_OK_AND_ASSIGN(
+      GaugeFamily * loss,
+      registry.AddGauge("ftune_job_train_loss", "Loss.", {"tenant", "job_id"}));
   auto job1 = loss->WithLabels({"t", "job-1"});
   job1->Set(2.25);
   loss->WithLabels({"t", "job-2"})->Set(1.5);
@@ -64,8 +64,8 @@ TEST(RegistryTest, RemoveDropsTheSeriesAndDetachesHeldPointers) {
   job1->Set(9);  // Still safe to use; just not exposed.
   const std::string text = registry.Scrape();
   EXPECT_THAT(text, ::testing::Not(HasSubstr("job-1")));
-  EXPECT_THAT(text, HasSubstr(
-                        "ftune_job_train_loss{tenant=\"t\",job_id=\"job-2\"} "
+  EXPECT_THAT(text,
+              HasSubstr("ftune_job_train_loss{tenant=\"t\",job_id=\"job-2\"} "
                         "1.5\n"));
   // Recreating the series starts from zero.
   EXPECT_EQ(loss->WithLabels({"t", "job-1"})->Value(), 0);
@@ -79,10 +79,9 @@ TEST(RegistryTest, RemoveDropsTheSeriesAndDetachesHeldPointers) {
 
 TEST(RegistryTest, HistogramBucketsAreCumulativeWithInf) {
   Registry registry;
-  ASSERT_OK_AND_ASSIGN(
-      HistogramFamily * h,
-      registry.AddHistogram("ftune_wait_seconds", "Wait.", {"tenant"},
-                            {0.5, 1, 2.5}));
+  ASSERT_OK_AND_ASSIGN(HistogramFamily * h,
+                       registry.AddHistogram("ftune_wait_seconds", "Wait.",
+                                             {"tenant"}, {0.5, 1, 2.5}));
   auto child = h->WithLabels({"a\"b"});
   // 0.5 lands in le=0.5 (bounds are inclusive); 3 and 100 only in +Inf.
   for (double v : {0.1, 0.5, 0.75, 1.0, 2.0, 3.0, 100.0}) child->Observe(v);
@@ -155,9 +154,9 @@ TEST(RegistryTest, RejectsBadRegistrationsAndChangesNothing) {
   EXPECT_THAT(registry.AddCounter("ftune_jobs", "Jobs.", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("must end in \"_total\"")));
-  EXPECT_THAT(registry.AddGauge("ftune-bad", "B.", {}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("ftune-bad")));
+  EXPECT_THAT(
+      registry.AddGauge("ftune-bad", "B.", {}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ftune-bad")));
   EXPECT_THAT(registry.AddGauge("ftune_y", "", {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("HELP text is empty")));
@@ -180,7 +179,8 @@ TEST(RegistryTest, RejectsBadRegistrationsAndChangesNothing) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("must be finite")));
   EXPECT_THAT(registry.AddCounter("ftune_x", "Again.", {}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));  // No _total.
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::_));  // No _total.
   EXPECT_THAT(registry.AddGauge("ftune_x", "Again.", {}).status(),
               StatusIs(absl::StatusCode::kAlreadyExists,
                        HasSubstr("already used by gauge \"ftune_x\"")));
@@ -191,8 +191,7 @@ TEST(RegistryTest, RejectsBadRegistrationsAndChangesNothing) {
       registry.AddGaugeCallback("ftune_x", "X.", {}, [](CallbackWriter&) {})
           .status(),
       StatusIs(absl::StatusCode::kAlreadyExists, ::testing::_));
-  EXPECT_THAT(registry.AddGaugeCallback("ftune_cb", "X.", {}, nullptr)
-                  .status(),
+  EXPECT_THAT(registry.AddGaugeCallback("ftune_cb", "X.", {}, nullptr).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("callback is empty")));
   EXPECT_THAT(registry.AddCollector(nullptr).status(),
@@ -212,9 +211,9 @@ TEST(RegistryTest, ConcurrentIncrementsAreExact) {
   Registry registry;
   ASSERT_OK_AND_ASSIGN(CounterFamily * c,
                        registry.AddCounter("ftune_ops_total", "Ops.", {"t"}));
-  ASSERT_OK_AND_ASSIGN(HistogramFamily * h,
-                       registry.AddHistogram("ftune_op_seconds", "Op.", {},
-                                             {0.5}));
+  ASSERT_OK_AND_ASSIGN(
+      HistogramFamily * h,
+      registry.AddHistogram("ftune_op_seconds", "Op.", {}, {0.5}));
   ASSERT_OK_AND_ASSIGN(GaugeFamily * g,
                        registry.AddGauge("ftune_inflight", "In flight.", {}));
   constexpr int kThreads = 8;
@@ -251,18 +250,19 @@ TEST(RegistryTest, GaugeCallbackIsEvaluatedAtScrapeTime) {
   int queued = 3;
   ASSERT_OK_AND_ASSIGN(
       CollectorHandle handle,
-      registry.AddGaugeCallback(
-          "ftune_jobs", "Jobs by state.", {"tenant", "state"},
-          [&](CallbackWriter& out) {
-            out.Set({"t2", "RUNNING"}, 1);
-            out.Set({"t1", "QUEUED"}, queued);
-            out.Set({"bad"}, 7);  // Wrong label count: dropped.
-          }));
+      registry.AddGaugeCallback("ftune_jobs", "Jobs by state.",
+                                {"tenant", "state"}, [&](CallbackWriter& out) {
+                                  out.Set({"t2", "RUNNING"}, 1);
+                                  out.Set({"t1", "QUEUED"}, queued);
+                                  out.Set({"bad"},
+                                          7);  // Wrong label count: dropped.
+                                }));
   const std::string expected_head =
       "# HELP ftune_jobs Jobs by state.\n# TYPE ftune_jobs gauge\n";
   EXPECT_EQ(registry.Scrape(),
-            expected_head + "ftune_jobs{tenant=\"t1\",state=\"QUEUED\"} 3\n"
-                            "ftune_jobs{tenant=\"t2\",state=\"RUNNING\"} 1\n");
+            expected_head +
+                "ftune_jobs{tenant=\"t1\",state=\"QUEUED\"} 3\n"
+                "ftune_jobs{tenant=\"t2\",state=\"RUNNING\"} 1\n");
   queued = 5;
   EXPECT_THAT(registry.Scrape(),
               HasSubstr("ftune_jobs{tenant=\"t1\",state=\"QUEUED\"} 5\n"));
@@ -278,12 +278,10 @@ TEST(RegistryTest, GaugeCallbackIsEvaluatedAtScrapeTime) {
 TEST(RegistryTest, CollectorHandleUnregistersOnDestruction) {
   Registry registry;
   {
-    ASSERT_OK_AND_ASSIGN(
-        CollectorHandle handle,
-        registry.AddCounterCallback("ftune_restarts_total", "Restarts.", {},
-                                    [](CallbackWriter& out) {
-                                      out.Set({}, 4);
-                                    }));
+    ASSERT_OK_AND_ASSIGN(CollectorHandle handle,
+                         registry.AddCounterCallback(
+                             "ftune_restarts_total", "Restarts.", {},
+                             [](CallbackWriter& out) { out.Set({}, 4); }));
     CollectorHandle moved = std::move(handle);
     EXPECT_FALSE(handle.registered());
     EXPECT_EQ(registry.Scrape(),
@@ -309,12 +307,17 @@ TEST(RegistryTest, InvalidCollectorFamiliesAreDroppedFromTheScrape) {
   Registry registry;
   ASSERT_OK(registry.AddGauge("ftune_taken", "Taken.", {}).status());
   std::vector<FamilySnapshot> families = {
-      {"good_bytes", "Good.", MetricType::kGauge,
+      {"good_bytes",
+       "Good.",
+       MetricType::kGauge,
        {{"good_bytes", {{"b", "2"}}, 2}, {"good_bytes", {{"b", "1"}}, 1}}},
       {"bad-name", "Bad.", MetricType::kGauge, {{"bad-name", {}, 1}}},
       {"ftune_taken", "Dup.", MetricType::kGauge, {{"ftune_taken", {}, 1}}},
       {"no_suffix", "Counter.", MetricType::kCounter, {{"no_suffix", {}, 1}}},
-      {"bad_label", "L.", MetricType::kGauge, {{"bad_label", {{"__x", ""}}, 1}}},
+      {"bad_label",
+       "L.",
+       MetricType::kGauge,
+       {{"bad_label", {{"__x", ""}}, 1}}},
       {"wrong_sample", "W.", MetricType::kGauge, {{"other", {}, 1}}},
       {"good_bytes", "Second.", MetricType::kGauge, {{"good_bytes", {}, 1}}},
   };

@@ -56,7 +56,10 @@ TEST(EscapeTest, LabelValueKeepsUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(EscapeLabelValue("caf\xC3\xA9 \xE2\x82\xAC"),
             "caf\xC3\xA9 \xE2\x82\xAC");
   // Lone continuation byte, truncated sequence, overlong '/', surrogate.
-  EXPECT_EQ(EscapeLabelValue("a\x80" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(EscapeLabelValue("a\x80"
+                             "b"),
+            "a\xEF\xBF\xBD"
+            "b");
   EXPECT_EQ(EscapeLabelValue("x\xE2\x82"), "x\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(EscapeLabelValue("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(EscapeLabelValue("\xED\xA0\x80"),
@@ -76,21 +79,22 @@ TEST(NameTest, InvalidNames) {
   EXPECT_THAT(ValidateMetricName("9lives"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("must start with a letter")));
-  EXPECT_THAT(ValidateMetricName("a-b"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("character '-'")));
+  EXPECT_THAT(
+      ValidateMetricName("a-b"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("character '-'")));
   EXPECT_THAT(ValidateMetricName("job:rate5m"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("recording rules")));
-  EXPECT_THAT(ValidateMetricName("__internal"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("reserves")));
-  EXPECT_THAT(ValidateLabelName("ftune_x", "__name__"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("metric \"ftune_x\": label name \"__name__\"")));
-  EXPECT_THAT(ValidateLabelName("m", "a.b"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("character '.'")));
+  EXPECT_THAT(
+      ValidateMetricName("__internal"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("reserves")));
+  EXPECT_THAT(
+      ValidateLabelName("ftune_x", "__name__"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("metric \"ftune_x\": label name \"__name__\"")));
+  EXPECT_THAT(
+      ValidateLabelName("m", "a.b"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("character '.'")));
 }
 
 TEST(FormatTextTest, ExactOutput) {
