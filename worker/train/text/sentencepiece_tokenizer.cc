@@ -181,6 +181,17 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
   json merge_list = json::array();
   for (const auto& m : merges) merge_list.push_back({std::get<3>(m), std::get<4>(m)});
   const std::string meta = "\xE2\x96\x81";
+  // Like Llama's tokenizer.json: the post-processor adds BOS (our loader
+  // reads this as the add_bos_token default).
+  json post = nullptr;
+  const int bos = model.bos_id();
+  if (bos >= 0 && bos < n) {
+    const std::string b = pieces[bos].text;
+    post = {{"type", "TemplateProcessing"},
+            {"single", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}},
+                        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"special_tokens", {{b, {{"id", b}, {"ids", {bos}}, {"tokens", {b}}}}}}};
+  }
   json root = {
       {"version", "1.0"},
       {"added_tokens", added},
@@ -190,7 +201,7 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
          {{{"type", "Prepend"}, {"prepend", meta}},
           {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", meta}}}}}},
       {"pre_tokenizer", nullptr},
-      {"post_processor", nullptr},
+      {"post_processor", post},
       {"decoder",
        {{"type", "Sequence"},
         {"decoders",

@@ -58,7 +58,8 @@ class SentencePieceTokenizer : public Tokenizer {
 // "▁") normalizers, no pre-tokenizer, BPE with byte_fallback, merges for
 // every split of every normal piece into two pieces, ranked by the merged
 // piece's score (highest first), and the Replace/ByteFallback/Fuse/Strip
-// decoder. Control and unknown pieces become special added tokens.
+// decoder, and a TemplateProcessing post-processor that adds the BOS piece.
+// Control and unknown pieces become special added tokens.
 // INVALID_ARGUMENT if the model is not BPE-shaped (no byte pieces).
 absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel& model);
 

@@ -13,6 +13,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/train/text/bpe_tokenizer.h"
+#include "worker/train/text/chat_template.h"
 #include "worker/train/text/sentencepiece_bridge.h"
 #include "worker/train/text/sentencepiece_tokenizer.h"
 
@@ -86,7 +87,7 @@ class SentencePieceCrossCheck : public ::testing::Test {
     ASSERT_NE(model_, nullptr) << error;
     absl::StatusOr<std::string> json = SentencePieceModelToTokenizerJson(*model_);
     ASSERT_TRUE(json.ok()) << json.status();
-    auto bpe = BpeTokenizer::Create(*json, "");
+    auto bpe = BpeTokenizer::Create(*json, R"({"eos_token":"</s>"})");
     ASSERT_TRUE(bpe.ok()) << bpe.status();
     bpe_ = *std::move(bpe);
     auto spt = SentencePieceTokenizer::Create(*model_bytes_, "");
@@ -133,6 +134,26 @@ TEST_F(SentencePieceCrossCheck, SameIdsAsLibsentencepiece) {
   }
 }
 
+TEST_F(SentencePieceCrossCheck, SameIdsOnRealText) {
+  // Real English prose on every Debian system, mostly unseen by the model.
+  absl::StatusOr<std::string> gpl = ReadFile("/usr/share/common-licenses/GPL-3");
+  if (!gpl.ok()) GTEST_SKIP() << "no /usr/share/common-licenses/GPL-3";
+  const std::string text = gpl->substr(0, 64 << 10);
+  size_t lines = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    ASSERT_EQ(bpe_->Encode(line), Reference(line, true)) << "\"" << line << "\"";
+    start = end + 1;
+    ++lines;
+  }
+  EXPECT_GT(lines, 500u);
+  // And the whole 64 KiB as one input (newlines included).
+  EXPECT_EQ(bpe_->Encode(text), Reference(text, true));
+  EXPECT_EQ(bpe_->Decode(bpe_->Encode(text)), text);
+}
+
 TEST_F(SentencePieceCrossCheck, DecodeInvertsEncode) {
   for (const std::string& s : kTricky) {
     EXPECT_EQ(bpe_->Decode(bpe_->Encode(s)), s) << "\"" << s << "\"";
@@ -162,6 +183,26 @@ TEST_F(SentencePieceCrossCheck, SpecialTokens) {
   EXPECT_TRUE(spt_->config().add_bos_token);
   EXPECT_EQ(spt_->Decode(spt_->Encode(text, special), /*skip_special=*/true),
             "hello there and more");
+}
+
+TEST_F(SentencePieceCrossCheck, Llama2TemplateWithDummyPrefixes) {
+  // The assistant reply continues the prompt's text: it must not get a
+  // second dummy-prefix space, so the rendering decodes back exactly.
+  Example ex;
+  ex.format = DatasetFormat::kMessages;
+  ex.messages = {{Role::kUser, "hi there", true}, {Role::kAssistant, "the theory", true}};
+  for (const Tokenizer* tok : {static_cast<const Tokenizer*>(spt_.get()),
+                               static_cast<const Tokenizer*>(bpe_.get())}) {
+    absl::StatusOr<TokenizedExample> t = TokenizeExample(ex, ChatTemplate::kLlama2, *tok);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(tok->Decode(t->ids), "<s>[INST] hi there [/INST] the theory </s>");
+    std::vector<int32_t> trained;
+    for (size_t i = 0; i < t->ids.size(); ++i) {
+      if (t->loss_mask[i]) trained.push_back(t->ids[i]);
+    }
+    EXPECT_EQ(tok->Decode(trained), "the theory </s>");
+    EXPECT_EQ(trained.back(), model_->eos_id());
+  }
 }
 
 TEST_F(SentencePieceCrossCheck, LoadTokenizerPicksTokenizerModel) {
