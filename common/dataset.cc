@@ -18,7 +18,8 @@ using nlohmann::json;
 constexpr absl::string_view kBom = "\xEF\xBB\xBF";
 
 absl::Status LineError(int64_t line_number, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("line ", line_number, ": ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", line_number, ": ", what));
 }
 
 bool IsBlank(absl::string_view s) {
@@ -33,28 +34,37 @@ bool IsBlank(absl::string_view s) {
 
 absl::string_view JsonTypeName(const json& j) {
   switch (j.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
     case json::value_t::number_unsigned:
-    case json::value_t::number_float: return "a number";
-    default: return "an unsupported value";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an unsupported value";
   }
 }
 
 // Reads `obj[key]` as a string; `field` names it in errors.
-absl::Status GetString(const json& obj, const char* key, absl::string_view field,
-                       int64_t line_number, std::string* out) {
+absl::Status GetString(const json& obj, const char* key,
+                       absl::string_view field, int64_t line_number,
+                       std::string* out) {
   auto it = obj.find(key);
   if (it == obj.end()) {
     return LineError(line_number, absl::StrCat(field, ": missing"));
   }
   if (!it->is_string()) {
-    return LineError(line_number, absl::StrCat(field, ": expected a string, got ",
-                                               JsonTypeName(*it)));
+    return LineError(
+        line_number,
+        absl::StrCat(field, ": expected a string, got ", JsonTypeName(*it)));
   }
   *out = it->get<std::string>();
   return absl::OkStatus();
@@ -92,11 +102,12 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
     } else if (role == "assistant") {
       msg.role = Role::kAssistant;
     } else {
-      return LineError(n, absl::StrCat(field, ".role: unknown role \"", role,
-                                       "\" (expected system, user, assistant)"));
+      return LineError(n,
+                       absl::StrCat(field, ".role: unknown role \"", role,
+                                    "\" (expected system, user, assistant)"));
     }
-    FTUNE_RETURN_IF_ERROR(
-        GetString(m, "content", absl::StrCat(field, ".content"), n, &msg.content));
+    FTUNE_RETURN_IF_ERROR(GetString(
+        m, "content", absl::StrCat(field, ".content"), n, &msg.content));
     auto w = m.find("weight");
     if (w != m.end()) {
       if (msg.role != Role::kAssistant) {
@@ -105,16 +116,17 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
                                          "may have a weight"));
       }
       if (!w->is_number() || (*w != 0 && *w != 1)) {
-        return LineError(n, absl::StrCat(field, ".weight: expected 0 or 1, got ",
-                                         w->dump()));
+        return LineError(
+            n,
+            absl::StrCat(field, ".weight: expected 0 or 1, got ", w->dump()));
       }
       msg.trainable = (*w == 1);
     }
     if (msg.role == Role::kAssistant) {
       has_assistant = true;
       if (msg.content.empty()) {
-        return LineError(n, absl::StrCat(field,
-                                         ".content: empty assistant message"));
+        return LineError(
+            n, absl::StrCat(field, ".content: empty assistant message"));
       }
       if (msg.trainable) has_trainable_assistant = true;
     }
@@ -135,19 +147,26 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
 
 absl::string_view DatasetFormatName(DatasetFormat format) {
   switch (format) {
-    case DatasetFormat::kMessages: return "messages";
-    case DatasetFormat::kPromptCompletion: return "prompt_completion";
-    case DatasetFormat::kText: return "text";
-    case DatasetFormat::kUnknown: break;
+    case DatasetFormat::kMessages:
+      return "messages";
+    case DatasetFormat::kPromptCompletion:
+      return "prompt_completion";
+    case DatasetFormat::kText:
+      return "text";
+    case DatasetFormat::kUnknown:
+      break;
   }
   return "unknown";
 }
 
 absl::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kSystem: return "system";
-    case Role::kUser: return "user";
-    case Role::kAssistant: return "assistant";
+    case Role::kSystem:
+      return "system";
+    case Role::kUser:
+      return "user";
+    case Role::kAssistant:
+      return "assistant";
   }
   return "?";
 }
@@ -202,8 +221,9 @@ absl::StatusOr<Example> ParseExampleLine(absl::string_view line,
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (absl::StartsWith(line, kBom)) {
     if (line_number != 1) {
-      return LineError(n, "byte order mark (U+FEFF) is only allowed at the "
-                          "start of the file");
+      return LineError(n,
+                       "byte order mark (U+FEFF) is only allowed at the "
+                       "start of the file");
     }
     line.remove_prefix(kBom.size());
   }
@@ -220,26 +240,28 @@ absl::StatusOr<Example> ParseExampleLine(absl::string_view line,
     // 1, column 5: syntax error ..."; keep what follows the bracket.
     std::string what = e.what();
     const size_t pos = what.find("] ");
-    return LineError(n, absl::StrCat("invalid JSON: ",
-                                     pos == std::string::npos
-                                         ? what
-                                         : what.substr(pos + 2)));
+    return LineError(
+        n,
+        absl::StrCat("invalid JSON: ",
+                     pos == std::string::npos ? what : what.substr(pos + 2)));
   }
   if (!obj.is_object()) {
-    return LineError(n, absl::StrCat("expected a JSON object, got ",
-                                     JsonTypeName(obj)));
+    return LineError(
+        n, absl::StrCat("expected a JSON object, got ", JsonTypeName(obj)));
   }
   const bool has_messages = obj.contains("messages");
   const bool has_pc = obj.contains("prompt") || obj.contains("completion");
   const bool has_text = obj.contains("text");
   const int kinds = int{has_messages} + int{has_pc} + int{has_text};
   if (kinds == 0) {
-    return LineError(n, "no \"messages\", \"prompt\"/\"completion\" or \"text\" "
-                        "key");
+    return LineError(n,
+                     "no \"messages\", \"prompt\"/\"completion\" or \"text\" "
+                     "key");
   }
   if (kinds > 1) {
-    return LineError(n, "mixes the keys of several formats (use exactly one "
-                        "of \"messages\", \"prompt\"+\"completion\", \"text\")");
+    return LineError(n,
+                     "mixes the keys of several formats (use exactly one "
+                     "of \"messages\", \"prompt\"+\"completion\", \"text\")");
   }
   Example ex;
   ex.line_number = line_number;
@@ -267,7 +289,8 @@ absl::Status ValidationReport::ToStatus() const {
   }
   std::string msg = absl::StrJoin(errors, "; ");
   if (error_count > static_cast<int64_t>(errors.size())) {
-    absl::StrAppend(&msg, "; (", error_count - static_cast<int64_t>(errors.size()),
+    absl::StrAppend(&msg, "; (",
+                    error_count - static_cast<int64_t>(errors.size()),
                     " more errors)");
   }
   return absl::InvalidArgumentError(msg);
@@ -349,8 +372,8 @@ ValidationReport DatasetValidator::Finish() {
   return report_;
 }
 
-absl::StatusOr<ValidationReport> ValidateDatasetFile(const std::string& path,
-                                                     const DatasetLimits& limits) {
+absl::StatusOr<ValidationReport> ValidateDatasetFile(
+    const std::string& path, const DatasetLimits& limits) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
   DatasetValidator v(limits);
@@ -359,7 +382,8 @@ absl::StatusOr<ValidationReport> ValidateDatasetFile(const std::string& path,
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     v.Add(absl::string_view(buf.data(), static_cast<size_t>(in.gcount())));
   }
-  if (in.bad()) return absl::InternalError(absl::StrCat("error reading ", path));
+  if (in.bad())
+    return absl::InternalError(absl::StrCat("error reading ", path));
   return v.Finish();
 }
 

@@ -1,7 +1,8 @@
 // The training-data line format (DESIGN.md "Datasets"): JSONL, one example a
 // line, in one of three formats:
 //
-//   {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+//   {"messages": [{"role": "system"|"user"|"assistant", "content": "..."},
+//   ...]}
 //   {"prompt": "...", "completion": "..."}
 //   {"text": "..."}
 //
@@ -10,7 +11,8 @@
 //
 // Rules (every violation is an INVALID_ARGUMENT error that starts with
 // "line N: " and names the field, e.g.
-//   line 17: messages[2].role: unknown role "bot" (expected system, user, assistant)):
+//   line 17: messages[2].role: unknown role "bot" (expected system, user,
+//   assistant)):
 //  - A line is UTF-8 (validated; the error gives the byte column), at most
 //    DatasetLimits::max_line_bytes bytes. A UTF-8 byte order mark is allowed
 //    (and removed) only at the start of line 1. A trailing "\r" (CRLF files)
@@ -62,7 +64,7 @@ struct Message {
 
 struct Example {
   DatasetFormat format = DatasetFormat::kUnknown;
-  int64_t line_number = 0;  // 1-based line in its file.
+  int64_t line_number = 0;        // 1-based line in its file.
   std::vector<Message> messages;  // kMessages
   std::string prompt;             // kPromptCompletion
   std::string completion;         // kPromptCompletion
@@ -91,10 +93,10 @@ int64_t FindInvalidUtf8(absl::string_view text);
 
 struct ValidationReport {
   DatasetFormat format = DatasetFormat::kUnknown;
-  int64_t lines = 0;     // lines seen, including skipped blank ones.
-  int64_t examples = 0;  // valid example lines.
-  int64_t error_count = 0;           // all bad lines (and file-level errors)
-  std::vector<std::string> errors;   // the first limits.max_errors of them
+  int64_t lines = 0;                // lines seen, including skipped blank ones.
+  int64_t examples = 0;             // valid example lines.
+  int64_t error_count = 0;          // all bad lines (and file-level errors)
+  std::vector<std::string> errors;  // the first limits.max_errors of them
   bool ok() const { return error_count == 0 && examples > 0; }
   // OK, or INVALID_ARGUMENT with the errors joined by "; " (and "(N more)").
   absl::Status ToStatus() const;

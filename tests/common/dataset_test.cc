@@ -19,8 +19,8 @@ absl::Status LineStatus(absl::string_view line, int64_t n = 1) {
 
 void ExpectBad(absl::string_view line, absl::string_view message,
                int64_t n = 3) {
-  EXPECT_THAT(LineStatus(line, n),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(std::string(message))))
+  EXPECT_THAT(LineStatus(line, n), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr(std::string(message))))
       << line;
 }
 
@@ -46,8 +46,9 @@ TEST(ParseExampleLineTest, Messages) {
 }
 
 TEST(ParseExampleLineTest, PromptCompletionAndText) {
-  ASSERT_OK_AND_ASSIGN(Example pc,
-                       ParseExampleLine(R"({"prompt":"","completion":"x\u00e9"})", 1));
+  ASSERT_OK_AND_ASSIGN(
+      Example pc,
+      ParseExampleLine(R"({"prompt":"","completion":"x\u00e9"})", 1));
   EXPECT_EQ(pc.format, DatasetFormat::kPromptCompletion);
   EXPECT_EQ(pc.prompt, "");
   EXPECT_EQ(pc.completion, "x\xC3\xA9");
@@ -69,50 +70,63 @@ TEST(ParseExampleLineTest, CrlfStripped) {
 }
 
 TEST(ParseExampleLineTest, BlankLinesAreSkipped) {
-  EXPECT_THAT(LineStatus(""), StatusIs(absl::StatusCode::kNotFound, HasSubstr("blank")));
-  EXPECT_THAT(LineStatus(" \t\r"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("blank")));
+  EXPECT_THAT(LineStatus(""),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("blank")));
+  EXPECT_THAT(LineStatus(" \t\r"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("blank")));
 }
 
 TEST(ParseExampleLineTest, UnknownRole) {
-  ExpectBad(R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"bot","content":"c"}]})",
-            "line 3: messages[2].role: unknown role \"bot\" (expected system, "
-            "user, assistant)");
+  ExpectBad(
+      R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"bot","content":"c"}]})",
+      "line 3: messages[2].role: unknown role \"bot\" (expected system, "
+      "user, assistant)");
 }
 
 TEST(ParseExampleLineTest, EachKindOfBadInput) {
   ExpectBad("{\"text\":\"a\xFF\"}", "line 3: invalid UTF-8 at byte 11");
-  ExpectBad("{\"text\":\"\xED\xA0\x80\"}", "invalid UTF-8 at byte 10");  // surrogate
-  ExpectBad("{\"text\":\"\xC0\xAF\"}", "invalid UTF-8");                   // overlong
-  ExpectBad("{\"text\":\"\xE2\x82\"}", "invalid UTF-8");                   // truncated
+  ExpectBad("{\"text\":\"\xED\xA0\x80\"}",
+            "invalid UTF-8 at byte 10");                  // surrogate
+  ExpectBad("{\"text\":\"\xC0\xAF\"}", "invalid UTF-8");  // overlong
+  ExpectBad("{\"text\":\"\xE2\x82\"}", "invalid UTF-8");  // truncated
   ExpectBad(R"({"text":"a")", "line 3: invalid JSON: parse error");
   ExpectBad(R"(["text"])", "line 3: expected a JSON object, got an array");
-  ExpectBad(R"({"txt":"a"})", "no \"messages\", \"prompt\"/\"completion\" or \"text\" key");
+  ExpectBad(R"({"txt":"a"})",
+            "no \"messages\", \"prompt\"/\"completion\" or \"text\" key");
   ExpectBad(R"({"text":"a","prompt":"b","completion":"c"})", "mixes the keys");
   ExpectBad(R"({"text":5})", "line 3: text: expected a string, got a number");
   ExpectBad(R"({"text":""})", "line 3: text: empty");
   ExpectBad(R"({"prompt":"a"})", "line 3: completion: missing");
   ExpectBad(R"({"completion":"a"})", "line 3: prompt: missing");
   ExpectBad(R"({"prompt":"a","completion":""})", "completion: empty");
-  ExpectBad(R"({"prompt":null,"completion":"b"})", "prompt: expected a string, got null");
+  ExpectBad(R"({"prompt":null,"completion":"b"})",
+            "prompt: expected a string, got null");
   ExpectBad(R"({"messages":{}})", "messages: expected an array, got an object");
   ExpectBad(R"({"messages":[]})", "messages: empty array");
-  ExpectBad(R"({"messages":["hi"]})", "messages[0]: expected an object, got a string");
+  ExpectBad(R"({"messages":["hi"]})",
+            "messages[0]: expected an object, got a string");
   ExpectBad(R"({"messages":[{"content":"a"}]})", "messages[0].role: missing");
-  ExpectBad(R"({"messages":[{"role":"user"}]})", "messages[0].content: missing");
+  ExpectBad(R"({"messages":[{"role":"user"}]})",
+            "messages[0].content: missing");
   ExpectBad(R"({"messages":[{"role":"user","content":["a"]}]})",
             "messages[0].content: expected a string, got an array");
-  ExpectBad(R"({"messages":[{"role":"user","content":"a"},{"role":"system","content":"s"},{"role":"assistant","content":"b"}]})",
-            "messages[1].role: a system message may only be the first message");
+  ExpectBad(
+      R"({"messages":[{"role":"user","content":"a"},{"role":"system","content":"s"},{"role":"assistant","content":"b"}]})",
+      "messages[1].role: a system message may only be the first message");
   ExpectBad(R"({"messages":[{"role":"user","content":"a"}]})",
             "messages: no assistant message");
-  ExpectBad(R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":""}]})",
-            "messages[1].content: empty assistant message");
-  ExpectBad(R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","weight":0}]})",
-            "every assistant message has weight 0");
-  ExpectBad(R"({"messages":[{"role":"user","content":"a","weight":1},{"role":"assistant","content":"b"}]})",
-            "messages[0].weight: only assistant messages");
-  ExpectBad(R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","weight":0.5}]})",
-            "messages[1].weight: expected 0 or 1, got 0.5");
+  ExpectBad(
+      R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":""}]})",
+      "messages[1].content: empty assistant message");
+  ExpectBad(
+      R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","weight":0}]})",
+      "every assistant message has weight 0");
+  ExpectBad(
+      R"({"messages":[{"role":"user","content":"a","weight":1},{"role":"assistant","content":"b"}]})",
+      "messages[0].weight: only assistant messages");
+  ExpectBad(
+      R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","weight":0.5}]})",
+      "messages[1].weight: expected 0 or 1, got 0.5");
 }
 
 TEST(ParseExampleLineTest, LineLengthLimit) {
@@ -127,7 +141,8 @@ TEST(ParseExampleLineTest, LineLengthLimit) {
 
 TEST(FindInvalidUtf8Test, ValidAndInvalid) {
   EXPECT_EQ(FindInvalidUtf8("plain"), -1);
-  EXPECT_EQ(FindInvalidUtf8("\xF0\x9F\x98\x80 \xE4\xB8\xAD"), -1);  // emoji, CJK
+  EXPECT_EQ(FindInvalidUtf8("\xF0\x9F\x98\x80 \xE4\xB8\xAD"),
+            -1);  // emoji, CJK
   EXPECT_EQ(FindInvalidUtf8("ab\x80"), 2);
   EXPECT_EQ(FindInvalidUtf8("\xF4\x90\x80\x80"), 0);  // > U+10FFFF
   EXPECT_EQ(FindInvalidUtf8("\xF0\x80\x80\x80"), 0);  // overlong
@@ -135,7 +150,8 @@ TEST(FindInvalidUtf8Test, ValidAndInvalid) {
 
 TEST(DatasetValidatorTest, ChunkedInputAcrossLineBoundaries) {
   const std::string data =
-      "\xEF\xBB\xBF{\"text\":\"one\"}\r\n\n{\"text\":\"two\"}\r\n   \n{\"text\":\"three\"}";
+      "\xEF\xBB\xBF{\"text\":\"one\"}\r\n\n{\"text\":\"two\"}\r\n   "
+      "\n{\"text\":\"three\"}";
   for (size_t chunk = 1; chunk <= data.size(); ++chunk) {
     DatasetValidator v;
     for (size_t i = 0; i < data.size(); i += chunk) {
@@ -156,9 +172,10 @@ TEST(DatasetValidatorTest, MixedFormatsAreAnError) {
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.examples, 1);
   ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_EQ(r.errors[0],
-            "line 2: format \"prompt_completion\" differs from \"text\" of line 1 "
-            "(one format per file)");
+  EXPECT_EQ(
+      r.errors[0],
+      "line 2: format \"prompt_completion\" differs from \"text\" of line 1 "
+      "(one format per file)");
 }
 
 TEST(DatasetValidatorTest, CollectsFirstNErrorsAndCountsAll) {
@@ -187,7 +204,8 @@ TEST(DatasetValidatorTest, OverlongLineIsReportedOnceAndSkipped) {
   EXPECT_EQ(r.examples, 2);
   EXPECT_EQ(r.lines, 3);
   ASSERT_EQ(r.error_count, 1);
-  EXPECT_THAT(r.errors[0], HasSubstr("line 2: line is longer than the limit of 16"));
+  EXPECT_THAT(r.errors[0],
+              HasSubstr("line 2: line is longer than the limit of 16"));
 }
 
 TEST(DatasetValidatorTest, EmptyFileHasNoExamples) {
@@ -206,15 +224,17 @@ TEST(ValidateDatasetFileTest, ReadsFileAndReportsMissing) {
     std::ofstream out(path, std::ios::binary);
     for (int i = 0; i < 5000; ++i) {
       out << R"({"messages":[{"role":"user","content":"q)" << i
-          << R"("},{"role":"assistant","content":"a"}]})" << "\n";
+          << R"("},{"role":"assistant","content":"a"}]})"
+          << "\n";
     }
   }
   ASSERT_OK_AND_ASSIGN(ValidationReport r, ValidateDatasetFile(path));
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(r.examples, 5000);
   EXPECT_EQ(r.format, DatasetFormat::kMessages);
-  EXPECT_THAT(ValidateDatasetFile(dir.Sub("missing.jsonl")).status(),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.jsonl")));
+  EXPECT_THAT(
+      ValidateDatasetFile(dir.Sub("missing.jsonl")).status(),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.jsonl")));
 }
 
 TEST(ParseDatasetTest, KeepsExamplesWithLineNumbers) {

@@ -29,12 +29,14 @@ namespace internal {
 // allocates its own match data, so one Regex serves concurrent callers.
 class Regex {
  public:
-  static absl::StatusOr<std::shared_ptr<Regex>> Compile(const std::string& pattern) {
+  static absl::StatusOr<std::shared_ptr<Regex>> Compile(
+      const std::string& pattern) {
     int err = 0;
     PCRE2_SIZE offset = 0;
     pcre2_code* code = pcre2_compile(
         reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-        PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset, nullptr);
+        PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset,
+        nullptr);
     if (code == nullptr) {
       PCRE2_UCHAR buf[256];
       pcre2_get_error_message(err, buf, sizeof(buf));
@@ -54,7 +56,8 @@ class Regex {
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
     size_t start = 0;
     while (start <= text.size()) {
-      const int rc = pcre2_match(code_, subject, text.size(), start, 0, md, nullptr);
+      const int rc =
+          pcre2_match(code_, subject, text.size(), start, 0, md, nullptr);
       if (rc < 0) break;
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       const size_t b = ov[0], e = ov[1];
@@ -103,7 +106,8 @@ const ByteLevelTable& ByteTable() {
 }
 
 absl::Status Bad(absl::string_view field, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", field, ": ", why));
+  return absl::InvalidArgumentError(
+      absl::StrCat("tokenizer.json: ", field, ": ", why));
 }
 
 std::string TypeOf(const json& j) {
@@ -122,15 +126,22 @@ struct BpeTokenizer::NormStep {
 struct BpeTokenizer::PreStep {
   enum Kind { kSplitRegex, kSplitString, kDigits, kByteLevel, kMetaspace } kind;
   std::shared_ptr<internal::Regex> regex;  // kSplitRegex, kByteLevel(use_regex)
-  std::string literal;                     // kSplitString; kMetaspace replacement
-  bool remove = false;                     // Split behavior Removed
-  bool flag = false;  // kDigits individual; kByteLevel/kMetaspace add prefix
-  bool first_only = false;                 // kMetaspace prepend_scheme first
-  bool split = false;                      // kMetaspace split
+  std::string literal;  // kSplitString; kMetaspace replacement
+  bool remove = false;  // Split behavior Removed
+  bool flag = false;    // kDigits individual; kByteLevel/kMetaspace add prefix
+  bool first_only = false;  // kMetaspace prepend_scheme first
+  bool split = false;       // kMetaspace split
 };
 
 struct BpeTokenizer::DecStep {
-  enum Kind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetaspace } kind;
+  enum Kind {
+    kByteLevel,
+    kReplace,
+    kByteFallback,
+    kFuse,
+    kStrip,
+    kMetaspace
+  } kind;
   std::string a, b;
   int start = 0, stop = 0;
   bool flag = false;
@@ -151,7 +162,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(
 
 namespace {
 
-absl::Status ParseNormalizer(const json& j, std::vector<BpeTokenizer::NormStep>* out) {
+absl::Status ParseNormalizer(const json& j,
+                             std::vector<BpeTokenizer::NormStep>* out) {
   if (j.is_null()) return absl::OkStatus();
   const std::string type = TypeOf(j);
   if (type == "Sequence") {
@@ -159,14 +171,16 @@ absl::Status ParseNormalizer(const json& j, std::vector<BpeTokenizer::NormStep>*
       FTUNE_RETURN_IF_ERROR(ParseNormalizer(n, out));
     }
   } else if (type == "Prepend") {
-    out->push_back({BpeTokenizer::NormStep::kPrepend, j.value("prepend", ""), ""});
+    out->push_back(
+        {BpeTokenizer::NormStep::kPrepend, j.value("prepend", ""), ""});
   } else if (type == "Replace") {
     const json& p = j.value("pattern", json::object());
     if (!p.contains("String")) {
-      return Bad("normalizer.Replace.pattern", "only String patterns are supported");
+      return Bad("normalizer.Replace.pattern",
+                 "only String patterns are supported");
     }
-    out->push_back({BpeTokenizer::NormStep::kReplace, p["String"].get<std::string>(),
-                    j.value("content", "")});
+    out->push_back({BpeTokenizer::NormStep::kReplace,
+                    p["String"].get<std::string>(), j.value("content", "")});
   } else if (type == "NFC") {
     FTUNE_LOG(WARNING) << "tokenizer.json: NFC normalizer applied as identity";
   } else {
@@ -175,7 +189,8 @@ absl::Status ParseNormalizer(const json& j, std::vector<BpeTokenizer::NormStep>*
   return absl::OkStatus();
 }
 
-absl::Status ParsePreTokenizer(const json& j, std::vector<BpeTokenizer::PreStep>* out,
+absl::Status ParsePreTokenizer(const json& j,
+                               std::vector<BpeTokenizer::PreStep>* out,
                                bool* byte_level) {
   using P = BpeTokenizer::PreStep;
   if (j.is_null()) return absl::OkStatus();
@@ -191,27 +206,30 @@ absl::Status ParsePreTokenizer(const json& j, std::vector<BpeTokenizer::PreStep>
     step.kind = P::kByteLevel;
     step.flag = j.value("add_prefix_space", false);
     if (j.value("use_regex", true)) {
-      FTUNE_ASSIGN_OR_RETURN(step.regex,
-                             internal::Regex::Compile(std::string(kGpt2Pattern)));
+      FTUNE_ASSIGN_OR_RETURN(
+          step.regex, internal::Regex::Compile(std::string(kGpt2Pattern)));
     }
     *byte_level = true;
   } else if (type == "Split") {
     const json& p = j.value("pattern", json::object());
     const std::string behavior = j.value("behavior", "");
     if (behavior != "Isolated" && behavior != "Removed") {
-      return Bad("pre_tokenizer.Split.behavior",
-                 absl::StrCat("unsupported \"", behavior, "\" (Isolated, Removed)"));
+      return Bad(
+          "pre_tokenizer.Split.behavior",
+          absl::StrCat("unsupported \"", behavior, "\" (Isolated, Removed)"));
     }
-    if (j.value("invert", false)) return Bad("pre_tokenizer.Split.invert", "unsupported");
+    if (j.value("invert", false))
+      return Bad("pre_tokenizer.Split.invert", "unsupported");
     step.remove = behavior == "Removed";
     if (p.contains("Regex")) {
       step.kind = P::kSplitRegex;
-      FTUNE_ASSIGN_OR_RETURN(step.regex,
-                             internal::Regex::Compile(p["Regex"].get<std::string>()));
+      FTUNE_ASSIGN_OR_RETURN(
+          step.regex, internal::Regex::Compile(p["Regex"].get<std::string>()));
     } else if (p.contains("String")) {
       step.kind = P::kSplitString;
       step.literal = p["String"].get<std::string>();
-      if (step.literal.empty()) return Bad("pre_tokenizer.Split.pattern", "empty");
+      if (step.literal.empty())
+        return Bad("pre_tokenizer.Split.pattern", "empty");
     } else {
       return Bad("pre_tokenizer.Split.pattern", "expected Regex or String");
     }
@@ -222,7 +240,8 @@ absl::Status ParsePreTokenizer(const json& j, std::vector<BpeTokenizer::PreStep>
     step.kind = P::kMetaspace;
     step.literal = j.value("replacement", "\xE2\x96\x81");
     std::string scheme = j.value("prepend_scheme", "");
-    if (scheme.empty()) scheme = j.value("add_prefix_space", true) ? "always" : "never";
+    if (scheme.empty())
+      scheme = j.value("add_prefix_space", true) ? "always" : "never";
     if (scheme != "always" && scheme != "first" && scheme != "never") {
       return Bad("pre_tokenizer.Metaspace.prepend_scheme",
                  absl::StrCat("unknown \"", scheme, "\""));
@@ -231,13 +250,15 @@ absl::Status ParsePreTokenizer(const json& j, std::vector<BpeTokenizer::PreStep>
     step.first_only = scheme == "first";
     step.split = j.value("split", true);
   } else {
-    return Bad("pre_tokenizer", absl::StrCat("unsupported type \"", type, "\""));
+    return Bad("pre_tokenizer",
+               absl::StrCat("unsupported type \"", type, "\""));
   }
   out->push_back(std::move(step));
   return absl::OkStatus();
 }
 
-absl::Status ParseDecoder(const json& j, std::vector<BpeTokenizer::DecStep>* out) {
+absl::Status ParseDecoder(const json& j,
+                          std::vector<BpeTokenizer::DecStep>* out) {
   using D = BpeTokenizer::DecStep;
   if (j.is_null()) return absl::OkStatus();
   const std::string type = TypeOf(j);
@@ -253,7 +274,8 @@ absl::Status ParseDecoder(const json& j, std::vector<BpeTokenizer::DecStep>* out
   } else if (type == "Replace") {
     const json& p = j.value("pattern", json::object());
     if (!p.contains("String")) {
-      return Bad("decoder.Replace.pattern", "only String patterns are supported");
+      return Bad("decoder.Replace.pattern",
+                 "only String patterns are supported");
     }
     step.kind = D::kReplace;
     step.a = p["String"].get<std::string>();
@@ -271,7 +293,8 @@ absl::Status ParseDecoder(const json& j, std::vector<BpeTokenizer::DecStep>* out
     step.kind = D::kMetaspace;
     step.a = j.value("replacement", "\xE2\x96\x81");
     std::string scheme = j.value("prepend_scheme", "");
-    step.flag = scheme.empty() ? j.value("add_prefix_space", true) : scheme != "never";
+    step.flag =
+        scheme.empty() ? j.value("add_prefix_space", true) : scheme != "never";
   } else {
     return Bad("decoder", absl::StrCat("unsupported type \"", type, "\""));
   }
@@ -294,12 +317,14 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
     const json& model = root.value("model", json::object());
     const std::string mtype = model.value("type", "BPE");
     if (mtype != "BPE") {
-      return Bad("model.type", absl::StrCat("unsupported \"", mtype, "\" (only BPE)"));
+      return Bad("model.type",
+                 absl::StrCat("unsupported \"", mtype, "\" (only BPE)"));
     }
     if (model.contains("dropout") && !model["dropout"].is_null()) {
       return Bad("model.dropout", "BPE dropout is not supported");
     }
-    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    for (const char* key :
+         {"continuing_subword_prefix", "end_of_word_suffix"}) {
       if (model.contains(key) && !model[key].is_null() &&
           !model[key].get<std::string>().empty()) {
         return Bad(absl::StrCat("model.", key), "not supported");
@@ -309,7 +334,8 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
     fuse_unk_ = model.value("fuse_unk", false);
     ignore_merges_ = model.value("ignore_merges", false);
     const json& vocab = model.value("vocab", json::object());
-    if (!vocab.is_object() || vocab.empty()) return Bad("model.vocab", "missing or empty");
+    if (!vocab.is_object() || vocab.empty())
+      return Bad("model.vocab", "missing or empty");
     int32_t max_id = -1;
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
@@ -323,14 +349,16 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
     const json& added = root.value("added_tokens", json::array());
     for (size_t i = 0; i < added.size(); ++i) {
       const json& a = added[i];
-      if (!a.contains("id") || !a.contains("content") || !a["content"].is_string() ||
-          !a["id"].is_number_integer() || a["id"].get<int64_t>() < 0 ||
-          a["id"].get<int64_t>() > (1 << 24)) {
-        return Bad(absl::StrCat("added_tokens[", i, "]"), "needs an id and a content");
+      if (!a.contains("id") || !a.contains("content") ||
+          !a["content"].is_string() || !a["id"].is_number_integer() ||
+          a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() > (1 << 24)) {
+        return Bad(absl::StrCat("added_tokens[", i, "]"),
+                   "needs an id and a content");
       }
       AddedToken t{a["id"].get<int32_t>(), a["content"].get<std::string>(),
                    a.value("special", false)};
-      if (t.content.empty()) return Bad(absl::StrCat("added_tokens[", i, "]"), "empty");
+      if (t.content.empty())
+        return Bad(absl::StrCat("added_tokens[", i, "]"), "empty");
       vocab_[t.content] = t.id;
       max_id = std::max(max_id, t.id);
       added_.push_back(std::move(t));
@@ -339,6 +367,12 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
                      [](const AddedToken& x, const AddedToken& y) {
                        return x.content.size() > y.content.size();
                      });
+    added_by_first_byte_.assign(256, {});
+    for (size_t k = 0; k < added_.size(); ++k) {
+      added_by_first_byte_[static_cast<unsigned char>(added_[k].content[0])]
+          .push_back(static_cast<int32_t>(k));
+      added_by_id_[added_[k].id] = static_cast<int32_t>(k);
+    }
     id_to_token_.assign(static_cast<size_t>(max_id) + 1, "");
     special_.assign(id_to_token_.size(), false);
     for (const auto& [tok, id] : vocab_) id_to_token_[id] = tok;
@@ -351,13 +385,15 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
       if (m.is_string()) {
         const std::string s = m.get<std::string>();
         const size_t sp = s.find(' ');
-        if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
+        if (sp == std::string::npos ||
+            s.find(' ', sp + 1) != std::string::npos) {
           return Bad(absl::StrCat("model.merges[", i, "]"),
                      absl::StrCat("expected \"a b\", got \"", s, "\""));
         }
         a = s.substr(0, sp);
         b = s.substr(sp + 1);
-      } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      } else if (m.is_array() && m.size() == 2 && m[0].is_string() &&
+                 m[1].is_string()) {
         a = m[0].get<std::string>();
         b = m[1].get<std::string>();
       } else {
@@ -372,8 +408,9 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
         }
       }
       if (iab == vocab_.end()) {
-        return Bad(absl::StrCat("model.merges[", i, "]"),
-                   absl::StrCat("merged token \"", a + b, "\" is not in the vocab"));
+        return Bad(
+            absl::StrCat("model.merges[", i, "]"),
+            absl::StrCat("merged token \"", a + b, "\" is not in the vocab"));
       }
       const uint64_t key = (static_cast<uint64_t>(ia->second) << 32) |
                            static_cast<uint32_t>(ib->second);
@@ -387,16 +424,19 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
     }
     for (int b = 0; b < 256; ++b) {
       auto it = vocab_.find(absl::StrFormat("<0x%02X>", b));
-      if (it != vocab_.end()) byte_ids_[b] = it->second;
+      if (it != vocab_.end())
+        byte_ids_[b] = it->second;
       else if (byte_fallback_) {
         return Bad("model.byte_fallback",
                    absl::StrFormat("byte token <0x%02X> is missing", b));
       }
     }
-    FTUNE_RETURN_IF_ERROR(ParseNormalizer(root.value("normalizer", json()), &normalizers_));
+    FTUNE_RETURN_IF_ERROR(
+        ParseNormalizer(root.value("normalizer", json()), &normalizers_));
     FTUNE_RETURN_IF_ERROR(ParsePreTokenizer(root.value("pre_tokenizer", json()),
                                             &pre_tokenizers_, &byte_level_));
-    FTUNE_RETURN_IF_ERROR(ParseDecoder(root.value("decoder", json()), &decoders_));
+    FTUNE_RETURN_IF_ERROR(
+        ParseDecoder(root.value("decoder", json()), &decoders_));
     if (byte_level_) {
       for (int b = 0; b < 256; ++b) {
         auto it = vocab_.find(ByteTable().byte_to_char[b]);
@@ -456,16 +496,19 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text,
   auto flush = [&](size_t end) {
     if (end > seg_start) {
       EncodeSegment(text.substr(seg_start, end - seg_start),
-                    /*allow_prefix=*/!first || options.add_prefix_space, first, &out);
+                    /*allow_prefix=*/!first || options.add_prefix_space, first,
+                    &out);
     }
     first = false;
   };
   size_t i = 0;
   while (i < text.size()) {
     const AddedToken* match = nullptr;
-    for (const AddedToken& t : added_) {  // longest first
+    for (int32_t k :
+         added_by_first_byte_[static_cast<unsigned char>(text[i])]) {
+      const AddedToken& t = added_[k];  // longest first
       if (t.special && !options.parse_special) continue;
-      if (t.content[0] == text[i] && absl::StartsWith(text.substr(i), t.content)) {
+      if (absl::StartsWith(text.substr(i), t.content)) {
         match = &t;
         break;
       }
@@ -574,9 +617,10 @@ void BpeTokenizer::EncodeSegment(absl::string_view text, bool allow_prefix,
   }
 }
 
-void BpeTokenizer::EncodeWord(absl::string_view word, std::vector<int32_t>* out) const {
+void BpeTokenizer::EncodeWord(absl::string_view word,
+                              std::vector<int32_t>* out) const {
   struct Sym {
-    int32_t id;     // -1: not in vocab (byte fallback / unk at the end)
+    int32_t id;  // -1: not in vocab (byte fallback / unk at the end)
     int32_t prev, next;
     uint32_t begin, end;  // bytes of `word` it covers
   };
@@ -593,8 +637,9 @@ void BpeTokenizer::EncodeWord(absl::string_view word, std::vector<int32_t>* out)
       }
     }
     for (size_t i = 0; i < word.size(); ++i) {
-      syms.push_back({byte_level_ids_[static_cast<unsigned char>(word[i])], 0, 0,
-                      static_cast<uint32_t>(i), static_cast<uint32_t>(i + 1)});
+      syms.push_back({byte_level_ids_[static_cast<unsigned char>(word[i])], 0,
+                      0, static_cast<uint32_t>(i),
+                      static_cast<uint32_t>(i + 1)});
     }
   } else {
     if (ignore_merges_) {
@@ -608,7 +653,8 @@ void BpeTokenizer::EncodeWord(absl::string_view word, std::vector<int32_t>* out)
       const size_t len = std::max<size_t>(1, Utf8CharLen(word, i));
       auto it = vocab_.find(word.substr(i, len));
       syms.push_back({it == vocab_.end() ? -1 : it->second, 0, 0,
-                      static_cast<uint32_t>(i), static_cast<uint32_t>(i + len)});
+                      static_cast<uint32_t>(i),
+                      static_cast<uint32_t>(i + len)});
       i += len;
     }
   }
@@ -643,8 +689,9 @@ void BpeTokenizer::EncodeWord(absl::string_view word, std::vector<int32_t>* out)
     // its right neighbour changed since the candidate was queued.
     if (l.id != c.left || l.next < 0 || syms[l.next].id != c.right) continue;
     Sym& r = syms[l.next];
-    l.id = merges_.at((static_cast<uint64_t>(c.left) << 32) |
-                      static_cast<uint32_t>(c.right))
+    l.id = merges_
+               .at((static_cast<uint64_t>(c.left) << 32) |
+                   static_cast<uint32_t>(c.right))
                .merged;
     l.end = r.end;
     l.next = r.next;
@@ -711,7 +758,8 @@ void BpeTokenizer::DecodeRun(const std::vector<std::string>& tokens_in,
           if (FindInvalidUtf8Offset(bytes) < 0) {
             next.push_back(bytes);
           } else {
-            for (size_t k = 0; k < bytes.size(); ++k) next.push_back("\xEF\xBF\xBD");
+            for (size_t k = 0; k < bytes.size(); ++k)
+              next.push_back("\xEF\xBF\xBD");
           }
           bytes.clear();
         };
@@ -766,18 +814,17 @@ std::string BpeTokenizer::Decode(absl::Span<const int32_t> ids,
                                  bool skip_special) const {
   std::string out;
   std::vector<std::string> run;
-  absl::flat_hash_map<int32_t, const AddedToken*> added_by_id;
-  for (const AddedToken& t : added_) added_by_id[t.id] = &t;
   for (int32_t id : ids) {
     if (id < 0 || id >= vocab_size()) continue;
-    auto it = added_by_id.find(id);
-    if (it == added_by_id.end()) {
+    auto it = added_by_id_.find(id);
+    if (it == added_by_id_.end()) {
       run.push_back(id_to_token_[id]);
       continue;
     }
     DecodeRun(run, &out);
     run.clear();
-    if (!(skip_special && it->second->special)) out += it->second->content;
+    const AddedToken& t = added_[it->second];
+    if (!(skip_special && t.special)) out += t.content;
   }
   DecodeRun(run, &out);
   return out;

@@ -51,7 +51,8 @@ class BpeTokenizer : public Tokenizer {
   // fields override what tokenizer.json implies. INVALID_ARGUMENT naming the
   // field for malformed or unsupported content.
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>> Create(
-      absl::string_view tokenizer_json, absl::string_view tokenizer_config_json);
+      absl::string_view tokenizer_json,
+      absl::string_view tokenizer_config_json);
 
   ~BpeTokenizer() override;
 
@@ -85,7 +86,8 @@ class BpeTokenizer : public Tokenizer {
   void EncodeSegment(absl::string_view text, bool allow_prefix, bool first,
                      std::vector<int32_t>* out) const;
   void EncodeWord(absl::string_view word, std::vector<int32_t>* out) const;
-  void DecodeRun(const std::vector<std::string>& tokens, std::string* out) const;
+  void DecodeRun(const std::vector<std::string>& tokens,
+                 std::string* out) const;
 
   absl::flat_hash_map<std::string, int32_t> vocab_;  // model vocab + added
   std::vector<std::string> id_to_token_;
@@ -97,6 +99,9 @@ class BpeTokenizer : public Tokenizer {
   };
   absl::flat_hash_map<uint64_t, Merge> merges_;
   std::vector<AddedToken> added_;  // sorted longest first
+  // Indexes into added_: by first byte (longest first), and by id.
+  std::vector<std::vector<int32_t>> added_by_first_byte_;
+  absl::flat_hash_map<int32_t, int32_t> added_by_id_;
   std::vector<NormStep> normalizers_;
   std::vector<PreStep> pre_tokenizers_;
   std::vector<DecStep> decoders_;
@@ -105,7 +110,7 @@ class BpeTokenizer : public Tokenizer {
   bool fuse_unk_ = false;
   bool ignore_merges_ = false;
   int32_t unk_id_ = -1;
-  int32_t byte_ids_[256];       // <0xNN> tokens (byte_fallback), -1 if absent
+  int32_t byte_ids_[256];        // <0xNN> tokens (byte_fallback), -1 if absent
   int32_t byte_level_ids_[256];  // byte-level: id of each byte's char
 };
 

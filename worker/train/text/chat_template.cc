@@ -16,7 +16,9 @@ constexpr absl::string_view kAlpacaPreamble =
 // Accumulates token ids and their mask.
 class Builder {
  public:
-  Builder(const Tokenizer& tok, int64_t line) : tok_(tok) { out_.line_number = line; }
+  Builder(const Tokenizer& tok, int64_t line) : tok_(tok) {
+    out_.line_number = line;
+  }
 
   absl::Status Special(absl::string_view token, bool train) {
     std::optional<int32_t> id = tok_.TokenToId(token);
@@ -31,13 +33,15 @@ class Builder {
   absl::Status Eos(bool train) {
     if (tok_.eos_id() < 0) {
       return absl::FailedPreconditionError(
-          "the tokenizer has no eos token (set eos_token in tokenizer_config.json)");
+          "the tokenizer has no eos token (set eos_token in "
+          "tokenizer_config.json)");
     }
     Push(tok_.eos_id(), train);
     return absl::OkStatus();
   }
   void BosIfConfigured() {
-    if (tok_.config().add_bos_token && tok_.bos_id() >= 0) Push(tok_.bos_id(), false);
+    if (tok_.config().add_bos_token && tok_.bos_id() >= 0)
+      Push(tok_.bos_id(), false);
   }
   // Text never parses special tokens. `continues`: the text directly follows
   // earlier text (no SentencePiece dummy prefix).
@@ -60,7 +64,8 @@ class Builder {
 };
 
 absl::Status LineError(const Example& ex, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("line ", ex.line_number, ": ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("line ", ex.line_number, ": ", what));
 }
 
 absl::Status RenderChatML(const Example& ex, Builder* b) {
@@ -92,7 +97,8 @@ absl::Status RenderLlama3(const Example& ex, Builder* b) {
 
 absl::Status RenderLlama2(const Example& ex, const Tokenizer& tok, Builder* b) {
   if (tok.bos_id() < 0) {
-    return absl::FailedPreconditionError("llama2 template: the tokenizer has no bos token");
+    return absl::FailedPreconditionError(
+        "llama2 template: the tokenizer has no bos token");
   }
   size_t i = 0;
   std::string system;
@@ -104,15 +110,17 @@ absl::Status RenderLlama2(const Example& ex, const Tokenizer& tok, Builder* b) {
   for (; i < ex.messages.size(); i += 2) {
     const Message& user = ex.messages[i];
     if (user.role != Role::kUser) {
-      return LineError(ex, absl::StrCat("messages[", i,
-                                        "]: llama2 template needs a user message "
-                                        "here (user and assistant must alternate)"));
+      return LineError(
+          ex, absl::StrCat("messages[", i,
+                           "]: llama2 template needs a user message "
+                           "here (user and assistant must alternate)"));
     }
     std::string prompt = "[INST] ";
     if (first_turn && !system.empty()) {
       absl::StrAppend(&prompt, "<<SYS>>\n", system, "\n<</SYS>>\n\n");
     }
-    absl::StrAppend(&prompt, absl::StripAsciiWhitespace(user.content), " [/INST]");
+    absl::StrAppend(&prompt, absl::StripAsciiWhitespace(user.content),
+                    " [/INST]");
     FTUNE_RETURN_IF_ERROR(b->Special(tok.IdToToken(tok.bos_id()), false));
     b->Text(prompt, false, /*continues=*/false);
     first_turn = false;
@@ -125,7 +133,8 @@ absl::Status RenderLlama2(const Example& ex, const Tokenizer& tok, Builder* b) {
                                         "alternate)"));
     }
     const bool train = reply.trainable;
-    b->Text(absl::StrCat(" ", absl::StripAsciiWhitespace(reply.content), " "), train,
+    b->Text(absl::StrCat(" ", absl::StripAsciiWhitespace(reply.content), " "),
+            train,
             /*continues=*/true);
     FTUNE_RETURN_IF_ERROR(b->Eos(train));
   }
@@ -144,7 +153,8 @@ absl::Status RenderAlpaca(const Example& ex, Builder* b) {
   for (; i < ex.messages.size(); ++i) {
     const Message& m = ex.messages[i];
     if (m.role == Role::kUser) {
-      b->Text(absl::StrCat("### Instruction:\n", m.content, "\n\n"), false, true);
+      b->Text(absl::StrCat("### Instruction:\n", m.content, "\n\n"), false,
+              true);
     } else {
       b->Text("### Response:\n", false, true);
       b->Text(m.content, m.trainable, true);
@@ -159,28 +169,34 @@ absl::Status RenderAlpaca(const Example& ex, Builder* b) {
 
 absl::string_view ChatTemplateName(ChatTemplate t) {
   switch (t) {
-    case ChatTemplate::kChatML: return "chatml";
-    case ChatTemplate::kLlama3: return "llama3";
-    case ChatTemplate::kLlama2: return "llama2";
-    case ChatTemplate::kAlpaca: return "alpaca";
+    case ChatTemplate::kChatML:
+      return "chatml";
+    case ChatTemplate::kLlama3:
+      return "llama3";
+    case ChatTemplate::kLlama2:
+      return "llama2";
+    case ChatTemplate::kAlpaca:
+      return "alpaca";
   }
   return "?";
 }
 
-absl::StatusOr<ChatTemplate> ResolveChatTemplate(absl::string_view name,
-                                                 const TokenizerConfig& config) {
+absl::StatusOr<ChatTemplate> ResolveChatTemplate(
+    absl::string_view name, const TokenizerConfig& config) {
   if (name == "chatml") return ChatTemplate::kChatML;
   if (name == "llama3") return ChatTemplate::kLlama3;
   if (name == "llama2") return ChatTemplate::kLlama2;
   if (name == "alpaca") return ChatTemplate::kAlpaca;
   if (name != "auto") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "chat_template: unknown \"", name, "\" (expected chatml, llama3, llama2, alpaca, auto)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat_template: unknown \"", name,
+                     "\" (expected chatml, llama3, llama2, alpaca, auto)"));
   }
   const std::string& t = config.chat_template;
   if (t.empty()) {
     return absl::InvalidArgumentError(
-        "chat_template: \"auto\" but tokenizer_config.json has no chat_template; "
+        "chat_template: \"auto\" but tokenizer_config.json has no "
+        "chat_template; "
         "name one of chatml, llama3, llama2, alpaca");
   }
   if (absl::StrContains(t, "<|im_start|>")) return ChatTemplate::kChatML;
@@ -188,7 +204,8 @@ absl::StatusOr<ChatTemplate> ResolveChatTemplate(absl::string_view name,
   if (absl::StrContains(t, "[INST]")) return ChatTemplate::kLlama2;
   if (absl::StrContains(t, "### Instruction")) return ChatTemplate::kAlpaca;
   return absl::InvalidArgumentError(
-      "chat_template: \"auto\" but the chat_template in tokenizer_config.json is "
+      "chat_template: \"auto\" but the chat_template in tokenizer_config.json "
+      "is "
       "none of chatml, llama3, llama2, alpaca; name one explicitly");
 }
 

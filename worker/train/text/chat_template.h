@@ -2,12 +2,15 @@
 // loss mask.
 //
 // Templates (selected by name; we do not run Jinja):
-//   chatml  <|im_start|>{role}\n{content}<|im_end|>\n ...           (Qwen, SmolLM)
-//   llama3  <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n
+//   chatml  <|im_start|>{role}\n{content}<|im_end|>\n ...           (Qwen,
+//   SmolLM) llama3
+//   <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n
 //           {content|trim}<|eot_id|> ...
-//   llama2  <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>
+//   llama2  <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant}
+//   </s>
 //           <s>[INST] {user} [/INST] ... (user/assistant must alternate)
-//   alpaca  [bos]{system or the Alpaca preamble}\n\n### Instruction:\n{user}\n\n
+//   alpaca  [bos]{system or the Alpaca preamble}\n\n###
+//   Instruction:\n{user}\n\n
 //           ### Response:\n{assistant}[eos] (more turns repeat the two blocks)
 //   auto    the template in tokenizer_config.json when it recognisably is one
 //           of the above (markers "<|im_start|>", "<|start_header_id|>",

@@ -94,9 +94,9 @@ absl::StatusOr<Dataset> BuildDataset(const std::string& train_path,
 // Applies the over-length policy and packing to tokenized examples (steps 5
 // and 6 above), in the given order. Exposed for tests and for callers that
 // tokenize themselves.
-std::vector<PackedSequence> PackExamples(const std::vector<TokenizedExample>& examples,
-                                         int32_t max_seq_length, bool packing,
-                                         OverlengthPolicy overlength, DatasetStats* stats);
+std::vector<PackedSequence> PackExamples(
+    const std::vector<TokenizedExample>& examples, int32_t max_seq_length,
+    bool packing, OverlengthPolicy overlength, DatasetStats* stats);
 
 // Deterministic permutation of 0..n-1 from `seed` (Fisher-Yates, SplitMix64).
 std::vector<size_t> SeededPermutation(size_t n, uint64_t seed);

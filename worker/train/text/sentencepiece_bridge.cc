@@ -36,7 +36,8 @@ std::unique_ptr<SpModel> SpModel::Load(const std::string& serialized,
   return m;
 }
 
-std::vector<int> SpModel::Encode(std::string_view text, bool add_dummy_prefix) const {
+std::vector<int> SpModel::Encode(std::string_view text,
+                                 bool add_dummy_prefix) const {
   std::vector<int> ids;
   (add_dummy_prefix ? impl_->with_prefix : impl_->without_prefix)
       .Encode(text, &ids)
@@ -57,11 +58,16 @@ Piece SpModel::piece(int id) const {
   Piece out;
   out.text = p.IdToPiece(id);
   out.score = p.GetScore(id);
-  if (p.IsUnknown(id)) out.type = PieceType::kUnknown;
-  else if (p.IsControl(id)) out.type = PieceType::kControl;
-  else if (p.IsByte(id)) out.type = PieceType::kByte;
-  else if (p.IsUnused(id)) out.type = PieceType::kUnused;
-  else out.type = PieceType::kNormal;
+  if (p.IsUnknown(id))
+    out.type = PieceType::kUnknown;
+  else if (p.IsControl(id))
+    out.type = PieceType::kControl;
+  else if (p.IsByte(id))
+    out.type = PieceType::kByte;
+  else if (p.IsUnused(id))
+    out.type = PieceType::kUnused;
+  else
+    out.type = PieceType::kNormal;
   return out;
 }
 

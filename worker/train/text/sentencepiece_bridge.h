@@ -18,7 +18,14 @@
 
 namespace ftune::train::sp {
 
-enum class PieceType { kNormal, kUnknown, kControl, kUserDefined, kByte, kUnused };
+enum class PieceType {
+  kNormal,
+  kUnknown,
+  kControl,
+  kUserDefined,
+  kByte,
+  kUnused
+};
 
 struct Piece {
   std::string text;

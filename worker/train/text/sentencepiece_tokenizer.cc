@@ -19,8 +19,9 @@ using nlohmann::json;
 SentencePieceTokenizer::SentencePieceTokenizer() = default;
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
-absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::Create(
-    const std::string& model_bytes, absl::string_view tokenizer_config_json) {
+absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>>
+SentencePieceTokenizer::Create(const std::string& model_bytes,
+                               absl::string_view tokenizer_config_json) {
   std::unique_ptr<SentencePieceTokenizer> t(new SentencePieceTokenizer());
   std::string error;
   t->model_ = sp::SpModel::Load(model_bytes, &error);
@@ -31,13 +32,16 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   t->special_.assign(n, false);
   for (int id = 0; id < n; ++id) {
     const sp::Piece p = t->model_->piece(id);
-    if (p.type == sp::PieceType::kControl || p.type == sp::PieceType::kUnknown) {
+    if (p.type == sp::PieceType::kControl ||
+        p.type == sp::PieceType::kUnknown) {
       t->special_[id] = true;
       if (!p.text.empty()) t->specials_.emplace_back(p.text, id);
     }
   }
   std::stable_sort(t->specials_.begin(), t->specials_.end(),
-                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+                   [](const auto& a, const auto& b) {
+                     return a.first.size() > b.first.size();
+                   });
   TokenizerConfig config;
   auto piece_or_empty = [&](int id) {
     return id >= 0 && id < n ? t->model_->piece(id).text : std::string();
@@ -52,12 +56,13 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   return t;
 }
 
-std::vector<int32_t> SentencePieceTokenizer::Encode(absl::string_view text,
-                                                    const EncodeOptions& options) const {
+std::vector<int32_t> SentencePieceTokenizer::Encode(
+    absl::string_view text, const EncodeOptions& options) const {
   std::vector<int32_t> out;
   auto encode = [&](absl::string_view seg, bool prefix) {
     if (seg.empty()) return;
-    for (int id : model_->Encode(std::string_view(seg.data(), seg.size()), prefix)) {
+    for (int id :
+         model_->Encode(std::string_view(seg.data(), seg.size()), prefix)) {
       out.push_back(id);
     }
   };
@@ -112,8 +117,10 @@ std::string SentencePieceTokenizer::Decode(absl::Span<const int32_t> ids,
 
 int32_t SentencePieceTokenizer::vocab_size() const { return model_->size(); }
 
-std::optional<int32_t> SentencePieceTokenizer::TokenToId(absl::string_view token) const {
-  const int id = model_->PieceToId(std::string_view(token.data(), token.size()));
+std::optional<int32_t> SentencePieceTokenizer::TokenToId(
+    absl::string_view token) const {
+  const int id =
+      model_->PieceToId(std::string_view(token.data(), token.size()));
   if (id < 0) return std::nullopt;
   return id;
 }
@@ -127,7 +134,8 @@ bool SentencePieceTokenizer::IsSpecial(int32_t id) const {
   return id >= 0 && id < vocab_size() && special_[id];
 }
 
-absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel& model) {
+absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(
+    const sp::SpModel& model) {
   const int n = model.size();
   json vocab = json::object();
   json added = json::array();
@@ -142,8 +150,12 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
     switch (p.type) {
       case sp::PieceType::kControl:
       case sp::PieceType::kUnknown:
-        added.push_back({{"id", id}, {"content", p.text}, {"single_word", false},
-                         {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+        added.push_back({{"id", id},
+                         {"content", p.text},
+                         {"single_word", false},
+                         {"lstrip", false},
+                         {"rstrip", false},
+                         {"normalized", false},
                          {"special", true}});
         if (p.type == sp::PieceType::kUnknown) unk = p.text;
         break;
@@ -159,13 +171,15 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
     }
   }
   if (bytes != 256) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokenizer.model: has ", bytes, " byte pieces, expected 256 (byte_fallback)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.model: has ", bytes,
+                     " byte pieces, expected 256 (byte_fallback)"));
   }
   // (score of merged piece, its id, split offset, left, right)
   std::vector<std::tuple<float, int, size_t, std::string, std::string>> merges;
   for (const auto& [text, id] : normal) {
-    for (size_t k = Utf8CharLen(text, 0); k < text.size(); k += Utf8CharLen(text, k)) {
+    for (size_t k = Utf8CharLen(text, 0); k < text.size();
+         k += Utf8CharLen(text, k)) {
       auto l = normal.find(text.substr(0, k));
       auto r = normal.find(text.substr(k));
       if (l != normal.end() && r != normal.end()) {
@@ -174,12 +188,15 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
     }
   }
   std::sort(merges.begin(), merges.end(), [](const auto& a, const auto& b) {
-    if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) > std::get<0>(b);
-    if (std::get<1>(a) != std::get<1>(b)) return std::get<1>(a) < std::get<1>(b);
+    if (std::get<0>(a) != std::get<0>(b))
+      return std::get<0>(a) > std::get<0>(b);
+    if (std::get<1>(a) != std::get<1>(b))
+      return std::get<1>(a) < std::get<1>(b);
     return std::get<2>(a) < std::get<2>(b);
   });
   json merge_list = json::array();
-  for (const auto& m : merges) merge_list.push_back({std::get<3>(m), std::get<4>(m)});
+  for (const auto& m : merges)
+    merge_list.push_back({std::get<3>(m), std::get<4>(m)});
   const std::string meta = "\xE2\x96\x81";
   // Like Llama's tokenizer.json: the post-processor adds BOS (our loader
   // reads this as the add_bos_token default).
@@ -188,9 +205,11 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
   if (bos >= 0 && bos < n) {
     const std::string b = pieces[bos].text;
     post = {{"type", "TemplateProcessing"},
-            {"single", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}},
-                        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"special_tokens", {{b, {{"id", b}, {"ids", {bos}}, {"tokens", {b}}}}}}};
+            {"single",
+             {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"special_tokens",
+             {{b, {{"id", b}, {"ids", {bos}}, {"tokens", {b}}}}}}};
   }
   json root = {
       {"version", "1.0"},
@@ -199,13 +218,17 @@ absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel&
        {{"type", "Sequence"},
         {"normalizers",
          {{{"type", "Prepend"}, {"prepend", meta}},
-          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", meta}}}}}},
+          {{"type", "Replace"},
+           {"pattern", {{"String", " "}}},
+           {"content", meta}}}}}},
       {"pre_tokenizer", nullptr},
       {"post_processor", post},
       {"decoder",
        {{"type", "Sequence"},
         {"decoders",
-         {{{"type", "Replace"}, {"pattern", {{"String", meta}}}, {"content", " "}},
+         {{{"type", "Replace"},
+           {"pattern", {{"String", meta}}},
+           {"content", " "}},
           {{"type", "ByteFallback"}},
           {{"type", "Fuse"}},
           {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},

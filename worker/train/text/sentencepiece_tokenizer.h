@@ -61,7 +61,8 @@ class SentencePieceTokenizer : public Tokenizer {
 // decoder, and a TemplateProcessing post-processor that adds the BOS piece.
 // Control and unknown pieces become special added tokens.
 // INVALID_ARGUMENT if the model is not BPE-shaped (no byte pieces).
-absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(const sp::SpModel& model);
+absl::StatusOr<std::string> SentencePieceModelToTokenizerJson(
+    const sp::SpModel& model);
 
 }  // namespace ftune::train
 

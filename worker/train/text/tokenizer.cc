@@ -27,13 +27,15 @@ void Tokenizer::SetConfig(TokenizerConfig config) {
   pad_id_ = id_of(config_.pad_token);
 }
 
-absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view json_text) {
+absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(
+    absl::string_view json_text) {
   TokenizerConfig out;
   FTUNE_RETURN_IF_ERROR(ApplyTokenizerConfig(json_text, &out));
   return out;
 }
 
-absl::Status ApplyTokenizerConfig(absl::string_view json_text, TokenizerConfig* config) {
+absl::Status ApplyTokenizerConfig(absl::string_view json_text,
+                                  TokenizerConfig* config) {
   if (json_text.empty()) return absl::OkStatus();
   TokenizerConfig& out = *config;
   json cfg;
@@ -44,7 +46,8 @@ absl::Status ApplyTokenizerConfig(absl::string_view json_text, TokenizerConfig* 
         absl::StrCat("tokenizer_config.json: invalid JSON: ", e.what()));
   }
   if (!cfg.is_object()) {
-    return absl::InvalidArgumentError("tokenizer_config.json: expected an object");
+    return absl::InvalidArgumentError(
+        "tokenizer_config.json: expected an object");
   }
   for (auto [key, field] : {std::pair{"bos_token", &out.bos_token},
                             std::pair{"eos_token", &out.eos_token},
@@ -54,11 +57,13 @@ absl::Status ApplyTokenizerConfig(absl::string_view json_text, TokenizerConfig* 
     if (it == cfg.end() || it->is_null()) continue;
     if (it->is_string()) {
       *field = it->get<std::string>();
-    } else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    } else if (it->is_object() && it->contains("content") &&
+               (*it)["content"].is_string()) {
       *field = (*it)["content"].get<std::string>();
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tokenizer_config.json: ", key, ": expected a string or {\"content\": ...}"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer_config.json: ", key,
+                       ": expected a string or {\"content\": ...}"));
     }
   }
   for (auto [key, field] : {std::pair{"add_bos_token", &out.add_bos_token},
@@ -77,8 +82,8 @@ absl::Status ApplyTokenizerConfig(absl::string_view json_text, TokenizerConfig* 
       out.chat_template = tmpl->get<std::string>();
     } else if (tmpl->is_array()) {
       for (const json& t : *tmpl) {
-        if (t.is_object() && t.value("name", "") == "default" && t.contains("template") &&
-            t["template"].is_string()) {
+        if (t.is_object() && t.value("name", "") == "default" &&
+            t.contains("template") && t["template"].is_string()) {
           out.chat_template = t["template"].get<std::string>();
         }
       }
@@ -90,7 +95,8 @@ absl::Status ApplyTokenizerConfig(absl::string_view json_text, TokenizerConfig* 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
+    const std::string& model_dir) {
   namespace fs = std::filesystem;
   std::string config_text;
   const std::string config_path = JoinPath(model_dir, "tokenizer_config.json");
@@ -100,7 +106,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
   const std::string json_path = JoinPath(model_dir, "tokenizer.json");
   if (fs::exists(json_path)) {
     FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFile(json_path));
-    absl::StatusOr<std::unique_ptr<BpeTokenizer>> t = BpeTokenizer::Create(text, config_text);
+    absl::StatusOr<std::unique_ptr<BpeTokenizer>> t =
+        BpeTokenizer::Create(text, config_text);
     if (!t.ok()) return Annotate(t.status(), model_dir);
     return std::unique_ptr<Tokenizer>(*std::move(t));
   }
@@ -112,8 +119,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
     if (!t.ok()) return Annotate(t.status(), model_dir);
     return std::unique_ptr<Tokenizer>(*std::move(t));
   }
-  return absl::NotFoundError(
-      absl::StrCat(model_dir, ": has neither tokenizer.json nor tokenizer.model"));
+  return absl::NotFoundError(absl::StrCat(
+      model_dir, ": has neither tokenizer.json nor tokenizer.model"));
 }
 
 }  // namespace ftune::train

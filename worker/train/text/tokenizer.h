@@ -61,8 +61,8 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  virtual std::vector<int32_t> Encode(absl::string_view text,
-                                      const EncodeOptions& options = {}) const = 0;
+  virtual std::vector<int32_t> Encode(
+      absl::string_view text, const EncodeOptions& options = {}) const = 0;
   // Inverse of Encode for any text: Decode(Encode(x)) == x for valid UTF-8 x
   // (SentencePiece-style: with the dummy prefix space removed again).
   // With skip_special, special tokens produce no text. Ids out of range
@@ -106,10 +106,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
 // Parses tokenizer_config.json text. Token fields may be strings or
 // {"content": ...} objects; chat_template may be a string or a list of
 // {"name","template"} (the "default" one is used).
-absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view json_text);
+absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(
+    absl::string_view json_text);
 // Overlays the fields that `json_text` (tokenizer_config.json) sets onto
 // *config; fields it does not mention keep their values. "" changes nothing.
-absl::Status ApplyTokenizerConfig(absl::string_view json_text, TokenizerConfig* config);
+absl::Status ApplyTokenizerConfig(absl::string_view json_text,
+                                  TokenizerConfig* config);
 
 }  // namespace ftune::train
 

@@ -16,7 +16,12 @@ namespace ftune::train {
 // a byte that does not start a complete, valid sequence.
 inline size_t Utf8CharLen(absl::string_view s, size_t i) {
   const auto c = static_cast<unsigned char>(s[i]);
-  size_t len = c < 0x80 ? 1 : c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  size_t len = c < 0x80   ? 1
+               : c < 0xC2 ? 0
+               : c < 0xE0 ? 2
+               : c < 0xF0 ? 3
+               : c < 0xF5 ? 4
+                          : 0;
   if (len <= 1) return 1;
   if (i + len > s.size()) return 1;
   if (FindInvalidUtf8(s.substr(i, len)) >= 0) return 1;
@@ -29,7 +34,8 @@ inline uint32_t DecodeUtf8At(absl::string_view s, size_t i) {
   const auto c = static_cast<unsigned char>(s[i]);
   if (len == 1) return c;
   uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  for (size_t k = 1; k < len; ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
   return cp;
 }
 

@@ -28,7 +28,9 @@ const std::vector<std::string> kTricky = {
     "tabs\tand\nnew\r\nlines\n\n\n",
     "digits 1234567890 3.14159 -42",
     "emoji \xF0\x9F\x8E\x89\xF0\x9F\x99\x82 and CJK \xE4\xB8\xAD\xE6\x96\x87",
-    "\xC3\xBCn\xC3\xAF""c\xC3\xB6""d\xC3\xA9 caf\xC3\xA9",
+    "\xC3\xBCn\xC3\xAF"
+    "c\xC3\xB6"
+    "d\xC3\xA9 caf\xC3\xA9",
     "a    b     c",
     "it's we'll they'RE",
     "<|im_end|> inside user text",
@@ -52,8 +54,11 @@ TEST(ByteLevelBpeTest, UnmergedTextIsItsBytesAndRoundTrips) {
 
 TEST(ByteLevelBpeTest, MergesApplyInRankOrder) {
   // ids: Ġt=256 he=257 lo=258 ll=259 Ġthe=260.
-  auto tok = MustCreate(ByteLevelJson(
-      {{"\xC4\xA0", "t"}, {"h", "e"}, {"l", "o"}, {"l", "l"}, {"\xC4\xA0t", "he"}}));
+  auto tok = MustCreate(ByteLevelJson({{"\xC4\xA0", "t"},
+                                       {"h", "e"},
+                                       {"l", "o"},
+                                       {"l", "l"},
+                                       {"\xC4\xA0t", "he"}}));
   // " the": Ġt (rank 0) before he (1), then Ġt+he (4).
   // " hello": he (1), then lo (2) beats ll (3) and leaves l alone.
   EXPECT_THAT(tok->Encode(" the hello"), ElementsAre(260, 32, 257, 108, 258));
@@ -83,12 +88,14 @@ TEST(ByteLevelBpeTest, Llama3SplitRegexGroupsDigitsInThrees) {
        {{{"type", "Split"},
          {"pattern",
           {{"Regex",
-            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{"
+            "1,3}| "
             "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
          {"behavior", "Isolated"},
          {"invert", false}},
-        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}
-                                   .dump();
+        {{"type", "ByteLevel"},
+         {"add_prefix_space", false},
+         {"use_regex", false}}}}}.dump();
   auto llama3 = MustCreate(ByteLevelJson(merges, llama3_pre));
   EXPECT_THAT(llama3->Encode("1234"), ElementsAre(258, 52));  // "123" "4"
   for (const std::string& s : kTricky) {
@@ -96,7 +103,8 @@ TEST(ByteLevelBpeTest, Llama3SplitRegexGroupsDigitsInThrees) {
   }
   // (?i:'RE) matches case-insensitively and keeps "'RE" one piece; the
   // bytes are unmerged either way, so check the pieces via a merge.
-  auto with_re = MustCreate(ByteLevelJson({{"'", "R"}, {"'R", "E"}}, llama3_pre));
+  auto with_re =
+      MustCreate(ByteLevelJson({{"'", "R"}, {"'R", "E"}}, llama3_pre));
   EXPECT_THAT(with_re->Encode("'RE"), ElementsAre(257));
 }
 
@@ -112,9 +120,11 @@ TEST(ByteLevelBpeTest, DigitsPreTokenizerIsolatesDigits) {
 
 TEST(ByteLevelBpeTest, IgnoreMergesTakesWholeWordsFromVocab) {
   // "hello" is in the vocab (id 256) but no merge builds it.
-  auto with = MustCreate(ByteLevelJson({}, "", /*ignore_merges=*/true, {"hello"}));
+  auto with =
+      MustCreate(ByteLevelJson({}, "", /*ignore_merges=*/true, {"hello"}));
   EXPECT_THAT(with->Encode("hello"), ElementsAre(256));
-  auto without = MustCreate(ByteLevelJson({}, "", /*ignore_merges=*/false, {"hello"}));
+  auto without =
+      MustCreate(ByteLevelJson({}, "", /*ignore_merges=*/false, {"hello"}));
   EXPECT_EQ(without->Encode("hello"), Bytes("hello"));
 }
 
@@ -135,7 +145,8 @@ TEST(ByteLevelBpeTest, SpecialTokensOnlyWhenAsked) {
 
 TEST(ByteLevelBpeTest, NonSpecialAddedTokensAlwaysMatch) {
   json j = json::parse(ByteLevelJson({}));
-  j["added_tokens"].push_back({{"id", 309}, {"content", "<tool>"}, {"special", false}});
+  j["added_tokens"].push_back(
+      {{"id", 309}, {"content", "<tool>"}, {"special", false}});
   auto tok = MustCreate(j.dump());
   EXPECT_THAT(tok->Encode("a<tool>"), ElementsAre(97, 309));
 }
@@ -155,37 +166,49 @@ std::string SpStyleJson(bool metaspace) {
   vocab[m + "ab"] = 264;
   json added = json::array();
   for (int i = 0; i < 3; ++i) {
-    added.push_back({{"id", i}, {"content", std::vector<std::string>{"<unk>", "<s>", "</s>"}[i]},
-                     {"special", true}});
+    added.push_back(
+        {{"id", i},
+         {"content", std::vector<std::string>{"<unk>", "<s>", "</s>"}[i]},
+         {"special", true}});
   }
-  json root = {
-      {"added_tokens", added},
-      {"model",
-       {{"type", "BPE"}, {"vocab", vocab}, {"merges", {m + " a", "a b", m + "a b"}},
-        {"byte_fallback", true}, {"fuse_unk", true}, {"unk_token", "<unk>"}}}};
+  json root = {{"added_tokens", added},
+               {"model",
+                {{"type", "BPE"},
+                 {"vocab", vocab},
+                 {"merges", {m + " a", "a b", m + "a b"}},
+                 {"byte_fallback", true},
+                 {"fuse_unk", true},
+                 {"unk_token", "<unk>"}}}};
   root["post_processor"] = json::parse(
       R"({"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},)"
       R"({"Sequence":{"id":"A","type_id":0}}]})");
   if (metaspace) {
     root["normalizer"] = nullptr;
-    root["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", m},
-                             {"prepend_scheme", "first"}, {"split", false}};
+    root["pre_tokenizer"] = {{"type", "Metaspace"},
+                             {"replacement", m},
+                             {"prepend_scheme", "first"},
+                             {"split", false}};
     root["decoder"] = {{"type", "Sequence"},
                        {"decoders",
                         {{{"type", "ByteFallback"}},
-                         {{"type", "Metaspace"}, {"replacement", m}, {"prepend_scheme", "first"}}}}};
+                         {{"type", "Metaspace"},
+                          {"replacement", m},
+                          {"prepend_scheme", "first"}}}}};
   } else {
     root["normalizer"] = {{"type", "Sequence"},
                           {"normalizers",
                            {{{"type", "Prepend"}, {"prepend", m}},
-                            {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", m}}}}};
+                            {{"type", "Replace"},
+                             {"pattern", {{"String", " "}}},
+                             {"content", m}}}}};
     root["pre_tokenizer"] = nullptr;
-    root["decoder"] = {{"type", "Sequence"},
-                       {"decoders",
-                        {{{"type", "Replace"}, {"pattern", {{"String", m}}}, {"content", " "}},
-                         {{"type", "ByteFallback"}},
-                         {{"type", "Fuse"}},
-                         {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
+    root["decoder"] = {
+        {"type", "Sequence"},
+        {"decoders",
+         {{{"type", "Replace"}, {"pattern", {{"String", m}}}, {"content", " "}},
+          {{"type", "ByteFallback"}},
+          {{"type", "Fuse"}},
+          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
   }
   return root.dump();
 }
@@ -208,16 +231,19 @@ TEST_P(SpStyleBpeTest, HandDerivedEncodings) {
   special.parse_special = true;
   // After a special token the legacy Prepend normalizer prefixes again;
   // Metaspace with prepend_scheme "first" only prefixes the first segment.
-  EXPECT_THAT(tok->Encode("<s>ab", special), ElementsAre(1, GetParam() ? 263 : 264));
+  EXPECT_THAT(tok->Encode("<s>ab", special),
+              ElementsAre(1, GetParam() ? 263 : 264));
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_TRUE(tok->config().add_bos_token);
-  for (const std::string& s : {std::string("ab ab"), std::string("a  b\n\xE4\xB8\xAD 12"),
-                               std::string("\xF0\x9F\x8E\x89!")}) {
+  for (const std::string& s :
+       {std::string("ab ab"), std::string("a  b\n\xE4\xB8\xAD 12"),
+        std::string("\xF0\x9F\x8E\x89!")}) {
     EXPECT_EQ(tok->Decode(tok->Encode(s)), s) << s;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(NormalizerOrMetaspace, SpStyleBpeTest, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(NormalizerOrMetaspace, SpStyleBpeTest,
+                         ::testing::Bool());
 
 TEST(SpStyleBpeTest, LongUnsplitInputIsNotQuadratic) {
   auto tok = MustCreate(SpStyleJson(false));
@@ -253,11 +279,13 @@ TEST(BpeTokenizerTest, RejectsBadFilesByField) {
   j["model"]["byte_fallback"] = true;
   expect_bad(j, "byte token <0x00> is missing");
   j = base;
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "(unclosed"}}},
                         {"behavior", "Isolated"}};
   expect_bad(j, "regex \"(unclosed\"");
-  EXPECT_THAT(BpeTokenizer::Create("{not json", "").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid JSON")));
+  EXPECT_THAT(
+      BpeTokenizer::Create("{not json", "").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid JSON")));
 }
 
 TEST(LoadTokenizerTest, ReadsTokenizerJsonAndConfig) {
@@ -267,7 +295,8 @@ TEST(LoadTokenizerTest, ReadsTokenizerJsonAndConfig) {
       << R"({"bos_token":{"content":"<|begin_of_text|>","special":true},)"
          R"("eos_token":"<|eot_id|>","pad_token":null,"add_bos_token":true,)"
          R"("chat_template":"{% for m in messages %}<|start_header_id|>{% endfor %}"})";
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(dir.path()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok,
+                       LoadTokenizer(dir.path()));
   EXPECT_EQ(tok->bos_id(), kBeginOfText);
   EXPECT_EQ(tok->eos_id(), kEotId);
   EXPECT_EQ(tok->pad_id(), -1);
@@ -276,8 +305,10 @@ TEST(LoadTokenizerTest, ReadsTokenizerJsonAndConfig) {
 
   ftune::testing::TempDir empty;
   EXPECT_THAT(LoadTokenizer(empty.path()).status(),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("neither tokenizer.json")));
-  std::ofstream(dir.Sub("tokenizer_config.json")) << R"({"add_bos_token":"yes"})";
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("neither tokenizer.json")));
+  std::ofstream(dir.Sub("tokenizer_config.json"))
+      << R"({"add_bos_token":"yes"})";
   EXPECT_THAT(LoadTokenizer(dir.path()).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("add_bos_token: expected a boolean")));
@@ -286,8 +317,9 @@ TEST(LoadTokenizerTest, ReadsTokenizerJsonAndConfig) {
 TEST(ParseTokenizerConfigTest, ChatTemplateList) {
   ASSERT_OK_AND_ASSIGN(
       TokenizerConfig c,
-      ParseTokenizerConfig(R"({"chat_template":[{"name":"tool_use","template":"x"},)"
-                           R"({"name":"default","template":"<|im_start|>"}]})"));
+      ParseTokenizerConfig(
+          R"({"chat_template":[{"name":"tool_use","template":"x"},)"
+          R"({"name":"default","template":"<|im_start|>"}]})"));
   EXPECT_EQ(c.chat_template, "<|im_start|>");
 }
 

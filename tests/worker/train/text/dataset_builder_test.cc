@@ -32,11 +32,12 @@ TokenizedExample Ex(std::vector<int32_t> ids, std::vector<uint8_t> mask) {
 }
 
 TEST(PackExamplesTest, LabelsPositionsSegmentsByHand) {
-  std::vector<TokenizedExample> exs = {Ex({10, 11, 12}, {0, 1, 1}), Ex({20, 21}, {0, 1}),
+  std::vector<TokenizedExample> exs = {Ex({10, 11, 12}, {0, 1, 1}),
+                                       Ex({20, 21}, {0, 1}),
                                        Ex({30, 31, 32, 33}, {0, 0, 1, 1})};
   DatasetStats stats;
-  std::vector<PackedSequence> rows =
-      PackExamples(exs, 6, /*packing=*/true, OverlengthPolicy::kTruncate, &stats);
+  std::vector<PackedSequence> rows = PackExamples(
+      exs, 6, /*packing=*/true, OverlengthPolicy::kTruncate, &stats);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_THAT(rows[0].input_ids, ElementsAre(10, 11, 12, 20, 21));
   EXPECT_THAT(rows[0].labels, ElementsAre(11, 12, X, 21, X));
@@ -52,8 +53,8 @@ TEST(PackExamplesTest, LabelsPositionsSegmentsByHand) {
   EXPECT_EQ(stats.truncated, 0);
 
   DatasetStats unpacked_stats;
-  std::vector<PackedSequence> unpacked =
-      PackExamples(exs, 6, /*packing=*/false, OverlengthPolicy::kTruncate, &unpacked_stats);
+  std::vector<PackedSequence> unpacked = PackExamples(
+      exs, 6, /*packing=*/false, OverlengthPolicy::kTruncate, &unpacked_stats);
   ASSERT_EQ(unpacked.size(), 3u);
   EXPECT_THAT(unpacked[1].labels, ElementsAre(21, X));
   EXPECT_THAT(unpacked[1].segment_ids, ElementsAre(0, 0));
@@ -115,8 +116,8 @@ TEST(PackExamplesTest, PackingNeverSplitsOrReordersExamples) {
         EXPECT_EQ(r.position_ids[i], r.position_ids[i - 1] + 1);
       }
       seen.back().push_back(r.input_ids[i]);
-      const bool last_of_segment =
-          i + 1 == r.input_ids.size() || r.segment_ids[i + 1] != r.segment_ids[i];
+      const bool last_of_segment = i + 1 == r.input_ids.size() ||
+                                   r.segment_ids[i + 1] != r.segment_ids[i];
       if (last_of_segment) {
         EXPECT_EQ(r.labels[i], X);
       } else if (r.labels[i] != X) {
@@ -129,12 +130,14 @@ TEST(PackExamplesTest, PackingNeverSplitsOrReordersExamples) {
     if (e.ids.size() > 1) want.push_back(e.ids);  // 1-token ones have no target
   }
   EXPECT_EQ(seen, want);
-  EXPECT_EQ(stats.dropped_no_target, static_cast<int64_t>(exs.size() - want.size()));
+  EXPECT_EQ(stats.dropped_no_target,
+            static_cast<int64_t>(exs.size() - want.size()));
   // Greedy: no row could have taken the next row's first example.
   for (size_t r = 0; r + 1 < rows.size(); ++r) {
-    const int32_t first_len = static_cast<int32_t>(
-        std::count(rows[r + 1].segment_ids.begin(), rows[r + 1].segment_ids.end(), 0));
-    EXPECT_GT(static_cast<int32_t>(rows[r].input_ids.size()) + first_len, max_len);
+    const int32_t first_len = static_cast<int32_t>(std::count(
+        rows[r + 1].segment_ids.begin(), rows[r + 1].segment_ids.end(), 0));
+    EXPECT_GT(static_cast<int32_t>(rows[r].input_ids.size()) + first_len,
+              max_len);
   }
 }
 
@@ -150,7 +153,8 @@ TEST(SeededPermutationTest, DeterministicPermutation) {
 
 std::string TextJsonl(int n) {
   std::string out;
-  for (int i = 0; i < n; ++i) absl::StrAppend(&out, "{\"text\":\"example ", i, "\"}\n");
+  for (int i = 0; i < n; ++i)
+    absl::StrAppend(&out, "{\"text\":\"example ", i, "\"}\n");
   return out;
 }
 
@@ -177,8 +181,10 @@ TEST(BuildDatasetTest, DeterministicShuffleAndValidationSplit) {
   opts.max_seq_length = 64;
   opts.seed = 7;
   opts.validation_split = 0.2;
-  ASSERT_OK_AND_ASSIGN(Dataset a, BuildDatasetFromText(TextJsonl(50), "", *tok, opts));
-  ASSERT_OK_AND_ASSIGN(Dataset b, BuildDatasetFromText(TextJsonl(50), "", *tok, opts));
+  ASSERT_OK_AND_ASSIGN(Dataset a,
+                       BuildDatasetFromText(TextJsonl(50), "", *tok, opts));
+  ASSERT_OK_AND_ASSIGN(Dataset b,
+                       BuildDatasetFromText(TextJsonl(50), "", *tok, opts));
   EXPECT_EQ(a.format, DatasetFormat::kText);
   EXPECT_EQ(a.train_stats.examples, 40);
   EXPECT_EQ(a.validation_stats.examples, 10);
@@ -194,10 +200,12 @@ TEST(BuildDatasetTest, DeterministicShuffleAndValidationSplit) {
   std::vector<std::string> train_texts = RowTexts(a.train);
   EXPECT_FALSE(std::is_sorted(train_texts.begin(), train_texts.end(),
                               [](const std::string& x, const std::string& y) {
-                                return std::stoi(x.substr(8)) < std::stoi(y.substr(8));
+                                return std::stoi(x.substr(8)) <
+                                       std::stoi(y.substr(8));
                               }));
   opts.seed = 8;
-  ASSERT_OK_AND_ASSIGN(Dataset c, BuildDatasetFromText(TextJsonl(50), "", *tok, opts));
+  ASSERT_OK_AND_ASSIGN(Dataset c,
+                       BuildDatasetFromText(TextJsonl(50), "", *tok, opts));
   EXPECT_NE(RowTexts(c.train), train_texts);
   // Every row is packed up to the limit where possible: 40 examples of
   // 10-11 tokens in rows of at most 64 tokens.
@@ -209,21 +217,29 @@ TEST(BuildDatasetTest, ValidationFileAndErrors) {
   auto tok = ByteLevelTokenizer(R"({"eos_token":"</s>"})");
   DatasetOptions opts;
   opts.max_seq_length = 32;
-  ASSERT_OK_AND_ASSIGN(Dataset d, BuildDatasetFromText(TextJsonl(5), TextJsonl(3), *tok, opts));
+  ASSERT_OK_AND_ASSIGN(
+      Dataset d, BuildDatasetFromText(TextJsonl(5), TextJsonl(3), *tok, opts));
   EXPECT_EQ(d.validation_stats.examples, 3);
-  EXPECT_THAT(RowTexts(d.validation), ElementsAre("example 0", "example 1", "example 2"));
+  EXPECT_THAT(RowTexts(d.validation),
+              ElementsAre("example 0", "example 1", "example 2"));
 
-  EXPECT_THAT(BuildDatasetFromText(TextJsonl(5), "{\"prompt\":\"a\",\"completion\":\"b\"}\n",
-                                   *tok, opts)
-                  .status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("validation file: format \"prompt_completion\" differs")));
-  EXPECT_THAT(BuildDatasetFromText("{\"text\":\"a\"}\n{\"text\":7}\n", "", *tok, opts).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("training file: line 2: text: expected a string")));
+  EXPECT_THAT(
+      BuildDatasetFromText(
+          TextJsonl(5), "{\"prompt\":\"a\",\"completion\":\"b\"}\n", *tok, opts)
+          .status(),
+      StatusIs(
+          absl::StatusCode::kInvalidArgument,
+          HasSubstr("validation file: format \"prompt_completion\" differs")));
+  EXPECT_THAT(
+      BuildDatasetFromText("{\"text\":\"a\"}\n{\"text\":7}\n", "", *tok, opts)
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("training file: line 2: text: expected a string")));
   opts.validation_split = 0.5;
-  EXPECT_THAT(BuildDatasetFromText(TextJsonl(5), TextJsonl(3), *tok, opts).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mutually exclusive")));
+  EXPECT_THAT(
+      BuildDatasetFromText(TextJsonl(5), TextJsonl(3), *tok, opts).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("mutually exclusive")));
   opts.validation_split = 0;
   opts.max_seq_length = 4;
   opts.overlength = OverlengthPolicy::kDrop;
@@ -232,7 +248,8 @@ TEST(BuildDatasetTest, ValidationFileAndErrors) {
                        HasSubstr("5 dropped as longer than 4 tokens")));
   opts.max_seq_length = 1;
   EXPECT_THAT(BuildDatasetFromText(TextJsonl(5), "", *tok, opts).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_seq_length")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("max_seq_length")));
 }
 
 TEST(BuildDatasetTest, ChatExamplesUseTheResolvedTemplate) {
@@ -257,7 +274,8 @@ TEST(BuildDatasetTest, ChatExamplesUseTheResolvedTemplate) {
   auto no_template = ByteLevelTokenizer(R"({"eos_token":"<|im_end|>"})");
   opts.chat_template = "auto";
   EXPECT_THAT(BuildDatasetFromText(jsonl, "", *no_template, opts).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no chat_template")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no chat_template")));
 }
 
 TEST(BuildDatasetTest, ReadsFiles) {
@@ -267,10 +285,12 @@ TEST(BuildDatasetTest, ReadsFiles) {
   DatasetOptions opts;
   opts.max_seq_length = 16;
   opts.packing = false;
-  ASSERT_OK_AND_ASSIGN(Dataset d, BuildDataset(dir.Sub("train.jsonl"), "", *tok, opts));
+  ASSERT_OK_AND_ASSIGN(Dataset d,
+                       BuildDataset(dir.Sub("train.jsonl"), "", *tok, opts));
   EXPECT_EQ(d.train.size(), 4u);
-  EXPECT_THAT(BuildDataset(dir.Sub("missing.jsonl"), "", *tok, opts).status(),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.jsonl")));
+  EXPECT_THAT(
+      BuildDataset(dir.Sub("missing.jsonl"), "", *tok, opts).status(),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.jsonl")));
 }
 
 TEST(MakeBatchTest, PadsToLongestRow) {
@@ -283,10 +303,12 @@ TEST(MakeBatchTest, PadsToLongestRow) {
   EXPECT_THAT(batch.input_ids, ElementsAre(1, 2, 3, 4, 9, 9));
   EXPECT_THAT(batch.labels, ElementsAre(2, 3, X, X, X, X));
   EXPECT_THAT(batch.position_ids, ElementsAre(0, 1, 2, 0, 0, 0));
-  EXPECT_THAT(batch.segment_ids, ElementsAre(0, 0, 0, 0, kPadSegment, kPadSegment));
+  EXPECT_THAT(batch.segment_ids,
+              ElementsAre(0, 0, 0, 0, kPadSegment, kPadSegment));
   auto tok = ByteLevelTokenizer(R"({"eos_token":"</s>"})");
   EXPECT_EQ(PadIdFor(*tok), kEos);
-  auto with_pad = ByteLevelTokenizer(R"({"eos_token":"</s>","pad_token":"<|endoftext|>"})");
+  auto with_pad =
+      ByteLevelTokenizer(R"({"eos_token":"</s>","pad_token":"<|endoftext|>"})");
   EXPECT_EQ(PadIdFor(*with_pad), kEndOfText);
 }
 

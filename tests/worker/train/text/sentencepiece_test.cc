@@ -31,8 +31,10 @@ const char* const kSentences[] = {
     "Packages describe themselves: libfoo-dev provides headers for libfoo.",
     "    indented code block with    runs   of spaces",
     "tabs\tseparate\tcolumns and new lines end them",
-    "Caf\xC3\xA9 au lait, na\xC3\xAFve r\xC3\xA9sum\xC3\xA9, \xC3\xBC""ber cool.",
-    "\xE4\xB8\xAD\xE6\x96\x87\xE6\x96\x87\xE6\x9C\xAC and \xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 world",
+    "Caf\xC3\xA9 au lait, na\xC3\xAFve r\xC3\xA9sum\xC3\xA9, \xC3\xBC"
+    "ber cool.",
+    "\xE4\xB8\xAD\xE6\x96\x87\xE6\x96\x87\xE6\x9C\xAC and "
+    "\xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 world",
     "the theory of the thing is that there are three thousand themes",
     "fine-tuning language models with low-rank adapters saves memory",
 };
@@ -85,7 +87,8 @@ class SentencePieceCrossCheck : public ::testing::Test {
     std::string error;
     model_ = sp::SpModel::Load(*model_bytes_, &error);
     ASSERT_NE(model_, nullptr) << error;
-    absl::StatusOr<std::string> json = SentencePieceModelToTokenizerJson(*model_);
+    absl::StatusOr<std::string> json =
+        SentencePieceModelToTokenizerJson(*model_);
     ASSERT_TRUE(json.ok()) << json.status();
     auto bpe = BpeTokenizer::Create(*json, R"({"eos_token":"</s>"})");
     ASSERT_TRUE(bpe.ok()) << bpe.status();
@@ -136,7 +139,8 @@ TEST_F(SentencePieceCrossCheck, SameIdsAsLibsentencepiece) {
 
 TEST_F(SentencePieceCrossCheck, SameIdsOnRealText) {
   // Real English prose on every Debian system, mostly unseen by the model.
-  absl::StatusOr<std::string> gpl = ReadFile("/usr/share/common-licenses/GPL-3");
+  absl::StatusOr<std::string> gpl =
+      ReadFile("/usr/share/common-licenses/GPL-3");
   if (!gpl.ok()) GTEST_SKIP() << "no /usr/share/common-licenses/GPL-3";
   const std::string text = gpl->substr(0, 64 << 10);
   size_t lines = 0, start = 0;
@@ -144,7 +148,8 @@ TEST_F(SentencePieceCrossCheck, SameIdsOnRealText) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
     const std::string line = text.substr(start, end - start);
-    ASSERT_EQ(bpe_->Encode(line), Reference(line, true)) << "\"" << line << "\"";
+    ASSERT_EQ(bpe_->Encode(line), Reference(line, true))
+        << "\"" << line << "\"";
     start = end + 1;
     ++lines;
   }
@@ -158,7 +163,8 @@ TEST_F(SentencePieceCrossCheck, DecodeInvertsEncode) {
   for (const std::string& s : kTricky) {
     EXPECT_EQ(bpe_->Decode(bpe_->Encode(s)), s) << "\"" << s << "\"";
     EXPECT_EQ(spt_->Decode(spt_->Encode(s)), s) << "\"" << s << "\"";
-    EXPECT_EQ(bpe_->Decode(Reference(s, true)), model_->Decode(Reference(s, true)));
+    EXPECT_EQ(bpe_->Decode(Reference(s, true)),
+              model_->Decode(Reference(s, true)));
   }
 }
 
@@ -190,12 +196,15 @@ TEST_F(SentencePieceCrossCheck, Llama2TemplateWithDummyPrefixes) {
   // second dummy-prefix space, so the rendering decodes back exactly.
   Example ex;
   ex.format = DatasetFormat::kMessages;
-  ex.messages = {{Role::kUser, "hi there", true}, {Role::kAssistant, "the theory", true}};
+  ex.messages = {{Role::kUser, "hi there", true},
+                 {Role::kAssistant, "the theory", true}};
   for (const Tokenizer* tok : {static_cast<const Tokenizer*>(spt_.get()),
                                static_cast<const Tokenizer*>(bpe_.get())}) {
-    absl::StatusOr<TokenizedExample> t = TokenizeExample(ex, ChatTemplate::kLlama2, *tok);
+    absl::StatusOr<TokenizedExample> t =
+        TokenizeExample(ex, ChatTemplate::kLlama2, *tok);
     ASSERT_TRUE(t.ok()) << t.status();
-    EXPECT_EQ(tok->Decode(t->ids), "<s>[INST] hi there [/INST] the theory </s>");
+    EXPECT_EQ(tok->Decode(t->ids),
+              "<s>[INST] hi there [/INST] the theory </s>");
     std::vector<int32_t> trained;
     for (size_t i = 0; i < t->ids.size(); ++i) {
       if (t->loss_mask[i]) trained.push_back(t->ids[i]);
@@ -208,7 +217,8 @@ TEST_F(SentencePieceCrossCheck, Llama2TemplateWithDummyPrefixes) {
 TEST_F(SentencePieceCrossCheck, LoadTokenizerPicksTokenizerModel) {
   ftune::testing::TempDir dir;
   ASSERT_OK(WriteFileAtomically(dir.Sub("tokenizer.model"), *model_bytes_));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok, LoadTokenizer(dir.path()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok,
+                       LoadTokenizer(dir.path()));
   EXPECT_EQ(tok->Encode("Hello world"), Reference("Hello world", true));
   EXPECT_EQ(tok->vocab_size(), model_->size());
   EXPECT_EQ(tok->TokenToId("<0x41>"), model_->PieceToId("<0x41>"));

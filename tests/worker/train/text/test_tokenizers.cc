@@ -16,7 +16,8 @@ std::string ByteLevelSpelling(const std::string& bytes) {
     int n = 0;
     uint32_t cp = b;
     const auto printable = [](int x) {
-      return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255);
+      return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) ||
+             (x >= 174 && x <= 255);
     };
     if (!printable(b)) {
       for (int x = 0; x < b; ++x) n += printable(x) ? 0 : 1;
@@ -33,11 +34,13 @@ std::vector<int32_t> Bytes(const std::string& s) {
   return out;
 }
 
-std::string ByteLevelJson(const std::vector<std::pair<std::string, std::string>>& merges,
-                          const std::string& pre_tokenizer, bool ignore_merges,
-                          const std::vector<std::string>& extra_vocab) {
+std::string ByteLevelJson(
+    const std::vector<std::pair<std::string, std::string>>& merges,
+    const std::string& pre_tokenizer, bool ignore_merges,
+    const std::vector<std::string>& extra_vocab) {
   json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[ByteLevelSpelling(std::string(1, static_cast<char>(b)))] = b;
+  for (int b = 0; b < 256; ++b)
+    vocab[ByteLevelSpelling(std::string(1, static_cast<char>(b)))] = b;
   json merge_list = json::array();
   int next = 256;
   for (const auto& [a, b] : merges) {
@@ -52,23 +55,32 @@ std::string ByteLevelJson(const std::vector<std::pair<std::string, std::string>>
   for (const std::string& v : extra_vocab) vocab[v] = next++;
   FTUNE_CHECK(next <= 300);
   json added = json::array();
-  const char* specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>",
-                            "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                            "<|eot_id|>", "<s>", "</s>"};
+  const char* specials[] = {"<|endoftext|>",
+                            "<|im_start|>",
+                            "<|im_end|>",
+                            "<|begin_of_text|>",
+                            "<|start_header_id|>",
+                            "<|end_header_id|>",
+                            "<|eot_id|>",
+                            "<s>",
+                            "</s>"};
   for (int i = 0; i < 9; ++i) {
-    added.push_back({{"id", 300 + i}, {"content", specials[i]}, {"special", true}});
+    added.push_back(
+        {{"id", 300 + i}, {"content", specials[i]}, {"special", true}});
   }
-  json root = {
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer",
-       pre_tokenizer.empty()
-           ? json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}
-           : json::parse(pre_tokenizer)},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model",
-       {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list},
-        {"ignore_merges", ignore_merges}}}};
+  json root = {{"added_tokens", added},
+               {"normalizer", nullptr},
+               {"pre_tokenizer", pre_tokenizer.empty()
+                                     ? json{{"type", "ByteLevel"},
+                                            {"add_prefix_space", false},
+                                            {"use_regex", true}}
+                                     : json::parse(pre_tokenizer)},
+               {"decoder", {{"type", "ByteLevel"}}},
+               {"model",
+                {{"type", "BPE"},
+                 {"vocab", vocab},
+                 {"merges", merge_list},
+                 {"ignore_merges", ignore_merges}}}};
   return root.dump();
 }
 
