@@ -446,7 +446,15 @@ absl::Status BpeTokenizer::Load(absl::string_view tokenizer_json,
 
     // Defaults from the post-processor, then tokenizer_config.json on top.
     TokenizerConfig config;
-    const json& post = root.value("post_processor", json());
+    json post = root.value("post_processor", json());
+    if (TypeOf(post) ==
+        "Sequence") {  // e.g. Llama-3: ByteLevel, TemplateProcessing
+      json found;
+      for (const json& p : post.value("processors", json::array())) {
+        if (TypeOf(p) == "TemplateProcessing") found = p;
+      }
+      post = found;
+    }
     if (TypeOf(post) == "TemplateProcessing") {
       const json& single = post.value("single", json::array());
       auto special_of = [](const json& item) -> std::string {

@@ -54,8 +54,10 @@ absl::Status ApplyTokenizerConfig(absl::string_view json_text,
                             std::pair{"pad_token", &out.pad_token},
                             std::pair{"unk_token", &out.unk_token}}) {
     auto it = cfg.find(key);
-    if (it == cfg.end() || it->is_null()) continue;
-    if (it->is_string()) {
+    if (it == cfg.end()) continue;
+    if (it->is_null()) {  // explicitly none
+      field->clear();
+    } else if (it->is_string()) {
       *field = it->get<std::string>();
     } else if (it->is_object() && it->contains("content") &&
                (*it)["content"].is_string()) {

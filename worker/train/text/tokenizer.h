@@ -103,8 +103,9 @@ class Tokenizer {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& model_dir);
 
-// Parses tokenizer_config.json text. Token fields may be strings or
-// {"content": ...} objects; chat_template may be a string or a list of
+// Parses tokenizer_config.json text. Token fields may be strings,
+// {"content": ...} objects or null (no such token); chat_template may be a
+// string or a list of
 // {"name","template"} (the "default" one is used).
 absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(
     absl::string_view json_text);

@@ -314,6 +314,25 @@ TEST(LoadTokenizerTest, ReadsTokenizerJsonAndConfig) {
                        HasSubstr("add_bos_token: expected a boolean")));
 }
 
+TEST(BpeTokenizerTest, BosDefaultsFromPostProcessorSequence) {
+  // Llama-3 layout: the BOS comes from a TemplateProcessing inside a
+  // Sequence post-processor; tokenizer_config.json does not say add_bos.
+  json j = json::parse(ByteLevelJson({}));
+  j["post_processor"] = json::parse(
+      R"({"type":"Sequence","processors":[{"type":"ByteLevel","trim_offsets":false},)"
+      R"({"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<|begin_of_text|>",)"
+      R"("type_id":0}},{"Sequence":{"id":"A","type_id":0}}]}]})");
+  auto tok = MustCreate(j.dump(), R"({"eos_token":"<|eot_id|>"})");
+  EXPECT_EQ(tok->bos_id(), kBeginOfText);
+  EXPECT_TRUE(tok->config().add_bos_token);
+  EXPECT_EQ(tok->eos_id(), kEotId);
+  // An explicit null in tokenizer_config.json removes the token.
+  auto none =
+      MustCreate(j.dump(), R"({"bos_token":null,"add_bos_token":false})");
+  EXPECT_EQ(none->bos_id(), -1);
+  EXPECT_FALSE(none->config().add_bos_token);
+}
+
 TEST(ParseTokenizerConfigTest, ChatTemplateList) {
   ASSERT_OK_AND_ASSIGN(
       TokenizerConfig c,

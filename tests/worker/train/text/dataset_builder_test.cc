@@ -60,6 +60,27 @@ TEST(PackExamplesTest, LabelsPositionsSegmentsByHand) {
   EXPECT_THAT(unpacked[1].segment_ids, ElementsAre(0, 0));
 }
 
+TEST(PackExamplesTest, PackedSegmentEqualsTheExampleAlone) {
+  // What the trainer sees for B (ids, labels, positions) is the same whether
+  // B is packed after A or is alone in its row.
+  TokenizedExample a = Ex({10, 11, 12}, {0, 1, 1});
+  TokenizedExample b = Ex({20, 21, 22, 23}, {0, 0, 1, 1});
+  DatasetStats s1, s2;
+  std::vector<PackedSequence> packed =
+      PackExamples({a, b}, 16, true, OverlengthPolicy::kTruncate, &s1);
+  std::vector<PackedSequence> alone =
+      PackExamples({b}, 16, true, OverlengthPolicy::kTruncate, &s2);
+  ASSERT_EQ(packed.size(), 1u);
+  ASSERT_EQ(alone.size(), 1u);
+  auto tail = [](const std::vector<int32_t>& v) {
+    return std::vector<int32_t>(v.begin() + 3, v.end());
+  };
+  EXPECT_EQ(tail(packed[0].input_ids), alone[0].input_ids);
+  EXPECT_EQ(tail(packed[0].labels), alone[0].labels);
+  EXPECT_EQ(tail(packed[0].position_ids), alone[0].position_ids);
+  EXPECT_THAT(tail(packed[0].segment_ids), ElementsAre(1, 1, 1, 1));
+}
+
 TEST(PackExamplesTest, OverlengthTruncateAndDropAreCounted) {
   std::vector<TokenizedExample> exs = {
       Ex({30, 31, 32, 33}, {0, 0, 1, 1}),  // 4 > 3
