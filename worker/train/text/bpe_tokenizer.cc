@@ -2,9 +2,6 @@
 // merges with a priority queue, byte fallback, decoders.
 #include "worker/train/text/bpe_tokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
 #include <cstring>
 #include <queue>
@@ -17,67 +14,12 @@
 #include "common/logging.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/train/text/regex.h"
 #include "worker/train/text/utf8.h"
 
 namespace ftune::train {
 
 using nlohmann::json;
-
-namespace internal {
-
-// A compiled PCRE2 pattern (UTF + UCP, JIT when available). Matching
-// allocates its own match data, so one Regex serves concurrent callers.
-class Regex {
- public:
-  static absl::StatusOr<std::shared_ptr<Regex>> Compile(
-      const std::string& pattern) {
-    int err = 0;
-    PCRE2_SIZE offset = 0;
-    pcre2_code* code = pcre2_compile(
-        reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-        PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset,
-        nullptr);
-    if (code == nullptr) {
-      PCRE2_UCHAR buf[256];
-      pcre2_get_error_message(err, buf, sizeof(buf));
-      return absl::InvalidArgumentError(
-          absl::StrCat("regex \"", pattern, "\" at offset ", offset, ": ",
-                       reinterpret_cast<const char*>(buf)));
-    }
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to interpreter
-    return std::shared_ptr<Regex>(new Regex(code));
-  }
-  ~Regex() { pcre2_code_free(code_); }
-
-  // Appends the [begin, end) byte ranges of all non-overlapping matches.
-  void FindAll(absl::string_view text,
-               std::vector<std::pair<size_t, size_t>>* out) const {
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    size_t start = 0;
-    while (start <= text.size()) {
-      const int rc =
-          pcre2_match(code_, subject, text.size(), start, 0, md, nullptr);
-      if (rc < 0) break;
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      const size_t b = ov[0], e = ov[1];
-      if (e == b) {  // empty match: skip one character
-        if (b >= text.size()) break;
-        start = b + std::max<size_t>(1, Utf8CharLen(text, b));
-        continue;
-      }
-      out->emplace_back(b, e);
-      start = e;
-    }
-    pcre2_match_data_free(md);
-  }
-
- private:
-  explicit Regex(pcre2_code* code) : code_(code) {}
-  pcre2_code* code_;
-};
-
-}  // namespace internal
 
 namespace {
 

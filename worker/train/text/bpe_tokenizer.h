@@ -41,7 +41,7 @@
 namespace ftune::train {
 
 namespace internal {
-class Regex;  // PCRE2 pattern, defined in bpe_tokenizer.cc
+class Regex;  // regex.h
 }
 
 class BpeTokenizer : public Tokenizer {
