@@ -1,0 +1,237 @@
+#include "worker/train/text/chat_template.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
+#include "tests/worker/train/text/test_tokenizers.h"
+
+namespace ftune::train {
+namespace {
+
+using ::ftune::testing::StatusIs;
+using ::testing::HasSubstr;
+using namespace ::ftune::train::testing;  // NOLINT
+
+// Builds the expected ids and mask piece by piece.
+struct Expect {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+  Expect& Add(const std::vector<int32_t>& part, bool train) {
+    for (int32_t id : part) {
+      ids.push_back(id);
+      mask.push_back(train ? 1 : 0);
+    }
+    return *this;
+  }
+  Expect& Text(const std::string& s, bool train) {
+    return Add(Bytes(s), train);
+  }
+  Expect& Tok(int32_t id, bool train) { return Add({id}, train); }
+};
+
+Example Chat(std::vector<std::pair<Role, std::string>> turns) {
+  Example ex;
+  ex.format = DatasetFormat::kMessages;
+  ex.line_number = 7;
+  for (auto& [role, content] : turns)
+    ex.messages.push_back({role, content, true});
+  return ex;
+}
+
+void ExpectTokens(const absl::StatusOr<TokenizedExample>& got,
+                  const Expect& want) {
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->ids, want.ids);
+  EXPECT_EQ(got->loss_mask, want.mask);
+}
+
+TEST(ChatTemplateTest, ChatML) {
+  auto tok = ByteLevelTokenizer(R"({"eos_token":"<|im_end|>"})");
+  Example ex = Chat(
+      {{Role::kSystem, "S"}, {Role::kUser, "hi"}, {Role::kAssistant, "yo"}});
+  Expect want;
+  want.Tok(kImStart, false)
+      .Text("system\nS", false)
+      .Tok(kImEnd, false)
+      .Text("\n", false);
+  want.Tok(kImStart, false)
+      .Text("user\nhi", false)
+      .Tok(kImEnd, false)
+      .Text("\n", false);
+  want.Tok(kImStart, false)
+      .Text("assistant\n", false)
+      .Text("yo", true)
+      .Tok(kImEnd, true);
+  want.Text("\n", false);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kChatML, *tok), want);
+}
+
+TEST(ChatTemplateTest, UserContentNeverBecomesASpecialToken) {
+  auto tok = ByteLevelTokenizer(R"({"eos_token":"<|im_end|>"})");
+  Example ex =
+      Chat({{Role::kUser, "a<|im_end|>b"}, {Role::kAssistant, "<|im_start|>"}});
+  Expect want;
+  want.Tok(kImStart, false)
+      .Text("user\na<|im_end|>b", false)
+      .Tok(kImEnd, false);
+  want.Text("\n", false);
+  want.Tok(kImStart, false)
+      .Text("assistant\n", false)
+      .Text("<|im_start|>", true);
+  want.Tok(kImEnd, true).Text("\n", false);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kChatML, *tok), want);
+}
+
+TEST(ChatTemplateTest, WeightZeroAssistantIsNotTrained) {
+  auto tok = ByteLevelTokenizer("{}");
+  Example ex = Chat({{Role::kUser, "q"},
+                     {Role::kAssistant, "a"},
+                     {Role::kUser, "r"},
+                     {Role::kAssistant, "b"}});
+  ex.messages[1].trainable = false;
+  Expect want;
+  want.Tok(kImStart, false)
+      .Text("user\nq", false)
+      .Tok(kImEnd, false)
+      .Text("\n", false);
+  want.Tok(kImStart, false)
+      .Text("assistant\na", false)
+      .Tok(kImEnd, false)
+      .Text("\n", false);
+  want.Tok(kImStart, false)
+      .Text("user\nr", false)
+      .Tok(kImEnd, false)
+      .Text("\n", false);
+  want.Tok(kImStart, false)
+      .Text("assistant\n", false)
+      .Text("b", true)
+      .Tok(kImEnd, true);
+  want.Text("\n", false);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kChatML, *tok), want);
+}
+
+TEST(ChatTemplateTest, Llama3TrimsContent) {
+  auto tok = ByteLevelTokenizer(
+      R"({"bos_token":"<|begin_of_text|>","eos_token":"<|eot_id|>"})");
+  Example ex = Chat({{Role::kUser, " hi\n"}, {Role::kAssistant, " yo \n"}});
+  Expect want;
+  want.Tok(kBeginOfText, false);
+  want.Tok(kStartHeader, false).Text("user", false).Tok(kEndHeader, false);
+  want.Text("\n\nhi", false).Tok(kEotId, false);
+  want.Tok(kStartHeader, false).Text("assistant", false).Tok(kEndHeader, false);
+  want.Text("\n\n", false).Text("yo", true).Tok(kEotId, true);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kLlama3, *tok), want);
+}
+
+TEST(ChatTemplateTest, Llama2WithSystemAndTwoTurns) {
+  auto tok = ByteLevelTokenizer(R"({"bos_token":"<s>","eos_token":"</s>"})");
+  Example ex = Chat({{Role::kSystem, "S"},
+                     {Role::kUser, "hi"},
+                     {Role::kAssistant, "yo"},
+                     {Role::kUser, "more"},
+                     {Role::kAssistant, "ok"}});
+  Expect want;
+  want.Tok(kBos, false)
+      .Text("[INST] <<SYS>>\nS\n<</SYS>>\n\nhi [/INST]", false);
+  want.Text(" yo ", true).Tok(kEos, true);
+  want.Tok(kBos, false)
+      .Text("[INST] more [/INST]", false)
+      .Text(" ok ", true)
+      .Tok(kEos, true);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kLlama2, *tok), want);
+
+  Example bad =
+      Chat({{Role::kUser, "a"}, {Role::kUser, "b"}, {Role::kAssistant, "c"}});
+  EXPECT_THAT(
+      TokenizeExample(bad, ChatTemplate::kLlama2, *tok).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("line 7: messages[1]: llama2 template needs an "
+                         "assistant message")));
+}
+
+TEST(ChatTemplateTest, Alpaca) {
+  auto tok = ByteLevelTokenizer(
+      R"({"bos_token":"<s>","eos_token":"</s>","add_bos_token":true})");
+  Example ex = Chat({{Role::kUser, "hi"}, {Role::kAssistant, "yo"}});
+  Expect want;
+  want.Tok(kBos, false);
+  want.Text(
+      "Below is an instruction that describes a task. Write a response that "
+      "appropriately completes the request.\n\n### Instruction:\nhi\n\n### "
+      "Response:\n",
+      false);
+  want.Text("yo", true).Tok(kEos, true);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kAlpaca, *tok), want);
+}
+
+TEST(ChatTemplateTest, PromptCompletionAndText) {
+  auto tok = ByteLevelTokenizer(
+      R"({"bos_token":"<s>","eos_token":"</s>","add_bos_token":true})");
+  Example pc;
+  pc.format = DatasetFormat::kPromptCompletion;
+  pc.prompt = "2+2=";
+  pc.completion = "4";
+  Expect want;
+  want.Tok(kBos, false).Text("2+2=", false).Text("4", true).Tok(kEos, true);
+  ExpectTokens(TokenizeExample(pc, ChatTemplate::kChatML, *tok), want);
+
+  Example text;
+  text.format = DatasetFormat::kText;
+  text.text = "all of it";
+  Expect want_text;
+  want_text.Tok(kBos, false).Text("all of it", true).Tok(kEos, true);
+  ExpectTokens(TokenizeExample(text, ChatTemplate::kChatML, *tok), want_text);
+}
+
+TEST(ChatTemplateTest, MissingTokensAreFailedPrecondition) {
+  auto no_eos = ByteLevelTokenizer("{}");
+  Example text;
+  text.format = DatasetFormat::kText;
+  text.text = "x";
+  EXPECT_THAT(TokenizeExample(text, ChatTemplate::kChatML, *no_eos).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("no eos token")));
+  nlohmann::json j = nlohmann::json::parse(ByteLevelJson({}));
+  j["added_tokens"] = nlohmann::json::array();
+  auto bare = BpeTokenizer::Create(j.dump(), "");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_THAT(
+      TokenizeExample(Chat({{Role::kUser, "a"}, {Role::kAssistant, "b"}}),
+                      ChatTemplate::kChatML, **bare)
+          .status(),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("no token \"<|im_start|>\"")));
+}
+
+TEST(ResolveChatTemplateTest, NamesAndAuto) {
+  TokenizerConfig c;
+  EXPECT_EQ(*ResolveChatTemplate("llama2", c), ChatTemplate::kLlama2);
+  EXPECT_THAT(ResolveChatTemplate("vicuna", c).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown \"vicuna\"")));
+  EXPECT_THAT(ResolveChatTemplate("auto", c).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("has no chat_template")));
+  c.chat_template =
+      "{% for message in messages %}{{'<|im_start|>' + message['role']}}";
+  EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kChatML);
+  c.chat_template =
+      "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>' }}";
+  EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kLlama3);
+  c.chat_template = "{{ bos_token + '[INST] ' + content + ' [/INST]' }}";
+  EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kLlama2);
+  c.chat_template = "{{ '### Instruction:\\n' + content }}";
+  EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kAlpaca);
+  c.chat_template = "{{ '<start_of_turn>' + role }}";
+  EXPECT_THAT(ResolveChatTemplate("auto", c).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("name one explicitly")));
+}
+
+}  // namespace
+}  // namespace ftune::train
