@@ -94,7 +94,7 @@ class Model(nn.Module):
         for b in self.blocks:
             x = b(x, self.cos, self.sin, self.mask)
         logits = self.head(self.norm(x))
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
 def main():
