@@ -1,0 +1,160 @@
+// PEFT's on-disk adapter format: key names and config fields follow what
+// peft.PeftModel.save_pretrained writes for a LlamaForCausalLM (or Qwen2)
+// LoRA model, so PeftModel.from_pretrained and vLLM read it unchanged.
+#include "worker/train/adapter.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/ids.h"
+#include "common/safetensors.h"
+#include "common/sha256.h"
+#include "common/status.h"
+#include "worker/train/torch_compat.h"
+
+namespace ftune::train {
+namespace {
+
+absl::StatusOr<StDType> ToStDType(torch::ScalarType t, const std::string& name) {
+  switch (t) {
+    case torch::kFloat32: return StDType::kF32;
+    case torch::kFloat64: return StDType::kF64;
+    case torch::kFloat16: return StDType::kF16;
+    case torch::kBFloat16: return StDType::kBF16;
+    case torch::kInt64: return StDType::kI64;
+    case torch::kInt32: return StDType::kI32;
+    case torch::kUInt8: return StDType::kU8;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\": unsupported dtype"));
+  }
+}
+
+torch::Dtype FromStDType(StDType d) {
+  switch (d) {
+    case StDType::kF32: return torch::kFloat32;
+    case StDType::kF64: return torch::kFloat64;
+    case StDType::kF16: return torch::kFloat16;
+    case StDType::kBF16: return torch::kBFloat16;
+    case StDType::kI64: return torch::kInt64;
+    case StDType::kI32: return torch::kInt32;
+    case StDType::kI16: return torch::kInt16;
+    case StDType::kI8: return torch::kInt8;
+    case StDType::kU8: return torch::kUInt8;
+    case StDType::kBool: return torch::kBool;
+  }
+  return torch::kUInt8;
+}
+
+std::string StagingDir(const std::string& final_dir) {
+  return absl::StrCat(final_dir, ".tmp-", NewId("stage"));
+}
+
+}  // namespace
+
+nlohmann::json AdapterConfig(const LoraOptions& lora,
+                             const std::string& base_model_name) {
+  return {{"peft_type", "LORA"},
+          {"task_type", "CAUSAL_LM"},
+          {"base_model_name_or_path", base_model_name},
+          {"revision", nullptr},
+          {"r", lora.rank},
+          {"lora_alpha", lora.alpha},
+          {"lora_dropout", lora.dropout},
+          {"target_modules", lora.target_modules},
+          {"bias", "none"},
+          {"fan_in_fan_out", false},
+          {"inference_mode", true},
+          {"init_lora_weights", true},
+          {"modules_to_save", nullptr},
+          {"layers_to_transform", nullptr},
+          {"layers_pattern", nullptr},
+          {"rank_pattern", nlohmann::json::object()},
+          {"alpha_pattern", nlohmann::json::object()},
+          {"use_rslora", false},
+          {"use_dora", false}};
+}
+
+absl::Status WriteTensors(const std::string& path, const NamedTensors& tensors) {
+  SafetensorsWriter writer;
+  writer.SetMetadata("format", "pt");
+  for (const auto& [name, t] : tensors) {
+    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    FTUNE_ASSIGN_OR_RETURN(StDType dt, ToStDType(c.scalar_type(), name));
+    FTUNE_RETURN_IF_ERROR(writer.Add(name, dt, c.sizes().vec(), c.data_ptr(),
+                                     c.numel() * c.element_size()));
+  }
+  return writer.WriteAtomically(path);
+}
+
+absl::StatusOr<NamedTensors> ReadTensors(const std::string& path) {
+  FTUNE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+  NamedTensors out;
+  for (const std::string& name : file->Names()) {
+    FTUNE_ASSIGN_OR_RETURN(StTensorView v, file->Get(name));
+    torch::Tensor t = torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
+                                       torch::TensorOptions().dtype(FromStDType(v.dtype)))
+                          .clone();
+    out.emplace_back(name, t);
+  }
+  return out;
+}
+
+absl::Status WriteAdapterFiles(const std::string& dir, const LoraOptions& lora,
+                               const std::string& base_model_name,
+                               const NamedTensors& lora_tensors) {
+  FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
+      JoinPath(dir, "adapter_config.json"),
+      AdapterConfig(lora, base_model_name).dump(2)));
+  return WriteTensors(JoinPath(dir, "adapter_model.safetensors"), lora_tensors);
+}
+
+absl::Status PublishAdapter(const std::string& output_dir,
+                            const LoraOptions& lora,
+                            const std::string& base_model_name,
+                            const NamedTensors& lora_tensors,
+                            nlohmann::json manifest_extra) {
+  if (access(output_dir.c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("output_dir ", output_dir, " already exists"));
+  }
+  const std::string staging = StagingDir(output_dir);
+  FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
+  absl::Status st = [&]() -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(
+        WriteAdapterFiles(staging, lora, base_model_name, lora_tensors));
+    nlohmann::json files = nlohmann::json::object();
+    for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) {
+      FTUNE_ASSIGN_OR_RETURN(std::string sha, Sha256File(JoinPath(staging, f)));
+      files[f] = {{"sha256", sha}};
+    }
+    nlohmann::json manifest = std::move(manifest_extra);
+    manifest["format"] = "ftune-adapter";
+    manifest["format_version"] = 1;
+    manifest["files"] = files;
+    FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
+        JoinPath(staging, "ftune_manifest.json"), manifest.dump(2)));
+    return PublishDirectory(staging, output_dir);
+  }();
+  if (!st.ok()) (void)RemoveAll(staging);
+  return st;
+}
+
+absl::Status MergeModel(Model& model, const std::string& output_dir) {
+  if (access(output_dir.c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("merge_output_dir ", output_dir, " already exists"));
+  }
+  const std::string staging = StagingDir(output_dir);
+  FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
+  absl::Status st = [&]() -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(WriteTensors(JoinPath(staging, "model.safetensors"),
+                                       model.MergedStateDict()));
+    FTUNE_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(staging, "config.json"),
+                                              model.config().ToJson()));
+    return PublishDirectory(staging, output_dir);
+  }();
+  if (!st.ok()) (void)RemoveAll(staging);
+  return st;
+}
+
+}  // namespace ftune::train

@@ -1,0 +1,55 @@
+// PEFT adapter export and merging.
+//
+// WriteAdapterFiles writes into `dir` (which must exist):
+//   adapter_config.json        PEFT LoraConfig fields (peft_type "LORA",
+//                              task_type "CAUSAL_LM", r, lora_alpha, ...)
+//   adapter_model.safetensors  base_model.model.model.layers.{i}.<module>.
+//                              lora_{A,B}.weight, A [r, in], B [out, r]
+// PublishAdapter adds ftune_manifest.json (sha256 of each file, base model,
+// datasets, spec, seed, metrics) and publishes the directory atomically with
+// PublishDirectory (ALREADY_EXISTS if `output_dir` exists).
+// MergeModel writes the base model with W + scale * B @ A folded in
+// (safetensors + config.json), also published atomically.
+//
+// Not thread-safe with respect to the model.
+#ifndef FTUNE_WORKER_TRAIN_ADAPTER_H_
+#define FTUNE_WORKER_TRAIN_ADAPTER_H_
+
+#include <torch/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+#include "worker/train/model.h"
+
+namespace ftune::train {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// adapter_config.json content.
+nlohmann::json AdapterConfig(const LoraOptions& lora,
+                             const std::string& base_model_name);
+
+// Writes `tensors` (any float dtype; stored as is) to a safetensors file.
+absl::Status WriteTensors(const std::string& path, const NamedTensors& tensors);
+// Reads a safetensors file into CPU tensors (copies).
+absl::StatusOr<NamedTensors> ReadTensors(const std::string& path);
+
+absl::Status WriteAdapterFiles(const std::string& dir, const LoraOptions& lora,
+                               const std::string& base_model_name,
+                               const NamedTensors& lora_tensors);
+
+absl::Status PublishAdapter(const std::string& output_dir,
+                            const LoraOptions& lora,
+                            const std::string& base_model_name,
+                            const NamedTensors& lora_tensors,
+                            nlohmann::json manifest_extra);
+
+absl::Status MergeModel(Model& model, const std::string& output_dir);
+
+}  // namespace ftune::train
+
+#endif  // FTUNE_WORKER_TRAIN_ADAPTER_H_

@@ -1,0 +1,497 @@
+// Decoder forward in LibTorch. The reference semantics are Hugging Face's
+// modeling_llama / modeling_qwen2 (rotate-half RoPE, RMSNorm with the weight
+// applied after normalising, SwiGLU); scripts/reference/ holds an independent
+// float64 implementation that the tests compare against.
+#include "worker/train/model.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/safetensors.h"
+#include "common/status.h"
+#include "worker/train/torch_compat.h"
+
+namespace ftune::train {
+namespace {
+
+using torch::Tensor;
+using torch::indexing::Slice;
+
+absl::StatusOr<torch::Dtype> TorchDtype(StDType d, const std::string& name) {
+  switch (d) {
+    case StDType::kF32: return torch::kFloat32;
+    case StDType::kF16: return torch::kFloat16;
+    case StDType::kBF16: return torch::kBFloat16;
+    case StDType::kF64: return torch::kFloat64;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\": dtype ", StDTypeName(d),
+                       " is not a floating-point weight type"));
+  }
+}
+
+// Copies a safetensors tensor into a new tensor of `dtype` on `device`,
+// checking its shape.
+absl::StatusOr<Tensor> LoadTensor(const SafetensorsCheckpoint& ckpt,
+                                  const std::string& name,
+                                  std::vector<int64_t> shape,
+                                  const ModelOptions& opts) {
+  FTUNE_ASSIGN_OR_RETURN(StTensorView v, ckpt.Get(name));
+  if (v.shape != shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor \"", name, "\" has shape [", absl::StrJoin(v.shape, ", "),
+        "], the config implies [", absl::StrJoin(shape, ", "), "]"));
+  }
+  FTUNE_ASSIGN_OR_RETURN(torch::Dtype src, TorchDtype(v.dtype, name));
+  Tensor t = torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
+                              torch::TensorOptions().dtype(src));
+  return t.to(compat::ParseDevice(opts.device), opts.dtype, /*non_blocking=*/false,
+              /*copy=*/true);
+}
+
+Tensor RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
+  // HF normalises in fp32 even for half-precision activations.
+  Tensor xf = x.to(x.scalar_type() == torch::kFloat64 ? torch::kFloat64
+                                                      : torch::kFloat32);
+  Tensor normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+Tensor RotateHalf(const Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// Llama-3 frequency scaling (HF's _compute_llama3_parameters).
+Tensor ScaleInvFreq(const Tensor& inv_freq, const RopeScaling& s) {
+  if (s.type != "llama3") return inv_freq;
+  const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
+  const double low_wavelen = old_ctx / s.low_freq_factor;
+  const double high_wavelen = old_ctx / s.high_freq_factor;
+  Tensor out = inv_freq.clone();
+  auto acc = out.accessor<double, 1>();
+  for (int64_t i = 0; i < out.size(0); ++i) {
+    double f = acc[i];
+    double wavelen = 2 * M_PI / f;
+    if (wavelen < high_wavelen) continue;
+    if (wavelen > low_wavelen) {
+      acc[i] = f / s.factor;
+    } else {
+      double smooth = (old_ctx / wavelen - s.low_freq_factor) /
+                      (s.high_freq_factor - s.low_freq_factor);
+      acc[i] = (1 - smooth) * f / s.factor + smooth * f;
+    }
+  }
+  return out;
+}
+
+// Mean cross-entropy of logits = h @ w^T against targets, chunk by chunk.
+// The gradient w.r.t. h is computed during the forward pass, chunk by chunk,
+// so neither the logits nor their gradient exist for all rows at once;
+// backward only scales it. `w` must be frozen.
+class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, Tensor h,
+                        Tensor w, Tensor targets, int64_t chunk,
+                        bool need_grad) {
+    const int64_t n = h.size(0);
+    const bool upcast = h.scalar_type() != torch::kFloat64 &&
+                        h.scalar_type() != torch::kFloat32;
+    Tensor grad_h = need_grad ? torch::empty_like(h) : Tensor();
+    Tensor total = torch::zeros({}, h.options().dtype(torch::kFloat64));
+    for (int64_t s = 0; s < n; s += chunk) {
+      const int64_t c = std::min(chunk, n - s);
+      Tensor hc = h.narrow(0, s, c);
+      Tensor tc = targets.narrow(0, s, c).unsqueeze(1);
+      Tensor logits = torch::mm(hc, w.t());
+      if (upcast) logits = logits.to(torch::kFloat32);
+      Tensor lse = logits.logsumexp(1, /*keepdim=*/true);
+      Tensor picked = logits.gather(1, tc);
+      total += (lse - picked).sum().to(torch::kFloat64);
+      if (need_grad) {
+        // softmax - onehot, in place over the chunk's logits.
+        logits.sub_(lse).exp_();
+        logits.scatter_add_(1, tc, -torch::ones_like(picked));
+        Tensor g = grad_h.narrow(0, s, c);
+        torch::mm_out(g, logits.to(h.scalar_type()), w);
+      }
+    }
+    ctx->saved_data["n"] = n;
+    if (need_grad) ctx->save_for_backward({grad_h});
+    return (total / static_cast<double>(n)).to(h.scalar_type());
+  }
+
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    const double n = static_cast<double>(ctx->saved_data["n"].toInt());
+    Tensor grad_h = ctx->get_saved_variables()[0];
+    return {grad_h * (grad_out[0] / n), Tensor(), Tensor(), Tensor(),
+            Tensor()};
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ResolveTargetModules(
+    const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  if (names.empty()) return absl::InvalidArgumentError("target_modules is empty");
+  for (const std::string& n : names) {
+    if (n == "all-linear") {
+      if (names.size() != 1)
+        return absl::InvalidArgumentError(
+            "target_modules: \"all-linear\" must be the only entry");
+      return std::vector<std::string>(std::begin(kLoraModuleNames),
+                                      std::end(kLoraModuleNames));
+    }
+  }
+  // Keep the canonical order so key names and configs are stable.
+  for (const char* known : kLoraModuleNames) {
+    if (std::find(names.begin(), names.end(), known) != names.end())
+      out.push_back(known);
+  }
+  for (const std::string& n : names) {
+    if (std::find(out.begin(), out.end(), n) == out.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "target_modules: unknown module \"", n, "\" (known: ",
+          absl::StrJoin(kLoraModuleNames, ", "), ", or all-linear)"));
+    }
+  }
+  if (out.size() != names.size())
+    return absl::InvalidArgumentError("target_modules: duplicate entry");
+  return out;
+}
+
+Batch MakeBatch(const std::vector<const PackedSequence*>& rows,
+                const torch::Device& device) {
+  int64_t t = 1;
+  for (const PackedSequence* r : rows)
+    t = std::max<int64_t>(t, static_cast<int64_t>(r->input_ids.size()));
+  const int64_t b = static_cast<int64_t>(rows.size());
+  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  Tensor ids = torch::zeros({b, t}, opts);
+  Tensor labels = torch::full({b, t}, kIgnoreLabel, opts);
+  Tensor pos = torch::zeros({b, t}, opts);
+  Tensor seg = torch::full({b, t}, -1, opts);
+  auto ai = ids.accessor<int64_t, 2>();
+  auto al = labels.accessor<int64_t, 2>();
+  auto ap = pos.accessor<int64_t, 2>();
+  auto as = seg.accessor<int64_t, 2>();
+  Batch batch;
+  for (int64_t i = 0; i < b; ++i) {
+    const PackedSequence& r = *rows[i];
+    for (size_t j = 0; j < r.input_ids.size(); ++j) {
+      ai[i][j] = r.input_ids[j];
+      al[i][j] = r.labels[j];
+      ap[i][j] = r.position_ids[j];
+      as[i][j] = r.segment_ids[j];
+      if (r.labels[j] != kIgnoreLabel) ++batch.num_targets;
+      ++batch.num_tokens;
+    }
+  }
+  batch.input_ids = ids.to(device);
+  batch.labels = labels.to(device);
+  batch.position_ids = pos.to(device);
+  batch.segment_ids = seg.to(device);
+  return batch;
+}
+
+// ---------------------------------------------------------------------------
+// Linear
+
+DenseWeight::DenseWeight(Tensor weight, Tensor bias)
+    : weight_(std::move(weight)), bias_(std::move(bias)) {
+  weight_.set_requires_grad(false);
+  if (bias_.defined()) bias_.set_requires_grad(false);
+}
+
+Tensor DenseWeight::Forward(const Tensor& x) const {
+  return bias_.defined() ? torch::linear(x, weight_, bias_)
+                         : torch::matmul(x, weight_.t());
+}
+
+Tensor Linear::Forward(const Tensor& x, bool training) const {
+  Tensor y = base_->Forward(x);
+  if (!has_lora()) return y;
+  Tensor xin = (training && dropout_ > 0) ? torch::dropout(x, dropout_, true) : x;
+  Tensor low = torch::matmul(xin, lora_a_.t());
+  return y.add_(torch::matmul(low, lora_b_.t()), scaling_);
+}
+
+void Linear::AddLora(const LoraOptions& options, torch::Dtype dtype) {
+  const int64_t in = base_->in_features();
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  Tensor a = (torch::rand({options.rank, in}, torch::kFloat64) * 2 - 1) * bound;
+  auto dev = base_->Dense().device();
+  lora_a_ = a.to(dev, dtype).set_requires_grad(true);
+  lora_b_ = torch::zeros({base_->out_features(), options.rank},
+                         torch::TensorOptions().dtype(dtype).device(dev))
+                .set_requires_grad(true);
+  scaling_ = options.alpha / static_cast<double>(options.rank);
+  dropout_ = options.dropout;
+}
+
+Tensor Linear::MergedWeight() const {
+  torch::NoGradGuard no_grad;
+  Tensor w = base_->Dense();
+  if (!has_lora()) return w;
+  return (w.to(lora_a_.scalar_type()) +
+          scaling_ * torch::mm(lora_b_, lora_a_)).to(w.scalar_type());
+}
+
+Linear* DecoderLayer::Module(const std::string& name) {
+  if (name == "q_proj") return q_proj.get();
+  if (name == "k_proj") return k_proj.get();
+  if (name == "v_proj") return v_proj.get();
+  if (name == "o_proj") return o_proj.get();
+  if (name == "gate_proj") return gate_proj.get();
+  if (name == "up_proj") return up_proj.get();
+  if (name == "down_proj") return down_proj.get();
+  return nullptr;
+}
+
+namespace {
+std::string ModulePath(const std::string& name) {
+  bool attn = name == "q_proj" || name == "k_proj" || name == "v_proj" ||
+              name == "o_proj";
+  return absl::StrCat(attn ? "self_attn." : "mlp.", name);
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Model
+
+Model::Model(ModelConfig config, ModelOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {
+  const int64_t hd = config_.head_dim;
+  Tensor inv = 1.0 / torch::pow(config_.rope_theta,
+                                torch::arange(0, hd, 2, torch::kFloat64) /
+                                    static_cast<double>(hd));
+  inv_freq_ = ScaleInvFreq(inv, config_.rope_scaling);
+}
+
+torch::Device Model::device() const {
+  return compat::ParseDevice(options_.device);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(
+    const std::string& dir, const ModelOptions& options) {
+  FTUNE_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  FTUNE_ASSIGN_OR_RETURN(auto ckpt, SafetensorsCheckpoint::Open(dir));
+  std::unique_ptr<Model> m(new Model(config, options));
+  const ModelConfig& c = m->config_;
+  const int64_t d = c.hidden_size, q_out = c.num_attention_heads * c.head_dim,
+                kv_out = c.num_key_value_heads * c.head_dim,
+                ff = c.intermediate_size;
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+    return LoadTensor(*ckpt, name, std::move(shape), options);
+  };
+  FTUNE_ASSIGN_OR_RETURN(m->embed_,
+                         load("model.embed_tokens.weight", {c.vocab_size, d}));
+  FTUNE_ASSIGN_OR_RETURN(m->final_norm_, load("model.norm.weight", {d}));
+  if (!c.tie_word_embeddings) {
+    FTUNE_ASSIGN_OR_RETURN(m->lm_head_, load("lm_head.weight", {c.vocab_size, d}));
+  }
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    DecoderLayer layer;
+    FTUNE_ASSIGN_OR_RETURN(layer.attn_norm, load(p + "input_layernorm.weight", {d}));
+    FTUNE_ASSIGN_OR_RETURN(layer.mlp_norm,
+                           load(p + "post_attention_layernorm.weight", {d}));
+    struct Spec {
+      std::unique_ptr<Linear>* slot;
+      const char* name;
+      int64_t out, in;
+      bool bias;
+    };
+    const Spec specs[] = {
+        {&layer.q_proj, "q_proj", q_out, d, c.qkv_bias},
+        {&layer.k_proj, "k_proj", kv_out, d, c.qkv_bias},
+        {&layer.v_proj, "v_proj", kv_out, d, c.qkv_bias},
+        {&layer.o_proj, "o_proj", d, q_out, c.o_bias},
+        {&layer.gate_proj, "gate_proj", ff, d, false},
+        {&layer.up_proj, "up_proj", ff, d, false},
+        {&layer.down_proj, "down_proj", d, ff, false},
+    };
+    for (const Spec& s : specs) {
+      const std::string base = p + ModulePath(s.name);
+      FTUNE_ASSIGN_OR_RETURN(Tensor w, load(base + ".weight", {s.out, s.in}));
+      Tensor b;
+      if (s.bias) {
+        FTUNE_ASSIGN_OR_RETURN(b, load(base + ".bias", {s.out}));
+      }
+      *s.slot = std::make_unique<Linear>(
+          std::make_unique<DenseWeight>(std::move(w), std::move(b)));
+    }
+    m->layers_.push_back(std::move(layer));
+  }
+  return m;
+}
+
+std::unique_ptr<Model> Model::RandomInit(const ModelConfig& config,
+                                         const ModelOptions& options) {
+  std::unique_ptr<Model> m(new Model(config, options));
+  const ModelConfig& c = m->config_;
+  torch::NoGradGuard no_grad;
+  auto opts = torch::TensorOptions().dtype(options.dtype).device(m->device());
+  auto randn = [&](std::vector<int64_t> shape) {
+    return (torch::randn(shape, torch::kFloat32) * 0.02).to(opts);
+  };
+  const int64_t d = c.hidden_size, q_out = c.num_attention_heads * c.head_dim,
+                kv_out = c.num_key_value_heads * c.head_dim,
+                ff = c.intermediate_size;
+  m->embed_ = randn({c.vocab_size, d});
+  m->final_norm_ = torch::ones({d}, opts);
+  if (!c.tie_word_embeddings) m->lm_head_ = randn({c.vocab_size, d});
+  auto lin = [&](int64_t out, int64_t in, bool bias) {
+    return std::make_unique<Linear>(std::make_unique<DenseWeight>(
+        randn({out, in}), bias ? randn({out}) : Tensor()));
+  };
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    DecoderLayer l;
+    l.attn_norm = torch::ones({d}, opts);
+    l.mlp_norm = torch::ones({d}, opts);
+    l.q_proj = lin(q_out, d, c.qkv_bias);
+    l.k_proj = lin(kv_out, d, c.qkv_bias);
+    l.v_proj = lin(kv_out, d, c.qkv_bias);
+    l.o_proj = lin(d, q_out, c.o_bias);
+    l.gate_proj = lin(ff, d, false);
+    l.up_proj = lin(ff, d, false);
+    l.down_proj = lin(d, ff, false);
+    m->layers_.push_back(std::move(l));
+  }
+  return m;
+}
+
+absl::Status Model::ApplyLora(const LoraOptions& options) {
+  if (has_lora_) return absl::FailedPreconditionError("LoRA already applied");
+  if (options.rank <= 0)
+    return absl::InvalidArgumentError("lora.rank must be positive");
+  if (options.alpha <= 0)
+    return absl::InvalidArgumentError("lora.alpha must be positive");
+  if (options.dropout < 0 || options.dropout >= 1)
+    return absl::InvalidArgumentError("lora.dropout must be in [0, 1)");
+  FTUNE_ASSIGN_OR_RETURN(std::vector<std::string> targets,
+                         ResolveTargetModules(options.target_modules));
+  lora_ = options;
+  lora_.target_modules = targets;
+  torch::NoGradGuard no_grad;
+  for (DecoderLayer& layer : layers_) {
+    for (const std::string& name : targets)
+      layer.Module(name)->AddLora(options, options_.dtype);
+  }
+  has_lora_ = true;
+  return absl::OkStatus();
+}
+
+Tensor Model::LmHeadWeight() const {
+  return config_.tie_word_embeddings ? embed_ : lm_head_;
+}
+
+Tensor Model::Hidden(const Batch& batch, bool training) {
+  const ModelConfig& c = config_;
+  const int64_t b = batch.input_ids.size(0), t = batch.input_ids.size(1);
+  const int64_t h = c.num_attention_heads, kv = c.num_key_value_heads,
+                hd = c.head_dim;
+  const auto dtype = options_.dtype;
+  Tensor x = embed_.index_select(0, batch.input_ids.reshape({-1}))
+                 .view({b, t, c.hidden_size});
+
+  // RoPE tables from the position ids: [B, 1, T, hd].
+  Tensor angles = batch.position_ids.to(torch::kFloat64).unsqueeze(-1) *
+                  inv_freq_.to(x.device());
+  Tensor emb = torch::cat({angles, angles}, -1).unsqueeze(1);
+  Tensor cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
+
+  // Additive mask: causal AND same segment. Padding (segment -1) attends to
+  // padding only, which keeps every row of the softmax finite.
+  Tensor seg = batch.segment_ids;
+  Tensor allowed = seg.unsqueeze(2).eq(seg.unsqueeze(1)) &
+                   torch::ones({t, t}, seg.options().dtype(torch::kBool)).tril();
+  Tensor mask = torch::zeros({b, 1, t, t}, x.options())
+                    .masked_fill_(allowed.logical_not().unsqueeze(1),
+                                  -std::numeric_limits<double>::infinity());
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+
+  for (DecoderLayer& layer : layers_) {
+    Tensor hn = RmsNorm(x, layer.attn_norm, c.rms_norm_eps);
+    Tensor q = layer.q_proj->Forward(hn, training).view({b, t, h, hd}).transpose(1, 2);
+    Tensor k = layer.k_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
+    Tensor v = layer.v_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
+    q = q * cos + RotateHalf(q) * sin;
+    k = k * cos + RotateHalf(k) * sin;
+    if (kv != h) {
+      k = k.repeat_interleave(h / kv, 1);
+      v = v.repeat_interleave(h / kv, 1);
+    }
+    Tensor scores = torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(mask);
+    Tensor attn = torch::matmul(torch::softmax(scores, -1), v);
+    attn = attn.transpose(1, 2).reshape({b, t, h * hd});
+    x = x + layer.o_proj->Forward(attn, training);
+
+    hn = RmsNorm(x, layer.mlp_norm, c.rms_norm_eps);
+    Tensor g = layer.gate_proj->Forward(hn, training);
+    Tensor u = layer.up_proj->Forward(hn, training);
+    x = x + layer.down_proj->Forward(torch::silu(g) * u, training);
+  }
+  return RmsNorm(x, final_norm_, c.rms_norm_eps);
+}
+
+Tensor Model::Loss(const Batch& batch, bool training) {
+  Tensor x = Hidden(batch, training);
+  Tensor labels = batch.labels.reshape({-1});
+  Tensor rows = labels.ne(kIgnoreLabel).nonzero().squeeze(1);
+  if (rows.size(0) == 0) return (x.sum() * 0);
+  Tensor hsel = x.reshape({-1, x.size(-1)}).index_select(0, rows);
+  Tensor targets = labels.index_select(0, rows);
+  const bool need_grad = torch::GradMode::is_enabled() && hsel.requires_grad();
+  return ChunkedLmHeadLoss::apply(hsel, LmHeadWeight(), targets,
+                                  options_.loss_chunk_rows, need_grad);
+}
+
+Tensor Model::Logits(const Batch& batch) {
+  Tensor x = Hidden(batch, /*training=*/false);
+  return torch::matmul(x, LmHeadWeight().t());
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::LoraParameters() {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (const char* name : kLoraModuleNames) {
+      Linear* l = layers_[i].Module(name);
+      if (!l->has_lora()) continue;
+      const std::string p = absl::StrCat("base_model.model.model.layers.", i,
+                                         ".", ModulePath(name));
+      out.emplace_back(p + ".lora_A.weight", l->lora_a());
+      out.emplace_back(p + ".lora_B.weight", l->lora_b());
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::MergedStateDict() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  out.emplace_back("model.embed_tokens.weight", embed_);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    DecoderLayer& layer = const_cast<DecoderLayer&>(layers_[i]);
+    out.emplace_back(p + "input_layernorm.weight", layer.attn_norm);
+    out.emplace_back(p + "post_attention_layernorm.weight", layer.mlp_norm);
+    for (const char* name : kLoraModuleNames) {
+      Linear* l = layer.Module(name);
+      const std::string base = p + ModulePath(name);
+      out.emplace_back(base + ".weight", l->MergedWeight());
+      const auto* dense = dynamic_cast<const DenseWeight*>(&l->base());
+      if (dense != nullptr && dense->bias().defined())
+        out.emplace_back(base + ".bias", dense->bias());
+    }
+  }
+  out.emplace_back("model.norm.weight", final_norm_);
+  if (!config_.tie_word_embeddings) out.emplace_back("lm_head.weight", lm_head_);
+  return out;
+}
+
+}  // namespace ftune::train

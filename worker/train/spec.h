@@ -1,0 +1,93 @@
+// The training spec: what `ftune-train --spec FILE` runs. JSON, one object:
+//
+// {
+//   "model_dir": "/storage/models/tinyllama",      required
+//   "base_model_name": "tinyllama",                 default: model_dir
+//   "train_data": "train.jsonl",                    required
+//   "validation_data": "val.jsonl",                 optional
+//   "method": "lora",                               "lora" ("qlora": issue 6)
+//   "lora": {"rank": 8, "alpha": 16, "dropout": 0.05,
+//            "target_modules": ["q_proj", "v_proj"] | ["all-linear"]},
+//   "hyperparameters": {
+//     "epochs": 1, "max_steps": 0,        max_steps > 0 overrides epochs
+//     "learning_rate": 2e-4, "lr_scheduler": "cosine"|"linear"|"constant",
+//     "warmup_steps": 0, "batch_size": 4, "gradient_accumulation_steps": 1,
+//     "max_seq_length": 512, "packing": true, "weight_decay": 0.0,
+//     "max_grad_norm": 1.0 (0 = no clipping), "seed": 42,
+//     "eval_every_steps": 0, "checkpoint_every_steps": 0,
+//     "early_stopping_patience": 0 (0 = off; counts evals without improvement)
+//   },
+//   "output_dir": "/storage/jobs/t/j/adapter",     required; must not exist
+//   "checkpoint_dir": "/storage/jobs/t/j/checkpoints",  required if
+//                                                   checkpointing or resuming
+//   "resume_from": "" | "auto" | "<checkpoint dir>",
+//   "merge_output_dir": "",                         optional merged model
+//   "threads": 0,                                   0 = all cores
+//   "dtype": "float32"|"float64"|"bfloat16",  "device": "cpu"
+// }
+//
+// Unknown fields are errors (typos must not be silently ignored). Errors are
+// INVALID_ARGUMENT naming the field path ("hyperparameters.batch_size").
+// Plain C++; thread-compatible value type.
+#ifndef FTUNE_WORKER_TRAIN_SPEC_H_
+#define FTUNE_WORKER_TRAIN_SPEC_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ftune::train {
+
+struct LoraSpec {
+  int64_t rank = 8;
+  double alpha = 16;
+  double dropout = 0.0;
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+};
+
+struct HyperParameters {
+  int64_t epochs = 1;
+  int64_t max_steps = 0;
+  double learning_rate = 2e-4;
+  std::string lr_scheduler = "cosine";
+  int64_t warmup_steps = 0;
+  int64_t batch_size = 4;
+  int64_t gradient_accumulation_steps = 1;
+  int64_t max_seq_length = 512;
+  bool packing = true;
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;
+  uint64_t seed = 42;
+  int64_t eval_every_steps = 0;
+  int64_t checkpoint_every_steps = 0;
+  int64_t early_stopping_patience = 0;
+};
+
+struct TrainSpec {
+  std::string model_dir;
+  std::string base_model_name;
+  std::string train_data;
+  std::string validation_data;
+  std::string method = "lora";
+  LoraSpec lora;
+  HyperParameters hp;
+  std::string output_dir;
+  std::string checkpoint_dir;
+  std::string resume_from;
+  std::string merge_output_dir;
+  int threads = 0;
+  std::string dtype = "float32";
+  std::string device = "cpu";
+  // The JSON text it was parsed from (recorded in the manifest).
+  std::string source_json;
+};
+
+absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view json_text);
+absl::StatusOr<TrainSpec> LoadTrainSpec(const std::string& path);
+
+}  // namespace ftune::train
+
+#endif  // FTUNE_WORKER_TRAIN_SPEC_H_

@@ -1,0 +1,65 @@
+// Every difference between the LibTorch versions we build against lives here:
+// Debian's CPU LibTorch 1.13.1 and current CUDA LibTorch 2.x. Trainer code
+// includes this instead of <torch/torch.h> and uses the helpers below.
+//
+// Thread-safety: SetThreads() must be called once, before any torch work;
+// the generator helpers touch the process-wide default CPU generator and must
+// not race with tensor ops that draw random numbers.
+#ifndef FTUNE_WORKER_TRAIN_TORCH_COMPAT_H_
+#define FTUNE_WORKER_TRAIN_TORCH_COMPAT_H_
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <string>
+
+#define FTUNE_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||        \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace ftune::train::compat {
+
+// Sets LibTorch's intra-op and inter-op pools and OpenBLAS's own pool (it
+// keeps one independent of OpenMP) to `threads`. <= 0 means all cores.
+// Returns the count applied.
+int SetThreads(int threads);
+
+// Name of the BLAS library that provides sgemm_ in this process (via
+// dladdr), e.g. ".../openblas-pthread/libblas.so.3", or "unknown".
+std::string BlasLibrary();
+
+// Exception type LibTorch throws when an allocation fails (CPU or CUDA).
+// 1.13 and 2.x both define c10::OutOfMemoryError; older CUDA builds threw
+// c10::Error with "out of memory" in the message, so callers also check that.
+using OutOfMemoryError = c10::OutOfMemoryError;
+inline bool IsOutOfMemory(const c10::Error& e) {
+  return std::string(e.what()).find("out of memory") != std::string::npos ||
+         std::string(e.what()).find("DefaultCPUAllocator: can't allocate") !=
+             std::string::npos;
+}
+
+// Default CPU generator state (an opaque byte tensor) for checkpoints.
+inline torch::Tensor GetCpuRngState() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+inline void SetCpuRngState(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+// Device selection seam: "cpu" today; "cuda[:n]" once the CUDA path lands
+// (issue 6). INVALID device strings throw c10::Error.
+inline torch::Device ParseDevice(const std::string& name) {
+  return torch::Device(name);
+}
+
+}  // namespace ftune::train::compat
+
+#endif  // FTUNE_WORKER_TRAIN_TORCH_COMPAT_H_

@@ -1,0 +1,604 @@
+// The training loop, top to bottom (llm.c style). Everything a resumed run
+// needs to continue bit-for-bit is in the checkpoint: LoRA weights, AdamW
+// moments, the step, the data position (rows consumed; the per-epoch
+// shuffle is a pure function of seed and epoch), the CPU RNG state, and the
+// best-eval bookkeeping.
+#include "worker/train/trainer.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/sha256.h"
+#include "common/status.h"
+#include "worker/train/adapter.h"
+#include "worker/train/exit_codes.h"
+#include "worker/train/model.h"
+#include "worker/train/torch_compat.h"
+
+namespace ftune::train {
+
+double LearningRate(const std::string& schedule, double base_lr,
+                    int64_t warmup, int64_t total, int64_t step) {
+  if (step < warmup) return base_lr * static_cast<double>(step) / warmup;
+  if (schedule == "constant") return base_lr;
+  const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
+  const double progress = std::min(1.0, (step - warmup) / span);
+  if (schedule == "linear") return base_lr * (1.0 - progress);
+  return base_lr * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine
+}
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kOutOfRange:
+      return kExitBadInput;
+    case absl::StatusCode::kResourceExhausted: return kExitOutOfMemory;
+    case absl::StatusCode::kDataLoss: return kExitDiverged;
+    default: return kExitRetryable;
+  }
+}
+
+namespace {
+
+using torch::Tensor;
+constexpr int kCheckpointVersion = 1;
+constexpr char kCheckpointFormat[] = "ftune-checkpoint";
+
+// AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's update
+// order: p *= 1 - lr*wd; m, v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+class AdamW {
+ public:
+  AdamW(NamedTensors params, double weight_decay)
+      : params_(std::move(params)), weight_decay_(weight_decay) {
+    for (auto& [name, p] : params_) {
+      exp_avg_.push_back(torch::zeros_like(p));
+      exp_avg_sq_.push_back(torch::zeros_like(p));
+    }
+  }
+  void Step(double lr) {
+    torch::NoGradGuard no_grad;
+    ++step_;
+    const double bc1 = 1 - std::pow(kBeta1, step_);
+    const double bc2 = 1 - std::pow(kBeta2, step_);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Tensor& p = params_[i].second;
+      if (!p.grad().defined()) continue;
+      const Tensor& g = p.grad();
+      if (weight_decay_ != 0) p.mul_(1 - lr * weight_decay_);
+      exp_avg_[i].mul_(kBeta1).add_(g, 1 - kBeta1);
+      exp_avg_sq_[i].mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
+      Tensor denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bc2)).add_(kEps);
+      p.addcdiv_(exp_avg_[i], denom, -lr / bc1);
+    }
+  }
+  NamedTensors State() const {
+    NamedTensors out;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      out.emplace_back(params_[i].first + ".exp_avg", exp_avg_[i]);
+      out.emplace_back(params_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
+    }
+    return out;
+  }
+  absl::Status LoadState(const NamedTensors& state, int64_t step) {
+    std::map<std::string, Tensor> by_name(state.begin(), state.end());
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      for (auto [suffix, slot] : {std::pair<const char*, Tensor*>{".exp_avg", &exp_avg_[i]},
+                                  {".exp_avg_sq", &exp_avg_sq_[i]}}) {
+        auto it = by_name.find(params_[i].first + suffix);
+        if (it == by_name.end() || !it->second.sizes().equals(slot->sizes()))
+          return absl::InvalidArgumentError(absl::StrCat(
+              "checkpoint optimizer state \"", params_[i].first, suffix,
+              "\" is missing or has the wrong shape"));
+        slot->copy_(it->second);
+      }
+    }
+    step_ = step;
+    return absl::OkStatus();
+  }
+
+ private:
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+  NamedTensors params_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  double weight_decay_;
+  int64_t step_ = 0;
+};
+
+// Row order: epoch e visits rows in a Fisher-Yates permutation seeded by
+// (seed, e). Position = rows consumed since the start, so a checkpoint needs
+// one integer.
+class RowSampler {
+ public:
+  RowSampler(size_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  size_t RowAt(int64_t consumed) {
+    const int64_t epoch = consumed / static_cast<int64_t>(n_);
+    if (epoch != epoch_) {
+      perm_.resize(n_);
+      for (size_t i = 0; i < n_; ++i) perm_[i] = i;
+      std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + epoch);
+      for (size_t i = n_ - 1; i > 0; --i) std::swap(perm_[i], perm_[rng() % (i + 1)]);
+      epoch_ = epoch;
+    }
+    return perm_[consumed % static_cast<int64_t>(n_)];
+  }
+
+ private:
+  size_t n_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<size_t> perm_;
+};
+
+struct LoopState {
+  int64_t step = 0;
+  int64_t consumed_rows = 0;
+  double best_eval_loss = std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  int64_t evals_without_improvement = 0;
+};
+
+NamedTensors Snapshot(const NamedTensors& params) {
+  NamedTensors out;
+  for (const auto& [n, p] : params) out.emplace_back(n, p.detach().clone());
+  return out;
+}
+
+absl::Status CopyInto(NamedTensors& params, const NamedTensors& values,
+                      const std::string& what) {
+  std::map<std::string, Tensor> by_name(values.begin(), values.end());
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : params) {
+    auto it = by_name.find(name);
+    if (it == by_name.end() || !it->second.sizes().equals(p.sizes()))
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": tensor \"", name, "\" is missing or has the wrong shape"));
+    p.copy_(it->second);
+  }
+  return absl::OkStatus();
+}
+
+double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
+                int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  double weighted = 0;
+  int64_t targets = 0;
+  for (size_t s = 0; s < rows.size(); s += batch_size) {
+    std::vector<const PackedSequence*> b;
+    for (size_t i = s; i < std::min(rows.size(), s + batch_size); ++i) b.push_back(&rows[i]);
+    Batch batch = MakeBatch(b, model.device());
+    if (batch.num_targets == 0) continue;
+    weighted += model.Loss(batch, false).item<double>() * batch.num_targets;
+    targets += batch.num_targets;
+  }
+  return targets > 0 ? weighted / targets : 0.0;
+}
+
+// --- Checkpoints --------------------------------------------------------------
+// <checkpoint_dir>/step-<8 digits>/
+//   trainer_state.json        {"format","version","step","consumed_rows",...}
+//   adapter_model.safetensors LoRA weights (PEFT names)
+//   optimizer.safetensors     AdamW moments + "rng.cpu_state"
+//   best_adapter.safetensors  best-eval LoRA weights, when there is one
+// Each is staged in a temp dir and published with PublishDirectory.
+
+std::string StepDirName(int64_t step) { return absl::StrFormat("step-%08d", step); }
+
+absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
+                                           const LoopState& st,
+                                           const NamedTensors& params,
+                                           const AdamW& opt,
+                                           const NamedTensors* best,
+                                           const std::string& spec_sha) {
+  FTUNE_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
+  const std::string final_dir = JoinPath(checkpoint_dir, StepDirName(st.step));
+  const std::string staging = absl::StrCat(final_dir, ".tmp-", NewId("stage"));
+  FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
+  absl::Status s = [&]() -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(
+        WriteTensors(JoinPath(staging, "adapter_model.safetensors"), params));
+    NamedTensors opt_state = opt.State();
+    opt_state.emplace_back("rng.cpu_state", compat::GetCpuRngState());
+    FTUNE_RETURN_IF_ERROR(
+        WriteTensors(JoinPath(staging, "optimizer.safetensors"), opt_state));
+    if (best != nullptr) {
+      FTUNE_RETURN_IF_ERROR(
+          WriteTensors(JoinPath(staging, "best_adapter.safetensors"), *best));
+    }
+    nlohmann::json state = {
+        {"format", kCheckpointFormat},
+        {"version", kCheckpointVersion},
+        {"step", st.step},
+        {"consumed_rows", st.consumed_rows},
+        {"best_eval_loss", std::isfinite(st.best_eval_loss)
+                               ? nlohmann::json(st.best_eval_loss)
+                               : nlohmann::json(nullptr)},
+        {"best_step", st.best_step},
+        {"evals_without_improvement", st.evals_without_improvement},
+        {"spec_sha256", spec_sha}};
+    FTUNE_RETURN_IF_ERROR(
+        WriteFileAtomically(JoinPath(staging, "trainer_state.json"), state.dump(2)));
+    // A previous attempt may have published this step already; replace it.
+    FTUNE_RETURN_IF_ERROR(RemoveAll(final_dir));
+    return PublishDirectory(staging, final_dir);
+  }();
+  if (!s.ok()) {
+    (void)RemoveAll(staging);
+    return s;
+  }
+  return final_dir;
+}
+
+// Resolves resume_from: a step directory, a directory of step-* dirs (the
+// latest wins), or "auto" (latest in checkpoint_dir, or none). Returns ""
+// when there is nothing to resume.
+absl::StatusOr<std::string> ResolveResume(const TrainSpec& spec) {
+  if (spec.resume_from.empty()) return std::string();
+  std::string dir = spec.resume_from == "auto" ? spec.checkpoint_dir : spec.resume_from;
+  if (access(JoinPath(dir, "trainer_state.json").c_str(), F_OK) == 0) return dir;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    if (spec.resume_from == "auto") return std::string();
+    return absl::NotFoundError(absl::StrCat("resume_from ", dir, " does not exist"));
+  }
+  std::string best;
+  int64_t best_step = -1;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    int64_t step;
+    if (absl::StartsWith(n, "step-") && n.find(".tmp") == std::string::npos &&
+        absl::SimpleAtoi(n.substr(5), &step) && step > best_step &&
+        access(JoinPath(JoinPath(dir, n), "trainer_state.json").c_str(), F_OK) == 0) {
+      best_step = step;
+      best = JoinPath(dir, n);
+    }
+  }
+  closedir(d);
+  if (best.empty() && spec.resume_from != "auto")
+    return absl::NotFoundError(absl::StrCat("resume_from ", dir, ": no checkpoint found"));
+  return best;
+}
+
+absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
+                            NamedTensors& params, AdamW& opt,
+                            NamedTensors* best, bool* has_best) {
+  FTUNE_ASSIGN_OR_RETURN(std::string text,
+                         ReadFile(JoinPath(dir, "trainer_state.json")));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("format", "") != kCheckpointFormat)
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": trainer_state.json is not an ftune checkpoint"));
+  if (j.value("version", 0) != kCheckpointVersion)
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": checkpoint version ", j.value("version", 0),
+        " is not supported (this build reads ", kCheckpointVersion, ")"));
+  st.step = j.at("step").get<int64_t>();
+  st.consumed_rows = j.at("consumed_rows").get<int64_t>();
+  st.best_eval_loss = j.at("best_eval_loss").is_null()
+                          ? std::numeric_limits<double>::infinity()
+                          : j.at("best_eval_loss").get<double>();
+  st.best_step = j.at("best_step").get<int64_t>();
+  st.evals_without_improvement = j.at("evals_without_improvement").get<int64_t>();
+  FTUNE_ASSIGN_OR_RETURN(NamedTensors weights,
+                         ReadTensors(JoinPath(dir, "adapter_model.safetensors")));
+  FTUNE_RETURN_IF_ERROR(CopyInto(params, weights, dir));
+  FTUNE_ASSIGN_OR_RETURN(NamedTensors opt_state,
+                         ReadTensors(JoinPath(dir, "optimizer.safetensors")));
+  FTUNE_RETURN_IF_ERROR(opt.LoadState(opt_state, st.step));
+  bool rng_found = false;
+  for (auto& [name, t] : opt_state) {
+    if (name == "rng.cpu_state") {
+      compat::SetCpuRngState(t);
+      rng_found = true;
+    }
+  }
+  if (!rng_found)
+    return absl::InvalidArgumentError(absl::StrCat(dir, ": no RNG state"));
+  const std::string best_path = JoinPath(dir, "best_adapter.safetensors");
+  if (access(best_path.c_str(), F_OK) == 0) {
+    FTUNE_ASSIGN_OR_RETURN(NamedTensors b, ReadTensors(best_path));
+    *best = Snapshot(params);
+    FTUNE_RETURN_IF_ERROR(CopyInto(*best, b, best_path));
+    *has_best = true;
+  }
+  return absl::OkStatus();
+}
+
+torch::Dtype SpecDtype(const std::string& s) {
+  if (s == "float64") return torch::kFloat64;
+  if (s == "bfloat16") return torch::kBFloat16;
+  return torch::kFloat32;
+}
+
+absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
+                                  const TrainerHooks& hooks) {
+  auto emit = [&](nlohmann::json j) {
+    if (hooks.emit) hooks.emit(j);
+  };
+  const HyperParameters& hp = spec.hp;
+
+  // --- Setup: threads, seed, model, LoRA, data, optimizer -------------------
+  const int threads = compat::SetThreads(spec.threads);
+  FTUNE_LOG(INFO) << "threads=" << threads << " blas=" << compat::BlasLibrary();
+  torch::manual_seed(hp.seed);
+  ModelOptions mopts;
+  mopts.dtype = SpecDtype(spec.dtype);
+  mopts.device = spec.device;
+  FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(spec.model_dir, mopts));
+  LoraOptions lopts;
+  lopts.rank = spec.lora.rank;
+  lopts.alpha = spec.lora.alpha;
+  lopts.dropout = spec.lora.dropout;
+  lopts.target_modules = spec.lora.target_modules;
+  FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
+  NamedTensors params = model->LoraParameters();
+
+  DataOptions dopts;
+  dopts.max_seq_length = hp.max_seq_length;
+  dopts.packing = hp.packing;
+  dopts.vocab_size = model->config().vocab_size;
+  FTUNE_ASSIGN_OR_RETURN(LoadedData train, data.Load(spec.train_data, dopts));
+  LoadedData val;
+  if (!spec.validation_data.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(val, data.Load(spec.validation_data, dopts));
+  }
+  const int64_t rows_per_step = hp.batch_size * hp.gradient_accumulation_steps;
+  const int64_t n_rows = static_cast<int64_t>(train.rows.size());
+  const int64_t total_steps =
+      hp.max_steps > 0 ? hp.max_steps
+                       : hp.epochs * ((n_rows + rows_per_step - 1) / rows_per_step);
+  AdamW opt(params, hp.weight_decay);
+  RowSampler sampler(train.rows.size(), hp.seed);
+  const std::string spec_sha = Sha256Hex(spec.source_json);
+
+  LoopState st;
+  NamedTensors best;
+  bool has_best = false;
+  FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
+  if (!resume_dir.empty()) {
+    FTUNE_RETURN_IF_ERROR(LoadCheckpoint(resume_dir, st, params, opt, &best, &has_best));
+    FTUNE_LOG(INFO) << "resumed from " << resume_dir << " at step " << st.step;
+    emit({{"type", "resumed"}, {"step", st.step}, {"path", resume_dir}});
+  }
+  emit({{"type", "start"}, {"total_steps", total_steps}, {"train_rows", n_rows},
+        {"train_examples", train.num_examples}, {"validation_rows", val.rows.size()},
+        {"trainable_parameters", [&] {
+           int64_t n = 0;
+           for (auto& [k, p] : params) n += p.numel();
+           return n;
+         }()},
+        {"threads", threads}});
+
+  // --- The loop ---------------------------------------------------------------
+  TrainResult result;
+  result.total_steps = total_steps;
+  bool stop = false;
+  while (st.step < total_steps && !stop) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (auto& [n, p] : params) p.mutable_grad() = Tensor();
+
+    // Micro-batches of this step; each loss is weighted by its share of the
+    // step's target tokens, so the step's loss is the mean over all of them.
+    std::vector<Batch> micro;
+    int64_t step_targets = 0, step_tokens = 0;
+    for (int64_t a = 0; a < hp.gradient_accumulation_steps; ++a) {
+      std::vector<const PackedSequence*> rows;
+      for (int64_t i = 0; i < hp.batch_size; ++i)
+        rows.push_back(&train.rows[sampler.RowAt(st.consumed_rows++)]);
+      micro.push_back(MakeBatch(rows, model->device()));
+      step_targets += micro.back().num_targets;
+      step_tokens += micro.back().num_tokens;
+    }
+    double step_loss = 0;
+    for (const Batch& b : micro) {
+      if (b.num_targets == 0) continue;
+      Tensor loss = model->Loss(b, /*training=*/true);
+      const double w = static_cast<double>(b.num_targets) / step_targets;
+      (loss * w).backward();
+      step_loss += loss.item<double>() * w;
+    }
+    if (!std::isfinite(step_loss)) {
+      return absl::DataLossError(absl::StrCat("loss is ", step_loss, " at step ",
+                                              st.step + 1, " (diverged)"));
+    }
+    // Global gradient norm, then clipping (PyTorch's clip_grad_norm_ rule).
+    double sq = 0;
+    for (auto& [n, p] : params)
+      if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+    const double grad_norm = std::sqrt(sq);
+    if (!std::isfinite(grad_norm)) {
+      return absl::DataLossError(absl::StrCat("gradient norm is ", grad_norm,
+                                              " at step ", st.step + 1, " (diverged)"));
+    }
+    if (hp.max_grad_norm > 0 && grad_norm > hp.max_grad_norm) {
+      torch::NoGradGuard no_grad;
+      const double coef = hp.max_grad_norm / (grad_norm + 1e-6);
+      for (auto& [n, p] : params)
+        if (p.grad().defined()) p.mutable_grad().mul_(coef);
+    }
+    const double lr = LearningRate(hp.lr_scheduler, hp.learning_rate,
+                                   hp.warmup_steps, total_steps, st.step);
+    opt.Step(lr);
+    ++st.step;
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result.losses.push_back(step_loss);
+    result.loss_steps.push_back(st.step);
+    result.final_loss = step_loss;
+    emit({{"type", "metrics"}, {"step", st.step}, {"total_steps", total_steps},
+          {"epoch", static_cast<double>(st.consumed_rows) / n_rows},
+          {"loss", step_loss}, {"lr", lr}, {"grad_norm", grad_norm},
+          {"tokens_per_s", step_tokens / std::max(secs, 1e-9)}});
+
+    // Evaluation, best adapter, early stopping.
+    const bool last = st.step == total_steps;
+    if (hp.eval_every_steps > 0 && (st.step % hp.eval_every_steps == 0 || last)) {
+      const double eval_loss = Evaluate(*model, val.rows, hp.batch_size);
+      const bool improved = eval_loss < st.best_eval_loss;
+      if (improved) {
+        st.best_eval_loss = eval_loss;
+        st.best_step = st.step;
+        st.evals_without_improvement = 0;
+        best = Snapshot(params);
+        has_best = true;
+      } else {
+        ++st.evals_without_improvement;
+      }
+      emit({{"type", "eval"}, {"step", st.step}, {"eval_loss", eval_loss},
+            {"best_eval_loss", st.best_eval_loss}, {"best_step", st.best_step}});
+      if (hp.early_stopping_patience > 0 &&
+          st.evals_without_improvement >= hp.early_stopping_patience) {
+        result.early_stopped = true;
+        emit({{"type", "early_stop"}, {"step", st.step}, {"best_step", st.best_step}});
+        break;
+      }
+    }
+
+    stop = (hooks.stop != nullptr && hooks.stop->load()) ||
+           (hooks.stop_after_steps > 0 && static_cast<int64_t>(result.losses.size()) >=
+                                              hooks.stop_after_steps);
+    const bool periodic = hp.checkpoint_every_steps > 0 &&
+                          st.step % hp.checkpoint_every_steps == 0;
+    if ((periodic || stop) && !spec.checkpoint_dir.empty() && !last) {
+      FTUNE_ASSIGN_OR_RETURN(result.last_checkpoint,
+                             SaveCheckpoint(spec.checkpoint_dir, st, params, opt,
+                                            has_best ? &best : nullptr, spec_sha));
+      emit({{"type", "checkpoint"}, {"step", st.step}, {"path", result.last_checkpoint}});
+    }
+  }
+  result.steps = st.step;
+  result.best_step = st.best_step;
+  result.best_eval_loss = has_best ? st.best_eval_loss : -1;
+  if (stop && st.step < total_steps) {
+    result.interrupted = true;
+    emit({{"type", "interrupted"}, {"step", st.step}, {"path", result.last_checkpoint}});
+    return result;
+  }
+
+  // --- Output: the best adapter when validated, else the last -----------------
+  if (has_best) FTUNE_RETURN_IF_ERROR(CopyInto(params, best, "best adapter"));
+  FTUNE_ASSIGN_OR_RETURN(std::string config_sha,
+                         Sha256File(JoinPath(spec.model_dir, "config.json")));
+  nlohmann::json metrics = {{"steps", st.step}, {"final_train_loss", result.final_loss}};
+  if (has_best) {
+    metrics["best_eval_loss"] = st.best_eval_loss;
+    metrics["best_step"] = st.best_step;
+  }
+  nlohmann::json spec_json = nlohmann::json::parse(spec.source_json, nullptr, false);
+  nlohmann::json manifest = {
+      {"base_model", {{"name", spec.base_model_name},
+                      {"path", spec.model_dir},
+                      {"architecture", model->config().architecture},
+                      {"config_sha256", config_sha}}},
+      {"dataset", {{"train_sha256", train.sha256},
+                   {"validation_sha256", val.sha256}}},
+      {"spec", spec_json},
+      {"seed", hp.seed},
+      {"metrics", metrics}};
+  FTUNE_RETURN_IF_ERROR(PublishAdapter(spec.output_dir, model->lora_options(),
+                                       spec.base_model_name, params, manifest));
+  if (!spec.merge_output_dir.empty())
+    FTUNE_RETURN_IF_ERROR(MergeModel(*model, spec.merge_output_dir));
+  emit({{"type", "done"}, {"step", st.step}, {"output_dir", spec.output_dir},
+        {"final_loss", result.final_loss},
+        {"best_eval_loss", has_best ? nlohmann::json(st.best_eval_loss) : nlohmann::json(nullptr)}});
+  return result;
+}
+
+absl::StatusOr<BenchResult> Bench(
+    const BenchOptions& o, const std::function<void(const std::string&)>& log) {
+  const int threads = compat::SetThreads(o.threads);
+  if (log) log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary()));
+  torch::manual_seed(o.seed);
+  ModelOptions mopts;
+  mopts.loss_chunk_rows = o.loss_chunk_rows;
+  std::unique_ptr<Model> model = Model::RandomInit(o.config, mopts);
+  LoraOptions lopts;
+  lopts.rank = o.rank;
+  lopts.alpha = 2.0 * o.rank;
+  lopts.target_modules = o.targets;
+  FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
+  NamedTensors params = model->LoraParameters();
+  AdamW opt(params, 0.0);
+  // Synthetic data: uniform tokens, every position a target.
+  std::vector<PackedSequence> rows(o.batch);
+  std::mt19937_64 rng(o.seed);
+  for (auto& r : rows) {
+    for (int64_t t = 0; t <= o.seq; ++t)
+      r.input_ids.push_back(static_cast<int32_t>(rng() % o.config.vocab_size));
+    r.labels.assign(r.input_ids.begin() + 1, r.input_ids.end());
+    r.input_ids.pop_back();
+    for (int64_t t = 0; t < o.seq; ++t) {
+      r.position_ids.push_back(static_cast<int32_t>(t));
+      r.segment_ids.push_back(0);
+    }
+  }
+  std::vector<const PackedSequence*> ptrs;
+  for (auto& r : rows) ptrs.push_back(&r);
+  Batch batch = MakeBatch(ptrs, model->device());
+  BenchResult result;
+  double timed = 0;
+  for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (auto& [n, p] : params) p.mutable_grad() = Tensor();
+    Tensor loss = model->Loss(batch, /*training=*/true);
+    loss.backward();
+    opt.Step(1e-4);
+    result.last_loss = loss.item<double>();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s >= o.warmup) timed += secs;
+    if (log)
+      log(absl::StrFormat("step %d%s loss=%.4f %.3fs tokens_per_s=%.1f", s + 1,
+                          s < o.warmup ? " (warmup)" : "", result.last_loss, secs,
+                          o.batch * o.seq / secs));
+  }
+  result.seconds_per_step = timed / std::max<int64_t>(1, o.steps);
+  result.tokens_per_s = o.batch * o.seq / result.seconds_per_step;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<BenchResult> RunBench(
+    const BenchOptions& options, const std::function<void(const std::string&)>& log) {
+  try {
+    return Bench(options, log);
+  } catch (const c10::Error& e) {
+    if (compat::IsOutOfMemory(e))
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", e.what_without_backtrace()));
+    return absl::InternalError(absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
+                                        const TrainerHooks& hooks) {
+  try {
+    return Train(spec, data, hooks);
+  } catch (const c10::OutOfMemoryError& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", e.what_without_backtrace()));
+  } catch (const c10::Error& e) {
+    if (compat::IsOutOfMemory(e))
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", e.what_without_backtrace()));
+    return absl::InternalError(absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory (std::bad_alloc)");
+  }
+}
+
+}  // namespace ftune::train

@@ -1,0 +1,99 @@
+// The training loop: one spec in, one published PEFT adapter out.
+//
+//   RunTraining(spec, data_source, hooks)
+//     load model + LoRA -> load data -> (resume) -> for each step:
+//     micro-batches -> loss/backward -> clip -> AdamW -> metrics ->
+//     eval / best / early stop -> checkpoint -> SIGTERM check
+//     -> publish adapter (+ manifest, + optional merged model).
+//
+// Errors (absl::Status; ExitCodeFor() maps them to exit_codes.h):
+//   INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION / ALREADY_EXISTS:
+//       bad spec, model, data or output location (not retryable).
+//   RESOURCE_EXHAUSTED: out of memory.
+//   DATA_LOSS: the loss or gradient norm became NaN/Inf (diverged).
+//   anything else: retryable.
+// An interrupted run (hooks.stop set) writes a checkpoint and returns OK with
+// result.interrupted = true.
+//
+// Not thread-safe: one RunTraining per process (it sets LibTorch's global
+// thread count and RNG).
+#ifndef FTUNE_WORKER_TRAIN_TRAINER_H_
+#define FTUNE_WORKER_TRAIN_TRAINER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "worker/train/data.h"
+#include "worker/train/model_config.h"
+#include "worker/train/spec.h"
+
+namespace ftune::train {
+
+// Learning rate at optimizer step `step` (0-based): linear warmup from 0 over
+// `warmup` steps, then constant, linear decay to 0, or half-cosine to 0 at
+// `total` steps (Hugging Face's schedules).
+double LearningRate(const std::string& schedule, double base_lr,
+                    int64_t warmup, int64_t total, int64_t step);
+
+struct TrainerHooks {
+  // Progress events, one JSON object each ({"type": "metrics", ...}).
+  std::function<void(const nlohmann::json&)> emit;
+  // Polled after every optimizer step; when true, checkpoint and return.
+  const std::atomic<bool>* stop = nullptr;
+  // Tests: behave as if `stop` became true after this many steps (0 = off).
+  int64_t stop_after_steps = 0;
+};
+
+struct TrainResult {
+  int64_t steps = 0;         // optimizer steps done, including resumed ones
+  int64_t total_steps = 0;
+  std::vector<double> losses;  // per step run in THIS process
+  std::vector<int64_t> loss_steps;
+  double final_loss = 0;
+  double best_eval_loss = -1;  // -1 without validation
+  int64_t best_step = -1;
+  bool interrupted = false;
+  bool early_stopped = false;
+  std::string last_checkpoint;
+};
+
+absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec,
+                                        DataSource& data,
+                                        const TrainerHooks& hooks);
+
+// `ftune-train bench`: a random-initialised model of `config`, LoRA on
+// `targets`, synthetic uniform tokens (all positions are targets), full
+// training steps (forward, backward, AdamW). `warmup` steps are not timed.
+struct BenchOptions {
+  ModelConfig config;
+  int64_t seq = 256;
+  int64_t batch = 8;
+  int64_t rank = 8;
+  std::vector<std::string> targets = {"all-linear"};
+  int64_t steps = 5;
+  int64_t warmup = 1;
+  int threads = 0;
+  int64_t loss_chunk_rows = 256;
+  uint64_t seed = 0;
+};
+struct BenchResult {
+  double tokens_per_s = 0;
+  double seconds_per_step = 0;
+  double last_loss = 0;
+};
+// Per-step lines go to `log` (may be null).
+absl::StatusOr<BenchResult> RunBench(const BenchOptions& options,
+                                     const std::function<void(const std::string&)>& log);
+
+// DATA_LOSS is the trainer's code for a diverged run.
+int ExitCodeFor(const absl::Status& status);
+
+}  // namespace ftune::train
+
+#endif  // FTUNE_WORKER_TRAIN_TRAINER_H_
