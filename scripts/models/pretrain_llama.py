@@ -193,28 +193,71 @@ def build_corpus(sp, bos, eos, max_docs):
     return np.asarray(stream, dtype=np.int64), len(docs)
 
 
+_NOT_RECIPE = ("out", "tokenizer_json", "save_every", "eval_every", "print_recipe", "check_done")
+
+
+def is_done(a):
+    """True when a.out holds a finished run of exactly this recipe."""
+    try:
+        with open(os.path.join(a.out, "pretrain_log.json")) as f:
+            log = json.load(f)
+    except (OSError, ValueError):
+        return False
+    want = recipe(a)
+    have = {k: v for k, v in log.get("settings", {}).items() if k not in _NOT_RECIPE}
+    have["tokenizer_json_sha256"] = want["tokenizer_json_sha256"] if os.path.exists(
+        os.path.join(a.out, "tokenizer.json")) and _sha256(os.path.join(a.out, "tokenizer.json")) == want[
+        "tokenizer_json_sha256"] else None
+    files = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+    return (have == want and log.get("completed_steps") == a.steps
+            and all(os.path.exists(os.path.join(a.out, f)) for f in files))
+
+
+def _sha256(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def recipe(a):
+    """The settings that determine the weights (not where they are written)."""
+    tok_sha = _sha256(a.tokenizer_json)
+    r = {k: v for k, v in vars(a).items() if k not in _NOT_RECIPE}
+    r["tokenizer_json_sha256"] = tok_sha
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer-json", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-seq", type=int, default=1024, help="max_position_embeddings written")
-    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--kv-heads", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=704)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=352)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-docs", type=int, default=0, help="0 = all pretrain-pool descriptions")
-    ap.add_argument("--save-every", type=int, default=250)
-    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--save-every", type=int, default=25)
+    ap.add_argument("--eval-every", type=int, default=25)
+    ap.add_argument("--print-recipe", action="store_true", help="print the recipe JSON and exit")
+    ap.add_argument("--check-done", action="store_true",
+                    help="exit 0 if --out already holds a finished run of this recipe, 3 otherwise")
     a = ap.parse_args()
+    if a.print_recipe:
+        print(json.dumps(recipe(a), sort_keys=True))
+        return 0
+    if a.check_done:
+        return 0 if is_done(a) else 3
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -263,7 +306,7 @@ def main():
 
     log = {"source": "pretrained from scratch by scripts/models/pretrain_llama.py",
            "data": "Debian bookworm Translation-en long descriptions, pretrain pool (sha256(name)[0]%10 in 0..6)",
-           "settings": vars(a), "params": nparams, "corpus_tokens": int(len(stream)),
+           "settings": vars(a), "recipe": recipe(a), "params": nparams, "corpus_tokens": int(len(stream)),
            "train_tokens": int(len(train)), "held_out_tokens": int(len(held)), "steps": [], "eval": []}
     t_start = time.time()
     for step in range(a.steps):
@@ -295,4 +338,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

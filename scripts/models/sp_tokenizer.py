@@ -75,6 +75,8 @@ class JsonBpeTokenizer:
         self.eos_id = self.vocab.get("</s>")
 
     def encode(self, text):
+        if not text:  # the Prepend normalizer leaves an empty string empty
+            return []
         s = SPACE + text.replace(" ", SPACE)
         parts = list(s)
         while len(parts) > 1:
