@@ -7,14 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <dirent.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -32,11 +32,11 @@ struct DTypeInfo {
   size_t size;
 };
 constexpr DTypeInfo kDTypes[] = {
-    {StDType::kF64, "F64", 8},  {StDType::kF32, "F32", 4},
-    {StDType::kF16, "F16", 2},  {StDType::kBF16, "BF16", 2},
-    {StDType::kI64, "I64", 8},  {StDType::kI32, "I32", 4},
-    {StDType::kI16, "I16", 2},  {StDType::kI8, "I8", 1},
-    {StDType::kU8, "U8", 1},    {StDType::kBool, "BOOL", 1},
+    {StDType::kF64, "F64", 8}, {StDType::kF32, "F32", 4},
+    {StDType::kF16, "F16", 2}, {StDType::kBF16, "BF16", 2},
+    {StDType::kI64, "I64", 8}, {StDType::kI32, "I32", 4},
+    {StDType::kI16, "I16", 2}, {StDType::kI8, "I8", 1},
+    {StDType::kU8, "U8", 1},   {StDType::kBool, "BOOL", 1},
 };
 
 absl::Status Invalid(absl::string_view file, absl::string_view what) {
@@ -132,9 +132,9 @@ absl::Status SafetensorsFile::Parse() {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base_[i];
   if (header_len > kMaxHeaderBytes) {
-    return Invalid(path_, absl::StrCat("header length ", header_len,
-                                       " exceeds the limit of ",
-                                       kMaxHeaderBytes));
+    return Invalid(path_,
+                   absl::StrCat("header length ", header_len,
+                                " exceeds the limit of ", kMaxHeaderBytes));
   }
   if (header_len > size_ - 8) {
     return Invalid(path_, absl::StrCat("header length ", header_len,
@@ -158,7 +158,8 @@ absl::Status SafetensorsFile::Parse() {
     const std::string& name = it.key();
     const nlohmann::json& e = it.value();
     if (name == "__metadata__") {
-      if (!e.is_object()) return Invalid(path_, "__metadata__ is not an object");
+      if (!e.is_object())
+        return Invalid(path_, "__metadata__ is not an object");
       for (auto m = e.begin(); m != e.end(); ++m) {
         if (!m.value().is_string()) {
           return Invalid(path_, absl::StrCat("__metadata__ value for \"",
@@ -195,12 +196,14 @@ absl::Status SafetensorsFile::Parse() {
       v.shape.push_back(static_cast<int64_t>(dim));
     }
     for (const auto& o : *off)
-      if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
+      if (!o.is_number_unsigned() &&
+          !(o.is_number_integer() && o.get<int64_t>() >= 0))
         return bad("data_offsets must be non-negative integers");
     uint64_t begin = (*off)[0].get<uint64_t>();
     uint64_t end = (*off)[1].get<uint64_t>();
-    if (begin > end) return bad(absl::StrCat("data_offsets begin ", begin,
-                                             " is after end ", end));
+    if (begin > end)
+      return bad(
+          absl::StrCat("data_offsets begin ", begin, " is after end ", end));
     if (end > data_size)
       return bad(absl::StrCat("data_offsets end ", end,
                               " is past the data buffer (", data_size,
@@ -225,13 +228,16 @@ absl::Status SafetensorsFile::Parse() {
     if (r.begin < cursor) {
       return Invalid(path_, absl::StrCat("tensor \"", *r.name,
                                          "\" overlaps the previous tensor (",
-                                         "starts at ", r.begin, ", previous "
-                                         "ends at ", cursor, ")"));
+                                         "starts at ", r.begin,
+                                         ", previous "
+                                         "ends at ",
+                                         cursor, ")"));
     }
     if (r.begin > cursor) {
       return Invalid(path_, absl::StrCat("hole in the data buffer before "
-                                         "tensor \"", *r.name, "\" (bytes ",
-                                         cursor, "..", r.begin, ")"));
+                                         "tensor \"",
+                                         *r.name, "\" (bytes ", cursor, "..",
+                                         r.begin, ")"));
     }
     cursor = r.end;
   }
@@ -288,9 +294,10 @@ SafetensorsCheckpoint::Open(const std::string& dir) {
             index_path, ": weight_map[\"", it.key(), "\"] is not a string"));
       }
       std::string shard = it.value().get<std::string>();
-      if (shard.find('/') != std::string::npos || shard == ".." ) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path, ": shard name \"", shard, "\" must be a plain file name"));
+      if (shard.find('/') != std::string::npos || shard == "..") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path, ": shard name \"", shard,
+                         "\" must be a plain file name"));
       }
       if (std::find(shard_names.begin(), shard_names.end(), shard) ==
           shard_names.end()) {
@@ -300,8 +307,8 @@ SafetensorsCheckpoint::Open(const std::string& dir) {
   } else if (index_text.status().code() == absl::StatusCode::kNotFound) {
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) {
-      return absl::NotFoundError(absl::StrCat("model directory ", dir,
-                                              ": ", std::strerror(errno)));
+      return absl::NotFoundError(
+          absl::StrCat("model directory ", dir, ": ", std::strerror(errno)));
     }
     while (dirent* e = ::readdir(d)) {
       std::string n = e->d_name;
@@ -386,9 +393,9 @@ absl::Status SafetensorsWriter::Add(const std::string& name, StDType dtype,
     numel *= d;
   }
   if (static_cast<size_t>(numel) * StDTypeSize(dtype) != size_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor \"", name, "\": ", size_bytes, " bytes given, shape needs ",
-        numel * StDTypeSize(dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor \"", name, "\": ", size_bytes,
+                     " bytes given, shape needs ", numel * StDTypeSize(dtype)));
   }
   Entry e{dtype, std::move(shape),
           std::string(static_cast<const char*>(data), size_bytes)};
@@ -424,7 +431,8 @@ std::string SafetensorsWriter::Serialize() const {
   std::string out;
   out.reserve(8 + text.size() + offset);
   uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
   out += text;
   for (const auto& [name, e] : tensors_) out += e.bytes;
   return out;
@@ -443,8 +451,8 @@ absl::Status WriteShardedSafetensors(
   nlohmann::json weight_map = nlohmann::json::object();
   size_t total = 0;
   for (size_t i = 0; i < shards.size(); ++i) {
-    std::string file = absl::StrFormat("model-%05d-of-%05d.safetensors", i + 1,
-                                       shards.size());
+    std::string file =
+        absl::StrFormat("model-%05d-of-%05d.safetensors", i + 1, shards.size());
     for (const std::string& name : shards[i].Names()) {
       if (weight_map.contains(name)) {
         return absl::InvalidArgumentError(

@@ -31,7 +31,18 @@
 
 namespace ftune {
 
-enum class StDType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+enum class StDType {
+  kF64,
+  kF32,
+  kF16,
+  kBF16,
+  kI64,
+  kI32,
+  kI16,
+  kI8,
+  kU8,
+  kBool
+};
 
 // "F32" etc. as written in the header.
 absl::string_view StDTypeName(StDType dtype);

@@ -40,23 +40,29 @@ void EmitLine(const nlohmann::json& j) {
 
 const char* Reason(int code) {
   switch (code) {
-    case kExitBadInput: return "bad_input";
-    case kExitOutOfMemory: return "out_of_memory";
-    case kExitDiverged: return "diverged";
-    default: return "retryable";
+    case kExitBadInput:
+      return "bad_input";
+    case kExitOutOfMemory:
+      return "out_of_memory";
+    case kExitDiverged:
+      return "diverged";
+    default:
+      return "retryable";
   }
 }
 
 int Fail(const absl::Status& st) {
   int code = ExitCodeFor(st);
-  EmitLine({{"type", "error"}, {"reason", Reason(code)},
+  EmitLine({{"type", "error"},
+            {"reason", Reason(code)},
             {"message", std::string(st.message())}});
   FTUNE_LOG(ERROR) << st;
   return code;
 }
 
 // --name value pairs; INVALID_ARGUMENT for a dangling flag.
-absl::StatusOr<std::map<std::string, std::string>> ParseFlags(int argc, char** argv,
+absl::StatusOr<std::map<std::string, std::string>> ParseFlags(int argc,
+                                                              char** argv,
                                                               int first) {
   std::map<std::string, std::string> flags;
   for (int i = first; i < argc; ++i) {
@@ -75,12 +81,13 @@ absl::StatusOr<std::map<std::string, std::string>> ParseFlags(int argc, char** a
   return flags;
 }
 
-absl::Status IntFlag(const std::map<std::string, std::string>& f, const std::string& name,
-                     int64_t* out) {
+absl::Status IntFlag(const std::map<std::string, std::string>& f,
+                     const std::string& name, int64_t* out) {
   auto it = f.find(name);
   if (it == f.end()) return absl::OkStatus();
   if (!absl::SimpleAtoi(it->second, out) || *out < 0)
-    return absl::InvalidArgumentError("--" + name + " must be a non-negative integer");
+    return absl::InvalidArgumentError("--" + name +
+                                      " must be a non-negative integer");
   return absl::OkStatus();
 }
 
@@ -97,34 +104,48 @@ int RunBenchCommand(int argc, char** argv) {
     o.config = *cfg;
   } else {
     // Default shape: stories15M (llama2.c).
-    int64_t dim = 288, layers = 6, heads = 6, kv = 0, hidden = 768, vocab = 32000;
-    for (auto [n, p] : {std::pair<const char*, int64_t*>{"dim", &dim}, {"layers", &layers},
-                        {"heads", &heads}, {"kv-heads", &kv}, {"hidden", &hidden},
+    int64_t dim = 288, layers = 6, heads = 6, kv = 0, hidden = 768,
+            vocab = 32000;
+    for (auto [n, p] : {std::pair<const char*, int64_t*>{"dim", &dim},
+                        {"layers", &layers},
+                        {"heads", &heads},
+                        {"kv-heads", &kv},
+                        {"hidden", &hidden},
                         {"vocab", &vocab}}) {
       if (!(st = IntFlag(*flags, n, p)).ok()) return Fail(st);
     }
-    nlohmann::json c = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", dim},
-                        {"num_hidden_layers", layers}, {"num_attention_heads", heads},
+    nlohmann::json c = {{"architectures", {"LlamaForCausalLM"}},
+                        {"hidden_size", dim},
+                        {"num_hidden_layers", layers},
+                        {"num_attention_heads", heads},
                         {"num_key_value_heads", kv > 0 ? kv : heads},
-                        {"intermediate_size", hidden}, {"vocab_size", vocab},
+                        {"intermediate_size", hidden},
+                        {"vocab_size", vocab},
                         {"rms_norm_eps", 1e-5}};
     auto cfg = ParseModelConfig(c.dump(), "bench flags");
     if (!cfg.ok()) return Fail(cfg.status());
     o.config = *cfg;
   }
   int64_t threads = 0;
-  for (auto [n, p] : {std::pair<const char*, int64_t*>{"seq", &o.seq}, {"batch", &o.batch},
-                      {"rank", &o.rank}, {"steps", &o.steps}, {"warmup", &o.warmup},
-                      {"threads", &threads}, {"loss-chunk", &o.loss_chunk_rows}}) {
+  for (auto [n, p] : {std::pair<const char*, int64_t*>{"seq", &o.seq},
+                      {"batch", &o.batch},
+                      {"rank", &o.rank},
+                      {"steps", &o.steps},
+                      {"warmup", &o.warmup},
+                      {"threads", &threads},
+                      {"loss-chunk", &o.loss_chunk_rows}}) {
     if (!(st = IntFlag(*flags, n, p)).ok()) return Fail(st);
   }
   o.threads = static_cast<int>(threads);
   if (flags->count("targets"))
     o.targets = absl::StrSplit(flags->at("targets"), ',', absl::SkipEmpty());
-  if (o.seq < 2 || o.batch < 1 || o.rank < 1 || o.steps < 1 || o.loss_chunk_rows < 1)
-    return Fail(absl::InvalidArgumentError("--seq >= 2, --batch, --rank, --steps, "
-                                           "--loss-chunk >= 1"));
-  auto r = RunBench(o, [](const std::string& line) { std::cerr << line << std::endl; });
+  if (o.seq < 2 || o.batch < 1 || o.rank < 1 || o.steps < 1 ||
+      o.loss_chunk_rows < 1)
+    return Fail(
+        absl::InvalidArgumentError("--seq >= 2, --batch, --rank, --steps, "
+                                   "--loss-chunk >= 1"));
+  auto r = RunBench(
+      o, [](const std::string& line) { std::cerr << line << std::endl; });
   if (!r.ok()) return Fail(r.status());
   std::printf("seconds_per_step=%.4f\n", r->seconds_per_step);
   std::printf("tokens_per_s=%.1f\n", r->tokens_per_s);
@@ -135,7 +156,8 @@ int RunSpecCommand(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv, 1);
   if (!flags.ok()) return Fail(flags.status());
   if (!flags->count("spec"))
-    return Fail(absl::InvalidArgumentError("usage: ftune-train --spec FILE | bench ..."));
+    return Fail(absl::InvalidArgumentError(
+        "usage: ftune-train --spec FILE | bench ..."));
   auto spec = LoadTrainSpec(flags->at("spec"));
   if (!spec.ok()) return Fail(spec.status());
   int64_t threads = -1;
@@ -156,6 +178,7 @@ int RunSpecCommand(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::string(argv[1]) == "bench") return RunBenchCommand(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "bench")
+    return RunBenchCommand(argc, argv);
   return RunSpecCommand(argc, argv);
 }

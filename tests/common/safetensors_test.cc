@@ -50,7 +50,8 @@ TEST(SafetensorsTest, RoundTripsTensorsAndMetadata) {
   EXPECT_EQ(back, a);
   ASSERT_OK_AND_ASSIGN(StTensorView vb, f->Get("b"));
   EXPECT_EQ(vb.size_bytes, 4u);
-  EXPECT_THAT(f->Get("c"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"c\"")));
+  EXPECT_THAT(f->Get("c"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"c\"")));
 }
 
 TEST(SafetensorsTest, OpensFromDiskWithMmap) {
@@ -70,7 +71,8 @@ TEST(SafetensorsTest, EmptyShapeIsAScalar) {
   float s = 2.f;
   SafetensorsWriter w;
   ASSERT_OK(w.Add("s", StDType::kF32, {}, &s, 4));
-  ASSERT_OK_AND_ASSIGN(auto f, SafetensorsFile::FromBytes(w.Serialize(), "mem"));
+  ASSERT_OK_AND_ASSIGN(auto f,
+                       SafetensorsFile::FromBytes(w.Serialize(), "mem"));
   ASSERT_OK_AND_ASSIGN(auto v, f->Get("s"));
   EXPECT_EQ(v.numel(), 1);
 }
@@ -85,7 +87,8 @@ TEST(SafetensorsTest, RejectsMalformedHeaders) {
   const std::string d8(8, '\0');
   std::vector<BadCase> cases = {
       {"short", std::string("abc"), "shorter than"},
-      {"len past end", std::string("\xff\x00\x00\x00\x00\x00\x00\x00", 8) + "{}",
+      {"len past end",
+       std::string("\xff\x00\x00\x00\x00\x00\x00\x00", 8) + "{}",
        "runs past the end"},
       {"huge len", std::string("\xff\xff\xff\xff\xff\xff\x00\x00", 8),
        "exceeds the limit"},
@@ -156,7 +159,8 @@ TEST(SafetensorsTest, ShardedCheckpointRoundTrip) {
   EXPECT_THAT(ckpt->Names(), ElementsAre("a", "b"));
   ASSERT_OK_AND_ASSIGN(auto vb, ckpt->Get("b"));
   EXPECT_EQ(reinterpret_cast<const float*>(vb.data)[2], 5.f);
-  EXPECT_THAT(ckpt->Get("zz"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"zz\"")));
+  EXPECT_THAT(ckpt->Get("zz"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"zz\"")));
 }
 
 TEST(SafetensorsTest, IndexNamingAMissingTensorIsAnError) {
@@ -168,8 +172,9 @@ TEST(SafetensorsTest, IndexNamingAMissingTensorIsAnError) {
   ASSERT_OK(WriteFileAtomically(
       dir.Sub("model.safetensors.index.json"),
       R"({"weight_map":{"a":"s1.safetensors","ghost":"s1.safetensors"}})"));
-  EXPECT_THAT(SafetensorsCheckpoint::Open(dir.path()),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"ghost\"")));
+  EXPECT_THAT(
+      SafetensorsCheckpoint::Open(dir.path()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"ghost\"")));
 }
 
 TEST(SafetensorsTest, SingleFileDirectoryWithoutIndex) {

@@ -14,15 +14,23 @@
 namespace ftune::train {
 namespace {
 
-absl::StatusOr<StDType> ToStDType(torch::ScalarType t, const std::string& name) {
+absl::StatusOr<StDType> ToStDType(torch::ScalarType t,
+                                  const std::string& name) {
   switch (t) {
-    case torch::kFloat32: return StDType::kF32;
-    case torch::kFloat64: return StDType::kF64;
-    case torch::kFloat16: return StDType::kF16;
-    case torch::kBFloat16: return StDType::kBF16;
-    case torch::kInt64: return StDType::kI64;
-    case torch::kInt32: return StDType::kI32;
-    case torch::kUInt8: return StDType::kU8;
+    case torch::kFloat32:
+      return StDType::kF32;
+    case torch::kFloat64:
+      return StDType::kF64;
+    case torch::kFloat16:
+      return StDType::kF16;
+    case torch::kBFloat16:
+      return StDType::kBF16;
+    case torch::kInt64:
+      return StDType::kI64;
+    case torch::kInt32:
+      return StDType::kI32;
+    case torch::kUInt8:
+      return StDType::kU8;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("tensor \"", name, "\": unsupported dtype"));
@@ -31,16 +39,26 @@ absl::StatusOr<StDType> ToStDType(torch::ScalarType t, const std::string& name) 
 
 torch::Dtype FromStDType(StDType d) {
   switch (d) {
-    case StDType::kF32: return torch::kFloat32;
-    case StDType::kF64: return torch::kFloat64;
-    case StDType::kF16: return torch::kFloat16;
-    case StDType::kBF16: return torch::kBFloat16;
-    case StDType::kI64: return torch::kInt64;
-    case StDType::kI32: return torch::kInt32;
-    case StDType::kI16: return torch::kInt16;
-    case StDType::kI8: return torch::kInt8;
-    case StDType::kU8: return torch::kUInt8;
-    case StDType::kBool: return torch::kBool;
+    case StDType::kF32:
+      return torch::kFloat32;
+    case StDType::kF64:
+      return torch::kFloat64;
+    case StDType::kF16:
+      return torch::kFloat16;
+    case StDType::kBF16:
+      return torch::kBFloat16;
+    case StDType::kI64:
+      return torch::kInt64;
+    case StDType::kI32:
+      return torch::kInt32;
+    case StDType::kI16:
+      return torch::kInt16;
+    case StDType::kI8:
+      return torch::kInt8;
+    case StDType::kU8:
+      return torch::kUInt8;
+    case StDType::kBool:
+      return torch::kBool;
   }
   return torch::kUInt8;
 }
@@ -74,7 +92,8 @@ nlohmann::json AdapterConfig(const LoraOptions& lora,
           {"use_dora", false}};
 }
 
-absl::Status WriteTensors(const std::string& path, const NamedTensors& tensors) {
+absl::Status WriteTensors(const std::string& path,
+                          const NamedTensors& tensors) {
   SafetensorsWriter writer;
   writer.SetMetadata("format", "pt");
   for (const auto& [name, t] : tensors) {
@@ -91,9 +110,10 @@ absl::StatusOr<NamedTensors> ReadTensors(const std::string& path) {
   NamedTensors out;
   for (const std::string& name : file->Names()) {
     FTUNE_ASSIGN_OR_RETURN(StTensorView v, file->Get(name));
-    torch::Tensor t = torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
-                                       torch::TensorOptions().dtype(FromStDType(v.dtype)))
-                          .clone();
+    torch::Tensor t =
+        torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
+                         torch::TensorOptions().dtype(FromStDType(v.dtype)))
+            .clone();
     out.emplace_back(name, t);
   }
   return out;
@@ -102,9 +122,9 @@ absl::StatusOr<NamedTensors> ReadTensors(const std::string& path) {
 absl::Status WriteAdapterFiles(const std::string& dir, const LoraOptions& lora,
                                const std::string& base_model_name,
                                const NamedTensors& lora_tensors) {
-  FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
-      JoinPath(dir, "adapter_config.json"),
-      AdapterConfig(lora, base_model_name).dump(2)));
+  FTUNE_RETURN_IF_ERROR(
+      WriteFileAtomically(JoinPath(dir, "adapter_config.json"),
+                          AdapterConfig(lora, base_model_name).dump(2)));
   return WriteTensors(JoinPath(dir, "adapter_model.safetensors"), lora_tensors);
 }
 

@@ -9,9 +9,9 @@
 namespace ftune::train {
 namespace {
 
-absl::Status LineError(const std::string& path, int line, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(path, ":", line, ": ", why));
+absl::Status LineError(const std::string& path, int line,
+                       absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", why));
 }
 
 absl::Status IntList(const nlohmann::json& j, const char* field,
@@ -19,16 +19,18 @@ absl::Status IntList(const nlohmann::json& j, const char* field,
                      std::vector<int32_t>* out) {
   auto it = j.find(field);
   if (it == j.end()) {
-    return required ? LineError(path, line, absl::StrCat("field \"", field,
-                                                         "\" is missing"))
-                    : absl::OkStatus();
+    return required
+               ? LineError(path, line,
+                           absl::StrCat("field \"", field, "\" is missing"))
+               : absl::OkStatus();
   }
   if (!it->is_array())
-    return LineError(path, line, absl::StrCat("field \"", field, "\" must be a list"));
+    return LineError(path, line,
+                     absl::StrCat("field \"", field, "\" must be a list"));
   for (const auto& v : *it) {
     if (!v.is_number_integer())
-      return LineError(path, line,
-                       absl::StrCat("field \"", field, "\" must hold integers"));
+      return LineError(
+          path, line, absl::StrCat("field \"", field, "\" must hold integers"));
     out->push_back(v.get<int32_t>());
   }
   return absl::OkStatus();
@@ -36,8 +38,8 @@ absl::Status IntList(const nlohmann::json& j, const char* field,
 
 }  // namespace
 
-std::vector<PackedSequence> PackGreedy(const std::vector<PackedSequence>& examples,
-                                       int64_t max_seq_length) {
+std::vector<PackedSequence> PackGreedy(
+    const std::vector<PackedSequence>& examples, int64_t max_seq_length) {
   std::vector<PackedSequence> rows;
   PackedSequence cur;
   int32_t seg = 0;
@@ -49,7 +51,8 @@ std::vector<PackedSequence> PackGreedy(const std::vector<PackedSequence>& exampl
       cur = PackedSequence();
       seg = 0;
     }
-    cur.input_ids.insert(cur.input_ids.end(), e.input_ids.begin(), e.input_ids.end());
+    cur.input_ids.insert(cur.input_ids.end(), e.input_ids.begin(),
+                         e.input_ids.end());
     cur.labels.insert(cur.labels.end(), e.labels.begin(), e.labels.end());
     cur.position_ids.insert(cur.position_ids.end(), e.position_ids.begin(),
                             e.position_ids.end());
@@ -71,15 +74,20 @@ absl::StatusOr<LoadedData> PretokenizedJsonlSource::Load(
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == absl::string_view::npos) continue;
-    nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+    nlohmann::json j =
+        nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
     if (j.is_discarded() || !j.is_object())
       return LineError(path, line_no, "not a JSON object");
     PackedSequence s;
     absl::Status st;
-    if (!(st = IntList(j, "input_ids", path, line_no, true, &s.input_ids)).ok() ||
+    if (!(st = IntList(j, "input_ids", path, line_no, true, &s.input_ids))
+             .ok() ||
         !(st = IntList(j, "labels", path, line_no, true, &s.labels)).ok() ||
-        !(st = IntList(j, "position_ids", path, line_no, false, &s.position_ids)).ok() ||
-        !(st = IntList(j, "segment_ids", path, line_no, false, &s.segment_ids)).ok())
+        !(st =
+              IntList(j, "position_ids", path, line_no, false, &s.position_ids))
+             .ok() ||
+        !(st = IntList(j, "segment_ids", path, line_no, false, &s.segment_ids))
+             .ok())
       return st;
     const size_t n = s.input_ids.size();
     if (n == 0) return LineError(path, line_no, "\"input_ids\" is empty");
@@ -88,7 +96,8 @@ absl::StatusOr<LoadedData> PretokenizedJsonlSource::Load(
                        absl::StrCat(n, " tokens exceed max_seq_length ",
                                     options.max_seq_length));
     if (s.labels.size() != n)
-      return LineError(path, line_no, "\"labels\" and \"input_ids\" differ in length");
+      return LineError(path, line_no,
+                       "\"labels\" and \"input_ids\" differ in length");
     if (s.position_ids.empty() != s.segment_ids.empty())
       return LineError(path, line_no,
                        "\"position_ids\" and \"segment_ids\" come together");
@@ -100,8 +109,9 @@ absl::StatusOr<LoadedData> PretokenizedJsonlSource::Load(
     } else {
       any_packed = true;
       if (s.position_ids.size() != n || s.segment_ids.size() != n)
-        return LineError(path, line_no,
-                         "\"position_ids\"/\"segment_ids\" length differs from input_ids");
+        return LineError(
+            path, line_no,
+            "\"position_ids\"/\"segment_ids\" length differs from input_ids");
     }
     for (size_t i = 0; i < n; ++i) {
       if (s.input_ids[i] < 0 ||

@@ -31,7 +31,7 @@ struct DataOptions {
 
 struct LoadedData {
   std::vector<PackedSequence> rows;
-  std::string sha256;         // of the file's bytes
+  std::string sha256;  // of the file's bytes
   int64_t num_examples = 0;
   int64_t num_target_tokens = 0;
 };
@@ -51,8 +51,8 @@ class PretokenizedJsonlSource : public DataSource {
 };
 
 // Greedy packing of single examples (segment ids renumbered per row).
-std::vector<PackedSequence> PackGreedy(const std::vector<PackedSequence>& examples,
-                                       int64_t max_seq_length);
+std::vector<PackedSequence> PackGreedy(
+    const std::vector<PackedSequence>& examples, int64_t max_seq_length);
 
 }  // namespace ftune::train
 

@@ -20,10 +20,14 @@ using torch::indexing::Slice;
 
 absl::StatusOr<torch::Dtype> TorchDtype(StDType d, const std::string& name) {
   switch (d) {
-    case StDType::kF32: return torch::kFloat32;
-    case StDType::kF16: return torch::kFloat16;
-    case StDType::kBF16: return torch::kBFloat16;
-    case StDType::kF64: return torch::kFloat64;
+    case StDType::kF32:
+      return torch::kFloat32;
+    case StDType::kF16:
+      return torch::kFloat16;
+    case StDType::kBF16:
+      return torch::kBFloat16;
+    case StDType::kF64:
+      return torch::kFloat64;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("tensor \"", name, "\": dtype ", StDTypeName(d),
@@ -46,7 +50,8 @@ absl::StatusOr<Tensor> LoadTensor(const SafetensorsCheckpoint& ckpt,
   FTUNE_ASSIGN_OR_RETURN(torch::Dtype src, TorchDtype(v.dtype, name));
   Tensor t = torch::from_blob(const_cast<uint8_t*>(v.data), v.shape,
                               torch::TensorOptions().dtype(src));
-  return t.to(compat::ParseDevice(opts.device), opts.dtype, /*non_blocking=*/false,
+  return t.to(compat::ParseDevice(opts.device), opts.dtype,
+              /*non_blocking=*/false,
               /*copy=*/true);
 }
 
@@ -66,7 +71,8 @@ Tensor RotateHalf(const Tensor& x) {
 // Llama-3 frequency scaling (HF's _compute_llama3_parameters).
 Tensor ScaleInvFreq(const Tensor& inv_freq, const RopeScaling& s) {
   if (s.type != "llama3") return inv_freq;
-  const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
+  const double old_ctx =
+      static_cast<double>(s.original_max_position_embeddings);
   const double low_wavelen = old_ctx / s.low_freq_factor;
   const double high_wavelen = old_ctx / s.high_freq_factor;
   Tensor out = inv_freq.clone();
@@ -127,8 +133,7 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
       torch::autograd::variable_list grad_out) {
     const double n = static_cast<double>(ctx->saved_data["n"].toInt());
     Tensor grad_h = ctx->get_saved_variables()[0];
-    return {grad_h * (grad_out[0] / n), Tensor(), Tensor(), Tensor(),
-            Tensor()};
+    return {grad_h * (grad_out[0] / n), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -137,7 +142,8 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
 absl::StatusOr<std::vector<std::string>> ResolveTargetModules(
     const std::vector<std::string>& names) {
   std::vector<std::string> out;
-  if (names.empty()) return absl::InvalidArgumentError("target_modules is empty");
+  if (names.empty())
+    return absl::InvalidArgumentError("target_modules is empty");
   for (const std::string& n : names) {
     if (n == "all-linear") {
       if (names.size() != 1)
@@ -215,7 +221,8 @@ Tensor DenseWeight::Forward(const Tensor& x) const {
 Tensor Linear::Forward(const Tensor& x, bool training) const {
   Tensor y = base_->Forward(x);
   if (!has_lora()) return y;
-  Tensor xin = (training && dropout_ > 0) ? torch::dropout(x, dropout_, true) : x;
+  Tensor xin =
+      (training && dropout_ > 0) ? torch::dropout(x, dropout_, true) : x;
   Tensor low = torch::matmul(xin, lora_a_.t());
   return y.add_(torch::matmul(low, lora_b_.t()), scaling_);
 }
@@ -237,8 +244,8 @@ Tensor Linear::MergedWeight() const {
   torch::NoGradGuard no_grad;
   Tensor w = base_->Dense();
   if (!has_lora()) return w;
-  return (w.to(lora_a_.scalar_type()) +
-          scaling_ * torch::mm(lora_b_, lora_a_)).to(w.scalar_type());
+  return (w.to(lora_a_.scalar_type()) + scaling_ * torch::mm(lora_b_, lora_a_))
+      .to(w.scalar_type());
 }
 
 Linear* DecoderLayer::Module(const std::string& name) {
@@ -293,12 +300,14 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(
                          load("model.embed_tokens.weight", {c.vocab_size, d}));
   FTUNE_ASSIGN_OR_RETURN(m->final_norm_, load("model.norm.weight", {d}));
   if (!c.tie_word_embeddings) {
-    FTUNE_ASSIGN_OR_RETURN(m->lm_head_, load("lm_head.weight", {c.vocab_size, d}));
+    FTUNE_ASSIGN_OR_RETURN(m->lm_head_,
+                           load("lm_head.weight", {c.vocab_size, d}));
   }
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     DecoderLayer layer;
-    FTUNE_ASSIGN_OR_RETURN(layer.attn_norm, load(p + "input_layernorm.weight", {d}));
+    FTUNE_ASSIGN_OR_RETURN(layer.attn_norm,
+                           load(p + "input_layernorm.weight", {d}));
     FTUNE_ASSIGN_OR_RETURN(layer.mlp_norm,
                            load(p + "post_attention_layernorm.weight", {d}));
     struct Spec {
@@ -409,8 +418,9 @@ Tensor Model::Hidden(const Batch& batch, bool training) {
   // Additive mask: causal AND same segment. Padding (segment -1) attends to
   // padding only, which keeps every row of the softmax finite.
   Tensor seg = batch.segment_ids;
-  Tensor allowed = seg.unsqueeze(2).eq(seg.unsqueeze(1)) &
-                   torch::ones({t, t}, seg.options().dtype(torch::kBool)).tril();
+  Tensor allowed =
+      seg.unsqueeze(2).eq(seg.unsqueeze(1)) &
+      torch::ones({t, t}, seg.options().dtype(torch::kBool)).tril();
   Tensor mask = torch::zeros({b, 1, t, t}, x.options())
                     .masked_fill_(allowed.logical_not().unsqueeze(1),
                                   -std::numeric_limits<double>::infinity());
@@ -418,16 +428,22 @@ Tensor Model::Hidden(const Batch& batch, bool training) {
 
   for (DecoderLayer& layer : layers_) {
     Tensor hn = RmsNorm(x, layer.attn_norm, c.rms_norm_eps);
-    Tensor q = layer.q_proj->Forward(hn, training).view({b, t, h, hd}).transpose(1, 2);
-    Tensor k = layer.k_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
-    Tensor v = layer.v_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
+    Tensor q =
+        layer.q_proj->Forward(hn, training).view({b, t, h, hd}).transpose(1, 2);
+    Tensor k = layer.k_proj->Forward(hn, training)
+                   .view({b, t, kv, hd})
+                   .transpose(1, 2);
+    Tensor v = layer.v_proj->Forward(hn, training)
+                   .view({b, t, kv, hd})
+                   .transpose(1, 2);
     q = q * cos + RotateHalf(q) * sin;
     k = k * cos + RotateHalf(k) * sin;
     if (kv != h) {
       k = k.repeat_interleave(h / kv, 1);
       v = v.repeat_interleave(h / kv, 1);
     }
-    Tensor scores = torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(mask);
+    Tensor scores =
+        torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(mask);
     Tensor attn = torch::matmul(torch::softmax(scores, -1), v);
     attn = attn.transpose(1, 2).reshape({b, t, h * hd});
     x = x + layer.o_proj->Forward(attn, training);
@@ -490,7 +506,8 @@ std::vector<std::pair<std::string, Tensor>> Model::MergedStateDict() const {
     }
   }
   out.emplace_back("model.norm.weight", final_norm_);
-  if (!config_.tie_word_embeddings) out.emplace_back("lm_head.weight", lm_head_);
+  if (!config_.tie_word_embeddings)
+    out.emplace_back("lm_head.weight", lm_head_);
   return out;
 }
 

@@ -32,8 +32,8 @@ namespace ftune::train {
 
 // Module names LoRA can target, in PEFT's (HF's) spelling.
 inline constexpr const char* kLoraModuleNames[] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-    "down_proj"};
+    "q_proj",    "k_proj",  "v_proj",   "o_proj",
+    "gate_proj", "up_proj", "down_proj"};
 
 struct LoraOptions {
   int64_t rank = 8;
@@ -93,7 +93,8 @@ class DenseWeight : public FrozenWeight {
 //   y = base(x) + scaling * B(A(dropout(x))),  scaling = alpha / r.
 class Linear {
  public:
-  explicit Linear(std::unique_ptr<FrozenWeight> base) : base_(std::move(base)) {}
+  explicit Linear(std::unique_ptr<FrozenWeight> base)
+      : base_(std::move(base)) {}
   torch::Tensor Forward(const torch::Tensor& x, bool training) const;
   // A ~ kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(in)), B = 0 (PEFT's init),
   // drawn from the default CPU generator.

@@ -68,10 +68,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text,
   const bool mistral = c.architecture == "MistralForCausalLM";
   const bool qwen2 = c.architecture == "Qwen2ForCausalLM";
   if (!llama && !mistral && !qwen2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        label, ": architecture \"", c.architecture,
-        "\" is not supported (supported: LlamaForCausalLM, "
-        "MistralForCausalLM, Qwen2ForCausalLM)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(label, ": architecture \"", c.architecture,
+                     "\" is not supported (supported: LlamaForCausalLM, "
+                     "MistralForCausalLM, Qwen2ForCausalLM)"));
   }
   FTUNE_RETURN_IF_ERROR(GetInt(j, label, "vocab_size", true, &c.vocab_size));
   FTUNE_RETURN_IF_ERROR(GetInt(j, label, "hidden_size", true, &c.hidden_size));
@@ -87,13 +87,13 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text,
   FTUNE_RETURN_IF_ERROR(GetInt(j, label, "max_position_embeddings", false,
                                &c.max_position_embeddings));
   if (c.hidden_size % c.num_attention_heads != 0 && !j.contains("head_dim"))
-    return Bad(label, "hidden_size", "is not a multiple of num_attention_heads");
+    return Bad(label, "hidden_size",
+               "is not a multiple of num_attention_heads");
   c.head_dim = c.hidden_size / c.num_attention_heads;
   FTUNE_RETURN_IF_ERROR(GetInt(j, label, "head_dim", false, &c.head_dim));
   if (c.head_dim % 2 != 0) return Bad(label, "head_dim", "must be even (RoPE)");
   if (c.num_attention_heads % c.num_key_value_heads != 0)
-    return Bad(label, "num_key_value_heads",
-               "must divide num_attention_heads");
+    return Bad(label, "num_key_value_heads", "must divide num_attention_heads");
   FTUNE_RETURN_IF_ERROR(GetDouble(j, label, "rms_norm_eps", &c.rms_norm_eps));
   FTUNE_RETURN_IF_ERROR(GetDouble(j, label, "rope_theta", &c.rope_theta));
   FTUNE_RETURN_IF_ERROR(
@@ -111,7 +111,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text,
     c.qkv_bias = true;
     bool sliding = false;
     FTUNE_RETURN_IF_ERROR(GetBool(j, label, "use_sliding_window", &sliding));
-    if (sliding) return Bad(label, "use_sliding_window", "true is not supported");
+    if (sliding)
+      return Bad(label, "use_sliding_window", "true is not supported");
   }
   if (mistral) {
     auto sw = j.find("sliding_window");
@@ -124,7 +125,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view text,
   }
   auto rs = j.find("rope_scaling");
   if (rs != j.end() && !rs->is_null()) {
-    if (!rs->is_object()) return Bad(label, "rope_scaling", "must be an object");
+    if (!rs->is_object())
+      return Bad(label, "rope_scaling", "must be an object");
     std::string type = rs->value("rope_type", rs->value("type", std::string()));
     if (type == "default") {
       // no scaling
@@ -176,13 +178,12 @@ std::string ModelConfig::ToJson() const {
             {"hidden_act", "silu"}};
   if (architecture == "LlamaForCausalLM") j["attention_bias"] = qkv_bias;
   if (rope_scaling.type == "llama3") {
-    j["rope_scaling"] = {
-        {"rope_type", "llama3"},
-        {"factor", rope_scaling.factor},
-        {"low_freq_factor", rope_scaling.low_freq_factor},
-        {"high_freq_factor", rope_scaling.high_freq_factor},
-        {"original_max_position_embeddings",
-         rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", rope_scaling.factor},
+                         {"low_freq_factor", rope_scaling.low_freq_factor},
+                         {"high_freq_factor", rope_scaling.high_freq_factor},
+                         {"original_max_position_embeddings",
+                          rope_scaling.original_max_position_embeddings}};
   }
   return j.dump(2);
 }

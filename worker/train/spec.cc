@@ -85,19 +85,22 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   s.base_model_name = s.model_dir;
   FTUNE_RETURN_IF_ERROR(
       Str(j, "base_model_name", "base_model_name", false, &s.base_model_name));
-  FTUNE_RETURN_IF_ERROR(Str(j, "train_data", "train_data", true, &s.train_data));
+  FTUNE_RETURN_IF_ERROR(
+      Str(j, "train_data", "train_data", true, &s.train_data));
   FTUNE_RETURN_IF_ERROR(
       Str(j, "validation_data", "validation_data", false, &s.validation_data));
   FTUNE_RETURN_IF_ERROR(Str(j, "method", "method", false, &s.method));
   if (s.method == "qlora")
     return Bad("method", "\"qlora\" is not available in this build yet");
   if (s.method != "lora") return Bad("method", "must be \"lora\"");
-  FTUNE_RETURN_IF_ERROR(Str(j, "output_dir", "output_dir", true, &s.output_dir));
+  FTUNE_RETURN_IF_ERROR(
+      Str(j, "output_dir", "output_dir", true, &s.output_dir));
   FTUNE_RETURN_IF_ERROR(
       Str(j, "checkpoint_dir", "checkpoint_dir", false, &s.checkpoint_dir));
-  FTUNE_RETURN_IF_ERROR(Str(j, "resume_from", "resume_from", false, &s.resume_from));
   FTUNE_RETURN_IF_ERROR(
-      Str(j, "merge_output_dir", "merge_output_dir", false, &s.merge_output_dir));
+      Str(j, "resume_from", "resume_from", false, &s.resume_from));
+  FTUNE_RETURN_IF_ERROR(Str(j, "merge_output_dir", "merge_output_dir", false,
+                            &s.merge_output_dir));
   FTUNE_RETURN_IF_ERROR(Int(j, "threads", "threads", 0, &s.threads));
   FTUNE_RETURN_IF_ERROR(Str(j, "dtype", "dtype", false, &s.dtype));
   if (s.dtype != "float32" && s.dtype != "float64" && s.dtype != "bfloat16")
@@ -112,16 +115,18 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     FTUNE_RETURN_IF_ERROR(
         CheckKeys(l, "lora", {"rank", "alpha", "dropout", "target_modules"}));
     FTUNE_RETURN_IF_ERROR(Int(l, "rank", "lora.rank", 1, &s.lora.rank));
-    FTUNE_RETURN_IF_ERROR(Num(l, "alpha", "lora.alpha", 1e-9, 1e9, true, &s.lora.alpha));
     FTUNE_RETURN_IF_ERROR(
-        Num(l, "dropout", "lora.dropout", 0, 1, /*max_inclusive=*/false, &s.lora.dropout));
+        Num(l, "alpha", "lora.alpha", 1e-9, 1e9, true, &s.lora.alpha));
+    FTUNE_RETURN_IF_ERROR(Num(l, "dropout", "lora.dropout", 0, 1,
+                              /*max_inclusive=*/false, &s.lora.dropout));
     if (l.contains("target_modules")) {
       const json& t = l["target_modules"];
       if (!t.is_array() || t.empty())
         return Bad("lora.target_modules", "must be a non-empty list of names");
       s.lora.target_modules.clear();
       for (const json& n : t) {
-        if (!n.is_string()) return Bad("lora.target_modules", "entries must be strings");
+        if (!n.is_string())
+          return Bad("lora.target_modules", "entries must be strings");
         s.lora.target_modules.push_back(n.get<std::string>());
       }
     }
@@ -138,25 +143,28 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     HyperParameters& hp = s.hp;
     const std::string p = "hyperparameters.";
     FTUNE_RETURN_IF_ERROR(Int(h, "epochs", p + "epochs", 1, &hp.epochs));
-    FTUNE_RETURN_IF_ERROR(Int(h, "max_steps", p + "max_steps", 0, &hp.max_steps));
+    FTUNE_RETURN_IF_ERROR(
+        Int(h, "max_steps", p + "max_steps", 0, &hp.max_steps));
     FTUNE_RETURN_IF_ERROR(Num(h, "learning_rate", p + "learning_rate", 0, 10,
                               true, &hp.learning_rate));
-    FTUNE_RETURN_IF_ERROR(Str(h, "lr_scheduler", p + "lr_scheduler", false,
-                              &hp.lr_scheduler));
+    FTUNE_RETURN_IF_ERROR(
+        Str(h, "lr_scheduler", p + "lr_scheduler", false, &hp.lr_scheduler));
     if (hp.lr_scheduler != "constant" && hp.lr_scheduler != "linear" &&
         hp.lr_scheduler != "cosine")
       return Bad(p + "lr_scheduler",
                  "must be \"constant\", \"linear\" or \"cosine\"");
     FTUNE_RETURN_IF_ERROR(
         Int(h, "warmup_steps", p + "warmup_steps", 0, &hp.warmup_steps));
-    FTUNE_RETURN_IF_ERROR(Int(h, "batch_size", p + "batch_size", 1, &hp.batch_size));
+    FTUNE_RETURN_IF_ERROR(
+        Int(h, "batch_size", p + "batch_size", 1, &hp.batch_size));
     FTUNE_RETURN_IF_ERROR(Int(h, "gradient_accumulation_steps",
                               p + "gradient_accumulation_steps", 1,
                               &hp.gradient_accumulation_steps));
     FTUNE_RETURN_IF_ERROR(
         Int(h, "max_seq_length", p + "max_seq_length", 2, &hp.max_seq_length));
     if (h.contains("packing")) {
-      if (!h["packing"].is_boolean()) return Bad(p + "packing", "must be true or false");
+      if (!h["packing"].is_boolean())
+        return Bad(p + "packing", "must be true or false");
       hp.packing = h["packing"].get<bool>();
     }
     FTUNE_RETURN_IF_ERROR(Num(h, "weight_decay", p + "weight_decay", 0, 10,
@@ -174,15 +182,15 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                               &hp.early_stopping_patience));
   }
   if (s.hp.eval_every_steps > 0 && s.validation_data.empty())
-    return Bad("hyperparameters.eval_every_steps",
-               "needs validation_data");
+    return Bad("hyperparameters.eval_every_steps", "needs validation_data");
   if (s.hp.early_stopping_patience > 0 && s.hp.eval_every_steps == 0)
     return Bad("hyperparameters.early_stopping_patience",
                "needs eval_every_steps > 0");
   if ((s.hp.checkpoint_every_steps > 0 || !s.resume_from.empty()) &&
       s.checkpoint_dir.empty())
-    return Bad("checkpoint_dir", "is required with checkpoint_every_steps or "
-                                 "resume_from");
+    return Bad("checkpoint_dir",
+               "is required with checkpoint_every_steps or "
+               "resume_from");
   return s;
 }
 

@@ -18,7 +18,8 @@ int SetThreads(int threads) {
   // OpenBLAS (Debian's libblas.so.3 alternative) runs its own thread pool;
   // without this it uses every core regardless of LibTorch's setting.
   using SetFn = void (*)(int);
-  if (auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+  if (auto fn = reinterpret_cast<SetFn>(
+          dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     fn(threads);
   return threads;
 }

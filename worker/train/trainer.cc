@@ -29,8 +29,8 @@
 
 namespace ftune::train {
 
-double LearningRate(const std::string& schedule, double base_lr,
-                    int64_t warmup, int64_t total, int64_t step) {
+double LearningRate(const std::string& schedule, double base_lr, int64_t warmup,
+                    int64_t total, int64_t step) {
   if (step < warmup) return base_lr * static_cast<double>(step) / warmup;
   if (schedule == "constant") return base_lr;
   const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
@@ -41,16 +41,20 @@ double LearningRate(const std::string& schedule, double base_lr,
 
 int ExitCodeFor(const absl::Status& status) {
   switch (status.code()) {
-    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kOk:
+      return kExitOk;
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kOutOfRange:
       return kExitBadInput;
-    case absl::StatusCode::kResourceExhausted: return kExitOutOfMemory;
-    case absl::StatusCode::kDataLoss: return kExitDiverged;
-    default: return kExitRetryable;
+    case absl::StatusCode::kResourceExhausted:
+      return kExitOutOfMemory;
+    case absl::StatusCode::kDataLoss:
+      return kExitDiverged;
+    default:
+      return kExitRetryable;
   }
 }
 
@@ -61,7 +65,8 @@ constexpr int kCheckpointVersion = 1;
 constexpr char kCheckpointFormat[] = "ftune-checkpoint";
 
 // AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's update
-// order: p *= 1 - lr*wd; m, v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+// order: p *= 1 - lr*wd; m, v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) +
+// eps).
 class AdamW {
  public:
   AdamW(NamedTensors params, double weight_decay)
@@ -99,13 +104,14 @@ class AdamW {
     std::map<std::string, Tensor> by_name(state.begin(), state.end());
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < params_.size(); ++i) {
-      for (auto [suffix, slot] : {std::pair<const char*, Tensor*>{".exp_avg", &exp_avg_[i]},
-                                  {".exp_avg_sq", &exp_avg_sq_[i]}}) {
+      for (auto [suffix, slot] :
+           {std::pair<const char*, Tensor*>{".exp_avg", &exp_avg_[i]},
+            {".exp_avg_sq", &exp_avg_sq_[i]}}) {
         auto it = by_name.find(params_[i].first + suffix);
         if (it == by_name.end() || !it->second.sizes().equals(slot->sizes()))
-          return absl::InvalidArgumentError(absl::StrCat(
-              "checkpoint optimizer state \"", params_[i].first, suffix,
-              "\" is missing or has the wrong shape"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("checkpoint optimizer state \"", params_[i].first,
+                           suffix, "\" is missing or has the wrong shape"));
         slot->copy_(it->second);
       }
     }
@@ -133,7 +139,8 @@ class RowSampler {
       perm_.resize(n_);
       for (size_t i = 0; i < n_; ++i) perm_[i] = i;
       std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + epoch);
-      for (size_t i = n_ - 1; i > 0; --i) std::swap(perm_[i], perm_[rng() % (i + 1)]);
+      for (size_t i = n_ - 1; i > 0; --i)
+        std::swap(perm_[i], perm_[rng() % (i + 1)]);
       epoch_ = epoch;
     }
     return perm_[consumed % static_cast<int64_t>(n_)];
@@ -181,7 +188,8 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
   int64_t targets = 0;
   for (size_t s = 0; s < rows.size(); s += batch_size) {
     std::vector<const PackedSequence*> b;
-    for (size_t i = s; i < std::min(rows.size(), s + batch_size); ++i) b.push_back(&rows[i]);
+    for (size_t i = s; i < std::min(rows.size(), s + batch_size); ++i)
+      b.push_back(&rows[i]);
     Batch batch = MakeBatch(b, model.device());
     if (batch.num_targets == 0) continue;
     weighted += model.Loss(batch, false).item<double>() * batch.num_targets;
@@ -190,7 +198,8 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
   return targets > 0 ? weighted / targets : 0.0;
 }
 
-// --- Checkpoints --------------------------------------------------------------
+// --- Checkpoints
+// --------------------------------------------------------------
 // <checkpoint_dir>/step-<8 digits>/
 //   trainer_state.json        {"format","version","step","consumed_rows",...}
 //   adapter_model.safetensors LoRA weights (PEFT names)
@@ -198,7 +207,9 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
 //   best_adapter.safetensors  best-eval LoRA weights, when there is one
 // Each is staged in a temp dir and published with PublishDirectory.
 
-std::string StepDirName(int64_t step) { return absl::StrFormat("step-%08d", step); }
+std::string StepDirName(int64_t step) {
+  return absl::StrFormat("step-%08d", step);
+}
 
 absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
                                            const LoopState& st,
@@ -232,8 +243,8 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
         {"best_step", st.best_step},
         {"evals_without_improvement", st.evals_without_improvement},
         {"spec_sha256", spec_sha}};
-    FTUNE_RETURN_IF_ERROR(
-        WriteFileAtomically(JoinPath(staging, "trainer_state.json"), state.dump(2)));
+    FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
+        JoinPath(staging, "trainer_state.json"), state.dump(2)));
     // A previous attempt may have published this step already; replace it.
     FTUNE_RETURN_IF_ERROR(RemoveAll(final_dir));
     return PublishDirectory(staging, final_dir);
@@ -250,12 +261,15 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
 // when there is nothing to resume.
 absl::StatusOr<std::string> ResolveResume(const TrainSpec& spec) {
   if (spec.resume_from.empty()) return std::string();
-  std::string dir = spec.resume_from == "auto" ? spec.checkpoint_dir : spec.resume_from;
-  if (access(JoinPath(dir, "trainer_state.json").c_str(), F_OK) == 0) return dir;
+  std::string dir =
+      spec.resume_from == "auto" ? spec.checkpoint_dir : spec.resume_from;
+  if (access(JoinPath(dir, "trainer_state.json").c_str(), F_OK) == 0)
+    return dir;
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) {
     if (spec.resume_from == "auto") return std::string();
-    return absl::NotFoundError(absl::StrCat("resume_from ", dir, " does not exist"));
+    return absl::NotFoundError(
+        absl::StrCat("resume_from ", dir, " does not exist"));
   }
   std::string best;
   int64_t best_step = -1;
@@ -264,14 +278,16 @@ absl::StatusOr<std::string> ResolveResume(const TrainSpec& spec) {
     int64_t step;
     if (absl::StartsWith(n, "step-") && n.find(".tmp") == std::string::npos &&
         absl::SimpleAtoi(n.substr(5), &step) && step > best_step &&
-        access(JoinPath(JoinPath(dir, n), "trainer_state.json").c_str(), F_OK) == 0) {
+        access(JoinPath(JoinPath(dir, n), "trainer_state.json").c_str(),
+               F_OK) == 0) {
       best_step = step;
       best = JoinPath(dir, n);
     }
   }
   closedir(d);
   if (best.empty() && spec.resume_from != "auto")
-    return absl::NotFoundError(absl::StrCat("resume_from ", dir, ": no checkpoint found"));
+    return absl::NotFoundError(
+        absl::StrCat("resume_from ", dir, ": no checkpoint found"));
   return best;
 }
 
@@ -281,7 +297,8 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
   FTUNE_ASSIGN_OR_RETURN(std::string text,
                          ReadFile(JoinPath(dir, "trainer_state.json")));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("format", "") != kCheckpointFormat)
+  if (j.is_discarded() || !j.is_object() ||
+      j.value("format", "") != kCheckpointFormat)
     return absl::InvalidArgumentError(
         absl::StrCat(dir, ": trainer_state.json is not an ftune checkpoint"));
   if (j.value("version", 0) != kCheckpointVersion)
@@ -294,9 +311,11 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
                           ? std::numeric_limits<double>::infinity()
                           : j.at("best_eval_loss").get<double>();
   st.best_step = j.at("best_step").get<int64_t>();
-  st.evals_without_improvement = j.at("evals_without_improvement").get<int64_t>();
-  FTUNE_ASSIGN_OR_RETURN(NamedTensors weights,
-                         ReadTensors(JoinPath(dir, "adapter_model.safetensors")));
+  st.evals_without_improvement =
+      j.at("evals_without_improvement").get<int64_t>();
+  FTUNE_ASSIGN_OR_RETURN(
+      NamedTensors weights,
+      ReadTensors(JoinPath(dir, "adapter_model.safetensors")));
   FTUNE_RETURN_IF_ERROR(CopyInto(params, weights, dir));
   FTUNE_ASSIGN_OR_RETURN(NamedTensors opt_state,
                          ReadTensors(JoinPath(dir, "optimizer.safetensors")));
@@ -340,7 +359,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   ModelOptions mopts;
   mopts.dtype = SpecDtype(spec.dtype);
   mopts.device = spec.device;
-  FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(spec.model_dir, mopts));
+  FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                         Model::Load(spec.model_dir, mopts));
   LoraOptions lopts;
   lopts.rank = spec.lora.rank;
   lopts.alpha = spec.lora.alpha;
@@ -361,8 +381,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   const int64_t rows_per_step = hp.batch_size * hp.gradient_accumulation_steps;
   const int64_t n_rows = static_cast<int64_t>(train.rows.size());
   const int64_t total_steps =
-      hp.max_steps > 0 ? hp.max_steps
-                       : hp.epochs * ((n_rows + rows_per_step - 1) / rows_per_step);
+      hp.max_steps > 0
+          ? hp.max_steps
+          : hp.epochs * ((n_rows + rows_per_step - 1) / rows_per_step);
   AdamW opt(params, hp.weight_decay);
   RowSampler sampler(train.rows.size(), hp.seed);
   const std::string spec_sha = Sha256Hex(spec.source_json);
@@ -372,20 +393,26 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   bool has_best = false;
   FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
   if (!resume_dir.empty()) {
-    FTUNE_RETURN_IF_ERROR(LoadCheckpoint(resume_dir, st, params, opt, &best, &has_best));
+    FTUNE_RETURN_IF_ERROR(
+        LoadCheckpoint(resume_dir, st, params, opt, &best, &has_best));
     FTUNE_LOG(INFO) << "resumed from " << resume_dir << " at step " << st.step;
     emit({{"type", "resumed"}, {"step", st.step}, {"path", resume_dir}});
   }
-  emit({{"type", "start"}, {"total_steps", total_steps}, {"train_rows", n_rows},
-        {"train_examples", train.num_examples}, {"validation_rows", val.rows.size()},
-        {"trainable_parameters", [&] {
+  emit({{"type", "start"},
+        {"total_steps", total_steps},
+        {"train_rows", n_rows},
+        {"train_examples", train.num_examples},
+        {"validation_rows", val.rows.size()},
+        {"trainable_parameters",
+         [&] {
            int64_t n = 0;
            for (auto& [k, p] : params) n += p.numel();
            return n;
          }()},
         {"threads", threads}});
 
-  // --- The loop ---------------------------------------------------------------
+  // --- The loop
+  // ---------------------------------------------------------------
   TrainResult result;
   result.total_steps = total_steps;
   bool stop = false;
@@ -414,17 +441,19 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       step_loss += loss.item<double>() * w;
     }
     if (!std::isfinite(step_loss)) {
-      return absl::DataLossError(absl::StrCat("loss is ", step_loss, " at step ",
-                                              st.step + 1, " (diverged)"));
+      return absl::DataLossError(absl::StrCat(
+          "loss is ", step_loss, " at step ", st.step + 1, " (diverged)"));
     }
     // Global gradient norm, then clipping (PyTorch's clip_grad_norm_ rule).
     double sq = 0;
     for (auto& [n, p] : params)
-      if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+      if (p.grad().defined())
+        sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
     const double grad_norm = std::sqrt(sq);
     if (!std::isfinite(grad_norm)) {
       return absl::DataLossError(absl::StrCat("gradient norm is ", grad_norm,
-                                              " at step ", st.step + 1, " (diverged)"));
+                                              " at step ", st.step + 1,
+                                              " (diverged)"));
     }
     if (hp.max_grad_norm > 0 && grad_norm > hp.max_grad_norm) {
       torch::NoGradGuard no_grad;
@@ -437,18 +466,24 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     opt.Step(lr);
     ++st.step;
     const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
     result.losses.push_back(step_loss);
     result.loss_steps.push_back(st.step);
     result.final_loss = step_loss;
-    emit({{"type", "metrics"}, {"step", st.step}, {"total_steps", total_steps},
+    emit({{"type", "metrics"},
+          {"step", st.step},
+          {"total_steps", total_steps},
           {"epoch", static_cast<double>(st.consumed_rows) / n_rows},
-          {"loss", step_loss}, {"lr", lr}, {"grad_norm", grad_norm},
+          {"loss", step_loss},
+          {"lr", lr},
+          {"grad_norm", grad_norm},
           {"tokens_per_s", step_tokens / std::max(secs, 1e-9)}});
 
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
-    if (hp.eval_every_steps > 0 && (st.step % hp.eval_every_steps == 0 || last)) {
+    if (hp.eval_every_steps > 0 &&
+        (st.step % hp.eval_every_steps == 0 || last)) {
       const double eval_loss = Evaluate(*model, val.rows, hp.batch_size);
       const bool improved = eval_loss < st.best_eval_loss;
       if (improved) {
@@ -460,26 +495,35 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       } else {
         ++st.evals_without_improvement;
       }
-      emit({{"type", "eval"}, {"step", st.step}, {"eval_loss", eval_loss},
-            {"best_eval_loss", st.best_eval_loss}, {"best_step", st.best_step}});
+      emit({{"type", "eval"},
+            {"step", st.step},
+            {"eval_loss", eval_loss},
+            {"best_eval_loss", st.best_eval_loss},
+            {"best_step", st.best_step}});
       if (hp.early_stopping_patience > 0 &&
           st.evals_without_improvement >= hp.early_stopping_patience) {
         result.early_stopped = true;
-        emit({{"type", "early_stop"}, {"step", st.step}, {"best_step", st.best_step}});
+        emit({{"type", "early_stop"},
+              {"step", st.step},
+              {"best_step", st.best_step}});
         break;
       }
     }
 
-    stop = (hooks.stop != nullptr && hooks.stop->load()) ||
-           (hooks.stop_after_steps > 0 && static_cast<int64_t>(result.losses.size()) >=
-                                              hooks.stop_after_steps);
+    stop =
+        (hooks.stop != nullptr && hooks.stop->load()) ||
+        (hooks.stop_after_steps > 0 &&
+         static_cast<int64_t>(result.losses.size()) >= hooks.stop_after_steps);
     const bool periodic = hp.checkpoint_every_steps > 0 &&
                           st.step % hp.checkpoint_every_steps == 0;
     if ((periodic || stop) && !spec.checkpoint_dir.empty() && !last) {
-      FTUNE_ASSIGN_OR_RETURN(result.last_checkpoint,
-                             SaveCheckpoint(spec.checkpoint_dir, st, params, opt,
-                                            has_best ? &best : nullptr, spec_sha));
-      emit({{"type", "checkpoint"}, {"step", st.step}, {"path", result.last_checkpoint}});
+      FTUNE_ASSIGN_OR_RETURN(
+          result.last_checkpoint,
+          SaveCheckpoint(spec.checkpoint_dir, st, params, opt,
+                         has_best ? &best : nullptr, spec_sha));
+      emit({{"type", "checkpoint"},
+            {"step", st.step},
+            {"path", result.last_checkpoint}});
     }
   }
   result.steps = st.step;
@@ -487,27 +531,33 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   result.best_eval_loss = has_best ? st.best_eval_loss : -1;
   if (stop && st.step < total_steps) {
     result.interrupted = true;
-    emit({{"type", "interrupted"}, {"step", st.step}, {"path", result.last_checkpoint}});
+    emit({{"type", "interrupted"},
+          {"step", st.step},
+          {"path", result.last_checkpoint}});
     return result;
   }
 
-  // --- Output: the best adapter when validated, else the last -----------------
+  // --- Output: the best adapter when validated, else the last
+  // -----------------
   if (has_best) FTUNE_RETURN_IF_ERROR(CopyInto(params, best, "best adapter"));
   FTUNE_ASSIGN_OR_RETURN(std::string config_sha,
                          Sha256File(JoinPath(spec.model_dir, "config.json")));
-  nlohmann::json metrics = {{"steps", st.step}, {"final_train_loss", result.final_loss}};
+  nlohmann::json metrics = {{"steps", st.step},
+                            {"final_train_loss", result.final_loss}};
   if (has_best) {
     metrics["best_eval_loss"] = st.best_eval_loss;
     metrics["best_step"] = st.best_step;
   }
-  nlohmann::json spec_json = nlohmann::json::parse(spec.source_json, nullptr, false);
+  nlohmann::json spec_json =
+      nlohmann::json::parse(spec.source_json, nullptr, false);
   nlohmann::json manifest = {
-      {"base_model", {{"name", spec.base_model_name},
-                      {"path", spec.model_dir},
-                      {"architecture", model->config().architecture},
-                      {"config_sha256", config_sha}}},
-      {"dataset", {{"train_sha256", train.sha256},
-                   {"validation_sha256", val.sha256}}},
+      {"base_model",
+       {{"name", spec.base_model_name},
+        {"path", spec.model_dir},
+        {"architecture", model->config().architecture},
+        {"config_sha256", config_sha}}},
+      {"dataset",
+       {{"train_sha256", train.sha256}, {"validation_sha256", val.sha256}}},
       {"spec", spec_json},
       {"seed", hp.seed},
       {"metrics", metrics}};
@@ -515,16 +565,20 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                                        spec.base_model_name, params, manifest));
   if (!spec.merge_output_dir.empty())
     FTUNE_RETURN_IF_ERROR(MergeModel(*model, spec.merge_output_dir));
-  emit({{"type", "done"}, {"step", st.step}, {"output_dir", spec.output_dir},
+  emit({{"type", "done"},
+        {"step", st.step},
+        {"output_dir", spec.output_dir},
         {"final_loss", result.final_loss},
-        {"best_eval_loss", has_best ? nlohmann::json(st.best_eval_loss) : nlohmann::json(nullptr)}});
+        {"best_eval_loss", has_best ? nlohmann::json(st.best_eval_loss)
+                                    : nlohmann::json(nullptr)}});
   return result;
 }
 
 absl::StatusOr<BenchResult> Bench(
     const BenchOptions& o, const std::function<void(const std::string&)>& log) {
   const int threads = compat::SetThreads(o.threads);
-  if (log) log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary()));
+  if (log)
+    log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary()));
   torch::manual_seed(o.seed);
   ModelOptions mopts;
   mopts.loss_chunk_rows = o.loss_chunk_rows;
@@ -561,12 +615,14 @@ absl::StatusOr<BenchResult> Bench(
     loss.backward();
     opt.Step(1e-4);
     result.last_loss = loss.item<double>();
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
     if (s >= o.warmup) timed += secs;
     if (log)
       log(absl::StrFormat("step %d%s loss=%.4f %.3fs tokens_per_s=%.1f", s + 1,
-                          s < o.warmup ? " (warmup)" : "", result.last_loss, secs,
-                          o.batch * o.seq / secs));
+                          s < o.warmup ? " (warmup)" : "", result.last_loss,
+                          secs, o.batch * o.seq / secs));
   }
   result.seconds_per_step = timed / std::max<int64_t>(1, o.steps);
   result.tokens_per_s = o.batch * o.seq / result.seconds_per_step;
@@ -576,13 +632,16 @@ absl::StatusOr<BenchResult> Bench(
 }  // namespace
 
 absl::StatusOr<BenchResult> RunBench(
-    const BenchOptions& options, const std::function<void(const std::string&)>& log) {
+    const BenchOptions& options,
+    const std::function<void(const std::string&)>& log) {
   try {
     return Bench(options, log);
   } catch (const c10::Error& e) {
     if (compat::IsOutOfMemory(e))
-      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", e.what_without_backtrace()));
-    return absl::InternalError(absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of memory: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
   }
 }
 
@@ -591,11 +650,14 @@ absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
   try {
     return Train(spec, data, hooks);
   } catch (const c10::OutOfMemoryError& e) {
-    return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", e.what_without_backtrace()));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory: ", e.what_without_backtrace()));
   } catch (const c10::Error& e) {
     if (compat::IsOutOfMemory(e))
-      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", e.what_without_backtrace()));
-    return absl::InternalError(absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of memory: ", e.what_without_backtrace()));
+    return absl::InternalError(
+        absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError("out of memory (std::bad_alloc)");
   }

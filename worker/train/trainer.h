@@ -38,8 +38,8 @@ namespace ftune::train {
 // Learning rate at optimizer step `step` (0-based): linear warmup from 0 over
 // `warmup` steps, then constant, linear decay to 0, or half-cosine to 0 at
 // `total` steps (Hugging Face's schedules).
-double LearningRate(const std::string& schedule, double base_lr,
-                    int64_t warmup, int64_t total, int64_t step);
+double LearningRate(const std::string& schedule, double base_lr, int64_t warmup,
+                    int64_t total, int64_t step);
 
 struct TrainerHooks {
   // Progress events, one JSON object each ({"type": "metrics", ...}).
@@ -51,7 +51,7 @@ struct TrainerHooks {
 };
 
 struct TrainResult {
-  int64_t steps = 0;         // optimizer steps done, including resumed ones
+  int64_t steps = 0;  // optimizer steps done, including resumed ones
   int64_t total_steps = 0;
   std::vector<double> losses;  // per step run in THIS process
   std::vector<int64_t> loss_steps;
@@ -63,8 +63,7 @@ struct TrainResult {
   std::string last_checkpoint;
 };
 
-absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec,
-                                        DataSource& data,
+absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
                                         const TrainerHooks& hooks);
 
 // `ftune-train bench`: a random-initialised model of `config`, LoRA on
@@ -88,8 +87,9 @@ struct BenchResult {
   double last_loss = 0;
 };
 // Per-step lines go to `log` (may be null).
-absl::StatusOr<BenchResult> RunBench(const BenchOptions& options,
-                                     const std::function<void(const std::string&)>& log);
+absl::StatusOr<BenchResult> RunBench(
+    const BenchOptions& options,
+    const std::function<void(const std::string&)>& log);
 
 // DATA_LOSS is the trainer's code for a diverged run.
 int ExitCodeFor(const absl::Status& status);

@@ -55,7 +55,8 @@ PackedSequence Pack(const std::vector<PackedSequence>& parts) {
   PackedSequence out;
   for (size_t k = 0; k < parts.size(); ++k) {
     const auto& p = parts[k];
-    out.input_ids.insert(out.input_ids.end(), p.input_ids.begin(), p.input_ids.end());
+    out.input_ids.insert(out.input_ids.end(), p.input_ids.begin(),
+                         p.input_ids.end());
     out.labels.insert(out.labels.end(), p.labels.begin(), p.labels.end());
     out.position_ids.insert(out.position_ids.end(), p.position_ids.begin(),
                             p.position_ids.end());
@@ -94,15 +95,17 @@ TEST(ModelConfigTest, ValidatesFields) {
   ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseModelConfig("{" + base + "}", "c"));
   EXPECT_EQ(c.head_dim, 4);
   EXPECT_EQ(c.num_key_value_heads, 2);
-  EXPECT_THAT(ParseModelConfig("{" + base + R"(,"num_key_value_heads":3})", "c"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("num_key_value_heads")));
+  EXPECT_THAT(
+      ParseModelConfig("{" + base + R"(,"num_key_value_heads":3})", "c"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("num_key_value_heads")));
   EXPECT_THAT(
       ParseModelConfig("{" + base + R"(,"rope_scaling":{"type":"yarn"}})", "c"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("yarn")));
-  EXPECT_THAT(ParseModelConfig(R"({"architectures":["LlamaForCausalLM"]})", "c"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("\"vocab_size\" is missing")));
+  EXPECT_THAT(
+      ParseModelConfig(R"({"architectures":["LlamaForCausalLM"]})", "c"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("\"vocab_size\" is missing")));
   std::string mistral = base;
   mistral.replace(mistral.find("Llama"), 5, "Mistral");
   EXPECT_THAT(ParseModelConfig("{" + mistral + R"(,"sliding_window":64})", "c"),
@@ -110,10 +113,11 @@ TEST(ModelConfigTest, ValidatesFields) {
                        HasSubstr("sliding_window")));
 }
 
-// --- Hand-checkable case ------------------------------------------------------
-// 1 layer, hidden 4, 2 query heads sharing 1 kv head (head_dim 2), ffn 3,
-// vocab 5, tied embeddings. The expected loss comes from plain double loops
-// written directly from the equations.
+// --- Hand-checkable case
+// ------------------------------------------------------ 1 layer, hidden 4, 2
+// query heads sharing 1 kv head (head_dim 2), ffn 3, vocab 5, tied embeddings.
+// The expected loss comes from plain double loops written directly from the
+// equations.
 double W(int tensor, int i, int j) {
   return 0.5 * std::sin(1.0 + tensor * 1.7 + i * 0.9 + j * 0.37);
 }
@@ -127,27 +131,33 @@ TEST(ModelTest, HandCheckableTinyCaseMatchesPlainLoops) {
       R"({"architectures":["LlamaForCausalLM"],"vocab_size":5,"hidden_size":4,
           "intermediate_size":3,"num_hidden_layers":1,"num_attention_heads":2,
           "num_key_value_heads":1,"rms_norm_eps":1e-5,"tie_word_embeddings":true})"));
-  struct T { const char* name; int id, rows, cols; };
-  const T tensors[] = {{"model.embed_tokens.weight", 0, v, d},
-                       {"model.layers.0.input_layernorm.weight", 1, 1, d},
-                       {"model.layers.0.post_attention_layernorm.weight", 2, 1, d},
-                       {"model.layers.0.self_attn.q_proj.weight", 3, nh * hd, d},
-                       {"model.layers.0.self_attn.k_proj.weight", 4, hd, d},
-                       {"model.layers.0.self_attn.v_proj.weight", 5, hd, d},
-                       {"model.layers.0.self_attn.o_proj.weight", 6, d, nh * hd},
-                       {"model.layers.0.mlp.gate_proj.weight", 7, ff, d},
-                       {"model.layers.0.mlp.up_proj.weight", 8, ff, d},
-                       {"model.layers.0.mlp.down_proj.weight", 9, d, ff},
-                       {"model.norm.weight", 10, 1, d}};
+  struct T {
+    const char* name;
+    int id, rows, cols;
+  };
+  const T tensors[] = {
+      {"model.embed_tokens.weight", 0, v, d},
+      {"model.layers.0.input_layernorm.weight", 1, 1, d},
+      {"model.layers.0.post_attention_layernorm.weight", 2, 1, d},
+      {"model.layers.0.self_attn.q_proj.weight", 3, nh * hd, d},
+      {"model.layers.0.self_attn.k_proj.weight", 4, hd, d},
+      {"model.layers.0.self_attn.v_proj.weight", 5, hd, d},
+      {"model.layers.0.self_attn.o_proj.weight", 6, d, nh * hd},
+      {"model.layers.0.mlp.gate_proj.weight", 7, ff, d},
+      {"model.layers.0.mlp.up_proj.weight", 8, ff, d},
+      {"model.layers.0.mlp.down_proj.weight", 9, d, ff},
+      {"model.norm.weight", 10, 1, d}};
   SafetensorsWriter writer;
   for (const T& t : tensors) {
     std::vector<double> vals;
     for (int i = 0; i < t.rows; ++i)
       for (int j = 0; j < t.cols; ++j)
         vals.push_back(t.rows == 1 ? 1.0 + 0.2 * W(t.id, i, j) : W(t.id, i, j));
-    std::vector<int64_t> shape = t.rows == 1 ? std::vector<int64_t>{t.cols}
-                                             : std::vector<int64_t>{t.rows, t.cols};
-    ASSERT_OK(writer.Add(t.name, StDType::kF64, shape, vals.data(), vals.size() * 8));
+    std::vector<int64_t> shape = t.rows == 1
+                                     ? std::vector<int64_t>{t.cols}
+                                     : std::vector<int64_t>{t.rows, t.cols};
+    ASSERT_OK(
+        writer.Add(t.name, StDType::kF64, shape, vals.data(), vals.size() * 8));
   }
   ASSERT_OK(writer.WriteAtomically(dir.Sub("model.safetensors")));
 
@@ -233,7 +243,8 @@ TEST(ModelTest, HandCheckableTinyCaseMatchesPlainLoops) {
   EXPECT_GT(loss, 0.1);
 }
 
-// --- Python float64 reference -------------------------------------------------
+// --- Python float64 reference
+// -------------------------------------------------
 struct RefCase {
   std::string args;
   torch::Dtype dtype;
@@ -243,19 +254,20 @@ struct RefCase {
 void CompareWithReference(const RefCase& c) {
   SCOPED_TRACE(c.args);
   ftune::testing::TempDir dir;
-  RunCommand(std::string(kPython) + " " + Script("make_tiny_model.py") + " --out " +
-      dir.Sub("model") + " " + c.args);
+  RunCommand(std::string(kPython) + " " + Script("make_tiny_model.py") +
+             " --out " + dir.Sub("model") + " " + c.args);
   std::vector<PackedSequence> rows = {
-      Pack({Example({5, 9, 2, 7, 1, 3}), Example({4, 4, 8, 1}), Example({60, 2, 11})}),
+      Pack({Example({5, 9, 2, 7, 1, 3}), Example({4, 4, 8, 1}),
+            Example({60, 2, 11})}),
       Example({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}),
       Row({7, 8, 9}, {kIgnoreLabel, 9, kIgnoreLabel}, {0, 1, 2}, {0, 0, 0})};
   {
     std::ofstream f(dir.Sub("batch.json"));
     f << RowsJson(rows).dump();
   }
-  RunCommand(std::string(kPython) + " " + Script("reference_forward.py") + " --model " +
-      dir.Sub("model") + " --batch " + dir.Sub("batch.json") + " --out " +
-      dir.Sub("ref.json"));
+  RunCommand(std::string(kPython) + " " + Script("reference_forward.py") +
+             " --model " + dir.Sub("model") + " --batch " +
+             dir.Sub("batch.json") + " --out " + dir.Sub("ref.json"));
   ASSERT_OK_AND_ASSIGN(std::string text, ReadFile(dir.Sub("ref.json")));
   nlohmann::json ref = nlohmann::json::parse(text);
 
@@ -271,8 +283,8 @@ void CompareWithReference(const RefCase& c) {
     for (size_t t = 0; t < rows[r].input_ids.size(); ++t) {
       for (int64_t k = 0; k < model->config().vocab_size; ++k) {
         double want = ref["logits"][r][t][k].get<double>();
-        max_err = std::max(max_err,
-                           std::abs(logits[r][t][k].item<double>() - want));
+        max_err =
+            std::max(max_err, std::abs(logits[r][t][k].item<double>() - want));
       }
     }
   }
@@ -285,21 +297,24 @@ TEST(ModelReferenceTest, LlamaFloat64) {
   CompareWithReference({"--arch llama --seed 1", torch::kFloat64, 1e-9});
 }
 TEST(ModelReferenceTest, LlamaGqaTiedLlama3RopeShardedFloat32) {
-  CompareWithReference({"--arch llama --seed 2 --gqa --tied --llama3-rope --shards 3",
-                        torch::kFloat32, 2e-4});
+  CompareWithReference(
+      {"--arch llama --seed 2 --gqa --tied --llama3-rope --shards 3",
+       torch::kFloat32, 2e-4});
 }
 TEST(ModelReferenceTest, Qwen2GqaBf16WeightsInFloat64) {
-  CompareWithReference({"--arch qwen2 --seed 3 --gqa --dtype BF16", torch::kFloat64, 1e-9});
+  CompareWithReference(
+      {"--arch qwen2 --seed 3 --gqa --dtype BF16", torch::kFloat64, 1e-9});
 }
 TEST(ModelReferenceTest, MistralF16WeightsFloat32) {
-  CompareWithReference({"--arch mistral --seed 4 --dtype F16", torch::kFloat32, 2e-4});
+  CompareWithReference(
+      {"--arch mistral --seed 4 --dtype F16", torch::kFloat32, 2e-4});
 }
 
 class TinyModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RunCommand(std::string(kPython) + " " + Script("make_tiny_model.py") + " --out " +
-        dir_.Sub("model") + " --arch qwen2 --gqa --seed 7");
+    RunCommand(std::string(kPython) + " " + Script("make_tiny_model.py") +
+               " --out " + dir_.Sub("model") + " --arch qwen2 --gqa --seed 7");
   }
   std::unique_ptr<Model> Load(torch::Dtype dtype = torch::kFloat64) {
     ModelOptions opts;
@@ -318,10 +333,13 @@ TEST_F(TinyModelTest, ExampleLossIsTheSamePackedOrAlone) {
   PackedSequence b = Example({5, 3, 5, 8});
   PackedSequence packed = Pack({b, a});
   // Ignore b's labels in the packed row: what remains is a's loss.
-  for (size_t i = 0; i < b.input_ids.size(); ++i) packed.labels[i] = kIgnoreLabel;
+  for (size_t i = 0; i < b.input_ids.size(); ++i)
+    packed.labels[i] = kIgnoreLabel;
   torch::NoGradGuard no_grad;
-  double alone = model->Loss(MakeBatch({&a}, torch::kCPU), false).item<double>();
-  double in_pack = model->Loss(MakeBatch({&packed}, torch::kCPU), false).item<double>();
+  double alone =
+      model->Loss(MakeBatch({&a}, torch::kCPU), false).item<double>();
+  double in_pack =
+      model->Loss(MakeBatch({&packed}, torch::kCPU), false).item<double>();
   EXPECT_NEAR(alone, in_pack, 1e-12);
   // And padding in a batch with a longer row does not change it either.
   PackedSequence longer = Example({1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
@@ -332,7 +350,8 @@ TEST_F(TinyModelTest, ExampleLossIsTheSamePackedOrAlone) {
   // Without segment ids the example would see b: the loss must differ.
   PackedSequence leaky = packed;
   for (auto& s : leaky.segment_ids) s = 0;
-  double leaked = model->Loss(MakeBatch({&leaky}, torch::kCPU), false).item<double>();
+  double leaked =
+      model->Loss(MakeBatch({&leaky}, torch::kCPU), false).item<double>();
   EXPECT_GT(std::abs(leaked - alone), 1e-6);
 }
 
@@ -350,7 +369,8 @@ TEST_F(TinyModelTest, LoraGradientsMatchFiniteDifferences) {
     torch::NoGradGuard g;  // B starts at 0; make it nonzero so A gets gradient
     for (auto& [name, p] : params) p.add_(torch::randn_like(p) * 0.1);
   }
-  PackedSequence row = Pack({Example({3, 14, 15, 9, 2}), Example({5, 3, 5, 8})});
+  PackedSequence row =
+      Pack({Example({3, 14, 15, 9, 2}), Example({5, 3, 5, 8})});
   Batch batch = MakeBatch({&row}, torch::kCPU);
   torch::Tensor loss = model->Loss(batch, false);
   loss.backward();
@@ -370,7 +390,8 @@ TEST_F(TinyModelTest, LoraGradientsMatchFiniteDifferences) {
       flat[idx] = orig;
       double fd = (up - down) / (2 * h);
       double an = p.grad().view({-1})[idx].item<double>();
-      EXPECT_NEAR(an, fd, 1e-6 + 1e-5 * std::abs(fd)) << name << "[" << idx << "]";
+      EXPECT_NEAR(an, fd, 1e-6 + 1e-5 * std::abs(fd))
+          << name << "[" << idx << "]";
       ++checked;
     }
   }
@@ -393,15 +414,17 @@ TEST_F(TinyModelTest, LoraInitFollowsPeft) {
   const double bound = 1 / std::sqrt(32.0);
   EXPECT_LE(q->lora_a().abs().max().item<double>(), bound);
   EXPECT_GT(q->lora_a().abs().max().item<double>(), 0.5 * bound);
-  EXPECT_THAT(model->ApplyLora(lora), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                               HasSubstr("already")));
+  EXPECT_THAT(
+      model->ApplyLora(lora),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already")));
 }
 
 TEST(ModelLoadTest, MissingTensorAndWrongShapeAreNamed) {
   ftune::testing::TempDir dir;
-  RunCommand(std::string(kPython) + " " + Script("make_tiny_model.py") + " --out " +
-      dir.Sub("m") + " --layers 1");
-  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(dir.Sub("m/model.safetensors")));
+  RunCommand(std::string(kPython) + " " + Script("make_tiny_model.py") +
+             " --out " + dir.Sub("m") + " --layers 1");
+  ASSERT_OK_AND_ASSIGN(auto file,
+                       SafetensorsFile::Open(dir.Sub("m/model.safetensors")));
   // Rewrite without one tensor, then with one wrong shape.
   SafetensorsWriter missing, wrong;
   for (const std::string& name : file->Names()) {

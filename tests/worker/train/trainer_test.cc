@@ -43,7 +43,8 @@ void MakeData(const std::string& path, int n, uint64_t seed) {
   std::ofstream f(path);
   for (int i = 0; i < n; ++i) {
     int len = 4 + static_cast<int>(rng() % 9);
-    nlohmann::json ids = nlohmann::json::array(), labels = nlohmann::json::array();
+    nlohmann::json ids = nlohmann::json::array(),
+                   labels = nlohmann::json::array();
     std::vector<int> toks;
     // A learnable pattern: t[i+1] = (t[i] * 3 + 1) % 64.
     toks.push_back(static_cast<int>(rng() % 64));
@@ -64,21 +65,31 @@ class TrainerTest : public ::testing::Test {
     MakeData(dir_.Sub("val.jsonl"), 6, 2);
   }
   TrainSpec Spec(const std::string& run) {
-    nlohmann::json j = {
-        {"model_dir", dir_.Sub("model")},
-        {"base_model_name", "tiny-llama"},
-        {"train_data", dir_.Sub("train.jsonl")},
-        {"validation_data", dir_.Sub("val.jsonl")},
-        {"lora", {{"rank", 4}, {"alpha", 8}, {"dropout", 0.1},
-                  {"target_modules", {"all-linear"}}}},
-        {"hyperparameters",
-         {{"max_steps", 6}, {"learning_rate", 5e-3}, {"lr_scheduler", "cosine"},
-          {"warmup_steps", 2}, {"batch_size", 2}, {"gradient_accumulation_steps", 2},
-          {"max_seq_length", 32}, {"weight_decay", 0.01}, {"max_grad_norm", 0.5},
-          {"seed", 5}, {"eval_every_steps", 2}, {"checkpoint_every_steps", 2}}},
-        {"output_dir", dir_.Sub(run + "/adapter")},
-        {"checkpoint_dir", dir_.Sub(run + "/ckpt")},
-        {"threads", 1}};
+    nlohmann::json j = {{"model_dir", dir_.Sub("model")},
+                        {"base_model_name", "tiny-llama"},
+                        {"train_data", dir_.Sub("train.jsonl")},
+                        {"validation_data", dir_.Sub("val.jsonl")},
+                        {"lora",
+                         {{"rank", 4},
+                          {"alpha", 8},
+                          {"dropout", 0.1},
+                          {"target_modules", {"all-linear"}}}},
+                        {"hyperparameters",
+                         {{"max_steps", 6},
+                          {"learning_rate", 5e-3},
+                          {"lr_scheduler", "cosine"},
+                          {"warmup_steps", 2},
+                          {"batch_size", 2},
+                          {"gradient_accumulation_steps", 2},
+                          {"max_seq_length", 32},
+                          {"weight_decay", 0.01},
+                          {"max_grad_norm", 0.5},
+                          {"seed", 5},
+                          {"eval_every_steps", 2},
+                          {"checkpoint_every_steps", 2}}},
+                        {"output_dir", dir_.Sub(run + "/adapter")},
+                        {"checkpoint_dir", dir_.Sub(run + "/ckpt")},
+                        {"threads", 1}};
     auto spec = ParseTrainSpec(j.dump());
     EXPECT_TRUE(spec.ok()) << spec.status();
     return *spec;
@@ -100,23 +111,32 @@ TEST(LearningRateTest, SchedulesWithWarmup) {
 TEST(SpecTest, NamesTheBadField) {
   const std::string ok = R"("model_dir":"m","train_data":"t","output_dir":"o")";
   ASSERT_OK(ParseTrainSpec("{" + ok + "}"));
-  EXPECT_THAT(ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"batch_size":0}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("hyperparameters.batch_size")));
-  EXPECT_THAT(ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"learnin_rate":1}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("hyperparameters.learnin_rate\": unknown field")));
-  EXPECT_THAT(ParseTrainSpec("{" + ok + R"(,"lora":{"dropout":1.0}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lora.dropout")));
-  EXPECT_THAT(ParseTrainSpec(R"({"train_data":"t","output_dir":"o"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_dir")));
-  EXPECT_THAT(ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"lr_scheduler":"step"}})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lr_scheduler")));
   EXPECT_THAT(
-      ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"checkpoint_every_steps":5}})"),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checkpoint_dir")));
-  EXPECT_THAT(ParseTrainSpec("{" + ok + R"(,"method":"qlora"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method")));
+      ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"batch_size":0}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("hyperparameters.batch_size")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"learnin_rate":1}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("hyperparameters.learnin_rate\": unknown field")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok + R"(,"lora":{"dropout":1.0}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lora.dropout")));
+  EXPECT_THAT(
+      ParseTrainSpec(R"({"train_data":"t","output_dir":"o"})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model_dir")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok +
+                     R"(,"hyperparameters":{"lr_scheduler":"step"}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lr_scheduler")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok +
+                     R"(,"hyperparameters":{"checkpoint_every_steps":5}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("checkpoint_dir")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok + R"(,"method":"qlora"})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method")));
 }
 
 TEST(DataTest, NamesLineAndFieldAndPacks) {
@@ -127,19 +147,23 @@ TEST(DataTest, NamesLineAndFieldAndPacks) {
   PretokenizedJsonlSource src;
   DataOptions opts;
   opts.max_seq_length = 8;
-  EXPECT_THAT(src.Load(dir.Sub("bad.jsonl"), opts),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("bad.jsonl:2: \"labels\" and \"input_ids\" differ")));
-  ASSERT_OK(WriteFileAtomically(dir.Sub("vocab.jsonl"),
-                                "{\"input_ids\":[1,99],\"labels\":[99,-100]}\n"));
+  EXPECT_THAT(
+      src.Load(dir.Sub("bad.jsonl"), opts),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("bad.jsonl:2: \"labels\" and \"input_ids\" differ")));
+  ASSERT_OK(WriteFileAtomically(
+      dir.Sub("vocab.jsonl"), "{\"input_ids\":[1,99],\"labels\":[99,-100]}\n"));
   opts.vocab_size = 64;
-  EXPECT_THAT(src.Load(dir.Sub("vocab.jsonl"), opts),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("vocab.jsonl:1: labels[0] = 99 is outside the vocabulary")));
-  ASSERT_OK(WriteFileAtomically(dir.Sub("ok.jsonl"),
-                                "{\"input_ids\":[1,2,3],\"labels\":[2,3,-100]}\n"
-                                "{\"input_ids\":[4,5,6,7],\"labels\":[5,6,7,-100]}\n"
-                                "{\"input_ids\":[8,9],\"labels\":[9,-100]}\n"));
+  EXPECT_THAT(
+      src.Load(dir.Sub("vocab.jsonl"), opts),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(
+                   "vocab.jsonl:1: labels[0] = 99 is outside the vocabulary")));
+  ASSERT_OK(
+      WriteFileAtomically(dir.Sub("ok.jsonl"),
+                          "{\"input_ids\":[1,2,3],\"labels\":[2,3,-100]}\n"
+                          "{\"input_ids\":[4,5,6,7],\"labels\":[5,6,7,-100]}\n"
+                          "{\"input_ids\":[8,9],\"labels\":[9,-100]}\n"));
   ASSERT_OK_AND_ASSIGN(LoadedData d, src.Load(dir.Sub("ok.jsonl"), opts));
   ASSERT_EQ(d.rows.size(), 2u);  // [3+4], [2]
   EXPECT_THAT(d.rows[0].segment_ids, ElementsAre(0, 0, 0, 1, 1, 1, 1));
@@ -165,16 +189,22 @@ TEST_F(TrainerTest, ResumeReproducesTheUninterruptedRunBitForBit) {
   EXPECT_THAT(b.last_checkpoint, HasSubstr("step-00000003"));
   TrainSpec resume = Spec("b");
   resume.resume_from = "auto";
-  ASSERT_OK_AND_ASSIGN(TrainResult c, RunTraining(resume, data_, TrainerHooks()));
+  ASSERT_OK_AND_ASSIGN(TrainResult c,
+                       RunTraining(resume, data_, TrainerHooks()));
   ASSERT_EQ(c.losses.size(), 3u);
   std::vector<double> curve = b.losses;
   curve.insert(curve.end(), c.losses.begin(), c.losses.end());
-  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(curve[i], a.losses[i]) << "step " << i + 1;
+  for (size_t i = 0; i < 6; ++i)
+    EXPECT_EQ(curve[i], a.losses[i]) << "step " << i + 1;
   EXPECT_EQ(c.best_step, a.best_step);
   EXPECT_EQ(c.best_eval_loss, a.best_eval_loss);
   // The published adapters are identical too.
-  ASSERT_OK_AND_ASSIGN(std::string sa, Sha256File(dir_.Sub("a/adapter/adapter_model.safetensors")));
-  ASSERT_OK_AND_ASSIGN(std::string sc, Sha256File(dir_.Sub("b/adapter/adapter_model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      std::string sa,
+      Sha256File(dir_.Sub("a/adapter/adapter_model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      std::string sc,
+      Sha256File(dir_.Sub("b/adapter/adapter_model.safetensors")));
   EXPECT_EQ(sa, sc);
 
   // Progress events: metrics every step, eval every 2, checkpoints, done.
@@ -186,7 +216,8 @@ TEST_F(TrainerTest, ResumeReproducesTheUninterruptedRunBitForBit) {
     ckpts += t == "checkpoint";
     done += t == "done";
     if (t == "metrics") {
-      EXPECT_TRUE(e.contains("lr") && e.contains("grad_norm") && e.contains("tokens_per_s"));
+      EXPECT_TRUE(e.contains("lr") && e.contains("grad_norm") &&
+                  e.contains("tokens_per_s"));
     }
   }
   EXPECT_EQ(metrics, 6);
@@ -212,16 +243,27 @@ TEST_F(TrainerTest, PublishesAPeftAdapterAndAMergedModel) {
   EXPECT_EQ(cfg["fan_in_fan_out"], false);
   EXPECT_EQ(cfg["inference_mode"], true);
   EXPECT_EQ(cfg["base_model_name_or_path"], "tiny-llama");
-  EXPECT_EQ(cfg["target_modules"], nlohmann::json({"q_proj", "v_proj", "down_proj"}));
+  EXPECT_EQ(cfg["target_modules"],
+            nlohmann::json({"q_proj", "v_proj", "down_proj"}));
 
-  ASSERT_OK_AND_ASSIGN(auto st, SafetensorsFile::Open(dir_.Sub("p/adapter/adapter_model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      auto st,
+      SafetensorsFile::Open(dir_.Sub("p/adapter/adapter_model.safetensors")));
   // tiny model: hidden 32, 4 heads of 8, 2 kv heads, ffn 72, 2 layers.
   EXPECT_EQ(st->Names().size(), 2u * 3u * 2u);
-  ASSERT_OK_AND_ASSIGN(auto qa, st->Get("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+  ASSERT_OK_AND_ASSIGN(
+      auto qa,
+      st->Get(
+          "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
   EXPECT_THAT(qa.shape, ElementsAre(4, 32));
-  ASSERT_OK_AND_ASSIGN(auto vb, st->Get("base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"));
+  ASSERT_OK_AND_ASSIGN(
+      auto vb,
+      st->Get(
+          "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"));
   EXPECT_THAT(vb.shape, ElementsAre(16, 4));
-  ASSERT_OK_AND_ASSIGN(auto da, st->Get("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"));
+  ASSERT_OK_AND_ASSIGN(
+      auto da,
+      st->Get("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"));
   EXPECT_THAT(da.shape, ElementsAre(4, 72));
   EXPECT_EQ(da.dtype, StDType::kF32);
 
@@ -229,19 +271,25 @@ TEST_F(TrainerTest, PublishesAPeftAdapterAndAMergedModel) {
                        ReadFile(dir_.Sub("p/adapter/ftune_manifest.json")));
   nlohmann::json man = nlohmann::json::parse(man_text);
   for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) {
-    ASSERT_OK_AND_ASSIGN(std::string sha, Sha256File(dir_.Sub(std::string("p/adapter/") + f)));
+    ASSERT_OK_AND_ASSIGN(std::string sha,
+                         Sha256File(dir_.Sub(std::string("p/adapter/") + f)));
     EXPECT_EQ(man["files"][f]["sha256"], sha) << f;
   }
-  ASSERT_OK_AND_ASSIGN(std::string data_sha, Sha256File(dir_.Sub("train.jsonl")));
+  ASSERT_OK_AND_ASSIGN(std::string data_sha,
+                       Sha256File(dir_.Sub("train.jsonl")));
   EXPECT_EQ(man["dataset"]["train_sha256"], data_sha);
   EXPECT_EQ(man["seed"], 5);
   EXPECT_EQ(man["spec"]["base_model_name"], "tiny-llama");
   EXPECT_TRUE(man["metrics"].contains("best_eval_loss"));
 
   // Merged weight == W + (alpha/r) * B @ A, computed here from the files.
-  ASSERT_OK_AND_ASSIGN(NamedTensors base, ReadTensors(dir_.Sub("model/model.safetensors")));
-  ASSERT_OK_AND_ASSIGN(NamedTensors merged, ReadTensors(dir_.Sub("p/merged/model.safetensors")));
-  ASSERT_OK_AND_ASSIGN(NamedTensors lora, ReadTensors(dir_.Sub("p/adapter/adapter_model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(NamedTensors base,
+                       ReadTensors(dir_.Sub("model/model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(NamedTensors merged,
+                       ReadTensors(dir_.Sub("p/merged/model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      NamedTensors lora,
+      ReadTensors(dir_.Sub("p/adapter/adapter_model.safetensors")));
   auto find = [](const NamedTensors& v, const std::string& n) {
     for (auto& [k, t] : v)
       if (k == n) return t;
@@ -249,27 +297,35 @@ TEST_F(TrainerTest, PublishesAPeftAdapterAndAMergedModel) {
     return torch::Tensor();
   };
   const std::string q = "model.layers.1.self_attn.q_proj";
-  torch::Tensor want = find(base, q + ".weight").to(torch::kFloat64) +
-                       2.0 * torch::mm(find(lora, "base_model.model." + q + ".lora_B.weight"),
-                                       find(lora, "base_model.model." + q + ".lora_A.weight"))
-                                 .to(torch::kFloat64);
+  torch::Tensor want =
+      find(base, q + ".weight").to(torch::kFloat64) +
+      2.0 * torch::mm(find(lora, "base_model.model." + q + ".lora_B.weight"),
+                      find(lora, "base_model.model." + q + ".lora_A.weight"))
+                .to(torch::kFloat64);
   torch::Tensor got = find(merged, q + ".weight").to(torch::kFloat64);
   EXPECT_LT((want - got).abs().max().item<double>(), 1e-6);
-  EXPECT_GT(find(lora, "base_model.model." + q + ".lora_B.weight").abs().max().item<double>(), 0);
+  EXPECT_GT(find(lora, "base_model.model." + q + ".lora_B.weight")
+                .abs()
+                .max()
+                .item<double>(),
+            0);
   // Untouched projections are copied as they are.
-  EXPECT_TRUE(torch::equal(find(base, "model.layers.0.self_attn.k_proj.weight"),
-                           find(merged, "model.layers.0.self_attn.k_proj.weight")));
+  EXPECT_TRUE(
+      torch::equal(find(base, "model.layers.0.self_attn.k_proj.weight"),
+                   find(merged, "model.layers.0.self_attn.k_proj.weight")));
   // The merged model loads and gives the LoRA model's loss.
   ASSERT_OK(Model::Load(dir_.Sub("p/merged"), ModelOptions()));
 
   // Publishing again into the same directory is refused.
-  EXPECT_THAT(RunTraining(spec, data_, TrainerHooks()),
-              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("already exists")));
+  EXPECT_THAT(
+      RunTraining(spec, data_, TrainerHooks()),
+      StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("already exists")));
 }
 
 TEST_F(TrainerTest, NonFiniteLossIsATypedFailure) {
   // Poison one norm weight with NaN.
-  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(dir_.Sub("model/model.safetensors")));
+  ASSERT_OK_AND_ASSIGN(
+      auto file, SafetensorsFile::Open(dir_.Sub("model/model.safetensors")));
   SafetensorsWriter w;
   for (const std::string& name : file->Names()) {
     ASSERT_OK_AND_ASSIGN(auto v, file->Get(name));
@@ -286,7 +342,8 @@ TEST_F(TrainerTest, NonFiniteLossIsATypedFailure) {
   EXPECT_EQ(ExitCodeFor(r.status()), kExitDiverged);
 }
 
-// --- The binary -----------------------------------------------------------------
+// --- The binary
+// -----------------------------------------------------------------
 struct ProcResult {
   int exit_code = -1;
   std::vector<nlohmann::json> lines;
@@ -295,7 +352,8 @@ struct ProcResult {
 // Runs ftune-train with `args`; if `term_after_metrics`, sends SIGTERM after
 // the first metrics line.
 ProcResult RunBinary(const std::string& args, bool term_after_metrics = false) {
-  std::string cmd = std::string(FTUNE_BIN_DIR) + "/ftune-train " + args + " 2>/dev/null";
+  std::string cmd =
+      std::string(FTUNE_BIN_DIR) + "/ftune-train " + args + " 2>/dev/null";
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
@@ -343,7 +401,8 @@ TEST_F(TrainerTest, BinaryRunsASpecAndReportsBadInput) {
   ASSERT_EQ(bad.lines.size(), 1u);
   EXPECT_EQ(bad.lines[0]["type"], "error");
   EXPECT_EQ(bad.lines[0]["reason"], "bad_input");
-  EXPECT_THAT(bad.lines[0]["message"].get<std::string>(), HasSubstr("batch_size"));
+  EXPECT_THAT(bad.lines[0]["message"].get<std::string>(),
+              HasSubstr("batch_size"));
 }
 
 TEST_F(TrainerTest, SigtermCheckpointsAndExitsInterrupted) {
@@ -353,12 +412,14 @@ TEST_F(TrainerTest, SigtermCheckpointsAndExitsInterrupted) {
   j["hyperparameters"]["checkpoint_every_steps"] = 0;
   j["hyperparameters"]["eval_every_steps"] = 0;
   ASSERT_OK(WriteFileAtomically(dir_.Sub("spec.json"), j.dump()));
-  ProcResult r = RunBinary("--spec " + dir_.Sub("spec.json"), /*term_after_metrics=*/true);
+  ProcResult r =
+      RunBinary("--spec " + dir_.Sub("spec.json"), /*term_after_metrics=*/true);
   EXPECT_EQ(r.exit_code, kExitInterrupted);
   ASSERT_FALSE(r.lines.empty());
   EXPECT_EQ(r.lines.back()["type"], "interrupted");
   std::string path = r.lines.back()["path"];
-  EXPECT_TRUE(access((path + "/trainer_state.json").c_str(), F_OK) == 0) << path;
+  EXPECT_TRUE(access((path + "/trainer_state.json").c_str(), F_OK) == 0)
+      << path;
 }
 
 }  // namespace
