@@ -85,7 +85,8 @@ FTUNE_SPM_EXPORT size_t ftune_spm_decode(const void* model, const int* ids,
                                          size_t n, char* text,
                                          size_t text_cap) {
   std::string out;
-  M(model).with_prefix.Decode(std::vector<int>(ids, ids + n), &out)
+  M(model)
+      .with_prefix.Decode(std::vector<int>(ids, ids + n), &out)
       .IgnoreError();
   return FillText(out, text, text_cap);
 }
@@ -112,8 +113,8 @@ FTUNE_SPM_EXPORT size_t ftune_spm_piece(const void* model, int id, char* text,
   return FillText(p.IdToPiece(id), text, text_cap);
 }
 
-FTUNE_SPM_EXPORT int ftune_spm_piece_to_id(const void* model,
-                                           const char* piece, size_t size) {
+FTUNE_SPM_EXPORT int ftune_spm_piece_to_id(const void* model, const char* piece,
+                                           size_t size) {
   const auto& p = M(model).with_prefix;
   const std::string_view want(piece, size);
   const int id = p.PieceToId(want);
