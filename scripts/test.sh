@@ -4,7 +4,7 @@
 #
 # Usage: scripts/test.sh [ctest args...]     e.g. scripts/test.sh -R Sha256
 #   FTUNE_SANITIZE=1  also build the services with ASan+UBSan into build-sanitize/
-#                     and run their tests there.
+#                     and run their tests there (the default in CI, CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -12,7 +12,9 @@ scripts/build.sh build
 jobs=${FTUNE_TEST_JOBS:-$(nproc)}
 ctest --test-dir build --output-on-failure -j "$jobs" "$@"
 
-if [[ ${FTUNE_SANITIZE:-0} == 1 ]]; then
+default_sanitize=0
+[[ ${CI:-} == true ]] && default_sanitize=1
+if [[ ${FTUNE_SANITIZE:-$default_sanitize} == 1 ]]; then
   FTUNE_BUILD_TYPE=Sanitize scripts/build.sh build-sanitize -DFTUNE_BUILD_TRAINER=OFF -DFTUNE_BUILD_BENCH=OFF
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-sanitize --output-on-failure -j "$jobs" "$@"
