@@ -80,10 +80,9 @@ absl::Status DatasetError(const ValidationReport& report) {
       }
     }
   }
-  return WithErrorInfo(
-      absl::InvalidArgumentError(absl::StrCat("invalid dataset: ",
-                                              status.message())),
-      info);
+  return WithErrorInfo(absl::InvalidArgumentError(
+                           absl::StrCat("invalid dataset: ", status.message())),
+                       info);
 }
 
 std::string RecordFormat(DatasetFormat format) {
@@ -120,8 +119,7 @@ absl::Status CheckFilename(const std::string& name) {
                         "metadata.filename must not contain '/' or NUL");
   }
   if (FindInvalidUtf8(name) >= 0) {
-    return InvalidField("metadata.filename",
-                        "metadata.filename must be UTF-8");
+    return InvalidField("metadata.filename", "metadata.filename must be UTF-8");
   }
   return absl::OkStatus();
 }
@@ -246,18 +244,16 @@ class UploadReactor final
       return InvalidField("chunk", "empty chunk (chunks are 1 byte to 1 MiB)");
     }
     if (static_cast<int64_t>(chunk.size()) > opt.max_chunk_size_bytes) {
-      return QuotaExceeded(
-          absl::StrCat("chunk of ", chunk.size(),
-                       " bytes exceeds max_chunk_size_bytes ",
-                       opt.max_chunk_size_bytes),
-          "max_chunk_size_bytes", opt.max_chunk_size_bytes);
+      return QuotaExceeded(absl::StrCat("chunk of ", chunk.size(),
+                                        " bytes exceeds max_chunk_size_bytes ",
+                                        opt.max_chunk_size_bytes),
+                           "max_chunk_size_bytes", opt.max_chunk_size_bytes);
     }
     const int64_t new_size = size_ + static_cast<int64_t>(chunk.size());
     if (new_size > opt.max_file_size_bytes) {
-      return QuotaExceeded(
-          absl::StrCat("file exceeds max_file_size_bytes ",
-                       opt.max_file_size_bytes),
-          "max_file_size_bytes", opt.max_file_size_bytes);
+      return QuotaExceeded(absl::StrCat("file exceeds max_file_size_bytes ",
+                                        opt.max_file_size_bytes),
+                           "max_file_size_bytes", opt.max_file_size_bytes);
     }
     if (metadata_.has_expected_size_bytes() &&
         new_size > metadata_.expected_size_bytes()) {
@@ -274,12 +270,12 @@ class UploadReactor final
   }
 
   absl::Status OpenTemp() {
-    dir_ = JoinPath(JoinPath(service_->options().storage_root, "files"),
-                    tenant_);
+    dir_ =
+        JoinPath(JoinPath(service_->options().storage_root, "files"), tenant_);
     FTUNE_RETURN_IF_ERROR(MakeDirs(dir_));
-    temp_path_ = JoinPath(
-        dir_, absl::StrCat(kUploadTempPrefix,
-                           absl::BytesToHexString(RandomBytes(8))));
+    temp_path_ =
+        JoinPath(dir_, absl::StrCat(kUploadTempPrefix,
+                                    absl::BytesToHexString(RandomBytes(8))));
     fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                  0644);
     if (fd_ < 0) {
@@ -317,11 +313,10 @@ class UploadReactor final
     const std::string sha256 = sha_.FinishHex();
     if (!metadata_.expected_sha256().empty() &&
         sha256 != metadata_.expected_sha256()) {
-      return InvalidField(
-          "metadata.expected_sha256",
-          absl::StrCat("the contents' sha256 is ", sha256,
-                       ", metadata.expected_sha256 is ",
-                       metadata_.expected_sha256()));
+      return InvalidField("metadata.expected_sha256",
+                          absl::StrCat("the contents' sha256 is ", sha256,
+                                       ", metadata.expected_sha256 is ",
+                                       metadata_.expected_sha256()));
     }
     const ValidationReport report = validator_.Finish();
     if (!report.ok()) return DatasetError(report);
@@ -342,8 +337,7 @@ class UploadReactor final
     record.status = core::FileStatus::kReady;
     record.format = RecordFormat(report.format);
     record.example_count = report.examples;
-    record.storage_path =
-        absl::StrCat("files/", tenant_, "/", record.id);
+    record.storage_path = absl::StrCat("files/", tenant_, "/", record.id);
     const std::string final_path =
         JoinPath(service_->options().storage_root, record.storage_path);
     if (::rename(temp_path_.c_str(), final_path.c_str()) != 0) {
@@ -419,12 +413,13 @@ class DownloadReactor final
     if (request.offset() < 0) {
       return InvalidField("offset", "offset must be >= 0");
     }
-    FTUNE_ASSIGN_OR_RETURN(core::FileRecord file,
-                           service_->store()->GetFile(tenant, request.file_id()));
+    FTUNE_ASSIGN_OR_RETURN(
+        core::FileRecord file,
+        service_->store()->GetFile(tenant, request.file_id()));
     if (request.offset() > file.size_bytes) {
-      return absl::OutOfRangeError(absl::StrCat("offset ", request.offset(),
-                                                " is past the end of the file (",
-                                                file.size_bytes, " bytes)"));
+      return absl::OutOfRangeError(absl::StrCat(
+          "offset ", request.offset(), " is past the end of the file (",
+          file.size_bytes, " bytes)"));
     }
     const std::string path =
         JoinPath(service_->options().storage_root, file.storage_path);
@@ -446,9 +441,10 @@ class DownloadReactor final
       Finish(grpc::Status::OK);
       return;
     }
-    const int64_t want = std::min(
-        end_ - offset_, std::min<int64_t>(service_->options().download_chunk_bytes,
-                                          int64_t{1} << 20));
+    const int64_t want =
+        std::min(end_ - offset_,
+                 std::min<int64_t>(service_->options().download_chunk_bytes,
+                                   int64_t{1} << 20));
     std::string* chunk = response_.mutable_chunk();
     chunk->resize(static_cast<size_t>(want));
     ssize_t n;
@@ -506,8 +502,7 @@ absl::StatusOr<std::string> FileService::CallerTenant(
     grpc::CallbackServerContext* ctx) {
   FTUNE_ASSIGN_OR_RETURN(Principal p, auth_->Authenticate(*ctx));
   if (p.kind != Principal::Kind::kTenant || p.tenant_id.empty()) {
-    return absl::PermissionDeniedError(
-        "FileService needs a tenant API key");
+    return absl::PermissionDeniedError("FileService needs a tenant API key");
   }
   return p.tenant_id;
 }
@@ -536,9 +531,8 @@ grpc::ServerUnaryReactor* FileService::GetFile(
 absl::StatusOr<v1::ListFilesResponse> FileService::DoListFiles(
     const std::string& tenant, const v1::ListFilesRequest& request) {
   if (request.page_size() < 0 || request.page_size() > kMaxListFilesPageSize) {
-    return InvalidField("page_size",
-                        absl::StrCat("page_size must be in [0, ",
-                                     kMaxListFilesPageSize, "]"));
+    return InvalidField("page_size", absl::StrCat("page_size must be in [0, ",
+                                                  kMaxListFilesPageSize, "]"));
   }
   const std::string purpose = FilePurposeToRecord(request.purpose());
   if (request.purpose() != v1::FILE_PURPOSE_UNSPECIFIED && purpose.empty()) {
@@ -576,9 +570,8 @@ absl::StatusOr<v1::ListFilesResponse> FileService::DoListFiles(
     *out.add_files() = FileToProto(f);
   }
   if (!page->next_page_token.empty()) {
-    out.set_next_page_token(absl::WebSafeBase64Escape(
-        absl::StrCat(static_cast<int>(request.purpose()), ":",
-                     page->next_page_token)));
+    out.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(
+        static_cast<int>(request.purpose()), ":", page->next_page_token)));
   }
   return out;
 }
@@ -618,8 +611,7 @@ absl::Status FileService::DoDeleteFile(const std::string& tenant,
         if (job.training_file_id == file_id ||
             job.validation_file_id == file_id) {
           info.set_resource_id(job.id);
-          info.set_current_state(
-              v1::JobState_Name(JobStateToProto(job.state)));
+          info.set_current_state(v1::JobState_Name(JobStateToProto(job.state)));
           break;
         }
       }
@@ -629,8 +621,8 @@ absl::Status FileService::DoDeleteFile(const std::string& tenant,
     return WithErrorInfo(deleted.status(), info);
   }
   FTUNE_RETURN_IF_ERROR(deleted.status());
-  const std::string path = JoinPath(options_.storage_root,
-                                    deleted->storage_path);
+  const std::string path =
+      JoinPath(options_.storage_root, deleted->storage_path);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     // The record is already DELETED (unreachable); leaking bytes is better
     // than failing a delete the client cannot repeat.

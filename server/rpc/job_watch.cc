@@ -57,8 +57,8 @@ class WatchSession final : public WatchHub::Subscriber,
         exclude_metrics_(request.exclude_metrics()),
         max_buffered_(std::max<int64_t>(options.max_buffered_messages, 8)),
         page_size_(static_cast<int>(std::max<int64_t>(
-            1, std::min<int64_t>(options.replay_page_size,
-                                 max_buffered_ / 4)))),
+            1,
+            std::min<int64_t>(options.replay_page_size, max_buffered_ / 4)))),
         max_parked_(options.max_parked_records),
         reactor_(reactor) {}
 
@@ -431,8 +431,7 @@ void WatchSession::ReplayStep() {
   }
   {
     absl::MutexLock lock(&mu_);
-    if (!finishing_ && !need_job_read_ &&
-        cursor_ >= round_job_.last_sequence) {
+    if (!finishing_ && !need_job_read_ && cursor_ >= round_job_.last_sequence) {
       // Round complete.
       const bool terminal = core::IsTerminal(round_job_.state);
       if ((round_state_changed_ || terminal) && !last_is_terminal_snapshot_) {

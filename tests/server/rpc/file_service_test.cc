@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/ids.h"
 #include "common/file_util.h"
+#include "common/ids.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -27,9 +27,9 @@ struct UploadResult {
 };
 
 std::string ChatLine(int i) {
-  return absl::StrCat(
-      R"({"messages":[{"role":"user","content":"question )", i,
-      R"("},{"role":"assistant","content":"answer )", i, R"("}]})", "\n");
+  return absl::StrCat(R"({"messages":[{"role":"user","content":"question )", i,
+                      R"("},{"role":"assistant","content":"answer )", i,
+                      R"("}]})", "\n");
 }
 
 std::string ChatDataset(int lines) {
@@ -46,12 +46,12 @@ class FileServiceTest : public RpcTest {
     bob_ = MakeTenant("bob");
   }
 
-  UploadResult Upload(const TestTenant& t, const std::string& contents,
-                      size_t chunk = 1000,
-                      v1::FilePurpose purpose = v1::FILE_PURPOSE_FINE_TUNE_TRAIN,
-                      const std::string& filename = "train.jsonl",
-                      const std::string& expected_sha256 = "",
-                      std::optional<int64_t> expected_size = std::nullopt) {
+  UploadResult Upload(
+      const TestTenant& t, const std::string& contents, size_t chunk = 1000,
+      v1::FilePurpose purpose = v1::FILE_PURPOSE_FINE_TUNE_TRAIN,
+      const std::string& filename = "train.jsonl",
+      const std::string& expected_sha256 = "",
+      std::optional<int64_t> expected_size = std::nullopt) {
     grpc::ClientContext ctx;
     Authorize(&ctx, t);
     UploadResult out;
@@ -60,7 +60,8 @@ class FileServiceTest : public RpcTest {
     req.mutable_metadata()->set_filename(filename);
     req.mutable_metadata()->set_purpose(purpose);
     req.mutable_metadata()->set_expected_sha256(expected_sha256);
-    if (expected_size) req.mutable_metadata()->set_expected_size_bytes(*expected_size);
+    if (expected_size)
+      req.mutable_metadata()->set_expected_size_bytes(*expected_size);
     bool ok = writer->Write(req);
     for (size_t pos = 0; ok && pos < contents.size(); pos += chunk) {
       v1::UploadFileRequest c;
@@ -78,7 +79,8 @@ class FileServiceTest : public RpcTest {
     const auto& md = ctx.GetServerTrailingMetadata();
     auto it = md.find(kErrorInfoMetadataKey);
     if (it != md.end()) {
-      info.ParseFromArray(it->second.data(), static_cast<int>(it->second.size()));
+      info.ParseFromArray(it->second.data(),
+                          static_cast<int>(it->second.size()));
     }
     return info;
   }
@@ -138,9 +140,9 @@ class FileServiceTest : public RpcTest {
 
 TEST_F(FileServiceTest, UploadStoresValidatedFileAtLayoutPath) {
   const std::string data = ChatDataset(200);
-  UploadResult r = Upload(alice_, data, /*chunk=*/777, 
-                          v1::FILE_PURPOSE_FINE_TUNE_TRAIN, "train.jsonl",
-                          Sha256Hex(data), static_cast<int64_t>(data.size()));
+  UploadResult r =
+      Upload(alice_, data, /*chunk=*/777, v1::FILE_PURPOSE_FINE_TUNE_TRAIN,
+             "train.jsonl", Sha256Hex(data), static_cast<int64_t>(data.size()));
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_TRUE(IsValidId(r.file.id(), "file")) << r.file.id();
   EXPECT_EQ(r.file.tenant_id(), alice_.id);
@@ -153,8 +155,8 @@ TEST_F(FileServiceTest, UploadStoresValidatedFileAtLayoutPath) {
   EXPECT_EQ(r.file.example_count(), 200);
   EXPECT_GT(r.file.create_time().seconds(), 0);
 
-  auto on_disk = ReadFile(
-      JoinPath(storage_root_, absl::StrCat("files/", alice_.id, "/", r.file.id())));
+  auto on_disk = ReadFile(JoinPath(
+      storage_root_, absl::StrCat("files/", alice_.id, "/", r.file.id())));
   ASSERT_OK(on_disk);
   EXPECT_EQ(*on_disk, data);
   EXPECT_THAT(TenantDirEntries(alice_),
@@ -166,7 +168,9 @@ TEST_F(FileServiceTest, UploadStoresValidatedFileAtLayoutPath) {
 }
 
 TEST_F(FileServiceTest, DetectsEachFormat) {
-  UploadResult pc = Upload(alice_, R"({"prompt":"a","completion":"b"})" "\n",
+  UploadResult pc = Upload(alice_,
+                           R"({"prompt":"a","completion":"b"})"
+                           "\n",
                            1000, v1::FILE_PURPOSE_FINE_TUNE_VALIDATION);
   ASSERT_TRUE(pc.status.ok()) << pc.status.error_message();
   EXPECT_EQ(pc.file.format(), v1::FILE_FORMAT_PROMPT_COMPLETION);
@@ -189,25 +193,26 @@ TEST_F(FileServiceTest, EveryValidationErrorNamesLineAndField) {
   const std::string good = ChatLine(0);
   const std::vector<BadCase> cases = {
       {"unknown role",
-       good + R"({"messages":[{"role":"bot","content":"x"}]})" "\n", 2,
-       "messages[0].role", "unknown role"},
+       good + R"({"messages":[{"role":"bot","content":"x"}]})"
+              "\n",
+       2, "messages[0].role", "unknown role"},
       {"content not a string",
-       good + good + R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":5}]})",
+       good + good +
+           R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":5}]})",
        3, "messages[1].content", "content"},
       {"no assistant", R"({"messages":[{"role":"user","content":"q"}]})", 1,
        "messages", "assistant"},
       {"system not first",
-       good + R"({"messages":[{"role":"user","content":"q"},{"role":"system","content":"s"},{"role":"assistant","content":"a"}]})",
+       good +
+           R"({"messages":[{"role":"user","content":"q"},{"role":"system","content":"s"},{"role":"assistant","content":"a"}]})",
        2, "messages[1].role", "system"},
-      {"empty completion", R"({"prompt":"p","completion":""})", 1,
-       "completion", "empty"},
-      {"empty text", "{\"text\":\"a\"}\n{\"text\":\"\"}\n", 2, "text",
+      {"empty completion", R"({"prompt":"p","completion":""})", 1, "completion",
        "empty"},
+      {"empty text", "{\"text\":\"a\"}\n{\"text\":\"\"}\n", 2, "text", "empty"},
       {"invalid json", good + "{\"text\": oops}\n", 2, "", "invalid JSON"},
       {"not an object", "[1,2]\n", 1, "", "JSON object"},
       {"mixed formats", good + "{\"text\":\"t\"}\n", 2, "", "format"},
-      {"invalid utf8", std::string("{\"text\":\"a\xff\"}\n"), 1, "",
-       "UTF-8"},
+      {"invalid utf8", std::string("{\"text\":\"a\xff\"}\n"), 1, "", "UTF-8"},
       {"no examples", "\n  \n", 0, "", "no examples"},
   };
   for (const BadCase& c : cases) {
@@ -365,10 +370,10 @@ TEST_F(FileServiceTest, DownloadRoundTripsInChunks) {
       Download(alice_, r.file.id(), static_cast<int64_t>(data.size()), &got)
           .ok());
   EXPECT_TRUE(got.empty());
-  EXPECT_EQ(Download(alice_, r.file.id(), static_cast<int64_t>(data.size()) + 1,
-                     &got)
-                .error_code(),
-            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(
+      Download(alice_, r.file.id(), static_cast<int64_t>(data.size()) + 1, &got)
+          .error_code(),
+      grpc::StatusCode::OUT_OF_RANGE);
   EXPECT_EQ(Download(alice_, r.file.id(), -1, &got).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }

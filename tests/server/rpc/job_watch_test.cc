@@ -55,7 +55,8 @@ class JobWatchTest : public RpcTest {
 
   core::Job RunningJob() {
     core::Job j = NewJob();
-    auto r = store_->GrantLease(j.id, 1, worker_id_, absl::Now() + absl::Hours(1));
+    auto r =
+        store_->GrantLease(j.id, 1, worker_id_, absl::Now() + absl::Hours(1));
     EXPECT_TRUE(r.ok()) << r.status();
     return *r;
   }
@@ -205,8 +206,7 @@ TEST_F(JobWatchTest, RejectsBadRequests) {
   expect_code(StartWatch(job.id, -1), grpc::StatusCode::INVALID_ARGUMENT);
   expect_code(StartWatch("job-x", 0), grpc::StatusCode::INVALID_ARGUMENT);
   expect_code(StartWatch(NewId("job"), 0), grpc::StatusCode::NOT_FOUND);
-  expect_code(StartWatch(job.id, 0, false, &bob_),
-              grpc::StatusCode::NOT_FOUND);
+  expect_code(StartWatch(job.id, 0, false, &bob_), grpc::StatusCode::NOT_FOUND);
   TestTenant nobody{"", "ftk_nope"};
   expect_code(StartWatch(job.id, 0, false, &nobody),
               grpc::StatusCode::UNAUTHENTICATED);
@@ -226,7 +226,8 @@ TEST_F(JobWatchTest, ReconnectFromCursorHasNoGapsOrDuplicates) {
       while (!go) std::this_thread::yield();
       for (int i = 0; i < kPerWriter; ++i) {
         if (i % 7 == 0) {
-          ASSERT_OK(store_->AppendJobMessage(job.id, 1, absl::StrCat(t, ":", i)));
+          ASSERT_OK(
+              store_->AppendJobMessage(job.id, 1, absl::StrCat(t, ":", i)));
         } else {
           AppendMetric(job.id, t * kPerWriter + i);
         }
@@ -371,9 +372,8 @@ TEST_F(JobWatchTest, ServerShutdownEndsAllWatchesPromptly) {
     while (w->reader->Read(&msg)) {
     }
     grpc::Status s = w->reader->Finish();
-    EXPECT_THAT(s.error_code(),
-                ::testing::AnyOf(grpc::StatusCode::UNAVAILABLE,
-                                 grpc::StatusCode::CANCELLED))
+    EXPECT_THAT(s.error_code(), ::testing::AnyOf(grpc::StatusCode::UNAVAILABLE,
+                                                 grpc::StatusCode::CANCELLED))
         << s.error_message();
   }
 }
