@@ -1,0 +1,382 @@
+// WatchJob over a real gRPC server and SQLite store: records are written by
+// other threads through the Store, as the worker service would.
+#include "server/rpc/job_watch.h"
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/ids.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/rpc/rpc_fixture.h"
+
+namespace ftune::server::rpc::testing {
+namespace {
+
+class JobWatchTest : public RpcTest {
+ protected:
+  void SetUp() override {
+    RpcTest::SetUp();
+    alice_ = MakeTenant("alice");
+    bob_ = MakeTenant("bob");
+    core::FileRecord f;
+    f.tenant_id = alice_.id;
+    f.filename = "train.jsonl";
+    f.purpose = "fine-tune-train";
+    f.status = core::FileStatus::kReady;
+    f.storage_path = "files/" + alice_.id + "/x";
+    auto file = store_->CreateFile(f);
+    ASSERT_OK(file);
+    file_id_ = file->id;
+    core::Worker w;
+    w.hostname = "host";
+    w.capabilities.gpus = 8;
+    auto worker = store_->RegisterWorker(w, absl::Now() + absl::Hours(1));
+    ASSERT_OK(worker);
+    worker_id_ = worker->id;
+  }
+
+  core::Job NewJob() {
+    core::Job j;
+    j.tenant_id = alice_.id;
+    j.model = "tiny";
+    j.training_file_id = file_id_;
+    auto r = store_->CreateJob(j);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r->job;
+  }
+
+  core::Job RunningJob() {
+    core::Job j = NewJob();
+    auto r =
+        store_->GrantLease(j.id, 1, worker_id_, absl::Now() + absl::Hours(1));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return *r;
+  }
+
+  void AppendMetric(const std::string& job_id, int64_t step) {
+    core::MetricPoint p;
+    p.step = step;
+    p.train_loss = 1.0 / static_cast<double>(step + 1);
+    ASSERT_OK(store_->AppendMetrics(job_id, 1, {p}));
+  }
+
+  void Succeed(const std::string& job_id) {
+    core::AttemptEnd end;
+    end.outcome = core::AttemptOutcome::kSucceeded;
+    end.adapter.path = "jobs/x/adapter";
+    ASSERT_OK(store_->EndAttempt(job_id, 1, worker_id_, end));
+  }
+
+  struct Watch {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WatchJobResponse>> reader;
+  };
+  std::unique_ptr<Watch> StartWatch(const std::string& job_id,
+                                    std::optional<int64_t> after,
+                                    bool exclude_metrics = false,
+                                    const TestTenant* who = nullptr) {
+    auto w = std::make_unique<Watch>();
+    Authorize(&w->ctx, who ? *who : alice_);
+    v1::WatchJobRequest req;
+    req.set_job_id(job_id);
+    if (after) req.set_after_sequence(*after);
+    req.set_exclude_metrics(exclude_metrics);
+    w->reader = jobs_->WatchJob(&w->ctx, req);
+    return w;
+  }
+
+  TestTenant alice_, bob_;
+  std::string file_id_;
+  std::string worker_id_;
+};
+
+TEST_F(JobWatchTest, SnapshotFirstThenLiveRecordsInOrderThenEndsOnTerminal) {
+  core::Job job = RunningJob();
+  auto w = StartWatch(job.id, job.last_sequence);
+  v1::WatchJobResponse msg;
+  ASSERT_TRUE(w->reader->Read(&msg));
+  ASSERT_TRUE(msg.has_job());
+  EXPECT_EQ(msg.job().id(), job.id);
+  EXPECT_EQ(msg.job().state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(msg.sequence(), job.last_sequence);
+
+  constexpr int kSteps = 100;
+  std::thread writer([&] {
+    for (int i = 1; i <= kSteps; ++i) {
+      AppendMetric(job.id, i);
+      if (i % 10 == 0) {
+        ASSERT_OK(store_->AppendJobMessage(job.id, 1, absl::StrCat("at ", i)));
+      }
+    }
+    Succeed(job.id);
+  });
+  int64_t last = job.last_sequence;
+  int metrics = 0, messages = 0, snapshots = 0;
+  bool saw_state_change = false;
+  v1::WatchJobResponse final_msg;
+  while (w->reader->Read(&msg)) {
+    if (msg.has_job()) {
+      ++snapshots;
+      EXPECT_EQ(msg.sequence(), last);
+      final_msg = msg;
+      continue;
+    }
+    EXPECT_EQ(msg.sequence(), last + 1) << msg.DebugString();
+    last = msg.sequence();
+    if (msg.has_metric()) {
+      ++metrics;
+      EXPECT_EQ(msg.metric().step(), metrics);
+    } else if (msg.event().type() == v1::JOB_EVENT_TYPE_LOG) {
+      ++messages;
+    } else if (msg.event().type() == v1::JOB_EVENT_TYPE_STATE_CHANGED) {
+      saw_state_change = true;
+      EXPECT_EQ(msg.event().to_state(), v1::JOB_STATE_SUCCEEDED);
+    }
+  }
+  writer.join();
+  grpc::Status s = w->reader->Finish();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(metrics, kSteps);
+  EXPECT_EQ(messages, kSteps / 10);
+  EXPECT_TRUE(saw_state_change);
+  EXPECT_EQ(snapshots, 1);  // The one after the STATE_CHANGED.
+  EXPECT_EQ(final_msg.job().state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(core::Job done, store_->GetJob(alice_.id, job.id));
+  EXPECT_EQ(last, done.last_sequence);
+}
+
+TEST_F(JobWatchTest, ReplaysHistoryOfFinishedJob) {
+  core::Job job = RunningJob();
+  for (int i = 1; i <= 700; ++i) AppendMetric(job.id, i);  // Several pages.
+  Succeed(job.id);
+  ASSERT_OK_AND_ASSIGN(core::Job done, store_->GetJob(alice_.id, job.id));
+
+  // From the start: snapshot, every record 1..last, final snapshot, OK.
+  auto w = StartWatch(job.id, 0);
+  std::vector<v1::WatchJobResponse> got;
+  v1::WatchJobResponse msg;
+  while (w->reader->Read(&msg)) got.push_back(msg);
+  ASSERT_TRUE(w->reader->Finish().ok());
+  ASSERT_EQ(got.size(), static_cast<size_t>(done.last_sequence) + 2);
+  EXPECT_TRUE(got.front().has_job());
+  EXPECT_TRUE(got.back().has_job());
+  EXPECT_EQ(got.back().job().state(), v1::JOB_STATE_SUCCEEDED);
+  for (int64_t i = 1; i <= done.last_sequence; ++i) {
+    EXPECT_EQ(got[i].sequence(), i);
+  }
+
+  // Without a cursor: only the (terminal) snapshot.
+  auto w2 = StartWatch(job.id, std::nullopt);
+  got.clear();
+  while (w2->reader->Read(&msg)) got.push_back(msg);
+  ASSERT_TRUE(w2->reader->Finish().ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].job().state(), v1::JOB_STATE_SUCCEEDED);
+
+  // exclude_metrics: only events (CREATED, RUNNING, SUCCEEDED) + snapshots.
+  auto w3 = StartWatch(job.id, 0, /*exclude_metrics=*/true);
+  got.clear();
+  while (w3->reader->Read(&msg)) got.push_back(msg);
+  ASSERT_TRUE(w3->reader->Finish().ok());
+  int events = 0;
+  for (const auto& m : got) {
+    EXPECT_FALSE(m.has_metric());
+    events += m.has_event();
+  }
+  EXPECT_EQ(events, 3);
+}
+
+TEST_F(JobWatchTest, RejectsBadRequests) {
+  core::Job job = RunningJob();
+  auto expect_code = [&](std::unique_ptr<Watch> w, grpc::StatusCode code) {
+    v1::WatchJobResponse msg;
+    EXPECT_FALSE(w->reader->Read(&msg));
+    EXPECT_EQ(w->reader->Finish().error_code(), code);
+  };
+  expect_code(StartWatch(job.id, job.last_sequence + 1),
+              grpc::StatusCode::OUT_OF_RANGE);
+  expect_code(StartWatch(job.id, -1), grpc::StatusCode::INVALID_ARGUMENT);
+  expect_code(StartWatch("job-x", 0), grpc::StatusCode::INVALID_ARGUMENT);
+  expect_code(StartWatch(NewId("job"), 0), grpc::StatusCode::NOT_FOUND);
+  expect_code(StartWatch(job.id, 0, false, &bob_), grpc::StatusCode::NOT_FOUND);
+  TestTenant nobody{"", "ftk_nope"};
+  expect_code(StartWatch(job.id, 0, false, &nobody),
+              grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// Many writers; the client drops its stream every few records and
+// reconnects with the last sequence it saw. Across all streams every
+// record arrives exactly once, in order.
+TEST_F(JobWatchTest, ReconnectFromCursorHasNoGapsOrDuplicates) {
+  core::Job job = RunningJob();
+  constexpr int kWriters = 4;
+  constexpr int kPerWriter = 300;
+  std::atomic<bool> go{false};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      while (!go) std::this_thread::yield();
+      for (int i = 0; i < kPerWriter; ++i) {
+        if (i % 7 == 0) {
+          ASSERT_OK(
+              store_->AppendJobMessage(job.id, 1, absl::StrCat(t, ":", i)));
+        } else {
+          AppendMetric(job.id, t * kPerWriter + i);
+        }
+      }
+    });
+  }
+  std::vector<int64_t> seen;
+  int64_t cursor = job.last_sequence;
+  const int64_t expected_last = job.last_sequence + kWriters * kPerWriter;
+  int streams = 0;
+  while (cursor < expected_last && streams < 2000) {
+    ++streams;
+    auto w = StartWatch(job.id, cursor);
+    v1::WatchJobResponse msg;
+    ASSERT_TRUE(w->reader->Read(&msg));
+    ASSERT_TRUE(msg.has_job());
+    if (streams == 1) go = true;
+    int taken = 0;
+    const int drop_after = 1 + (streams * 37) % 50;
+    while (taken < drop_after && cursor < expected_last &&
+           w->reader->Read(&msg)) {
+      if (msg.has_job()) continue;
+      if (msg.has_truncated()) {  // Fell behind: resume the same way.
+        EXPECT_EQ(msg.truncated().resume_after_sequence(), cursor);
+        break;
+      }
+      seen.push_back(msg.sequence());
+      cursor = msg.sequence();
+      ++taken;
+    }
+    w->ctx.TryCancel();
+    while (w->reader->Read(&msg)) {
+    }
+    w->reader->Finish();
+  }
+  for (auto& t : writers) t.join();
+  ASSERT_EQ(static_cast<int64_t>(seen.size()), kWriters * kPerWriter);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    ASSERT_EQ(seen[i], job.last_sequence + 1 + static_cast<int64_t>(i));
+  }
+  EXPECT_GT(streams, 10);
+}
+
+class SlowReaderTest : public JobWatchTest {
+ protected:
+  void SetUp() override {
+    watch_options_.max_buffered_messages = 64;
+    JobWatchTest::SetUp();
+  }
+};
+
+TEST_F(SlowReaderTest, SlowReaderIsBoundedAndToldItFellBehind) {
+  core::Job job = RunningJob();
+  auto w = StartWatch(job.id, job.last_sequence);
+  v1::WatchJobResponse msg;
+  ASSERT_TRUE(w->reader->Read(&msg));  // Snapshot; then stop reading.
+  // Write big events until the server's queue for this stream is full
+  // (gRPC's flow-control windows absorb the first few MB).
+  const std::string blob(8 << 10, 'x');
+  int written = 0;
+  while (hub_.peak_buffered() < 64 && written < 20000) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
+    ++written;
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
+    ++written;
+  }
+  EXPECT_LE(hub_.peak_buffered(), 65);  // 64 + the truncation notice.
+
+  int64_t last = job.last_sequence;
+  std::optional<v1::WatchTruncated> truncated;
+  while (w->reader->Read(&msg)) {
+    ASSERT_FALSE(truncated.has_value()) << "truncated must be last";
+    if (msg.has_truncated()) {
+      truncated = msg.truncated();
+      continue;
+    }
+    if (msg.has_job()) continue;
+    ASSERT_EQ(msg.sequence(), last + 1);
+    last = msg.sequence();
+  }
+  EXPECT_TRUE(w->reader->Finish().ok());
+  ASSERT_TRUE(truncated.has_value());
+  EXPECT_EQ(truncated->resume_after_sequence(), last);
+  EXPECT_GT(truncated->skipped_records(), 0);
+
+  // Resume from there: the rest, without gap.
+  ASSERT_OK_AND_ASSIGN(core::Job now, store_->GetJob(alice_.id, job.id));
+  auto w2 = StartWatch(job.id, truncated->resume_after_sequence());
+  ASSERT_TRUE(w2->reader->Read(&msg));
+  ASSERT_TRUE(msg.has_job());
+  while (last < now.last_sequence && w2->reader->Read(&msg)) {
+    if (msg.has_job()) continue;
+    ASSERT_FALSE(msg.has_truncated());
+    ASSERT_EQ(msg.sequence(), last + 1);
+    last = msg.sequence();
+  }
+  EXPECT_EQ(last, now.last_sequence);
+  EXPECT_EQ(last, job.last_sequence + written);
+  w2->ctx.TryCancel();
+  while (w2->reader->Read(&msg)) {
+  }
+  w2->reader->Finish();
+}
+
+TEST_F(JobWatchTest, ClientCancelEndsStream) {
+  core::Job job = RunningJob();
+  auto w = StartWatch(job.id, std::nullopt);
+  v1::WatchJobResponse msg;
+  ASSERT_TRUE(w->reader->Read(&msg));
+  EXPECT_EQ(hub_.subscriber_count(), 1);
+  w->ctx.TryCancel();
+  while (w->reader->Read(&msg)) {
+  }
+  EXPECT_EQ(w->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  for (int i = 0; i < 500 && hub_.subscriber_count() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(hub_.subscriber_count(), 0);
+  AppendMetric(job.id, 1);  // Nobody to deliver to; must not crash.
+}
+
+TEST_F(JobWatchTest, ServerShutdownEndsAllWatchesPromptly) {
+  core::Job job = RunningJob();
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (int i = 0; i < 3; ++i) {
+    watches.push_back(StartWatch(job.id, job.last_sequence));
+    v1::WatchJobResponse msg;
+    ASSERT_TRUE(watches.back()->reader->Read(&msg));
+  }
+  // One of them stops reading while big records pile up.
+  const std::string blob(8 << 10, 'y');
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
+  }
+  const absl::Time start = absl::Now();
+  StopServer();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  for (auto& w : watches) {
+    v1::WatchJobResponse msg;
+    while (w->reader->Read(&msg)) {
+    }
+    grpc::Status s = w->reader->Finish();
+    EXPECT_THAT(s.error_code(), ::testing::AnyOf(grpc::StatusCode::UNAVAILABLE,
+                                                 grpc::StatusCode::CANCELLED))
+        << s.error_message();
+  }
+}
+
+}  // namespace
+}  // namespace ftune::server::rpc::testing
