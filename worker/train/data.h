@@ -1,5 +1,5 @@
-// Where the trainer's rows come from. The trainer sees only DataSource; the
-// text pipeline (worker/train/text: tokenizers, chat templates, packing)
+// Where the trainer's rows come from. The trainer sees only DataSource;
+// TextJsonlSource (text_data.h, over the text pipeline in worker/train/text)
 // implements it for raw JSONL datasets, and PretokenizedJsonlSource reads
 // rows that were tokenized elsewhere:
 //
