@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -23,6 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "worker/train/exit_codes.h"
 #include "worker/train/spec.h"
+#include "worker/train/text_data.h"
 #include "worker/train/trainer.h"
 
 namespace {
@@ -169,8 +171,8 @@ int RunSpecCommand(int argc, char** argv) {
   TrainerHooks hooks;
   hooks.emit = EmitLine;
   hooks.stop = &g_stop;
-  PretokenizedJsonlSource data;
-  auto result = RunTraining(*spec, data, hooks);
+  std::unique_ptr<DataSource> data = NewDataSource(*spec);
+  auto result = RunTraining(*spec, *data, hooks);
   if (!result.ok()) return Fail(result.status());
   return result->interrupted ? kExitInterrupted : kExitOk;
 }

@@ -48,6 +48,9 @@ TrainerExit ClassifyExit(int wait_status, bool stop_requested) {
     case kTrainerExitStopped:
       out.exit_class = ExitClass::kStopped;
       break;
+    case kTrainerExitDiverged:
+      out.exit_class = ExitClass::kDiverged;
+      break;
     default:
       out.exit_class =
           stop_requested ? ExitClass::kStopped : ExitClass::kRetryable;

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "worker/train/exit_codes.h"
 
 namespace ftune::agent {
 
@@ -35,16 +36,19 @@ enum class ExitClass {
   kSuccess,      // exit 0
   kBadInput,     // the spec or data is wrong: retrying cannot help
   kOutOfMemory,  // retry only with a smaller batch or a bigger device
+  kDiverged,     // the loss became NaN/Inf: deterministic, not retried
   kStopped,      // exited after our SIGTERM (cancel/pause), checkpoint taken
   kRetryable,    // anything else: crash, signal, unexpected code
 };
 
-// Exit codes of ftune-train (the contract with worker/train).
-inline constexpr int kTrainerExitSuccess = 0;
-inline constexpr int kTrainerExitRetryable = 1;
-inline constexpr int kTrainerExitBadInput = 2;
-inline constexpr int kTrainerExitOutOfMemory = 3;
-inline constexpr int kTrainerExitStopped = 4;
+// Exit codes of ftune-train: the trainer's worker/train/exit_codes.h is the
+// one definition (it is plain C++, no LibTorch); these are the agent's names.
+inline constexpr int kTrainerExitSuccess = train::kExitOk;
+inline constexpr int kTrainerExitRetryable = train::kExitRetryable;
+inline constexpr int kTrainerExitBadInput = train::kExitBadInput;
+inline constexpr int kTrainerExitOutOfMemory = train::kExitOutOfMemory;
+inline constexpr int kTrainerExitStopped = train::kExitInterrupted;
+inline constexpr int kTrainerExitDiverged = train::kExitDiverged;
 
 struct TrainerExit {
   int exit_code = -1;  // -1 when killed by a signal

@@ -4,6 +4,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::train {
@@ -62,7 +63,23 @@ std::vector<PackedSequence> PackGreedy(
   return rows;
 }
 
-absl::StatusOr<LoadedData> PretokenizedJsonlSource::Load(
+absl::StatusOr<TrainingData> PretokenizedJsonlSource::Load(
+    const std::string& train_path, const std::string& validation_path,
+    const DataOptions& options) {
+  if (options.validation_split > 0)
+    return absl::InvalidArgumentError(
+        "data.validation_split needs a text dataset; pre-tokenized data takes "
+        "a validation file");
+  TrainingData out;
+  FTUNE_ASSIGN_OR_RETURN(out.train, LoadFile(train_path, options));
+  if (!validation_path.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(out.validation, LoadFile(validation_path, options));
+  }
+  out.description = {{"format", "pretokenized"}};
+  return out;
+}
+
+absl::StatusOr<LoadedData> PretokenizedJsonlSource::LoadFile(
     const std::string& path, const DataOptions& options) {
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
@@ -135,6 +152,11 @@ absl::StatusOr<LoadedData> PretokenizedJsonlSource::Load(
   out.rows = (options.packing && !any_packed)
                  ? PackGreedy(examples, options.max_seq_length)
                  : std::move(examples);
+  out.stats.examples = out.num_examples;
+  out.stats.rows = static_cast<int64_t>(out.rows.size());
+  out.stats.trained_tokens = out.num_target_tokens;
+  for (const PackedSequence& r : out.rows)
+    out.stats.total_tokens += static_cast<int64_t>(r.input_ids.size());
   return out;
 }
 

@@ -12,6 +12,9 @@
 //                        can resume from it (cancel or preemption).
 //   5  kExitDiverged     the loss or gradient became NaN/Inf; deterministic,
 //                        so not retried.
+//
+// The one definition: worker/agent/trainer_process.h includes this file, so
+// it must stay plain C++ (no LibTorch, no other includes).
 #ifndef FTUNE_WORKER_TRAIN_EXIT_CODES_H_
 #define FTUNE_WORKER_TRAIN_EXIT_CODES_H_
 

@@ -7,6 +7,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/train/text/chat_template.h"
 
 namespace ftune::train {
 namespace {
@@ -76,7 +77,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     return absl::InvalidArgumentError("spec: not a JSON object");
   FTUNE_RETURN_IF_ERROR(CheckKeys(
       j, "",
-      {"model_dir", "base_model_name", "train_data", "validation_data",
+      {"model_dir", "base_model_name", "train_data", "validation_data", "data",
        "method", "lora", "hyperparameters", "output_dir", "checkpoint_dir",
        "resume_from", "merge_output_dir", "threads", "dtype", "device"}));
   TrainSpec s;
@@ -131,6 +132,39 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
       }
     }
   }
+  if (j.contains("data")) {
+    const json& d = j["data"];
+    if (!d.is_object()) return Bad("data", "must be an object");
+    FTUNE_RETURN_IF_ERROR(CheckKeys(
+        d, "data",
+        {"format", "chat_template", "overlength", "validation_split"}));
+    FTUNE_RETURN_IF_ERROR(
+        Str(d, "format", "data.format", false, &s.data.format));
+    if (s.data.format != "text" && s.data.format != "pretokenized")
+      return Bad("data.format", "must be \"text\" or \"pretokenized\"");
+    FTUNE_RETURN_IF_ERROR(Str(d, "chat_template", "data.chat_template", false,
+                              &s.data.chat_template));
+    if (s.data.chat_template != "auto") {
+      // The text pipeline owns the list of names.
+      absl::StatusOr<ChatTemplate> t =
+          ResolveChatTemplate(s.data.chat_template, TokenizerConfig());
+      if (!t.ok()) return Bad("data.chat_template", t.status().message());
+    }
+    FTUNE_RETURN_IF_ERROR(
+        Str(d, "overlength", "data.overlength", false, &s.data.overlength));
+    if (s.data.overlength != "truncate" && s.data.overlength != "drop")
+      return Bad("data.overlength", "must be \"truncate\" or \"drop\"");
+    FTUNE_RETURN_IF_ERROR(Num(d, "validation_split", "data.validation_split", 0,
+                              1, /*max_inclusive=*/false,
+                              &s.data.validation_split));
+  }
+  if (s.data.validation_split > 0 && !s.validation_data.empty())
+    return Bad("data.validation_split",
+               "must be 0 when validation_data is given");
+  if (s.data.validation_split > 0 && s.data.format == "pretokenized")
+    return Bad("data.validation_split",
+               "needs \"format\": \"text\"; pre-tokenized data takes "
+               "validation_data");
   if (j.contains("hyperparameters")) {
     const json& h = j["hyperparameters"];
     if (!h.is_object()) return Bad("hyperparameters", "must be an object");
@@ -181,8 +215,10 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                               p + "early_stopping_patience", 0,
                               &hp.early_stopping_patience));
   }
-  if (s.hp.eval_every_steps > 0 && s.validation_data.empty())
-    return Bad("hyperparameters.eval_every_steps", "needs validation_data");
+  if (s.hp.eval_every_steps > 0 && s.validation_data.empty() &&
+      s.data.validation_split == 0)
+    return Bad("hyperparameters.eval_every_steps",
+               "needs validation_data or data.validation_split");
   if (s.hp.early_stopping_patience > 0 && s.hp.eval_every_steps == 0)
     return Bad("hyperparameters.early_stopping_patience",
                "needs eval_every_steps > 0");

@@ -5,6 +5,11 @@
 //   "base_model_name": "tinyllama",                 default: model_dir
 //   "train_data": "train.jsonl",                    required
 //   "validation_data": "val.jsonl",                 optional
+//   "data": {"format": "text"|"pretokenized",       default "text"
+//            "chat_template": "auto"|"chatml"|"llama3"|"llama2"|"alpaca",
+//            "overlength": "truncate"|"drop",       default "truncate"
+//            "validation_split": 0.0},              [0, 1); text only, and
+//                                                   not with validation_data
 //   "method": "lora",                               "lora" ("qlora": issue 6)
 //   "lora": {"rank": 8, "alpha": 16, "dropout": 0.05,
 //            "target_modules": ["q_proj", "v_proj"] | ["all-linear"]},
@@ -48,6 +53,14 @@ struct LoraSpec {
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};
 };
 
+// How the data files are read (docs/trainer.md).
+struct DataSpec {
+  std::string format = "text";  // "text" (JSONL examples) or "pretokenized"
+  std::string chat_template = "auto";
+  std::string overlength = "truncate";  // or "drop"
+  double validation_split = 0;
+};
+
 struct HyperParameters {
   int64_t epochs = 1;
   int64_t max_steps = 0;
@@ -71,6 +84,7 @@ struct TrainSpec {
   std::string base_model_name;
   std::string train_data;
   std::string validation_data;
+  DataSpec data;
   std::string method = "lora";
   LoraSpec lora;
   HyperParameters hp;

@@ -156,6 +156,9 @@ class RowSampler {
 struct LoopState {
   int64_t step = 0;
   int64_t consumed_rows = 0;
+  // Which rows consumed_rows counts in: a resume must see the same data.
+  std::string train_sha256;
+  int64_t train_rows = 0;
   double best_eval_loss = std::numeric_limits<double>::infinity();
   int64_t best_step = -1;
   int64_t evals_without_improvement = 0;
@@ -237,6 +240,8 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
         {"version", kCheckpointVersion},
         {"step", st.step},
         {"consumed_rows", st.consumed_rows},
+        {"train_sha256", st.train_sha256},
+        {"train_rows", st.train_rows},
         {"best_eval_loss", std::isfinite(st.best_eval_loss)
                                ? nlohmann::json(st.best_eval_loss)
                                : nlohmann::json(nullptr)},
@@ -307,6 +312,8 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
         " is not supported (this build reads ", kCheckpointVersion, ")"));
   st.step = j.at("step").get<int64_t>();
   st.consumed_rows = j.at("consumed_rows").get<int64_t>();
+  st.train_sha256 = j.value("train_sha256", "");
+  st.train_rows = j.value("train_rows", int64_t{0});
   st.best_eval_loss = j.at("best_eval_loss").is_null()
                           ? std::numeric_limits<double>::infinity()
                           : j.at("best_eval_loss").get<double>();
@@ -373,10 +380,53 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   dopts.max_seq_length = hp.max_seq_length;
   dopts.packing = hp.packing;
   dopts.vocab_size = model->config().vocab_size;
-  FTUNE_ASSIGN_OR_RETURN(LoadedData train, data.Load(spec.train_data, dopts));
-  LoadedData val;
-  if (!spec.validation_data.empty()) {
-    FTUNE_ASSIGN_OR_RETURN(val, data.Load(spec.validation_data, dopts));
+  dopts.seed = hp.seed;
+  dopts.validation_split = spec.data.validation_split;
+  FTUNE_ASSIGN_OR_RETURN(
+      TrainingData loaded,
+      data.Load(spec.train_data, spec.validation_data, dopts));
+  LoadedData& train = loaded.train;
+  LoadedData& val = loaded.validation;
+  if (train.rows.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat(spec.train_data, ": no rows to train on"));
+  if (hp.eval_every_steps > 0 && val.rows.empty())
+    return absl::InvalidArgumentError(
+        "hyperparameters.eval_every_steps: the validation split has no rows");
+  // Never silent about what happened to the data (over-length examples in
+  // particular): one line per split, also in the manifest.
+  nlohmann::json description = nlohmann::json::object();
+  for (const auto& [k, v] : loaded.description) description[k] = v;
+  nlohmann::json data_json = description;
+  for (auto [name, d] :
+       {std::pair<const char*, const LoadedData*>{"train", &train},
+        {"validation", &val}}) {
+    if (std::string(name) == "validation" && d->stats.examples == 0) continue;
+    nlohmann::json line = {{"type", "data"},
+                           {"split", name},
+                           {"examples", d->stats.examples},
+                           {"rows", d->stats.rows},
+                           {"tokens", d->stats.total_tokens},
+                           {"trained_tokens", d->stats.trained_tokens},
+                           {"truncated", d->stats.truncated},
+                           {"dropped_overlength", d->stats.dropped_overlength},
+                           {"dropped_no_target", d->stats.dropped_no_target}};
+    line.update(description);
+    emit(line);
+    if (d->stats.truncated + d->stats.dropped_overlength +
+            d->stats.dropped_no_target >
+        0) {
+      FTUNE_LOG(WARNING) << name << " data: " << d->stats.truncated
+                         << " examples truncated, "
+                         << d->stats.dropped_overlength
+                         << " dropped as longer than " << hp.max_seq_length
+                         << " tokens, " << d->stats.dropped_no_target
+                         << " dropped without a target";
+    }
+    nlohmann::json counts = line;
+    counts.erase("type");
+    counts.erase("split");
+    data_json[name] = counts;
   }
   const int64_t rows_per_step = hp.batch_size * hp.gradient_accumulation_steps;
   const int64_t n_rows = static_cast<int64_t>(train.rows.size());
@@ -389,12 +439,24 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   const std::string spec_sha = Sha256Hex(spec.source_json);
 
   LoopState st;
+  st.train_sha256 = train.sha256;
+  st.train_rows = n_rows;
   NamedTensors best;
   bool has_best = false;
   FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
   if (!resume_dir.empty()) {
     FTUNE_RETURN_IF_ERROR(
         LoadCheckpoint(resume_dir, st, params, opt, &best, &has_best));
+    // The data position is a row count; it means the same thing only over
+    // the same rows (same file, tokenizer, template, packing and seed).
+    if ((!st.train_sha256.empty() && st.train_sha256 != train.sha256) ||
+        (st.train_rows > 0 && st.train_rows != n_rows))
+      return absl::FailedPreconditionError(absl::StrCat(
+          resume_dir, ": the checkpoint was taken on other training data (",
+          st.train_rows, " rows, sha256 ", st.train_sha256, "; now ", n_rows,
+          " rows, sha256 ", train.sha256, ")"));
+    st.train_sha256 = train.sha256;
+    st.train_rows = n_rows;
     FTUNE_LOG(INFO) << "resumed from " << resume_dir << " at step " << st.step;
     emit({{"type", "resumed"}, {"step", st.step}, {"path", resume_dir}});
   }
@@ -550,17 +612,18 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   }
   nlohmann::json spec_json =
       nlohmann::json::parse(spec.source_json, nullptr, false);
-  nlohmann::json manifest = {
-      {"base_model",
-       {{"name", spec.base_model_name},
-        {"path", spec.model_dir},
-        {"architecture", model->config().architecture},
-        {"config_sha256", config_sha}}},
-      {"dataset",
-       {{"train_sha256", train.sha256}, {"validation_sha256", val.sha256}}},
-      {"spec", spec_json},
-      {"seed", hp.seed},
-      {"metrics", metrics}};
+  nlohmann::json manifest = {{"base_model",
+                              {{"name", spec.base_model_name},
+                               {"path", spec.model_dir},
+                               {"architecture", model->config().architecture},
+                               {"config_sha256", config_sha}}},
+                             {"dataset",
+                              {{"train_sha256", train.sha256},
+                               {"validation_sha256", val.sha256},
+                               {"processing", data_json}}},
+                             {"spec", spec_json},
+                             {"seed", hp.seed},
+                             {"metrics", metrics}};
   FTUNE_RETURN_IF_ERROR(PublishAdapter(spec.output_dir, model->lora_options(),
                                        spec.base_model_name, params, manifest));
   if (!spec.merge_output_dir.empty())

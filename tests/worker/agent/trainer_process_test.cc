@@ -70,6 +70,7 @@ TEST(TrainerProcessTest, ExitCodesAreClassified) {
                {kTrainerExitOutOfMemory, ExitClass::kOutOfMemory},
                {kTrainerExitRetryable, ExitClass::kRetryable},
                {kTrainerExitStopped, ExitClass::kStopped},
+               {kTrainerExitDiverged, ExitClass::kDiverged},
                {42, ExitClass::kRetryable}};
   for (const Case& c : cases) {
     Lines lines;

@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
+#include "worker/train/text/dataset_builder.h"
 #include "worker/train/torch_compat.h"
 
 namespace ftune::train {
@@ -353,6 +354,38 @@ TEST_F(TinyModelTest, ExampleLossIsTheSamePackedOrAlone) {
   double leaked =
       model->Loss(MakeBatch({&leaky}, torch::kCPU), false).item<double>();
   EXPECT_GT(std::abs(leaked - alone), 1e-6);
+}
+
+// The same property for rows as the text pipeline packs them (the rows the
+// trainer gets from TextJsonlSource): PackExamples' segment ids and
+// restarting positions, through Model::Loss, the trainer's forward.
+TEST_F(TinyModelTest, TextPipelineRowsGiveTheSameLossPackedOrAlone) {
+  auto model = Load();
+  TokenizedExample a{{7, 3, 9, 12, 40, 41, 42}, {0, 0, 0, 0, 1, 1, 1}, 1};
+  TokenizedExample b{{5, 8, 13, 21, 34}, {0, 0, 1, 1, 1}, 2};
+  DatasetStats stats;
+  std::vector<PackedSequence> packed =
+      PackExamples({b, a}, /*max_seq_length=*/32, /*packing=*/true,
+                   OverlengthPolicy::kTruncate, &stats);
+  ASSERT_EQ(packed.size(), 1u);
+  ASSERT_THAT(packed[0].position_ids,
+              ::testing::ElementsAre(0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6));
+  std::vector<PackedSequence> alone_a = PackExamples(
+      {a}, 32, /*packing=*/false, OverlengthPolicy::kTruncate, &stats);
+  std::vector<PackedSequence> alone_b = PackExamples(
+      {b}, 32, /*packing=*/false, OverlengthPolicy::kTruncate, &stats);
+  torch::NoGradGuard no_grad;
+  auto loss = [&](const PackedSequence& r) {
+    Batch batch = MakeBatch({&r}, torch::kCPU);
+    return std::make_pair(model->Loss(batch, false).item<double>(),
+                          batch.num_targets);
+  };
+  auto [la, na] = loss(alone_a[0]);
+  auto [lb, nb] = loss(alone_b[0]);
+  auto [lp, np] = loss(packed[0]);
+  ASSERT_EQ(np, na + nb);
+  // The packed mean is the target-weighted mean of the two alone.
+  EXPECT_NEAR(lp, (la * na + lb * nb) / (na + nb), 1e-12);
 }
 
 TEST_F(TinyModelTest, LoraGradientsMatchFiniteDifferences) {

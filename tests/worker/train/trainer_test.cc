@@ -69,6 +69,7 @@ class TrainerTest : public ::testing::Test {
                         {"base_model_name", "tiny-llama"},
                         {"train_data", dir_.Sub("train.jsonl")},
                         {"validation_data", dir_.Sub("val.jsonl")},
+                        {"data", {{"format", "pretokenized"}}},
                         {"lora",
                          {{"rank", 4},
                           {"alpha", 8},
@@ -148,14 +149,14 @@ TEST(DataTest, NamesLineAndFieldAndPacks) {
   DataOptions opts;
   opts.max_seq_length = 8;
   EXPECT_THAT(
-      src.Load(dir.Sub("bad.jsonl"), opts),
+      src.LoadFile(dir.Sub("bad.jsonl"), opts),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("bad.jsonl:2: \"labels\" and \"input_ids\" differ")));
   ASSERT_OK(WriteFileAtomically(
       dir.Sub("vocab.jsonl"), "{\"input_ids\":[1,99],\"labels\":[99,-100]}\n"));
   opts.vocab_size = 64;
   EXPECT_THAT(
-      src.Load(dir.Sub("vocab.jsonl"), opts),
+      src.LoadFile(dir.Sub("vocab.jsonl"), opts),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr(
                    "vocab.jsonl:1: labels[0] = 99 is outside the vocabulary")));
@@ -164,7 +165,7 @@ TEST(DataTest, NamesLineAndFieldAndPacks) {
                           "{\"input_ids\":[1,2,3],\"labels\":[2,3,-100]}\n"
                           "{\"input_ids\":[4,5,6,7],\"labels\":[5,6,7,-100]}\n"
                           "{\"input_ids\":[8,9],\"labels\":[9,-100]}\n"));
-  ASSERT_OK_AND_ASSIGN(LoadedData d, src.Load(dir.Sub("ok.jsonl"), opts));
+  ASSERT_OK_AND_ASSIGN(LoadedData d, src.LoadFile(dir.Sub("ok.jsonl"), opts));
   ASSERT_EQ(d.rows.size(), 2u);  // [3+4], [2]
   EXPECT_THAT(d.rows[0].segment_ids, ElementsAre(0, 0, 0, 1, 1, 1, 1));
   EXPECT_THAT(d.rows[0].position_ids, ElementsAre(0, 1, 2, 0, 1, 2, 3));

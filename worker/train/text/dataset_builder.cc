@@ -160,18 +160,22 @@ absl::StatusOr<Dataset> BuildDatasetFromText(absl::string_view train_jsonl,
   std::vector<size_t> val_order(val_examples.size());
   for (size_t i = 0; i < val_order.size(); ++i) val_order[i] = i;
 
-  FTUNE_ASSIGN_OR_RETURN(
-      std::vector<TokenizedExample> train_tok,
-      TokenizeAll(train->examples, train_order, out.chat_template, tokenizer));
-  FTUNE_ASSIGN_OR_RETURN(
-      std::vector<TokenizedExample> val_tok,
-      TokenizeAll(val_examples, val_order, out.chat_template, tokenizer));
-  out.train_stats.examples = static_cast<int64_t>(train_tok.size());
-  out.validation_stats.examples = static_cast<int64_t>(val_tok.size());
-  out.train = PackExamples(train_tok, options.max_seq_length, options.packing,
+  absl::StatusOr<std::vector<TokenizedExample>> train_tok =
+      TokenizeAll(train->examples, train_order, out.chat_template, tokenizer);
+  if (!train_tok.ok()) return Annotate(train_tok.status(), "training file");
+  absl::StatusOr<std::vector<TokenizedExample>> val_tok =
+      TokenizeAll(val_examples, val_order, out.chat_template, tokenizer);
+  if (!val_tok.ok()) {
+    return Annotate(val_tok.status(), validation_jsonl.empty()
+                                          ? "training file"
+                                          : "validation file");
+  }
+  out.train_stats.examples = static_cast<int64_t>(train_tok->size());
+  out.validation_stats.examples = static_cast<int64_t>(val_tok->size());
+  out.train = PackExamples(*train_tok, options.max_seq_length, options.packing,
                            options.overlength, &out.train_stats);
   out.validation =
-      PackExamples(val_tok, options.max_seq_length, options.packing,
+      PackExamples(*val_tok, options.max_seq_length, options.packing,
                    options.overlength, &out.validation_stats);
   if (out.train.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -203,8 +207,9 @@ absl::StatusOr<Dataset> BuildDataset(const std::string& train_path,
   return d;
 }
 
-Batch MakeBatch(absl::Span<const PackedSequence> rows, int32_t pad_id) {
-  Batch b;
+TokenBatch MakeTokenBatch(absl::Span<const PackedSequence> rows,
+                          int32_t pad_id) {
+  TokenBatch b;
   b.batch_size = static_cast<int32_t>(rows.size());
   for (const PackedSequence& r : rows) {
     b.seq_len = std::max(b.seq_len, static_cast<int32_t>(r.input_ids.size()));

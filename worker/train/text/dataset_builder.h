@@ -107,7 +107,7 @@ std::vector<size_t> SeededPermutation(size_t n, uint64_t seed);
 // "attend only within the same segment" they attend each other, never real
 // tokens, and no attention row is empty (no NaN from an all-masked softmax).
 inline constexpr int32_t kPadSegment = -1;
-struct Batch {
+struct TokenBatch {
   int32_t batch_size = 0;
   int32_t seq_len = 0;
   std::vector<int32_t> input_ids;
@@ -116,9 +116,10 @@ struct Batch {
   std::vector<int32_t> segment_ids;
 };
 
-// Pads `rows` (at least one) into a Batch. `pad_id` is used for input_ids of
-// padding; pass PadIdFor(tokenizer).
-Batch MakeBatch(absl::Span<const PackedSequence> rows, int32_t pad_id);
+// Pads `rows` (at least one) into a TokenBatch. `pad_id` is used for input_ids
+// of padding; pass PadIdFor(tokenizer).
+TokenBatch MakeTokenBatch(absl::Span<const PackedSequence> rows,
+                          int32_t pad_id);
 
 // The tokenizer's pad id, else its eos id, else 0. (The value is never a
 // target and never attended by real tokens, so any valid id works.)

@@ -314,11 +314,11 @@ TEST(BuildDatasetTest, ReadsFiles) {
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.jsonl")));
 }
 
-TEST(MakeBatchTest, PadsToLongestRow) {
+TEST(MakeTokenBatchTest, PadsToLongestRow) {
   PackedSequence a{{1, 2, 3}, {2, 3, X}, {0, 1, 2}, {0, 0, 0}};
   PackedSequence b{{4}, {X}, {0}, {0}};
   std::vector<PackedSequence> rows = {a, b};
-  Batch batch = MakeBatch(rows, /*pad_id=*/9);
+  TokenBatch batch = MakeTokenBatch(rows, /*pad_id=*/9);
   EXPECT_EQ(batch.batch_size, 2);
   EXPECT_EQ(batch.seq_len, 3);
   EXPECT_THAT(batch.input_ids, ElementsAre(1, 2, 3, 4, 9, 9));

@@ -1,0 +1,480 @@
+// ftune-train end to end on raw JSONL: the real binary, a tiny random-weights
+// Llama directory and a tiny tokenizer written here, chat and
+// prompt/completion data through the text pipeline. Covers the progress
+// stream, the PEFT adapter, bad input (exit 2 naming file and line), exact
+// resume after SIGTERM, and a tokenizer.model (SentencePiece plugin) in a
+// process that runs LibTorch.
+//
+// This file includes no LibTorch header: the binary does the training.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/file_util.h"
+#include "common/safetensors.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/worker/train/text/test_tokenizers.h"
+#include "worker/train/exit_codes.h"
+#include "worker/train/model_config.h"
+#include "worker/train/text/sentencepiece_bridge.h"
+#include "worker/train/text/tokenizer.h"
+#include "worker/train/trainer.h"
+
+namespace ftune::train {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+// A Llama-architecture model with random weights, written as a Hugging Face
+// directory (config.json + model.safetensors).
+void WriteTinyLlama(const std::string& dir, int64_t vocab, uint64_t seed) {
+  const int64_t d = 32, ff = 64, layers = 2, heads = 4, kv = 2, hd = d / heads;
+  json cfg = {{"architectures", {"LlamaForCausalLM"}},
+              {"model_type", "llama"},
+              {"vocab_size", vocab},
+              {"hidden_size", d},
+              {"intermediate_size", ff},
+              {"num_hidden_layers", layers},
+              {"num_attention_heads", heads},
+              {"num_key_value_heads", kv},
+              {"max_position_embeddings", 512},
+              {"rms_norm_eps", 1e-5},
+              {"rope_theta", 10000.0},
+              {"tie_word_embeddings", false},
+              {"hidden_act", "silu"},
+              {"torch_dtype", "float32"}};
+  ASSERT_OK(MakeDirs(dir));
+  ASSERT_OK(WriteFileAtomically(JoinPath(dir, "config.json"), cfg.dump(2)));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  SafetensorsWriter w;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, float std,
+                 float mean) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> v(n);
+    for (float& x : v) x = mean + std * normal(rng);
+    ASSERT_OK(
+        w.Add(name, StDType::kF32, shape, v.data(), v.size() * sizeof(float)));
+  };
+  add("model.embed_tokens.weight", {vocab, d}, 1.0f, 0);
+  add("model.norm.weight", {d}, 0.0f, 1);
+  add("lm_head.weight", {vocab, d}, 0.1f, 0);
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    add(p + "input_layernorm.weight", {d}, 0.0f, 1);
+    add(p + "post_attention_layernorm.weight", {d}, 0.0f, 1);
+    add(p + "self_attn.q_proj.weight", {heads * hd, d}, 0.1f, 0);
+    add(p + "self_attn.k_proj.weight", {kv * hd, d}, 0.1f, 0);
+    add(p + "self_attn.v_proj.weight", {kv * hd, d}, 0.1f, 0);
+    add(p + "self_attn.o_proj.weight", {d, heads * hd}, 0.1f, 0);
+    add(p + "mlp.gate_proj.weight", {ff, d}, 0.1f, 0);
+    add(p + "mlp.up_proj.weight", {ff, d}, 0.1f, 0);
+    add(p + "mlp.down_proj.weight", {d, ff}, 0.1f, 0);
+  }
+  ASSERT_OK(w.WriteAtomically(JoinPath(dir, "model.safetensors")));
+}
+
+// A byte-level BPE (ids 0..255 are bytes, 300.. specials such as
+// <|im_start|>) whose tokenizer_config.json carries a ChatML template.
+void WriteChatTokenizer(const std::string& dir) {
+  ASSERT_OK(WriteFileAtomically(JoinPath(dir, "tokenizer.json"),
+                                testing::ByteLevelJson({})));
+  json config = {
+      {"eos_token", "<|im_end|>"},
+      {"pad_token", "<|endoftext|>"},
+      {"add_bos_token", false},
+      {"chat_template",
+       "{% for message in messages %}{{'<|im_start|>' + message['role'] + "
+       "'\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"}};
+  ASSERT_OK(WriteFileAtomically(JoinPath(dir, "tokenizer_config.json"),
+                                config.dump()));
+}
+
+// Chat examples with a learnable answer: the assistant repeats the user's
+// word backwards.
+std::string ChatLine(std::mt19937_64& rng) {
+  static const char* kWords[] = {"cat", "dog", "bird", "fish", "cow", "owl"};
+  const std::string w = kWords[rng() % 6];
+  return json{{"messages",
+               {{{"role", "system"}, {"content", "reverse"}},
+                {{"role", "user"}, {"content", w}},
+                {{"role", "assistant"},
+                 {"content", std::string(w.rbegin(), w.rend())}}}}}
+      .dump();
+}
+
+void WriteChatData(const std::string& path, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::ofstream f(path);
+  for (int i = 0; i < n; ++i) f << ChatLine(rng) << "\n";
+}
+
+struct RunResult {
+  int exit_code = -1;
+  std::vector<json> lines;  // every progress line, parsed
+  std::string stderr_text;
+  std::vector<json> Of(const std::string& type) const {
+    std::vector<json> out;
+    for (const json& j : lines)
+      if (j.value("type", "") == type) out.push_back(j);
+    return out;
+  }
+};
+
+// Runs build/bin/ftune-train --spec `spec_path`; with `term_after_metrics`,
+// sends SIGTERM after the first metrics line.
+RunResult RunTrain(const std::string& spec_path, const std::string& log_path,
+                   bool term_after_metrics = false) {
+  RunResult r;
+  ftune::testing::Subprocess p;
+  absl::Status st = p.Start(
+      {std::string(FTUNE_BIN_DIR) + "/ftune-train", "--spec", spec_path}, {},
+      log_path);
+  EXPECT_TRUE(st.ok()) << st;
+  if (!st.ok()) return r;
+  bool sent = false;
+  while (true) {
+    absl::StatusOr<std::string> line =
+        p.ReadLineWithPrefix("{", absl::Seconds(300));
+    if (!line.ok()) break;  // stdout closed
+    json j = json::parse("{" + *line, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: {" << *line;
+    if (j.is_discarded()) continue;
+    r.lines.push_back(j);
+    if (term_after_metrics && !sent && j.value("type", "") == "metrics") {
+      EXPECT_TRUE(p.Signal(SIGTERM).ok());
+      sent = true;
+    }
+  }
+  absl::StatusOr<int> status = p.Wait(absl::Seconds(60));
+  EXPECT_TRUE(status.ok()) << status.status();
+  if (status.ok() && WIFEXITED(*status)) r.exit_code = WEXITSTATUS(*status);
+  absl::StatusOr<std::string> log = ReadFile(log_path);
+  if (log.ok()) r.stderr_text = *log;
+  return r;
+}
+
+class TrainBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WriteTinyLlama(dir_.Sub("model"), /*vocab=*/320, /*seed=*/3);
+    WriteChatTokenizer(dir_.Sub("model"));
+    WriteChatData(dir_.Sub("train.jsonl"), 48, 1);
+    WriteChatData(dir_.Sub("val.jsonl"), 8, 2);
+  }
+  json Spec(const std::string& run) {
+    return {{"model_dir", dir_.Sub("model")},
+            {"base_model_name", "tiny-llama"},
+            {"train_data", dir_.Sub("train.jsonl")},
+            {"validation_data", dir_.Sub("val.jsonl")},
+            {"data", {{"format", "text"}, {"chat_template", "auto"}}},
+            {"lora",
+             {{"rank", 4},
+              {"alpha", 8},
+              {"dropout", 0.1},
+              {"target_modules", {"all-linear"}}}},
+            {"hyperparameters",
+             {{"max_steps", 30},
+              {"learning_rate", 1e-2},
+              {"lr_scheduler", "cosine"},
+              {"warmup_steps", 2},
+              {"batch_size", 2},
+              {"max_seq_length", 64},
+              {"seed", 7},
+              {"eval_every_steps", 10}}},
+            {"output_dir", dir_.Sub(run + "/adapter")},
+            {"checkpoint_dir", dir_.Sub(run + "/ckpt")},
+            {"threads", 1}};
+  }
+  std::string WriteSpec(const std::string& name, const json& spec) {
+    const std::string path = dir_.Sub(name + ".json");
+    EXPECT_OK(WriteFileAtomically(path, spec.dump()));
+    return path;
+  }
+  RunResult Run(const std::string& name, const json& spec,
+                bool term_after_metrics = false) {
+    return RunTrain(WriteSpec(name, spec), dir_.Sub(name + ".log"),
+                    term_after_metrics);
+  }
+  ftune::testing::TempDir dir_;
+};
+
+TEST_F(TrainBinaryTest, TrainsOnChatJsonlAndPublishesAPeftAdapter) {
+  json spec = Spec("chat");
+  RunResult r = Run("chat", spec);
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
+
+  // The data line says how the text became rows.
+  std::vector<json> data = r.Of("data");
+  ASSERT_EQ(data.size(), 2u);
+  EXPECT_EQ(data[0]["split"], "train");
+  EXPECT_EQ(data[0]["format"], "messages");
+  EXPECT_EQ(data[0]["tokenizer"], "tokenizer.json");
+  EXPECT_EQ(data[0]["chat_template"], "chatml");
+  EXPECT_EQ(data[0]["examples"], 48);
+  EXPECT_EQ(data[0]["truncated"], 0);
+  EXPECT_GT(data[0]["trained_tokens"].get<int64_t>(), 0);
+  EXPECT_LT(data[0]["trained_tokens"].get<int64_t>(),
+            data[0]["tokens"].get<int64_t>());  // prompts are not trained
+  EXPECT_EQ(data[1]["split"], "validation");
+  EXPECT_EQ(data[1]["examples"], 8);
+
+  std::vector<json> metrics = r.Of("metrics");
+  ASSERT_EQ(metrics.size(), 30u);
+  for (const json& m : metrics) {
+    for (const char* k : {"step", "loss", "lr", "grad_norm", "tokens_per_s"})
+      EXPECT_TRUE(m.contains(k)) << k << " in " << m.dump();
+    EXPECT_TRUE(std::isfinite(m["loss"].get<double>()));
+  }
+  auto mean_loss = [&](size_t from, size_t to) {
+    double s = 0;
+    for (size_t i = from; i < to; ++i) s += metrics[i]["loss"].get<double>();
+    return s / static_cast<double>(to - from);
+  };
+  // 5.66 -> 4.66 here (deterministic: one thread, fixed seed).
+  EXPECT_LT(mean_loss(25, 30), 0.9 * mean_loss(0, 5));
+  std::vector<json> evals = r.Of("eval");
+  ASSERT_EQ(evals.size(), 3u);
+  EXPECT_LT(evals.back()["eval_loss"].get<double>(),
+            evals.front()["eval_loss"].get<double>());
+  ASSERT_FALSE(r.lines.empty());
+  EXPECT_EQ(r.lines.back()["type"], "done");
+
+  // PEFT layout: adapter_config.json + adapter_model.safetensors (+ manifest).
+  const std::string out = dir_.Sub("chat/adapter");
+  ASSERT_OK_AND_ASSIGN(std::string cfg_text,
+                       ReadFile(JoinPath(out, "adapter_config.json")));
+  json cfg = json::parse(cfg_text);
+  EXPECT_EQ(cfg["peft_type"], "LORA");
+  EXPECT_EQ(cfg["r"], 4);
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<SafetensorsFile> st,
+      SafetensorsFile::Open(JoinPath(out, "adapter_model.safetensors")));
+  EXPECT_TRUE(st->Contains(
+      "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+  ASSERT_OK_AND_ASSIGN(std::string man_text,
+                       ReadFile(JoinPath(out, "ftune_manifest.json")));
+  json man = json::parse(man_text);
+  EXPECT_EQ(man["dataset"]["processing"]["chat_template"], "chatml");
+  EXPECT_EQ(man["dataset"]["processing"]["train"]["examples"], 48);
+}
+
+TEST_F(TrainBinaryTest, ResumeAfterSigtermMatchesTheUninterruptedRun) {
+  json full_spec = Spec("full");
+  full_spec["hyperparameters"]["eval_every_steps"] = 0;
+  full_spec.erase("validation_data");
+  full_spec["data"]["validation_split"] = 0.2;  // held out from train.jsonl
+  RunResult full = Run("full", full_spec);
+  ASSERT_EQ(full.exit_code, kExitOk) << full.stderr_text;
+  std::map<int64_t, double> want;
+  for (const json& m : full.Of("metrics"))
+    want[m["step"].get<int64_t>()] = m["loss"].get<double>();
+  ASSERT_EQ(want.size(), 30u);
+
+  json spec = full_spec;
+  spec["output_dir"] = dir_.Sub("cut/adapter");
+  spec["checkpoint_dir"] = dir_.Sub("cut/ckpt");
+  RunResult cut = Run("cut", spec, /*term_after_metrics=*/true);
+  ASSERT_EQ(cut.exit_code, kExitInterrupted)
+      << "the run ended before SIGTERM arrived?\n"
+      << cut.stderr_text;
+  ASSERT_EQ(cut.lines.back()["type"], "interrupted");
+  const int64_t stopped_at = cut.lines.back()["step"].get<int64_t>();
+  ASSERT_GT(stopped_at, 0);
+  ASSERT_LT(stopped_at, 30);
+
+  spec["resume_from"] = "auto";
+  RunResult resumed = Run("resumed", spec);
+  ASSERT_EQ(resumed.exit_code, kExitOk) << resumed.stderr_text;
+  ASSERT_EQ(resumed.Of("resumed").size(), 1u);
+  EXPECT_EQ(resumed.Of("resumed")[0]["step"], stopped_at);
+  std::vector<json> metrics = resumed.Of("metrics");
+  ASSERT_EQ(static_cast<int64_t>(metrics.size()), 30 - stopped_at);
+  for (const json& m : metrics) {
+    const int64_t step = m["step"].get<int64_t>();
+    // Bit for bit: same rows in the same order, same RNG, same optimizer.
+    EXPECT_EQ(m["loss"].get<double>(), want[step]) << "step " << step;
+  }
+}
+
+TEST_F(TrainBinaryTest, BadInputExitsTwoNamingFileLineAndField) {
+  // A bad line: line 3 has an unknown role.
+  {
+    std::ifstream in(dir_.Sub("train.jsonl"));
+    std::ofstream out(dir_.Sub("bad.jsonl"));
+    std::string line;
+    for (int i = 1; std::getline(in, line); ++i) {
+      if (i == 3)
+        out << R"({"messages":[{"role":"bot","content":"hi"}]})"
+            << "\n";
+      else
+        out << line << "\n";
+    }
+  }
+  struct Case {
+    std::string name;
+    json spec;
+    std::vector<std::string> want;  // in the stderr and the error line
+  };
+  std::vector<Case> cases;
+  json s = Spec("bad");
+  s["train_data"] = dir_.Sub("bad.jsonl");
+  cases.push_back({"bad_line", s, {"bad.jsonl", "line 3", "role", "bot"}});
+  s = Spec("missing");
+  s["train_data"] = dir_.Sub("nope.jsonl");
+  cases.push_back({"missing_file", s, {"nope.jsonl"}});
+  s = Spec("tmpl");
+  s["data"]["chat_template"] = "vicuna";
+  cases.push_back({"unknown_template", s, {"data.chat_template", "vicuna"}});
+  ASSERT_OK(
+      WriteFileAtomically(dir_.Sub("untrained.jsonl"),
+                          R"({"messages":[{"role":"user","content":"a"},)"
+                          R"({"role":"assistant","content":"b","weight":0}]})"
+                          "\n"));
+  s = Spec("untrained");
+  s["train_data"] = dir_.Sub("untrained.jsonl");
+  cases.push_back({"no_trainable_tokens", s, {"untrained.jsonl", "line 1"}});
+  s = Spec("val");
+  ASSERT_OK(WriteFileAtomically(dir_.Sub("badval.jsonl"),
+                                R"({"prompt":"a","completion":"b"})"
+                                "\n"));
+  s["validation_data"] = dir_.Sub("badval.jsonl");
+  cases.push_back({"validation_format", s, {"badval.jsonl", "format"}});
+
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RunResult r = Run(c.name, c.spec);
+    EXPECT_EQ(r.exit_code, kExitBadInput) << r.stderr_text;
+    ASSERT_FALSE(r.lines.empty());
+    const json& err = r.lines.back();
+    EXPECT_EQ(err["type"], "error");
+    EXPECT_EQ(err["reason"], "bad_input");
+    for (const std::string& w : c.want) {
+      EXPECT_THAT(err["message"].get<std::string>(), HasSubstr(w));
+      EXPECT_THAT(r.stderr_text, HasSubstr(w));
+    }
+  }
+}
+
+TEST_F(TrainBinaryTest, OverlengthExamplesAreCountedNotSilent) {
+  // Every example is 40-odd tokens (ChatML header, system, user, assistant).
+  json spec = Spec("drop");
+  spec["hyperparameters"]["max_seq_length"] = 24;
+  spec["hyperparameters"]["max_steps"] = 2;
+  spec["hyperparameters"]["eval_every_steps"] = 0;
+  spec.erase("validation_data");
+  spec["data"]["overlength"] = "drop";
+  RunResult r = Run("drop", spec);
+  EXPECT_EQ(r.exit_code, kExitBadInput);
+  EXPECT_THAT(r.stderr_text, HasSubstr("48 dropped as longer than 24"));
+
+  spec = Spec("cut");
+  spec["hyperparameters"]["max_seq_length"] = 42;
+  spec["hyperparameters"]["max_steps"] = 2;
+  spec["hyperparameters"]["eval_every_steps"] = 0;
+  spec.erase("validation_data");
+  r = Run("cut", spec);
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
+  std::vector<json> data = r.Of("data");
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_GT(data[0]["truncated"].get<int64_t>(), 0);
+  EXPECT_EQ(data[0]["truncated"].get<int64_t>() +
+                data[0]["dropped_no_target"].get<int64_t>(),
+            48);
+  EXPECT_THAT(r.stderr_text, HasSubstr("truncated"));
+}
+
+// The SentencePiece library is reached through a plugin in its own link-map
+// namespace; before that, loading a tokenizer.model crashed any process that
+// had LibTorch (two protobufs). Both this test process (which runs LibTorch
+// first) and ftune-train load one here.
+TEST(SentencePieceInLibTorchProcessTest, LoadsTokenizerModelAndTrains) {
+  ftune::testing::TempDir dir;
+  // LibTorch runs in this process before the plugin is opened.
+  ASSERT_OK_AND_ASSIGN(
+      ModelConfig cfg,
+      ParseModelConfig(json{{"architectures", {"LlamaForCausalLM"}},
+                            {"hidden_size", 16},
+                            {"num_hidden_layers", 1},
+                            {"num_attention_heads", 2},
+                            {"num_key_value_heads", 2},
+                            {"intermediate_size", 32},
+                            {"vocab_size", 64},
+                            {"rms_norm_eps", 1e-5}}
+                           .dump(),
+                       "test"));
+  BenchOptions bench;
+  bench.config = cfg;
+  bench.seq = 8;
+  bench.batch = 1;
+  bench.steps = 1;
+  bench.warmup = 0;
+  bench.threads = 1;
+  ASSERT_OK(RunBench(bench, nullptr).status());
+
+  {
+    std::ofstream corpus(dir.Sub("corpus.txt"));
+    for (int i = 0; i < 200; ++i)
+      corpus << "the quick brown fox " << i << " jumps over the lazy dog\n"
+             << "question: what is " << i % 7
+             << " plus one? answer: " << i % 7 + 1 << "\n";
+  }
+  ASSERT_OK(MakeDirs(dir.Sub("model")));
+  const std::string err = sp::TrainSentencePiece(
+      "--input=" + dir.Sub("corpus.txt") +
+      " --model_prefix=" + dir.Sub("model/tokenizer") +
+      " --vocab_size=400 --model_type=bpe --byte_fallback=true"
+      " --character_coverage=1.0 --hard_vocab_limit=false --num_threads=1"
+      " --minloglevel=2");
+  ASSERT_EQ(err, "");
+  ASSERT_OK(WriteFileAtomically(
+      dir.Sub("model/tokenizer_config.json"),
+      R"({"bos_token":"<s>","eos_token":"</s>","add_bos_token":true})"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok,
+                       LoadTokenizer(dir.Sub("model")));
+  EXPECT_EQ(tok->Decode(tok->Encode("the lazy dog")), "the lazy dog");
+  EXPECT_GE(tok->eos_id(), 0);
+
+  // And ftune-train trains with it (tokenizer.model only: no tokenizer.json).
+  WriteTinyLlama(dir.Sub("model"), tok->vocab_size(), /*seed=*/5);
+  {
+    std::ofstream data(dir.Sub("pc.jsonl"));
+    for (int i = 0; i < 16; ++i)
+      data << json{{"prompt", absl::StrCat("what is ", i % 7, " plus one?")},
+                   {"completion", absl::StrCat(" ", i % 7 + 1)}}
+                  .dump()
+           << "\n";
+  }
+  json spec = {{"model_dir", dir.Sub("model")},
+               {"train_data", dir.Sub("pc.jsonl")},
+               {"hyperparameters",
+                {{"max_steps", 3}, {"batch_size", 2}, {"max_seq_length", 32}}},
+               {"output_dir", dir.Sub("adapter")},
+               {"threads", 1}};
+  ASSERT_OK(WriteFileAtomically(dir.Sub("spec.json"), spec.dump()));
+  RunResult r = RunTrain(dir.Sub("spec.json"), dir.Sub("train.log"));
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
+  std::vector<json> data = r.Of("data");
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0]["tokenizer"], "tokenizer.model");
+  EXPECT_EQ(data[0]["format"], "prompt_completion");
+  EXPECT_EQ(r.lines.back()["type"], "done");
+}
+
+}  // namespace
+}  // namespace ftune::train
