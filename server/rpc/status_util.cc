@@ -48,7 +48,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status,
   if (status.ok()) return grpc::Status::OK;
   if (ctx != nullptr) {
     if (auto info = GetErrorInfo(status)) {
-      ctx->AddTrailingMetadata(kErrorInfoMetadataKey, info->SerializeAsString());
+      ctx->AddTrailingMetadata(kErrorInfoMetadataKey,
+                               info->SerializeAsString());
     }
   }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
