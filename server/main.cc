@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -11,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "server/rpc/auth.h"
 #include "server/scheduler_server.h"
 
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
@@ -21,6 +23,37 @@ ABSL_FLAG(int, max_message_bytes, 16 << 20,
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT, how long in-flight calls may finish before they "
           "are cancelled.");
+ABSL_FLAG(std::string, db, "",
+          "Required. Path of the SQLite database, on local disk (never on "
+          "shared storage). Created and migrated if needed.");
+ABSL_FLAG(std::string, storage_root, "",
+          "Root directory of shared storage (models/, files/, jobs/). "
+          "Required when --config registers models.");
+ABSL_FLAG(std::string, config, "",
+          "JSON config file registering base models; see "
+          "docs/operations.md.");
+ABSL_FLAG(std::string, admin_key_file, "",
+          "File holding the admin credential (first non-empty line). "
+          "Default: the environment variable FTUNE_ADMIN_KEY.");
+ABSL_FLAG(std::string, worker_key_file, "",
+          "File holding the worker credential. Default: the environment "
+          "variable FTUNE_WORKER_KEY; none = no worker can connect.");
+ABSL_FLAG(bool, allow_no_admin, false,
+          "Start without an admin credential (AdminService then refuses "
+          "every call). Without this flag a missing admin credential is a "
+          "start-up error.");
+
+namespace {
+
+// A credential from --FLAG_file, else from the environment; "" if neither.
+absl::StatusOr<std::string> LoadCredential(const std::string& file,
+                                           const char* env_name) {
+  if (!file.empty()) return ftune::server::rpc::ReadCredentialFile(file);
+  const char* env = std::getenv(env_name);
+  return std::string(env == nullptr ? "" : env);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -40,6 +73,34 @@ int main(int argc, char** argv) {
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.db_path = absl::GetFlag(FLAGS_db);
+  options.storage_root = absl::GetFlag(FLAGS_storage_root);
+  options.config_path = absl::GetFlag(FLAGS_config);
+  if (options.db_path.empty()) {
+    std::cerr << "ftune-scheduler: --db=PATH is required (the SQLite "
+                 "database, on local disk)"
+              << std::endl;
+    return 1;
+  }
+  absl::StatusOr<std::string> admin =
+      LoadCredential(absl::GetFlag(FLAGS_admin_key_file), "FTUNE_ADMIN_KEY");
+  absl::StatusOr<std::string> worker =
+      LoadCredential(absl::GetFlag(FLAGS_worker_key_file), "FTUNE_WORKER_KEY");
+  for (const auto* cred : {&admin, &worker}) {
+    if (!cred->ok()) {
+      std::cerr << "ftune-scheduler: " << cred->status().message() << std::endl;
+      return 1;
+    }
+  }
+  if (admin->empty() && !absl::GetFlag(FLAGS_allow_no_admin)) {
+    std::cerr << "ftune-scheduler: no admin credential: set --admin_key_file "
+                 "or FTUNE_ADMIN_KEY (or pass --allow_no_admin to run "
+                 "without AdminService access)"
+              << std::endl;
+    return 1;
+  }
+  if (!admin->empty()) options.auth.admin_secrets.push_back(*admin);
+  if (!worker->empty()) options.auth.worker_secrets.push_back(*worker);
 
   ftune::server::SchedulerServer server(options);
   if (absl::Status st = server.Start(); !st.ok()) {

@@ -7,6 +7,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status.h"
+#include "server/model_registry.h"
+#include "server/rpc/admin_service.h"
+#include "server/rpc/model_service.h"
+#include "server/store/sqlite_store.h"
 
 namespace ftune::server {
 namespace {
@@ -33,7 +38,44 @@ absl::Status SplitHostPort(const std::string& address, std::string* host,
 SchedulerServer::SchedulerServer(SchedulerOptions options)
     : options_(std::move(options)) {}
 
-SchedulerServer::~SchedulerServer() { Shutdown(); }
+SchedulerServer::~SchedulerServer() {
+  Shutdown();
+  Wait();
+}
+
+absl::Status SchedulerServer::OpenStoreAndServices() {
+  if (options_.db_path.empty()) return absl::OkStatus();
+  FTUNE_RETURN_IF_ERROR(rpc::ValidateAuthOptions(options_.auth));
+  // Config before the database: a typo in the config should not leave a
+  // fresh database file behind.
+  SchedulerConfig config;
+  if (!options_.config_path.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(config, LoadSchedulerConfig(options_.config_path,
+                                                       options_.storage_root));
+  }
+  store::SqliteStoreOptions so;
+  so.path = options_.db_path;
+  absl::StatusOr<std::unique_ptr<store::SqliteStore>> opened =
+      store::SqliteStore::Open(so);
+  if (!opened.ok()) {
+    return absl::Status(opened.status().code(),
+                        absl::StrCat("database ", options_.db_path, ": ",
+                                     opened.status().message()));
+  }
+  store_ = *std::move(opened);
+  for (core::Model& m : config.models) {
+    FTUNE_RETURN_IF_ERROR(store_->UpsertModel(std::move(m)).status());
+  }
+  auth_ =
+      std::make_unique<rpc::StoreAuthenticator>(store_.get(), options_.auth);
+  job_service_ = std::make_unique<rpc::JobServiceImpl>(
+      store_.get(), auth_.get(), options_.job_streams);
+  admin_service_ =
+      std::make_unique<rpc::AdminServiceImpl>(store_.get(), auth_.get());
+  model_service_ =
+      std::make_unique<rpc::ModelServiceImpl>(store_.get(), auth_.get());
+  return absl::OkStatus();
+}
 
 absl::Status SchedulerServer::Start() {
   std::string host;
@@ -43,6 +85,7 @@ absl::Status SchedulerServer::Start() {
       !st.ok()) {
     return st;
   }
+  FTUNE_RETURN_IF_ERROR(OpenStoreAndServices());
   // Both are process-wide switches that must be set before the builder.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -53,6 +96,11 @@ absl::Status SchedulerServer::Start() {
   // gRPC sets SO_REUSEPORT by default, which would let a second scheduler
   // silently share our port and split the traffic. One port, one server.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  if (job_service_ != nullptr) {
+    builder.RegisterService(job_service_.get());
+    builder.RegisterService(admin_service_.get());
+    builder.RegisterService(model_service_.get());
+  }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   server_ = builder.BuildAndStart();

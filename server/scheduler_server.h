@@ -15,12 +15,24 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/rpc/auth.h"
+#include "server/rpc/job_service.h"
 
 namespace grpc {
 class Server;
+class Service;
 }  // namespace grpc
 
+namespace ftune::store {
+class SqliteStore;
+}  // namespace ftune::store
+
 namespace ftune::server {
+
+namespace rpc {
+class AdminServiceImpl;
+class ModelServiceImpl;
+}  // namespace rpc
 
 struct SchedulerOptions {
   // host:port for gRPC. Port 0 picks a free port (see SchedulerServer::port()).
@@ -30,6 +42,19 @@ struct SchedulerOptions {
   int max_message_bytes = 16 << 20;
   // How long Shutdown() lets in-flight calls finish before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // The SQLite database (local disk, never shared storage). Empty: the
+  // server serves only health and reflection (tests of the bare server).
+  std::string db_path;
+  // Root of shared storage (models/, files/, jobs/).
+  std::string storage_root;
+  // JSON config file registering base models (server/model_registry.h);
+  // empty = no models.
+  std::string config_path;
+  // Admin and worker credentials (server/rpc/auth.h).
+  rpc::AuthOptions auth;
+  // Streaming JobService rpcs (WatchJob, StreamJobLog); empty handlers
+  // answer UNIMPLEMENTED.
+  rpc::JobStreamHandlers job_streams;
 };
 
 class SchedulerServer {
@@ -39,8 +64,10 @@ class SchedulerServer {
   SchedulerServer(const SchedulerServer&) = delete;
   SchedulerServer& operator=(const SchedulerServer&) = delete;
 
-  // Binds and starts serving. UNAVAILABLE if the address cannot be bound,
-  // INVALID_ARGUMENT if it is malformed.
+  // Opens the database (FAILED_PRECONDITION when its schema is newer than
+  // this binary's), loads the config (INVALID_ARGUMENT naming the problem),
+  // registers the models, then binds and starts serving. UNAVAILABLE if the
+  // address cannot be bound, INVALID_ARGUMENT if it is malformed.
   absl::Status Start();
   // The bound port (the real one when the options asked for port 0).
   int port() const { return port_; }
@@ -52,8 +79,19 @@ class SchedulerServer {
   // Blocks until the server has shut down.
   void Wait();
 
+  // The store, for in-process tests and wiring (null without db_path).
+  store::SqliteStore* store() const { return store_.get(); }
+
  private:
+  absl::Status OpenStoreAndServices();
+
   SchedulerOptions options_;
+  // Declared before the server so they outlive it.
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<rpc::StoreAuthenticator> auth_;
+  std::unique_ptr<rpc::JobServiceImpl> job_service_;
+  std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
+  std::unique_ptr<rpc::ModelServiceImpl> model_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace ftune {
 namespace {
@@ -21,9 +22,18 @@ using ::testing::HasSubstr;
 const std::string kScheduler = std::string(FTUNE_BIN_DIR) + "/ftune-scheduler";
 const std::string kCtl = std::string(FTUNE_BIN_DIR) + "/ftunectl";
 
+// A scheduler command line on port 0 over a database in `dir`.
+std::vector<std::string> SchedulerArgs(
+    const ftune::testing::TempDir& dir,
+    const std::string& address = "127.0.0.1:0") {
+  return {kScheduler, "--grpc_address=" + address,
+          "--db=" + dir.Sub("sched.db"), "--allow_no_admin"};
+}
+
 TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {
+  testing::TempDir dir;
   testing::Subprocess proc;
-  ASSERT_OK(proc.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK(proc.Start(SchedulerArgs(dir)));
   ASSERT_OK_AND_ASSIGN(
       std::string address,
       proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
@@ -46,8 +56,9 @@ TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {
 }
 
 TEST(SchedulerProcessTest, FtunectlStatusReportsServing) {
+  testing::TempDir dir;
   testing::Subprocess server;
-  ASSERT_OK(server.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK(server.Start(SchedulerArgs(dir)));
   ASSERT_OK_AND_ASSIGN(
       std::string address,
       server.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
@@ -72,9 +83,9 @@ TEST(SchedulerProcessTest, FtunectlUnreachableServerExitsWithCode3) {
 }
 
 TEST(SchedulerProcessTest, BadAddressFailsAtStartWithMessage) {
+  testing::TempDir dir;
   testing::Subprocess proc;
-  ASSERT_OK(
-      proc.Start({kScheduler, "--grpc_address=no-port-here"}, {}, "/dev/null"));
+  ASSERT_OK(proc.Start(SchedulerArgs(dir, "no-port-here"), {}, "/dev/null"));
   ASSERT_OK(proc.ReadAll(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
   ASSERT_TRUE(WIFEXITED(status));
@@ -82,14 +93,15 @@ TEST(SchedulerProcessTest, BadAddressFailsAtStartWithMessage) {
 }
 
 TEST(SchedulerProcessTest, PortInUseFailsAtStart) {
+  testing::TempDir dir;
+  testing::TempDir dir2;
   testing::Subprocess first;
-  ASSERT_OK(first.Start({kScheduler, "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK(first.Start(SchedulerArgs(dir)));
   ASSERT_OK_AND_ASSIGN(
       std::string address,
       first.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
   testing::Subprocess second;
-  ASSERT_OK(
-      second.Start({kScheduler, "--grpc_address=" + address}, {}, "/dev/null"));
+  ASSERT_OK(second.Start(SchedulerArgs(dir2, address), {}, "/dev/null"));
   ASSERT_OK(second.ReadAll(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(int status, second.Wait(absl::Seconds(30)));
   ASSERT_TRUE(WIFEXITED(status));

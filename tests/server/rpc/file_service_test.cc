@@ -13,7 +13,7 @@
 #include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/server/rpc/rpc_fixture.h"
+#include "tests/server/rpc/stream_fixture.h"
 
 namespace ftune::server::rpc::testing {
 namespace {

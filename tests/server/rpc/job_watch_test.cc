@@ -15,7 +15,7 @@
 #include "common/ids.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/server/rpc/rpc_fixture.h"
+#include "tests/server/rpc/stream_fixture.h"
 
 namespace ftune::server::rpc::testing {
 namespace {

@@ -1,177 +1,173 @@
-// Shared set-up for the server/rpc tests: a real SQLite store and storage
-// root in a temp dir, a WatchHub on the store's commit hook, and a real gRPC
-// server on 127.0.0.1:0 hosting FileService and a JobService whose only rpc
-// is WatchJob (delegating to StartWatchJob), with a small Authenticator that
-// resolves bearer tokens through API keys stored in the real Store.
+// Shared set-up for the service tests: the real SchedulerServer on a
+// loopback port 0 over a real SQLite file in a temp dir, a model directory
+// registered through a real config file, and real tenants and API keys
+// created through AdminService with the admin credential.
 #ifndef FTUNE_TESTS_SERVER_RPC_RPC_FIXTURE_H_
 #define FTUNE_TESTS_SERVER_RPC_RPC_FIXTURE_H_
 
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
-#include "ftune/v1/file.grpc.pb.h"
+#include "ftune/v1/admin.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
+#include "ftune/v1/model.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/core/api_key.h"
-#include "server/rpc/file_service.h"
-#include "server/rpc/job_watch.h"
-#include "server/rpc/principal.h"
 #include "server/rpc/status_util.h"
-#include "server/rpc/watch_hub.h"
+#include "server/scheduler_server.h"
 #include "server/store/sqlite_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
-namespace ftune::server::rpc::testing {
+namespace ftune::server::testing {
 
-// Bearer token -> API key row (by hash) -> Principal. Stands in for the
-// scheduler's StoreAuthenticator.
-class StoreKeyAuthenticator : public Authenticator {
- public:
-  explicit StoreKeyAuthenticator(store::Store* store) : store_(store) {}
-  absl::StatusOr<Principal> Authenticate(
-      const grpc::ServerContextBase& ctx) override {
-    const std::string token = BearerToken(ctx);
-    if (token.empty() || !core::LooksLikeApiKey(token)) {
-      return absl::UnauthenticatedError("missing or malformed API key");
-    }
-    absl::StatusOr<core::ApiKey> key =
-        store_->LookupApiKeyByHash(core::HashApiKey(token));
-    if (!key.ok() || key->revoked || !core::ApiKeyMatches(token, key->hash)) {
-      return absl::UnauthenticatedError("unknown or revoked API key");
-    }
-    Principal p;
-    p.key_id = key->id;
-    p.tenant_id = key->tenant_id;
-    p.kind = key->role == core::ApiKeyRole::kTenant  ? Principal::Kind::kTenant
-             : key->role == core::ApiKeyRole::kAdmin ? Principal::Kind::kAdmin
-                                                     : Principal::Kind::kWorker;
-    return p;
+inline constexpr char kAdminKey[] = "admin-secret-for-tests-0123456789";
+inline constexpr char kWorkerKey[] = "worker-secret-for-tests-0123456789";
+
+inline void WriteFile(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(
+      std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+// A model directory with just what the scheduler reads at start-up.
+inline void MakeModelDir(const std::string& dir, int max_positions,
+                         const std::string& chat_template_jinja) {
+  WriteFile(dir + "/config.json",
+            "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, "
+            "\"intermediate_size\": 128, \"num_hidden_layers\": 2, "
+            "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+            "\"vocab_size\": 256, \"max_position_embeddings\": " +
+                std::to_string(max_positions) +
+                ", \"torch_dtype\": \"float32\"}");
+  if (!chat_template_jinja.empty()) {
+    WriteFile(dir + "/tokenizer_config.json",
+              "{\"chat_template\": \"" + chat_template_jinja + "\"}");
   }
+}
 
- private:
-  store::Store* store_;
-};
+// Result of a call: the status with the ErrorInfo from trailing metadata.
+template <typename Fn>
+absl::Status Call(const std::string& key, Fn fn) {
+  grpc::ClientContext ctx;
+  if (!key.empty()) ctx.AddMetadata("authorization", "Bearer " + key);
+  grpc::Status st = fn(&ctx);
+  return rpc::FromGrpcStatus(st, &ctx);
+}
 
-// JobService with only WatchJob, as the real one delegates it.
-class WatchOnlyJobService : public v1::JobService::CallbackService {
- public:
-  WatchOnlyJobService(WatchHub* hub, store::Store* store, Authenticator* auth,
-                      WatchJobOptions options)
-      : hub_(hub), store_(store), auth_(auth), options_(options) {}
-  grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
-      grpc::CallbackServerContext* ctx,
-      const v1::WatchJobRequest* request) override {
-    absl::StatusOr<Principal> p = auth_->Authenticate(*ctx);
-    if (!p.ok()) {
-      auto* r = new Refused();
-      r->Finish(ToGrpcStatus(p.status(), ctx));
-      return r;
-    }
-    return StartWatchJob(hub_, store_, ctx, request, *p, options_);
-  }
-
- private:
-  struct Refused : grpc::ServerWriteReactor<v1::WatchJobResponse> {
-    void OnDone() override { delete this; }
-  };
-  WatchHub* hub_;
-  store::Store* store_;
-  Authenticator* auth_;
-  WatchJobOptions options_;
-};
+inline v1::ErrorInfo InfoOf(const absl::Status& st) {
+  return rpc::GetErrorInfo(st).value_or(v1::ErrorInfo());
+}
 
 class RpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    storage_root_ = dir_.Sub("storage");
-    file_options_.storage_root = storage_root_;
-    store::SqliteStoreOptions so;
-    so.path = dir_.Sub("sched.db");
-    so.synchronous_full = false;
-    so.on_commit = hub_.CommitHook();
-    auto st = store::SqliteStore::Open(so);
-    ASSERT_TRUE(st.ok()) << st.status();
-    store_ = std::move(st).value();
-    auth_ = std::make_unique<StoreKeyAuthenticator>(store_.get());
-    file_service_ =
-        std::make_unique<FileService>(store_.get(), auth_.get(), file_options_);
-    job_service_ = std::make_unique<WatchOnlyJobService>(
-        &hub_, store_.get(), auth_.get(), watch_options_);
-    grpc::ServerBuilder builder;
-    builder.AddChannelArgument("grpc.so_reuseport", 0);
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port_);
-    builder.RegisterService(file_service_.get());
-    builder.RegisterService(job_service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port_, 0);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
-                                   grpc::InsecureChannelCredentials());
-    files_ = v1::FileService::NewStub(channel_);
-    jobs_ = v1::JobService::NewStub(channel_);
-    core::Model m;
-    m.name = "tiny";
-    m.directory = "models/tiny";
-    ASSERT_OK(store_->UpsertModel(m));
+    MakeModelDir(dir_.Sub("storage/models/tiny"), 512,
+                 "{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}");
+    MakeModelDir(dir_.Sub("storage/models/plain"), 4096, "");
+    WriteFile(dir_.Sub("scheduler.json"),
+              R"({"models": [{"name": "tiny"},
+                  {"name": "plain", "supported_methods": ["lora"]}]})");
+    ASSERT_OK(StartServer());
   }
 
-  void TearDown() override { StopServer(); }
-
-  void StopServer() {
-    if (server_ == nullptr) return;
-    hub_.Shutdown();
-    server_->Shutdown(std::chrono::system_clock::now() +
-                      std::chrono::seconds(5));
-    server_->Wait();
+  absl::Status StartServer() {
     server_.reset();
+    SchedulerOptions options;
+    options.grpc_address = "127.0.0.1:0";
+    options.db_path = dir_.Sub("sched.db");
+    options.storage_root = dir_.Sub("storage");
+    options.config_path = dir_.Sub("scheduler.json");
+    options.auth.admin_secrets = {kAdminKey};
+    options.auth.worker_secrets = {kWorkerKey};
+    options.shutdown_grace = absl::Seconds(1);
+    server_ = std::make_unique<SchedulerServer>(options);
+    FTUNE_RETURN_IF_ERROR(server_->Start());
+    channel_ = grpc::CreateChannel(server_->address(),
+                                   grpc::InsecureChannelCredentials());
+    jobs_ = v1::JobService::NewStub(channel_);
+    admin_ = v1::AdminService::NewStub(channel_);
+    models_ = v1::ModelService::NewStub(channel_);
+    return absl::OkStatus();
   }
 
-  struct TestTenant {
-    std::string id;
-    std::string key;  // Bearer secret.
+  store::SqliteStore& store() { return *server_->store(); }
+
+  struct TenantKey {
+    std::string tenant_id;
+    std::string key;
+    std::string key_id;
+    std::string file_id;  // A READY training file of 100 chat examples.
   };
-  TestTenant MakeTenant(const std::string& name) {
-    core::Tenant t;
-    t.name = name;
-    auto tenant = store_->CreateTenant(t);
-    EXPECT_TRUE(tenant.ok()) << tenant.status();
-    core::GeneratedApiKey gen = core::GenerateApiKey();
-    core::ApiKey key;
-    key.role = core::ApiKeyRole::kTenant;
-    key.tenant_id = tenant->id;
-    key.prefix = gen.prefix;
-    key.hash = gen.hash;
-    EXPECT_OK(store_->CreateApiKey(key));
-    return {tenant->id, gen.key};
+  // A tenant and an API key through AdminService, plus a ready file row
+  // (FileService is another part; files are store rows).
+  TenantKey MakeTenant(const std::string& name, v1::Quota quota = {}) {
+    TenantKey out;
+    v1::CreateTenantRequest req;
+    req.set_display_name(name);
+    *req.mutable_quota() = quota;
+    v1::Tenant tenant;
+    EXPECT_OK(Call(kAdminKey, [&](grpc::ClientContext* c) {
+      return admin_->CreateTenant(c, req, &tenant);
+    }));
+    out.tenant_id = tenant.id();
+    v1::CreateApiKeyRequest kreq;
+    kreq.set_tenant_id(tenant.id());
+    kreq.set_display_name("tests");
+    v1::CreateApiKeyResponse kresp;
+    EXPECT_OK(Call(kAdminKey, [&](grpc::ClientContext* c) {
+      return admin_->CreateApiKey(c, kreq, &kresp);
+    }));
+    out.key = kresp.secret();
+    out.key_id = kresp.api_key().id();
+    out.file_id = MakeFile(out.tenant_id, "fine-tune-train", 100);
+    return out;
   }
 
-  static void Authorize(grpc::ClientContext* ctx, const TestTenant& t,
-                        int deadline_s = 60) {
-    ctx->AddMetadata("authorization", "Bearer " + t.key);
-    ctx->set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::seconds(deadline_s));
+  std::string MakeFile(const std::string& tenant_id, const std::string& purpose,
+                       int64_t examples,
+                       core::FileStatus status = core::FileStatus::kReady) {
+    core::FileRecord f;
+    f.tenant_id = tenant_id;
+    f.filename = "data.jsonl";
+    f.purpose = purpose;
+    f.status = status;
+    f.format = "chat";
+    f.example_count = examples;
+    f.storage_path = "files/" + tenant_id + "/x";
+    auto file = store().CreateFile(f);
+    EXPECT_TRUE(file.ok()) << file.status();
+    return file.ok() ? file->id : "";
   }
 
-  ::ftune::testing::TempDir dir_;
-  std::string storage_root_;
-  FileServiceOptions file_options_;
-  WatchJobOptions watch_options_;
-  WatchHub hub_;
-  std::unique_ptr<store::SqliteStore> store_;
-  std::unique_ptr<StoreKeyAuthenticator> auth_;
-  std::unique_ptr<FileService> file_service_;
-  std::unique_ptr<WatchOnlyJobService> job_service_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
+  v1::CreateJobRequest JobRequest(const TenantKey& t) {
+    v1::CreateJobRequest req;
+    req.mutable_spec()->set_model("tiny");
+    req.mutable_spec()->set_training_file(t.file_id);
+    return req;
+  }
+
+  absl::StatusOr<v1::Job> CreateJob(const TenantKey& t,
+                                    const v1::CreateJobRequest& req) {
+    v1::CreateJobResponse resp;
+    absl::Status st = Call(t.key, [&](grpc::ClientContext* c) {
+      return jobs_->CreateJob(c, req, &resp);
+    });
+    if (!st.ok()) return st;
+    return resp.job();
+  }
+
+  ftune::testing::TempDir dir_;
+  std::unique_ptr<SchedulerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::FileService::Stub> files_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
 };
 
-}  // namespace ftune::server::rpc::testing
+}  // namespace ftune::server::testing
 
 #endif  // FTUNE_TESTS_SERVER_RPC_RPC_FIXTURE_H_

@@ -1,0 +1,447 @@
+#include "server/core/spec_validation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace ftune::core {
+namespace {
+
+// Collects errors; the helpers format "must be in [lo, hi], got x" the same
+// way everywhere so clients and tests can rely on the wording.
+class Errors {
+ public:
+  void Add(std::string field, std::string message) {
+    out_.push_back({std::move(field), std::move(message)});
+  }
+  template <typename T>
+  void Range(const std::string& field, T value, T lo, T hi) {
+    if (!(value >= lo && value <= hi)) {
+      Add(field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", value));
+    }
+  }
+  // (lo, hi]
+  void OpenClosed(const std::string& field, double value, double lo,
+                  double hi) {
+    if (!(value > lo && value <= hi)) {
+      Add(field, absl::StrCat("must be in (", lo, ", ", hi, "], got ", value));
+    }
+  }
+  // [lo, hi)
+  void ClosedOpen(const std::string& field, double value, double lo,
+                  double hi) {
+    if (!(value >= lo && value < hi)) {
+      Add(field, absl::StrCat("must be in [", lo, ", ", hi, "), got ", value));
+    }
+  }
+  std::vector<FieldError> Take() { return std::move(out_); }
+
+ private:
+  std::vector<FieldError> out_;
+};
+
+bool AllCharsIn(const std::string& s, bool (*ok)(char)) {
+  return std::all_of(s.begin(), s.end(), ok);
+}
+bool IsLowerDigitUnderDash(char c) {
+  return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' ||
+         c == '-';
+}
+bool IsLabelValueChar(char c) {
+  return absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-';
+}
+bool IsSuffixChar(char c) {
+  return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
+}
+
+const std::set<std::string>& ChatTemplates() {
+  static const auto* t =
+      new std::set<std::string>{"chatml", "llama3", "llama2", "alpaca"};
+  return *t;
+}
+
+bool IsQlora(const v1::JobSpec& spec) {
+  return spec.method() == v1::TRAINING_METHOD_QLORA;
+}
+
+bool HasValidation(const v1::JobSpec& spec) {
+  return spec.validation_case() != v1::JobSpec::VALIDATION_NOT_SET;
+}
+
+void CheckLora(const v1::LoraConfig& lora, Errors& e) {
+  if (lora.rank() != 0) e.Range<int32_t>("spec.lora.rank", lora.rank(), 1, 256);
+  if (lora.alpha() != 0) e.OpenClosed("spec.lora.alpha", lora.alpha(), 0, 1024);
+  e.ClosedOpen("spec.lora.dropout", lora.dropout(), 0, 1);
+  const auto& known = LlamaLinearModules();
+  std::set<std::string> seen;
+  const int n = lora.target_modules_size();
+  for (int i = 0; i < n; ++i) {
+    const std::string& m = lora.target_modules(i);
+    const std::string field = absl::StrCat("spec.lora.target_modules[", i, "]");
+    if (m == "all-linear") {
+      if (n > 1) e.Add(field, "\"all-linear\" cannot be combined with others");
+      continue;
+    }
+    if (std::find(known.begin(), known.end(), m) == known.end()) {
+      e.Add(field, absl::StrCat("unsupported target module \"", m,
+                                "\"; expected one of ",
+                                absl::StrJoin(known, ", "), " or all-linear"));
+      continue;
+    }
+    if (!seen.insert(m).second) {
+      e.Add(field, absl::StrCat("duplicate target module \"", m, "\""));
+    }
+  }
+}
+
+void CheckQuantization(const v1::JobSpec& spec, bool cpu, Errors& e) {
+  if (!spec.has_quantization()) return;
+  if (!IsQlora(spec)) {
+    e.Add("spec.quantization", "only allowed with TRAINING_METHOD_QLORA");
+    return;
+  }
+  const v1::QuantizationConfig& q = spec.quantization();
+  if (!v1::QuantizationType_IsValid(q.type())) {
+    e.Add("spec.quantization.type", absl::StrCat("unknown value ", q.type()));
+  }
+  const int32_t b = q.block_size();
+  if (b != 0 && (b < 32 || b > 4096 || (b & (b - 1)) != 0)) {
+    e.Add("spec.quantization.block_size",
+          absl::StrCat("must be a power of two in [32, 4096], got ", b));
+  }
+  if (!v1::ComputeDtype_IsValid(q.compute_dtype())) {
+    e.Add("spec.quantization.compute_dtype",
+          absl::StrCat("unknown value ", q.compute_dtype()));
+  } else if (cpu && (q.compute_dtype() == v1::COMPUTE_DTYPE_BF16 ||
+                     q.compute_dtype() == v1::COMPUTE_DTYPE_FP16)) {
+    e.Add("spec.quantization.compute_dtype",
+          "BF16/FP16 is not available on a CPU job (resources.gpus = 0)");
+  }
+}
+
+void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
+                          Errors& e) {
+  const v1::Hyperparameters& h = spec.hyperparameters();
+  const std::string p = "spec.hyperparameters.";
+  if (h.length_case() == v1::Hyperparameters::kEpochs) {
+    e.OpenClosed(p + "epochs", h.epochs(), 0, 100);
+  } else if (h.length_case() == v1::Hyperparameters::kMaxSteps) {
+    e.Range<int64_t>(p + "max_steps", h.max_steps(), 1, 10000000);
+  }
+  if (h.learning_rate() != 0) {
+    e.OpenClosed(p + "learning_rate", h.learning_rate(), 0, 1);
+  }
+  if (!v1::LrScheduler_IsValid(h.lr_scheduler())) {
+    e.Add(p + "lr_scheduler", absl::StrCat("unknown value ", h.lr_scheduler()));
+  }
+  if (h.warmup_case() == v1::Hyperparameters::kWarmupSteps) {
+    if (h.warmup_steps() < 0) {
+      e.Add(p + "warmup_steps",
+            absl::StrCat("must be >= 0, got ", h.warmup_steps()));
+    } else if (h.length_case() == v1::Hyperparameters::kMaxSteps &&
+               h.warmup_steps() >= h.max_steps()) {
+      e.Add(p + "warmup_steps",
+            absl::StrCat("must be less than max_steps (", h.max_steps(),
+                         "), got ", h.warmup_steps()));
+    }
+  } else if (h.warmup_case() == v1::Hyperparameters::kWarmupRatio) {
+    e.Range<double>(p + "warmup_ratio", h.warmup_ratio(), 0, 0.5);
+  }
+  if (h.batch_size() != 0) {
+    e.Range<int32_t>(p + "batch_size", h.batch_size(), 1, 1024);
+  }
+  if (h.gradient_accumulation_steps() != 0) {
+    e.Range<int32_t>(p + "gradient_accumulation_steps",
+                     h.gradient_accumulation_steps(), 1, 1024);
+  }
+  if (h.max_seq_length() != 0) {
+    const int64_t hi = ctx.model && ctx.model->max_position_embeddings > 0
+                           ? ctx.model->max_position_embeddings
+                           : int64_t{1} << 30;
+    e.Range<int64_t>(p + "max_seq_length", h.max_seq_length(), 16, hi);
+  }
+  if (!v1::OverlengthPolicy_IsValid(h.overlength_policy())) {
+    e.Add(p + "overlength_policy",
+          absl::StrCat("unknown value ", h.overlength_policy()));
+  }
+  const std::string& tmpl = h.chat_template();
+  if (!tmpl.empty() && tmpl != "auto" && !ChatTemplates().count(tmpl)) {
+    e.Add(p + "chat_template",
+          absl::StrCat("unknown chat template \"", tmpl,
+                       "\"; expected auto, chatml, llama3, llama2 or alpaca"));
+  } else if ((tmpl.empty() || tmpl == "auto") && ctx.model &&
+             ctx.model->default_chat_template.empty() && ctx.training_file &&
+             ctx.training_file->format == "chat") {
+    e.Add(p + "chat_template",
+          absl::StrCat("model ", ctx.model->name,
+                       " has no default chat template; name one (chatml, "
+                       "llama3, llama2 or alpaca)"));
+  }
+  e.ClosedOpen(p + "weight_decay", h.weight_decay(), 0, 1);
+  if (h.has_max_grad_norm()) {
+    e.Range<double>(p + "max_grad_norm", h.max_grad_norm(), 0, 1000);
+  }
+  if (h.has_seed() && h.seed() < 0) {
+    e.Add(p + "seed", absl::StrCat("must be >= 0, got ", h.seed()));
+  }
+  e.Range<int64_t>(p + "eval_every_steps", h.eval_every_steps(), 0, 10000000);
+  if (h.has_checkpoint_every_steps()) {
+    e.Range<int64_t>(p + "checkpoint_every_steps", h.checkpoint_every_steps(),
+                     0, 10000000);
+  }
+  if (h.checkpoints_to_keep() != 0) {
+    e.Range<int32_t>(p + "checkpoints_to_keep", h.checkpoints_to_keep(), 1,
+                     100);
+  }
+  e.Range<int32_t>(p + "early_stopping_patience", h.early_stopping_patience(),
+                   0, 1000);
+  if (h.early_stopping_patience() > 0 && !HasValidation(spec)) {
+    e.Add(p + "early_stopping_patience",
+          "needs a validation source (validation_file or validation_split)");
+  }
+  if (h.log_every_steps() != 0) {
+    e.Range<int32_t>(p + "log_every_steps", h.log_every_steps(), 1, 10000);
+  }
+}
+
+void CheckResources(const v1::JobSpec& spec, Errors& e) {
+  const v1::Resources& r = spec.resources();
+  if (r.has_gpus()) e.Range<int32_t>("spec.resources.gpus", r.gpus(), 0, 16);
+  e.Range<int64_t>("spec.resources.memory_bytes", r.memory_bytes(), 0,
+                   int64_t{1} << 50);
+  if (!r.gpu_type().empty() && r.has_gpus() && r.gpus() == 0) {
+    e.Add("spec.resources.gpu_type", "must be empty for a CPU job (gpus = 0)");
+  }
+  e.Range<int32_t>("spec.resources.cpu_threads", r.cpu_threads(), 0, 256);
+}
+
+void CheckFile(const std::string& field, const std::string& id,
+               const std::optional<FileFacts>& facts,
+               const std::string& wrong_purpose, Errors& e) {
+  if (id.empty()) {
+    e.Add(field, "is required");
+  } else if (!facts.has_value()) {
+    e.Add(field, absl::StrCat("no file \"", id, "\""));
+  } else if (facts->purpose == wrong_purpose) {
+    e.Add(field, absl::StrCat("file ", id, " has purpose ", facts->purpose));
+  } else if (!facts->ready) {
+    e.Add(field, absl::StrCat("file ", id, " is not validated (not ready)"));
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& LlamaLinearModules() {
+  static const auto* m =
+      new std::vector<std::string>{"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                   "gate_proj", "up_proj", "down_proj"};
+  return *m;
+}
+
+std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
+                                        const SpecContext& ctx) {
+  Errors e;
+  if (spec.model().empty()) {
+    e.Add("spec.model", "is required");
+  } else if (!ctx.model.has_value()) {
+    e.Add("spec.model", absl::StrCat("unknown model \"", spec.model(),
+                                     "\" (see ModelService.ListModels)"));
+  }
+  CheckFile("spec.training_file", spec.training_file(), ctx.training_file,
+            kFilePurposeValidation, e);
+  if (spec.validation_case() == v1::JobSpec::kValidationFile) {
+    CheckFile("spec.validation_file", spec.validation_file(),
+              ctx.validation_file, kFilePurposeTrain, e);
+    if (ctx.validation_file && ctx.training_file &&
+        ctx.validation_file->format != ctx.training_file->format) {
+      e.Add("spec.validation_file",
+            absl::StrCat("format ", ctx.validation_file->format,
+                         " differs from the training file's ",
+                         ctx.training_file->format));
+    }
+  } else if (spec.validation_case() == v1::JobSpec::kValidationSplit) {
+    e.OpenClosed("spec.validation_split", spec.validation_split(), 0, 0.5);
+    if (ctx.training_file && spec.validation_split() > 0 &&
+        spec.validation_split() <= 0.5) {
+      const int64_t n = ctx.training_file->example_count;
+      const int64_t held = static_cast<int64_t>(
+          std::ceil(spec.validation_split() * static_cast<double>(n)));
+      if (held < 1 || n - held < 1) {
+        e.Add("spec.validation_split",
+              absl::StrCat("leaves an empty part of the ", n,
+                           " training examples"));
+      }
+    }
+  }
+  if (!v1::TrainingMethod_IsValid(spec.method())) {
+    e.Add("spec.method", absl::StrCat("unknown value ", spec.method()));
+  } else if (ctx.model) {
+    const bool qlora = IsQlora(spec);
+    if ((qlora && !ctx.model->supports_qlora) ||
+        (!qlora && !ctx.model->supports_lora)) {
+      e.Add("spec.method",
+            absl::StrCat("model ", ctx.model->name, " does not support ",
+                         v1::TrainingMethod_Name(spec.method())));
+    }
+  }
+  CheckLora(spec.lora(), e);
+  const bool cpu = spec.resources().has_gpus() && spec.resources().gpus() == 0;
+  CheckQuantization(spec, cpu, e);
+  CheckHyperparameters(spec, ctx, e);
+  CheckResources(spec, e);
+  e.Range<int32_t>("spec.priority", spec.priority(), -100, 100);
+  if (spec.labels_size() > 32) {
+    e.Add("spec.labels",
+          absl::StrCat("at most 32 labels, got ", spec.labels_size()));
+  }
+  // Map order is unspecified; sort so the first error is deterministic.
+  std::vector<std::pair<std::string, std::string>> labels(spec.labels().begin(),
+                                                          spec.labels().end());
+  std::sort(labels.begin(), labels.end());
+  for (const auto& [key, value] : labels) {
+    const std::string field = absl::StrCat("spec.labels[\"", key, "\"]");
+    if (key.empty() || key.size() > 63 || !absl::ascii_islower(key[0]) ||
+        !AllCharsIn(key, IsLowerDigitUnderDash)) {
+      e.Add(field,
+            "key must be 1-63 characters of [a-z0-9_-] starting with a letter");
+    } else if (value.size() > 63 || !AllCharsIn(value, IsLabelValueChar)) {
+      e.Add(field, "value must be 0-63 characters of [A-Za-z0-9_.-]");
+    }
+  }
+  if (spec.has_max_restarts()) {
+    e.Range<int32_t>("spec.max_restarts", spec.max_restarts(), 0, 100);
+  }
+  if (spec.suffix().size() > 40 || !AllCharsIn(spec.suffix(), IsSuffixChar)) {
+    e.Add("spec.suffix", "must be 0-40 characters of [a-z0-9-]");
+  }
+  return e.Take();
+}
+
+std::string JoinFieldErrors(const std::vector<FieldError>& errors) {
+  return absl::StrJoin(errors, "; ",
+                       [](std::string* out, const FieldError& fe) {
+                         absl::StrAppend(out, fe.field, ": ", fe.message);
+                       });
+}
+
+v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
+                           int64_t default_seed) {
+  v1::JobSpec r = spec;
+  if (r.method() == v1::TRAINING_METHOD_UNSPECIFIED) {
+    r.set_method(v1::TRAINING_METHOD_LORA);
+  }
+  v1::LoraConfig* lora = r.mutable_lora();
+  if (lora->rank() == 0) lora->set_rank(16);
+  if (lora->alpha() == 0) lora->set_alpha(2.0 * lora->rank());
+  if (lora->target_modules().empty()) lora->add_target_modules("all-linear");
+  if (r.method() == v1::TRAINING_METHOD_QLORA) {
+    v1::QuantizationConfig* q = r.mutable_quantization();
+    if (q->type() == v1::QUANTIZATION_TYPE_UNSPECIFIED) {
+      q->set_type(v1::QUANTIZATION_TYPE_NF4);
+    }
+    if (!q->has_double_quant()) q->set_double_quant(true);
+    if (q->block_size() == 0) q->set_block_size(64);
+    // compute_dtype stays as given: the worker chooses (job_spec.proto).
+  }
+  v1::Hyperparameters* h = r.mutable_hyperparameters();
+  if (h->length_case() == v1::Hyperparameters::LENGTH_NOT_SET) {
+    h->set_epochs(3);
+  }
+  if (h->learning_rate() == 0) h->set_learning_rate(2e-4);
+  if (h->lr_scheduler() == v1::LR_SCHEDULER_UNSPECIFIED) {
+    h->set_lr_scheduler(v1::LR_SCHEDULER_LINEAR);
+  }
+  if (h->warmup_case() == v1::Hyperparameters::WARMUP_NOT_SET) {
+    h->set_warmup_ratio(0.03);
+  }
+  if (h->batch_size() == 0) h->set_batch_size(4);
+  if (h->gradient_accumulation_steps() == 0) {
+    h->set_gradient_accumulation_steps(1);
+  }
+  if (h->max_seq_length() == 0) {
+    int64_t len = 2048;
+    if (model.max_position_embeddings > 0) {
+      len = std::min<int64_t>(len, model.max_position_embeddings);
+    }
+    h->set_max_seq_length(static_cast<int32_t>(len));
+  }
+  if (h->overlength_policy() == v1::OVERLENGTH_POLICY_UNSPECIFIED) {
+    h->set_overlength_policy(v1::OVERLENGTH_POLICY_TRUNCATE);
+  }
+  if (h->chat_template().empty() || h->chat_template() == "auto") {
+    // Left "auto" when the model has none: only valid for non-chat files,
+    // which ignore it.
+    h->set_chat_template(model.default_chat_template.empty()
+                             ? "auto"
+                             : model.default_chat_template);
+  }
+  if (!h->has_max_grad_norm()) h->set_max_grad_norm(1.0);
+  if (!h->has_seed()) h->set_seed(default_seed);
+  if (!h->has_checkpoint_every_steps()) h->set_checkpoint_every_steps(500);
+  if (h->checkpoints_to_keep() == 0) h->set_checkpoints_to_keep(2);
+  if (!h->has_gradient_checkpointing()) h->set_gradient_checkpointing(true);
+  if (!h->has_auto_reduce_batch_on_oom()) h->set_auto_reduce_batch_on_oom(true);
+  if (h->log_every_steps() == 0) h->set_log_every_steps(1);
+  v1::Resources* res = r.mutable_resources();
+  if (!res->has_gpus()) res->set_gpus(1);
+  if (res->cpu_threads() == 0) {
+    res->set_cpu_threads(res->gpus() == 0 ? 4 : res->gpus());
+  }
+  if (!r.has_max_restarts()) r.set_max_restarts(3);
+  return r;
+}
+
+v1::JobEstimate EstimateJob(const v1::JobSpec& resolved,
+                            int64_t training_examples,
+                            int64_t validation_file_examples) {
+  v1::JobEstimate est;
+  const v1::Hyperparameters& h = resolved.hyperparameters();
+  int64_t train = training_examples;
+  int64_t val = 0;
+  if (resolved.validation_case() == v1::JobSpec::kValidationSplit) {
+    val = static_cast<int64_t>(
+        std::ceil(resolved.validation_split() * static_cast<double>(train)));
+    train -= val;
+    if (val < 10) {
+      est.add_warnings(absl::StrCat("validation_split leaves ", val,
+                                    " validation examples"));
+    }
+  } else if (resolved.validation_case() == v1::JobSpec::kValidationFile) {
+    val = validation_file_examples;
+  }
+  est.set_train_examples(train);
+  est.set_validation_examples(val);
+  const int64_t gpus = std::max<int64_t>(1, resolved.resources().gpus());
+  const int64_t ebs =
+      int64_t{h.batch_size()} * h.gradient_accumulation_steps() * gpus;
+  est.set_effective_batch_size(ebs);
+  const int64_t per_epoch = ebs > 0 ? (train + ebs - 1) / ebs : 0;
+  est.set_steps_per_epoch(per_epoch);
+  if (h.length_case() == v1::Hyperparameters::kMaxSteps) {
+    est.set_total_steps(h.max_steps());
+  } else {
+    est.set_total_steps(static_cast<int64_t>(
+        std::ceil(h.epochs() * static_cast<double>(per_epoch))));
+  }
+  est.set_total_steps_approximate(
+      h.packing() || h.overlength_policy() == v1::OVERLENGTH_POLICY_DROP);
+  if (train > 0 && train < ebs) {
+    est.add_warnings(absl::StrCat("only ", train,
+                                  " training examples for an effective batch "
+                                  "size of ",
+                                  ebs));
+  }
+  if (h.warmup_case() == v1::Hyperparameters::kWarmupSteps &&
+      h.warmup_steps() >= est.total_steps() && est.total_steps() > 0) {
+    est.add_warnings(absl::StrCat("warmup_steps ", h.warmup_steps(),
+                                  " is not below the ", est.total_steps(),
+                                  " total steps"));
+  }
+  return est;
+}
+
+}  // namespace ftune::core

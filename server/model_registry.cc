@@ -1,0 +1,222 @@
+#include "server/model_registry.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+
+namespace ftune::server {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool IsValidModelName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  if (!absl::ascii_islower(name[0]) && !absl::ascii_isdigit(name[0])) {
+    return false;
+  }
+  for (char c : name) {
+    if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '.' &&
+        c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Sum over tensors of the product of their shapes, from a safetensors
+// header (8-byte little-endian length, then JSON). -1 if unreadable.
+int64_t CountSafetensorsParameters(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char len_bytes[8];
+  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) return -1;
+  uint64_t len = 0;
+  for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
+  if (len == 0 || len > (uint64_t{100} << 20)) return -1;
+  std::string header(len, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(len))) return -1;
+  json j = json::parse(header, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return -1;
+  int64_t total = 0;
+  for (auto& [name, tensor] : j.items()) {
+    if (name == "__metadata__" || !tensor.contains("shape")) continue;
+    int64_t n = 1;
+    for (const auto& d : tensor["shape"]) n *= d.get<int64_t>();
+    total += n;
+  }
+  return total;
+}
+
+}  // namespace
+
+std::string DetectChatTemplate(const std::string& jinja) {
+  if (absl::StrContains(jinja, "<|start_header_id|>")) return "llama3";
+  if (absl::StrContains(jinja, "<|im_start|>")) return "chatml";
+  if (absl::StrContains(jinja, "[INST]")) return "llama2";
+  if (absl::StrContains(jinja, "### Instruction")) return "alpaca";
+  return "";
+}
+
+absl::Status InspectModelDirectory(const std::string& path,
+                                   core::Model& model) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", model.name, ": directory ", path, " does not exist"));
+  }
+  const std::string config_path = path + "/config.json";
+  absl::StatusOr<std::string> text = ReadFile(config_path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", model.name, ": ", config_path,
+        " is missing (a model directory is a Hugging Face checkpoint)"));
+  }
+  json config = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", model.name, ": ", config_path, " is not a JSON object"));
+  }
+  auto& md = model.metadata;
+  if (config.contains("architectures") && config["architectures"].is_array() &&
+      !config["architectures"].empty() &&
+      config["architectures"][0].is_string()) {
+    md["architecture"] = config["architectures"][0].get<std::string>();
+  }
+  for (const char* key :
+       {"hidden_size", "intermediate_size", "num_hidden_layers",
+        "num_attention_heads", "num_key_value_heads", "vocab_size",
+        "max_position_embeddings"}) {
+    if (config.contains(key) && config[key].is_number_integer()) {
+      md[key] = absl::StrCat(config[key].get<int64_t>());
+    }
+  }
+  if (!md.count("num_key_value_heads") && md.count("num_attention_heads")) {
+    md["num_key_value_heads"] = md["num_attention_heads"];
+  }
+  if (config.contains("torch_dtype") && config["torch_dtype"].is_string()) {
+    md["torch_dtype"] = config["torch_dtype"].get<std::string>();
+  }
+  // Chat template from tokenizer_config.json (string or list of named ones).
+  if (absl::StatusOr<std::string> tc =
+          ReadFile(path + "/tokenizer_config.json");
+      tc.ok()) {
+    json t = json::parse(*tc, nullptr, /*allow_exceptions=*/false);
+    std::string tmpl;
+    if (t.is_object() && t.contains("chat_template")) {
+      const json& c = t["chat_template"];
+      if (c.is_string()) {
+        tmpl = c.get<std::string>();
+      } else if (c.is_array()) {
+        for (const json& e : c) {
+          if (e.is_object() && e.value("name", "") == "default" &&
+              e.contains("template") && e["template"].is_string()) {
+            tmpl = e["template"].get<std::string>();
+          }
+        }
+      }
+    }
+    md["default_chat_template"] = DetectChatTemplate(tmpl);
+  }
+  int64_t weight_bytes = 0;
+  int64_t params = 0;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    weight_bytes += static_cast<int64_t>(entry.file_size(ec));
+    const int64_t n = CountSafetensorsParameters(entry.path().string());
+    if (n > 0) params += n;
+  }
+  md["weights_size_bytes"] = absl::StrCat(weight_bytes);
+  md["parameter_count"] = absl::StrCat(params);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
+    const std::string& config_path, const std::string& storage_root) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config ", config_path, ": ", what));
+  };
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
+  json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return bad("not a JSON object");
+  }
+  for (auto& [key, value] : root.items()) {
+    if (key != "models") return bad(absl::StrCat("unknown key \"", key, "\""));
+  }
+  SchedulerConfig out;
+  if (!root.contains("models")) return out;
+  if (!root["models"].is_array()) return bad("\"models\" must be a list");
+  std::set<std::string> names;
+  int index = 0;
+  for (const json& m : root["models"]) {
+    const std::string where = absl::StrCat("models[", index++, "]");
+    if (!m.is_object()) return bad(absl::StrCat(where, " is not an object"));
+    for (auto& [key, value] : m.items()) {
+      if (key != "name" && key != "directory" && key != "supported_methods") {
+        return bad(absl::StrCat(where, ": unknown key \"", key, "\""));
+      }
+    }
+    core::Model model;
+    model.name = m.value("name", "");
+    if (!IsValidModelName(model.name)) {
+      return bad(absl::StrCat(where, ".name \"", model.name,
+                              "\": must be 1-64 characters of [a-z0-9._-] "
+                              "starting with a letter or digit"));
+    }
+    if (!names.insert(model.name).second) {
+      return bad(absl::StrCat(where, ": duplicate model name ", model.name));
+    }
+    model.directory = m.value("directory", "models/" + model.name);
+    if (model.directory.empty() || model.directory[0] == '/' ||
+        absl::StrContains(model.directory, "..")) {
+      return bad(absl::StrCat(where,
+                              ".directory must be relative to the storage "
+                              "root, without \"..\""));
+    }
+    std::vector<std::string> methods = {"lora", "qlora"};
+    if (m.contains("supported_methods")) {
+      methods.clear();
+      for (const json& x : m["supported_methods"]) {
+        const std::string s = x.is_string() ? x.get<std::string>() : "";
+        if (s != "lora" && s != "qlora") {
+          return bad(absl::StrCat(where,
+                                  ".supported_methods: expected \"lora\" or "
+                                  "\"qlora\", got ",
+                                  x.dump()));
+        }
+        methods.push_back(s);
+      }
+    }
+    model.metadata["supported_methods"] = absl::StrJoin(methods, ",");
+    if (storage_root.empty()) {
+      return bad(
+          "models need --storage_root (model directories live under it)");
+    }
+    absl::Status st =
+        InspectModelDirectory(storage_root + "/" + model.directory, model);
+    if (!st.ok()) return bad(std::string(st.message()));
+    out.models.push_back(std::move(model));
+  }
+  return out;
+}
+
+}  // namespace ftune::server

@@ -1,0 +1,45 @@
+// The scheduler's config file (--config, JSON) and the base models it
+// registers. Format (docs/operations.md):
+//
+//   {"models": [{"name": "llama-3.2-1b",
+//                "directory": "models/llama-3.2-1b",      // optional
+//                "supported_methods": ["lora", "qlora"]}]} // optional
+//
+// `directory` is relative to the storage root (default "models/<name>") and
+// must hold the model's config.json. Everything else a Model shows
+// (architecture, sizes, chat template, parameter count) is read from the
+// directory at start-up.
+//
+// Thread-safe: pure functions over the file system.
+#ifndef FTUNE_SERVER_MODEL_REGISTRY_H_
+#define FTUNE_SERVER_MODEL_REGISTRY_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/core/types.h"
+
+namespace ftune::server {
+
+struct SchedulerConfig {
+  std::vector<core::Model> models;
+};
+
+// Parses `config_path` and inspects every model directory under
+// `storage_root`. INVALID_ARGUMENT naming the file, the model and the
+// problem (bad JSON, unknown key, bad name, duplicate name, missing
+// directory or config.json).
+absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
+    const std::string& config_path, const std::string& storage_root);
+
+// Reads one model directory (absolute `path`) into `model.metadata`.
+absl::Status InspectModelDirectory(const std::string& path, core::Model& model);
+
+// "chatml", "llama3", "llama2", "alpaca" or "" from a tokenizer_config.json
+// chat_template string.
+std::string DetectChatTemplate(const std::string& jinja);
+
+}  // namespace ftune::server
+
+#endif  // FTUNE_SERVER_MODEL_REGISTRY_H_

@@ -1,0 +1,74 @@
+// StoreAuthenticator: resolves "authorization: Bearer <secret>" to a
+// Principal. Three kinds of credential:
+//  - tenant API keys ("ftk_..."), looked up in the Store by their sha256
+//    (the secret is never stored); revoked keys are refused;
+//  - the operator's admin credential(s), given at start-up (flag file or
+//    environment), never stored in the database;
+//  - the cluster's worker credential(s), given the same way.
+// Start-up credentials are compared by their sha256 in constant time.
+//
+// Thread-safe: immutable after construction; the Store is thread-safe.
+#ifndef FTUNE_SERVER_RPC_AUTH_H_
+#define FTUNE_SERVER_RPC_AUTH_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/rpc/principal.h"
+
+namespace ftune::store {
+class Store;
+}  // namespace ftune::store
+
+namespace ftune::server::rpc {
+
+// Start-up credentials shorter than this are refused (they would be
+// guessable).
+inline constexpr size_t kMinStaticCredentialChars = 16;
+
+struct AuthOptions {
+  std::vector<std::string> admin_secrets;   // May be empty (no admin access).
+  std::vector<std::string> worker_secrets;  // May be empty (no workers).
+};
+
+// INVALID_ARGUMENT if a configured secret is shorter than
+// kMinStaticCredentialChars or appears both as admin and worker credential.
+absl::Status ValidateAuthOptions(const AuthOptions& options);
+
+// Reads a credential file: the first non-empty line, surrounding whitespace
+// removed. NOT_FOUND / PERMISSION_DENIED / INVALID_ARGUMENT (empty) with the
+// path in the message.
+absl::StatusOr<std::string> ReadCredentialFile(const std::string& path);
+
+class StoreAuthenticator : public Authenticator {
+ public:
+  // `store` is not owned and must outlive this object.
+  StoreAuthenticator(store::Store* store, const AuthOptions& options);
+
+  absl::StatusOr<Principal> Authenticate(
+      const grpc::ServerContextBase& ctx) override;
+
+  // The same decision for a bare secret (for tests and non-gRPC callers).
+  absl::StatusOr<Principal> AuthenticateSecret(const std::string& secret);
+
+ private:
+  store::Store* store_;
+  std::vector<std::string> admin_hashes_;
+  std::vector<std::string> worker_hashes_;
+};
+
+// Authorization helpers for the services: authenticate, then require a
+// kind. PERMISSION_DENIED names the kind that was expected.
+absl::StatusOr<Principal> RequireTenant(Authenticator& auth,
+                                        const grpc::ServerContextBase& ctx);
+absl::StatusOr<Principal> RequireAdmin(Authenticator& auth,
+                                       const grpc::ServerContextBase& ctx);
+// Tenants or admins (ModelService).
+absl::StatusOr<Principal> RequireTenantOrAdmin(
+    Authenticator& auth, const grpc::ServerContextBase& ctx);
+
+}  // namespace ftune::server::rpc
+
+#endif  // FTUNE_SERVER_RPC_AUTH_H_

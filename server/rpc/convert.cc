@@ -1,0 +1,281 @@
+#include "server/rpc/convert.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace ftune::server::rpc {
+namespace {
+
+int64_t MetaInt(const core::Model& m, const std::string& key) {
+  auto it = m.metadata.find(key);
+  int64_t v = 0;
+  if (it == m.metadata.end() || !absl::SimpleAtoi(it->second, &v)) return 0;
+  return v;
+}
+
+std::string MetaStr(const core::Model& m, const std::string& key) {
+  auto it = m.metadata.find(key);
+  return it == m.metadata.end() ? "" : it->second;
+}
+
+}  // namespace
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast()) {
+    out->Clear();
+    return;
+  }
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+v1::JobState JobStateToProto(core::JobState state) {
+  // The numeric values agree by construction (both documented as stable).
+  return static_cast<v1::JobState>(static_cast<int>(state));
+}
+
+std::optional<core::JobState> JobStateFromProto(v1::JobState state) {
+  if (state == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(state)) {
+    return std::nullopt;
+  }
+  return static_cast<core::JobState>(static_cast<int>(state));
+}
+
+std::string JobStateEnumName(core::JobState state) {
+  return v1::JobState_Name(JobStateToProto(state));
+}
+
+v1::Job JobToProto(const core::Job& job) {
+  v1::Job out;
+  out.set_id(job.id);
+  out.set_tenant_id(job.tenant_id);
+  if (!job.spec.empty()) out.mutable_spec()->ParseFromString(job.spec);
+  out.set_state(JobStateToProto(job.state));
+  // The store counts attempts from 1 at creation (its fencing token for the
+  // next assignment); the API counts assignments: 0 until first RUNNING.
+  // A job re-queued after running holds the store's next number, so the
+  // API shows the latest one that ran.
+  int64_t attempt = job.attempt;
+  if (job.start_time == absl::InfinitePast()) {
+    attempt = 0;
+  } else if (job.state == core::JobState::kQueued) {
+    attempt = job.attempt - 1;
+  }
+  out.set_attempt(static_cast<int32_t>(attempt));
+  out.set_restart_count(static_cast<int32_t>(job.restart_count));
+  v1::JobProgress* p = out.mutable_progress();
+  p->set_step(job.progress.step);
+  p->set_total_steps(job.progress.total_steps);
+  p->set_epoch(job.progress.epoch);
+  p->set_tokens_processed(job.progress.tokens);
+  if (job.progress.total_steps > 0) {
+    double pct = 100.0 * static_cast<double>(job.progress.step) /
+                 static_cast<double>(job.progress.total_steps);
+    if (job.state != core::JobState::kSucceeded && pct >= 100) pct = 99.99;
+    if (job.state == core::JobState::kSucceeded) pct = 100;
+    p->set_percent(pct);
+  }
+  if (job.latest_metrics.has_value()) {
+    const core::MetricPoint& m = *job.latest_metrics;
+    v1::JobMetrics* jm = out.mutable_metrics();
+    jm->set_step(m.step);
+    jm->set_train_loss(m.train_loss);
+    if (m.eval_loss.has_value()) {
+      jm->set_eval_loss(*m.eval_loss);
+      jm->set_eval_step(m.step);
+    }
+    jm->set_learning_rate(m.lr);
+    jm->set_grad_norm(m.grad_norm);
+    jm->set_tokens_per_second(m.tokens_per_s);
+    jm->set_peak_memory_bytes(m.peak_memory_bytes);
+  }
+  if (job.error.reason != core::JobErrorReason::kNone) {
+    v1::JobError* e = out.mutable_error();
+    switch (job.error.reason) {
+      case core::JobErrorReason::kInvalidInput:
+      case core::JobErrorReason::kInfeasible:
+        e->set_reason(v1::ERROR_REASON_INVALID_INPUT);
+        break;
+      case core::JobErrorReason::kOutOfMemory:
+        e->set_reason(v1::ERROR_REASON_OUT_OF_MEMORY);
+        break;
+      case core::JobErrorReason::kTrainerError:
+        e->set_reason(v1::ERROR_REASON_TRAINER_CRASHED);
+        break;
+      case core::JobErrorReason::kWorkerLost:
+        e->set_reason(v1::ERROR_REASON_WORKER_LOST);
+        break;
+      default:
+        e->set_reason(v1::ERROR_REASON_INTERNAL);
+        break;
+    }
+    e->set_message(job.error.message);
+    e->set_retryable(job.error.retryable);
+    e->set_attempt(static_cast<int32_t>(job.attempt));
+  }
+  SetTimestamp(job.create_time, out.mutable_create_time());
+  SetTimestamp(job.start_time, out.mutable_start_time());
+  SetTimestamp(job.end_time, out.mutable_end_time());
+  SetTimestamp(job.update_time, out.mutable_update_time());
+  if (!job.adapter.path.empty()) {
+    v1::Adapter* a = out.mutable_adapter();
+    a->set_path(job.adapter.path);
+    a->set_manifest_sha256(job.adapter.manifest_sha256);
+    const std::string& suffix = out.spec().suffix();
+    a->set_name(suffix.empty()
+                    ? absl::StrCat(job.model, "-", job.id)
+                    : absl::StrCat(job.model, "-", suffix, "-", job.id));
+  }
+  if (core::OccupiesWorker(job.state)) out.set_worker_id(job.worker_id);
+  out.set_request_id(job.request_id);
+  // The store keeps a pause request on a running job as PAUSED with the
+  // worker still attached; the API shows it as RUNNING + pause_requested.
+  if (job.state == core::JobState::kPaused && !job.worker_id.empty()) {
+    out.set_state(v1::JOB_STATE_RUNNING);
+    out.set_pause_requested(true);
+    out.set_worker_id(job.worker_id);
+  }
+  out.set_last_sequence(job.last_sequence);
+  return out;
+}
+
+v1::JobEventType JobEventTypeToProto(core::JobEventType type) {
+  switch (type) {
+    case core::JobEventType::kCreated:
+      return v1::JOB_EVENT_TYPE_CREATED;
+    case core::JobEventType::kStateChanged:
+      return v1::JOB_EVENT_TYPE_STATE_CHANGED;
+    case core::JobEventType::kCheckpoint:
+      return v1::JOB_EVENT_TYPE_CHECKPOINT_SAVED;
+    case core::JobEventType::kMessage:
+      return v1::JOB_EVENT_TYPE_LOG;
+  }
+  return v1::JOB_EVENT_TYPE_UNSPECIFIED;
+}
+
+v1::JobEvent JobEventToProto(const core::JobEvent& event) {
+  v1::JobEvent out;
+  out.set_sequence(event.sequence);
+  SetTimestamp(event.time, out.mutable_time());
+  out.set_attempt(static_cast<int32_t>(event.attempt));
+  out.set_type(JobEventTypeToProto(event.type));
+  if (event.from_state) out.set_from_state(JobStateToProto(*event.from_state));
+  if (event.to_state) out.set_to_state(JobStateToProto(*event.to_state));
+  out.set_message(event.message);
+  return out;
+}
+
+v1::MetricPoint MetricPointToProto(const core::MetricPoint& point) {
+  v1::MetricPoint out;
+  out.set_sequence(point.sequence);
+  SetTimestamp(point.time, out.mutable_time());
+  out.set_attempt(static_cast<int32_t>(point.attempt));
+  out.set_step(point.step);
+  out.set_epoch(point.epoch);
+  out.set_train_loss(point.train_loss);
+  if (point.eval_loss) out.set_eval_loss(*point.eval_loss);
+  out.set_learning_rate(point.lr);
+  out.set_grad_norm(point.grad_norm);
+  out.set_tokens_per_second(point.tokens_per_s);
+  out.set_peak_memory_bytes(point.peak_memory_bytes);
+  return out;
+}
+
+v1::Checkpoint CheckpointToProto(const core::Checkpoint& checkpoint) {
+  v1::Checkpoint out;
+  out.set_step(checkpoint.step);
+  out.set_attempt(static_cast<int32_t>(checkpoint.attempt));
+  SetTimestamp(checkpoint.create_time, out.mutable_create_time());
+  out.set_path(checkpoint.path);
+  return out;
+}
+
+v1::Quota QuotaToProto(const core::Quota& quota) {
+  v1::Quota out;
+  out.set_max_queued_jobs(static_cast<int32_t>(quota.max_queued_jobs));
+  out.set_max_running_jobs(static_cast<int32_t>(quota.max_running_jobs));
+  out.set_max_gpus(static_cast<int32_t>(quota.max_gpus));
+  return out;
+}
+
+v1::Tenant TenantToProto(const core::Tenant& tenant) {
+  v1::Tenant out;
+  out.set_id(tenant.id);
+  out.set_display_name(tenant.name);
+  SetTimestamp(tenant.create_time, out.mutable_create_time());
+  *out.mutable_quota() = QuotaToProto(tenant.quota);
+  out.set_fair_share_weight(tenant.weight);
+  return out;
+}
+
+v1::ApiKey ApiKeyToProto(const core::ApiKey& key) {
+  v1::ApiKey out;
+  out.set_id(key.id);
+  out.set_tenant_id(key.tenant_id);
+  out.set_display_name(key.description);
+  out.set_prefix(key.prefix);
+  SetTimestamp(key.create_time, out.mutable_create_time());
+  if (key.revoked) SetTimestamp(key.revoke_time, out.mutable_revoke_time());
+  return out;
+}
+
+v1::Model ModelToProto(const core::Model& model) {
+  v1::Model out;
+  out.set_name(model.name);
+  out.set_architecture(MetaStr(model, "architecture"));
+  out.set_parameter_count(MetaInt(model, "parameter_count"));
+  out.set_hidden_size(static_cast<int32_t>(MetaInt(model, "hidden_size")));
+  out.set_intermediate_size(
+      static_cast<int32_t>(MetaInt(model, "intermediate_size")));
+  out.set_num_layers(static_cast<int32_t>(MetaInt(model, "num_hidden_layers")));
+  out.set_num_attention_heads(
+      static_cast<int32_t>(MetaInt(model, "num_attention_heads")));
+  out.set_num_key_value_heads(
+      static_cast<int32_t>(MetaInt(model, "num_key_value_heads")));
+  out.set_vocab_size(static_cast<int32_t>(MetaInt(model, "vocab_size")));
+  out.set_max_position_embeddings(
+      static_cast<int32_t>(MetaInt(model, "max_position_embeddings")));
+  out.set_torch_dtype(MetaStr(model, "torch_dtype"));
+  const core::ModelFacts facts = ModelFactsFromModel(model);
+  if (facts.supports_lora) out.add_supported_methods(v1::TRAINING_METHOD_LORA);
+  if (facts.supports_qlora) {
+    out.add_supported_methods(v1::TRAINING_METHOD_QLORA);
+  }
+  out.set_default_chat_template(MetaStr(model, "default_chat_template"));
+  out.set_weights_size_bytes(MetaInt(model, "weights_size_bytes"));
+  return out;
+}
+
+core::ModelFacts ModelFactsFromModel(const core::Model& model) {
+  core::ModelFacts f;
+  f.name = model.name;
+  f.max_position_embeddings = MetaInt(model, "max_position_embeddings");
+  f.default_chat_template = MetaStr(model, "default_chat_template");
+  const std::string methods = MetaStr(model, "supported_methods");
+  if (!methods.empty()) {
+    f.supports_lora = f.supports_qlora = false;
+    for (absl::string_view m : absl::StrSplit(methods, ',')) {
+      if (m == "lora") f.supports_lora = true;
+      if (m == "qlora") f.supports_qlora = true;
+    }
+  }
+  return f;
+}
+
+core::FileFacts FileFactsFromRecord(const core::FileRecord& file) {
+  core::FileFacts f;
+  f.id = file.id;
+  f.purpose = file.purpose;
+  f.ready = file.status == core::FileStatus::kReady;
+  f.format = file.format;
+  f.example_count = file.example_count;
+  return f;
+}
+
+}  // namespace ftune::server::rpc

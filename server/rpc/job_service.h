@@ -1,0 +1,115 @@
+// JobService (ftune.v1, proto/ftune/v1/job_service.proto) on the gRPC
+// callback API: thin translation between protos and the Store, with spec
+// validation in server/core/spec_validation.h.
+//
+// WatchJob and StreamJobLog are served by handlers given in
+// JobStreamHandlers (server/rpc/job_watch.h provides them); the service
+// authenticates the tenant first and hands the handler the Principal. A
+// handler left empty answers UNIMPLEMENTED.
+//
+// Thread-safety: all methods are called concurrently by gRPC; the object is
+// immutable after construction.
+#ifndef FTUNE_SERVER_RPC_JOB_SERVICE_H_
+#define FTUNE_SERVER_RPC_JOB_SERVICE_H_
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "ftune/v1/job_service.grpc.pb.h"
+#include "server/rpc/principal.h"
+
+namespace ftune::store {
+class Store;
+}  // namespace ftune::store
+
+namespace ftune::server::rpc {
+
+// Factories for the streaming rpcs. Each returns a reactor that owns itself
+// (deletes itself in OnDone). Called after authentication, with the caller's
+// tenant Principal; the request stays valid until the reactor's OnDone.
+struct JobStreamHandlers {
+  std::function<grpc::ServerWriteReactor<v1::WatchJobResponse>*(
+      grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request,
+      const Principal& caller)>
+      watch_job;
+  std::function<grpc::ServerWriteReactor<v1::StreamJobLogResponse>*(
+      grpc::CallbackServerContext* ctx, const v1::StreamJobLogRequest* request,
+      const Principal& caller)>
+      stream_job_log;
+};
+
+class JobServiceImpl final : public v1::JobService::CallbackService {
+ public:
+  // `store` and `auth` are not owned and must outlive the service.
+  JobServiceImpl(store::Store* store, Authenticator* auth,
+                 JobStreamHandlers streams = {});
+
+  grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CreateJobRequest* request,
+                                      v1::CreateJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
+                                   const v1::GetJobRequest* request,
+                                   v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* PauseJob(grpc::CallbackServerContext* ctx,
+                                     const v1::PauseJobRequest* request,
+                                     v1::Job* response) override;
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* ctx,
+                                      const v1::ResumeJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobEvents(
+      grpc::CallbackServerContext* ctx, const v1::ListJobEventsRequest* request,
+      v1::ListJobEventsResponse* response) override;
+  grpc::ServerUnaryReactor* ListJobMetrics(
+      grpc::CallbackServerContext* ctx,
+      const v1::ListJobMetricsRequest* request,
+      v1::ListJobMetricsResponse* response) override;
+  grpc::ServerUnaryReactor* ListCheckpoints(
+      grpc::CallbackServerContext* ctx,
+      const v1::ListCheckpointsRequest* request,
+      v1::ListCheckpointsResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
+      grpc::CallbackServerContext* ctx,
+      const v1::WatchJobRequest* request) override;
+  grpc::ServerWriteReactor<v1::StreamJobLogResponse>* StreamJobLog(
+      grpc::CallbackServerContext* ctx,
+      const v1::StreamJobLogRequest* request) override;
+
+ private:
+  absl::Status DoCreateJob(const Principal& caller,
+                           const v1::CreateJobRequest& request,
+                           v1::CreateJobResponse* response);
+  absl::Status DoListJobs(const Principal& caller,
+                          const v1::ListJobsRequest& request,
+                          v1::ListJobsResponse* response);
+  // Cancel/Pause/Resume share the read-decide-write shape.
+  enum class Control { kCancel, kPause, kResume };
+  absl::Status DoControl(const Principal& caller, Control control,
+                         const std::string& job_id, v1::Job* response);
+  absl::Status DoListJobEvents(const Principal& caller,
+                               const v1::ListJobEventsRequest& request,
+                               v1::ListJobEventsResponse* response);
+  absl::Status DoListJobMetrics(const Principal& caller,
+                                const v1::ListJobMetricsRequest& request,
+                                v1::ListJobMetricsResponse* response);
+  absl::Status DoListCheckpoints(const Principal& caller,
+                                 const v1::ListCheckpointsRequest& request,
+                                 v1::ListCheckpointsResponse* response);
+  // Authenticates a tenant, runs `fn`, finishes the call with its status.
+  grpc::ServerUnaryReactor* Unary(
+      grpc::CallbackServerContext* ctx,
+      const std::function<absl::Status(const Principal&)>& fn);
+
+  store::Store* store_;
+  Authenticator* auth_;
+  JobStreamHandlers streams_;
+};
+
+}  // namespace ftune::server::rpc
+
+#endif  // FTUNE_SERVER_RPC_JOB_SERVICE_H_

@@ -1,0 +1,68 @@
+#include "server/rpc/model_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "server/rpc/auth.h"
+#include "server/rpc/convert.h"
+#include "server/rpc/pagination.h"
+#include "server/rpc/status_util.h"
+#include "server/store/store.h"
+
+namespace ftune::server::rpc {
+
+ModelServiceImpl::ModelServiceImpl(store::Store* store, Authenticator* auth)
+    : store_(store), auth_(auth) {}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(
+    grpc::CallbackServerContext* ctx, const v1::ListModelsRequest* request,
+    v1::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status status = [&]() -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(RequireTenantOrAdmin(*auth_, *ctx).status());
+    FTUNE_ASSIGN_OR_RETURN(int page_size,
+                           ResolvePageSize(request->page_size(), 100, 1000));
+    FTUNE_ASSIGN_OR_RETURN(std::string after,
+                           DecodePageToken(request->page_token(), "models"));
+    FTUNE_ASSIGN_OR_RETURN(std::vector<core::Model> all, store_->ListModels());
+    std::sort(all.begin(), all.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+    for (const core::Model& m : all) {
+      if (!after.empty() && m.name <= after) continue;
+      if (response->models_size() == page_size) {
+        response->set_next_page_token(
+            EncodePageToken("models", response->models(page_size - 1).name()));
+        break;
+      }
+      *response->add_models() = ModelToProto(m);
+    }
+    return absl::OkStatus();
+  }();
+  reactor->Finish(ToGrpcStatus(status, ctx));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(
+    grpc::CallbackServerContext* ctx, const v1::GetModelRequest* request,
+    v1::Model* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status status = [&]() -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(RequireTenantOrAdmin(*auth_, *ctx).status());
+    if (request->name().empty()) {
+      return InvalidField("name", "name: is required");
+    }
+    absl::StatusOr<core::Model> model = store_->GetModel(request->name());
+    if (absl::IsNotFound(model.status())) {
+      return absl::NotFoundError(
+          absl::StrCat("no model named \"", request->name(), "\""));
+    }
+    FTUNE_RETURN_IF_ERROR(model.status());
+    *response = ModelToProto(*model);
+    return absl::OkStatus();
+  }();
+  reactor->Finish(ToGrpcStatus(status, ctx));
+  return reactor;
+}
+
+}  // namespace ftune::server::rpc

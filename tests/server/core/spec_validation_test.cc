@@ -1,0 +1,200 @@
+#include "server/core/spec_validation.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ftune::core {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+SpecContext GoodContext() {
+  SpecContext ctx;
+  ctx.model = ModelFacts{"tiny", 512, true, true, "chatml"};
+  ctx.training_file = FileFacts{"file-a", kFilePurposeTrain, true, "chat", 100};
+  ctx.validation_file =
+      FileFacts{"file-b", kFilePurposeValidation, true, "chat", 20};
+  return ctx;
+}
+
+v1::JobSpec GoodSpec() {
+  v1::JobSpec spec;
+  spec.set_model("tiny");
+  spec.set_training_file("file-a");
+  return spec;
+}
+
+std::vector<std::string> Fields(const std::vector<FieldError>& errors) {
+  std::vector<std::string> out;
+  for (const auto& e : errors) out.push_back(e.field);
+  return out;
+}
+
+TEST(SpecValidationTest, MinimalSpecIsValid) {
+  EXPECT_THAT(ValidateJobSpec(GoodSpec(), GoodContext()), IsEmpty());
+}
+
+TEST(SpecValidationTest, ReportsEveryBadFieldInOrder) {
+  v1::JobSpec spec = GoodSpec();
+  spec.mutable_lora()->set_dropout(1.0);
+  spec.mutable_hyperparameters()->set_learning_rate(5);
+  spec.mutable_hyperparameters()->set_batch_size(-1);
+  spec.set_priority(101);
+  spec.set_suffix("Bad_Suffix");
+  auto errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.lora.dropout",
+                                          "spec.hyperparameters.learning_rate",
+                                          "spec.hyperparameters.batch_size",
+                                          "spec.priority", "spec.suffix"));
+  EXPECT_EQ(errors[1].message, "must be in (0, 1], got 5");
+  EXPECT_THAT(JoinFieldErrors(errors),
+              HasSubstr("spec.hyperparameters.learning_rate: must be in (0, "
+                        "1], got 5; spec.hyperparameters.batch_size"));
+}
+
+TEST(SpecValidationTest, RequiredAndUnknownReferences) {
+  v1::JobSpec empty;
+  EXPECT_THAT(Fields(ValidateJobSpec(empty, SpecContext())),
+              ElementsAre("spec.model", "spec.training_file"));
+  SpecContext none;
+  auto errors = ValidateJobSpec(GoodSpec(), none);
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.model", "spec.training_file"));
+  EXPECT_THAT(errors[0].message, HasSubstr("unknown model \"tiny\""));
+}
+
+TEST(SpecValidationTest, TargetModules) {
+  v1::JobSpec spec = GoodSpec();
+  for (const char* m : {"q_proj", "q_proj", "lm_head"}) {
+    spec.mutable_lora()->add_target_modules(m);
+  }
+  auto errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.lora.target_modules[1]",
+                                          "spec.lora.target_modules[2]"));
+  EXPECT_THAT(errors[0].message, HasSubstr("duplicate"));
+  EXPECT_THAT(errors[1].message, HasSubstr("unsupported target module"));
+  spec.mutable_lora()->clear_target_modules();
+  spec.mutable_lora()->add_target_modules("all-linear");
+  spec.mutable_lora()->add_target_modules("v_proj");
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.lora.target_modules[0]"));
+}
+
+TEST(SpecValidationTest, QuantizationOnlyWithQlora) {
+  v1::JobSpec spec = GoodSpec();
+  spec.mutable_quantization()->set_block_size(64);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.quantization"));
+  spec.set_method(v1::TRAINING_METHOD_QLORA);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  spec.mutable_quantization()->set_block_size(48);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.quantization.block_size"));
+  spec.mutable_quantization()->set_block_size(64);
+  spec.mutable_quantization()->set_compute_dtype(v1::COMPUTE_DTYPE_BF16);
+  spec.mutable_resources()->set_gpus(0);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.quantization.compute_dtype"));
+}
+
+TEST(SpecValidationTest, FilesAndValidationSources) {
+  v1::JobSpec spec = GoodSpec();
+  spec.set_validation_file("file-b");
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  SpecContext ctx = GoodContext();
+  ctx.validation_file->format = "text";
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, ctx)),
+              ElementsAre("spec.validation_file"));
+  ctx = GoodContext();
+  ctx.training_file->ready = false;
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, ctx)),
+              ElementsAre("spec.training_file"));
+  spec.set_validation_split(0.6);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.validation_split"));
+  // Early stopping needs a validation source.
+  v1::JobSpec es = GoodSpec();
+  es.mutable_hyperparameters()->set_early_stopping_patience(3);
+  EXPECT_THAT(Fields(ValidateJobSpec(es, GoodContext())),
+              ElementsAre("spec.hyperparameters.early_stopping_patience"));
+  // A split that leaves one side empty.
+  ctx = GoodContext();
+  ctx.training_file->example_count = 1;
+  es.set_validation_split(0.5);
+  EXPECT_THAT(Fields(ValidateJobSpec(es, ctx)),
+              ElementsAre("spec.validation_split"));
+}
+
+TEST(SpecValidationTest, MaxSeqLengthIsBoundedByTheModel) {
+  v1::JobSpec spec = GoodSpec();
+  spec.mutable_hyperparameters()->set_max_seq_length(513);
+  auto errors = ValidateJobSpec(spec, GoodContext());
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "must be in [16, 512], got 513");
+}
+
+TEST(SpecValidationTest, LabelsAndWarmup) {
+  v1::JobSpec spec = GoodSpec();
+  (*spec.mutable_labels())["Team"] = "x";
+  (*spec.mutable_labels())["ok"] = "bad value";
+  spec.mutable_hyperparameters()->set_max_steps(10);
+  spec.mutable_hyperparameters()->set_warmup_steps(10);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.hyperparameters.warmup_steps",
+                          "spec.labels[\"Team\"]", "spec.labels[\"ok\"]"));
+}
+
+TEST(SpecValidationTest, ResolveFillsDefaultsAndKeepsGivenValues) {
+  v1::JobSpec spec = GoodSpec();
+  spec.mutable_lora()->set_rank(8);
+  spec.mutable_hyperparameters()->set_seed(7);
+  v1::JobSpec r = ResolveJobSpec(spec, *GoodContext().model, 99);
+  EXPECT_EQ(r.method(), v1::TRAINING_METHOD_LORA);
+  EXPECT_EQ(r.lora().rank(), 8);
+  EXPECT_EQ(r.lora().alpha(), 16);
+  EXPECT_THAT(r.lora().target_modules(), ElementsAre("all-linear"));
+  EXPECT_FALSE(r.has_quantization());
+  EXPECT_EQ(r.hyperparameters().epochs(), 3);
+  EXPECT_EQ(r.hyperparameters().learning_rate(), 2e-4);
+  EXPECT_EQ(r.hyperparameters().warmup_ratio(), 0.03);
+  EXPECT_EQ(r.hyperparameters().max_seq_length(), 512);
+  EXPECT_EQ(r.hyperparameters().chat_template(), "chatml");
+  EXPECT_EQ(r.hyperparameters().seed(), 7);
+  EXPECT_EQ(r.hyperparameters().checkpoint_every_steps(), 500);
+  EXPECT_EQ(r.resources().gpus(), 1);
+  EXPECT_EQ(r.max_restarts(), 3);
+  // Resolving is stable: resolving the result changes nothing.
+  v1::JobSpec again = ResolveJobSpec(r, *GoodContext().model, 123);
+  EXPECT_EQ(again.SerializeAsString(), r.SerializeAsString());
+  spec.clear_hyperparameters();
+  EXPECT_EQ(
+      ResolveJobSpec(spec, *GoodContext().model, 99).hyperparameters().seed(),
+      99);
+  spec.set_method(v1::TRAINING_METHOD_QLORA);
+  v1::JobSpec q = ResolveJobSpec(spec, *GoodContext().model, 1);
+  EXPECT_EQ(q.quantization().type(), v1::QUANTIZATION_TYPE_NF4);
+  EXPECT_TRUE(q.quantization().double_quant());
+  EXPECT_EQ(q.quantization().block_size(), 64);
+  EXPECT_EQ(q.quantization().compute_dtype(), v1::COMPUTE_DTYPE_UNSPECIFIED);
+}
+
+TEST(SpecValidationTest, Estimate) {
+  v1::JobSpec spec = GoodSpec();
+  spec.set_validation_split(0.2);
+  spec.mutable_hyperparameters()->set_batch_size(4);
+  spec.mutable_hyperparameters()->set_gradient_accumulation_steps(2);
+  spec.mutable_hyperparameters()->set_epochs(1.5);
+  spec.mutable_resources()->set_gpus(2);
+  v1::JobSpec r = ResolveJobSpec(spec, *GoodContext().model, 1);
+  v1::JobEstimate e = EstimateJob(r, 100, 0);
+  EXPECT_EQ(e.train_examples(), 80);
+  EXPECT_EQ(e.validation_examples(), 20);
+  EXPECT_EQ(e.effective_batch_size(), 16);
+  EXPECT_EQ(e.steps_per_epoch(), 5);
+  EXPECT_EQ(e.total_steps(), 8);  // ceil(1.5 * 5)
+  EXPECT_FALSE(e.total_steps_approximate());
+}
+
+}  // namespace
+}  // namespace ftune::core
