@@ -21,7 +21,7 @@ echo "== starting ftune-scheduler (logs: $work/scheduler.log)"
 # A throw-away admin credential (docs/operations.md "Credentials").
 head -c 24 /dev/urandom | base64 >"$work/admin.key"
 build/bin/ftune-scheduler --grpc_address=127.0.0.1:0 --db="$work/sched.db" \
-  --admin_key_file="$work/admin.key" >"$work/scheduler.out" 2>"$work/scheduler.log" &
+  --storage_root="$work/storage" --admin_key_file="$work/admin.key" >"$work/scheduler.out" 2>"$work/scheduler.log" &
 sched_pid=$!
 for _ in $(seq 100); do
   grep -q '^grpc_address=' "$work/scheduler.out" 2>/dev/null && break

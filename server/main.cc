@@ -27,8 +27,8 @@ ABSL_FLAG(std::string, db, "",
           "Required. Path of the SQLite database, on local disk (never on "
           "shared storage). Created and migrated if needed.");
 ABSL_FLAG(std::string, storage_root, "",
-          "Root directory of shared storage (models/, files/, jobs/). "
-          "Required when --config registers models.");
+          "Required. Root directory of shared storage (models/, files/, "
+          "jobs/), the same path on the scheduler and every worker.");
 ABSL_FLAG(std::string, config, "",
           "JSON config file registering base models; see "
           "docs/operations.md.");
@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
   if (options.db_path.empty()) {
     std::cerr << "ftune-scheduler: --db=PATH is required (the SQLite "
                  "database, on local disk)"
+              << std::endl;
+    return 1;
+  }
+  if (options.storage_root.empty()) {
+    std::cerr << "ftune-scheduler: --storage_root=DIR is required (shared "
+                 "storage for models, uploaded files and job outputs)"
               << std::endl;
     return 1;
   }

@@ -10,7 +10,10 @@
 #include "common/status.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
+#include "server/rpc/file_service.h"
+#include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
+#include "server/rpc/watch_hub.h"
 #include "server/store/sqlite_store.h"
 
 namespace ftune::server {
@@ -53,8 +56,10 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
     FTUNE_ASSIGN_OR_RETURN(config, LoadSchedulerConfig(options_.config_path,
                                                        options_.storage_root));
   }
+  watch_hub_ = std::make_unique<rpc::WatchHub>();
   store::SqliteStoreOptions so;
   so.path = options_.db_path;
+  so.on_commit = watch_hub_->CommitHook();
   absl::StatusOr<std::unique_ptr<store::SqliteStore>> opened =
       store::SqliteStore::Open(so);
   if (!opened.ok()) {
@@ -68,8 +73,23 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   }
   auth_ =
       std::make_unique<rpc::StoreAuthenticator>(store_.get(), options_.auth);
+  rpc::JobStreamHandlers streams = options_.job_streams;
+  if (!streams.watch_job) {
+    streams.watch_job = [hub = watch_hub_.get(), store = store_.get()](
+                            grpc::CallbackServerContext* ctx,
+                            const v1::WatchJobRequest* request,
+                            const rpc::Principal& principal) {
+      return rpc::StartWatchJob(hub, store, ctx, request, principal);
+    };
+  }
   job_service_ = std::make_unique<rpc::JobServiceImpl>(
-      store_.get(), auth_.get(), options_.job_streams);
+      store_.get(), auth_.get(), std::move(streams));
+  rpc::FileServiceOptions fo;
+  fo.storage_root = options_.storage_root;
+  fo.max_file_size_bytes = options_.max_file_size_bytes;
+  fo.max_chunk_size_bytes = options_.max_upload_chunk_bytes;
+  file_service_ =
+      std::make_unique<rpc::FileService>(store_.get(), auth_.get(), fo);
   admin_service_ =
       std::make_unique<rpc::AdminServiceImpl>(store_.get(), auth_.get());
   model_service_ =
@@ -100,6 +120,7 @@ absl::Status SchedulerServer::Start() {
     builder.RegisterService(job_service_.get());
     builder.RegisterService(admin_service_.get());
     builder.RegisterService(model_service_.get());
+    builder.RegisterService(file_service_.get());
   }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
@@ -127,6 +148,9 @@ void SchedulerServer::Shutdown() {
   shut_down_ = true;
   // Health turns NOT_SERVING first so load balancers stop sending.
   server_->GetHealthCheckService()->SetServingStatus(false);
+  // Watches are endless streams: end them first so they do not hold the
+  // whole grace period.
+  if (watch_hub_ != nullptr) watch_hub_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(options_.shutdown_grace));
 }

@@ -31,7 +31,9 @@ namespace ftune::server {
 
 namespace rpc {
 class AdminServiceImpl;
+class FileService;
 class ModelServiceImpl;
+class WatchHub;
 }  // namespace rpc
 
 struct SchedulerOptions {
@@ -52,8 +54,11 @@ struct SchedulerOptions {
   std::string config_path;
   // Admin and worker credentials (server/rpc/auth.h).
   rpc::AuthOptions auth;
-  // Streaming JobService rpcs (WatchJob, StreamJobLog); empty handlers
-  // answer UNIMPLEMENTED.
+  // Upload limits (FileService).
+  int64_t max_file_size_bytes = int64_t{1} << 30;
+  int64_t max_upload_chunk_bytes = int64_t{1} << 20;
+  // StreamJobLog handler; empty answers UNIMPLEMENTED. (WatchJob is always
+  // served, from the store's commit fan-out.)
   rpc::JobStreamHandlers job_streams;
 };
 
@@ -87,11 +92,14 @@ class SchedulerServer {
 
   SchedulerOptions options_;
   // Declared before the server so they outlive it.
+  // The hub outlives the store, whose commit hook feeds it.
+  std::unique_ptr<rpc::WatchHub> watch_hub_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<rpc::StoreAuthenticator> auth_;
   std::unique_ptr<rpc::JobServiceImpl> job_service_;
   std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
   std::unique_ptr<rpc::ModelServiceImpl> model_service_;
+  std::unique_ptr<rpc::FileService> file_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

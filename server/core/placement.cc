@@ -90,10 +90,9 @@ absl::Status CheckFeasible(const JobResources& need,
     }
   }
   if (largest == nullptr) return absl::OkStatus();  // Nothing known yet.
-  return absl::FailedPreconditionError(
-      absl::StrCat("no registered worker can run this job: it needs ",
-                   Describe(need), "; the largest worker is ",
-                   Describe(*largest)));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "no registered worker can run this job: it needs ", Describe(need),
+      "; the largest worker is ", Describe(*largest)));
 }
 
 WorkerFree FreeCapacity(const Worker& worker, const std::vector<Job>& active) {
@@ -171,9 +170,8 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
     for (const Worker* w : workers) {
       const WorkerFree& f = free[w->id];
       if (!FitsNow(job.resources, *w, f)) continue;
-      const int64_t left = job.resources.gpus > 0
-                               ? f.gpus - job.resources.gpus
-                               : f.cpu_slots - 1;
+      const int64_t left = job.resources.gpus > 0 ? f.gpus - job.resources.gpus
+                                                  : f.cpu_slots - 1;
       if (left < best_left) {  // Ties keep the earlier (lower id) worker.
         best = w;
         best_left = left;
@@ -204,9 +202,8 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
         const TenantState& s = tenants[it->first];
         const double share = static_cast<double>(s.units) / s.weight;
         if (pick == by_tenant.end() || share < pick_share ||
-            (share == pick_share &&
-             it->second.front()->create_time <
-                 pick->second.front()->create_time)) {
+            (share == pick_share && it->second.front()->create_time <
+                                        pick->second.front()->create_time)) {
           pick = it;
           pick_share = share;
         }

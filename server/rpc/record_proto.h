@@ -1,5 +1,6 @@
-// Conversions from server/core records to ftune.v1 protos for the services
-// in this directory (files, job snapshots, events, metric points).
+// File records <-> ftune.v1 protos. Jobs, events, metric points and
+// timestamps are converted by convert.h (included here for the services that
+// use both).
 //
 // Thread-safe: pure functions.
 #ifndef FTUNE_SERVER_RPC_RECORD_PROTO_H_
@@ -12,10 +13,7 @@
 #include "ftune/v1/file.pb.h"
 #include "ftune/v1/job.pb.h"
 #include "server/core/types.h"
-
-namespace google::protobuf {
-class Timestamp;
-}  // namespace google::protobuf
+#include "server/rpc/convert.h"
 
 namespace ftune::server::rpc {
 
@@ -30,16 +28,7 @@ inline constexpr absl::string_view kFilePurposeValidation =
 std::string FilePurposeToRecord(v1::FilePurpose purpose);
 v1::FilePurpose FilePurposeFromRecord(absl::string_view purpose);
 
-// Sets `out` from `t`; absl::InfinitePast() (not set) clears it.
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
-
 v1::File FileToProto(const core::FileRecord& file);
-
-// `job.spec` (a serialized JobSpec) is parsed into Job.spec when non-empty.
-v1::Job JobToProto(const core::Job& job);
-v1::JobEvent JobEventToProto(const core::JobEvent& event);
-v1::MetricPoint MetricPointToProto(const core::MetricPoint& point);
-v1::JobState JobStateToProto(core::JobState state);
 
 }  // namespace ftune::server::rpc
 

@@ -27,7 +27,8 @@ std::vector<std::string> SchedulerArgs(
     const ftune::testing::TempDir& dir,
     const std::string& address = "127.0.0.1:0") {
   return {kScheduler, "--grpc_address=" + address,
-          "--db=" + dir.Sub("sched.db"), "--allow_no_admin"};
+          "--db=" + dir.Sub("sched.db"), "--storage_root=" + dir.Sub("storage"),
+          "--allow_no_admin"};
 }
 
 TEST(SchedulerProcessTest, ServesHealthAndReflectionThenStopsOnSigterm) {

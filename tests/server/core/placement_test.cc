@@ -166,8 +166,8 @@ TEST(PlanTest, ManyQueuedJobsCannotStarveAnotherTenant) {
   s.queued.push_back(MakeJob("b", 31));
   const auto plan = PlanAssignments(s, kNow);
   ASSERT_EQ(plan.size(), 4u);
-  EXPECT_EQ(PerTenant(plan, s), (std::map<std::string, int>{{"a", 2},
-                                                            {"b", 2}}));
+  EXPECT_EQ(PerTenant(plan, s),
+            (std::map<std::string, int>{{"a", 2}, {"b", 2}}));
 }
 
 TEST(PlanTest, WeightsDivideTheCluster) {
@@ -282,10 +282,9 @@ TEST(PlanTest, RandomSnapshotsKeepInvariants) {
     }
     const char* names[] = {"a", "b", "c"};
     for (const char* t : names) {
-      s.tenants.push_back(MakeTenant(
-          t, 0.5 + (rng() % 4),
-          Quota{0, static_cast<int64_t>(rng() % 4),
-                static_cast<int64_t>(rng() % 6)}));
+      s.tenants.push_back(MakeTenant(t, 0.5 + (rng() % 4),
+                                     Quota{0, static_cast<int64_t>(rng() % 4),
+                                           static_cast<int64_t>(rng() % 6)}));
     }
     int n = 0;
     for (int k = 0; k < static_cast<int>(rng() % 12); ++k) {
@@ -354,10 +353,10 @@ TEST(PlanTest, RandomSnapshotsKeepInvariants) {
         ++jobs;
         gpus += a.resources.gpus;
       }
-      const bool over_quota =
-          (t->quota.max_running_jobs > 0 &&
-           jobs + 1 > t->quota.max_running_jobs) ||
-          (t->quota.max_gpus > 0 && gpus + j.resources.gpus > t->quota.max_gpus);
+      const bool over_quota = (t->quota.max_running_jobs > 0 &&
+                               jobs + 1 > t->quota.max_running_jobs) ||
+                              (t->quota.max_gpus > 0 &&
+                               gpus + j.resources.gpus > t->quota.max_gpus);
       bool fits = false;
       for (const Worker& w : s.workers)
         fits |= FitsNow(j.resources, w, FreeCapacity(w, after.active));

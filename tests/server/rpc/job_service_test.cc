@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "tests/server/rpc/rpc_fixture.h"
 
@@ -616,6 +617,76 @@ TEST_F(JobServiceTest, JobsSurviveARestartOnTheSameDatabase) {
     return jobs_->GetJob(c, get, &out);
   }));
   EXPECT_EQ(out.state(), v1::JOB_STATE_QUEUED);
+}
+
+}  // namespace
+}  // namespace ftune::server::testing
+
+namespace ftune::server::testing {
+namespace {
+
+// The services wired together in SchedulerServer: a file uploaded through
+// FileService is usable by CreateJob, and WatchJob follows the job to the
+// end through the store's commit fan-out.
+TEST_F(JobServiceTest, UploadCreateAndWatchThroughTheWholeServer) {
+  const TenantKey t = MakeTenant("wired");
+  auto files = v1::FileService::NewStub(channel_);
+  std::string data;
+  for (int i = 0; i < 20; ++i) {
+    data += absl::StrCat(R"({"messages":[{"role":"user","content":"q)", i,
+                         R"("},{"role":"assistant","content":"a)", i, R"("}]})",
+                         "\n");
+  }
+  v1::File uploaded;
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + t.key);
+    auto writer = files->UploadFile(&ctx, &uploaded);
+    v1::UploadFileRequest meta;
+    meta.mutable_metadata()->set_filename("train.jsonl");
+    meta.mutable_metadata()->set_purpose(v1::FILE_PURPOSE_FINE_TUNE_TRAIN);
+    ASSERT_TRUE(writer->Write(meta));
+    v1::UploadFileRequest chunk;
+    chunk.set_chunk(data);
+    ASSERT_TRUE(writer->Write(chunk));
+    writer->WritesDone();
+    const grpc::Status st = writer->Finish();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  EXPECT_EQ(uploaded.size_bytes(), static_cast<int64_t>(data.size()));
+
+  v1::CreateJobRequest req = JobRequest(t);
+  req.mutable_spec()->set_training_file(uploaded.id());
+  absl::StatusOr<v1::Job> job = CreateJob(t, req);
+  ASSERT_OK(job.status());
+
+  grpc::ClientContext watch_ctx;
+  watch_ctx.AddMetadata("authorization", "Bearer " + t.key);
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job->id());
+  auto reader = jobs_->WatchJob(&watch_ctx, wreq);
+  v1::WatchJobResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  ASSERT_TRUE(msg.has_job());
+  EXPECT_EQ(msg.job().state(), v1::JOB_STATE_QUEUED);
+
+  v1::CancelJobRequest creq;
+  creq.set_job_id(job->id());
+  v1::Job cancelled;
+  ASSERT_OK(Call(t.key, [&](grpc::ClientContext* c) {
+    return jobs_->CancelJob(c, creq, &cancelled);
+  }));
+  // The stream reports the change and ends after the terminal state.
+  bool saw_cancelled = false;
+  int64_t last_sequence = msg.sequence();
+  while (reader->Read(&msg)) {
+    EXPECT_GE(msg.sequence(), last_sequence);
+    last_sequence = msg.sequence();
+    if (msg.has_job() && msg.job().state() == v1::JOB_STATE_CANCELLED)
+      saw_cancelled = true;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(saw_cancelled);
 }
 
 }  // namespace

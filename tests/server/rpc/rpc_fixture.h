@@ -13,6 +13,7 @@
 #include <string>
 
 #include "ftune/v1/admin.grpc.pb.h"
+#include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
 #include "ftune/v1/model.grpc.pb.h"
 #include "gtest/gtest.h"
