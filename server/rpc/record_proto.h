@@ -12,17 +12,16 @@
 #include "absl/time/time.h"
 #include "ftune/v1/file.pb.h"
 #include "ftune/v1/job.pb.h"
+#include "server/core/spec_validation.h"
 #include "server/core/types.h"
 #include "server/rpc/convert.h"
 
 namespace ftune::server::rpc {
 
-// FileRecord::purpose strings stored for each v1::FilePurpose. CreateJob
-// compares these when it checks that a spec names a file of the right
-// purpose.
-inline constexpr absl::string_view kFilePurposeTrain = "fine-tune-train";
-inline constexpr absl::string_view kFilePurposeValidation =
-    "fine-tune-validation";
+// FileRecord::purpose strings stored for each v1::FilePurpose: the ones
+// CreateJob's validation checks (server/core/spec_validation.h).
+using core::kFilePurposeTrain;
+using core::kFilePurposeValidation;
 
 // "" for FILE_PURPOSE_UNSPECIFIED and unknown values.
 std::string FilePurposeToRecord(v1::FilePurpose purpose);

@@ -1,8 +1,9 @@
 // Shared set-up for the server/rpc tests: a real SQLite store and storage
 // root in a temp dir, a WatchHub on the store's commit hook, and a real gRPC
 // server on 127.0.0.1:0 hosting FileService and a JobService whose only rpc
-// is WatchJob (delegating to StartWatchJob), with a small Authenticator that
-// resolves bearer tokens through API keys stored in the real Store.
+// is WatchJob (delegating to StartWatchJob), with the scheduler's
+// StoreAuthenticator resolving bearer tokens through API keys stored in the
+// real Store.
 #ifndef FTUNE_TESTS_SERVER_RPC_STREAM_FIXTURE_H_
 #define FTUNE_TESTS_SERVER_RPC_STREAM_FIXTURE_H_
 
@@ -15,6 +16,7 @@
 #include "ftune/v1/job_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/core/api_key.h"
+#include "server/rpc/auth.h"
 #include "server/rpc/file_service.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/principal.h"
@@ -25,35 +27,6 @@
 #include "tests/testing/temp_dir.h"
 
 namespace ftune::server::rpc::testing {
-
-// Bearer token -> API key row (by hash) -> Principal. Stands in for the
-// scheduler's StoreAuthenticator.
-class StoreKeyAuthenticator : public Authenticator {
- public:
-  explicit StoreKeyAuthenticator(store::Store* store) : store_(store) {}
-  absl::StatusOr<Principal> Authenticate(
-      const grpc::ServerContextBase& ctx) override {
-    const std::string token = BearerToken(ctx);
-    if (token.empty() || !core::LooksLikeApiKey(token)) {
-      return absl::UnauthenticatedError("missing or malformed API key");
-    }
-    absl::StatusOr<core::ApiKey> key =
-        store_->LookupApiKeyByHash(core::HashApiKey(token));
-    if (!key.ok() || key->revoked || !core::ApiKeyMatches(token, key->hash)) {
-      return absl::UnauthenticatedError("unknown or revoked API key");
-    }
-    Principal p;
-    p.key_id = key->id;
-    p.tenant_id = key->tenant_id;
-    p.kind = key->role == core::ApiKeyRole::kTenant  ? Principal::Kind::kTenant
-             : key->role == core::ApiKeyRole::kAdmin ? Principal::Kind::kAdmin
-                                                     : Principal::Kind::kWorker;
-    return p;
-  }
-
- private:
-  store::Store* store_;
-};
 
 // JobService with only WatchJob, as the real one delegates it.
 class WatchOnlyJobService : public v1::JobService::CallbackService {
@@ -95,7 +68,7 @@ class RpcTest : public ::testing::Test {
     auto st = store::SqliteStore::Open(so);
     ASSERT_TRUE(st.ok()) << st.status();
     store_ = std::move(st).value();
-    auth_ = std::make_unique<StoreKeyAuthenticator>(store_.get());
+    auth_ = std::make_unique<StoreAuthenticator>(store_.get(), AuthOptions{});
     file_service_ =
         std::make_unique<FileService>(store_.get(), auth_.get(), file_options_);
     job_service_ = std::make_unique<WatchOnlyJobService>(
@@ -162,7 +135,7 @@ class RpcTest : public ::testing::Test {
   WatchJobOptions watch_options_;
   WatchHub hub_;
   std::unique_ptr<store::SqliteStore> store_;
-  std::unique_ptr<StoreKeyAuthenticator> auth_;
+  std::unique_ptr<StoreAuthenticator> auth_;
   std::unique_ptr<FileService> file_service_;
   std::unique_ptr<WatchOnlyJobService> job_service_;
   std::unique_ptr<grpc::Server> server_;
