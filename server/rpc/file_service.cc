@@ -23,6 +23,7 @@
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "server/core/storage_layout.h"
 #include "server/rpc/record_proto.h"
 #include "server/rpc/status_util.h"
 
@@ -337,7 +338,7 @@ class UploadReactor final
     record.status = core::FileStatus::kReady;
     record.format = RecordFormat(report.format);
     record.example_count = report.examples;
-    record.storage_path = absl::StrCat("files/", tenant_, "/", record.id);
+    record.storage_path = core::FilePath(tenant_, record.id);
     const std::string final_path =
         JoinPath(service_->options().storage_root, record.storage_path);
     if (::rename(temp_path_.c_str(), final_path.c_str()) != 0) {
