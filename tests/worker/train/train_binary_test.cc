@@ -27,6 +27,7 @@
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/worker/train/text/test_tokenizers.h"
+#include "tests/worker/train/tiny_model.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model_config.h"
 #include "worker/train/text/sentencepiece_bridge.h"
@@ -38,72 +39,6 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
-
-// A Llama-architecture model with random weights, written as a Hugging Face
-// directory (config.json + model.safetensors).
-void WriteTinyLlama(const std::string& dir, int64_t vocab, uint64_t seed) {
-  const int64_t d = 32, ff = 64, layers = 2, heads = 4, kv = 2, hd = d / heads;
-  json cfg = {{"architectures", {"LlamaForCausalLM"}},
-              {"model_type", "llama"},
-              {"vocab_size", vocab},
-              {"hidden_size", d},
-              {"intermediate_size", ff},
-              {"num_hidden_layers", layers},
-              {"num_attention_heads", heads},
-              {"num_key_value_heads", kv},
-              {"max_position_embeddings", 512},
-              {"rms_norm_eps", 1e-5},
-              {"rope_theta", 10000.0},
-              {"tie_word_embeddings", false},
-              {"hidden_act", "silu"},
-              {"torch_dtype", "float32"}};
-  ASSERT_OK(MakeDirs(dir));
-  ASSERT_OK(WriteFileAtomically(JoinPath(dir, "config.json"), cfg.dump(2)));
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  SafetensorsWriter w;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, float std,
-                 float mean) {
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    std::vector<float> v(n);
-    for (float& x : v) x = mean + std * normal(rng);
-    ASSERT_OK(
-        w.Add(name, StDType::kF32, shape, v.data(), v.size() * sizeof(float)));
-  };
-  add("model.embed_tokens.weight", {vocab, d}, 1.0f, 0);
-  add("model.norm.weight", {d}, 0.0f, 1);
-  add("lm_head.weight", {vocab, d}, 0.1f, 0);
-  for (int64_t i = 0; i < layers; ++i) {
-    const std::string p = absl::StrCat("model.layers.", i, ".");
-    add(p + "input_layernorm.weight", {d}, 0.0f, 1);
-    add(p + "post_attention_layernorm.weight", {d}, 0.0f, 1);
-    add(p + "self_attn.q_proj.weight", {heads * hd, d}, 0.1f, 0);
-    add(p + "self_attn.k_proj.weight", {kv * hd, d}, 0.1f, 0);
-    add(p + "self_attn.v_proj.weight", {kv * hd, d}, 0.1f, 0);
-    add(p + "self_attn.o_proj.weight", {d, heads * hd}, 0.1f, 0);
-    add(p + "mlp.gate_proj.weight", {ff, d}, 0.1f, 0);
-    add(p + "mlp.up_proj.weight", {ff, d}, 0.1f, 0);
-    add(p + "mlp.down_proj.weight", {d, ff}, 0.1f, 0);
-  }
-  ASSERT_OK(w.WriteAtomically(JoinPath(dir, "model.safetensors")));
-}
-
-// A byte-level BPE (ids 0..255 are bytes, 300.. specials such as
-// <|im_start|>) whose tokenizer_config.json carries a ChatML template.
-void WriteChatTokenizer(const std::string& dir) {
-  ASSERT_OK(WriteFileAtomically(JoinPath(dir, "tokenizer.json"),
-                                testing::ByteLevelJson({})));
-  json config = {
-      {"eos_token", "<|im_end|>"},
-      {"pad_token", "<|endoftext|>"},
-      {"add_bos_token", false},
-      {"chat_template",
-       "{% for message in messages %}{{'<|im_start|>' + message['role'] + "
-       "'\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"}};
-  ASSERT_OK(WriteFileAtomically(JoinPath(dir, "tokenizer_config.json"),
-                                config.dump()));
-}
 
 // Chat examples with a learnable answer: the assistant repeats the user's
 // word backwards.
@@ -172,8 +107,9 @@ RunResult RunTrain(const std::string& spec_path, const std::string& log_path,
 class TrainBinaryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    WriteTinyLlama(dir_.Sub("model"), /*vocab=*/320, /*seed=*/3);
-    WriteChatTokenizer(dir_.Sub("model"));
+    ASSERT_OK(ftune::testing::WriteTinyLlama(dir_.Sub("model"), /*vocab=*/320,
+                                             /*seed=*/3));
+    ASSERT_OK(ftune::testing::WriteChatTokenizer(dir_.Sub("model")));
     WriteChatData(dir_.Sub("train.jsonl"), 48, 1);
     WriteChatData(dir_.Sub("val.jsonl"), 8, 2);
   }
@@ -451,7 +387,8 @@ TEST(SentencePieceInLibTorchProcessTest, LoadsTokenizerModelAndTrains) {
   EXPECT_GE(tok->eos_id(), 0);
 
   // And ftune-train trains with it (tokenizer.model only: no tokenizer.json).
-  WriteTinyLlama(dir.Sub("model"), tok->vocab_size(), /*seed=*/5);
+  ASSERT_OK(ftune::testing::WriteTinyLlama(dir.Sub("model"), tok->vocab_size(),
+                                           /*seed=*/5));
   {
     std::ofstream data(dir.Sub("pc.jsonl"));
     for (int i = 0; i < 16; ++i)
