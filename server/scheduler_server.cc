@@ -14,6 +14,7 @@
 #include "server/rpc/admin_service.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/file_service.h"
+#include "server/rpc/job_log.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
 #include "server/rpc/watch_hub.h"
@@ -83,6 +84,19 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
                             const v1::WatchJobRequest* request,
                             const rpc::Principal& principal) {
       return rpc::StartWatchJob(hub, store, ctx, request, principal);
+    };
+  }
+  if (!streams.stream_job_log) {
+    rpc::JobLogOptions lo;
+    lo.storage_root = options_.storage_root;
+    // Owned by the handler, so it lives as long as the job service, which
+    // outlives the gRPC server and so every stream.
+    auto streamer = std::make_shared<rpc::JobLogStreamer>(
+        store_.get(), watch_hub_.get(), std::move(lo));
+    streams.stream_job_log = [streamer](grpc::CallbackServerContext* ctx,
+                                        const v1::StreamJobLogRequest* request,
+                                        const rpc::Principal& principal) {
+      return streamer->Start(ctx, request, principal);
     };
   }
   rpc_executor_ = std::make_unique<rpc::Executor>(rpc::Executor::Options{

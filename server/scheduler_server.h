@@ -64,8 +64,8 @@ struct SchedulerOptions {
   // queue of at most rpc_max_queued, then fail with UNAVAILABLE.
   int rpc_threads = 64;
   int64_t rpc_max_queued = 10000;
-  // StreamJobLog handler; empty answers UNIMPLEMENTED. (WatchJob is always
-  // served, from the store's commit fan-out.)
+  // Stream handlers; empty ones are served by the built-in WatchJob (the
+  // store's commit fan-out) and StreamJobLog (log files under storage_root).
   rpc::JobStreamHandlers job_streams;
 };
 
