@@ -23,6 +23,10 @@ ABSL_FLAG(int, max_message_bytes, 16 << 20,
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT, how long in-flight calls may finish before they "
           "are cancelled.");
+ABSL_FLAG(int, rpc_threads, 64,
+          "Threads serving JobService calls. Each call in progress holds one "
+          "while it reads the database or waits for its write to be committed, "
+          "so this bounds how many job writes one commit (fsync) can batch.");
 ABSL_FLAG(std::string, db, "",
           "Required. Path of the SQLite database, on local disk (never on "
           "shared storage). Created and migrated if needed.");
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
   options.db_path = absl::GetFlag(FLAGS_db);
   options.storage_root = absl::GetFlag(FLAGS_storage_root);
   options.config_path = absl::GetFlag(FLAGS_config);

@@ -1,5 +1,7 @@
 #include "server/scheduler_server.h"
 
+#include <algorithm>
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -10,7 +12,9 @@
 #include "common/status.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
+#include "server/rpc/executor.h"
 #include "server/rpc/file_service.h"
+#include "server/rpc/job_log.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
 #include "server/rpc/watch_hub.h"
@@ -82,8 +86,23 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
       return rpc::StartWatchJob(hub, store, ctx, request, principal);
     };
   }
+  if (!streams.stream_job_log) {
+    rpc::JobLogOptions lo;
+    lo.storage_root = options_.storage_root;
+    // Owned by the handler, so it lives as long as the job service, which
+    // outlives the gRPC server and so every stream.
+    auto streamer = std::make_shared<rpc::JobLogStreamer>(
+        store_.get(), watch_hub_.get(), std::move(lo));
+    streams.stream_job_log = [streamer](grpc::CallbackServerContext* ctx,
+                                        const v1::StreamJobLogRequest* request,
+                                        const rpc::Principal& principal) {
+      return streamer->Start(ctx, request, principal);
+    };
+  }
+  rpc_executor_ = std::make_unique<rpc::Executor>(rpc::Executor::Options{
+      std::max(1, options_.rpc_threads), options_.rpc_max_queued});
   job_service_ = std::make_unique<rpc::JobServiceImpl>(
-      store_.get(), auth_.get(), std::move(streams));
+      store_.get(), auth_.get(), std::move(streams), rpc_executor_.get());
   rpc::FileServiceOptions fo;
   fo.storage_root = options_.storage_root;
   fo.max_file_size_bytes = options_.max_file_size_bytes;

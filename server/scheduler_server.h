@@ -31,6 +31,7 @@ namespace ftune::server {
 
 namespace rpc {
 class AdminServiceImpl;
+class Executor;
 class FileService;
 class ModelServiceImpl;
 class WatchHub;
@@ -57,8 +58,14 @@ struct SchedulerOptions {
   // Upload limits (FileService).
   int64_t max_file_size_bytes = int64_t{1} << 30;
   int64_t max_upload_chunk_bytes = int64_t{1} << 20;
-  // StreamJobLog handler; empty answers UNIMPLEMENTED. (WatchJob is always
-  // served, from the store's commit fan-out.)
+  // Threads serving the unary JobService calls (store reads, and writes
+  // that wait for the group commit). They bound the calls in progress, and
+  // so the writes one group commit can batch; calls beyond them wait in a
+  // queue of at most rpc_max_queued, then fail with UNAVAILABLE.
+  int rpc_threads = 64;
+  int64_t rpc_max_queued = 10000;
+  // Stream handlers; empty ones are served by the built-in WatchJob (the
+  // store's commit fan-out) and StreamJobLog (log files under storage_root).
   rpc::JobStreamHandlers job_streams;
 };
 
@@ -96,6 +103,7 @@ class SchedulerServer {
   std::unique_ptr<rpc::WatchHub> watch_hub_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<rpc::StoreAuthenticator> auth_;
+  std::unique_ptr<rpc::Executor> rpc_executor_;  // Outlives the services.
   std::unique_ptr<rpc::JobServiceImpl> job_service_;
   std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
   std::unique_ptr<rpc::ModelServiceImpl> model_service_;

@@ -21,6 +21,7 @@
 #include "server/core/spec_validation.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
+#include "server/rpc/executor.h"
 #include "server/rpc/pagination.h"
 #include "server/rpc/status_util.h"
 #include "server/store/store.h"
@@ -153,16 +154,37 @@ std::string ApiStateName(const core::Job& job) {
 }  // namespace
 
 JobServiceImpl::JobServiceImpl(store::Store* store, Authenticator* auth,
-                               JobStreamHandlers streams)
-    : store_(store), auth_(auth), streams_(std::move(streams)) {}
+                               JobStreamHandlers streams, Executor* executor)
+    : store_(store),
+      auth_(auth),
+      streams_(std::move(streams)),
+      executor_(executor) {}
 
 grpc::ServerUnaryReactor* JobServiceImpl::Unary(
     grpc::CallbackServerContext* ctx,
-    const std::function<absl::Status(const Principal&)>& fn) {
+    std::function<absl::Status(const Principal&)> fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
-  absl::Status status = caller.ok() ? fn(*caller) : caller.status();
-  reactor->Finish(ToGrpcStatus(status, ctx));
+  // Authentication and the handler read the store, and writes wait for a
+  // group commit (an fsync): on gRPC's few callback threads that would cap
+  // the calls in progress, and so the commit batches, at the thread count.
+  auto run = [this, ctx, reactor, fn = std::move(fn)] {
+    absl::Status status;
+    if (ctx->IsCancelled()) {
+      status = absl::CancelledError("cancelled before it was served");
+    } else {
+      absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
+      status = caller.ok() ? fn(*caller) : caller.status();
+    }
+    reactor->Finish(ToGrpcStatus(status, ctx));
+  };
+  if (executor_ == nullptr) {
+    run();
+  } else if (!executor_->Post(std::move(run))) {
+    reactor->Finish(ToGrpcStatus(
+        absl::UnavailableError(
+            "server overloaded: too many calls waiting; retry with backoff"),
+        ctx));
+  }
   return reactor;
 }
 
@@ -322,7 +344,7 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
 grpc::ServerUnaryReactor* JobServiceImpl::CreateJob(
     grpc::CallbackServerContext* ctx, const v1::CreateJobRequest* request,
     v1::CreateJobResponse* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoCreateJob(caller, *request, response);
   });
 }
@@ -332,12 +354,13 @@ grpc::ServerUnaryReactor* JobServiceImpl::CreateJob(
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
     grpc::CallbackServerContext* ctx, const v1::GetJobRequest* request,
     v1::Job* response) {
-  return Unary(ctx, [&](const Principal& caller) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(core::Job job,
-                           LoadJob(*store_, caller, request->job_id()));
-    *response = JobToProto(job);
-    return absl::OkStatus();
-  });
+  return Unary(
+      ctx, [this, request, response](const Principal& caller) -> absl::Status {
+        FTUNE_ASSIGN_OR_RETURN(core::Job job,
+                               LoadJob(*store_, caller, request->job_id()));
+        *response = JobToProto(job);
+        return absl::OkStatus();
+      });
 }
 
 absl::Status JobServiceImpl::DoListJobs(const Principal& caller,
@@ -391,7 +414,7 @@ absl::Status JobServiceImpl::DoListJobs(const Principal& caller,
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* request,
     v1::ListJobsResponse* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoListJobs(caller, *request, response);
   });
 }
@@ -466,7 +489,7 @@ absl::Status JobServiceImpl::DoControl(const Principal& caller, Control control,
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
     grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* request,
     v1::Job* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoControl(caller, Control::kCancel, request->job_id(), response);
   });
 }
@@ -474,7 +497,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
 grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(
     grpc::CallbackServerContext* ctx, const v1::PauseJobRequest* request,
     v1::Job* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoControl(caller, Control::kPause, request->job_id(), response);
   });
 }
@@ -482,7 +505,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::PauseJob(
 grpc::ServerUnaryReactor* JobServiceImpl::ResumeJob(
     grpc::CallbackServerContext* ctx, const v1::ResumeJobRequest* request,
     v1::Job* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoControl(caller, Control::kResume, request->job_id(), response);
   });
 }
@@ -541,7 +564,7 @@ absl::Status JobServiceImpl::DoListJobEvents(
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobEvents(
     grpc::CallbackServerContext* ctx, const v1::ListJobEventsRequest* request,
     v1::ListJobEventsResponse* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoListJobEvents(caller, *request, response);
   });
 }
@@ -603,7 +626,7 @@ absl::Status JobServiceImpl::DoListJobMetrics(
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobMetrics(
     grpc::CallbackServerContext* ctx, const v1::ListJobMetricsRequest* request,
     v1::ListJobMetricsResponse* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoListJobMetrics(caller, *request, response);
   });
 }
@@ -649,7 +672,7 @@ absl::Status JobServiceImpl::DoListCheckpoints(
 grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(
     grpc::CallbackServerContext* ctx, const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
-  return Unary(ctx, [&](const Principal& caller) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
     return DoListCheckpoints(caller, *request, response);
   });
 }

@@ -7,6 +7,11 @@
 // authenticates the tenant first and hands the handler the Principal. A
 // handler left empty answers UNIMPLEMENTED.
 //
+// Unary calls (authentication included) run on the Executor given at
+// construction, not on gRPC's callback threads: they read the store and
+// writes wait for a group commit. A full executor queue answers UNAVAILABLE
+// ("server overloaded"). Without an executor they run inline.
+//
 // Thread-safety: all methods are called concurrently by gRPC; the object is
 // immutable after construction.
 #ifndef FTUNE_SERVER_RPC_JOB_SERVICE_H_
@@ -24,6 +29,8 @@ class Store;
 
 namespace ftune::server::rpc {
 
+class Executor;
+
 // Factories for the streaming rpcs. Each returns a reactor that owns itself
 // (deletes itself in OnDone). Called after authentication, with the caller's
 // tenant Principal; the request stays valid until the reactor's OnDone.
@@ -40,9 +47,10 @@ struct JobStreamHandlers {
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  // `store` and `auth` are not owned and must outlive the service.
+  // `store`, `auth` and `executor` are not owned and must outlive the
+  // service; `executor` null = unary calls run on gRPC's thread.
   JobServiceImpl(store::Store* store, Authenticator* auth,
-                 JobStreamHandlers streams = {});
+                 JobStreamHandlers streams = {}, Executor* executor = nullptr);
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx,
                                       const v1::CreateJobRequest* request,
@@ -100,14 +108,16 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   absl::Status DoListCheckpoints(const Principal& caller,
                                  const v1::ListCheckpointsRequest& request,
                                  v1::ListCheckpointsResponse* response);
-  // Authenticates a tenant, runs `fn`, finishes the call with its status.
+  // Authenticates a tenant, runs `fn`, finishes the call with its status;
+  // on the executor when there is one.
   grpc::ServerUnaryReactor* Unary(
       grpc::CallbackServerContext* ctx,
-      const std::function<absl::Status(const Principal&)>& fn);
+      std::function<absl::Status(const Principal&)> fn);
 
   store::Store* store_;
   Authenticator* auth_;
   JobStreamHandlers streams_;
+  Executor* executor_;
 };
 
 }  // namespace ftune::server::rpc

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/status.h"
@@ -21,7 +22,11 @@ struct SqliteStore::WriteRequest {
   std::function<absl::Status(WriteContext&)> fn;
   absl::Status status;
   std::vector<JobChange> changes;
-  bool done = false;
+  // Set by the writer once the batch is committed (or failed). One
+  // notification per request wakes all the waiters of a batch at once; an
+  // Await on queue_mu_ would wake them one after another, each waiting for
+  // the previous one to take and release the lock.
+  absl::Notification done;
 };
 
 SqliteStore::SqliteStore(SqliteStoreOptions options)
@@ -94,10 +99,12 @@ int64_t SqliteStore::queued_writes() const {
 absl::Status SqliteStore::Write(std::function<absl::Status(WriteContext&)> fn) {
   WriteRequest req;
   req.fn = std::move(fn);
-  absl::MutexLock lock(&queue_mu_);
-  if (stopping_) return absl::UnavailableError("store is closing");
-  queue_.push_back(&req);
-  queue_mu_.Await(absl::Condition(&req.done));
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (stopping_) return absl::UnavailableError("store is closing");
+    queue_.push_back(&req);
+  }
+  req.done.WaitForNotification();
   return req.status;
 }
 
@@ -126,8 +133,8 @@ void SqliteStore::WriterLoop() {
       for (JobChange& c : r->changes) committed.push_back(std::move(c));
     }
     if (options_.on_commit && !committed.empty()) options_.on_commit(committed);
-    absl::MutexLock lock(&queue_mu_);
-    for (WriteRequest* r : batch) r->done = true;
+    // A request may be destroyed by its waiter as soon as it is notified.
+    for (WriteRequest* r : batch) r->done.Notify();
   }
 }
 

@@ -1,0 +1,615 @@
+#include "server/rpc/job_log.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/ids.h"
+#include "server/core/job_state.h"
+#include "server/core/storage_layout.h"
+#include "server/rpc/convert.h"
+#include "server/rpc/status_util.h"
+
+namespace ftune::server::rpc {
+namespace {
+
+constexpr int64_t kProtoMaxChunk = 64 << 10;
+
+// A file descriptor closed on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { Reset(); }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens `relative` (a path made by core::AttemptLogPath) beneath `root` for
+// reading, one component at a time with O_NOFOLLOW: a symbolic link
+// anywhere below the root, "..", or anything but a regular file at the end
+// is refused, so nothing outside the job's log directory can be read.
+// NOT_FOUND when a component does not exist.
+absl::StatusOr<Fd> OpenBeneath(const std::string& root,
+                               const std::string& relative) {
+  Fd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) {
+    return absl::InternalError(
+        absl::StrCat("cannot open the storage root: ", std::strerror(errno)));
+  }
+  std::vector<std::string> parts = absl::StrSplit(relative, '/');
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    if (part.empty() || part == "." || part == "..") {
+      return absl::InternalError(
+          absl::StrCat("log path \"", absl::CHexEscape(relative),
+                       "\" is not a plain relative path"));
+    }
+    const bool last = i + 1 == parts.size();
+    const int flags =
+        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK : O_DIRECTORY);
+    Fd next(::openat(dir.get(), part.c_str(), flags));
+    if (!next.valid()) {
+      if (errno == ENOENT) {
+        return absl::NotFoundError(absl::StrCat(relative, " does not exist"));
+      }
+      return absl::InternalError(
+          absl::StrCat("refusing to read ", relative, ": ", part, ": ",
+                       errno == ELOOP || errno == ENOTDIR
+                           ? "a symbolic link or not a directory"
+                           : std::strerror(errno)));
+    }
+    dir = std::move(next);
+  }
+  struct stat st;
+  if (::fstat(dir.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::InternalError(
+        absl::StrCat("refusing to read ", relative, ": not a regular file"));
+  }
+  return dir;
+}
+
+absl::StatusOr<int64_t> FileSize(const Fd& fd) {
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot stat the log: ", std::strerror(errno)));
+  }
+  return static_cast<int64_t>(st.st_size);
+}
+
+class LogReactor;
+
+class LogSession final : public WatchHub::Subscriber,
+                         public std::enable_shared_from_this<LogSession> {
+ public:
+  LogSession(const JobLogStreamer::Shared& shared,
+             grpc::CallbackServerContext* ctx, std::string tenant,
+             const v1::StreamJobLogRequest& request, LogReactor* reactor)
+      : shared_(shared),
+        ctx_(ctx),
+        tenant_(std::move(tenant)),
+        job_id_(request.job_id()),
+        requested_attempt_(request.attempt()),
+        offset_(request.offset()),
+        follow_(request.follow()),
+        chunk_(std::clamp<int64_t>(shared.options.max_chunk_bytes, 1,
+                                   kProtoMaxChunk)),
+        reactor_(reactor) {}
+
+  void Start() {
+    subscribed_ = follow_;
+    if (follow_ && !shared_.hub->Subscribe(job_id_, shared_from_this())) {
+      absl::MutexLock lock(&mu_);
+      TerminateLocked(absl::UnavailableError("server shutting down"));
+    } else {
+      Schedule(absl::InfinitePast());
+    }
+    Pump();
+  }
+
+  // ---- WatchHub::Subscriber (store writer thread) ----
+  void OnJobChange(const store::JobChange& change) override {
+    bool wake = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      const bool was_over = over_;
+      const Phase was = phase_;
+      NoteChangeLocked(change.job, change.events);
+      if (phase_ != Phase::kResolve) DecideLocked();
+      wake = phase_ != was || over_ != was_over || finishing_;
+    }
+    if (wake) Schedule(absl::InfinitePast());
+    Pump();
+  }
+
+  void OnShutdown() override {
+    bool cancel_write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      TerminateLocked(absl::UnavailableError("server shutting down"));
+      // A write to a client that does not read may never complete.
+      if (writing_) cancel_write = cancelling_ = true;
+    }
+    if (cancel_write) {
+      ctx_->TryCancel();
+      absl::MutexLock lock(&mu_);
+      cancelling_ = false;
+    }
+    Pump();
+  }
+
+  // ---- from the reactor (gRPC threads) ----
+  void OnWriteDone(bool ok) {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok && !finishing_) {
+        TerminateLocked(absl::CancelledError("the stream broke"));
+      }
+    }
+    Schedule(absl::InfinitePast());
+    Pump();
+  }
+
+  void OnCancel() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finishing_) {
+        TerminateLocked(absl::CancelledError("cancelled by the client"));
+      }
+    }
+    Pump();
+  }
+
+  void OnDone() {
+    {
+      absl::MutexLock lock(&mu_);
+      reactor_ = nullptr;
+      finished_ = true;
+      pending_.reset();
+    }
+    if (subscribed_) shared_.hub->Unsubscribe(job_id_, this);
+    shared_.active->fetch_sub(1);
+  }
+
+ private:
+  enum class Phase { kResolve, kWaitStart, kStream };
+
+  // Runs Step on the I/O threads, now or (poll) at `when`.
+  void Schedule(absl::Time when) {
+    std::shared_ptr<LogSession> self = shared_from_this();
+    const bool now = when == absl::InfinitePast();
+    if (!now) {
+      absl::MutexLock lock(&mu_);
+      if (poll_scheduled_) return;
+      poll_scheduled_ = true;
+    }
+    bool posted = now ? shared_.io->Post([self] { self->Step(false); })
+                      : shared_.io->PostAt(when, [self] { self->Step(true); });
+    if (!posted) {
+      absl::MutexLock lock(&mu_);
+      if (!now) poll_scheduled_ = false;
+      TerminateLocked(absl::UnavailableError(
+          "server overloaded or shutting down: log streaming refused"));
+    }
+  }
+
+  // One round of work, serialized per session (the I/O pool may run two
+  // Steps of one session at once; the second only asks the first to loop).
+  void Step(bool from_poll) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (from_poll) poll_scheduled_ = false;
+      if (in_step_) {
+        rerun_ = true;
+        return;
+      }
+      in_step_ = true;
+    }
+    while (true) {
+      StepOnce();
+      absl::MutexLock lock(&mu_);
+      if (!rerun_ || finishing_) {
+        in_step_ = false;
+        break;
+      }
+      rerun_ = false;
+    }
+    Pump();
+  }
+
+  void StepOnce();
+  absl::Status Resolve();
+  // Reads the next chunk or decides to finish / poll; returns an error that
+  // ends the stream.
+  absl::Status Stream();
+  void Pump();
+
+  void NoteChangeLocked(const core::Job& job,
+                        const std::vector<core::JobEvent>& events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const core::JobEvent& e : events) {
+      if (e.type == core::JobEventType::kStateChanged &&
+          e.to_state == core::JobState::kRunning) {
+        ran_.insert(e.attempt);
+      }
+    }
+    if (!have_job_ || job.last_sequence >= job_.last_sequence) {
+      job_ = job;
+      have_job_ = true;
+    }
+  }
+
+  bool LiveLocked(int64_t attempt) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return job_.attempt == attempt && !job_.worker_id.empty() &&
+           core::OccupiesWorker(job_.state);
+  }
+
+  // Picks the attempt (or keeps waiting for one), and whether it is over.
+  void DecideLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    if (target_ == 0) {
+      int64_t candidate = requested_attempt_;
+      if (candidate == 0) {
+        candidate = LiveLocked(job_.attempt)
+                        ? job_.attempt
+                        : (ran_.empty() ? 0 : *ran_.rbegin());
+      }
+      if (candidate > 0 && (ran_.count(candidate) || LiveLocked(candidate))) {
+        target_ = candidate;
+        phase_ = Phase::kStream;
+      } else {
+        // Not run yet. Can it still start?
+        const bool may_start =
+            !core::IsTerminal(job_.state) &&
+            (requested_attempt_ == 0 || job_.attempt == requested_attempt_);
+        if (follow_ && may_start) {
+          phase_ = Phase::kWaitStart;
+          return;
+        }
+        const std::string state = JobStateEnumName(job_.state);
+        TerminateLocked(FailedPreconditionInState(
+            requested_attempt_ == 0
+                ? absl::StrCat("job ", job_id_, " has not started (it is ",
+                               state, "): no log yet")
+                : absl::StrCat("attempt ", requested_attempt_, " of job ",
+                               job_id_,
+                               may_start ? " has not started" : " never ran",
+                               " (the job is ", state, "): no log"),
+            state));
+        return;
+      }
+    }
+    over_ = !LiveLocked(target_);
+  }
+
+  void TerminateLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || finishing_) return;
+    pending_.reset();
+    finishing_ = true;
+    final_status_ = ToGrpcStatus(status, ctx_);
+  }
+
+  void FinishOkLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || finishing_) return;
+    finishing_ = true;
+    final_status_ = grpc::Status::OK;
+  }
+
+  const JobLogStreamer::Shared shared_;
+  grpc::CallbackServerContext* const ctx_;
+  const std::string tenant_;
+  const std::string job_id_;
+  const int64_t requested_attempt_;
+  const int64_t offset_;
+  const bool follow_;
+  const int64_t chunk_;
+  bool subscribed_ = false;  // Set before any other thread sees us.
+
+  // Touched only inside Step (serialized by in_step_).
+  Fd fd_;
+  int64_t pos_ = -1;         // Next byte to send; -1 until positioned.
+  int64_t end_ = 0;          // Without follow: the size when the call started.
+  bool final_read_ = false;  // The attempt is over and the file reopened.
+
+  absl::Mutex mu_;
+  LogReactor* reactor_ ABSL_GUARDED_BY(mu_);  // Null after OnDone.
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kResolve;
+  bool have_job_ ABSL_GUARDED_BY(mu_) = false;
+  core::Job job_ ABSL_GUARDED_BY(mu_);          // Latest known (store or hub).
+  std::set<int64_t> ran_ ABSL_GUARDED_BY(mu_);  // Attempts that ran.
+  int64_t target_ ABSL_GUARDED_BY(mu_) = 0;     // 0 until chosen.
+  bool over_ ABSL_GUARDED_BY(mu_) = false;      // target_ has ended.
+  bool in_step_ ABSL_GUARDED_BY(mu_) = false;
+  bool rerun_ ABSL_GUARDED_BY(mu_) = false;
+  bool poll_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<v1::StreamJobLogResponse> pending_ ABSL_GUARDED_BY(mu_);
+  v1::StreamJobLogResponse current_;  // Owned by gRPC while writing_.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelling_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish once drained.
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called.
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+class LogReactor final
+    : public grpc::ServerWriteReactor<v1::StreamJobLogResponse> {
+ public:
+  void set_session(std::shared_ptr<LogSession> session) {
+    session_ = std::move(session);
+  }
+  void OnWriteDone(bool ok) override {
+    if (session_) session_->OnWriteDone(ok);
+  }
+  void OnCancel() override {
+    if (session_) session_->OnCancel();
+  }
+  void OnDone() override {
+    if (session_) session_->OnDone();
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<LogSession> session_;
+};
+
+void LogSession::Pump() {
+  LogReactor* reactor = nullptr;
+  bool write = false;
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || reactor_ == nullptr || writing_ || cancelling_) return;
+    if (pending_ != nullptr) {
+      current_ = std::move(*pending_);
+      pending_.reset();
+      writing_ = write = true;
+    } else if (finishing_) {
+      finished_ = true;
+      status = final_status_;
+    } else {
+      return;
+    }
+    reactor = reactor_;
+  }
+  if (write) {
+    reactor->StartWrite(&current_);
+  } else {
+    reactor->Finish(status);
+  }
+}
+
+void LogSession::StepOnce() {
+  Phase phase;
+  {
+    absl::MutexLock lock(&mu_);
+    // A chunk waiting or in flight: OnWriteDone schedules the next step.
+    if (finishing_ || writing_ || pending_ != nullptr) return;
+    phase = phase_;
+  }
+  absl::Status st;
+  if (phase == Phase::kResolve) {
+    st = Resolve();
+  } else if (phase == Phase::kStream) {
+    st = Stream();
+  }  // kWaitStart: the hub wakes us when something changes.
+  if (!st.ok()) {
+    absl::MutexLock lock(&mu_);
+    TerminateLocked(st);
+  }
+}
+
+absl::Status LogSession::Resolve() {
+  absl::StatusOr<core::Job> job = shared_.store->GetJob(tenant_, job_id_);
+  if (absl::IsNotFound(job.status())) {
+    // A foreign job is answered exactly like an unknown one.
+    return absl::NotFoundError(absl::StrCat("job ", job_id_, " not found"));
+  }
+  if (!job.ok()) return job.status();
+  if (requested_attempt_ > job->attempt) {
+    return InvalidField(
+        "attempt",
+        absl::StrCat("attempt ", requested_attempt_,
+                     " is larger than the job's attempt ", job->attempt));
+  }
+  // The attempts that ran: their QUEUED -> RUNNING events.
+  std::vector<core::JobEvent> running;
+  int64_t after = 0;
+  while (true) {
+    absl::StatusOr<std::vector<core::JobEvent>> page =
+        shared_.store->ListJobEvents(tenant_, job_id_, after, 1000);
+    if (!page.ok()) return page.status();
+    for (core::JobEvent& e : *page) {
+      after = e.sequence;
+      if (e.type == core::JobEventType::kStateChanged &&
+          e.to_state == core::JobState::kRunning) {
+        running.push_back(std::move(e));
+      }
+    }
+    if (page->size() < 1000 || after >= job->last_sequence) break;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return absl::OkStatus();
+    NoteChangeLocked(*job, running);
+    DecideLocked();
+    if (phase_ == Phase::kResolve) phase_ = Phase::kStream;
+    rerun_ = true;  // Start streaming (or wait) right away.
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LogSession::Stream() {
+  int64_t attempt;
+  bool over;
+  {
+    absl::MutexLock lock(&mu_);
+    attempt = target_;
+    over = over_;
+  }
+  const std::string relative = core::AttemptLogPath(tenant_, job_id_, attempt);
+  if (over && !final_read_) {
+    // The attempt ended: every byte it wrote is on storage now. Reopen so
+    // NFS revalidates (close-to-open), then read to the end.
+    final_read_ = true;
+    fd_.Reset();
+  }
+  int64_t size = 0;
+  if (!fd_.valid()) {
+    absl::StatusOr<Fd> fd = OpenBeneath(shared_.options.storage_root, relative);
+    if (fd.ok()) {
+      fd_ = *std::move(fd);
+    } else if (!absl::IsNotFound(fd.status())) {
+      return fd.status();
+    } else if (over) {
+      return absl::NotFoundError(
+          absl::StrCat("the log of attempt ", attempt, " of job ", job_id_,
+                       " is not on storage (never written, or removed)"));
+    }
+  }
+  if (fd_.valid()) {
+    absl::StatusOr<int64_t> s = FileSize(fd_);
+    if (!s.ok()) return s.status();
+    size = *s;
+  }
+  if (pos_ < 0) {
+    if (offset_ >= 0) {
+      if (offset_ > size && over) {
+        return absl::OutOfRangeError(
+            absl::StrCat("offset ", offset_,
+                         " is beyond the end of the log of "
+                         "attempt ",
+                         attempt, " (", size, " bytes)"));
+      }
+      pos_ = offset_;
+    } else {
+      pos_ = std::max<int64_t>(0, size + offset_);
+    }
+    end_ = size;
+  }
+  const int64_t limit = follow_ ? size : end_;
+  if (pos_ < limit && fd_.valid()) {
+    const int64_t want = std::min(chunk_, limit - pos_);
+    std::string data(static_cast<size_t>(want), '\0');
+    ssize_t n;
+    do {
+      n = ::pread(fd_.get(), data.data(), static_cast<size_t>(want),
+                  static_cast<off_t>(pos_));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      return absl::InternalError(absl::StrCat(
+          "reading the log of attempt ", attempt, ": ", std::strerror(errno)));
+    }
+    if (n > 0) {
+      data.resize(static_cast<size_t>(n));
+      auto msg = std::make_unique<v1::StreamJobLogResponse>();
+      msg->set_attempt(static_cast<int32_t>(attempt));
+      msg->set_offset(pos_);
+      msg->set_data(std::move(data));
+      pos_ += n;
+      absl::MutexLock lock(&mu_);
+      if (!finishing_) pending_ = std::move(msg);
+      return absl::OkStatus();
+    }
+  }
+  // Nothing more to send now.
+  bool poll = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!follow_) {
+      FinishOkLocked();
+    } else if (over_ && !final_read_) {
+      rerun_ = true;  // Ended meanwhile: reopen and drain.
+    } else if (!final_read_) {
+      poll = true;
+    } else if (pos_ <= size) {
+      FinishOkLocked();
+    }
+  }
+  if (final_read_ && pos_ > size) {
+    return absl::OutOfRangeError(
+        absl::StrCat("offset ", offset_,
+                     " is beyond the end of the log of "
+                     "attempt ",
+                     attempt, " (", size, " bytes)"));
+  }
+  if (poll) Schedule(absl::Now() + shared_.options.poll_interval);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+JobLogStreamer::JobLogStreamer(store::Store* store, WatchHub* hub,
+                               JobLogOptions options)
+    : io_(Executor::Options{std::max(1, options.io_threads), 0}),
+      shared_{store, hub, &io_, std::move(options), &active_} {}
+
+JobLogStreamer::~JobLogStreamer() { io_.Shutdown(); }
+
+grpc::ServerWriteReactor<v1::StreamJobLogResponse>* JobLogStreamer::Start(
+    grpc::CallbackServerContext* ctx, const v1::StreamJobLogRequest* request,
+    const Principal& caller) {
+  auto* reactor = new LogReactor();
+  absl::Status invalid;
+  if (caller.kind != Principal::Kind::kTenant || caller.tenant_id.empty()) {
+    invalid =
+        absl::PermissionDeniedError("StreamJobLog needs a tenant API key");
+  } else if (request->job_id().empty()) {
+    invalid = InvalidField("job_id", "job_id: is required");
+  } else if (!IsValidId(request->job_id(), kJobIdPrefix)) {
+    invalid = InvalidField(
+        "job_id", absl::StrCat("job_id: malformed job id \"",
+                               absl::CHexEscape(request->job_id()), "\""));
+  } else if (request->attempt() < 0) {
+    invalid = InvalidField("attempt", "attempt: must be >= 0 (0 = latest)");
+  } else if (active_.fetch_add(1) >= shared_.options.max_streams) {
+    active_.fetch_sub(1);
+    invalid = absl::ResourceExhaustedError(
+        absl::StrCat("too many log streams (", shared_.options.max_streams,
+                     "); try again later"));
+  }
+  if (!invalid.ok()) {
+    reactor->Finish(ToGrpcStatus(invalid, ctx));
+    return reactor;
+  }
+  auto session = std::make_shared<LogSession>(shared_, ctx, caller.tenant_id,
+                                              *request, reactor);
+  reactor->set_session(session);
+  session->Start();
+  return reactor;
+}
+
+}  // namespace ftune::server::rpc
