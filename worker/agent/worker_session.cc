@@ -110,8 +110,13 @@ absl::StatusOr<v1::RegisterWorkerResponse> WorkerAgent::Register(
     AddAuth(&ctx);
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
     v1::RegisterWorkerResponse resp;
+    const absl::Time sent = clock_->Now();
     absl::Status s = FromGrpc(stub_->RegisterWorker(&ctx, req, &resp));
-    if (s.ok()) return resp;
+    if (s.ok()) {
+      absl::MutexLock lock(&mu_);
+      registered_sent_ = sent;
+      return resp;
+    }
     if (s.code() == absl::StatusCode::kUnauthenticated ||
         s.code() == absl::StatusCode::kPermissionDenied ||
         s.code() == absl::StatusCode::kInvalidArgument) {
@@ -164,13 +169,20 @@ absl::Status WorkerAgent::Run() {
     previous_id = reg->worker_id();
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::OkStatus();
+    // Never a tight loop of registrations, whatever the scheduler says.
+    mu_.AwaitWithTimeout(absl::Condition(&shutting_down_),
+                         options_.reconnect_initial);
   }
 }
 
 WorkerAgent::SessionEnd WorkerAgent::HeartbeatLoop() {
   // The registration counts as the first successful heartbeat: the lease
-  // runs from before it was sent at the latest.
-  absl::Time last_ok_sent = clock_->Now() - options_.rpc_timeout;
+  // runs from when it was sent at the latest.
+  absl::Time last_ok_sent;
+  {
+    absl::MutexLock lock(&mu_);
+    last_ok_sent = registered_sent_;
+  }
   absl::Time next = clock_->Now();
   v1::WorkerState last_state = v1::WORKER_STATE_ACTIVE;
   while (true) {

@@ -104,6 +104,7 @@ class WorkerAgent {
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
   absl::Duration lease_duration_ ABSL_GUARDED_BY(mu_) = absl::Seconds(30);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
+  absl::Time registered_sent_ ABSL_GUARDED_BY(mu_);
   bool lost_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_stop_ ABSL_GUARDED_BY(mu_) = false;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
