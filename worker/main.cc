@@ -14,6 +14,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -105,10 +107,18 @@ int Fail(absl::string_view msg) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "ftune-worker: runs fine-tuning attempts for an ftune-scheduler.\n"
+      "runs fine-tuning attempts for an ftune-scheduler.\n"
       "Usage: ftune-worker --storage_root=DIR [--scheduler=HOST:PORT] ...\n"
       "Prints 'worker_id=worker-...' on stdout after each registration.\n"
       "Run with --help for every flag.");
+  // --help lists this file's flags (absl matches files named after the
+  // program by default).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "worker/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   sigset_t signals;
