@@ -168,6 +168,8 @@ void AttemptRunner::Start(std::shared_ptr<AttemptRunner> predecessor) {
     if (started_) return;
     started_ = true;
   }
+  // Under join_mu_, so a Wait() that sees done_ also sees thread_.
+  absl::MutexLock lock(&join_mu_);
   thread_ = std::thread([this, predecessor] { Run(predecessor); });
 }
 
@@ -280,10 +282,12 @@ void AttemptRunner::Run(std::shared_ptr<AttemptRunner> predecessor) {
 }
 
 bool AttemptRunner::Flush(bool drain) {
-  absl::Duration backoff = options_.retry_initial;
   bool stripped = false;
   while (true) {
     if (killed()) return false;
+    if (in_flight_.has_value() && !drain && options_.clock->Now() < retry_at_) {
+      return true;  // backing off; the trainer keeps running
+    }
     if (!in_flight_.has_value()) {
       absl::MutexLock lock(&mu_);
       const absl::Time now = options_.clock->Now();
@@ -298,7 +302,7 @@ bool AttemptRunner::Flush(bool drain) {
         reporter_->ReportProgress(*in_flight_);
     if (r.ok()) {
       in_flight_.reset();
-      backoff = options_.retry_initial;
+      backoff_ = options_.retry_initial;
       if (r->cancel_requested()) Cancel(absl::ZeroDuration());
       if (r->pause_requested()) Pause();
       continue;
@@ -337,9 +341,11 @@ bool AttemptRunner::Flush(bool drain) {
     FTUNE_LOG(WARNING) << "job " << command_.job_id() << ": progress batch "
                        << in_flight_->batch_number()
                        << " not delivered: " << r.status();
+    retry_at_ = options_.clock->Now() + backoff_;
+    const absl::Duration wait = backoff_;
+    backoff_ = std::min(backoff_ * 2, options_.retry_max);
     if (!drain) return true;
-    if (!Sleep(backoff)) return false;
-    backoff = std::min(backoff * 2, options_.retry_max);
+    if (!Sleep(wait)) return false;
   }
 }
 

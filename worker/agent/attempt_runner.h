@@ -159,6 +159,8 @@ class AttemptRunner {
   std::optional<v1::FinishAttemptRequest> finished_ ABSL_GUARDED_BY(mu_);
   // The batch being sent (kept with its number until accepted).
   std::optional<v1::ReportProgressRequest> in_flight_;
+  absl::Time retry_at_ = absl::InfinitePast();
+  absl::Duration backoff_ = options_.retry_initial;
   absl::Mutex join_mu_;
   std::thread thread_ ABSL_GUARDED_BY(join_mu_);
 };
