@@ -328,6 +328,23 @@ TEST_F(WorkerSessionTest, SelfFencesWhenHeartbeatsFailForTheLease) {
   EXPECT_TRUE(fake_.finishes_.empty());
 }
 
+TEST_F(WorkerSessionTest, SchedulerAwayShorterThanTheLeaseChangesNothing) {
+  fake_.lease = absl::Seconds(20);
+  StartServer();
+  StartAgent();
+  fake_.AwaitState([](FakeScheduler& f) { return !f.registrations_.empty(); });
+  fake_.Send(Assign(1, 60));
+  fake_.AwaitState([](FakeScheduler& f) { return !f.reports_.empty(); });
+  fake_.SetHeartbeatsUnavailable(true);
+  absl::SleepFor(absl::Milliseconds(300));  // several heartbeat intervals
+  fake_.SetHeartbeatsUnavailable(false);
+  fake_.AwaitState([](FakeScheduler& f) { return !f.finishes_.empty(); });
+  absl::MutexLock lock(&fake_.mu_);
+  EXPECT_EQ(fake_.registrations_.size(), 1u);
+  EXPECT_EQ(fake_.finishes_[0].worker_id(), "worker-1");
+  EXPECT_EQ(fake_.finishes_[0].outcome(), v1::ATTEMPT_OUTCOME_SUCCEEDED);
+}
+
 TEST_F(WorkerSessionTest, ShutdownStopsTrainersAndFinishesRetryably) {
   StartServer();
   StartAgent();
