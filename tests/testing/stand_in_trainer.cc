@@ -1,0 +1,349 @@
+// ftune-stand-in-trainer: a scripted stand-in for ftune-train in tests. It
+// reads the same spec JSON (--spec FILE), prints the same progress lines,
+// writes checkpoints and publishes an adapter the same way (atomically), but
+// trains nothing: each step sleeps FTUNE_STAND_IN_STEP_MS (default 50) and
+// the loss is 2 / (1 + 0.1 * step) + 0.5.
+//
+// Steps: hyperparameters.max_steps, else 10 * hyperparameters.epochs
+// (default 1). Checkpoints: checkpoint_dir/step-NNNNNNNN/ every
+// checkpoint_every_steps (not at the last step), with trainer_state.json
+// {"format":"ftune-stand-in-checkpoint","step":N}. resume_from: "auto" =
+// latest step dir in checkpoint_dir (none: from scratch), or a step dir.
+// Evaluation (eval_loss = loss + 0.25) every eval_every_steps.
+// SIGTERM/SIGINT: finish the step, checkpoint, print "interrupted", exit 4.
+//
+// FTUNE_STAND_IN_MODE:
+//   succeed (default)  publish output_dir, print "done", exit 0
+//   fail_retryable     exit 1 after the first step
+//   fail_bad_input     exit 2 before the first step
+//   oom                exit 3 after the first step while
+//                      hyperparameters.batch_size > 1 (then like succeed)
+//   diverge            exit 5 after the first step
+//   crash              abort() after the first step
+//   hang               ignore SIGTERM after "start"; only SIGKILL ends it
+// FTUNE_STAND_IN_RECORD=FILE: appends "<output_dir> start_step=<N> pid=<P>"
+// when a run starts and "<output_dir> step=<N> pid=<P>" after each step (one
+// write(2) each, so concurrent runs interleave whole lines).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/sha256.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+void Emit(const json& j) {
+  const std::string line = j.dump() + "\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);
+}
+
+int Error(int code, const char* reason, const std::string& message) {
+  Emit({{"type", "error"}, {"reason", reason}, {"message", message}});
+  std::cerr << "stand-in trainer: " << message << std::endl;
+  return code;
+}
+
+void Record(const std::string& text) {
+  const char* path = std::getenv("FTUNE_STAND_IN_RECORD");
+  if (path == nullptr || *path == '\0') return;
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  const std::string line = text + "\n";
+  ssize_t ignored = ::write(fd, line.data(), line.size());
+  (void)ignored;
+  ::close(fd);
+}
+
+bool WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary);
+  out << data;
+  out.close();
+  return static_cast<bool>(out);
+}
+
+double Loss(int64_t step) { return 2.0 / (1.0 + 0.1 * step) + 0.5; }
+
+std::string StepDir(const std::string& dir, int64_t step) {
+  return dir + absl::StrFormat("/step-%08d", step);
+}
+
+// Latest complete step dir under `dir`, or "".
+std::string Latest(const std::string& dir) {
+  std::error_code ec;
+  std::string best;
+  int64_t best_step = -1;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    int64_t step;
+    if (n.rfind("step-", 0) == 0 && n.find(".tmp") == std::string::npos &&
+        absl::SimpleAtoi(n.substr(5), &step) && step > best_step &&
+        fs::exists(it->path() / "trainer_state.json")) {
+      best_step = step;
+      best = it->path().string();
+    }
+  }
+  return best;
+}
+
+// Publishes `final_dir` from a staging dir filled by `fill`: temp + rename.
+bool Publish(const std::string& final_dir,
+             const std::function<bool(const std::string&)>& fill) {
+  const std::string staging = absl::StrCat(final_dir, ".tmp-", ::getpid());
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec || !fill(staging)) return false;
+  fs::remove_all(final_dir, ec);
+  return ::rename(staging.c_str(), final_dir.c_str()) == 0;
+}
+
+// A valid safetensors file with one 1x2 float32 tensor.
+std::string TinySafetensors(int64_t step) {
+  const std::string header =
+      "{\"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\":"
+      "{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}}";
+  std::string out;
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(n >> (8 * i)));
+  out += header;
+  const float values[2] = {static_cast<float>(step), 0.5f};
+  out.append(reinterpret_cast<const char*>(values), sizeof(values));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string spec_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--spec" && i + 1 < argc) {
+      spec_path = argv[++i];
+    } else if (a.rfind("--spec=", 0) == 0) {
+      spec_path = a.substr(7);
+    }
+  }
+  if (spec_path.empty()) return Error(2, "bad_input", "usage: --spec FILE");
+  std::ifstream in(spec_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const json spec = json::parse(ss.str(), nullptr, false);
+  if (!in || spec.is_discarded() || !spec.is_object()) {
+    return Error(2, "bad_input", spec_path + ": not a JSON object");
+  }
+  const std::string mode = [] {
+    const char* m = std::getenv("FTUNE_STAND_IN_MODE");
+    return std::string(m != nullptr && *m ? m : "succeed");
+  }();
+  int64_t step_ms = 50;
+  if (const char* s = std::getenv("FTUNE_STAND_IN_STEP_MS")) {
+    if (!absl::SimpleAtoi(s, &step_ms) || step_ms < 0) step_ms = 50;
+  }
+  for (const char* f : {"model_dir", "train_data", "output_dir"}) {
+    if (!spec.contains(f) || !spec[f].is_string() ||
+        spec[f].get<std::string>().empty()) {
+      return Error(2, "bad_input",
+                   absl::StrCat("spec field \"", f, "\": is required"));
+    }
+  }
+  const std::string output_dir = spec["output_dir"];
+  const std::string checkpoint_dir = spec.value("checkpoint_dir", "");
+  const std::string train_data = spec["train_data"];
+  const json hp = spec.value("hyperparameters", json::object());
+  const int64_t max_steps = hp.value("max_steps", int64_t{0});
+  const int64_t total =
+      max_steps > 0 ? max_steps : 10 * hp.value("epochs", int64_t{1});
+  const int64_t every = hp.value("checkpoint_every_steps", int64_t{0});
+  const int64_t eval_every = hp.value("eval_every_steps", int64_t{0});
+  const int64_t batch = hp.value("batch_size", int64_t{4});
+
+  if (mode == "fail_bad_input") {
+    return Error(2, "bad_input", "FTUNE_STAND_IN_MODE=fail_bad_input");
+  }
+  if (!fs::exists(train_data)) {
+    return Error(2, "bad_input", "train_data " + train_data + " not found");
+  }
+  if (fs::exists(output_dir)) {
+    return Error(2, "bad_input",
+                 "output_dir " + output_dir + " already exists");
+  }
+
+  // Resume.
+  int64_t step = 0;
+  const std::string resume_from = spec.value("resume_from", "");
+  if (!resume_from.empty()) {
+    std::string dir = resume_from == "auto" ? Latest(checkpoint_dir)
+                      : fs::exists(resume_from + "/trainer_state.json")
+                          ? resume_from
+                          : Latest(resume_from);
+    if (dir.empty() && resume_from != "auto") {
+      return Error(2, "bad_input", "resume_from " + resume_from + ": none");
+    }
+    if (!dir.empty()) {
+      std::ifstream st(dir + "/trainer_state.json");
+      std::stringstream sst;
+      sst << st.rdbuf();
+      const json state = json::parse(sst.str(), nullptr, false);
+      if (state.is_discarded() || !state.contains("step")) {
+        return Error(2, "bad_input", dir + ": not a stand-in checkpoint");
+      }
+      step = state["step"].get<int64_t>();
+      Emit({{"type", "resumed"}, {"step", step}, {"path", dir}});
+    }
+  }
+  Record(absl::StrCat(output_dir, " start_step=", step, " pid=", ::getpid()));
+  // On stderr (the attempt's log), so tests can see what the agent set.
+  const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES");
+  std::cerr << "stand-in trainer: pid " << ::getpid() << " start_step " << step
+            << " CUDA_VISIBLE_DEVICES="
+            << (cuda == nullptr ? "<unset>" : absl::StrCat("\"", cuda, "\""))
+            << std::endl;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  Emit({{"type", "data"},
+        {"split", "train"},
+        {"examples", 8},
+        {"rows", 4},
+        {"tokens", 512},
+        {"trained_tokens", 256},
+        {"truncated", 0},
+        {"dropped_overlength", 0},
+        {"dropped_no_target", 0}});
+  Emit({{"type", "start"},
+        {"total_steps", total},
+        {"train_rows", 4},
+        {"train_examples", 8},
+        {"validation_rows", 0},
+        {"trainable_parameters", 2},
+        {"threads", spec.value("threads", 0)}});
+  if (mode == "hang") {
+    std::signal(SIGTERM, SIG_IGN);
+    std::signal(SIGINT, SIG_IGN);
+    while (true) ::pause();
+  }
+
+  auto checkpoint = [&](int64_t s) -> std::string {
+    const std::string dir = StepDir(checkpoint_dir, s);
+    std::error_code ec;
+    fs::create_directories(checkpoint_dir, ec);
+    const bool ok = Publish(dir, [&](const std::string& d) {
+      return WriteFile(d + "/adapter_model.safetensors", TinySafetensors(s)) &&
+             WriteFile(
+                 d + "/trainer_state.json",
+                 json({{"format", "ftune-stand-in-checkpoint"}, {"step", s}})
+                     .dump());
+    });
+    if (!ok) return "";
+    Emit({{"type", "checkpoint"}, {"step", s}, {"path", dir}});
+    return dir;
+  };
+
+  std::string last_checkpoint;
+  double best_eval = 1e30;
+  int64_t best_step = 0;
+  while (step < total) {
+    ::usleep(static_cast<useconds_t>(step_ms * 1000));
+    ++step;
+    Record(absl::StrCat(output_dir, " step=", step, " pid=", ::getpid()));
+    Emit({{"type", "metrics"},
+          {"step", step},
+          {"total_steps", total},
+          {"epoch", static_cast<double>(step) / 10.0},
+          {"loss", Loss(step)},
+          {"lr", 1e-4},
+          {"grad_norm", 1.0},
+          {"tokens_per_s", 1000.0}});
+    if (mode == "fail_retryable") {
+      return Error(1, "retryable", "FTUNE_STAND_IN_MODE=fail_retryable");
+    }
+    if (mode == "oom" && batch > 1) {
+      return Error(
+          3, "out_of_memory",
+          absl::StrCat("FTUNE_STAND_IN_MODE=oom at batch_size ", batch));
+    }
+    if (mode == "diverge") return Error(5, "diverged", "loss is nan");
+    if (mode == "crash") std::abort();
+    if (eval_every > 0 && (step % eval_every == 0 || step == total)) {
+      const double e = Loss(step) + 0.25;
+      if (e < best_eval) {
+        best_eval = e;
+        best_step = step;
+      }
+      Emit({{"type", "eval"},
+            {"step", step},
+            {"eval_loss", e},
+            {"best_eval_loss", best_eval},
+            {"best_step", best_step}});
+    }
+    const bool last = step == total;
+    const bool stop = g_stop.load();
+    if (((every > 0 && step % every == 0) || stop) && !last &&
+        !checkpoint_dir.empty()) {
+      last_checkpoint = checkpoint(step);
+    }
+    if (stop && !last) {
+      Emit(
+          {{"type", "interrupted"}, {"step", step}, {"path", last_checkpoint}});
+      return 4;
+    }
+  }
+
+  const bool published = Publish(output_dir, [&](const std::string& d) {
+    const json config = {
+        {"peft_type", "LORA"},
+        {"base_model_name_or_path", spec.value("base_model_name", "")},
+        {"r", spec.value("lora", json::object()).value("rank", int64_t{8})},
+        {"task_type", "CAUSAL_LM"}};
+    if (!WriteFile(d + "/adapter_config.json", config.dump(2)) ||
+        !WriteFile(d + "/adapter_model.safetensors", TinySafetensors(step))) {
+      return false;
+    }
+    json files = json::object();
+    for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) {
+      auto sha = ftune::Sha256File(d + "/" + f);
+      if (!sha.ok()) return false;
+      files[f] = {{"sha256", *sha}};
+    }
+    const json manifest = {
+        {"format", "ftune-adapter"},
+        {"format_version", 1},
+        {"stand_in", true},
+        {"files", files},
+        {"spec", spec},
+        {"metrics", {{"steps", step}, {"final_train_loss", Loss(step)}}}};
+    return WriteFile(d + "/ftune_manifest.json", manifest.dump(2));
+  });
+  if (!published) {
+    return Error(1, "retryable", "publishing " + output_dir + " failed");
+  }
+  Emit({{"type", "done"},
+        {"step", step},
+        {"output_dir", output_dir},
+        {"final_loss", Loss(step)},
+        {"best_eval_loss", best_step > 0 ? json(best_eval) : json(nullptr)}});
+  return 0;
+}

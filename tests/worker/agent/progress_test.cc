@@ -1,0 +1,182 @@
+#include "worker/agent/progress.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ftune::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+
+ProgressOptions Options(int64_t log_every = 1) {
+  ProgressOptions o;
+  o.job_id = "job-1";
+  o.attempt = 3;
+  o.storage_root = "/st";
+  o.log_every_steps = log_every;
+  o.max_batch_points = 4;
+  o.flush_interval = absl::Seconds(1);
+  o.dir_size = [](const std::string& dir) -> int64_t {
+    return static_cast<int64_t>(dir.size());
+  };
+  return o;
+}
+
+std::string Metrics(int step, double loss, double rate = 100) {
+  return "{\"type\":\"metrics\",\"step\":" + std::to_string(step) +
+         ",\"total_steps\":10,\"epoch\":" + std::to_string(step / 10.0) +
+         ",\"loss\":" + std::to_string(loss) +
+         ",\"lr\":0.001,\"grad_norm\":0.5,\"tokens_per_s\":" +
+         std::to_string(rate) + "}";
+}
+
+TEST(ProgressTest, MetricsBecomePointsAndProgress) {
+  ProgressTracker t(Options());
+  t.OnLine(Metrics(1, 2.5), kT0);
+  t.OnLine(Metrics(2, 2.0), kT0);
+  ASSERT_TRUE(t.HasPending());
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  EXPECT_EQ(b.job_id(), "job-1");
+  EXPECT_EQ(b.attempt(), 3);
+  EXPECT_EQ(b.batch_number(), 1);
+  ASSERT_EQ(b.metrics_size(), 2);
+  EXPECT_EQ(b.metrics(1).step(), 2);
+  EXPECT_EQ(b.metrics(1).attempt(), 3);
+  EXPECT_DOUBLE_EQ(b.metrics(1).train_loss(), 2.0);
+  EXPECT_DOUBLE_EQ(b.metrics(1).learning_rate(), 0.001);
+  EXPECT_DOUBLE_EQ(b.metrics(1).grad_norm(), 0.5);
+  EXPECT_FALSE(b.metrics(1).has_eval_loss());
+  EXPECT_EQ(b.metrics(1).sequence(), 0);
+  EXPECT_EQ(b.progress().step(), 2);
+  EXPECT_EQ(b.progress().total_steps(), 10);
+  EXPECT_DOUBLE_EQ(b.progress().percent(), 20.0);
+  EXPECT_DOUBLE_EQ(b.progress().epoch(), 0.2);
+  EXPECT_FALSE(t.HasPending());
+  t.OnLine(Metrics(3, 1.0), kT0);
+  EXPECT_EQ(t.TakeBatch(kT0).batch_number(), 2);
+  EXPECT_EQ(t.TakeBatch(kT0).batch_number(), 3);
+}
+
+TEST(ProgressTest, LogEveryStepsAveragesTheInterval) {
+  ProgressTracker t(Options(/*log_every=*/3));
+  t.OnLine(Metrics(1, 3.0, 100), kT0);
+  t.OnLine(Metrics(2, 2.0, 200), kT0);
+  t.OnLine(Metrics(3, 1.0, 300), kT0);  // point: mean of steps 1-3
+  t.OnLine(Metrics(4, 0.5, 50), kT0);   // pending until 6 or the end
+  t.OnLine("{\"type\":\"interrupted\",\"step\":4,\"path\":\"\"}", kT0);
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.metrics_size(), 2);
+  EXPECT_EQ(b.metrics(0).step(), 3);
+  EXPECT_DOUBLE_EQ(b.metrics(0).train_loss(), 2.0);
+  EXPECT_DOUBLE_EQ(b.metrics(0).tokens_per_second(), 200.0);
+  EXPECT_EQ(b.metrics(1).step(), 4);
+  EXPECT_DOUBLE_EQ(b.metrics(1).train_loss(), 0.5);
+  EXPECT_TRUE(t.outcome().interrupted);
+  EXPECT_EQ(t.outcome().interrupted_step, 4);
+}
+
+TEST(ProgressTest, EvalAndCheckpoint) {
+  ProgressTracker t(Options());
+  t.OnLine(Metrics(5, 1.5), kT0);
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":5,\"eval_loss\":1.25,\"best_eval_loss\":"
+      "1.25,\"best_step\":5}",
+      kT0);
+  t.OnLine(
+      "{\"type\":\"checkpoint\",\"step\":5,\"path\":\"/st/jobs/t/j/"
+      "checkpoints/step-00000005\"}",
+      kT0);
+  EXPECT_TRUE(t.FlushDue(kT0));
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.metrics_size(), 1);  // eval merged into the step's point
+  EXPECT_DOUBLE_EQ(b.metrics(0).eval_loss(), 1.25);
+  ASSERT_EQ(b.events_size(), 1);
+  EXPECT_EQ(b.events(0).type(), v1::JOB_EVENT_TYPE_EVAL);
+  EXPECT_EQ(b.events(0).step(), 5);
+  ASSERT_EQ(b.checkpoints_size(), 1);
+  const v1::Checkpoint& c = b.checkpoints(0);
+  EXPECT_EQ(c.path(), "jobs/t/j/checkpoints/step-00000005");
+  EXPECT_EQ(c.step(), 5);
+  EXPECT_EQ(c.attempt(), 3);
+  EXPECT_DOUBLE_EQ(c.epoch(), 0.5);
+  EXPECT_EQ(c.size_bytes(),
+            static_cast<int64_t>(
+                std::string("/st/jobs/t/j/checkpoints/step-00000005").size()));
+  EXPECT_DOUBLE_EQ(c.eval_loss(), 1.25);
+  EXPECT_TRUE(c.is_best());
+  v1::JobMetrics m = t.FinalMetrics();
+  EXPECT_EQ(m.step(), 5);
+  EXPECT_DOUBLE_EQ(m.eval_loss(), 1.25);
+  EXPECT_EQ(m.best_eval_step(), 5);
+}
+
+TEST(ProgressTest, FlushRules) {
+  ProgressTracker t(Options());
+  EXPECT_FALSE(t.FlushDue(kT0));  // nothing pending
+  (void)t.TakeBatch(kT0);         // starts the interval at kT0
+  t.OnLine(Metrics(1, 1), kT0);
+  EXPECT_FALSE(t.FlushDue(kT0 + absl::Milliseconds(500)));
+  EXPECT_TRUE(t.FlushDue(kT0 + absl::Seconds(1)));  // the interval passed
+  for (int s = 2; s <= 4; ++s) t.OnLine(Metrics(s, 1), kT0);
+  EXPECT_TRUE(t.FlushDue(kT0));  // max_batch_points = 4
+  (void)t.TakeBatch(kT0);
+  t.OnLine(Metrics(5, 1), kT0);
+  EXPECT_FALSE(t.FlushDue(kT0));
+  t.OnLine("{\"type\":\"done\",\"step\":5,\"output_dir\":\"/st/a\"}", kT0);
+  EXPECT_TRUE(t.FlushDue(kT0));  // end lines flush at once
+  EXPECT_TRUE(t.outcome().done);
+  EXPECT_EQ(t.outcome().output_dir, "/st/a");
+}
+
+TEST(ProgressTest, GarbageBecomesBoundedWarnings) {
+  ProgressOptions o = Options();
+  o.max_unparsed_warnings = 2;
+  ProgressTracker t(o);
+  t.OnLine("Segmentation fault (core dumped)", kT0);
+  t.OnLine("{\"type\":\"metrics\"", kT0);
+  t.OnLine("[1,2,3]", kT0);
+  t.OnLine("", kT0);
+  t.OnLine("{\"type\":\"future_thing\",\"x\":1}", kT0);
+  t.OnLine("{\"type\":\"checkpoint\",\"step\":1,\"path\":\"/elsewhere/x\"}",
+           kT0);
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.events_size(), 3);
+  EXPECT_EQ(b.events(0).type(), v1::JOB_EVENT_TYPE_WARNING);
+  EXPECT_THAT(b.events(0).message(), HasSubstr("Segmentation fault"));
+  EXPECT_THAT(b.events(1).message(), HasSubstr("not reported"));
+  EXPECT_EQ(b.events(2).type(), v1::JOB_EVENT_TYPE_LOG);
+  EXPECT_THAT(b.events(2).message(), HasSubstr("future_thing"));
+  EXPECT_EQ(b.checkpoints_size(), 0);
+}
+
+TEST(ProgressTest, DataStartErrorAndEarlyStop) {
+  ProgressTracker t(Options());
+  t.OnLine(
+      "{\"type\":\"data\",\"split\":\"train\",\"examples\":40,\"rows\":12,"
+      "\"tokens\":3000,\"trained_tokens\":1000,\"truncated\":3,"
+      "\"dropped_overlength\":1,\"dropped_no_target\":0}",
+      kT0);
+  t.OnLine("{\"type\":\"start\",\"total_steps\":30,\"train_rows\":12}", kT0);
+  t.OnLine("{\"type\":\"early_stop\",\"step\":20,\"best_step\":10}", kT0);
+  t.OnLine(
+      "{\"type\":\"error\",\"reason\":\"bad_input\",\"message\":\"line 3: "
+      "bad\"}",
+      kT0);
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.events_size(), 4);
+  EXPECT_EQ(b.events(0).type(), v1::JOB_EVENT_TYPE_LOG);
+  EXPECT_EQ(b.events(1).type(), v1::JOB_EVENT_TYPE_WARNING);
+  EXPECT_THAT(b.events(1).message(), HasSubstr("3 examples truncated"));
+  EXPECT_EQ(b.events(2).type(), v1::JOB_EVENT_TYPE_LOG);
+  EXPECT_EQ(b.events(3).type(), v1::JOB_EVENT_TYPE_EARLY_STOPPED);
+  EXPECT_EQ(b.events(3).step(), 20);
+  EXPECT_EQ(b.progress().total_steps(), 30);
+  EXPECT_TRUE(t.outcome().has_error);
+  EXPECT_EQ(t.outcome().error_reason, "bad_input");
+  EXPECT_EQ(t.outcome().error_message, "line 3: bad");
+}
+
+}  // namespace
+}  // namespace ftune::agent

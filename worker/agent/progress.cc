@@ -1,0 +1,341 @@
+#include "worker/agent/progress.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace ftune::agent {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxQuotedLine = 300;
+
+std::string Quote(absl::string_view line) {
+  if (line.size() <= kMaxQuotedLine) return std::string(line);
+  return absl::StrCat(line.substr(0, kMaxQuotedLine), "...(",
+                      line.size() - kMaxQuotedLine, " more bytes)");
+}
+
+// Numeric field or `fallback` when missing or not a number.
+double Num(const json& j, const char* key, double fallback = 0) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+}
+int64_t Int(const json& j, const char* key, int64_t fallback = 0) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int64_t>() : fallback;
+}
+std::string Str(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+}  // namespace
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t nanos = absl::ToUnixNanos(t);
+  int64_t secs = nanos / 1'000'000'000;
+  int64_t rem = nanos % 1'000'000'000;
+  if (rem < 0) {
+    rem += 1'000'000'000;
+    --secs;
+  }
+  out->set_seconds(secs);
+  out->set_nanos(static_cast<int32_t>(rem));
+}
+
+int64_t DirectorySize(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  int64_t total = 0;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code fec;
+    if (it->is_regular_file(fec)) {
+      const auto size = it->file_size(fec);
+      if (!fec) total += static_cast<int64_t>(size);
+    }
+  }
+  return total;
+}
+
+ProgressTracker::ProgressTracker(ProgressOptions options)
+    : options_(std::move(options)) {
+  if (options_.log_every_steps < 1) options_.log_every_steps = 1;
+  if (!options_.dir_size) options_.dir_size = DirectorySize;
+}
+
+void ProgressTracker::AddEvent(v1::JobEventType type, std::string message,
+                               int64_t step, absl::Time now) {
+  v1::JobEvent e;
+  SetTime(now, e.mutable_time());
+  e.set_attempt(options_.attempt);
+  e.set_type(type);
+  e.set_message(std::move(message));
+  e.set_step(step);
+  events_.push_back(std::move(e));
+  urgent_ = true;
+}
+
+void ProgressTracker::AddDeletedCheckpoint(std::string relative_path) {
+  deleted_.push_back(std::move(relative_path));
+  urgent_ = true;
+}
+
+void ProgressTracker::SetPeakMemory(int64_t bytes) {
+  if (bytes > peak_memory_) peak_memory_ = bytes;
+}
+
+void ProgressTracker::Warn(absl::string_view line, absl::string_view why,
+                           absl::Time now) {
+  ++unparsed_;
+  if (unparsed_ <= options_.max_unparsed_warnings) {
+    AddEvent(v1::JOB_EVENT_TYPE_WARNING,
+             absl::StrCat("trainer printed ", why, ": ", Quote(line),
+                          unparsed_ == options_.max_unparsed_warnings
+                              ? " (further such lines are not reported)"
+                              : ""),
+             0, now);
+  }
+}
+
+void ProgressTracker::AddPoint(v1::MetricPoint point) {
+  metrics_.push_back(std::move(point));
+}
+
+void ProgressTracker::FlushInterval(absl::Time now) {
+  if (interval_steps_ == 0) return;
+  v1::MetricPoint p;
+  SetTime(now, p.mutable_time());
+  p.set_attempt(options_.attempt);
+  p.set_step(last_step_);
+  p.set_epoch(last_epoch_);
+  p.set_train_loss(interval_loss_ / interval_steps_);
+  p.set_learning_rate(last_lr_);
+  p.set_grad_norm(last_grad_norm_);
+  p.set_tokens_per_second(interval_rate_ / interval_steps_);
+  p.set_peak_memory_bytes(peak_memory_);
+  metrics_state_.set_step(last_step_);
+  metrics_state_.set_train_loss(p.train_loss());
+  metrics_state_.set_learning_rate(last_lr_);
+  metrics_state_.set_grad_norm(last_grad_norm_);
+  metrics_state_.set_tokens_per_second(p.tokens_per_second());
+  AddPoint(std::move(p));
+  interval_steps_ = 0;
+  interval_loss_ = 0;
+  interval_rate_ = 0;
+}
+
+void ProgressTracker::OnMetrics(const json& j, absl::Time now) {
+  const int64_t step = Int(j, "step", -1);
+  if (step < 1 || !j.contains("loss") || !j["loss"].is_number()) {
+    Warn(j.dump(), "a metrics line without step/loss", now);
+    return;
+  }
+  last_step_ = step;
+  last_epoch_ = Num(j, "epoch");
+  last_lr_ = Num(j, "lr");
+  last_grad_norm_ = Num(j, "grad_norm");
+  last_time_ = now;
+  ++interval_steps_;
+  interval_loss_ += j["loss"].get<double>();
+  interval_rate_ += Num(j, "tokens_per_s");
+  const int64_t total = Int(j, "total_steps", progress_.total_steps());
+  progress_.set_step(step);
+  progress_.set_total_steps(total);
+  progress_.set_epoch(last_epoch_);
+  progress_.set_percent(
+      total > 0 ? std::min(100.0, 100.0 * static_cast<double>(step) / total)
+                : 0.0);
+  progress_changed_ = true;
+  if (step % options_.log_every_steps == 0 || (total > 0 && step >= total)) {
+    FlushInterval(now);
+  }
+}
+
+void ProgressTracker::OnLine(absl::string_view line, absl::Time now) {
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) {
+    line.remove_suffix(1);
+  }
+  if (line.empty()) return;
+  json j = json::parse(line.begin(), line.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    Warn(line, "a line that is not a JSON object", now);
+    return;
+  }
+  const std::string type = Str(j, "type");
+  if (type == "metrics") {
+    OnMetrics(j, now);
+  } else if (type == "eval") {
+    const int64_t step = Int(j, "step");
+    const double loss = Num(j, "eval_loss");
+    last_eval_step_ = step;
+    last_eval_loss_ = loss;
+    best_step_ = Int(j, "best_step", best_step_);
+    // The eval belongs on the step's training point when that is still
+    // pending; otherwise it gets a point of its own.
+    if (!metrics_.empty() && metrics_.back().step() == step) {
+      metrics_.back().set_eval_loss(loss);
+    } else {
+      v1::MetricPoint p;
+      SetTime(now, p.mutable_time());
+      p.set_attempt(options_.attempt);
+      p.set_step(step);
+      p.set_epoch(last_epoch_);
+      p.set_eval_loss(loss);
+      p.set_learning_rate(last_lr_);
+      p.set_peak_memory_bytes(peak_memory_);
+      AddPoint(std::move(p));
+    }
+    metrics_state_.set_eval_loss(loss);
+    metrics_state_.set_eval_step(step);
+    metrics_state_.set_best_eval_loss(Num(j, "best_eval_loss", loss));
+    metrics_state_.set_best_eval_step(best_step_);
+    AddEvent(v1::JOB_EVENT_TYPE_EVAL,
+             absl::StrCat("eval_loss ", loss, " at step ", step, " (best ",
+                          metrics_state_.best_eval_loss(), " at step ",
+                          best_step_, ")"),
+             step, now);
+  } else if (type == "checkpoint") {
+    const std::string path = Str(j, "path");
+    const int64_t step = Int(j, "step");
+    std::string root = options_.storage_root;
+    while (root.size() > 1 && root.back() == '/') root.pop_back();
+    if (!absl::StartsWith(path, root + "/")) {
+      Warn(line, "a checkpoint outside the storage root", now);
+      return;
+    }
+    v1::Checkpoint c;
+    c.set_step(step);
+    c.set_epoch(step == last_step_ ? last_epoch_ : 0);
+    c.set_attempt(options_.attempt);
+    SetTime(now, c.mutable_create_time());
+    c.set_path(path.substr(root.size() + 1));
+    c.set_size_bytes(options_.dir_size(path));
+    if (step == last_eval_step_) {
+      c.set_eval_loss(last_eval_loss_);
+      c.set_is_best(step == best_step_);
+    }
+    checkpoints_.push_back(c);
+    new_checkpoints_.push_back(std::move(c));
+    urgent_ = true;
+  } else if (type == "interrupted") {
+    FlushInterval(now);
+    outcome_.interrupted = true;
+    outcome_.interrupted_step = Int(j, "step");
+    outcome_.interrupted_path = Str(j, "path");
+    urgent_ = true;
+  } else if (type == "done") {
+    FlushInterval(now);
+    outcome_.done = true;
+    outcome_.done_step = Int(j, "step");
+    outcome_.output_dir = Str(j, "output_dir");
+    urgent_ = true;
+  } else if (type == "error") {
+    FlushInterval(now);
+    outcome_.has_error = true;
+    outcome_.error_reason = Str(j, "reason");
+    outcome_.error_message = Str(j, "message");
+    urgent_ = true;
+  } else if (type == "early_stop") {
+    FlushInterval(now);
+    outcome_.early_stopped = true;
+    const int64_t step = Int(j, "step");
+    AddEvent(v1::JOB_EVENT_TYPE_EARLY_STOPPED,
+             absl::StrCat("stopped early at step ", step,
+                          ": no improvement of eval_loss since step ",
+                          Int(j, "best_step")),
+             step, now);
+  } else if (type == "start") {
+    progress_.set_total_steps(Int(j, "total_steps"));
+    progress_changed_ = true;
+    AddEvent(
+        v1::JOB_EVENT_TYPE_LOG,
+        absl::StrCat("training started: ", Int(j, "total_steps"), " steps, ",
+                     Int(j, "train_rows"), " training rows (",
+                     Int(j, "train_examples"), " examples), ",
+                     Int(j, "validation_rows"), " validation rows, ",
+                     Int(j, "trainable_parameters"), " trainable parameters, ",
+                     Int(j, "threads"), " threads"),
+        0, now);
+  } else if (type == "resumed") {
+    const int64_t step = Int(j, "step");
+    progress_.set_step(step);
+    progress_changed_ = true;
+    std::string path = Str(j, "path");
+    std::string root = options_.storage_root;
+    while (root.size() > 1 && root.back() == '/') root.pop_back();
+    if (absl::StartsWith(path, root + "/")) path = path.substr(root.size() + 1);
+    AddEvent(v1::JOB_EVENT_TYPE_LOG,
+             absl::StrCat("resumed from checkpoint ", path, " at step ", step),
+             step, now);
+  } else if (type == "data") {
+    const std::string split = Str(j, "split");
+    AddEvent(v1::JOB_EVENT_TYPE_LOG,
+             absl::StrCat(split, " data: ", Int(j, "examples"), " examples in ",
+                          Int(j, "rows"), " rows, ", Int(j, "tokens"),
+                          " tokens (", Int(j, "trained_tokens"), " trained)"),
+             0, now);
+    const int64_t truncated = Int(j, "truncated");
+    const int64_t too_long = Int(j, "dropped_overlength");
+    const int64_t no_target = Int(j, "dropped_no_target");
+    if (truncated + too_long + no_target > 0) {
+      AddEvent(v1::JOB_EVENT_TYPE_WARNING,
+               absl::StrCat(split, " data: ", truncated,
+                            " examples truncated to max_seq_length, ", too_long,
+                            " dropped as longer than max_seq_length, ",
+                            no_target, " dropped without a trained token"),
+               0, now);
+    }
+  } else {
+    // A newer trainer's line: pass it on rather than lose it.
+    AddEvent(v1::JOB_EVENT_TYPE_LOG, absl::StrCat("trainer: ", Quote(line)), 0,
+             now);
+  }
+}
+
+bool ProgressTracker::HasPending() const {
+  return !metrics_.empty() || !events_.empty() || !new_checkpoints_.empty() ||
+         !deleted_.empty() || progress_changed_;
+}
+
+bool ProgressTracker::FlushDue(absl::Time now) const {
+  if (!HasPending()) return false;
+  return urgent_ ||
+         static_cast<int>(metrics_.size()) >= options_.max_batch_points ||
+         now - last_flush_ >= options_.flush_interval;
+}
+
+v1::ReportProgressRequest ProgressTracker::TakeBatch(absl::Time now) {
+  v1::ReportProgressRequest r;
+  r.set_job_id(options_.job_id);
+  r.set_attempt(options_.attempt);
+  r.set_batch_number(next_batch_++);
+  for (auto& m : metrics_) *r.add_metrics() = std::move(m);
+  for (auto& e : events_) *r.add_events() = std::move(e);
+  for (auto& c : new_checkpoints_) *r.add_checkpoints() = std::move(c);
+  for (auto& d : deleted_) r.add_deleted_checkpoint_paths(std::move(d));
+  r.set_log_size_bytes(log_size_bytes_);
+  *r.mutable_progress() = progress_;
+  metrics_.clear();
+  events_.clear();
+  new_checkpoints_.clear();
+  deleted_.clear();
+  progress_changed_ = false;
+  urgent_ = false;
+  last_flush_ = now;
+  return r;
+}
+
+v1::JobMetrics ProgressTracker::FinalMetrics() const {
+  v1::JobMetrics m = metrics_state_;
+  m.set_peak_memory_bytes(peak_memory_);
+  return m;
+}
+
+}  // namespace ftune::agent
