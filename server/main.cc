@@ -47,6 +47,15 @@ ABSL_FLAG(bool, allow_no_admin, false,
           "every call). Without this flag a missing admin credential is a "
           "start-up error.");
 
+ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(30),
+          "A worker's lease (and its attempts') after each heartbeat. A worker "
+          "silent this long is LOST and its jobs are re-queued.");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
+          "How often workers heartbeat; at most lease_duration / 3.");
+ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(30),
+          "How long a cancelled trainer may take to exit after SIGTERM before "
+          "the worker SIGKILLs it.");
+
 namespace {
 
 // A credential from --FLAG_file, else from the environment; "" if neither.
@@ -81,6 +90,9 @@ int main(int argc, char** argv) {
   options.db_path = absl::GetFlag(FLAGS_db);
   options.storage_root = absl::GetFlag(FLAGS_storage_root);
   options.config_path = absl::GetFlag(FLAGS_config);
+  options.lease_duration = absl::GetFlag(FLAGS_lease_duration);
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
   if (options.db_path.empty()) {
     std::cerr << "ftune-scheduler: --db=PATH is required (the SQLite "
                  "database, on local disk)"

@@ -8,16 +8,19 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
+#include "server/rpc/dispatcher.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/file_service.h"
 #include "server/rpc/job_log.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
 #include "server/rpc/watch_hub.h"
+#include "server/rpc/worker_service.h"
 #include "server/store/sqlite_store.h"
 
 namespace ftune::server {
@@ -48,6 +51,7 @@ SchedulerServer::SchedulerServer(SchedulerOptions options)
 SchedulerServer::~SchedulerServer() {
   Shutdown();
   Wait();
+  dispatcher_hook_.store(nullptr);
 }
 
 absl::Status SchedulerServer::OpenStoreAndServices() {
@@ -63,7 +67,12 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   watch_hub_ = std::make_unique<rpc::WatchHub>();
   store::SqliteStoreOptions so;
   so.path = options_.db_path;
-  so.on_commit = watch_hub_->CommitHook();
+  so.on_commit = [hub = watch_hub_->CommitHook(),
+                  dispatcher = &dispatcher_hook_](
+                     const std::vector<store::JobChange>& changes) {
+    hub(changes);
+    if (rpc::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
+  };
   absl::StatusOr<std::unique_ptr<store::SqliteStore>> opened =
       store::SqliteStore::Open(so);
   if (!opened.ok()) {
@@ -75,6 +84,18 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   for (core::Model& m : config.models) {
     FTUNE_RETURN_IF_ERROR(store_->UpsertModel(std::move(m)).status());
   }
+  rpc::DispatcherOptions dopts;
+  dopts.lease_duration = options_.lease_duration;
+  dopts.heartbeat_interval = options_.heartbeat_interval;
+  dopts.cancel_grace = options_.cancel_grace;
+  dopts.tick = options_.dispatch_tick;
+  if (dopts.heartbeat_interval * 3 > dopts.lease_duration) {
+    return absl::InvalidArgumentError(
+        "heartbeat_interval must be at most lease_duration / 3");
+  }
+  dispatcher_ =
+      std::make_unique<rpc::Dispatcher>(store_.get(), Clock::Real(), dopts);
+  dispatcher_hook_.store(dispatcher_.get());
   auth_ =
       std::make_unique<rpc::StoreAuthenticator>(store_.get(), options_.auth);
   rpc::JobStreamHandlers streams = options_.job_streams;
@@ -113,6 +134,9 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
       std::make_unique<rpc::AdminServiceImpl>(store_.get(), auth_.get());
   model_service_ =
       std::make_unique<rpc::ModelServiceImpl>(store_.get(), auth_.get());
+  worker_service_ = std::make_unique<rpc::WorkerServiceImpl>(
+      store_.get(), auth_.get(), dispatcher_.get(), Clock::Real(),
+      rpc_executor_.get());
   return absl::OkStatus();
 }
 
@@ -140,6 +164,7 @@ absl::Status SchedulerServer::Start() {
     builder.RegisterService(admin_service_.get());
     builder.RegisterService(model_service_.get());
     builder.RegisterService(file_service_.get());
+    builder.RegisterService(worker_service_.get());
   }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
@@ -151,6 +176,7 @@ absl::Status SchedulerServer::Start() {
                      " (address in use, or not a local address?)"));
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
+  if (dispatcher_ != nullptr && options_.dispatch) dispatcher_->Start();
   FTUNE_LOG(INFO) << "gRPC serving on " << address();
   return absl::OkStatus();
 }
@@ -170,6 +196,8 @@ void SchedulerServer::Shutdown() {
   // Watches are endless streams: end them first so they do not hold the
   // whole grace period.
   if (watch_hub_ != nullptr) watch_hub_->Shutdown();
+  // Command streams are endless too; no new leases once stopping.
+  if (dispatcher_ != nullptr) dispatcher_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(options_.shutdown_grace));
 }

@@ -10,6 +10,7 @@
 #ifndef FTUNE_SERVER_SCHEDULER_SERVER_H_
 #define FTUNE_SERVER_SCHEDULER_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -31,10 +32,12 @@ namespace ftune::server {
 
 namespace rpc {
 class AdminServiceImpl;
+class Dispatcher;
 class Executor;
 class FileService;
 class ModelServiceImpl;
 class WatchHub;
+class WorkerServiceImpl;
 }  // namespace rpc
 
 struct SchedulerOptions {
@@ -64,6 +67,15 @@ struct SchedulerOptions {
   // queue of at most rpc_max_queued, then fail with UNAVAILABLE.
   int rpc_threads = 64;
   int64_t rpc_max_queued = 10000;
+  // Worker protocol (WorkerService, server/rpc/dispatcher.h).
+  absl::Duration lease_duration = absl::Seconds(30);
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  absl::Duration cancel_grace = absl::Seconds(30);
+  // Longest pause between two dispatch rounds when nothing happens.
+  absl::Duration dispatch_tick = absl::Seconds(1);
+  // false: no dispatcher thread (no leases granted or expired): for tests
+  // that drive leases through the store by hand.
+  bool dispatch = true;
   // Stream handlers; empty ones are served by the built-in WatchJob (the
   // store's commit fan-out) and StreamJobLog (log files under storage_root).
   rpc::JobStreamHandlers job_streams;
@@ -93,6 +105,8 @@ class SchedulerServer {
 
   // The store, for in-process tests and wiring (null without db_path).
   store::SqliteStore* store() const { return store_.get(); }
+  // The dispatcher, for in-process tests (null without db_path).
+  rpc::Dispatcher* dispatcher() const { return dispatcher_.get(); }
 
  private:
   absl::Status OpenStoreAndServices();
@@ -101,13 +115,17 @@ class SchedulerServer {
   // Declared before the server so they outlive it.
   // The hub outlives the store, whose commit hook feeds it.
   std::unique_ptr<rpc::WatchHub> watch_hub_;
+  // Set right after the store opens; read by the store's commit hook.
+  std::atomic<rpc::Dispatcher*> dispatcher_hook_{nullptr};
   std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<rpc::Dispatcher> dispatcher_;  // Stopped before the store.
   std::unique_ptr<rpc::StoreAuthenticator> auth_;
   std::unique_ptr<rpc::Executor> rpc_executor_;  // Outlives the services.
   std::unique_ptr<rpc::JobServiceImpl> job_service_;
   std::unique_ptr<rpc::AdminServiceImpl> admin_service_;
   std::unique_ptr<rpc::ModelServiceImpl> model_service_;
   std::unique_ptr<rpc::FileService> file_service_;
+  std::unique_ptr<rpc::WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

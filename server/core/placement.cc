@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -63,8 +64,11 @@ bool Fits(const JobResources& need, const WorkerCapabilities& worker) {
   // Memory figures of 0 on the worker side mean "not reported": no limit.
   if (need.gpus > 0) {
     if (worker.gpus < need.gpus) return false;
+    // A case-insensitive substring of the GPU's name ("H100" matches
+    // "NVIDIA H100 80GB HBM3").
     if (!need.gpu_type.empty() &&
-        !absl::EqualsIgnoreCase(need.gpu_type, worker.gpu_type)) {
+        !absl::StrContains(absl::AsciiStrToLower(worker.gpu_type),
+                           absl::AsciiStrToLower(need.gpu_type))) {
       return false;
     }
     return need.memory_bytes == 0 || worker.gpu_memory_bytes == 0 ||
@@ -188,6 +192,12 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
            s.running_gpus + job.resources.gpus <= s.quota.max_gpus;
   };
 
+  std::map<std::string, absl::Time> served = snapshot.last_dispatch;
+  auto last_served = [&](const std::string& tenant) {
+    auto it = served.find(tenant);
+    return it == served.end() ? absl::InfinitePast() : it->second;
+  };
+
   // Capacity only shrinks and usage only grows while planning, so a job
   // that cannot be placed now cannot be placed later in this plan: it is
   // dropped from consideration as soon as it is found unplaceable.
@@ -195,21 +205,31 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
     (void)priority;
     while (!by_tenant.empty()) {
       // The tenant furthest below its fair share; ties go to the tenant
-      // whose next job is older.
+      // served least recently (so equal usage alternates tenants even with
+      // one slot), then to the one whose next job is older.
       auto pick = by_tenant.end();
       double pick_share = 0;
+      absl::Time pick_served;
       for (auto it = by_tenant.begin(); it != by_tenant.end(); ++it) {
         const TenantState& s = tenants[it->first];
         const double share = static_cast<double>(s.units) / s.weight;
-        if (pick == by_tenant.end() || share < pick_share ||
-            (share == pick_share && it->second.front()->create_time <
-                                        pick->second.front()->create_time)) {
+        const absl::Time served = last_served(it->first);
+        bool better = pick == by_tenant.end() || share < pick_share;
+        if (!better && share == pick_share) {
+          better =
+              served < pick_served ||
+              (served == pick_served && it->second.front()->create_time <
+                                            pick->second.front()->create_time);
+        }
+        if (better) {
           pick = it;
           pick_share = share;
+          pick_served = served;
         }
       }
+      const std::string tenant = pick->first;
       auto& fifo = pick->second;
-      TenantState& s = tenants[pick->first];
+      TenantState& s = tenants[tenant];
       const Job* job = nullptr;
       const Worker* worker = nullptr;
       while (!fifo.empty() && job == nullptr) {
@@ -232,6 +252,7 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
         f.cpu_slots -= 1;
       }
       s.units += Units(job->resources);
+      served[tenant] = now;
       s.running_jobs += 1;
       s.running_gpus += job->resources.gpus;
     }

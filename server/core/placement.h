@@ -11,6 +11,9 @@
 //      divided by its weight is lowest goes next (usage counts GPUs for GPU
 //      jobs and 1 per CPU job, including what this plan has already
 //      assigned), so a tenant with many queued jobs cannot starve another;
+//      equal shares go to the tenant granted a lease least recently
+//      (SchedulingSnapshot.last_dispatch), so with one free slot at a time
+//      tenants alternate instead of the oldest queue draining first;
 //   3. FIFO (create time, then id) within a tenant.
 // A job that fits no worker right now does not block jobs behind it
 // (backfill). Tenant quotas on running jobs and GPUs are enforced here.
@@ -45,9 +48,9 @@ struct WorkerFree {
 
 // Whether a worker with these capabilities could ever run a job with these
 // resources (ignoring current load). GPU jobs (gpus > 0) need that many GPUs
-// of the requested type (case-insensitive; empty = any) with at least
-// memory_bytes each; CPU jobs (gpus == 0) need a CPU slot and memory_bytes of
-// host RAM.
+// whose name contains the requested type (case-insensitive; empty = any) with
+// at least memory_bytes each; CPU jobs (gpus == 0) need a CPU slot and
+// memory_bytes of host RAM.
 bool Fits(const JobResources& need, const WorkerCapabilities& worker);
 
 // Create-time check: OK when some registered worker that is not LOST could

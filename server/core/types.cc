@@ -34,6 +34,14 @@ std::string JobEventTypeName(JobEventType type) {
       return "CHECKPOINT";
     case JobEventType::kMessage:
       return "MESSAGE";
+    case JobEventType::kWarning:
+      return "WARNING";
+    case JobEventType::kEval:
+      return "EVAL";
+    case JobEventType::kBatchSizeReduced:
+      return "BATCH_SIZE_REDUCED";
+    case JobEventType::kEarlyStopped:
+      return "EARLY_STOPPED";
   }
   return absl::StrCat("UNKNOWN(", static_cast<int>(type), ")");
 }

@@ -78,9 +78,18 @@ struct Checkpoint {
   absl::Time create_time = absl::InfinitePast();
 };
 
+struct AdapterFile {
+  std::string path;  // Relative to the adapter directory.
+  int64_t size_bytes = 0;
+  std::string sha256;
+};
+
 struct Adapter {
   std::string path;             // Relative to the storage root; "" = none yet.
   std::string manifest_sha256;  // sha256 of ftune_manifest.json.
+  std::vector<AdapterFile> files;
+  int64_t step = 0;  // The optimizer step it was exported at.
+  absl::Time publish_time = absl::InfinitePast();
 };
 
 struct Job {
@@ -130,6 +139,11 @@ enum class JobEventType : int {
   kStateChanged = 2,
   kCheckpoint = 3,
   kMessage = 4,  // Informational (e.g. lease renewed by a new worker).
+  // Reported by the attempt's worker (WorkerService.ReportProgress).
+  kWarning = 5,           // Did not stop the job (e.g. examples truncated).
+  kEval = 6,              // An evaluation result.
+  kBatchSizeReduced = 7,  // Out of memory: retried with a smaller batch.
+  kEarlyStopped = 8,      // Stopped early (validation loss stopped falling).
 };
 std::string JobEventTypeName(JobEventType type);
 
@@ -221,6 +235,8 @@ std::string WorkerStateName(WorkerState state);
 
 struct WorkerCapabilities {
   int32_t gpus = 0;  // 0 = CPU worker.
+  // Device indices of those GPUs (CUDA ordinals); empty = 0..gpus-1.
+  std::vector<int32_t> gpu_indices;
   std::string gpu_type;
   int64_t gpu_memory_bytes = 0;  // Per GPU.
   int32_t cpu_slots = 0;         // Concurrent CPU jobs (CPU workers).
@@ -247,6 +263,9 @@ struct SchedulingSnapshot {
                             // PAUSED with a worker), oldest first.
   std::vector<Tenant> tenants;
   std::vector<Worker> workers;  // All workers, any state.
+  // When each tenant was last granted a lease (tenants never served are
+  // absent): the fair-share tie-break, so equal usage alternates tenants.
+  std::map<std::string, absl::Time> last_dispatch;
   absl::Time read_time = absl::InfinitePast();
 };
 

@@ -1,8 +1,10 @@
 #include "server/rpc/admin_service.h"
 
 #include <algorithm>
+#include <set>
 #include <tuple>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
@@ -319,6 +321,124 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SetQuota(
                            QuotaFromProto("quota", request->quota()));
     FTUNE_RETURN_IF_ERROR(store_->SetQuota(request->tenant_id(), q).status());
     return FillQuotaStatus(request->tenant_id(), response);
+  });
+}
+
+// ------------------------------------------------------------- workers ----
+
+absl::Status AdminServiceImpl::FillWorker(const core::Worker& w,
+                                          v1::Worker* out) {
+  out->set_id(w.id);
+  v1::WorkerCapabilities* c = out->mutable_capabilities();
+  c->set_hostname(w.hostname);
+  c->set_cpu_slots(w.capabilities.cpu_slots);
+  c->set_memory_bytes(w.capabilities.memory_bytes);
+  c->mutable_labels()->insert(w.capabilities.labels.begin(),
+                              w.capabilities.labels.end());
+  c->set_software_version(w.capabilities.version);
+  std::vector<int32_t> gpus = w.capabilities.gpu_indices;
+  if (gpus.empty()) {
+    for (int32_t i = 0; i < w.capabilities.gpus; ++i) gpus.push_back(i);
+  }
+  for (int32_t g : gpus) {
+    v1::GpuDevice* d = c->add_gpus();
+    d->set_index(g);
+    d->set_name(w.capabilities.gpu_type);
+    d->set_memory_bytes(w.capabilities.gpu_memory_bytes);
+  }
+  FTUNE_ASSIGN_OR_RETURN(std::vector<store::HeldAttempt> held,
+                         store_->ListHeldAttempts(w.id));
+  std::set<int32_t> used;
+  int32_t cpu_jobs = 0;
+  for (const store::HeldAttempt& h : held) {
+    v1::AttemptRef* a = out->add_running_attempts();
+    a->set_job_id(h.job.id);
+    a->set_attempt(static_cast<int32_t>(h.job.attempt));
+    used.insert(h.resources.gpu_indices.begin(), h.resources.gpu_indices.end());
+    if (h.job.resources.gpus == 0) ++cpu_jobs;
+  }
+  for (int32_t g : gpus) {
+    if (used.count(g) == 0) out->add_free_gpu_indices(g);
+  }
+  out->set_free_cpu_slots(std::max(0, w.capabilities.cpu_slots - cpu_jobs));
+  switch (w.state) {
+    case core::WorkerState::kActive:
+      out->set_state(v1::WORKER_STATE_ACTIVE);
+      break;
+    case core::WorkerState::kDraining:
+      out->set_state(held.empty() ? v1::WORKER_STATE_DRAINED
+                                  : v1::WORKER_STATE_DRAINING);
+      break;
+    case core::WorkerState::kLost:
+      out->set_state(v1::WORKER_STATE_LOST);
+      break;
+  }
+  SetTimestamp(w.register_time, out->mutable_register_time());
+  SetTimestamp(w.last_heartbeat, out->mutable_last_heartbeat_time());
+  SetTimestamp(w.lease_expiry, out->mutable_lease_expire_time());
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListWorkers(
+    grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* request,
+    v1::ListWorkersResponse* response) {
+  return Unary(ctx, [&]() -> absl::Status {
+    if (request->page_size() < 0 || request->page_size() > 1000) {
+      return InvalidField("page_size", "page_size must be in [0, 1000]");
+    }
+    const int page_size =
+        request->page_size() == 0 ? 100 : request->page_size();
+    std::string after;
+    if (!request->page_token().empty() &&
+        !absl::WebSafeBase64Unescape(request->page_token(), &after)) {
+      return InvalidField("page_token", "page_token is malformed");
+    }
+    std::set<int> states(request->states().begin(), request->states().end());
+    FTUNE_ASSIGN_OR_RETURN(std::vector<core::Worker> workers,
+                           store_->ListWorkers());  // Ordered by id.
+    for (const core::Worker& w : workers) {
+      if (!after.empty() && w.id <= after) continue;
+      v1::Worker out;
+      FTUNE_RETURN_IF_ERROR(FillWorker(w, &out));
+      if (!states.empty() && states.count(out.state()) == 0) continue;
+      if (response->workers_size() == page_size) {
+        response->set_next_page_token(
+            absl::WebSafeBase64Escape(response->workers().rbegin()->id()));
+        break;
+      }
+      *response->add_workers() = std::move(out);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::DrainWorker(
+    grpc::CallbackServerContext* ctx, const v1::DrainWorkerRequest* request,
+    v1::Worker* response) {
+  return Unary(ctx, [&]() -> absl::Status {
+    if (request->worker_id().empty()) {
+      return InvalidField("worker_id", "worker_id is required");
+    }
+    FTUNE_ASSIGN_OR_RETURN(core::Worker w,
+                           store_->DrainWorker(request->worker_id()));
+    if (w.state == core::WorkerState::kLost) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker ", w.id, " is LOST; nothing to drain"));
+    }
+    return FillWorker(w, response);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::UndrainWorker(
+    grpc::CallbackServerContext* ctx, const v1::UndrainWorkerRequest* request,
+    v1::Worker* response) {
+  return Unary(ctx, [&]() -> absl::Status {
+    if (request->worker_id().empty()) {
+      return InvalidField("worker_id", "worker_id is required");
+    }
+    FTUNE_ASSIGN_OR_RETURN(core::Worker w,
+                           store_->UndrainWorker(request->worker_id()));
+    return FillWorker(w, response);
   });
 }
 

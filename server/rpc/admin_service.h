@@ -1,9 +1,7 @@
 // AdminService (proto/ftune/v1/admin.proto) on the gRPC callback API:
-// tenants, their API keys and quotas. Every call needs the admin
-// credential (server/rpc/auth.h).
-//
-// Not implemented yet (UNIMPLEMENTED): ListWorkers, DrainWorker,
-// UndrainWorker (they belong with WorkerService).
+// tenants, their API keys and quotas, and the worker registry (list,
+// drain, undrain). Every call needs the admin credential
+// (server/rpc/auth.h).
 //
 // Thread-safety: called concurrently by gRPC; immutable after construction.
 #ifndef FTUNE_SERVER_RPC_ADMIN_SERVICE_H_
@@ -13,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "ftune/v1/admin.grpc.pb.h"
+#include "server/core/types.h"
 #include "server/rpc/principal.h"
 
 namespace ftune::store {
@@ -53,8 +52,18 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* SetQuota(grpc::CallbackServerContext* ctx,
                                      const v1::SetQuotaRequest* request,
                                      v1::QuotaStatus* response) override;
+  grpc::ServerUnaryReactor* ListWorkers(
+      grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* request,
+      v1::ListWorkersResponse* response) override;
+  grpc::ServerUnaryReactor* DrainWorker(grpc::CallbackServerContext* ctx,
+                                        const v1::DrainWorkerRequest* request,
+                                        v1::Worker* response) override;
+  grpc::ServerUnaryReactor* UndrainWorker(
+      grpc::CallbackServerContext* ctx, const v1::UndrainWorkerRequest* request,
+      v1::Worker* response) override;
 
  private:
+  absl::Status FillWorker(const core::Worker& worker, v1::Worker* out);
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
                                   const std::function<absl::Status()>& fn);
   absl::Status FillQuotaStatus(const std::string& tenant_id,

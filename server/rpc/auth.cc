@@ -163,6 +163,17 @@ absl::StatusOr<Principal> RequireAdmin(Authenticator& auth,
   return p;
 }
 
+absl::StatusOr<Principal> RequireWorker(Authenticator& auth,
+                                        const grpc::ServerContextBase& ctx) {
+  absl::StatusOr<Principal> p = auth.Authenticate(ctx);
+  if (!p.ok()) return p.status();
+  if (p->kind != Principal::Kind::kWorker) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "WorkerService needs the worker credential, not ", KindName(p->kind)));
+  }
+  return p;
+}
+
 absl::StatusOr<Principal> RequireTenantOrAdmin(
     Authenticator& auth, const grpc::ServerContextBase& ctx) {
   absl::StatusOr<Principal> p = auth.Authenticate(ctx);

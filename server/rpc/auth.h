@@ -65,6 +65,9 @@ absl::StatusOr<Principal> RequireTenant(Authenticator& auth,
                                         const grpc::ServerContextBase& ctx);
 absl::StatusOr<Principal> RequireAdmin(Authenticator& auth,
                                        const grpc::ServerContextBase& ctx);
+// The cluster's worker credential (WorkerService).
+absl::StatusOr<Principal> RequireWorker(Authenticator& auth,
+                                        const grpc::ServerContextBase& ctx);
 // Tenants or admins (ModelService).
 absl::StatusOr<Principal> RequireTenantOrAdmin(
     Authenticator& auth, const grpc::ServerContextBase& ctx);

@@ -35,6 +35,12 @@ absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
+std::string AdapterName(absl::string_view model, absl::string_view suffix,
+                        absl::string_view job_id) {
+  return suffix.empty() ? absl::StrCat(model, "-", job_id)
+                        : absl::StrCat(model, "-", suffix, "-", job_id);
+}
+
 v1::JobState JobStateToProto(core::JobState state) {
   // The numeric values agree by construction (both documented as stable).
   return static_cast<v1::JobState>(static_cast<int>(state));
@@ -127,10 +133,15 @@ v1::Job JobToProto(const core::Job& job) {
     v1::Adapter* a = out.mutable_adapter();
     a->set_path(job.adapter.path);
     a->set_manifest_sha256(job.adapter.manifest_sha256);
-    const std::string& suffix = out.spec().suffix();
-    a->set_name(suffix.empty()
-                    ? absl::StrCat(job.model, "-", job.id)
-                    : absl::StrCat(job.model, "-", suffix, "-", job.id));
+    a->set_name(AdapterName(job.model, out.spec().suffix(), job.id));
+    a->set_step(job.adapter.step);
+    SetTimestamp(job.adapter.publish_time, a->mutable_publish_time());
+    for (const core::AdapterFile& f : job.adapter.files) {
+      v1::AdapterFile* pf = a->add_files();
+      pf->set_path(f.path);
+      pf->set_size_bytes(f.size_bytes);
+      pf->set_sha256(f.sha256);
+    }
   }
   if (core::OccupiesWorker(job.state)) out.set_worker_id(job.worker_id);
   out.set_request_id(job.request_id);
@@ -155,6 +166,14 @@ v1::JobEventType JobEventTypeToProto(core::JobEventType type) {
       return v1::JOB_EVENT_TYPE_CHECKPOINT_SAVED;
     case core::JobEventType::kMessage:
       return v1::JOB_EVENT_TYPE_LOG;
+    case core::JobEventType::kWarning:
+      return v1::JOB_EVENT_TYPE_WARNING;
+    case core::JobEventType::kEval:
+      return v1::JOB_EVENT_TYPE_EVAL;
+    case core::JobEventType::kBatchSizeReduced:
+      return v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED;
+    case core::JobEventType::kEarlyStopped:
+      return v1::JOB_EVENT_TYPE_EARLY_STOPPED;
   }
   return v1::JOB_EVENT_TYPE_UNSPECIFIED;
 }

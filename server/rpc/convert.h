@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ftune/v1/admin.pb.h"
 #include "ftune/v1/job.pb.h"
@@ -20,6 +21,10 @@ namespace ftune::server::rpc {
 // Leaves `out` cleared when `t` is InfinitePast (unset).
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
 absl::Time FromTimestamp(const google::protobuf::Timestamp& ts);
+
+// Adapter.name: "<model>-<suffix>-<job id>", or "<model>-<job id>".
+std::string AdapterName(absl::string_view model, absl::string_view suffix,
+                        absl::string_view job_id);
 
 v1::JobState JobStateToProto(core::JobState state);
 // UNSPECIFIED and unknown values give nullopt.

@@ -18,6 +18,7 @@
 #include "common/ids.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "server/core/placement.h"
 #include "server/core/spec_validation.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
@@ -249,6 +250,21 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
                      " GPUs, more than the tenant quota max_gpus=",
                      tenant.quota.max_gpus, "; it could never run"),
         "max_gpus", tenant.quota.max_gpus);
+  }
+
+  // Larger than any registered worker could ever offer: say so now rather
+  // than leave it queued forever (nothing is known before any registers).
+  {
+    core::JobResources need;
+    need.gpus = resolved.resources().gpus();
+    need.memory_bytes = resolved.resources().memory_bytes();
+    need.gpu_type = resolved.resources().gpu_type();
+    FTUNE_ASSIGN_OR_RETURN(std::vector<core::Worker> workers,
+                           store_->ListWorkers());
+    if (absl::Status f = core::CheckFeasible(need, workers); !f.ok()) {
+      return InvalidField("spec.resources",
+                          absl::StrCat("spec.resources: ", f.message()));
+    }
   }
 
   if (request.validate_only()) {

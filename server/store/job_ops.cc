@@ -114,7 +114,7 @@ absl::Status SaveJob(Connection& conn, const Job& job) {
           "latest_metrics = ?, worker_id = ?, lease_expiry = ?, "
           "checkpoint_step = ?, checkpoint_attempt = ?, checkpoint_path = ?, "
           "checkpoint_time = ?, adapter_path = ?, adapter_manifest_sha256 = ?, "
-          "last_sequence = ? WHERE id = ?"));
+          "last_sequence = ?, adapter_detail = ? WHERE id = ?"));
   st.Bind(1, static_cast<int>(job.state))
       .Bind(2, job.attempt)
       .Bind(3, job.restart_count)
@@ -145,7 +145,8 @@ absl::Status SaveJob(Connection& conn, const Job& job) {
   st.Bind(21, job.adapter.path)
       .Bind(22, job.adapter.manifest_sha256)
       .Bind(23, job.last_sequence)
-      .Bind(24, job.id);
+      .Bind(24, internal::EncodeAdapterDetail(job.adapter))
+      .Bind(25, job.id);
   return st.Run();
 }
 
@@ -218,6 +219,82 @@ absl::StatusOr<Job> LoadFenced(Connection& conn, absl::string_view job_id,
                      job.worker_id, ", not ", worker_id));
   }
   return job;
+}
+
+absl::Status InsertMetrics(WriteContext& ctx, Job& job, int64_t attempt,
+                           std::vector<core::MetricPoint>& points) {
+  if (points.empty()) return absl::OkStatus();
+  FTUNE_ASSIGN_OR_RETURN(
+      Statement st,
+      ctx.conn.Prepare(
+          "INSERT INTO job_metrics(job_id, sequence, time, attempt, step, "
+          "epoch, train_loss, eval_loss, lr, grad_norm, tokens_per_s, "
+          "peak_memory_bytes) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+  for (core::MetricPoint& p : points) {
+    p.job_id = job.id;
+    p.sequence = ++job.last_sequence;
+    p.attempt = attempt;
+    if (p.time == absl::InfinitePast()) p.time = ctx.now;
+    st.Bind(1, p.job_id)
+        .Bind(2, p.sequence)
+        .BindTime(3, p.time)
+        .Bind(4, p.attempt)
+        .Bind(5, p.step)
+        .Bind(6, p.epoch)
+        .Bind(7, p.train_loss)
+        .BindOptional(8, p.eval_loss)
+        .Bind(9, p.lr)
+        .Bind(10, p.grad_norm)
+        .Bind(11, p.tokens_per_s)
+        .Bind(12, p.peak_memory_bytes);
+    FTUNE_RETURN_IF_ERROR(st.Run());
+    st.Reset();  // Same statement for the next point.
+  }
+  job.latest_metrics = points.back();
+  job.progress.step = points.back().step;
+  job.progress.epoch = points.back().epoch;
+  return absl::OkStatus();
+}
+
+absl::Status InsertCheckpoint(WriteContext& ctx, Job& job, int64_t attempt,
+                              core::Checkpoint& checkpoint, JobChange& change) {
+  if (checkpoint.path.empty() || checkpoint.step < 0) {
+    return absl::InvalidArgumentError(
+        "checkpoint needs a path and a step >= 0");
+  }
+  checkpoint.job_id = job.id;
+  checkpoint.attempt = attempt;
+  checkpoint.create_time = ctx.now;
+  FTUNE_ASSIGN_OR_RETURN(
+      Statement st,
+      ctx.conn.Prepare("INSERT OR REPLACE INTO checkpoints(job_id, step, "
+                       "attempt, path, create_time) VALUES(?,?,?,?,?)"));
+  st.Bind(1, checkpoint.job_id)
+      .Bind(2, checkpoint.step)
+      .Bind(3, checkpoint.attempt)
+      .Bind(4, checkpoint.path)
+      .BindTime(5, checkpoint.create_time);
+  FTUNE_RETURN_IF_ERROR(st.Run());
+  if (!job.last_checkpoint || job.last_checkpoint->step <= checkpoint.step) {
+    job.last_checkpoint = checkpoint;
+  }
+  FTUNE_ASSIGN_OR_RETURN(
+      JobEvent e, AddEvent(ctx, job, core::JobEventType::kCheckpoint,
+                           std::nullopt, std::nullopt,
+                           absl::StrCat("checkpoint at step ", checkpoint.step,
+                                        ": ", checkpoint.path)));
+  change.events.push_back(std::move(e));
+  return absl::OkStatus();
+}
+
+absl::Status RecordAttemptEnd(WriteContext& ctx, absl::string_view job_id,
+                              int64_t attempt, int outcome) {
+  FTUNE_ASSIGN_OR_RETURN(
+      Statement st,
+      ctx.conn.Prepare("UPDATE attempts SET outcome = ?, end_time = ? WHERE "
+                       "job_id = ? AND attempt = ? AND end_time IS NULL"));
+  st.Bind(1, outcome).BindTime(2, ctx.now).Bind(3, job_id).Bind(4, attempt);
+  return st.Run();
 }
 
 // Applies a core plan (end of an attempt or lost lease).

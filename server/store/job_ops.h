@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -69,6 +70,24 @@ absl::StatusOr<int64_t> CountJobs(Connection& conn, absl::string_view tenant_id,
 absl::StatusOr<core::Job> LoadFenced(Connection& conn, absl::string_view job_id,
                                      int64_t attempt,
                                      absl::string_view worker_id);
+
+// Inserts metric points reported by `attempt`: sets job_id, sequence (the
+// job's next), attempt and time (if unset); updates job.latest_metrics and
+// job.progress step/epoch. Does not save.
+absl::Status InsertMetrics(WriteContext& ctx, core::Job& job, int64_t attempt,
+                           std::vector<core::MetricPoint>& points);
+
+// Records a checkpoint of `attempt` (same step again replaces it), sets
+// job.last_checkpoint when it is the latest step, and adds a CHECKPOINT
+// event to `change`. Does not save.
+absl::Status InsertCheckpoint(WriteContext& ctx, core::Job& job,
+                              int64_t attempt, core::Checkpoint& checkpoint,
+                              JobChange& change);
+
+// Marks the attempts row of (job_id, attempt) ended with `outcome`
+// (core::AttemptOutcome + 1; 0 = its lease was lost). No row: nothing.
+absl::Status RecordAttemptEnd(WriteContext& ctx, absl::string_view job_id,
+                              int64_t attempt, int outcome);
 
 // Applies a core::AttemptPlan (end of an attempt, lost lease) and saves.
 absl::Status ApplyPlan(WriteContext& ctx, core::Job& job,

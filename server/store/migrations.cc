@@ -156,6 +156,26 @@ CREATE INDEX jobs_lease_expiry ON jobs(lease_expiry)
   WHERE lease_expiry IS NOT NULL;
 CREATE INDEX jobs_worker ON jobs(worker_id) WHERE worker_id != '';
 )sql"},
+      {3,
+       "attempts (the worker protocol's per-attempt record), worker GPUs, "
+       "adapter files",
+       R"sql(
+ALTER TABLE workers ADD COLUMN gpu_indices TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN adapter_detail TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE attempts(
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  tenant_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  gpu_indices TEXT NOT NULL DEFAULT '',
+  cpu_threads INTEGER NOT NULL DEFAULT 0,
+  grant_time INTEGER NOT NULL,
+  last_batch INTEGER NOT NULL DEFAULT 0,
+  outcome INTEGER NOT NULL DEFAULT 0,
+  end_time INTEGER,
+  PRIMARY KEY(job_id, attempt)) WITHOUT ROWID;
+CREATE INDEX attempts_tenant_grant ON attempts(tenant_id, grant_time);
+)sql"},
   };
   return *kMigrations;
 }

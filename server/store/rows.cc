@@ -1,8 +1,12 @@
 #include "server/store/rows.h"
 
+#include <algorithm>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "server/store/store.h"
@@ -33,6 +37,61 @@ absl::StatusOr<std::map<std::string, std::string>> DecodeStringMap(
     out[it.key()] = it.value().get<std::string>();
   }
   return out;
+}
+
+std::string EncodeIntList(const std::vector<int32_t>& v) {
+  return absl::StrJoin(v, ",");
+}
+
+absl::StatusOr<std::vector<int32_t>> DecodeIntList(const std::string& text) {
+  std::vector<int32_t> out;
+  if (text.empty()) return out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int32_t v = 0;
+    if (!absl::SimpleAtoi(part, &v)) {
+      return absl::DataLossError(
+          absl::StrCat("stored integer list is malformed: \"", text, "\""));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::string EncodeAdapterDetail(const core::Adapter& a) {
+  json files = json::array();
+  for (const core::AdapterFile& f : a.files) {
+    files.push_back(
+        {{"path", f.path}, {"size", f.size_bytes}, {"sha256", f.sha256}});
+  }
+  return json{{"step", a.step},
+              {"publish_time_us", a.publish_time == absl::InfinitePast()
+                                      ? int64_t{0}
+                                      : absl::ToUnixMicros(a.publish_time)},
+              {"files", files}}
+      .dump();
+}
+
+absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::DataLossError(
+        absl::StrCat("stored adapter detail is not a JSON object: ", text));
+  }
+  try {
+    a->step = j.value("step", int64_t{0});
+    const int64_t us = j.value("publish_time_us", int64_t{0});
+    a->publish_time = us == 0 ? absl::InfinitePast() : absl::FromUnixMicros(us);
+    a->files.clear();
+    for (const json& f : j.value("files", json::array())) {
+      a->files.push_back({f.at("path").get<std::string>(),
+                          f.at("size").get<int64_t>(),
+                          f.at("sha256").get<std::string>()});
+    }
+  } catch (const json::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat("stored adapter detail is malformed: ", e.what()));
+  }
+  return absl::OkStatus();
 }
 
 std::string EncodeMetricPoint(const core::MetricPoint& p) {
@@ -116,8 +175,13 @@ std::string JobColumns(bool with_spec) {
       "error_retryable, progress_step, progress_total_steps, progress_epoch, "
       "progress_tokens, latest_metrics, worker_id, lease_expiry, "
       "checkpoint_step, checkpoint_attempt, checkpoint_path, checkpoint_time, "
-      "adapter_path, adapter_manifest_sha256, last_sequence",
+      "adapter_path, adapter_manifest_sha256, last_sequence, adapter_detail",
       with_spec ? ", spec" : "");
+}
+
+int JobColumnCount(bool with_spec) {
+  const std::string cols = JobColumns(with_spec);
+  return static_cast<int>(std::count(cols.begin(), cols.end(), ',')) + 1;
 }
 
 absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
@@ -170,7 +234,8 @@ absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
   j.adapter.path = st.ColumnText(34);
   j.adapter.manifest_sha256 = st.ColumnText(35);
   j.last_sequence = st.ColumnInt(36);
-  if (with_spec) j.spec = st.ColumnBlob(37);
+  FTUNE_RETURN_IF_ERROR(DecodeAdapterDetail(st.ColumnText(37), &j.adapter));
+  if (with_spec) j.spec = st.ColumnBlob(38);
   return j;
 }
 

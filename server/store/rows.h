@@ -18,6 +18,14 @@ std::string EncodeStringMap(const std::map<std::string, std::string>& m);
 absl::StatusOr<std::map<std::string, std::string>> DecodeStringMap(
     const std::string& json, absl::string_view what);
 
+// "0,1,3" <-> {0, 1, 3}; "" is empty. DATA_LOSS for anything else.
+std::string EncodeIntList(const std::vector<int32_t>& v);
+absl::StatusOr<std::vector<int32_t>> DecodeIntList(const std::string& text);
+
+// Adapter files, step and publish time as JSON (jobs.adapter_detail).
+std::string EncodeAdapterDetail(const core::Adapter& a);
+absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a);
+
 std::string EncodeMetricPoint(const core::MetricPoint& p);
 absl::StatusOr<core::MetricPoint> DecodeMetricPoint(const std::string& json);
 
@@ -36,6 +44,8 @@ bool TenantSees(absl::string_view tenant_id, absl::string_view owner);
 // SELECT list for jobs (without spec unless asked) and its decoder.
 std::string JobColumns(bool with_spec);
 absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec);
+// How many columns JobColumns(with_spec) selects.
+int JobColumnCount(bool with_spec);
 
 // Loads a job by id on `conn` (any tenant). NOT_FOUND if missing.
 absl::StatusOr<core::Job> LoadJob(Connection& conn, absl::string_view job_id,

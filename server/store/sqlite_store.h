@@ -125,10 +125,24 @@ class SqliteStore : public Store {
   absl::StatusOr<core::Worker> GetWorker(absl::string_view id) override;
   absl::StatusOr<std::vector<core::Worker>> ListWorkers() override;
   absl::StatusOr<core::Worker> DrainWorker(absl::string_view id) override;
-  absl::StatusOr<core::Job> GrantLease(absl::string_view job_id,
-                                       int64_t expected_attempt,
-                                       absl::string_view worker_id,
-                                       absl::Time lease_expiry) override;
+  using Store::GrantLease;
+  absl::StatusOr<core::Job> GrantLease(
+      absl::string_view job_id, int64_t expected_attempt,
+      absl::string_view worker_id, absl::Time lease_expiry,
+      const LeaseResources& resources) override;
+  absl::StatusOr<std::vector<HeldAttempt>> ListHeldAttempts(
+      absl::string_view worker_id) override;
+  absl::StatusOr<ProgressResult> ApplyProgress(
+      const ProgressReport& report) override;
+  absl::StatusOr<AttemptRecord> GetAttempt(absl::string_view job_id,
+                                           int64_t attempt) override;
+  absl::StatusOr<core::Job> AbandonAttempt(
+      absl::string_view job_id, int64_t attempt,
+      absl::string_view worker_id) override;
+  absl::StatusOr<LeaseExpiryResult> MarkWorkerLost(
+      absl::string_view worker_id) override;
+  absl::StatusOr<int64_t> ExtendLeases(absl::Time until) override;
+  absl::StatusOr<core::Worker> UndrainWorker(absl::string_view id) override;
   absl::StatusOr<core::Job> RenewLease(absl::string_view job_id,
                                        int64_t attempt,
                                        absl::string_view worker_id,

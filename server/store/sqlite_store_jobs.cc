@@ -175,7 +175,8 @@ absl::StatusOr<Page<Job>> SqliteStore::ListJobs(absl::string_view tenant_id,
       index += 2;
     }
     int64_t last_seq = 0;
-    const int seq_col = 38;
+    // seq is selected right after the job columns.
+    const int seq_col = internal::JobColumnCount(/*with_spec=*/true);
     while (true) {
       FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
@@ -287,37 +288,7 @@ absl::StatusOr<std::vector<core::MetricPoint>> SqliteStore::AppendMetrics(
     const std::optional<core::JobProgress>& progress) {
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     FTUNE_ASSIGN_OR_RETURN(Job job, LoadFenced(ctx.conn, job_id, attempt, ""));
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st,
-        ctx.conn.Prepare(
-            "INSERT INTO job_metrics(job_id, sequence, time, attempt, step, "
-            "epoch, train_loss, eval_loss, lr, grad_norm, tokens_per_s, "
-            "peak_memory_bytes) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
-    for (core::MetricPoint& p : points) {
-      p.job_id = job.id;
-      p.sequence = ++job.last_sequence;
-      p.attempt = attempt;
-      if (p.time == absl::InfinitePast()) p.time = ctx.now;
-      st.Bind(1, p.job_id)
-          .Bind(2, p.sequence)
-          .BindTime(3, p.time)
-          .Bind(4, p.attempt)
-          .Bind(5, p.step)
-          .Bind(6, p.epoch)
-          .Bind(7, p.train_loss)
-          .BindOptional(8, p.eval_loss)
-          .Bind(9, p.lr)
-          .Bind(10, p.grad_norm)
-          .Bind(11, p.tokens_per_s)
-          .Bind(12, p.peak_memory_bytes);
-      FTUNE_RETURN_IF_ERROR(st.Run());
-      st.Reset();  // Same statement for the next point.
-    }
-    if (!points.empty()) {
-      job.latest_metrics = points.back();
-      job.progress.step = points.back().step;
-      job.progress.epoch = points.back().epoch;
-    }
+    FTUNE_RETURN_IF_ERROR(internal::InsertMetrics(ctx, job, attempt, points));
     if (progress) job.progress = *progress;
     JobChange change;
     change.metrics = points;
@@ -428,28 +399,9 @@ absl::StatusOr<core::Checkpoint> SqliteStore::AddCheckpoint(
   }
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     FTUNE_ASSIGN_OR_RETURN(Job job, LoadFenced(ctx.conn, job_id, attempt, ""));
-    checkpoint.job_id = job.id;
-    checkpoint.attempt = attempt;
-    checkpoint.create_time = ctx.now;
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st,
-        ctx.conn.Prepare("INSERT OR REPLACE INTO checkpoints(job_id, step, "
-                         "attempt, path, create_time) VALUES(?,?,?,?,?)"));
-    st.Bind(1, checkpoint.job_id)
-        .Bind(2, checkpoint.step)
-        .Bind(3, checkpoint.attempt)
-        .Bind(4, checkpoint.path)
-        .BindTime(5, checkpoint.create_time);
-    FTUNE_RETURN_IF_ERROR(st.Run());
-    job.last_checkpoint = checkpoint;
     JobChange change;
-    FTUNE_ASSIGN_OR_RETURN(
-        JobEvent e,
-        AddEvent(ctx, job, core::JobEventType::kCheckpoint, std::nullopt,
-                 std::nullopt,
-                 absl::StrCat("checkpoint at step ", checkpoint.step, ": ",
-                              checkpoint.path)));
-    change.events.push_back(std::move(e));
+    FTUNE_RETURN_IF_ERROR(
+        internal::InsertCheckpoint(ctx, job, attempt, checkpoint, change));
     return Finish(ctx, job, std::move(change));
   }));
   return checkpoint;

@@ -33,7 +33,7 @@ namespace {
 constexpr char kWorkerColumns[] =
     "id, hostname, gpus, gpu_type, gpu_memory_bytes, cpu_slots, "
     "memory_bytes, labels, version, state, register_time, last_heartbeat, "
-    "lease_expiry";
+    "lease_expiry, gpu_indices";
 
 absl::StatusOr<core::Worker> ReadWorker(const Statement& st) {
   core::Worker w;
@@ -52,6 +52,8 @@ absl::StatusOr<core::Worker> ReadWorker(const Statement& st) {
   w.register_time = st.ColumnTime(10);
   w.last_heartbeat = st.ColumnTime(11);
   w.lease_expiry = st.ColumnTime(12);
+  FTUNE_ASSIGN_OR_RETURN(w.capabilities.gpu_indices,
+                         internal::DecodeIntList(st.ColumnText(13)));
   return w;
 }
 
@@ -86,8 +88,8 @@ absl::StatusOr<core::Worker> SqliteStore::RegisterWorker(
         ctx.conn.Prepare(
             "INSERT OR REPLACE INTO workers(id, hostname, gpus, gpu_type, "
             "gpu_memory_bytes, cpu_slots, memory_bytes, labels, version, "
-            "state, register_time, last_heartbeat, lease_expiry) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+            "state, register_time, last_heartbeat, lease_expiry, "
+            "gpu_indices) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     const core::WorkerCapabilities& c = worker.capabilities;
     st.Bind(1, worker.id)
         .Bind(2, worker.hostname)
@@ -101,7 +103,8 @@ absl::StatusOr<core::Worker> SqliteStore::RegisterWorker(
         .Bind(10, static_cast<int>(worker.state))
         .BindTime(11, worker.register_time)
         .BindTime(12, worker.last_heartbeat)
-        .BindTime(13, worker.lease_expiry);
+        .BindTime(13, worker.lease_expiry)
+        .Bind(14, internal::EncodeIntList(c.gpu_indices));
     return st.Run();
   }));
   return worker;
@@ -206,7 +209,8 @@ absl::StatusOr<std::vector<JobAttemptRef>> SqliteStore::HeartbeatWorker(
 absl::StatusOr<Job> SqliteStore::GrantLease(absl::string_view job_id,
                                             int64_t expected_attempt,
                                             absl::string_view worker_id,
-                                            absl::Time lease_expiry) {
+                                            absl::Time lease_expiry,
+                                            const LeaseResources& resources) {
   Job job;
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     FTUNE_ASSIGN_OR_RETURN(job, LoadJob(ctx.conn, job_id, true));
@@ -257,6 +261,19 @@ absl::StatusOr<Job> SqliteStore::GrantLease(absl::string_view job_id,
                          change));
     job.worker_id = std::string(worker_id);
     job.lease_expiry = lease_expiry;
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement rec,
+        ctx.conn.Prepare("INSERT OR REPLACE INTO attempts(job_id, attempt, "
+                         "tenant_id, worker_id, gpu_indices, cpu_threads, "
+                         "grant_time) VALUES(?,?,?,?,?,?,?)"));
+    rec.Bind(1, job.id)
+        .Bind(2, job.attempt)
+        .Bind(3, job.tenant_id)
+        .Bind(4, worker_id)
+        .Bind(5, internal::EncodeIntList(resources.gpu_indices))
+        .Bind(6, resources.cpu_threads)
+        .BindTime(7, ctx.now);
+    FTUNE_RETURN_IF_ERROR(rec.Run());
     return Finish(ctx, job, std::move(change));
   }));
   return job;
@@ -295,6 +312,8 @@ absl::StatusOr<Job> SqliteStore::EndAttempt(absl::string_view job_id,
                            LoadFenced(ctx.conn, job_id, attempt, worker_id));
     FTUNE_ASSIGN_OR_RETURN(core::AttemptPlan plan,
                            core::PlanAttemptEnd(job, end));
+    FTUNE_RETURN_IF_ERROR(internal::RecordAttemptEnd(
+        ctx, job.id, attempt, static_cast<int>(end.outcome) + 1));
     return ApplyPlan(ctx, job, plan);
   }));
   return job;
@@ -322,6 +341,8 @@ absl::StatusOr<LeaseExpiryResult> SqliteStore::ExpireLeases(absl::Time now) {
     for (const std::string& id : ids) {
       FTUNE_ASSIGN_OR_RETURN(Job job, LoadJob(ctx.conn, id, false));
       FTUNE_ASSIGN_OR_RETURN(core::AttemptPlan plan, core::PlanLeaseLoss(job));
+      FTUNE_RETURN_IF_ERROR(
+          internal::RecordAttemptEnd(ctx, job.id, job.attempt, 0));
       const JobState before = job.state;
       FTUNE_RETURN_IF_ERROR(ApplyPlan(ctx, job, plan));
       if (before == JobState::kRunning && job.state == JobState::kQueued) {
@@ -375,6 +396,15 @@ absl::StatusOr<core::SchedulingSnapshot> SqliteStore::GetSchedulingSnapshot() {
         snap.active));
     FTUNE_ASSIGN_OR_RETURN(snap.tenants, internal::LoadAllTenants(conn));
     FTUNE_ASSIGN_OR_RETURN(snap.workers, internal::LoadAllWorkers(conn));
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement served,
+        conn.Prepare("SELECT tenant_id, MAX(grant_time) FROM attempts "
+                     "GROUP BY tenant_id"));
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, served.Step());
+      if (!row) break;
+      snap.last_dispatch[served.ColumnText(0)] = served.ColumnTime(1);
+    }
     return absl::OkStatus();
   }));
   snap.read_time = clock_->Now();

@@ -99,6 +99,52 @@ struct JobAttemptRef {
   int64_t attempt = 0;
 };
 
+// What a lease grant reserves on the worker, recorded with the attempt.
+struct LeaseResources {
+  std::vector<int32_t> gpu_indices;  // Device indices; empty for CPU jobs.
+  int32_t cpu_threads = 0;           // 0 = the worker decides.
+};
+
+// An attempt a worker holds (RUNNING, CANCELLING or PAUSED with a worker),
+// with what its grant reserved.
+struct HeldAttempt {
+  core::Job job;  // With spec.
+  LeaseResources resources;
+  absl::Time grant_time = absl::InfinitePast();
+};
+
+// One ReportProgress batch of a worker (WorkerService), applied in one
+// transaction so a retried batch is either wholly applied or not at all.
+struct ProgressReport {
+  std::string worker_id;
+  std::string job_id;
+  int64_t attempt = 0;
+  // 1, 2, 3... per attempt: <= the last applied = a retry (acknowledged, not
+  // applied again); > last + 1 = INVALID_ARGUMENT (a batch went missing).
+  int64_t batch_number = 0;
+  std::vector<core::MetricPoint> metrics;
+  // Types the worker may report: kMessage, kWarning, kEval,
+  // kBatchSizeReduced, kEarlyStopped (others: INVALID_ARGUMENT).
+  std::vector<core::JobEvent> events;
+  std::vector<core::Checkpoint> checkpoints;  // path, step
+  std::vector<std::string> deleted_checkpoint_paths;
+  std::optional<core::JobProgress> progress;
+  absl::Time lease_expiry = absl::InfinitePast();  // The renewed lease.
+};
+
+struct ProgressResult {
+  core::Job job;         // After the batch (spec left empty).
+  bool applied = false;  // false: a retry of an applied batch.
+};
+
+// How a finished attempt ended, as recorded (for idempotent retries).
+struct AttemptRecord {
+  std::string job_id;
+  int64_t attempt = 0;
+  std::string worker_id;
+  std::optional<core::AttemptOutcome> outcome;  // nullopt: not ended.
+};
+
 struct LeaseExpiryResult {
   std::vector<core::Job> requeued;  // RUNNING -> QUEUED (attempt + 1).
   std::vector<core::Job> failed;    // RUNNING -> FAILED (restarts exhausted).
@@ -250,10 +296,47 @@ class Store {
   // lease expiry. FAILED_PRECONDITION if the job moved on, or the worker is
   // unknown/not ACTIVE; RESOURCE_EXHAUSTED if the tenant's max_running_jobs
   // or max_gpus would be exceeded.
-  virtual absl::StatusOr<core::Job> GrantLease(absl::string_view job_id,
-                                               int64_t expected_attempt,
-                                               absl::string_view worker_id,
-                                               absl::Time lease_expiry) = 0;
+  // Also records the attempt (worker, `resources`, grant time) for
+  // ListHeldAttempts and the fair-share tie-break.
+  virtual absl::StatusOr<core::Job> GrantLease(
+      absl::string_view job_id, int64_t expected_attempt,
+      absl::string_view worker_id, absl::Time lease_expiry,
+      const LeaseResources& resources) = 0;
+  absl::StatusOr<core::Job> GrantLease(absl::string_view job_id,
+                                       int64_t expected_attempt,
+                                       absl::string_view worker_id,
+                                       absl::Time lease_expiry) {
+    return GrantLease(job_id, expected_attempt, worker_id, lease_expiry,
+                      LeaseResources{});
+  }
+  // Every attempt `worker_id` holds now, oldest grant first.
+  virtual absl::StatusOr<std::vector<HeldAttempt>> ListHeldAttempts(
+      absl::string_view worker_id) = 0;
+  // Applies one progress batch: fenced like EndAttempt (FAILED_PRECONDITION
+  // for a stale attempt); metrics and events get sequences; checkpoints are
+  // recorded (CHECKPOINT events, job.last_checkpoint = the latest step);
+  // deleted checkpoints are dropped; the attempt's lease is renewed.
+  virtual absl::StatusOr<ProgressResult> ApplyProgress(
+      const ProgressReport& report) = 0;
+  // The recorded attempt; NOT_FOUND if it was never granted.
+  virtual absl::StatusOr<AttemptRecord> GetAttempt(absl::string_view job_id,
+                                                   int64_t attempt) = 0;
+  // The attempt's lease is lost now (worker gone, or it no longer runs the
+  // attempt): core::PlanLeaseLoss applied, fenced on attempt and worker.
+  virtual absl::StatusOr<core::Job> AbandonAttempt(
+      absl::string_view job_id, int64_t attempt,
+      absl::string_view worker_id) = 0;
+  // Marks the worker LOST at once and applies PlanLeaseLoss to every attempt
+  // it holds (a restarted agent names its previous id). NOT_FOUND if
+  // unknown; a LOST worker is left as is.
+  virtual absl::StatusOr<LeaseExpiryResult> MarkWorkerLost(
+      absl::string_view worker_id) = 0;
+  // Every lease of a worker that is not LOST, and of every attempt held,
+  // ends no earlier than `until` (a restarted scheduler gives workers one
+  // lease to reconnect before judging them). Returns the workers extended.
+  virtual absl::StatusOr<int64_t> ExtendLeases(absl::Time until) = 0;
+  // DRAINING -> ACTIVE (ACTIVE stays ACTIVE); FAILED_PRECONDITION for LOST.
+  virtual absl::StatusOr<core::Worker> UndrainWorker(absl::string_view id) = 0;
   // Extends one job's lease; fenced on attempt and worker.
   virtual absl::StatusOr<core::Job> RenewLease(absl::string_view job_id,
                                                int64_t attempt,

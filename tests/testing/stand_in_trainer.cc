@@ -181,9 +181,6 @@ int main(int argc, char** argv) {
   const int64_t eval_every = hp.value("eval_every_steps", int64_t{0});
   const int64_t batch = hp.value("batch_size", int64_t{4});
 
-  if (mode == "fail_bad_input") {
-    return Error(2, "bad_input", "FTUNE_STAND_IN_MODE=fail_bad_input");
-  }
   if (!fs::exists(train_data)) {
     return Error(2, "bad_input", "train_data " + train_data + " not found");
   }
@@ -216,6 +213,9 @@ int main(int argc, char** argv) {
     }
   }
   Record(absl::StrCat(output_dir, " start_step=", step, " pid=", ::getpid()));
+  if (mode == "fail_bad_input") {
+    return Error(2, "bad_input", "FTUNE_STAND_IN_MODE=fail_bad_input");
+  }
   // On stderr (the attempt's log), so tests can see what the agent set.
   const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES");
   std::cerr << "stand-in trainer: pid " << ::getpid() << " start_step " << step

@@ -41,6 +41,8 @@ class WorkerAgent::Reporter : public AttemptReporter {
     v1::ReportProgressRequest r = request;
     r.set_worker_id(agent_->worker_id());
     grpc::ClientContext ctx;
+    // Wait for a reconnect instead of failing on a stale TRANSIENT_FAILURE.
+    ctx.set_wait_for_ready(true);
     agent_->AddAuth(&ctx);
     ctx.set_deadline(
         absl::ToChronoTime(absl::Now() + agent_->options_.rpc_timeout));
@@ -55,6 +57,8 @@ class WorkerAgent::Reporter : public AttemptReporter {
     v1::FinishAttemptRequest r = request;
     r.set_worker_id(agent_->worker_id());
     grpc::ClientContext ctx;
+    // Wait for a reconnect instead of failing on a stale TRANSIENT_FAILURE.
+    ctx.set_wait_for_ready(true);
     agent_->AddAuth(&ctx);
     ctx.set_deadline(
         absl::ToChronoTime(absl::Now() + agent_->options_.rpc_timeout));
@@ -75,6 +79,13 @@ WorkerAgent::WorkerAgent(WorkerOptions options)
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   args.SetMaxSendMessageSize(16 << 20);
+  // gRPC's default reconnect backoff (1 s growing to 120 s) would leave the
+  // channel failing fast long after a restarted scheduler is back, and the
+  // agent self-fences after one lease without a heartbeat: retry the
+  // connection at least every second. (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is
+  // also the connect timeout: left at its default.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   channel_ = grpc::CreateCustomChannel(options_.scheduler_address,
                                        options_.channel_credentials != nullptr
                                            ? options_.channel_credentials
@@ -107,6 +118,8 @@ absl::StatusOr<v1::RegisterWorkerResponse> WorkerAgent::Register(
     *req.mutable_capabilities() = options_.capabilities;
     req.set_previous_worker_id(previous_id);
     grpc::ClientContext ctx;
+    // Wait for a reconnect instead of failing on a stale TRANSIENT_FAILURE.
+    ctx.set_wait_for_ready(true);
     AddAuth(&ctx);
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
     v1::RegisterWorkerResponse resp;
@@ -240,6 +253,8 @@ WorkerAgent::SessionEnd WorkerAgent::HeartbeatLoop() {
       }
     }
     grpc::ClientContext ctx;
+    // Wait for a reconnect instead of failing on a stale TRANSIENT_FAILURE.
+    ctx.set_wait_for_ready(true);
     AddAuth(&ctx);
     ctx.set_deadline(absl::ToChronoTime(
         std::min(now + std::min(options_.rpc_timeout, interval), fence_at)));
@@ -277,6 +292,8 @@ void WorkerAgent::StreamLoop() {
   absl::Duration backoff = options_.reconnect_initial;
   while (true) {
     grpc::ClientContext ctx;
+    // Wait for a reconnect instead of failing on a stale TRANSIENT_FAILURE.
+    ctx.set_wait_for_ready(true);
     AddAuth(&ctx);
     v1::StreamCommandsRequest req;
     {

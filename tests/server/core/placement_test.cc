@@ -182,6 +182,36 @@ TEST(PlanTest, WeightsDivideTheCluster) {
             (std::map<std::string, int>{{"a", 6}, {"b", 2}}));
 }
 
+TEST(PlanTest, OneSlotAtATimeAlternatesTenantsOfEqualUsage) {
+  // One GPU frees at a time; a's queue is older, but a was served last, so
+  // b goes next; then a again (b now served more recently).
+  SchedulingSnapshot s;
+  s.workers = {GpuWorker("w1", 1)};
+  s.queued = {MakeJob("a", 2), MakeJob("a", 3), MakeJob("b", 10)};
+  s.last_dispatch = {{"a", kNow - absl::Seconds(5)}};
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)), ElementsAre("job-b-10"));
+  s.queued = {MakeJob("a", 2), MakeJob("a", 3), MakeJob("b", 11)};
+  s.last_dispatch = {{"a", kNow - absl::Seconds(5)},
+                     {"b", kNow - absl::Seconds(1)}};
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)), ElementsAre("job-a-02"));
+  // Never-served tenants go before served ones at equal usage.
+  s.last_dispatch = {{"a", kNow - absl::Seconds(5)}};
+  s.queued = {MakeJob("a", 2), MakeJob("c", 40)};
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)), ElementsAre("job-c-40"));
+}
+
+TEST(FitsTest, GpuTypeIsASubstringOfTheDeviceName) {
+  WorkerCapabilities w;
+  w.gpus = 2;
+  w.gpu_type = "NVIDIA H100 80GB HBM3";
+  JobResources need;
+  need.gpus = 1;
+  need.gpu_type = "h100";
+  EXPECT_TRUE(Fits(need, w));
+  need.gpu_type = "A100";
+  EXPECT_FALSE(Fits(need, w));
+}
+
 TEST(PlanTest, RunningUsageCountsTowardsFairShare) {
   SchedulingSnapshot s;
   s.workers = {GpuWorker("w1", 4)};

@@ -51,6 +51,9 @@ struct Received {
 
 class JobLogTest : public RpcTest {
  protected:
+  JobLogTest() { dispatch_ = false; }  // Leases are granted by hand.
+
+ protected:
   void SetUp() override {
     RpcTest::SetUp();
     alice_ = MakeTenant("alice");

@@ -16,7 +16,11 @@ using ::ftune::testing::StatusIs;
 using ::testing::_;
 using ::testing::HasSubstr;
 
-class JobServiceTest : public RpcTest {};
+// Leases are granted by hand through the store where a test needs one.
+class JobServiceTest : public RpcTest {
+ protected:
+  JobServiceTest() { dispatch_ = false; }
+};
 
 TEST_F(JobServiceTest, AuthFailures) {
   TenantKey a = MakeTenant("a");

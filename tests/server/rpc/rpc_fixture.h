@@ -85,6 +85,7 @@ class RpcTest : public ::testing::Test {
     options.auth.admin_secrets = {kAdminKey};
     options.auth.worker_secrets = {kWorkerKey};
     options.shutdown_grace = absl::Seconds(1);
+    options.dispatch = dispatch_;
     server_ = std::make_unique<SchedulerServer>(options);
     FTUNE_RETURN_IF_ERROR(server_->Start());
     channel_ = grpc::CreateChannel(server_->address(),
@@ -161,6 +162,9 @@ class RpcTest : public ::testing::Test {
     return resp.job();
   }
 
+  // Tests that grant leases through the store by hand turn the
+  // dispatcher off (it would race them for the jobs).
+  bool dispatch_ = true;
   ftune::testing::TempDir dir_;
   std::unique_ptr<SchedulerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -1,0 +1,657 @@
+#include "server/rpc/worker_service.h"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "server/core/storage_layout.h"
+#include "server/rpc/auth.h"
+#include "server/rpc/convert.h"
+#include "server/rpc/dispatcher.h"
+#include "server/rpc/executor.h"
+#include "server/rpc/status_util.h"
+#include "server/store/store.h"
+
+namespace ftune::server::rpc {
+namespace {
+
+using AttemptKey = std::pair<std::string, int64_t>;
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+absl::Status RequireField(bool present, const char* field) {
+  if (present) return absl::OkStatus();
+  return InvalidField(field, absl::StrCat(field, " is required"));
+}
+
+absl::StatusOr<core::Worker> WorkerFromProto(const v1::WorkerCapabilities& c) {
+  if (c.hostname().empty()) {
+    return InvalidField("capabilities.hostname",
+                        "capabilities.hostname is required");
+  }
+  if (c.cpu_slots() < 1) {
+    return InvalidField(
+        "capabilities.cpu_slots",
+        absl::StrCat("capabilities.cpu_slots must be >= 1, got ",
+                     c.cpu_slots()));
+  }
+  if (c.memory_bytes() < 0) {
+    return InvalidField("capabilities.memory_bytes",
+                        "capabilities.memory_bytes must be >= 0");
+  }
+  core::Worker w;
+  w.hostname = c.hostname();
+  w.capabilities.cpu_slots = c.cpu_slots();
+  w.capabilities.memory_bytes = c.memory_bytes();
+  w.capabilities.labels = {c.labels().begin(), c.labels().end()};
+  w.capabilities.version = c.software_version();
+  std::set<int32_t> seen;
+  for (int i = 0; i < c.gpus_size(); ++i) {
+    const v1::GpuDevice& g = c.gpus(i);
+    const std::string field = absl::StrCat("capabilities.gpus[", i, "]");
+    if (g.index() < 0 || !seen.insert(g.index()).second) {
+      return InvalidField(field + ".index",
+                          absl::StrCat(field, ".index ", g.index(),
+                                       " is negative or repeated"));
+    }
+    if (g.memory_bytes() < 0) {
+      return InvalidField(field + ".memory_bytes",
+                          absl::StrCat(field, ".memory_bytes must be >= 0"));
+    }
+    w.capabilities.gpu_indices.push_back(g.index());
+    // Placement sees one type and the smallest memory: a job asking for a
+    // type or memory gets it on every GPU it is given.
+    if (i == 0) {
+      w.capabilities.gpu_type = g.name();
+      w.capabilities.gpu_memory_bytes = g.memory_bytes();
+    } else {
+      if (g.name() != w.capabilities.gpu_type) w.capabilities.gpu_type = "";
+      w.capabilities.gpu_memory_bytes =
+          std::min(w.capabilities.gpu_memory_bytes, g.memory_bytes());
+    }
+  }
+  w.capabilities.gpus = c.gpus_size();
+  return w;
+}
+
+absl::StatusOr<core::JobEventType> EventTypeFromProto(v1::JobEventType t,
+                                                      int index) {
+  switch (t) {
+    case v1::JOB_EVENT_TYPE_LOG:
+      return core::JobEventType::kMessage;
+    case v1::JOB_EVENT_TYPE_WARNING:
+      return core::JobEventType::kWarning;
+    case v1::JOB_EVENT_TYPE_EVAL:
+      return core::JobEventType::kEval;
+    case v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED:
+      return core::JobEventType::kBatchSizeReduced;
+    case v1::JOB_EVENT_TYPE_EARLY_STOPPED:
+      return core::JobEventType::kEarlyStopped;
+    default:
+      return InvalidField(
+          absl::StrCat("events[", index, "].type"),
+          absl::StrCat("events[", index, "].type ", v1::JobEventType_Name(t),
+                       ": workers may report only LOG, WARNING, EVAL, "
+                       "BATCH_SIZE_REDUCED and EARLY_STOPPED"));
+  }
+}
+
+core::JobErrorReason ErrorReasonFromProto(v1::ErrorReason r) {
+  switch (r) {
+    case v1::ERROR_REASON_INVALID_INPUT:
+      return core::JobErrorReason::kInvalidInput;
+    case v1::ERROR_REASON_OUT_OF_MEMORY:
+      return core::JobErrorReason::kOutOfMemory;
+    case v1::ERROR_REASON_NUMERIC_ERROR:
+    case v1::ERROR_REASON_TRAINER_CRASHED:
+      return core::JobErrorReason::kTrainerError;
+    case v1::ERROR_REASON_LEASE_EXPIRED:
+    case v1::ERROR_REASON_WORKER_LOST:
+      return core::JobErrorReason::kWorkerLost;
+    default:
+      return core::JobErrorReason::kInternal;
+  }
+}
+
+// `path` must be a checkpoint directory of the job: <checkpoint_dir>/<name>.
+absl::Status CheckCheckpointPath(const std::string& path,
+                                 const std::string& checkpoint_dir,
+                                 const std::string& field) {
+  const std::string prefix = checkpoint_dir + "/";
+  bool ok = absl::StartsWith(path, prefix) && path.size() > prefix.size();
+  if (ok) {
+    for (absl::string_view part :
+         absl::StrSplit(absl::string_view(path).substr(prefix.size()), '/')) {
+      if (part.empty() || part == "." || part == "..") ok = false;
+    }
+  }
+  if (ok) return absl::OkStatus();
+  return InvalidField(field, absl::StrCat(field, " \"", path,
+                                          "\" is not inside the attempt's "
+                                          "checkpoint_dir ",
+                                          checkpoint_dir));
+}
+
+// The write side of StreamCommands. gRPC owns it until OnDone, and the
+// set-up task (Start) until it returns: it deletes itself after both.
+class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
+                            public CommandStream {
+ public:
+  CommandWriter(Dispatcher* dispatcher, std::string worker_id)
+      : dispatcher_(dispatcher), worker_id_(std::move(worker_id)) {}
+
+  // Queues `replay`, then joins the dispatcher (which may Send from then
+  // on). Called once, on the set-up task, after any Close() it needs.
+  void Start(const std::vector<v1::WorkerCommand>& replay) {
+    for (const v1::WorkerCommand& c : replay) Send(c);
+    bool closed;
+    {
+      absl::MutexLock lock(&mu_);
+      closed = finished_ || done_;
+    }
+    if (!closed) {
+      dispatcher_->Attach(worker_id_, this);
+      bool done;
+      {
+        absl::MutexLock lock(&mu_);
+        done = done_;
+      }
+      // OnDone ran meanwhile and its Detach may have come first.
+      if (done) dispatcher_->Detach(worker_id_, this);
+    }
+    Unref();
+  }
+
+  void Send(const v1::WorkerCommand& command) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || done_) return;
+    queue_.push_back(command);
+    MaybeWrite();
+  }
+
+  void Close(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    EndLocked(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!queue_.empty()) queue_.pop_front();
+    if (pending_status_) {
+      Finish(*pending_status_);
+      pending_status_.reset();
+      return;
+    }
+    if (!ok) {
+      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    MaybeWrite();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    EndLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    dispatcher_->Detach(worker_id_, this);
+    Unref();
+  }
+
+ private:
+  void EndLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || done_) return;
+    finished_ = true;
+    if (writing_) {
+      pending_status_ = status;  // Finish after the write in flight.
+    } else {
+      Finish(status);
+    }
+  }
+
+  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || queue_.empty() || finished_) return;
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void Unref() {
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      last = --refs_ == 0;
+    }
+    if (last) delete this;
+  }
+
+  Dispatcher* const dispatcher_;
+  const std::string worker_id_;
+  absl::Mutex mu_;
+  int refs_ ABSL_GUARDED_BY(mu_) = 2;  // gRPC (OnDone) + the set-up task.
+  std::deque<v1::WorkerCommand> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> pending_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+WorkerServiceImpl::WorkerServiceImpl(store::Store* store, Authenticator* auth,
+                                     Dispatcher* dispatcher, Clock* clock,
+                                     Executor* executor)
+    : store_(store),
+      auth_(auth),
+      dispatcher_(dispatcher),
+      clock_(clock),
+      executor_(executor) {}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::Unary(
+    grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto run = [this, ctx, reactor, fn = std::move(fn)] {
+    absl::Status status;
+    if (ctx->IsCancelled()) {
+      status = absl::CancelledError("cancelled before it was served");
+    } else {
+      absl::StatusOr<Principal> caller = RequireWorker(*auth_, *ctx);
+      status = caller.ok() ? fn() : caller.status();
+    }
+    reactor->Finish(ToGrpcStatus(status, ctx));
+  };
+  if (executor_ == nullptr) {
+    run();
+  } else if (!executor_->Post(std::move(run))) {
+    reactor->Finish(ToGrpcStatus(
+        absl::UnavailableError(
+            "server overloaded: too many calls waiting; retry with backoff"),
+        ctx));
+  }
+  return reactor;
+}
+
+absl::Status WorkerServiceImpl::Fenced(absl::Status status,
+                                       const std::string& job_id) {
+  if (!absl::IsFailedPrecondition(status)) return status;
+  absl::StatusOr<core::Job> job = store_->GetJob(store::kAnyTenant, job_id);
+  if (!job.ok()) return status;
+  return FailedPreconditionInState(std::string(status.message()),
+                                   JobStateEnumName(job->state));
+}
+
+// ----------------------------------------------------------- register ----
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(
+    grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* request,
+    v1::RegisterWorkerResponse* response) {
+  return Unary(ctx, [this, request, response] {
+    return DoRegister(*request, response);
+  });
+}
+
+absl::Status WorkerServiceImpl::DoRegister(
+    const v1::RegisterWorkerRequest& request,
+    v1::RegisterWorkerResponse* response) {
+  FTUNE_RETURN_IF_ERROR(
+      RequireField(request.has_capabilities(), "capabilities"));
+  FTUNE_ASSIGN_OR_RETURN(core::Worker worker,
+                         WorkerFromProto(request.capabilities()));
+  if (!request.previous_worker_id().empty()) {
+    // The agent restarted and killed its old trainers: re-queue at once.
+    absl::StatusOr<store::LeaseExpiryResult> lost =
+        store_->MarkWorkerLost(request.previous_worker_id());
+    if (!lost.ok() && !absl::IsNotFound(lost.status())) return lost.status();
+    dispatcher_->CloseStream(
+        request.previous_worker_id(),
+        grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                     "this worker registered again under a new id"));
+  }
+  const DispatcherOptions& o = dispatcher_->options();
+  FTUNE_ASSIGN_OR_RETURN(
+      core::Worker registered,
+      store_->RegisterWorker(std::move(worker),
+                             clock_->Now() + o.lease_duration));
+  FTUNE_LOG(INFO) << "worker " << registered.id << " registered ("
+                  << registered.hostname << ", " << registered.capabilities.gpus
+                  << " GPU(s), " << registered.capabilities.cpu_slots
+                  << " CPU slot(s))";
+  response->set_worker_id(registered.id);
+  SetDuration(o.lease_duration, response->mutable_lease_duration());
+  SetDuration(o.heartbeat_interval, response->mutable_heartbeat_interval());
+  dispatcher_->Notify();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------- heartbeat ----
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(
+    grpc::CallbackServerContext* ctx, const v1::HeartbeatRequest* request,
+    v1::HeartbeatResponse* response) {
+  return Unary(ctx, [this, request, response] {
+    return DoHeartbeat(*request, response);
+  });
+}
+
+absl::Status WorkerServiceImpl::DoHeartbeat(const v1::HeartbeatRequest& request,
+                                            v1::HeartbeatResponse* response) {
+  FTUNE_RETURN_IF_ERROR(
+      RequireField(!request.worker_id().empty(), "worker_id"));
+  const DispatcherOptions& o = dispatcher_->options();
+  const absl::Time now = clock_->Now();
+  const absl::Time expiry = now + o.lease_duration;
+  FTUNE_ASSIGN_OR_RETURN(std::vector<store::JobAttemptRef> held,
+                         store_->HeartbeatWorker(request.worker_id(), expiry));
+  std::set<AttemptKey> listed;
+  for (const v1::AttemptRef& a : request.running_attempts()) {
+    listed.insert({a.job_id(), a.attempt()});
+  }
+  std::set<AttemptKey> holds;
+  for (const store::JobAttemptRef& h : held)
+    holds.insert({h.job_id, h.attempt});
+  for (const AttemptKey& k : listed) {
+    if (holds.count(k) == 0) {
+      v1::AttemptRef* stop = response->add_stop_attempts();
+      stop->set_job_id(k.first);
+      stop->set_attempt(static_cast<int32_t>(k.second));
+    }
+  }
+  // Held but not listed: the worker does not run it (its trainer ended and
+  // the outcome was lost, or the assignment never arrived). After a grace
+  // of two heartbeats from the grant the lease is given up now rather than
+  // renewed forever.
+  size_t still_held = holds.size();
+  bool released = false;
+  if (std::any_of(holds.begin(), holds.end(),
+                  [&](const AttemptKey& k) { return listed.count(k) == 0; })) {
+    FTUNE_ASSIGN_OR_RETURN(std::vector<store::HeldAttempt> attempts,
+                           store_->ListHeldAttempts(request.worker_id()));
+    for (const store::HeldAttempt& h : attempts) {
+      if (listed.count({h.job.id, h.job.attempt}) != 0) continue;
+      if (h.grant_time > now - 2 * o.heartbeat_interval) continue;
+      absl::StatusOr<core::Job> lost =
+          store_->AbandonAttempt(h.job.id, h.job.attempt, request.worker_id());
+      if (lost.ok()) {
+        FTUNE_LOG(WARNING) << "worker " << request.worker_id()
+                           << " no longer runs job " << h.job.id << " attempt "
+                           << h.job.attempt << ": now "
+                           << core::JobStateName(lost->state);
+        --still_held;
+        released = true;
+      }
+    }
+  }
+  if (released) dispatcher_->Notify();
+  FTUNE_ASSIGN_OR_RETURN(core::Worker w,
+                         store_->GetWorker(request.worker_id()));
+  SetTimestamp(expiry, response->mutable_lease_expire_time());
+  switch (w.state) {
+    case core::WorkerState::kActive:
+      response->set_state(v1::WORKER_STATE_ACTIVE);
+      break;
+    case core::WorkerState::kDraining:
+      response->set_state(still_held == 0 ? v1::WORKER_STATE_DRAINED
+                                          : v1::WORKER_STATE_DRAINING);
+      break;
+    case core::WorkerState::kLost:
+      response->set_state(v1::WORKER_STATE_LOST);
+      break;
+  }
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------ commands ----
+
+grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceImpl::StreamCommands(
+    grpc::CallbackServerContext* ctx,
+    const v1::StreamCommandsRequest* request) {
+  auto* writer = new CommandWriter(dispatcher_, request->worker_id());
+  auto setup = [this, ctx, writer, worker_id = request->worker_id()] {
+    auto fail = [&](const absl::Status& s) {
+      writer->Close(ToGrpcStatus(s, ctx));
+      writer->Start({});
+    };
+    absl::StatusOr<Principal> caller = RequireWorker(*auth_, *ctx);
+    if (!caller.ok()) return fail(caller.status());
+    if (worker_id.empty()) {
+      return fail(InvalidField("worker_id", "worker_id is required"));
+    }
+    absl::StatusOr<core::Worker> w = store_->GetWorker(worker_id);
+    if (!w.ok()) return fail(w.status());
+    if (w->state == core::WorkerState::kLost) {
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("worker ", worker_id, " is LOST; register again")));
+    }
+    absl::StatusOr<std::vector<store::HeldAttempt>> held =
+        store_->ListHeldAttempts(worker_id);
+    if (!held.ok()) return fail(held.status());
+    writer->Start(dispatcher_->CommandsFor(*held));
+  };
+  if (executor_ == nullptr || !executor_->Post(setup)) setup();
+  return writer;
+}
+
+// ------------------------------------------------------------ progress ----
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::ReportProgress(
+    grpc::CallbackServerContext* ctx, const v1::ReportProgressRequest* request,
+    v1::ReportProgressResponse* response) {
+  return Unary(
+      ctx, [this, request, response] { return DoReport(*request, response); });
+}
+
+absl::Status WorkerServiceImpl::DoReport(
+    const v1::ReportProgressRequest& request,
+    v1::ReportProgressResponse* response) {
+  FTUNE_RETURN_IF_ERROR(
+      RequireField(!request.worker_id().empty(), "worker_id"));
+  FTUNE_RETURN_IF_ERROR(RequireField(!request.job_id().empty(), "job_id"));
+  FTUNE_RETURN_IF_ERROR(RequireField(request.attempt() > 0, "attempt"));
+  FTUNE_ASSIGN_OR_RETURN(core::Job job,
+                         store_->GetJob(store::kAnyTenant, request.job_id()));
+  const std::string checkpoint_dir = core::CheckpointDir(job.tenant_id, job.id);
+
+  store::ProgressReport r;
+  r.worker_id = request.worker_id();
+  r.job_id = request.job_id();
+  r.attempt = request.attempt();
+  r.batch_number = request.batch_number();
+  for (const v1::MetricPoint& m : request.metrics()) {
+    core::MetricPoint p;
+    if (m.has_time()) p.time = FromTimestamp(m.time());
+    p.step = m.step();
+    p.epoch = m.epoch();
+    p.train_loss = m.has_train_loss() ? m.train_loss() : 0;
+    if (m.has_eval_loss()) p.eval_loss = m.eval_loss();
+    p.lr = m.learning_rate();
+    p.grad_norm = m.grad_norm();
+    p.tokens_per_s = m.tokens_per_second();
+    p.peak_memory_bytes = m.peak_memory_bytes();
+    r.metrics.push_back(p);
+  }
+  for (int i = 0; i < request.events_size(); ++i) {
+    const v1::JobEvent& e = request.events(i);
+    core::JobEvent ce;
+    FTUNE_ASSIGN_OR_RETURN(ce.type, EventTypeFromProto(e.type(), i));
+    ce.message = e.message();
+    r.events.push_back(std::move(ce));
+  }
+  for (int i = 0; i < request.checkpoints_size(); ++i) {
+    const v1::Checkpoint& c = request.checkpoints(i);
+    FTUNE_RETURN_IF_ERROR(CheckCheckpointPath(
+        c.path(), checkpoint_dir, absl::StrCat("checkpoints[", i, "].path")));
+    core::Checkpoint cc;
+    cc.step = c.step();
+    cc.path = c.path();
+    r.checkpoints.push_back(std::move(cc));
+  }
+  for (int i = 0; i < request.deleted_checkpoint_paths_size(); ++i) {
+    const std::string& p = request.deleted_checkpoint_paths(i);
+    FTUNE_RETURN_IF_ERROR(CheckCheckpointPath(
+        p, checkpoint_dir, absl::StrCat("deleted_checkpoint_paths[", i, "]")));
+    r.deleted_checkpoint_paths.push_back(p);
+  }
+  if (request.has_progress()) {
+    core::JobProgress p;
+    p.step = request.progress().step();
+    p.total_steps = request.progress().total_steps();
+    p.epoch = request.progress().epoch();
+    p.tokens = request.progress().tokens_processed();
+    r.progress = p;
+  }
+  r.lease_expiry = clock_->Now() + dispatcher_->options().lease_duration;
+  absl::StatusOr<store::ProgressResult> applied = store_->ApplyProgress(r);
+  if (!applied.ok()) return Fenced(applied.status(), request.job_id());
+  SetTimestamp(applied->job.lease_expiry,
+               response->mutable_lease_expire_time());
+  response->set_cancel_requested(applied->job.state ==
+                                 core::JobState::kCancelling);
+  response->set_pause_requested(applied->job.state == core::JobState::kPaused);
+  return absl::OkStatus();
+}
+
+// -------------------------------------------------------------- finish ----
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::FinishAttempt(
+    grpc::CallbackServerContext* ctx, const v1::FinishAttemptRequest* request,
+    v1::FinishAttemptResponse* response) {
+  return Unary(
+      ctx, [this, request, response] { return DoFinish(*request, response); });
+}
+
+absl::Status WorkerServiceImpl::DoFinish(
+    const v1::FinishAttemptRequest& request,
+    v1::FinishAttemptResponse* response) {
+  FTUNE_RETURN_IF_ERROR(
+      RequireField(!request.worker_id().empty(), "worker_id"));
+  FTUNE_RETURN_IF_ERROR(RequireField(!request.job_id().empty(), "job_id"));
+  FTUNE_RETURN_IF_ERROR(RequireField(request.attempt() > 0, "attempt"));
+  FTUNE_ASSIGN_OR_RETURN(core::Job job,
+                         store_->GetJob(store::kAnyTenant, request.job_id()));
+  core::AttemptEnd end;
+  switch (request.outcome()) {
+    case v1::ATTEMPT_OUTCOME_SUCCEEDED: {
+      const std::string adapter_dir = core::AdapterDir(job.tenant_id, job.id);
+      if (request.adapter().path() != adapter_dir) {
+        return InvalidField(
+            "adapter.path",
+            absl::StrCat("SUCCEEDED needs the adapter published at ",
+                         adapter_dir, ", got \"", request.adapter().path(),
+                         "\""));
+      }
+      end.outcome = core::AttemptOutcome::kSucceeded;
+      end.adapter.path = request.adapter().path();
+      end.adapter.manifest_sha256 = request.adapter().manifest_sha256();
+      end.adapter.step = request.adapter().step();
+      end.adapter.publish_time =
+          request.adapter().has_publish_time()
+              ? FromTimestamp(request.adapter().publish_time())
+              : clock_->Now();
+      for (const v1::AdapterFile& f : request.adapter().files()) {
+        end.adapter.files.push_back({f.path(), f.size_bytes(), f.sha256()});
+      }
+      break;
+    }
+    case v1::ATTEMPT_OUTCOME_FAILED:
+      if (!request.has_error()) {
+        return InvalidField("error", "FAILED needs error");
+      }
+      end.outcome = request.error().retryable()
+                        ? core::AttemptOutcome::kRetryableFailure
+                        : core::AttemptOutcome::kFailed;
+      end.error.reason = ErrorReasonFromProto(request.error().reason());
+      end.error.message = request.error().message();
+      end.error.retryable = request.error().retryable();
+      break;
+    case v1::ATTEMPT_OUTCOME_CANCELLED:
+    case v1::ATTEMPT_OUTCOME_PAUSED:
+      end.outcome = core::AttemptOutcome::kStopped;
+      break;
+    default:
+      return InvalidField("outcome", "outcome is required");
+  }
+  // A retry after a lost reply: the recorded outcome answers.
+  auto already_done = [&]() -> bool {
+    absl::StatusOr<store::AttemptRecord> rec =
+        store_->GetAttempt(request.job_id(), request.attempt());
+    return rec.ok() && rec->worker_id == request.worker_id() &&
+           rec->outcome.has_value() && *rec->outcome == end.outcome;
+  };
+  if (request.outcome() == v1::ATTEMPT_OUTCOME_CANCELLED &&
+      job.state != core::JobState::kCancelling &&
+      job.attempt == request.attempt()) {
+    if (already_done()) {
+      response->set_job_state(JobToProto(job).state());
+      return absl::OkStatus();
+    }
+    return InvalidField("outcome",
+                        absl::StrCat("CANCELLED, but no cancel was requested ("
+                                     "job is ",
+                                     core::JobStateName(job.state), ")"));
+  }
+  if (request.outcome() == v1::ATTEMPT_OUTCOME_PAUSED) {
+    if (job.state != core::JobState::kPaused &&
+        job.attempt == request.attempt()) {
+      if (already_done()) {
+        response->set_job_state(JobToProto(job).state());
+        return absl::OkStatus();
+      }
+      return InvalidField("outcome",
+                          absl::StrCat("PAUSED, but no pause was requested ("
+                                       "job is ",
+                                       core::JobStateName(job.state), ")"));
+    }
+    if (!request.has_checkpoint() || request.checkpoint().path().empty()) {
+      return InvalidField("checkpoint", "PAUSED needs the checkpoint written");
+    }
+    FTUNE_RETURN_IF_ERROR(CheckCheckpointPath(
+        request.checkpoint().path(), core::CheckpointDir(job.tenant_id, job.id),
+        "checkpoint.path"));
+    core::Checkpoint c;
+    c.step = request.checkpoint().step();
+    c.path = request.checkpoint().path();
+    absl::StatusOr<core::Checkpoint> added =
+        store_->AddCheckpoint(request.job_id(), request.attempt(), c);
+    if (!added.ok() && !absl::IsFailedPrecondition(added.status())) {
+      return added.status();
+    }
+  }
+  absl::StatusOr<core::Job> ended = store_->EndAttempt(
+      request.job_id(), request.attempt(), request.worker_id(), end);
+  if (!ended.ok()) {
+    if (absl::IsFailedPrecondition(ended.status()) && already_done()) {
+      absl::StatusOr<core::Job> now =
+          store_->GetJob(store::kAnyTenant, request.job_id());
+      if (now.ok()) response->set_job_state(JobToProto(*now).state());
+      return absl::OkStatus();
+    }
+    return Fenced(ended.status(), request.job_id());
+  }
+  FTUNE_LOG(INFO) << "job " << ended->id << " attempt " << request.attempt()
+                  << " ended on " << request.worker_id() << ": "
+                  << v1::AttemptOutcome_Name(request.outcome()) << " -> "
+                  << core::JobStateName(ended->state);
+  response->set_job_state(JobToProto(*ended).state());
+  dispatcher_->Notify();
+  return absl::OkStatus();
+}
+
+}  // namespace ftune::server::rpc

@@ -1,0 +1,78 @@
+// WorkerService (proto/ftune/v1/worker.proto): the scheduler's side of the
+// protocol with the ftune-worker agents: registration, heartbeats with
+// reconciliation, the command stream, fenced progress reports and attempt
+// outcomes. Leases and fencing are the store's compare-and-sets; what to run
+// where is the Dispatcher's.
+//
+// Unary calls run on the Executor (they write to the store), like
+// JobService's. Every call needs the cluster's worker credential.
+//
+// Thread-safety: called concurrently by gRPC; immutable after construction.
+#ifndef FTUNE_SERVER_RPC_WORKER_SERVICE_H_
+#define FTUNE_SERVER_RPC_WORKER_SERVICE_H_
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "common/clock.h"
+#include "ftune/v1/worker.grpc.pb.h"
+#include "server/rpc/principal.h"
+
+namespace ftune::store {
+class Store;
+}  // namespace ftune::store
+
+namespace ftune::server::rpc {
+
+class Dispatcher;
+class Executor;
+
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+ public:
+  // Nothing is owned; all must outlive the service. `executor` null = unary
+  // calls run inline.
+  WorkerServiceImpl(store::Store* store, Authenticator* auth,
+                    Dispatcher* dispatcher, Clock* clock, Executor* executor);
+
+  grpc::ServerUnaryReactor* RegisterWorker(
+      grpc::CallbackServerContext* ctx,
+      const v1::RegisterWorkerRequest* request,
+      v1::RegisterWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+  grpc::ServerWriteReactor<v1::WorkerCommand>* StreamCommands(
+      grpc::CallbackServerContext* ctx,
+      const v1::StreamCommandsRequest* request) override;
+  grpc::ServerUnaryReactor* ReportProgress(
+      grpc::CallbackServerContext* ctx,
+      const v1::ReportProgressRequest* request,
+      v1::ReportProgressResponse* response) override;
+  grpc::ServerUnaryReactor* FinishAttempt(
+      grpc::CallbackServerContext* ctx, const v1::FinishAttemptRequest* request,
+      v1::FinishAttemptResponse* response) override;
+
+ private:
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
+                                  std::function<absl::Status()> fn);
+  absl::Status DoRegister(const v1::RegisterWorkerRequest& request,
+                          v1::RegisterWorkerResponse* response);
+  absl::Status DoHeartbeat(const v1::HeartbeatRequest& request,
+                           v1::HeartbeatResponse* response);
+  absl::Status DoReport(const v1::ReportProgressRequest& request,
+                        v1::ReportProgressResponse* response);
+  absl::Status DoFinish(const v1::FinishAttemptRequest& request,
+                        v1::FinishAttemptResponse* response);
+  // FAILED_PRECONDITION from a fenced write, with the job's state attached.
+  absl::Status Fenced(absl::Status status, const std::string& job_id);
+
+  store::Store* const store_;
+  Authenticator* const auth_;
+  Dispatcher* const dispatcher_;
+  Clock* const clock_;
+  Executor* const executor_;
+};
+
+}  // namespace ftune::server::rpc
+
+#endif  // FTUNE_SERVER_RPC_WORKER_SERVICE_H_

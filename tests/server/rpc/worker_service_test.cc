@@ -1,0 +1,504 @@
+// WorkerService over the real SchedulerServer (real gRPC on a loopback port,
+// real SQLite file, the real dispatcher thread): this test plays the worker
+// agent's side of the protocol with a plain gRPC client.
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "ftune/v1/worker.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/storage_layout.h"
+#include "server/rpc/dispatcher.h"
+#include "tests/server/rpc/rpc_fixture.h"
+
+namespace ftune::server::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class WorkerServiceTest : public RpcTest {
+ protected:
+  void SetUp() override {
+    RpcTest::SetUp();
+    workers_ = v1::WorkerService::NewStub(channel_);
+    tenant_ = MakeTenant("acme");
+  }
+
+  static v1::WorkerCapabilities CpuHost(const std::string& host) {
+    v1::WorkerCapabilities c;
+    c.set_hostname(host);
+    c.set_cpu_slots(1);
+    c.set_software_version("test");
+    return c;
+  }
+
+  static v1::WorkerCapabilities GpuHost(const std::string& host,
+                                        std::vector<int> indices) {
+    v1::WorkerCapabilities c = CpuHost(host);
+    for (int i : indices) {
+      v1::GpuDevice* g = c.add_gpus();
+      g->set_index(i);
+      g->set_name("NVIDIA H100 80GB HBM3");
+      g->set_memory_bytes(int64_t{80} << 30);
+    }
+    return c;
+  }
+
+  absl::StatusOr<std::string> Register(const v1::WorkerCapabilities& caps,
+                                       const std::string& previous = "") {
+    v1::RegisterWorkerRequest req;
+    *req.mutable_capabilities() = caps;
+    req.set_previous_worker_id(previous);
+    v1::RegisterWorkerResponse resp;
+    absl::Status st = Call(kWorkerKey, [&](grpc::ClientContext* c) {
+      return workers_->RegisterWorker(c, req, &resp);
+    });
+    if (!st.ok()) return st;
+    return resp.worker_id();
+  }
+
+  // An open StreamCommands call.
+  struct Stream {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1::WorkerCommand>> reader;
+  };
+  std::unique_ptr<Stream> Open(const std::string& worker_id) {
+    auto s = std::make_unique<Stream>();
+    s->ctx.AddMetadata("authorization", std::string("Bearer ") + kWorkerKey);
+    s->ctx.set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(20));
+    v1::StreamCommandsRequest req;
+    req.set_worker_id(worker_id);
+    s->reader = workers_->StreamCommands(&s->ctx, req);
+    return s;
+  }
+  static v1::WorkerCommand Next(Stream& s) {
+    v1::WorkerCommand c;
+    EXPECT_TRUE(s.reader->Read(&c)) << "stream ended";
+    return c;
+  }
+
+  absl::StatusOr<v1::Job> GetJob(const std::string& id) {
+    v1::GetJobRequest req;
+    req.set_job_id(id);
+    v1::Job job;
+    absl::Status st = Call(tenant_.key, [&](grpc::ClientContext* c) {
+      return jobs_->GetJob(c, req, &job);
+    });
+    if (!st.ok()) return st;
+    return job;
+  }
+
+  absl::StatusOr<v1::ReportProgressResponse> Report(
+      const v1::ReportProgressRequest& req) {
+    v1::ReportProgressResponse resp;
+    absl::Status st = Call(kWorkerKey, [&](grpc::ClientContext* c) {
+      return workers_->ReportProgress(c, req, &resp);
+    });
+    if (!st.ok()) return st;
+    return resp;
+  }
+
+  absl::StatusOr<v1::FinishAttemptResponse> Finish(
+      const v1::FinishAttemptRequest& req) {
+    v1::FinishAttemptResponse resp;
+    absl::Status st = Call(kWorkerKey, [&](grpc::ClientContext* c) {
+      return workers_->FinishAttempt(c, req, &resp);
+    });
+    if (!st.ok()) return st;
+    return resp;
+  }
+
+  static v1::ReportProgressRequest Batch(const std::string& worker,
+                                         const v1::AssignJobCommand& a,
+                                         int64_t number) {
+    v1::ReportProgressRequest r;
+    r.set_worker_id(worker);
+    r.set_job_id(a.job_id());
+    r.set_attempt(a.attempt());
+    r.set_batch_number(number);
+    return r;
+  }
+
+  // Waits until the dispatcher has run `n` more rounds.
+  void WaitRounds(int n) {
+    const int64_t target = server_->dispatcher()->rounds() + n;
+    server_->dispatcher()->Notify();
+    while (server_->dispatcher()->rounds() < target) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // A job for a CPU worker (the default asks for a GPU).
+  v1::CreateJobRequest CpuJob() {
+    v1::CreateJobRequest req = JobRequest(tenant_);
+    req.mutable_spec()->mutable_resources()->set_gpus(0);
+    return req;
+  }
+
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+  TenantKey tenant_;
+};
+
+TEST_F(WorkerServiceTest, RegisterRejectsBadCapabilitiesNamingTheField) {
+  v1::WorkerCapabilities no_host = CpuHost("");
+  absl::Status st = Register(no_host).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InfoOf(st).field(), "capabilities.hostname");
+
+  absl::Status dup = Register(GpuHost("h", {0, 0})).status();
+  EXPECT_EQ(dup.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InfoOf(dup).field(), "capabilities.gpus[1].index");
+
+  v1::WorkerCapabilities no_slots = CpuHost("h");
+  no_slots.set_cpu_slots(0);
+  EXPECT_EQ(InfoOf(Register(no_slots).status()).field(),
+            "capabilities.cpu_slots");
+}
+
+TEST_F(WorkerServiceTest, OnlyTheWorkerCredentialIsAccepted) {
+  v1::RegisterWorkerRequest req;
+  *req.mutable_capabilities() = CpuHost("h");
+  v1::RegisterWorkerResponse resp;
+  EXPECT_EQ(Call("",
+                 [&](grpc::ClientContext* c) {
+                   return workers_->RegisterWorker(c, req, &resp);
+                 })
+                .code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Call(tenant_.key,
+                 [&](grpc::ClientContext* c) {
+                   return workers_->RegisterWorker(c, req, &resp);
+                 })
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Call(kAdminKey,
+                 [&](grpc::ClientContext* c) {
+                   return workers_->RegisterWorker(c, req, &resp);
+                 })
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(WorkerServiceTest, AssignmentCarriesPathsAndReservesDistinctGpus) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(GpuHost("gpu-1", {2, 3})));
+  auto stream = Open(worker);
+  v1::CreateJobRequest req = JobRequest(tenant_);
+  req.mutable_spec()->mutable_resources()->set_gpus(1);
+  req.mutable_spec()->mutable_resources()->set_gpu_type("h100");
+  ASSERT_OK_AND_ASSIGN(v1::Job first, CreateJob(tenant_, req));
+  req.set_request_id("second");
+  ASSERT_OK_AND_ASSIGN(v1::Job second, CreateJob(tenant_, req));
+
+  v1::AssignJobCommand a1 = Next(*stream).assign_job();
+  v1::AssignJobCommand a2 = Next(*stream).assign_job();
+  if (a1.job_id() != first.id()) std::swap(a1, a2);
+  EXPECT_EQ(a1.job_id(), first.id());
+  EXPECT_EQ(a2.job_id(), second.id());
+  EXPECT_EQ(a1.attempt(), 1);
+  EXPECT_EQ(a1.tenant_id(), tenant_.tenant_id);
+  EXPECT_EQ(a1.model_path(), "models/tiny");
+  EXPECT_EQ(a1.training_file_path(), "files/" + tenant_.tenant_id + "/x");
+  EXPECT_EQ(a1.checkpoint_dir(),
+            core::CheckpointDir(tenant_.tenant_id, first.id()));
+  EXPECT_EQ(a1.adapter_dir(), core::AdapterDir(tenant_.tenant_id, first.id()));
+  EXPECT_EQ(a1.log_path(),
+            core::AttemptLogPath(tenant_.tenant_id, first.id(), 1));
+  EXPECT_EQ(a1.adapter_name(), "tiny-" + first.id());
+  EXPECT_TRUE(a1.resume_checkpoint_path().empty());
+  EXPECT_EQ(a1.spec().model(), "tiny");
+  // Two one-GPU jobs on GPUs {2, 3}: one each.
+  ASSERT_EQ(a1.gpu_indices_size(), 1);
+  ASSERT_EQ(a2.gpu_indices_size(), 1);
+  EXPECT_NE(a1.gpu_indices(0), a2.gpu_indices(0));
+  EXPECT_THAT((std::vector<int>{a1.gpu_indices(0), a2.gpu_indices(0)}),
+              ::testing::UnorderedElementsAre(2, 3));
+  ASSERT_OK_AND_ASSIGN(v1::Job running, GetJob(first.id()));
+  EXPECT_EQ(running.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(running.worker_id(), worker);
+
+  // A third one waits: no GPU left.
+  req.set_request_id("third");
+  ASSERT_OK_AND_ASSIGN(v1::Job third, CreateJob(tenant_, req));
+  WaitRounds(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, GetJob(third.id()));
+  EXPECT_EQ(queued.state(), v1::JOB_STATE_QUEUED);
+}
+
+TEST_F(WorkerServiceTest, ProgressIsFencedAndEachBatchAppliedOnce) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  ASSERT_OK_AND_ASSIGN(std::string other, Register(CpuHost("cpu-2")));
+  auto stream = Open(worker);
+  auto other_stream = Open(other);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, CpuJob()));
+  // Whichever worker got it plays "worker"; the other is a stranger.
+  v1::WorkerCommand cmd;
+  std::string holder;
+  {
+    ASSERT_OK_AND_ASSIGN(v1::Job running, [&]() -> absl::StatusOr<v1::Job> {
+      for (int i = 0; i < 2000; ++i) {
+        absl::StatusOr<v1::Job> j = GetJob(job.id());
+        if (!j.ok() || j->state() == v1::JOB_STATE_RUNNING) return j;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      return absl::DeadlineExceededError("never RUNNING");
+    }());
+    holder = running.worker_id();
+  }
+  const std::string stranger = holder == worker ? other : worker;
+  cmd = Next(holder == worker ? *stream : *other_stream);
+  const v1::AssignJobCommand a = cmd.assign_job();
+  ASSERT_EQ(a.job_id(), job.id());
+
+  v1::ReportProgressRequest b1 = Batch(holder, a, 1);
+  for (int step : {1, 2}) {
+    v1::MetricPoint* m = b1.add_metrics();
+    m->set_step(step);
+    m->set_train_loss(2.0 / step);
+    m->set_learning_rate(1e-4);
+  }
+  v1::JobEvent* e = b1.add_events();
+  e->set_type(v1::JOB_EVENT_TYPE_WARNING);
+  e->set_message("3 examples truncated");
+  v1::Checkpoint* c = b1.add_checkpoints();
+  c->set_step(2);
+  c->set_path(a.checkpoint_dir() + "/step-2");
+  b1.mutable_progress()->set_step(2);
+  b1.mutable_progress()->set_total_steps(10);
+  ASSERT_OK_AND_ASSIGN(v1::ReportProgressResponse r1, Report(b1));
+  EXPECT_FALSE(r1.cancel_requested());
+  EXPECT_TRUE(r1.has_lease_expire_time());
+  // The same batch again (a retry after a lost reply): applied once.
+  ASSERT_OK(Report(b1).status());
+  v1::ListJobMetricsRequest mreq;
+  mreq.set_job_id(job.id());
+  v1::ListJobMetricsResponse metrics;
+  ASSERT_OK(Call(tenant_.key, [&](grpc::ClientContext* ctx) {
+    return jobs_->ListJobMetrics(ctx, mreq, &metrics);
+  }));
+  ASSERT_EQ(metrics.metrics_size(), 2);
+  EXPECT_EQ(metrics.metrics(1).step(), 2);
+  EXPECT_EQ(metrics.metrics(1).attempt(), 1);
+  ASSERT_OK_AND_ASSIGN(v1::Job after, GetJob(job.id()));
+  EXPECT_EQ(after.progress().step(), 2);
+  EXPECT_EQ(after.progress().total_steps(), 10);
+
+  // A gap is refused; so is a checkpoint outside the job's directory and an
+  // event type only the scheduler may write.
+  EXPECT_EQ(Report(Batch(holder, a, 3)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::ReportProgressRequest escape = Batch(holder, a, 2);
+  escape.add_checkpoints()->set_path(a.checkpoint_dir() + "/../../other");
+  absl::Status st = Report(escape).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InfoOf(st).field(), "checkpoints[0].path");
+  v1::ReportProgressRequest state_event = Batch(holder, a, 2);
+  state_event.add_events()->set_type(v1::JOB_EVENT_TYPE_STATE_CHANGED);
+  EXPECT_EQ(InfoOf(Report(state_event).status()).field(), "events[0].type");
+
+  // Stale attempt, or a worker that does not hold the lease: fenced.
+  v1::ReportProgressRequest stale = Batch(holder, a, 2);
+  stale.set_attempt(a.attempt() + 1);
+  st = Report(stale).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(InfoOf(st).current_state(), "JOB_STATE_RUNNING");
+  EXPECT_EQ(Report(Batch(stranger, a, 2)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Finishing: SUCCEEDED needs the adapter in the job's adapter dir; a
+  // retry of the same outcome is OK, another outcome is refused.
+  v1::FinishAttemptRequest fin;
+  fin.set_worker_id(holder);
+  fin.set_job_id(a.job_id());
+  fin.set_attempt(a.attempt());
+  fin.set_outcome(v1::ATTEMPT_OUTCOME_SUCCEEDED);
+  fin.mutable_adapter()->set_path("jobs/elsewhere");
+  EXPECT_EQ(InfoOf(Finish(fin).status()).field(), "adapter.path");
+  fin.mutable_adapter()->set_path(a.adapter_dir());
+  fin.mutable_adapter()->set_manifest_sha256("ab");
+  v1::AdapterFile* f = fin.mutable_adapter()->add_files();
+  f->set_path("adapter_model.safetensors");
+  f->set_size_bytes(1234);
+  f->set_sha256("cd");
+  ASSERT_OK_AND_ASSIGN(v1::FinishAttemptResponse done, Finish(fin));
+  EXPECT_EQ(done.job_state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_OK_AND_ASSIGN(done, Finish(fin));
+  EXPECT_EQ(done.job_state(), v1::JOB_STATE_SUCCEEDED);
+  fin.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
+  fin.mutable_error()->set_message("late");
+  EXPECT_EQ(Finish(fin).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(v1::Job succeeded, GetJob(job.id()));
+  EXPECT_EQ(succeeded.adapter().path(), a.adapter_dir());
+  ASSERT_EQ(succeeded.adapter().files_size(), 1);
+  EXPECT_EQ(succeeded.adapter().files(0).size_bytes(), 1234);
+}
+
+TEST_F(WorkerServiceTest, CancelIsSentOnTheStreamAndConfirmedByTheWorker) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  auto stream = Open(worker);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, CpuJob()));
+  const v1::AssignJobCommand a = Next(*stream).assign_job();
+  ASSERT_EQ(a.job_id(), job.id());
+
+  // CANCELLED that nobody asked for is refused.
+  v1::FinishAttemptRequest fin;
+  fin.set_worker_id(worker);
+  fin.set_job_id(a.job_id());
+  fin.set_attempt(a.attempt());
+  fin.set_outcome(v1::ATTEMPT_OUTCOME_CANCELLED);
+  EXPECT_EQ(Finish(fin).status().code(), absl::StatusCode::kInvalidArgument);
+
+  v1::CancelJobRequest creq;
+  creq.set_job_id(job.id());
+  v1::Job cancelling;
+  ASSERT_OK(Call(tenant_.key, [&](grpc::ClientContext* c) {
+    return jobs_->CancelJob(c, creq, &cancelling);
+  }));
+  const v1::WorkerCommand cancel = Next(*stream);
+  ASSERT_TRUE(cancel.has_cancel_job());
+  EXPECT_EQ(cancel.cancel_job().job_id(), job.id());
+  EXPECT_EQ(cancel.cancel_job().attempt(), a.attempt());
+  EXPECT_GT(cancel.cancel_job().grace_period().seconds(), 0);
+  // The backup channel says so too.
+  ASSERT_OK_AND_ASSIGN(v1::ReportProgressResponse r,
+                       Report(Batch(worker, a, 1)));
+  EXPECT_TRUE(r.cancel_requested());
+  ASSERT_OK_AND_ASSIGN(v1::FinishAttemptResponse done, Finish(fin));
+  EXPECT_EQ(done.job_state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(WorkerServiceTest, ReconnectReplaysTheAssignmentAndTheCancel) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, CpuJob()));
+  // No stream yet: the lease is granted anyway; the command waits.
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_OK_AND_ASSIGN(v1::Job j, GetJob(job.id()));
+    if (j.state() == v1::JOB_STATE_RUNNING) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  v1::CancelJobRequest creq;
+  creq.set_job_id(job.id());
+  v1::Job cancelling;
+  ASSERT_OK(Call(tenant_.key, [&](grpc::ClientContext* c) {
+    return jobs_->CancelJob(c, creq, &cancelling);
+  }));
+  auto stream = Open(worker);
+  const v1::WorkerCommand assign = Next(*stream);
+  const v1::WorkerCommand cancel = Next(*stream);
+  EXPECT_EQ(assign.assign_job().job_id(), job.id());
+  EXPECT_EQ(cancel.cancel_job().job_id(), job.id());
+  // A second stream of the same worker replaces the first.
+  auto again = Open(worker);
+  EXPECT_EQ(Next(*again).assign_job().job_id(), job.id());
+  v1::WorkerCommand ignored;
+  EXPECT_FALSE(stream->reader->Read(&ignored));
+  EXPECT_EQ(stream->reader->Finish().error_code(), grpc::StatusCode::ABORTED);
+}
+
+TEST_F(WorkerServiceTest, HeartbeatStopsStaleAttemptsAndRequeuesForgotten) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  auto stream = Open(worker);
+  v1::CreateJobRequest req = CpuJob();
+  req.mutable_spec()->set_max_restarts(3);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, req));
+  const v1::AssignJobCommand a = Next(*stream).assign_job();
+
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(worker);
+  v1::AttemptRef* listed = hb.add_running_attempts();
+  listed->set_job_id(a.job_id());
+  listed->set_attempt(a.attempt());
+  v1::AttemptRef* bogus = hb.add_running_attempts();
+  bogus->set_job_id("job-aaaaaaaaaaaaaaaaaaaaaaaa");
+  bogus->set_attempt(7);
+  v1::HeartbeatResponse resp;
+  ASSERT_OK(Call(kWorkerKey, [&](grpc::ClientContext* c) {
+    return workers_->Heartbeat(c, hb, &resp);
+  }));
+  EXPECT_EQ(resp.state(), v1::WORKER_STATE_ACTIVE);
+  ASSERT_EQ(resp.stop_attempts_size(), 1);
+  EXPECT_EQ(resp.stop_attempts(0).job_id(), "job-aaaaaaaaaaaaaaaaaaaaaaaa");
+
+  // The agent restarts and registers anew naming its old id: the old
+  // attempt is re-queued at once and fenced out.
+  stream->ctx.TryCancel();
+  ASSERT_OK_AND_ASSIGN(std::string fresh, Register(CpuHost("cpu-1"), worker));
+  EXPECT_NE(fresh, worker);
+  EXPECT_EQ(Report(Batch(worker, a, 1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  v1::HeartbeatRequest old_hb;
+  old_hb.set_worker_id(worker);
+  EXPECT_EQ(Call(kWorkerKey,
+                 [&](grpc::ClientContext* c) {
+                   return workers_->Heartbeat(c, old_hb, &resp);
+                 })
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto fresh_stream = Open(fresh);
+  const v1::AssignJobCommand retry = Next(*fresh_stream).assign_job();
+  EXPECT_EQ(retry.job_id(), job.id());
+  EXPECT_EQ(retry.attempt(), a.attempt() + 1);
+}
+
+TEST_F(WorkerServiceTest, JobNoWorkerCouldRunIsRefusedAtCreate) {
+  // Nothing registered yet: nothing is known, the job is accepted.
+  ASSERT_OK(CreateJob(tenant_, JobRequest(tenant_)).status());
+  ASSERT_OK(Register(GpuHost("gpu-1", {0, 1})).status());
+  v1::CreateJobRequest req = JobRequest(tenant_);
+  req.mutable_spec()->mutable_resources()->set_gpus(4);
+  absl::Status st = CreateJob(tenant_, req).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InfoOf(st).field(), "spec.resources");
+  EXPECT_THAT(st.message(), HasSubstr("2 GPU(s)"));
+  req.mutable_spec()->mutable_resources()->set_gpus(1);
+  req.mutable_spec()->mutable_resources()->set_gpu_type("A100");
+  EXPECT_EQ(CreateJob(tenant_, req).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkerServiceTest, DrainedWorkerTakesNoNewJobsUntilUndrained) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  v1::DrainWorkerRequest dreq;
+  dreq.set_worker_id(worker);
+  v1::Worker drained;
+  ASSERT_OK(Call(kAdminKey, [&](grpc::ClientContext* c) {
+    return admin_->DrainWorker(c, dreq, &drained);
+  }));
+  EXPECT_EQ(drained.state(), v1::WORKER_STATE_DRAINED);  // Holds nothing.
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, CpuJob()));
+  WaitRounds(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job queued, GetJob(job.id()));
+  EXPECT_EQ(queued.state(), v1::JOB_STATE_QUEUED);
+
+  v1::ListWorkersRequest lreq;
+  v1::ListWorkersResponse list;
+  ASSERT_OK(Call(kAdminKey, [&](grpc::ClientContext* c) {
+    return admin_->ListWorkers(c, lreq, &list);
+  }));
+  ASSERT_EQ(list.workers_size(), 1);
+  EXPECT_EQ(list.workers(0).capabilities().hostname(), "cpu-1");
+  EXPECT_EQ(list.workers(0).free_cpu_slots(), 1);
+
+  v1::UndrainWorkerRequest ureq;
+  ureq.set_worker_id(worker);
+  v1::Worker active;
+  ASSERT_OK(Call(kAdminKey, [&](grpc::ClientContext* c) {
+    return admin_->UndrainWorker(c, ureq, &active);
+  }));
+  EXPECT_EQ(active.state(), v1::WORKER_STATE_ACTIVE);
+  auto stream = Open(worker);
+  EXPECT_EQ(Next(*stream).assign_job().job_id(), job.id());
+  // A tenant cannot see workers.
+  EXPECT_EQ(Call(tenant_.key,
+                 [&](grpc::ClientContext* c) {
+                   return admin_->ListWorkers(c, lreq, &list);
+                 })
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace ftune::server::testing
