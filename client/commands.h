@@ -1,0 +1,23 @@
+// The whole of ftunectl behind main(): parse the command line, print usage
+// or run the command against the server, return the exit code (flags.h,
+// docs/cli.md).
+//
+// Thread-safe: runs share nothing.
+#ifndef FTUNE_CLIENT_COMMANDS_H_
+#define FTUNE_CLIENT_COMMANDS_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "client/flags.h"
+
+namespace ftune::client {
+
+// `args` is argv without argv[0]. Data goes to `out`, messages to `err`.
+int RunFtunectl(const std::vector<std::string>& args, const Environment& env,
+                std::ostream& out, std::ostream& err);
+
+}  // namespace ftune::client
+
+#endif  // FTUNE_CLIENT_COMMANDS_H_

@@ -1,0 +1,398 @@
+// JobService commands except the streaming ones (commands_watch.cc):
+// create, get, list, cancel, pause, resume, events, metrics, checkpoints.
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/commands_internal.h"
+#include "client/job_spec_flags.h"
+#include "ftune/v1/job_service.grpc.pb.h"
+
+namespace ftune::client {
+namespace {
+
+// Attempts of CreateJob when the server cannot be reached; the request_id
+// makes a repeated create return the first job instead of a second one.
+constexpr int kCreateAttempts = 3;
+
+std::unique_ptr<v1::JobService::Stub> Stub(const CommandContext& c) {
+  return v1::JobService::NewStub(c.conn.channel());
+}
+
+std::string Progress(const v1::JobProgress& p) {
+  if (p.step() == 0 && p.total_steps() == 0) return "";
+  std::string text = p.total_steps() > 0
+                         ? absl::StrFormat("step %d/%d (%.1f%%)", p.step(),
+                                           p.total_steps(), p.percent())
+                         : absl::StrCat("step ", p.step());
+  absl::StrAppend(&text, ", epoch ", FormatNumber(p.epoch()));
+  if (std::string eta = FormatDuration(p.eta()); !eta.empty()) {
+    absl::StrAppend(&text, ", eta ", eta);
+  }
+  return text;
+}
+
+std::string Metrics(const v1::JobMetrics& m) {
+  if (m.step() == 0 && !m.has_eval_loss()) return "";
+  std::string text =
+      absl::StrCat("train_loss ", FormatNumber(m.train_loss()), " at step ",
+                   m.step(), ", lr ", FormatNumber(m.learning_rate()));
+  if (m.has_eval_loss()) {
+    absl::StrAppend(&text, ", eval_loss ", FormatNumber(m.eval_loss()),
+                    " at step ", m.eval_step());
+  }
+  if (m.has_best_eval_loss()) {
+    absl::StrAppend(&text, " (best ", FormatNumber(m.best_eval_loss()),
+                    " at step ", m.best_eval_step(), ")");
+  }
+  return text;
+}
+
+std::string ErrorText(const v1::JobError& e) {
+  if (e.reason() == v1::ERROR_REASON_UNSPECIFIED && e.message().empty()) {
+    return "";
+  }
+  return absl::StrCat(
+      EnumName(v1::ErrorReason_descriptor(), e.reason(), "ERROR_REASON_"), ": ",
+      e.message(), " (attempt ", e.attempt(),
+      e.retryable() ? ", retryable)" : ")");
+}
+
+std::string Validation(const v1::JobSpec& spec) {
+  if (spec.has_validation_file()) return spec.validation_file();
+  if (spec.has_validation_split()) {
+    return absl::StrCat("split ", FormatNumber(spec.validation_split()));
+  }
+  return "";
+}
+
+std::string Labels(const v1::JobSpec& spec) {
+  std::vector<std::string> labels;
+  for (const auto& [k, v] : spec.labels()) labels.push_back(k + "=" + v);
+  std::sort(labels.begin(), labels.end());
+  return absl::StrJoin(labels, ",");
+}
+
+// For cancel, pause and resume: "job-...: STATE".
+void PrintJobState(const CommandContext& c, const v1::Job& job) {
+  if (c.output.json()) return c.output.Json(job);
+  c.output.out() << job.id() << ": " << JobStateName(job.state())
+                 << (job.pause_requested() ? " (pause requested)" : "") << "\n";
+}
+
+template <typename Request, typename Method>
+int JobControl(const CommandContext& c, Method method) {
+  Request req;
+  req.set_job_id(c.arg(0));
+  v1::Job job;
+  auto stub = Stub(c);
+  int rc = Unary(c, [&](grpc::ClientContext* ctx) {
+    return ((*stub).*method)(ctx, req, &job);
+  });
+  if (rc == kExitOk) PrintJobState(c, job);
+  return rc;
+}
+
+}  // namespace
+
+std::string JobStateName(v1::JobState state) {
+  return EnumName(v1::JobState_descriptor(), state, "JOB_STATE_");
+}
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+void PrintJob(const CommandContext& c, const v1::Job& job) {
+  if (c.output.json()) return c.output.Json(job);
+  const v1::JobSpec& spec = job.spec();
+  std::string state = JobStateName(job.state());
+  if (job.pause_requested()) absl::StrAppend(&state, " (pause requested)");
+  std::string queue;
+  if (job.state() == v1::JOB_STATE_QUEUED) {
+    queue = absl::StrCat("position ", job.queue_position());
+    if (!job.queue_reason().empty()) {
+      absl::StrAppend(&queue, ": ", job.queue_reason());
+    }
+  }
+  c.output.Fields({{"id", job.id()},
+                   {"state", state},
+                   {"attempt", absl::StrCat(job.attempt(), " (restarts ",
+                                            job.restart_count(), ")")},
+                   {"model", spec.model()},
+                   {"method", EnumName(v1::TrainingMethod_descriptor(),
+                                       spec.method(), "TRAINING_METHOD_")},
+                   {"training_file", spec.training_file()},
+                   {"validation", Validation(spec)},
+                   {"labels", Labels(spec)},
+                   {"queue", queue},
+                   {"worker", job.worker_id()},
+                   {"progress", Progress(job.progress())},
+                   {"metrics", Metrics(job.metrics())},
+                   {"error", ErrorText(job.error())},
+                   {"adapter", job.adapter().name()},
+                   {"adapter_path", job.adapter().path()},
+                   {"created", FormatTime(job.create_time())},
+                   {"started", FormatTime(job.start_time())},
+                   {"ended", FormatTime(job.end_time())},
+                   {"request_id", job.request_id()}});
+}
+
+std::string EventLine(const v1::JobEvent& e) {
+  std::string line = absl::StrCat(
+      FormatTime(e.time()), "  #", e.sequence(), "  ",
+      EnumName(v1::JobEventType_descriptor(), e.type(), "JOB_EVENT_TYPE_"));
+  if (e.type() == v1::JOB_EVENT_TYPE_STATE_CHANGED) {
+    absl::StrAppend(&line, " ", JobStateName(e.from_state()), " -> ",
+                    JobStateName(e.to_state()));
+  }
+  if (e.step() != 0) absl::StrAppend(&line, " step ", e.step());
+  if (!e.worker_id().empty()) absl::StrAppend(&line, " ", e.worker_id());
+  if (e.error_reason() != v1::ERROR_REASON_UNSPECIFIED) {
+    absl::StrAppend(&line, " ",
+                    EnumName(v1::ErrorReason_descriptor(), e.error_reason(),
+                             "ERROR_REASON_"));
+  }
+  if (!e.message().empty()) absl::StrAppend(&line, ": ", e.message());
+  return line;
+}
+
+std::string MetricLine(const v1::MetricPoint& p, int64_t total_steps) {
+  std::string line = absl::StrCat(FormatTime(p.time()), "  step ", p.step());
+  if (total_steps > 0) absl::StrAppend(&line, "/", total_steps);
+  if (p.has_train_loss()) {
+    absl::StrAppend(&line, "  loss ", absl::StrFormat("%.4f", p.train_loss()));
+  }
+  if (p.has_eval_loss()) {
+    absl::StrAppend(&line, "  eval_loss ",
+                    absl::StrFormat("%.4f", p.eval_loss()));
+  }
+  absl::StrAppend(&line, "  lr ", absl::StrFormat("%.3g", p.learning_rate()));
+  if (p.tokens_per_second() > 0) {
+    absl::StrAppend(&line, "  tok/s ",
+                    absl::StrFormat("%.0f", p.tokens_per_second()));
+  }
+  return line;
+}
+
+int JobsCreate(const CommandContext& c) {
+  absl::StatusOr<v1::CreateJobRequest> req = BuildCreateJobRequest(c.flags());
+  if (!req.ok()) return UsageFailure(c, req.status().message());
+  auto stub = Stub(c);
+  v1::CreateJobResponse resp;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext ctx;
+    c.conn.Prepare(&ctx);
+    grpc::Status status = stub->CreateJob(&ctx, *req, &resp);
+    if (status.ok()) break;
+    const bool retryable = ExitCodeFor(status.error_code()) == kExitUnavailable;
+    if (!retryable || attempt == kCreateAttempts || req->validate_only()) {
+      return ReportRpcError(status, ctx, c.output.err());
+    }
+    c.output.err() << "ftunectl: " << StatusCodeName(status.error_code())
+                   << ": " << status.error_message() << "; retrying ("
+                   << "request_id " << req->request_id() << ")\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+  }
+  for (const std::string& warning : resp.estimate().warnings()) {
+    c.output.err() << "warning: " << warning << "\n";
+  }
+  if (req->validate_only()) {
+    if (c.output.json()) {
+      c.output.Json(resp);
+      return kExitOk;
+    }
+    const v1::JobEstimate& e = resp.estimate();
+    c.output.out() << "valid (nothing created)\n";
+    c.output.Fields(
+        {{"train_examples", absl::StrCat(e.train_examples())},
+         {"validation_examples", absl::StrCat(e.validation_examples())},
+         {"effective_batch_size", absl::StrCat(e.effective_batch_size())},
+         {"steps_per_epoch", absl::StrCat(e.steps_per_epoch())},
+         {"total_steps",
+          absl::StrCat(e.total_steps(),
+                       e.total_steps_approximate() ? " (approximate)" : "")}});
+    return kExitOk;
+  }
+  if (c.output.json()) {
+    c.output.Json(resp.job());
+  } else {
+    c.output.out() << resp.job().id() << "\n";
+  }
+  return kExitOk;
+}
+
+int JobsGet(const CommandContext& c) {
+  v1::GetJobRequest req;
+  req.set_job_id(c.arg(0));
+  v1::Job job;
+  int rc = Unary(c, [&](grpc::ClientContext* ctx) {
+    return Stub(c)->GetJob(ctx, req, &job);
+  });
+  if (rc == kExitOk) PrintJob(c, job);
+  return rc;
+}
+
+int JobsList(const CommandContext& c) {
+  v1::ListJobsRequest req;
+  for (const std::string& s : c.flags().GetAll("state")) {
+    int state = ParseEnum(v1::JobState_descriptor(), "JOB_STATE_", s);
+    if (state < 0) {
+      return UsageFailure(
+          c,
+          absl::StrCat("--state: unknown job state \"", s, "\"; one of ",
+                       EnumChoices(v1::JobState_descriptor(), "JOB_STATE_")));
+    }
+    req.add_states(static_cast<v1::JobState>(state));
+  }
+  req.set_label_selector(c.flags().Get("label-selector"));
+  auto stub = Stub(c);
+  v1::ListJobsResponse all;
+  int rc = ListPages(
+      c, req,
+      [&](grpc::ClientContext* ctx, const v1::ListJobsRequest& r,
+          v1::ListJobsResponse* resp) { return stub->ListJobs(ctx, r, resp); },
+      &all);
+  if (rc != kExitOk) return rc;
+  if (c.output.json()) {
+    c.output.Json(all);
+    return kExitOk;
+  }
+  Table table({"ID", "STATE", "MODEL", "PROGRESS", "LOSS", "CREATED"});
+  for (const v1::Job& j : all.jobs()) {
+    std::string progress =
+        j.progress().total_steps() > 0
+            ? absl::StrCat(j.progress().step(), "/", j.progress().total_steps())
+            : "-";
+    std::string loss = j.metrics().step() > 0
+                           ? absl::StrFormat("%.4f", j.metrics().train_loss())
+                           : "-";
+    table.Add({j.id(), JobStateName(j.state()), j.spec().model(), progress,
+               loss, FormatTime(j.create_time())});
+  }
+  table.Print(c.output.out());
+  return kExitOk;
+}
+
+int JobsCancel(const CommandContext& c) {
+  return JobControl<v1::CancelJobRequest>(c, &v1::JobService::Stub::CancelJob);
+}
+
+int JobsPause(const CommandContext& c) {
+  return JobControl<v1::PauseJobRequest>(c, &v1::JobService::Stub::PauseJob);
+}
+
+int JobsResume(const CommandContext& c) {
+  return JobControl<v1::ResumeJobRequest>(c, &v1::JobService::Stub::ResumeJob);
+}
+
+int JobsEvents(const CommandContext& c) {
+  v1::ListJobEventsRequest req;
+  req.set_job_id(c.arg(0));
+  if (auto after = c.flags().GetInt("after")) req.set_after_sequence(*after);
+  for (const std::string& t : c.flags().GetAll("type")) {
+    int type = ParseEnum(v1::JobEventType_descriptor(), "JOB_EVENT_TYPE_", t);
+    if (type < 0) {
+      return UsageFailure(
+          c, absl::StrCat("--type: unknown event type \"", t, "\"; one of ",
+                          EnumChoices(v1::JobEventType_descriptor(),
+                                      "JOB_EVENT_TYPE_")));
+    }
+    req.add_types(static_cast<v1::JobEventType>(type));
+  }
+  auto stub = Stub(c);
+  v1::ListJobEventsResponse all;
+  int rc = ListPages(
+      c, req,
+      [&](grpc::ClientContext* ctx, const v1::ListJobEventsRequest& r,
+          v1::ListJobEventsResponse* resp) {
+        return stub->ListJobEvents(ctx, r, resp);
+      },
+      &all);
+  if (rc != kExitOk) return rc;
+  if (c.output.json()) {
+    c.output.Json(all);
+    return kExitOk;
+  }
+  for (const v1::JobEvent& e : all.events()) {
+    c.output.out() << EventLine(e) << "\n";
+  }
+  if (all.events().empty()) c.output.out() << "(none)\n";
+  return kExitOk;
+}
+
+int JobsMetrics(const CommandContext& c) {
+  v1::ListJobMetricsRequest req;
+  req.set_job_id(c.arg(0));
+  if (auto v = c.flags().GetInt("after")) req.set_after_sequence(*v);
+  if (auto v = c.flags().GetInt("attempt")) {
+    req.set_attempt(static_cast<int32_t>(*v));
+  }
+  if (auto v = c.flags().GetInt("min-step")) req.set_min_step(*v);
+  if (auto v = c.flags().GetInt("max-step")) req.set_max_step(*v);
+  auto stub = Stub(c);
+  v1::ListJobMetricsResponse all;
+  int rc = ListPages(
+      c, req,
+      [&](grpc::ClientContext* ctx, const v1::ListJobMetricsRequest& r,
+          v1::ListJobMetricsResponse* resp) {
+        return stub->ListJobMetrics(ctx, r, resp);
+      },
+      &all);
+  if (rc != kExitOk) return rc;
+  if (c.output.json()) {
+    c.output.Json(all);
+    return kExitOk;
+  }
+  Table table({"SEQ", "ATTEMPT", "STEP", "EPOCH", "LOSS", "EVAL_LOSS", "LR",
+               "GRAD_NORM", "TOK/S"});
+  for (const v1::MetricPoint& p : all.metrics()) {
+    table.Add(
+        {absl::StrCat(p.sequence()), absl::StrCat(p.attempt()),
+         absl::StrCat(p.step()), absl::StrFormat("%.3f", p.epoch()),
+         p.has_train_loss() ? absl::StrFormat("%.4f", p.train_loss()) : "-",
+         p.has_eval_loss() ? absl::StrFormat("%.4f", p.eval_loss()) : "-",
+         absl::StrFormat("%.3g", p.learning_rate()),
+         absl::StrFormat("%.3g", p.grad_norm()),
+         absl::StrFormat("%.0f", p.tokens_per_second())});
+  }
+  table.Print(c.output.out());
+  return kExitOk;
+}
+
+int JobsCheckpoints(const CommandContext& c) {
+  v1::ListCheckpointsRequest req;
+  req.set_job_id(c.arg(0));
+  auto stub = Stub(c);
+  v1::ListCheckpointsResponse all;
+  int rc = ListPages(
+      c, req,
+      [&](grpc::ClientContext* ctx, const v1::ListCheckpointsRequest& r,
+          v1::ListCheckpointsResponse* resp) {
+        return stub->ListCheckpoints(ctx, r, resp);
+      },
+      &all);
+  if (rc != kExitOk) return rc;
+  if (c.output.json()) {
+    c.output.Json(all);
+    return kExitOk;
+  }
+  Table table(
+      {"STEP", "ATTEMPT", "EPOCH", "EVAL_LOSS", "BEST", "SIZE", "PATH"});
+  for (const v1::Checkpoint& k : all.checkpoints()) {
+    table.Add({absl::StrCat(k.step()), absl::StrCat(k.attempt()),
+               absl::StrFormat("%.3f", k.epoch()),
+               k.has_eval_loss() ? absl::StrFormat("%.4f", k.eval_loss()) : "-",
+               k.is_best() ? "yes" : "", FormatBytes(k.size_bytes()),
+               k.path()});
+  }
+  table.Print(c.output.out());
+  return kExitOk;
+}
+
+}  // namespace ftune::client
