@@ -1,39 +1,126 @@
 #!/usr/bin/env bash
-# The README's demo: installs what is missing, builds, starts a scheduler on a
-# free local port and shows it answering through ftunectl, then stops it.
-# Later parts extend this to a full fine-tuning job.
+# The README's demo: a complete fine-tuning job on this machine.
+#
+# Installs what is missing, builds, makes sure the demo base model exists
+# (scripts/get-model.sh pretrains it once, tens of minutes on 2 cores; then
+# cached in .cache/models/), then starts ftune-scheduler and one CPU
+# ftune-worker on free local ports, and plays operator and tenant with
+# ftunectl: tenant + API key, dataset upload, a LoRA job, watched to the end.
+# Prints where the adapter was published, then stops everything.
+#
+#   FTUNE_DEMO_KEEP=1   keep the work directory (logs, database, storage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 scripts/install-deps.sh
 scripts/build.sh build
 
-work=$(mktemp -d /tmp/ftune-demo.XXXXXX)
-sched_pid=""
-cleanup() {
-  if [[ -n $sched_pid ]] && kill -0 "$sched_pid" 2>/dev/null; then
-    kill -TERM "$sched_pid"; wait "$sched_pid" || true
+model_name=debian-llama-9m
+model_dir=$repo/.cache/models/$model_name
+if [[ ! -f $model_dir/model.safetensors ]]; then
+  echo "== building the demo base model (once; cached in $model_dir)"
+  # get-model.sh reads Debian's package descriptions (apt's Translation-en).
+  if ! ls /var/lib/apt/lists/*Translation-en* >/dev/null 2>&1; then
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get update -q -o Acquire::Languages=en
   fi
-  rm -rf "$work"
+  scripts/get-model.sh "$model_dir"
+fi
+
+work=$(mktemp -d /tmp/ftune-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ ${FTUNE_DEMO_KEEP:-0} == 1 ]]; then
+    echo "== kept $work"
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 
-echo "== starting ftune-scheduler (logs: $work/scheduler.log)"
-# A throw-away admin credential (docs/operations.md "Credentials").
+bin=$repo/build/bin
+storage=$work/storage
+mkdir -p "$storage/models"
+# Shared storage holds the base models; link the cached one in.
+ln -s "$model_dir" "$storage/models/$model_name"
+cat >"$work/scheduler.json" <<EOF
+{"models": [{"name": "$model_name"}]}
+EOF
+# Throw-away credentials (docs/operations.md "Credentials").
 head -c 24 /dev/urandom | base64 >"$work/admin.key"
-build/bin/ftune-scheduler --grpc_address=127.0.0.1:0 --db="$work/sched.db" \
-  --storage_root="$work/storage" --admin_key_file="$work/admin.key" >"$work/scheduler.out" 2>"$work/scheduler.log" &
-sched_pid=$!
-for _ in $(seq 100); do
-  grep -q '^grpc_address=' "$work/scheduler.out" 2>/dev/null && break
-  kill -0 "$sched_pid" 2>/dev/null || { cat "$work/scheduler.log"; exit 1; }
-  sleep 0.1
-done
-endpoint=$(sed -n 's/^grpc_address=//p' "$work/scheduler.out")
-[[ -n $endpoint ]] || { echo "scheduler did not report its address" >&2; exit 1; }
+head -c 24 /dev/urandom | base64 >"$work/worker.key"
 
-echo "== ftunectl --endpoint $endpoint status"
-build/bin/ftunectl --endpoint "$endpoint" status
+wait_for_line() {  # FILE PREFIX PID -> the rest of the first line with PREFIX
+  for _ in $(seq 300); do
+    if grep -q "^$2" "$1" 2>/dev/null; then
+      sed -n "s/^$2//p" "$1" | head -1
+      return 0
+    fi
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "demo: $1 never printed $2; see the logs in $work" >&2
+  FTUNE_DEMO_KEEP=1
+  return 1
+}
 
-echo "== stopping the scheduler (SIGTERM)"
-kill -TERM "$sched_pid"; wait "$sched_pid"; sched_pid=""
+echo "== starting ftune-scheduler (log: $work/scheduler.log)"
+"$bin/ftune-scheduler" --grpc_address=127.0.0.1:0 --db="$work/sched.db" \
+  --storage_root="$storage" --config="$work/scheduler.json" \
+  --admin_key_file="$work/admin.key" --worker_key_file="$work/worker.key" \
+  >"$work/scheduler.out" 2>"$work/scheduler.log" &
+pids+=($!)
+address=$(wait_for_line "$work/scheduler.out" grpc_address= "${pids[0]}")
+export FTUNE_ADDRESS=$address
+
+echo "== starting ftune-worker, one CPU slot (log: $work/worker.log)"
+"$bin/ftune-worker" --scheduler="$address" --storage_root="$storage" \
+  --worker_key_file="$work/worker.key" --trainer="$bin/ftune-train" \
+  --work_dir="$work/worker" --cpu_slots=1 --gpus=none \
+  >"$work/worker.out" 2>"$work/worker.log" &
+pids+=($!)
+worker_id=$(wait_for_line "$work/worker.out" worker_id= "${pids[1]}")
+echo "   registered as $worker_id"
+
+ctl() { "$bin/ftunectl" "$@"; }
+
+echo "== operator: a tenant and its API key"
+tenant=$(ctl --api-key-file "$work/admin.key" tenants create demo-team)
+echo "   tenant $tenant"
+ctl --api-key-file "$work/admin.key" --output json \
+  keys create --tenant "$tenant" --description demo >"$work/key.json"
+/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["secret"])' \
+  "$work/key.json" >"$work/tenant.key"
+export FTUNE_API_KEY_FILE=$work/tenant.key
+
+echo "== tenant: upload the dataset (examples/debian-describe)"
+train=$(ctl files upload examples/debian-describe/train.jsonl)
+eval=$(ctl files upload examples/debian-describe/eval.jsonl --purpose validation)
+echo "   training file $train, validation file $eval"
+
+echo "== tenant: create a LoRA job"
+ctl models list
+job=$(ctl jobs create --model "$model_name" --training-file "$train" \
+  --validation-file "$eval" --method lora --lora-rank 8 --lora-alpha 16 \
+  --target-modules all-linear --epochs 3 --learning-rate 3e-3 \
+  --batch-size 4 --max-seq-length 128 --checkpoint-every-steps 10 \
+  --seed 1 --gpus 0 --cpu-threads 2 --suffix demo)
+echo "   job $job"
+
+echo "== tenant: watch it to the end"
+ctl jobs watch "$job"
+
+echo "== result"
+ctl jobs get "$job"
+adapter=$(ctl --output json jobs get "$job" |
+  /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["adapter"]["path"])')
+echo "adapter published at $storage/$adapter:"
+ls -l "$storage/$adapter"
 echo "== demo finished"

@@ -5,13 +5,21 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <set>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "nlohmann/json.hpp"
 #include "server/rpc/auth.h"
 #include "server/scheduler_server.h"
 
@@ -34,8 +42,9 @@ ABSL_FLAG(std::string, storage_root, "",
           "Required. Root directory of shared storage (models/, files/, "
           "jobs/), the same path on the scheduler and every worker.");
 ABSL_FLAG(std::string, config, "",
-          "JSON config file registering base models; see "
-          "docs/operations.md.");
+          "JSON config file: base models (\"models\") and flag values "
+          "(\"server\": {\"flag_name\": value}); a flag given on the command "
+          "line wins. See docs/operations.md.");
 ABSL_FLAG(std::string, admin_key_file, "",
           "File holding the admin credential (first non-empty line). "
           "Default: the environment variable FTUNE_ADMIN_KEY.");
@@ -58,6 +67,71 @@ ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(30),
 
 namespace {
 
+// Names of the flags given in `argv` ("--x=1", "--x 1", "-x", "--nox").
+std::set<std::string> FlagsOnCommandLine(int argc, char** argv) {
+  std::set<std::string> names;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;
+    absl::ConsumePrefix(&arg, "-");
+    arg = arg.substr(0, arg.find('='));
+    names.insert(std::string(arg));
+    if (absl::ConsumePrefix(&arg, "no")) names.insert(std::string(arg));
+  }
+  return names;
+}
+
+// Applies the "server" object of the --config file: each key names a flag,
+// set from the value unless the flag was given on the command line.
+absl::Status ApplyConfigFlags(const std::string& path,
+                              const std::set<std::string>& on_command_line) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("config ", path, ": cannot read"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json root =
+      nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config ", path, ": not a JSON object"));
+  }
+  if (!root.contains("server")) return absl::OkStatus();
+  if (!root["server"].is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config ", path, ": \"server\" must be an object"));
+  }
+  for (const auto& [key, value] : root["server"].items()) {
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(key);
+    if (flag == nullptr || key == "config" || key == "help" ||
+        absl::StartsWith(key, "help")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", path, ": server.", key,
+                       ": not a flag of ftune-scheduler (see --help)"));
+    }
+    if (on_command_line.count(key) != 0) continue;  // The command line wins.
+    std::string text_value;
+    if (value.is_string()) {
+      text_value = value.get<std::string>();
+    } else if (value.is_number() || value.is_boolean()) {
+      text_value = value.dump();
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", path, ": server.", key,
+                       ": must be a string, number or "
+                       "boolean"));
+    }
+    std::string error;
+    if (!flag->ParseFrom(text_value, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", path, ": server.", key, ": ", error));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // A credential from --FLAG_file, else from the environment; "" if neither.
 absl::StatusOr<std::string> LoadCredential(const std::string& file,
                                            const char* env_name) {
@@ -74,6 +148,14 @@ int main(int argc, char** argv) {
       "Usage: ftune-scheduler [--grpc_address=HOST:PORT] ...\n"
       "Run with --help for every flag.");
   absl::ParseCommandLine(argc, argv);
+  if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
+    if (absl::Status st =
+            ApplyConfigFlags(config, FlagsOnCommandLine(argc, argv));
+        !st.ok()) {
+      std::cerr << "ftune-scheduler: " << st.message() << std::endl;
+      return 1;
+    }
+  }
 
   // Block the termination signals in every thread; main waits for them.
   sigset_t signals;

@@ -160,7 +160,10 @@ absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
     return bad("not a JSON object");
   }
   for (auto& [key, value] : root.items()) {
-    if (key != "models") return bad(absl::StrCat("unknown key \"", key, "\""));
+    // "server" holds flag values; ftune-scheduler's main applies them.
+    if (key != "models" && key != "server") {
+      return bad(absl::StrCat("unknown key \"", key, "\""));
+    }
   }
   SchedulerConfig out;
   if (!root.contains("models")) return out;

@@ -4,6 +4,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "client/server_info.h"
@@ -107,6 +110,53 @@ TEST(SchedulerProcessTest, PortInUseFailsAtStart) {
   ASSERT_OK_AND_ASSIGN(int status, second.Wait(absl::Seconds(30)));
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+void WriteConfig(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+TEST(SchedulerProcessTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
+  testing::TempDir dir;
+  // Everything from the file, except the address, which the file gets
+  // wrong and the command line overrides.
+  WriteConfig(dir.Sub("sched.json"),
+              R"({"server": {"grpc_address": "no-port-here", "db": ")" +
+                  dir.Sub("sched.db") + R"(", "storage_root": ")" +
+                  dir.Sub("storage") +
+                  R"(", "allow_no_admin": true, "lease_duration": "45s",
+                  "rpc_threads": 4}, "models": []})");
+  testing::Subprocess proc;
+  ASSERT_OK(proc.Start({kScheduler, "--config=" + dir.Sub("sched.json"),
+                        "--grpc_address=127.0.0.1:0"}));
+  ASSERT_OK_AND_ASSIGN(
+      std::string address,
+      proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  EXPECT_THAT(address, HasSubstr("127.0.0.1:"));
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("sched.db")));
+  ASSERT_OK(proc.Signal(SIGTERM));
+  ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(SchedulerProcessTest, ConfigFileWithAnUnknownSettingIsRefused) {
+  testing::TempDir dir;
+  WriteConfig(dir.Sub("sched.json"), R"({"server": {"lease_duraton": "12s"}})");
+  testing::Subprocess proc;
+  ASSERT_OK(
+      proc.Start({kScheduler, "--config=" + dir.Sub("sched.json"),
+                  "--db=" + dir.Sub("sched.db"),
+                  "--storage_root=" + dir.Sub("storage"), "--allow_no_admin"},
+                 {}, dir.Sub("stderr")));
+  ASSERT_OK(proc.ReadAll(absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream err(dir.Sub("stderr"));
+  std::stringstream text;
+  text << err.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("server.lease_duraton"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("sched.db")));
 }
 
 }  // namespace
