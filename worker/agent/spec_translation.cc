@@ -193,11 +193,8 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
             CeilTolerant(ratio * static_cast<double>(max_steps));
       } else {
         // The total step count of an epochs job is known only after the
-        // trainer has tokenized and packed the data.
-        return Unsupported(
-            absl::StrCat(kHp, "warmup_ratio"),
-            "a warmup ratio needs a known step count; with "
-            "epochs set warmup_steps instead (or use max_steps)");
+        // trainer has tokenized and packed the data: it resolves the ratio.
+        hp["warmup_ratio"] = ratio;
       }
       break;
     }
@@ -222,15 +219,15 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   }
   if (has_validation) {
     int64_t every = h.eval_every_steps();
-    if (every == 0) {
-      if (max_steps == 0) {
-        return Unsupported(absl::StrCat(kHp, "eval_every_steps"),
-                           "0 means \"at the end of every epoch\", which needs "
-                           "the step count of an epoch; set eval_every_steps");
-      }
+    if (every == 0 && max_steps > 0) {
       every = CeilTolerant(static_cast<double>(max_steps) / 10.0);
     }
-    hp["eval_every_steps"] = every;
+    if (every > 0) {
+      hp["eval_every_steps"] = every;
+    } else {
+      // "At the end of every epoch": the trainer knows the epoch's length.
+      hp["eval_every_epoch"] = true;
+    }
     hp["early_stopping_patience"] = h.early_stopping_patience();
   } else if (h.early_stopping_patience() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -171,9 +171,10 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     FTUNE_RETURN_IF_ERROR(CheckKeys(
         h, "hyperparameters",
         {"epochs", "max_steps", "learning_rate", "lr_scheduler", "warmup_steps",
-         "batch_size", "gradient_accumulation_steps", "max_seq_length",
-         "packing", "weight_decay", "max_grad_norm", "seed", "eval_every_steps",
-         "checkpoint_every_steps", "early_stopping_patience"}));
+         "warmup_ratio", "batch_size", "gradient_accumulation_steps",
+         "max_seq_length", "packing", "weight_decay", "max_grad_norm", "seed",
+         "eval_every_steps", "eval_every_epoch", "checkpoint_every_steps",
+         "early_stopping_patience"}));
     HyperParameters& hp = s.hp;
     const std::string p = "hyperparameters.";
     FTUNE_RETURN_IF_ERROR(Int(h, "epochs", p + "epochs", 1, &hp.epochs));
@@ -189,6 +190,12 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                  "must be \"constant\", \"linear\" or \"cosine\"");
     FTUNE_RETURN_IF_ERROR(
         Int(h, "warmup_steps", p + "warmup_steps", 0, &hp.warmup_steps));
+    FTUNE_RETURN_IF_ERROR(Num(h, "warmup_ratio", p + "warmup_ratio", 0, 1,
+                              false, &hp.warmup_ratio));
+    if (hp.warmup_steps > 0 && hp.warmup_ratio > 0) {
+      return Bad(p + "warmup_ratio",
+                 "set warmup_steps or warmup_ratio, not both");
+    }
     FTUNE_RETURN_IF_ERROR(
         Int(h, "batch_size", p + "batch_size", 1, &hp.batch_size));
     FTUNE_RETURN_IF_ERROR(Int(h, "gradient_accumulation_steps",
@@ -200,6 +207,11 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
       if (!h["packing"].is_boolean())
         return Bad(p + "packing", "must be true or false");
       hp.packing = h["packing"].get<bool>();
+    }
+    if (h.contains("eval_every_epoch")) {
+      if (!h["eval_every_epoch"].is_boolean())
+        return Bad(p + "eval_every_epoch", "must be true or false");
+      hp.eval_every_epoch = h["eval_every_epoch"].get<bool>();
     }
     FTUNE_RETURN_IF_ERROR(Num(h, "weight_decay", p + "weight_decay", 0, 10,
                               true, &hp.weight_decay));
@@ -215,13 +227,14 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                               p + "early_stopping_patience", 0,
                               &hp.early_stopping_patience));
   }
-  if (s.hp.eval_every_steps > 0 && s.validation_data.empty() &&
-      s.data.validation_split == 0)
-    return Bad("hyperparameters.eval_every_steps",
+  const bool evaluates = s.hp.eval_every_steps > 0 || s.hp.eval_every_epoch;
+  if (evaluates && s.validation_data.empty() && s.data.validation_split == 0)
+    return Bad(s.hp.eval_every_steps > 0 ? "hyperparameters.eval_every_steps"
+                                         : "hyperparameters.eval_every_epoch",
                "needs validation_data or data.validation_split");
-  if (s.hp.early_stopping_patience > 0 && s.hp.eval_every_steps == 0)
+  if (s.hp.early_stopping_patience > 0 && !evaluates)
     return Bad("hyperparameters.early_stopping_patience",
-               "needs eval_every_steps > 0");
+               "needs eval_every_steps > 0 or eval_every_epoch");
   if ((s.hp.checkpoint_every_steps > 0 || !s.resume_from.empty()) &&
       s.checkpoint_dir.empty())
     return Bad("checkpoint_dir",

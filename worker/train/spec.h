@@ -67,6 +67,9 @@ struct HyperParameters {
   double learning_rate = 2e-4;
   std::string lr_scheduler = "cosine";
   int64_t warmup_steps = 0;
+  // Warmup as a fraction of the total optimizer steps, resolved once the
+  // data is packed (epochs jobs); exclusive with warmup_steps.
+  double warmup_ratio = 0;
   int64_t batch_size = 4;
   int64_t gradient_accumulation_steps = 1;
   int64_t max_seq_length = 512;
@@ -75,6 +78,8 @@ struct HyperParameters {
   double max_grad_norm = 1.0;
   uint64_t seed = 42;
   int64_t eval_every_steps = 0;
+  // Evaluate at the end of every epoch (when eval_every_steps is 0).
+  bool eval_every_epoch = false;
   int64_t checkpoint_every_steps = 0;
   int64_t early_stopping_patience = 0;
 };

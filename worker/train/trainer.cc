@@ -390,7 +390,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   if (train.rows.empty())
     return absl::InvalidArgumentError(
         absl::StrCat(spec.train_data, ": no rows to train on"));
-  if (hp.eval_every_steps > 0 && val.rows.empty())
+  if ((hp.eval_every_steps > 0 || hp.eval_every_epoch) && val.rows.empty())
     return absl::InvalidArgumentError(
         "hyperparameters.eval_every_steps: the validation split has no rows");
   // Never silent about what happened to the data (over-length examples in
@@ -434,6 +434,20 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       hp.max_steps > 0
           ? hp.max_steps
           : hp.epochs * ((n_rows + rows_per_step - 1) / rows_per_step);
+  // Every `eval_every` steps (0 = never): the spec's count, or one epoch.
+  const int64_t eval_every =
+      hp.eval_every_steps > 0
+          ? hp.eval_every_steps
+          : (hp.eval_every_epoch
+                 ? std::max<int64_t>(
+                       1, (n_rows + rows_per_step - 1) / rows_per_step)
+                 : 0);
+  // A ratio rounds up, as HF's get_scheduler(num_warmup_steps=ceil(...)).
+  const int64_t warmup_steps =
+      hp.warmup_ratio > 0
+          ? static_cast<int64_t>(std::ceil(
+                hp.warmup_ratio * static_cast<double>(total_steps) - 1e-9))
+          : hp.warmup_steps;
   AdamW opt(params, hp.weight_decay);
   RowSampler sampler(train.rows.size(), hp.seed);
   const std::string spec_sha = Sha256Hex(spec.source_json);
@@ -524,7 +538,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         if (p.grad().defined()) p.mutable_grad().mul_(coef);
     }
     const double lr = LearningRate(hp.lr_scheduler, hp.learning_rate,
-                                   hp.warmup_steps, total_steps, st.step);
+                                   warmup_steps, total_steps, st.step);
     opt.Step(lr);
     ++st.step;
     const double secs =
@@ -544,8 +558,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
 
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
-    if (hp.eval_every_steps > 0 &&
-        (st.step % hp.eval_every_steps == 0 || last)) {
+    if (eval_every > 0 && (st.step % eval_every == 0 || last)) {
       const double eval_loss = Evaluate(*model, val.rows, hp.batch_size);
       const bool improved = eval_loss < st.best_eval_loss;
       if (improved) {

@@ -127,6 +127,21 @@ TEST(SpecTranslationTest, ValidationSplitAndEpochs) {
   EXPECT_EQ(t.json["hyperparameters"]["eval_every_steps"], 7);
 }
 
+TEST(SpecTranslationTest, WarmupRatioOfAnEpochsJobGoesToTheTrainer) {
+  v1::AssignJobCommand c = Command();
+  v1::Hyperparameters* h = c.mutable_spec()->mutable_hyperparameters();
+  h->set_epochs(3);
+  h->set_warmup_ratio(0.1);
+  ASSERT_OK_AND_ASSIGN(TrainerSpec t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.json["hyperparameters"]["warmup_ratio"], 0.1);
+  EXPECT_FALSE(t.json["hyperparameters"].contains("warmup_steps"));
+  // Evaluation "at the end of every epoch" (eval_every_steps 0) too.
+  c.mutable_spec()->set_validation_split(0.1);
+  ASSERT_OK_AND_ASSIGN(t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.json["hyperparameters"]["eval_every_epoch"], true);
+  EXPECT_FALSE(t.json["hyperparameters"].contains("eval_every_steps"));
+}
+
 TEST(SpecTranslationTest, WhatTheTrainerCannotDoIsBadInputNamingTheField) {
   struct Case {
     const char* field;
@@ -139,17 +154,6 @@ TEST(SpecTranslationTest, WhatTheTrainerCannotDoIsBadInputNamingTheField) {
       {"spec.hyperparameters.epochs",
        [](v1::AssignJobCommand& c) {
          c.mutable_spec()->mutable_hyperparameters()->set_epochs(1.5);
-       }},
-      {"spec.hyperparameters.warmup_ratio",
-       [](v1::AssignJobCommand& c) {
-         c.mutable_spec()->mutable_hyperparameters()->set_epochs(3);
-       }},
-      {"spec.hyperparameters.eval_every_steps",
-       [](v1::AssignJobCommand& c) {
-         v1::Hyperparameters* h = c.mutable_spec()->mutable_hyperparameters();
-         h->set_epochs(3);
-         h->set_warmup_steps(0);
-         c.mutable_spec()->set_validation_split(0.1);
        }},
       {"spec.resources.gpus",
        [](v1::AssignJobCommand& c) {

@@ -138,6 +138,23 @@ TEST(SpecTest, NamesTheBadField) {
   EXPECT_THAT(
       ParseTrainSpec("{" + ok + R"(,"method":"qlora"})"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"warmup_ratio":1}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("warmup_ratio")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok +
+                     R"(,"hyperparameters":{"warmup_ratio":0.1,
+                                 "warmup_steps":3}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not both")));
+  auto ratio = ParseTrainSpec(
+      "{" + ok + R"(,"hyperparameters":{"warmup_ratio":0.25,"epochs":2}})");
+  ASSERT_OK(ratio.status());
+  EXPECT_DOUBLE_EQ(ratio->hp.warmup_ratio, 0.25);
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok +
+                     R"(,"hyperparameters":{"eval_every_epoch":true}})"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("needs validation_data")));
 }
 
 TEST(DataTest, NamesLineAndFieldAndPacks) {
