@@ -120,6 +120,11 @@ void PrintUpdate(const CommandContext& c, const v1::WatchJobResponse& msg,
       c.output.out() << MetricLine(msg.metric(), job.progress().total_steps())
                      << "\n";
       break;
+    case v1::WatchJobResponse::kMetrics:
+      for (const v1::MetricPoint& m : msg.metrics().points()) {
+        c.output.out() << MetricLine(m, job.progress().total_steps()) << "\n";
+      }
+      break;
     case v1::WatchJobResponse::kTruncated:
     case v1::WatchJobResponse::UPDATE_NOT_SET:
       break;
@@ -142,6 +147,9 @@ int JobsWatch(const CommandContext& c) {
     req.set_job_id(c.arg(0));
     if (after.has_value()) req.set_after_sequence(*after);
     req.set_exclude_metrics(c.flags().GetBool("no-metrics"));
+    // Text output prints a line per point either way; fewer messages for a
+    // fast job. JSON output keeps one object per point.
+    req.set_batch_metrics(!c.output.json());
     grpc::ClientContext ctx;
     // A watch lasts as long as the job: no deadline on the stream itself.
     c.conn.Prepare(&ctx, /*deadline=*/false);

@@ -49,6 +49,9 @@ ABSL_FLAG(int, jobs, 300, "jobs for the dispatch-latency part");
 ABSL_FLAG(int, watchers, 100, "WatchJob streams for the fan-out part");
 ABSL_FLAG(int, points, 50000, "metric points for the fan-out part");
 ABSL_FLAG(int, batch, 500, "metric points per ReportProgress");
+ABSL_FLAG(bool, batch_metrics, true,
+          "watchers ask for batched metric messages "
+          "(WatchJobRequest.batch_metrics); false: one message per point");
 ABSL_FLAG(std::string, scheduler, FTUNE_BIN_DIR "/ftune-scheduler",
           "the ftune-scheduler binary");
 
@@ -394,6 +397,7 @@ int Run() {
       v1::WatchJobRequest req;
       req.set_job_id(id);
       req.set_after_sequence(0);
+      req.set_batch_metrics(absl::GetFlag(FLAGS_batch_metrics));
       auto reader = jobs->WatchJob(ctx, req);
       v1::WatchJobResponse msg;
       int seen = 0;
@@ -407,7 +411,9 @@ int Run() {
           truncated.fetch_add(1);
           break;
         }
-        if (msg.has_metric() && ++seen == points) break;
+        if (msg.has_metric()) ++seen;
+        if (msg.has_metrics()) seen += msg.metrics().points_size();
+        if (seen >= points) break;
       }
       done_watchers.fetch_add(1);
       ctx->TryCancel();

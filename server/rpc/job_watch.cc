@@ -21,6 +21,9 @@ namespace {
 
 class WatchReactor;
 
+// Most metric points in one batched message (WatchJobRequest.batch_metrics).
+constexpr int kMaxBatchedPoints = 512;
+
 // One record of a job in sequence order: an event or a metric point.
 struct Record {
   int64_t sequence = 0;
@@ -55,6 +58,7 @@ class WatchSession final : public WatchHub::Subscriber,
         has_after_(request.has_after_sequence()),
         after_(request.after_sequence()),
         exclude_metrics_(request.exclude_metrics()),
+        batch_metrics_(request.batch_metrics()),
         max_buffered_(std::max<int64_t>(options.max_buffered_messages, 8)),
         page_size_(static_cast<int>(std::max<int64_t>(
             1,
@@ -167,6 +171,17 @@ class WatchSession final : public WatchHub::Subscriber,
       if (r.event->type == core::JobEventType::kStateChanged) {
         *state_changed = true;
       }
+    } else if (batch_metrics_) {
+      // Joins the batch at the back of the queue when there is room (the
+      // message being written has left the queue, so it is never touched).
+      if (!pending_.empty() && pending_.back().has_metrics() &&
+          pending_.back().metrics().points_size() < kMaxBatchedPoints) {
+        v1::WatchJobResponse& back = pending_.back();
+        *back.mutable_metrics()->add_points() = MetricPointToProto(*r.metric);
+        back.set_sequence(r.sequence);
+        return true;
+      }
+      *msg.mutable_metrics()->add_points() = MetricPointToProto(*r.metric);
     } else {
       *msg.mutable_metric() = MetricPointToProto(*r.metric);
     }
@@ -252,6 +267,7 @@ class WatchSession final : public WatchHub::Subscriber,
   const bool has_after_;
   const int64_t after_;
   const bool exclude_metrics_;
+  const bool batch_metrics_;
   const int64_t max_buffered_;
   const int page_size_;
   const int64_t max_parked_;

@@ -194,6 +194,47 @@ TEST_F(JobWatchTest, ReplaysHistoryOfFinishedJob) {
   EXPECT_EQ(events, 3);
 }
 
+TEST_F(JobWatchTest, BatchedMetricsCarryEveryRecordOnceInFewerMessages) {
+  core::Job job = RunningJob();
+  for (int i = 1; i <= 700; ++i) AppendMetric(job.id, i);
+  Succeed(job.id);
+  ASSERT_OK_AND_ASSIGN(core::Job done, store_->GetJob(alice_.id, job.id));
+
+  grpc::ClientContext ctx;
+  Authorize(&ctx, alice_);
+  v1::WatchJobRequest req;
+  req.set_job_id(job.id);
+  req.set_after_sequence(0);
+  req.set_batch_metrics(true);
+  auto reader = jobs_->WatchJob(&ctx, req);
+  std::vector<int64_t> sequences;
+  std::vector<int64_t> steps;
+  int messages = 0;
+  v1::WatchJobResponse msg;
+  while (reader->Read(&msg)) {
+    ++messages;
+    EXPECT_FALSE(msg.has_metric());  // Batched mode never sends singles.
+    if (msg.has_event()) sequences.push_back(msg.sequence());
+    if (msg.has_metrics()) {
+      ASSERT_GT(msg.metrics().points_size(), 0);
+      EXPECT_LE(msg.metrics().points_size(), 512);
+      EXPECT_EQ(msg.sequence(), msg.metrics().points().rbegin()->sequence());
+      for (const v1::MetricPoint& p : msg.metrics().points()) {
+        sequences.push_back(p.sequence());
+        steps.push_back(p.step());
+      }
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(static_cast<int64_t>(sequences.size()), done.last_sequence);
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    EXPECT_EQ(sequences[i], static_cast<int64_t>(i) + 1);
+  }
+  ASSERT_EQ(steps.size(), 700u);
+  for (int i = 0; i < 700; ++i) EXPECT_EQ(steps[i], i + 1);
+  EXPECT_LT(messages, 100);  // 700 points + a few events and snapshots.
+}
+
 TEST_F(JobWatchTest, RejectsBadRequests) {
   core::Job job = RunningJob();
   auto expect_code = [&](std::unique_ptr<Watch> w, grpc::StatusCode code) {
