@@ -12,6 +12,7 @@
 #include "ftune/v1/admin.pb.h"
 #include "ftune/v1/job.pb.h"
 #include "ftune/v1/model.pb.h"
+#include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "server/core/spec_validation.h"
 #include "server/core/types.h"
@@ -21,6 +22,7 @@ namespace ftune::server::rpc {
 // Leaves `out` cleared when `t` is InfinitePast (unset).
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
 absl::Time FromTimestamp(const google::protobuf::Timestamp& ts);
+void SetDuration(absl::Duration d, google::protobuf::Duration* out);
 
 // Adapter.name: "<model>-<suffix>-<job id>", or "<model>-<job id>".
 std::string AdapterName(absl::string_view model, absl::string_view suffix,

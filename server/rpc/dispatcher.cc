@@ -15,10 +15,21 @@
 namespace ftune::server::rpc {
 namespace {
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+v1::WorkerCommand CancelCommand(const core::Job& job, absl::Duration grace) {
+  v1::WorkerCommand command;
+  v1::CancelJobCommand* c = command.mutable_cancel_job();
+  c->set_job_id(job.id);
+  c->set_attempt(static_cast<int32_t>(job.attempt));
+  SetDuration(grace, c->mutable_grace_period());
+  return command;
+}
+
+v1::WorkerCommand PauseCommand(const core::Job& job) {
+  v1::WorkerCommand command;
+  v1::PauseJobCommand* p = command.mutable_pause_job();
+  p->set_job_id(job.id);
+  p->set_attempt(static_cast<int32_t>(job.attempt));
+  return command;
 }
 
 bool ChangesPlacement(const store::JobChange& change) {
@@ -106,20 +117,11 @@ void Dispatcher::OnCommit(const std::vector<store::JobChange>& changes) {
     if (job.worker_id.empty()) continue;
     for (const core::JobEvent& e : change.events) {
       if (e.type != core::JobEventType::kStateChanged || !e.to_state) continue;
-      v1::WorkerCommand command;
       if (*e.to_state == core::JobState::kCancelling) {
-        v1::CancelJobCommand* c = command.mutable_cancel_job();
-        c->set_job_id(job.id);
-        c->set_attempt(static_cast<int32_t>(job.attempt));
-        SetDuration(options_.cancel_grace, c->mutable_grace_period());
+        SendTo(job.worker_id, CancelCommand(job, options_.cancel_grace));
       } else if (*e.to_state == core::JobState::kPaused) {
-        v1::PauseJobCommand* p = command.mutable_pause_job();
-        p->set_job_id(job.id);
-        p->set_attempt(static_cast<int32_t>(job.attempt));
-      } else {
-        continue;
+        SendTo(job.worker_id, PauseCommand(job));
       }
-      SendTo(job.worker_id, command);
     }
   }
   if (notify) Notify();
@@ -223,18 +225,10 @@ std::vector<v1::WorkerCommand> Dispatcher::CommandsFor(
     v1::WorkerCommand assign;
     *assign.mutable_assign_job() = *std::move(a);
     out.push_back(std::move(assign));
-    v1::WorkerCommand follow;
     if (h.job.state == core::JobState::kCancelling) {
-      v1::CancelJobCommand* c = follow.mutable_cancel_job();
-      c->set_job_id(h.job.id);
-      c->set_attempt(static_cast<int32_t>(h.job.attempt));
-      SetDuration(options_.cancel_grace, c->mutable_grace_period());
-      out.push_back(std::move(follow));
+      out.push_back(CancelCommand(h.job, options_.cancel_grace));
     } else if (h.job.state == core::JobState::kPaused) {
-      v1::PauseJobCommand* p = follow.mutable_pause_job();
-      p->set_job_id(h.job.id);
-      p->set_attempt(static_cast<int32_t>(h.job.attempt));
-      out.push_back(std::move(follow));
+      out.push_back(PauseCommand(h.job));
     }
   }
   return out;

@@ -1,5 +1,9 @@
 #include "server/rpc/executor.h"
 
+#include <grpcpp/grpcpp.h>
+
+#include "server/rpc/status_util.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -90,6 +94,28 @@ void Executor::Loop() {
     };
     mu_.AwaitWithDeadline(absl::Condition(&changed), next);
   }
+}
+
+grpc::ServerUnaryReactor* RunUnary(Executor* executor,
+                                   grpc::CallbackServerContext* ctx,
+                                   std::function<absl::Status()> fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto run = [ctx, reactor, fn = std::move(fn)] {
+    const absl::Status status =
+        ctx->IsCancelled()
+            ? absl::CancelledError("cancelled before it was served")
+            : fn();
+    reactor->Finish(ToGrpcStatus(status, ctx));
+  };
+  if (executor == nullptr) {
+    run();
+  } else if (!executor->Post(std::move(run))) {
+    reactor->Finish(ToGrpcStatus(
+        absl::UnavailableError(
+            "server overloaded: too many calls waiting; retry with backoff"),
+        ctx));
+  }
+  return reactor;
 }
 
 }  // namespace ftune::server::rpc

@@ -20,8 +20,14 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
+namespace grpc {
+class CallbackServerContext;
+class ServerUnaryReactor;
+}  // namespace grpc
 
 namespace ftune::server::rpc {
 
@@ -60,6 +66,14 @@ class Executor {
   std::multimap<absl::Time, std::function<void()>> timed_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
+
+// Serves a unary callback call by running `fn` (authentication included) on
+// `executor` (inline when null), then finishing with its status; a full
+// queue answers UNAVAILABLE ("server overloaded"), a call cancelled before
+// it ran answers CANCELLED.
+grpc::ServerUnaryReactor* RunUnary(Executor* executor,
+                                   grpc::CallbackServerContext* ctx,
+                                   std::function<absl::Status()> fn);
 
 }  // namespace ftune::server::rpc
 

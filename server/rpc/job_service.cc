@@ -164,29 +164,13 @@ JobServiceImpl::JobServiceImpl(store::Store* store, Authenticator* auth,
 grpc::ServerUnaryReactor* JobServiceImpl::Unary(
     grpc::CallbackServerContext* ctx,
     std::function<absl::Status(const Principal&)> fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   // Authentication and the handler read the store, and writes wait for a
   // group commit (an fsync): on gRPC's few callback threads that would cap
   // the calls in progress, and so the commit batches, at the thread count.
-  auto run = [this, ctx, reactor, fn = std::move(fn)] {
-    absl::Status status;
-    if (ctx->IsCancelled()) {
-      status = absl::CancelledError("cancelled before it was served");
-    } else {
-      absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
-      status = caller.ok() ? fn(*caller) : caller.status();
-    }
-    reactor->Finish(ToGrpcStatus(status, ctx));
-  };
-  if (executor_ == nullptr) {
-    run();
-  } else if (!executor_->Post(std::move(run))) {
-    reactor->Finish(ToGrpcStatus(
-        absl::UnavailableError(
-            "server overloaded: too many calls waiting; retry with backoff"),
-        ctx));
-  }
-  return reactor;
+  return RunUnary(executor_, ctx, [this, ctx, fn = std::move(fn)] {
+    absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
+    return caller.ok() ? fn(*caller) : caller.status();
+  });
 }
 
 // ------------------------------------------------------------- create ----

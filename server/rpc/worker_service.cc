@@ -25,12 +25,6 @@ namespace {
 
 using AttemptKey = std::pair<std::string, int64_t>;
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
 absl::Status RequireField(bool present, const char* field) {
   if (present) return absl::OkStatus();
   return InvalidField(field, absl::StrCat(field, " is required"));
@@ -267,26 +261,20 @@ WorkerServiceImpl::WorkerServiceImpl(store::Store* store, Authenticator* auth,
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Unary(
     grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  auto run = [this, ctx, reactor, fn = std::move(fn)] {
-    absl::Status status;
-    if (ctx->IsCancelled()) {
-      status = absl::CancelledError("cancelled before it was served");
-    } else {
-      absl::StatusOr<Principal> caller = RequireWorker(*auth_, *ctx);
-      status = caller.ok() ? fn() : caller.status();
-    }
-    reactor->Finish(ToGrpcStatus(status, ctx));
-  };
-  if (executor_ == nullptr) {
-    run();
-  } else if (!executor_->Post(std::move(run))) {
-    reactor->Finish(ToGrpcStatus(
-        absl::UnavailableError(
-            "server overloaded: too many calls waiting; retry with backoff"),
-        ctx));
-  }
-  return reactor;
+  return RunUnary(executor_, ctx, [this, ctx, fn = std::move(fn)] {
+    absl::StatusOr<Principal> caller = RequireWorker(*auth_, *ctx);
+    return caller.ok() ? fn() : caller.status();
+  });
+}
+
+template <typename Request>
+absl::StatusOr<core::Job> WorkerServiceImpl::ReportedJob(
+    const Request& request) {
+  FTUNE_RETURN_IF_ERROR(
+      RequireField(!request.worker_id().empty(), "worker_id"));
+  FTUNE_RETURN_IF_ERROR(RequireField(!request.job_id().empty(), "job_id"));
+  FTUNE_RETURN_IF_ERROR(RequireField(request.attempt() > 0, "attempt"));
+  return store_->GetJob(store::kAnyTenant, request.job_id());
 }
 
 absl::Status WorkerServiceImpl::Fenced(absl::Status status,
@@ -461,12 +449,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportProgress(
 absl::Status WorkerServiceImpl::DoReport(
     const v1::ReportProgressRequest& request,
     v1::ReportProgressResponse* response) {
-  FTUNE_RETURN_IF_ERROR(
-      RequireField(!request.worker_id().empty(), "worker_id"));
-  FTUNE_RETURN_IF_ERROR(RequireField(!request.job_id().empty(), "job_id"));
-  FTUNE_RETURN_IF_ERROR(RequireField(request.attempt() > 0, "attempt"));
-  FTUNE_ASSIGN_OR_RETURN(core::Job job,
-                         store_->GetJob(store::kAnyTenant, request.job_id()));
+  FTUNE_ASSIGN_OR_RETURN(core::Job job, ReportedJob(request));
   const std::string checkpoint_dir = core::CheckpointDir(job.tenant_id, job.id);
 
   store::ProgressReport r;
@@ -540,12 +523,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::FinishAttempt(
 absl::Status WorkerServiceImpl::DoFinish(
     const v1::FinishAttemptRequest& request,
     v1::FinishAttemptResponse* response) {
-  FTUNE_RETURN_IF_ERROR(
-      RequireField(!request.worker_id().empty(), "worker_id"));
-  FTUNE_RETURN_IF_ERROR(RequireField(!request.job_id().empty(), "job_id"));
-  FTUNE_RETURN_IF_ERROR(RequireField(request.attempt() > 0, "attempt"));
-  FTUNE_ASSIGN_OR_RETURN(core::Job job,
-                         store_->GetJob(store::kAnyTenant, request.job_id()));
+  FTUNE_ASSIGN_OR_RETURN(core::Job job, ReportedJob(request));
   core::AttemptEnd end;
   switch (request.outcome()) {
     case v1::ATTEMPT_OUTCOME_SUCCEEDED: {

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "common/clock.h"
 #include "ftune/v1/worker.grpc.pb.h"
+#include "server/core/types.h"
 #include "server/rpc/principal.h"
 
 namespace ftune::store {
@@ -63,6 +64,9 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                         v1::ReportProgressResponse* response);
   absl::Status DoFinish(const v1::FinishAttemptRequest& request,
                         v1::FinishAttemptResponse* response);
+  // Checks the (worker_id, job_id, attempt) of a report; the job.
+  template <typename Request>
+  absl::StatusOr<core::Job> ReportedJob(const Request& request);
   // FAILED_PRECONDITION from a fenced write, with the job's state attached.
   absl::Status Fenced(absl::Status status, const std::string& job_id);
 
