@@ -20,6 +20,8 @@ PACKAGES=(
   python3 python3-torch python3-numpy python3-grpcio python3-protobuf python3-yaml
   # the demo model's pretraining (scripts/get-model.sh)
   python3-sentencepiece
+  # test certificates for TLS/mTLS tests
+  openssl
   # observability tests (promtool, a real Prometheus server)
   prometheus
 )

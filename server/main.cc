@@ -56,6 +56,13 @@ ABSL_FLAG(bool, allow_no_admin, false,
           "every call). Without this flag a missing admin credential is a "
           "start-up error.");
 
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain of the gRPC server (with --tls_key_file); "
+          "none = plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificates: clients (tenants, admins, workers) must "
+          "present a certificate signed by one of them (mutual TLS).");
 ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(30),
           "A worker's lease (and its attempts') after each heartbeat. A worker "
           "silent this long is LOST and its jobs are re-queued.");
@@ -186,6 +193,22 @@ int main(int argc, char** argv) {
                  "storage for models, uploaded files and job outputs)"
               << std::endl;
     return 1;
+  }
+  for (auto [flag, out] :
+       {std::pair<std::string, std::string*>{absl::GetFlag(FLAGS_tls_cert_file),
+                                             &options.tls_cert_pem},
+        {absl::GetFlag(FLAGS_tls_key_file), &options.tls_key_pem},
+        {absl::GetFlag(FLAGS_tls_client_ca_file),
+         &options.tls_client_ca_pem}}) {
+    if (flag.empty()) continue;
+    std::ifstream in(flag);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in || pem.str().empty()) {
+      std::cerr << "ftune-scheduler: cannot read " << flag << std::endl;
+      return 1;
+    }
+    *out = pem.str();
   }
   absl::StatusOr<std::string> admin =
       LoadCredential(absl::GetFlag(FLAGS_admin_key_file), "FTUNE_ADMIN_KEY");

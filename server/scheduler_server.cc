@@ -153,9 +153,28 @@ absl::Status SchedulerServer::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::InsecureServerCredentials();
+  if (options_.tls_cert_pem.empty() != options_.tls_key_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs both the certificate and its key");
+  }
+  if (!options_.tls_client_ca_pem.empty() && options_.tls_cert_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "client certificates (mTLS) need a server certificate too");
+  }
+  if (!options_.tls_cert_pem.empty()) {
+    grpc::SslServerCredentialsOptions ssl(
+        options_.tls_client_ca_pem.empty()
+            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = options_.tls_client_ca_pem;
+    ssl.pem_key_cert_pairs.push_back(
+        {options_.tls_key_pem, options_.tls_cert_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.grpc_address,
-                           grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.grpc_address, credentials, &port_);
   // gRPC sets SO_REUSEPORT by default, which would let a second scheduler
   // silently share our port and split the traffic. One port, one server.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

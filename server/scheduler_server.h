@@ -43,6 +43,12 @@ class WorkerServiceImpl;
 struct SchedulerOptions {
   // host:port for gRPC. Port 0 picks a free port (see SchedulerServer::port()).
   std::string grpc_address = "127.0.0.1:50051";
+  // TLS: PEM server certificate chain and key (both or neither; none =
+  // plaintext). With client_ca_pem, clients must present a certificate
+  // signed by it (mTLS).
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  std::string tls_client_ca_pem;
   // Largest request/response message in bytes (uploads are streamed in
   // chunks well below this).
   int max_message_bytes = 16 << 20;

@@ -24,6 +24,7 @@ using ::testing::HasSubstr;
 
 const std::string kScheduler = std::string(FTUNE_BIN_DIR) + "/ftune-scheduler";
 const std::string kCtl = std::string(FTUNE_BIN_DIR) + "/ftunectl";
+const std::string kWorker = std::string(FTUNE_BIN_DIR) + "/ftune-worker";
 
 // A scheduler command line on port 0 over a database in `dir`.
 std::vector<std::string> SchedulerArgs(
@@ -157,6 +158,94 @@ TEST(SchedulerProcessTest, ConfigFileWithAnUnknownSettingIsRefused) {
   text << err.rdbuf();
   EXPECT_THAT(text.str(), HasSubstr("server.lease_duraton"));
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("sched.db")));
+}
+
+// Exit status of `argv` (stdout/stderr to `log`).
+int RunToEnd(const std::vector<std::string>& argv, const std::string& log) {
+  testing::Subprocess proc;
+  if (!proc.Start(argv, {}, log).ok()) return -1;
+  (void)proc.ReadAll(absl::Seconds(60));
+  absl::StatusOr<int> status = proc.Wait(absl::Seconds(60));
+  if (!status.ok() || !WIFEXITED(*status)) return -1;
+  return WEXITSTATUS(*status);
+}
+
+// A CA, a server certificate for localhost/127.0.0.1 and a client
+// certificate, made with openssl.
+void MakeCertificates(const testing::TempDir& dir) {
+  const std::string d = dir.path();
+  WriteConfig(d + "/ext.cnf", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  const std::vector<std::vector<std::string>> steps = {
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+       "-keyout", d + "/ca.key", "-out", d + "/ca.pem", "-days", "2", "-subj",
+       "/CN=ftune-test-ca"},
+      {"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+       d + "/server.key", "-out", d + "/server.csr", "-subj", "/CN=localhost"},
+      {"/usr/bin/openssl", "x509", "-req", "-in", d + "/server.csr", "-CA",
+       d + "/ca.pem", "-CAkey", d + "/ca.key", "-CAcreateserial", "-out",
+       d + "/server.pem", "-days", "2", "-extfile", d + "/ext.cnf"},
+      {"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+       d + "/client.key", "-out", d + "/client.csr", "-subj", "/CN=client"},
+      {"/usr/bin/openssl", "x509", "-req", "-in", d + "/client.csr", "-CA",
+       d + "/ca.pem", "-CAkey", d + "/ca.key", "-CAcreateserial", "-out",
+       d + "/client.pem", "-days", "2"},
+  };
+  for (const auto& argv : steps) {
+    ASSERT_EQ(RunToEnd(argv, d + "/openssl.log"), 0) << argv[1] << " failed";
+  }
+}
+
+TEST(SchedulerProcessTest, MutualTlsForClientsAndWorkers) {
+  testing::TempDir dir;
+  MakeCertificates(dir);
+  WriteConfig(dir.Sub("worker.key"), "worker-credential-0123456789\n");
+  std::vector<std::string> args = SchedulerArgs(dir);
+  args.push_back("--tls_cert_file=" + dir.Sub("server.pem"));
+  args.push_back("--tls_key_file=" + dir.Sub("server.key"));
+  args.push_back("--tls_client_ca_file=" + dir.Sub("ca.pem"));
+  args.push_back("--worker_key_file=" + dir.Sub("worker.key"));
+  testing::Subprocess sched;
+  ASSERT_OK(sched.Start(args, {}, dir.Sub("scheduler.log")));
+  ASSERT_OK_AND_ASSIGN(
+      std::string address,
+      sched.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+
+  // With the CA and a client certificate: served.
+  EXPECT_EQ(RunToEnd({kCtl, "--address", address, "--timeout", "10", "--tls-ca",
+                      dir.Sub("ca.pem"), "--tls-cert", dir.Sub("client.pem"),
+                      "--tls-key", dir.Sub("client.key"), "status"},
+                     dir.Sub("ctl-ok.log")),
+            0);
+  // Without a client certificate, or in plaintext: refused.
+  EXPECT_NE(RunToEnd({kCtl, "--address", address, "--timeout", "2", "--tls-ca",
+                      dir.Sub("ca.pem"), "status"},
+                     dir.Sub("ctl-nocert.log")),
+            0);
+  EXPECT_NE(RunToEnd({kCtl, "--address", address, "--timeout", "2", "status"},
+                     dir.Sub("ctl-plain.log")),
+            0);
+
+  // A worker registers over mTLS.
+  std::filesystem::create_directories(dir.Sub("storage"));
+  testing::Subprocess worker;
+  ASSERT_OK(worker.Start(
+      {kWorker, "--scheduler=" + address,
+       "--storage_root=" + dir.Sub("storage"),
+       "--worker_key_file=" + dir.Sub("worker.key"), "--trainer=/bin/false",
+       "--work_dir=" + dir.Sub("work"), "--cpu_slots=1", "--gpus=none",
+       "--tls_ca_file=" + dir.Sub("ca.pem"),
+       "--tls_cert_file=" + dir.Sub("client.pem"),
+       "--tls_key_file=" + dir.Sub("client.key")},
+      {}, dir.Sub("worker.log")));
+  ASSERT_OK_AND_ASSIGN(
+      std::string worker_id,
+      worker.ReadLineWithPrefix("worker_id=", absl::Seconds(30)));
+  EXPECT_THAT(worker_id, HasSubstr("worker-"));
+  ASSERT_OK(worker.Signal(SIGTERM));
+  (void)worker.Wait(absl::Seconds(30));
+  ASSERT_OK(sched.Signal(SIGTERM));
+  ASSERT_OK_AND_ASSIGN(int status, sched.Wait(absl::Seconds(30)));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 }  // namespace
