@@ -73,6 +73,7 @@ wait_for_line() {  # FILE PREFIX PID -> the rest of the first line with PREFIX
 
 echo "== starting ftune-scheduler (log: $work/scheduler.log)"
 "$bin/ftune-scheduler" --grpc_address=127.0.0.1:0 --db="$work/sched.db" \
+  --metrics_address=127.0.0.1:0 \
   --storage_root="$storage" --config="$work/scheduler.json" \
   --admin_key_file="$work/admin.key" --worker_key_file="$work/worker.key" \
   >"$work/scheduler.out" 2>"$work/scheduler.log" &

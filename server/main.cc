@@ -56,6 +56,10 @@ ABSL_FLAG(bool, allow_no_admin, false,
           "every call). Without this flag a missing admin credential is a "
           "start-up error.");
 
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9090",
+          "host:port (IPv4) for the HTTP endpoint serving /metrics "
+          "(Prometheus), /healthz and /readyz; port 0 picks a free port, "
+          "printed as 'metrics_address=HOST:PORT'; empty = none.");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain of the gRPC server (with --tls_key_file); "
           "none = plaintext.");
@@ -179,6 +183,7 @@ int main(int argc, char** argv) {
   options.db_path = absl::GetFlag(FLAGS_db);
   options.storage_root = absl::GetFlag(FLAGS_storage_root);
   options.config_path = absl::GetFlag(FLAGS_config);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.lease_duration = absl::GetFlag(FLAGS_lease_duration);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
@@ -237,6 +242,9 @@ int main(int argc, char** argv) {
   }
   // Machine-readable line for scripts and tests (port 0).
   std::cout << "grpc_address=" << server.address() << std::endl;
+  if (!server.metrics_address().empty()) {
+    std::cout << "metrics_address=" << server.metrics_address() << std::endl;
+  }
 
   int sig = 0;
   sigwait(&signals, &sig);

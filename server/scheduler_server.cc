@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/metrics/http_server.h"
+#include "common/metrics/registry.h"
 #include "common/status.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
@@ -19,6 +21,7 @@
 #include "server/rpc/job_log.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
+#include "server/rpc/scheduler_metrics.h"
 #include "server/rpc/watch_hub.h"
 #include "server/rpc/worker_service.h"
 #include "server/store/sqlite_store.h"
@@ -64,15 +67,19 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
     FTUNE_ASSIGN_OR_RETURN(config, LoadSchedulerConfig(options_.config_path,
                                                        options_.storage_root));
   }
+  registry_ = std::make_unique<metrics::Registry>();
+  FTUNE_ASSIGN_OR_RETURN(metrics_,
+                         rpc::SchedulerMetrics::Create(registry_.get()));
   watch_hub_ = std::make_unique<rpc::WatchHub>();
   store::SqliteStoreOptions so;
   so.path = options_.db_path;
-  so.on_commit = [hub = watch_hub_->CommitHook(),
-                  dispatcher = &dispatcher_hook_](
-                     const std::vector<store::JobChange>& changes) {
-    hub(changes);
-    if (rpc::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
-  };
+  so.on_commit =
+      [hub = watch_hub_->CommitHook(), dispatcher = &dispatcher_hook_,
+       metrics = metrics_.get()](const std::vector<store::JobChange>& changes) {
+        hub(changes);
+        metrics->OnCommit(changes);
+        if (rpc::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
+      };
   absl::StatusOr<std::unique_ptr<store::SqliteStore>> opened =
       store::SqliteStore::Open(so);
   if (!opened.ok()) {
@@ -81,6 +88,9 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
                                      opened.status().message()));
   }
   store_ = *std::move(opened);
+  store::SqliteStore* opened_store = store_.get();
+  FTUNE_RETURN_IF_ERROR(metrics_->AttachStore(
+      opened_store, [opened_store] { return opened_store->commit_count(); }));
   for (core::Model& m : config.models) {
     FTUNE_RETURN_IF_ERROR(store_->UpsertModel(std::move(m)).status());
   }
@@ -196,8 +206,27 @@ absl::Status SchedulerServer::Start() {
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
   if (dispatcher_ != nullptr && options_.dispatch) dispatcher_->Start();
+  if (!options_.metrics_address.empty() && registry_ != nullptr) {
+    metrics::MetricsHttpServerOptions mo;
+    mo.listen_address = options_.metrics_address;
+    absl::StatusOr<std::unique_ptr<metrics::MetricsHttpServer>> http =
+        metrics::MetricsHttpServer::Start(mo, registry_.get());
+    if (!http.ok()) {
+      Shutdown();
+      Wait();
+      return absl::Status(
+          http.status().code(),
+          absl::StrCat("metrics endpoint ", options_.metrics_address, ": ",
+                       http.status().message()));
+    }
+    metrics_http_ = *std::move(http);
+  }
   FTUNE_LOG(INFO) << "gRPC serving on " << address();
   return absl::OkStatus();
+}
+
+std::string SchedulerServer::metrics_address() const {
+  return metrics_http_ == nullptr ? "" : metrics_http_->address();
 }
 
 std::string SchedulerServer::address() const {
@@ -210,6 +239,7 @@ std::string SchedulerServer::address() const {
 void SchedulerServer::Shutdown() {
   if (server_ == nullptr || shut_down_) return;
   shut_down_ = true;
+  if (metrics_http_ != nullptr) metrics_http_->Stop();
   // Health turns NOT_SERVING first so load balancers stop sending.
   server_->GetHealthCheckService()->SetServingStatus(false);
   // Watches are endless streams: end them first so they do not hold the

@@ -28,6 +28,11 @@ namespace ftune::store {
 class SqliteStore;
 }  // namespace ftune::store
 
+namespace ftune::metrics {
+class MetricsHttpServer;
+class Registry;
+}  // namespace ftune::metrics
+
 namespace ftune::server {
 
 namespace rpc {
@@ -35,6 +40,7 @@ class AdminServiceImpl;
 class Dispatcher;
 class Executor;
 class FileService;
+class SchedulerMetrics;
 class ModelServiceImpl;
 class WatchHub;
 class WorkerServiceImpl;
@@ -43,6 +49,9 @@ class WorkerServiceImpl;
 struct SchedulerOptions {
   // host:port for gRPC. Port 0 picks a free port (see SchedulerServer::port()).
   std::string grpc_address = "127.0.0.1:50051";
+  // host:port of the HTTP endpoint serving /metrics, /healthz and /readyz
+  // (port 0 picks one; see metrics_address()); empty = none.
+  std::string metrics_address;
   // TLS: PEM server certificate chain and key (both or neither; none =
   // plaintext). With client_ca_pem, clients must present a certificate
   // signed by it (mTLS).
@@ -109,6 +118,9 @@ class SchedulerServer {
   // Blocks until the server has shut down.
   void Wait();
 
+  // host:port of the metrics endpoint ("" without one).
+  std::string metrics_address() const;
+
   // The store, for in-process tests and wiring (null without db_path).
   store::SqliteStore* store() const { return store_.get(); }
   // The dispatcher, for in-process tests (null without db_path).
@@ -121,6 +133,9 @@ class SchedulerServer {
   // Declared before the server so they outlive it.
   // The hub outlives the store, whose commit hook feeds it.
   std::unique_ptr<rpc::WatchHub> watch_hub_;
+  // Metrics outlive the store (its commit hook feeds them).
+  std::unique_ptr<metrics::Registry> registry_;
+  std::unique_ptr<rpc::SchedulerMetrics> metrics_;
   // Set right after the store opens; read by the store's commit hook.
   std::atomic<rpc::Dispatcher*> dispatcher_hook_{nullptr};
   std::unique_ptr<store::SqliteStore> store_;
@@ -133,6 +148,7 @@ class SchedulerServer {
   std::unique_ptr<rpc::FileService> file_service_;
   std::unique_ptr<rpc::WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;  // Stops first.
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -92,6 +92,7 @@ struct Scheduler {
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     std::vector<std::string> args = {absl::GetFlag(FLAGS_scheduler),
                                      "--grpc_address=127.0.0.1:0",
+                                     "--metrics_address=127.0.0.1:0",
                                      "--db=" + dir + "/sched.db",
                                      "--storage_root=" + dir + "/storage",
                                      "--config=" + dir + "/scheduler.json",

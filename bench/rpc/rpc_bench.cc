@@ -474,6 +474,7 @@ int Run(const std::string& argv0) {
   std::vector<std::string> args = {
       scheduler,
       "--grpc_address=127.0.0.1:0",
+      "--metrics_address=127.0.0.1:0",
       "--db=" + (work / "sched.db").string(),
       "--storage_root=" + (work / "storage").string(),
       "--config=" + (work / "scheduler.json").string(),

@@ -143,6 +143,8 @@ class SqliteStore : public Store {
       absl::string_view worker_id) override;
   absl::StatusOr<int64_t> ExtendLeases(absl::Time until) override;
   absl::StatusOr<core::Worker> UndrainWorker(absl::string_view id) override;
+  absl::StatusOr<std::map<std::pair<std::string, core::JobState>, int64_t>>
+  CountJobsByTenantAndState() override;
   absl::StatusOr<core::Job> RenewLease(absl::string_view job_id,
                                        int64_t attempt,
                                        absl::string_view worker_id,

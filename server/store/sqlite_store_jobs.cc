@@ -195,6 +195,27 @@ absl::StatusOr<Page<Job>> SqliteStore::ListJobs(absl::string_view tenant_id,
 
 // -------------------------------------------------------- transitions ----
 
+absl::StatusOr<std::map<std::pair<std::string, JobState>, int64_t>>
+SqliteStore::CountJobsByTenantAndState() {
+  std::map<std::pair<std::string, JobState>, int64_t> out;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    out.clear();
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        conn.Prepare("SELECT tenant_id, state, COUNT(*) FROM jobs GROUP BY "
+                     "tenant_id, state"));
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      FTUNE_ASSIGN_OR_RETURN(JobState state,
+                             core::JobStateFromInt(st.ColumnInt(1)));
+      out[{st.ColumnText(0), state}] = st.ColumnInt(2);
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::StatusOr<Job> SqliteStore::TransitionJob(const JobTransition& t) {
   FTUNE_RETURN_IF_ERROR(CheckTenantArg(t.tenant_id));
   Job job;

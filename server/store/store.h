@@ -32,6 +32,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -247,6 +248,11 @@ class Store {
                                              absl::string_view job_id) = 0;
   virtual absl::StatusOr<core::Job> ResumeJob(absl::string_view tenant_id,
                                               absl::string_view job_id) = 0;
+
+  // Jobs per (tenant_id, state), every tenant (for /metrics).
+  virtual absl::StatusOr<
+      std::map<std::pair<std::string, core::JobState>, int64_t>>
+  CountJobsByTenantAndState() = 0;
 
   // ---- events, metrics, checkpoints (one sequence per job) ---------------
   // Appends points reported by `attempt`; FAILED_PRECONDITION when attempt is

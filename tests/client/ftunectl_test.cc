@@ -101,12 +101,13 @@ class FtunectlTest : public ::testing::Test {
   // database and storage, and records the address it bound.
   absl::Status StartScheduler(testing::Subprocess* proc,
                               const std::string& address) {
-    absl::Status started = proc->Start(
-        {kScheduler, "--grpc_address=" + address, "--db=" + dir_.Sub("db"),
-         "--storage_root=" + dir_.Sub("storage"),
-         "--config=" + dir_.Sub("scheduler.json"),
-         "--admin_key_file=" + dir_.Sub("admin.key")},
-        {}, dir_.Sub("scheduler.stderr"));
+    absl::Status started =
+        proc->Start({kScheduler, "--grpc_address=" + address,
+                     "--metrics_address=127.0.0.1:0", "--db=" + dir_.Sub("db"),
+                     "--storage_root=" + dir_.Sub("storage"),
+                     "--config=" + dir_.Sub("scheduler.json"),
+                     "--admin_key_file=" + dir_.Sub("admin.key")},
+                    {}, dir_.Sub("scheduler.stderr"));
     if (!started.ok()) return started;
     auto bound = proc->ReadLineWithPrefix("grpc_address=", absl::Seconds(30));
     if (!bound.ok()) {

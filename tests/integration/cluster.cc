@@ -102,7 +102,8 @@ absl::Status Cluster::StartScheduler() {
       // only that address.
       {kSchedulerBin,
        "--grpc_address=" + (address_.empty() ? "127.0.0.1:0" : address_),
-       "--db=" + dir_.Sub("sched.db"), "--storage_root=" + dir_.Sub("storage"),
+       "--metrics_address=127.0.0.1:0", "--db=" + dir_.Sub("sched.db"),
+       "--storage_root=" + dir_.Sub("storage"),
        "--config=" + dir_.Sub("scheduler.json"),
        "--admin_key_file=" + dir_.Sub("admin.key"),
        "--worker_key_file=" + dir_.Sub("worker.key"),
@@ -114,6 +115,9 @@ absl::Status Cluster::StartScheduler() {
       std::string address,
       scheduler_->ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
   address_ = address;
+  FTUNE_ASSIGN_OR_RETURN(
+      metrics_address_,
+      scheduler_->ReadLineWithPrefix("metrics_address=", absl::Seconds(30)));
   channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
   admin_ = v1::AdminService::NewStub(channel_);
   jobs_ = v1::JobService::NewStub(channel_);

@@ -67,6 +67,8 @@ class Cluster {
   // SIGKILLs the scheduler (no graceful shutdown).
   absl::Status KillScheduler();
   const std::string& address() const { return address_; }
+  // host:port of the scheduler's /metrics endpoint.
+  const std::string& metrics_address() const { return metrics_address_; }
 
   // Starts a worker; returns its index. Waits until it has registered.
   absl::StatusOr<int> StartWorker(const WorkerOptions& options);
@@ -118,6 +120,7 @@ class Cluster {
   std::unique_ptr<Subprocess> scheduler_;
   int scheduler_starts_ = 0;
   std::string address_;
+  std::string metrics_address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

@@ -7,7 +7,9 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -22,12 +24,14 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/status_matchers.h"
 
 namespace ftune::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kStandIn =
     std::string(FTUNE_BIN_DIR) + "/ftune-stand-in-trainer";
@@ -132,6 +136,35 @@ TEST_F(ClusterTest, JobRunsToSuccessAndPublishesOnce) {
   ASSERT_OK_AND_ASSIGN(std::vector<v1::JobEvent> events,
                        cluster_.ListEvents(tenant_, done.id()));
   EXPECT_EQ(CountTransitionsTo(events, v1::JOB_STATE_SUCCEEDED), 1);
+
+  // /metrics saw it: a real scrape, valid for promtool.
+  const std::string& m = cluster_.metrics_address();
+  const size_t colon = m.rfind(':');
+  ASSERT_NE(colon, std::string::npos);
+  ASSERT_OK_AND_ASSIGN(
+      ftune::testing::HttpResponse scrape,
+      ftune::testing::HttpGet(m.substr(0, colon),
+                              std::stoi(m.substr(colon + 1)), "/metrics"));
+  ASSERT_EQ(scrape.status, 200);
+  const std::string t = done.tenant_id();
+  for (const std::string& line : {
+           absl::StrCat("ftune_jobs{tenant=\"", t, "\",state=\"succeeded\"} 1"),
+           absl::StrCat("ftune_jobs_submitted_total{tenant=\"", t, "\"} 1"),
+           absl::StrCat("ftune_jobs_finished_total{tenant=\"", t,
+                        "\",state=\"succeeded\"} 1"),
+           std::string("ftune_workers{state=\"active\"} 1"),
+           std::string("ftune_job_queue_wait_seconds_count 1"),
+       }) {
+    EXPECT_THAT(scrape.body, HasSubstr(line + "\n")) << scrape.body;
+  }
+  // The per-job series went away with the job.
+  EXPECT_THAT(scrape.body, Not(HasSubstr("ftune_job_train_loss{")));
+  const std::string scrape_file = cluster_.StoragePath("scrape.txt");
+  std::ofstream(scrape_file) << scrape.body;
+  EXPECT_EQ(std::system(("/usr/bin/promtool check metrics < " + scrape_file +
+                         " > /dev/null 2>&1")
+                            .c_str()),
+            0);
 }
 
 TEST_F(ClusterTest, KilledWorkerJobResumesOnAnotherFromCheckpoint) {

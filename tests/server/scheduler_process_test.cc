@@ -30,8 +30,11 @@ const std::string kWorker = std::string(FTUNE_BIN_DIR) + "/ftune-worker";
 std::vector<std::string> SchedulerArgs(
     const ftune::testing::TempDir& dir,
     const std::string& address = "127.0.0.1:0") {
-  return {kScheduler, "--grpc_address=" + address,
-          "--db=" + dir.Sub("sched.db"), "--storage_root=" + dir.Sub("storage"),
+  return {kScheduler,
+          "--grpc_address=" + address,
+          "--metrics_address=127.0.0.1:0",
+          "--db=" + dir.Sub("sched.db"),
+          "--storage_root=" + dir.Sub("storage"),
           "--allow_no_admin"};
 }
 
@@ -129,7 +132,8 @@ TEST(SchedulerProcessTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
                   "rpc_threads": 4}, "models": []})");
   testing::Subprocess proc;
   ASSERT_OK(proc.Start({kScheduler, "--config=" + dir.Sub("sched.json"),
-                        "--grpc_address=127.0.0.1:0"}));
+                        "--grpc_address=127.0.0.1:0",
+                        "--metrics_address=127.0.0.1:0"}));
   ASSERT_OK_AND_ASSIGN(
       std::string address,
       proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
@@ -144,11 +148,11 @@ TEST(SchedulerProcessTest, ConfigFileWithAnUnknownSettingIsRefused) {
   testing::TempDir dir;
   WriteConfig(dir.Sub("sched.json"), R"({"server": {"lease_duraton": "12s"}})");
   testing::Subprocess proc;
-  ASSERT_OK(
-      proc.Start({kScheduler, "--config=" + dir.Sub("sched.json"),
-                  "--db=" + dir.Sub("sched.db"),
-                  "--storage_root=" + dir.Sub("storage"), "--allow_no_admin"},
-                 {}, dir.Sub("stderr")));
+  ASSERT_OK(proc.Start(
+      {kScheduler, "--config=" + dir.Sub("sched.json"),
+       "--db=" + dir.Sub("sched.db"), "--storage_root=" + dir.Sub("storage"),
+       "--allow_no_admin", "--metrics_address=127.0.0.1:0"},
+      {}, dir.Sub("stderr")));
   ASSERT_OK(proc.ReadAll(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(int status, proc.Wait(absl::Seconds(30)));
   ASSERT_TRUE(WIFEXITED(status));

@@ -47,6 +47,7 @@ class SchedulerRestartTest : public ::testing::Test {
   std::vector<std::string> Args() const {
     return {kScheduler,
             "--grpc_address=127.0.0.1:0",
+            "--metrics_address=127.0.0.1:0",
             "--db=" + dir_.Sub("sched.db"),
             "--storage_root=" + dir_.Sub("storage"),
             "--config=" + dir_.Sub("scheduler.json"),

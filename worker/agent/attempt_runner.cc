@@ -155,7 +155,14 @@ AttemptRunner::AttemptRunner(v1::AssignJobCommand command,
                              AttemptReporter* reporter)
     : command_(std::move(command)),
       options_(std::move(options)),
-      reporter_(reporter) {}
+      reporter_(reporter) {
+  // The checkpoint this attempt resumes from is the scheduler's record.
+  const std::string& resume = command_.resume_checkpoint_path();
+  if (!resume.empty()) {
+    acked_checkpoint_step_.store(
+        StepOfDirName(resume.substr(resume.rfind('/') + 1)));
+  }
+}
 
 AttemptRunner::~AttemptRunner() {
   Kill();
@@ -301,6 +308,11 @@ bool AttemptRunner::Flush(bool drain) {
     absl::StatusOr<v1::ReportProgressResponse> r =
         reporter_->ReportProgress(*in_flight_);
     if (r.ok()) {
+      for (const v1::Checkpoint& c : in_flight_->checkpoints()) {
+        if (c.step() > acked_checkpoint_step_.load()) {
+          acked_checkpoint_step_.store(c.step());
+        }
+      }
       in_flight_.reset();
       backoff_ = options_.retry_initial;
       if (r->cancel_requested()) Cancel(absl::ZeroDuration());
@@ -498,9 +510,15 @@ void AttemptRunner::DeleteOldCheckpoints(const TrainerSpec& spec) {
     absl::MutexLock lock(&mu_);
     best = tracker_->best_step();
   }
+  // The scheduler resumes later attempts from the newest checkpoint it
+  // has recorded: until a newer one is acknowledged, that one (and every
+  // newer one, possibly another attempt's) stays, whatever
+  // checkpoints_to_keep says.
+  const int64_t acked = acked_checkpoint_step_.load();
   for (size_t i = static_cast<size_t>(spec.checkpoints_to_keep);
        i < steps.size(); ++i) {
     if (steps[i].first == best) continue;
+    if (acked < 0 || steps[i].first >= acked) continue;
     const std::string rel =
         absl::StrCat(command_.checkpoint_dir(), "/", steps[i].second);
     if (absl::Status s =
@@ -608,6 +626,9 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       return std::nullopt;
     }
     AppendToLog(absl::StrCat("trainer ", exit.Describe()));
+    // Report the last checkpoints first: only acknowledged ones let older
+    // ones go. Then report what was deleted.
+    if (!Flush(/*drain=*/true)) return std::nullopt;
     DeleteOldCheckpoints(spec);
     if (!Flush(/*drain=*/true)) return std::nullopt;
 

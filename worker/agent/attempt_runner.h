@@ -159,6 +159,10 @@ class AttemptRunner {
   std::optional<v1::FinishAttemptRequest> finished_ ABSL_GUARDED_BY(mu_);
   // The batch being sent (kept with its number until accepted).
   std::optional<v1::ReportProgressRequest> in_flight_;
+  // The newest checkpoint step the scheduler has acknowledged (it may
+  // resume a later attempt from it): never deleted, nor anything newer.
+  // -1 = none yet.
+  std::atomic<int64_t> acked_checkpoint_step_{-1};
   absl::Time retry_at_ = absl::InfinitePast();
   absl::Duration backoff_ = options_.retry_initial;
   absl::Mutex join_mu_;

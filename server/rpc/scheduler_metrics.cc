@@ -1,0 +1,200 @@
+#include "server/rpc/scheduler_metrics.h"
+
+#include <map>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/metrics/process_collector.h"
+#include "common/status.h"
+
+namespace ftune::server::rpc {
+namespace {
+
+// "running", "succeeded": label values are lower case.
+std::string StateLabel(core::JobState s) {
+  return absl::AsciiStrToLower(core::JobStateName(s));
+}
+
+std::string WorkerStateLabel(core::WorkerState s) {
+  return absl::AsciiStrToLower(core::WorkerStateName(s));
+}
+
+template <typename T>
+absl::StatusOr<T*> Registered(absl::StatusOr<T*> family) {
+  if (!family.ok()) {
+    return absl::InternalError(
+        absl::StrCat("registering a metric: ", family.status().message()));
+  }
+  return family;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
+    metrics::Registry* registry) {
+  std::unique_ptr<SchedulerMetrics> m(new SchedulerMetrics(registry));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->submitted_,
+      Registered(registry->AddCounter("ftune_jobs_submitted_total",
+                                      "Jobs created, by tenant.", {"tenant"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->finished_,
+      Registered(registry->AddCounter(
+          "ftune_jobs_finished_total",
+          "Jobs that reached a terminal state (succeeded, failed, "
+          "cancelled), by tenant.",
+          {"tenant", "state"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->requeued_,
+      Registered(registry->AddCounter(
+          "ftune_job_requeues_total",
+          "Attempts that ended without finishing the job and were queued "
+          "again (lost lease, retryable failure), by tenant.",
+          {"tenant"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->queue_wait_,
+      Registered(registry->AddHistogram(
+          "ftune_job_queue_wait_seconds",
+          "From creation to the first lease of a job's first attempt.", {},
+          {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->train_loss_,
+      Registered(registry->AddGauge("ftune_job_train_loss",
+                                    "Latest training loss of a running job.",
+                                    {"tenant", "job"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->eval_loss_,
+      Registered(registry->AddGauge("ftune_job_eval_loss",
+                                    "Latest validation loss of a running job.",
+                                    {"tenant", "job"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->tokens_per_second_,
+      Registered(registry->AddGauge(
+          "ftune_job_tokens_per_second",
+          "Training throughput of a running job at its latest step.",
+          {"tenant", "job"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->progress_,
+      Registered(registry->AddGauge(
+          "ftune_job_progress_ratio",
+          "Fraction of a running job's optimizer steps done (0..1).",
+          {"tenant", "job"})));
+  absl::StatusOr<metrics::CollectorHandle> process =
+      registry->AddCollector(std::make_unique<metrics::ProcessCollector>());
+  if (!process.ok()) {
+    return absl::InternalError(absl::StrCat("process metrics: ",
+                                            process.status().message()));
+  }
+  m->collectors_.push_back(*std::move(process));
+  return m;
+}
+
+absl::Status SchedulerMetrics::AttachStore(
+    store::Store* store, std::function<int64_t()> commit_count) {
+  auto add = [&](absl::StatusOr<metrics::CollectorHandle> h) -> absl::Status {
+    if (!h.ok()) {
+      return absl::InternalError(
+          absl::StrCat("registering a metric: ", h.status().message()));
+    }
+    collectors_.push_back(*std::move(h));
+    return absl::OkStatus();
+  };
+  FTUNE_RETURN_IF_ERROR(add(registry_->AddGaugeCallback(
+      "ftune_jobs", "Jobs by tenant and state (from the database).",
+      {"tenant", "state"}, [store](metrics::CallbackWriter& w) {
+        auto counts = store->CountJobsByTenantAndState();
+        if (!counts.ok()) {
+          FTUNE_LOG(WARNING) << "ftune_jobs: " << counts.status();
+          return;
+        }
+        for (const auto& [key, n] : *counts) {
+          w.Set({key.first, StateLabel(key.second)}, static_cast<double>(n));
+        }
+      })));
+  auto workers = [store](bool gpus) {
+    return [store, gpus](metrics::CallbackWriter& w) {
+      auto list = store->ListWorkers();
+      if (!list.ok()) return;
+      std::map<std::string, double> by_state;
+      for (core::WorkerState s :
+           {core::WorkerState::kActive, core::WorkerState::kDraining,
+            core::WorkerState::kLost}) {
+        by_state[WorkerStateLabel(s)] = 0;
+      }
+      for (const core::Worker& wk : *list) {
+        by_state[WorkerStateLabel(wk.state)] +=
+            gpus ? wk.capabilities.gpus : 1;
+      }
+      for (const auto& [state, n] : by_state) w.Set({state}, n);
+    };
+  };
+  FTUNE_RETURN_IF_ERROR(add(registry_->AddGaugeCallback(
+      "ftune_workers", "Registered workers by state.", {"state"},
+      workers(false))));
+  FTUNE_RETURN_IF_ERROR(add(registry_->AddGaugeCallback(
+      "ftune_worker_gpus", "GPUs of registered workers, by worker state.",
+      {"state"}, workers(true))));
+  FTUNE_RETURN_IF_ERROR(add(registry_->AddCounterCallback(
+      "ftune_store_commits_total",
+      "SQLite write transactions committed (each batches many writes).", {},
+      [commit_count](metrics::CallbackWriter& w) {
+        w.Set({}, static_cast<double>(commit_count()));
+      })));
+  return absl::OkStatus();
+}
+
+void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
+  for (const store::JobChange& change : changes) {
+    const core::Job& job = change.job;
+    const std::vector<std::string> per_job = {job.tenant_id, job.id};
+    for (const core::JobEvent& e : change.events) {
+      if (e.type == core::JobEventType::kCreated) {
+        submitted_->WithLabels({job.tenant_id})->Inc();
+      }
+      if (e.type != core::JobEventType::kStateChanged || !e.to_state) continue;
+      const core::JobState to = *e.to_state;
+      if (to == core::JobState::kRunning && e.from_state &&
+          *e.from_state == core::JobState::kQueued && e.attempt == 1) {
+        queue_wait_->WithLabels({})->Observe(
+            absl::ToDoubleSeconds(e.time - job.create_time));
+      }
+      if (to == core::JobState::kQueued && e.from_state &&
+          *e.from_state == core::JobState::kRunning) {
+        requeued_->WithLabels({job.tenant_id})->Inc();
+      }
+      if (core::IsTerminal(to)) {
+        finished_->WithLabels({job.tenant_id, StateLabel(to)})->Inc();
+      }
+    }
+    if (core::IsTerminal(job.state) || job.state == core::JobState::kQueued) {
+      // The series live while the job runs.
+      train_loss_->Remove(per_job);
+      eval_loss_->Remove(per_job);
+      tokens_per_second_->Remove(per_job);
+      progress_->Remove(per_job);
+      continue;
+    }
+    if (!change.metrics.empty()) {
+      const core::MetricPoint& p = change.metrics.back();
+      train_loss_->WithLabels(per_job)->Set(p.train_loss);
+      tokens_per_second_->WithLabels(per_job)->Set(p.tokens_per_s);
+      for (auto it = change.metrics.rbegin(); it != change.metrics.rend();
+           ++it) {
+        if (it->eval_loss) {
+          eval_loss_->WithLabels(per_job)->Set(*it->eval_loss);
+          break;
+        }
+      }
+    }
+    if (job.progress.total_steps > 0) {
+      progress_->WithLabels(per_job)->Set(
+          static_cast<double>(job.progress.step) /
+          static_cast<double>(job.progress.total_steps));
+    }
+  }
+}
+
+}  // namespace ftune::server::rpc
