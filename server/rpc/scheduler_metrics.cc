@@ -85,8 +85,8 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
   absl::StatusOr<metrics::CollectorHandle> process =
       registry->AddCollector(std::make_unique<metrics::ProcessCollector>());
   if (!process.ok()) {
-    return absl::InternalError(absl::StrCat("process metrics: ",
-                                            process.status().message()));
+    return absl::InternalError(
+        absl::StrCat("process metrics: ", process.status().message()));
   }
   m->collectors_.push_back(*std::move(process));
   return m;
@@ -125,8 +125,7 @@ absl::Status SchedulerMetrics::AttachStore(
         by_state[WorkerStateLabel(s)] = 0;
       }
       for (const core::Worker& wk : *list) {
-        by_state[WorkerStateLabel(wk.state)] +=
-            gpus ? wk.capabilities.gpus : 1;
+        by_state[WorkerStateLabel(wk.state)] += gpus ? wk.capabilities.gpus : 1;
       }
       for (const auto& [state, n] : by_state) w.Set({state}, n);
     };
