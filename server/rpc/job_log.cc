@@ -137,7 +137,7 @@ class LogSession final : public WatchHub::Subscriber,
     Pump();
   }
 
-  // ---- WatchHub::Subscriber (store writer thread) ----
+  // ---- WatchHub::Subscriber (hub thread) ----
   void OnJobChange(const store::JobChange& change) override {
     bool wake = false;
     {

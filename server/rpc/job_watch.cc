@@ -43,6 +43,40 @@ std::vector<Record> Merge(const std::vector<core::JobEvent>& events,
   return out;
 }
 
+// The metric points of `change` as protos. Every watcher of a job gets the
+// same change on the same thread (WatchHub::Publish, the store's writer),
+// so the conversion is done once per change, not once per watcher. Points
+// of one job have unique sequences: (job, first sequence, count) names the
+// content.
+const std::vector<v1::MetricPoint>& ConvertedMetrics(
+    const store::JobChange& change) {
+  struct Cache {
+    std::string job_id;
+    int64_t first = -1;
+    size_t count = 0;
+    std::vector<v1::MetricPoint> points;
+  };
+  thread_local Cache cache;
+  if (change.metrics.empty()) {
+    cache.points.clear();
+    cache.first = -1;
+    return cache.points;
+  }
+  if (cache.job_id != change.job.id ||
+      cache.first != change.metrics.front().sequence ||
+      cache.count != change.metrics.size()) {
+    cache.points.clear();
+    cache.points.reserve(change.metrics.size());
+    for (const core::MetricPoint& m : change.metrics) {
+      cache.points.push_back(MetricPointToProto(m));
+    }
+    cache.job_id = change.job.id;
+    cache.first = change.metrics.front().sequence;
+    cache.count = change.metrics.size();
+  }
+  return cache.points;
+}
+
 class WatchSession final : public WatchHub::Subscriber,
                            public std::enable_shared_from_this<WatchSession> {
  public:
@@ -74,7 +108,7 @@ class WatchSession final : public WatchHub::Subscriber,
     Pump();
   }
 
-  // ---- WatchHub::Subscriber (store writer thread / Shutdown thread) ----
+  // ---- WatchHub::Subscriber (hub thread / Shutdown thread) ----
   void OnJobChange(const store::JobChange& change) override {
     {
       absl::MutexLock lock(&mu_);
@@ -158,7 +192,9 @@ class WatchSession final : public WatchHub::Subscriber,
   }
 
   // Queues `r` if it is the next record; false on a gap.
-  bool PushRecordLocked(const Record& r, bool* state_changed)
+  // `converted`: `r.metric` as a proto when already converted.
+  bool PushRecordLocked(const Record& r, bool* state_changed,
+                        const v1::MetricPoint* converted = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (r.sequence <= cursor_) return true;  // Already sent.
     if (r.sequence != cursor_ + 1) return false;
@@ -174,16 +210,17 @@ class WatchSession final : public WatchHub::Subscriber,
     } else if (batch_metrics_) {
       // Joins the batch at the back of the queue when there is room (the
       // message being written has left the queue, so it is never touched).
-      if (!pending_.empty() && pending_.back().has_metrics() &&
-          pending_.back().metrics().points_size() < kMaxBatchedPoints) {
-        v1::WatchJobResponse& back = pending_.back();
-        *back.mutable_metrics()->add_points() = MetricPointToProto(*r.metric);
-        back.set_sequence(r.sequence);
-        return true;
-      }
-      *msg.mutable_metrics()->add_points() = MetricPointToProto(*r.metric);
+      const bool join =
+          !pending_.empty() && pending_.back().has_metrics() &&
+          pending_.back().metrics().points_size() < kMaxBatchedPoints;
+      v1::WatchJobResponse& target = join ? pending_.back() : msg;
+      target.set_sequence(r.sequence);
+      *target.mutable_metrics()->add_points() =
+          converted ? *converted : MetricPointToProto(*r.metric);
+      if (join) return true;  // Joined the batch at the back of the queue.
     } else {
-      *msg.mutable_metric() = MetricPointToProto(*r.metric);
+      *msg.mutable_metric() =
+          converted ? *converted : MetricPointToProto(*r.metric);
     }
     PushLocked(std::move(msg));
     return true;
@@ -206,12 +243,18 @@ class WatchSession final : public WatchHub::Subscriber,
       return;
     }
     bool state_changed = false;
+    const std::vector<v1::MetricPoint>& converted = ConvertedMetrics(change);
     for (const Record& r : Merge(change.events, change.metrics)) {
       if (static_cast<int64_t>(pending_.size()) >= max_buffered_) {
         TruncateLocked();
         return;
       }
-      if (!PushRecordLocked(r, &state_changed)) {
+      const v1::MetricPoint* proto =
+          r.metric == nullptr || converted.empty()
+              ? nullptr
+              : &converted[static_cast<size_t>(r.metric -
+                                               change.metrics.data())];
+      if (!PushRecordLocked(r, &state_changed, proto)) {
         StartRoundLocked();  // Gap: let the store fill it.
         return;
       }

@@ -1,5 +1,6 @@
 #include "server/rpc/watch_hub.h"
 
+#include <memory>
 #include <utility>
 
 namespace ftune::server::rpc {
@@ -16,13 +17,29 @@ WatchHub::CommitHook() {
 }
 
 void WatchHub::Publish(const std::vector<store::JobChange>& changes) {
+  // Called on the store's writer thread: hand the changes to the hub's
+  // thread, which delivers them in commit order, so that converting and
+  // queueing for many watchers never holds up the next commit. Bounded:
+  // past kMaxQueuedTasks the writer waits (backpressure, not memory).
+  auto copy = std::make_shared<const std::vector<store::JobChange>>(changes);
+  absl::MutexLock lock(&mu_);
+  if (shutdown_ || subscribers_.empty()) return;
+  auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return shutdown_ || tasks_.size() < kMaxQueuedTasks;
+  };
+  mu_.Await(absl::Condition(&has_room));
+  if (shutdown_) return;
+  tasks_.push_back([this, copy] { Deliver(*copy); });
+}
+
+void WatchHub::Deliver(const std::vector<store::JobChange>& changes) {
   // Collect under the lock, call outside it: a subscriber may unsubscribe
   // (or gRPC may run its callbacks inline) while we deliver.
   std::vector<std::pair<std::shared_ptr<Subscriber>, const store::JobChange*>>
       deliveries;
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_ || subscribers_.empty()) return;
+    if (shutdown_) return;
     for (const store::JobChange& change : changes) {
       auto [begin, end] = subscribers_.equal_range(change.job.id);
       for (auto it = begin; it != end; ++it) {

@@ -7,9 +7,11 @@
 // watch with UNAVAILABLE at once instead of letting the server wait for
 // them), and destroy the server, then the store, then the hub.
 //
-// The hub also owns one background thread on which subscribers run their
-// store reads (replay), so neither gRPC's callback threads nor the store's
-// writer thread ever wait for SQLite on their behalf.
+// The hub also owns one background thread: committed changes are delivered
+// there (in commit order), so fan-out to many watchers never holds up the
+// store's writer, and subscribers run their store reads (replay) there, so
+// neither gRPC's callback threads nor the writer wait for SQLite on their
+// behalf.
 //
 // Thread-safe.
 #ifndef FTUNE_SERVER_RPC_WATCH_HUB_H_
@@ -37,7 +39,8 @@ class WatchHub {
    public:
     virtual ~Subscriber() = default;
     // One committed change of the subscribed job, in commit order, on the
-    // store's writer thread: must be quick and must not call the store.
+    // hub's thread (shortly after the commit): must be quick and must not
+    // call the store.
     virtual void OnJobChange(const store::JobChange& change) = 0;
     // The hub is shutting down: end promptly. Called at most once, on the
     // thread that called Shutdown().
@@ -51,7 +54,9 @@ class WatchHub {
 
   // For SqliteStoreOptions::on_commit. The hub must outlive the store.
   std::function<void(const std::vector<store::JobChange>&)> CommitHook();
-  // What CommitHook calls: hands each change to its job's subscribers.
+  // What CommitHook calls: queues the changes for delivery to their jobs'
+  // subscribers on the hub's thread, in commit order. Waits while
+  // kMaxQueuedTasks tasks are queued (backpressure on the writer).
   void Publish(const std::vector<store::JobChange>& changes);
 
   // Starts delivering `job_id`'s changes to `subscriber` (the hub keeps a
@@ -77,7 +82,9 @@ class WatchHub {
   int64_t peak_buffered() const { return peak_buffered_.load(); }
 
  private:
+  static constexpr size_t kMaxQueuedTasks = 4096;
   void RunTasks();
+  void Deliver(const std::vector<store::JobChange>& changes);
   bool HasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return shutdown_ || !tasks_.empty();
   }
