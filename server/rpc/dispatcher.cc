@@ -94,6 +94,11 @@ void Dispatcher::Loop() {
     FTUNE_LOG(ERROR) << "extending leases at start: "
                      << extended.status().message();
   }
+  // A burst of notifications (thousands of creates a second) runs one round
+  // per kMinRoundInterval, not one per notification: a round reads every
+  // queued job.
+  constexpr absl::Duration kMinRoundInterval = absl::Milliseconds(5);
+  absl::Time last_round = absl::InfinitePast();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -102,8 +107,18 @@ void Dispatcher::Loop() {
       };
       mu_.AwaitWithTimeout(absl::Condition(&ready), options_.tick);
       if (stop_) return;
+      const absl::Duration since = absl::Now() - last_round;
+      if (since < kMinRoundInterval) {
+        auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                             kMinRoundInterval - since);
+        if (stop_) return;
+      }
       wake_ = false;
     }
+    last_round = absl::Now();
     RunRound();
   }
 }
@@ -259,7 +274,12 @@ void Dispatcher::RunRound() {
     ++rounds_;
   }
   const absl::Time now = clock_->Now();
-  absl::StatusOr<store::LeaseExpiryResult> expired = store_->ExpireLeases(now);
+  // Expiry is a write (through the group commit): at most every 200 ms.
+  absl::StatusOr<store::LeaseExpiryResult> expired = store::LeaseExpiryResult{};
+  if (now - last_expiry_ >= absl::Milliseconds(200) || now < last_expiry_) {
+    last_expiry_ = now;
+    expired = store_->ExpireLeases(now);
+  }
   if (!expired.ok()) {
     FTUNE_LOG(ERROR) << "lease expiry: " << expired.status().message();
   } else {
@@ -279,6 +299,17 @@ void Dispatcher::RunRound() {
     }
   }
 
+  // Nothing can be placed while no worker takes work: skip the snapshot
+  // (it reads every queued job).
+  absl::StatusOr<std::vector<core::Worker>> registered = store_->ListWorkers();
+  if (registered.ok() && std::none_of(registered->begin(), registered->end(),
+                                      [now](const core::Worker& w) {
+                                        return w.state ==
+                                                   core::WorkerState::kActive &&
+                                               w.lease_expiry > now;
+                                      })) {
+    return;
+  }
   absl::StatusOr<core::SchedulingSnapshot> snapshot =
       store_->GetSchedulingSnapshot();
   if (!snapshot.ok()) {

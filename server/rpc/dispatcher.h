@@ -124,6 +124,7 @@ class Dispatcher {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   int64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, CommandStream*> streams_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_expiry_ = absl::InfinitePast();  // RunRound's thread only.
   std::thread thread_;
 };
 
