@@ -55,6 +55,7 @@ bool Terminal(const v1::Job& j) {
 // trainer run) and "step" lines.
 struct Record {
   std::vector<int> start_steps;  // start_step of each run, in order
+  std::vector<int> start_pids;   // pid of each run, in order
   std::vector<int> steps;        // every finished step, in order
 };
 
@@ -67,6 +68,10 @@ Record ParseRecord(const std::string& path, const std::string& output_dir) {
       if (absl::ConsumePrefix(&field, "start_step=") &&
           absl::SimpleAtoi(field, &v)) {
         r.start_steps.push_back(v);
+      } else if (absl::StrContains(line, "start_step=") &&
+                 absl::ConsumePrefix(&field, "pid=") &&
+                 absl::SimpleAtoi(field, &v)) {
+        r.start_pids.push_back(v);
       } else if (absl::ConsumePrefix(&field, "step=") &&
                  absl::SimpleAtoi(field, &v)) {
         r.steps.push_back(v);
@@ -182,6 +187,17 @@ TEST_F(ClusterTest, KilledWorkerJobResumesOnAnotherFromCheckpoint) {
                     absl::Seconds(60))
                 .status());
   ASSERT_OK(cluster_.SignalWorker(a, SIGKILL));
+  // The dead agent's trainer dies with it (PR_SET_PDEATHSIG, or at the
+  // latest at its next progress line into the closed pipe): it must not keep
+  // writing checkpoints while another worker runs the next attempt.
+  const Record before = ParseRecord(record_, AdapterDir(job));
+  ASSERT_EQ(before.start_pids.size(), 1u);
+  const pid_t orphan = before.start_pids[0];
+  for (int i = 0; i < 1000 && ::kill(orphan, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(::kill(orphan, 0), 0)
+      << "trainer " << orphan << " outlived its agent";
   ASSERT_OK(cluster_.StartWorker(StandIn(20)).status());
   ASSERT_OK_AND_ASSIGN(
       v1::Job done,

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,6 +112,7 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
 
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
@@ -121,6 +123,12 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
   }
   if (pid == 0) {
     ::setpgid(0, 0);
+    // A trainer must not outlive its agent (SIGKILLed, OOM-killed): it would
+    // keep writing checkpoints while the next attempt runs elsewhere. The
+    // signal follows the forking *thread*; Start() is called on the
+    // attempt's thread, which waits for the trainer before it ends.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // The agent died already.
     ::dup2(out_pipe[1], STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     // The agent blocks SIGTERM/SIGINT to sigwait() for them; the trainer
