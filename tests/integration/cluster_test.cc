@@ -332,6 +332,57 @@ TEST_F(ClusterTest, CancelReachesTheTrainer) {
   EXPECT_FALSE(std::filesystem::exists(AdapterDir(done)));
 }
 
+TEST_F(ClusterTest, PauseCheckpointsAndResumeContinuesFromThere) {
+  ASSERT_OK(cluster_.StartWorker(StandIn(100)).status());
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job job,
+      cluster_.CreateJob(tenant_, StepsSpec("tiny", file_, 30, 50, 0)));
+  ASSERT_OK(cluster_
+                .WaitForJob(
+                    tenant_, job.id(),
+                    [](const v1::Job& j) { return j.progress().step() >= 4; },
+                    absl::Seconds(60))
+                .status());
+  auto call = [&](auto method, auto request) -> absl::Status {
+    grpc::ClientContext ctx;
+    Authorize(ctx, tenant_.key);
+    request.set_job_id(job.id());
+    v1::Job out;
+    const grpc::Status st = (cluster_.jobs().*method)(&ctx, request, &out);
+    return st.ok()
+               ? absl::OkStatus()
+               : absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                              st.error_message());
+  };
+  ASSERT_OK(call(&v1::JobService::Stub::PauseJob, v1::PauseJobRequest()));
+  // The trainer checkpoints at the next step and stops; the job is PAUSED.
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job paused,
+      cluster_.WaitForJob(
+          tenant_, job.id(),
+          [](const v1::Job& j) { return j.state() == v1::JOB_STATE_PAUSED; },
+          absl::Seconds(60)));
+  const Record at_pause = ParseRecord(record_, AdapterDir(job));
+  ASSERT_EQ(at_pause.start_steps.size(), 1u);
+  ASSERT_FALSE(at_pause.steps.empty());
+  const int paused_at = at_pause.steps.back();
+  EXPECT_LT(paused_at, 30);
+
+  ASSERT_OK(call(&v1::JobService::Stub::ResumeJob, v1::ResumeJobRequest()));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job done,
+      cluster_.WaitForJob(tenant_, job.id(), Terminal, absl::Seconds(90)));
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.ShortDebugString();
+  EXPECT_EQ(done.attempt(), 2);
+  EXPECT_EQ(done.restart_count(), 0);  // A pause is not a failure.
+  const Record rec = ParseRecord(record_, AdapterDir(done));
+  // The second run started where the pause checkpoint left off (no
+  // periodic checkpoint was due: every 50 steps).
+  ASSERT_EQ(rec.start_steps.size(), 2u);
+  EXPECT_EQ(rec.start_steps[1], paused_at);
+  EXPECT_EQ(rec.steps.back(), 30);
+}
+
 TEST_F(ClusterTest, FairShareBetweenTwoTenants) {
   // Tenant A queues 4 jobs before tenant B queues 2, with one slot: B's jobs
   // must not wait for all of A's.
