@@ -597,6 +597,19 @@ absl::Status WorkerServiceImpl::DoFinish(
                                        "job is ",
                                        core::JobStateName(job.state), ")"));
     }
+    // Only the attempt's own worker may record its pause checkpoint (the
+    // store's AddCheckpoint fences the attempt, not the worker).
+    if (job.worker_id != request.worker_id() ||
+        job.attempt != request.attempt()) {
+      if (already_done()) {
+        response->set_job_state(JobToProto(job).state());
+        return absl::OkStatus();
+      }
+      return Fenced(absl::FailedPreconditionError(absl::StrCat(
+                        "attempt ", request.attempt(), " of job ", job.id,
+                        " is not held by worker ", request.worker_id())),
+                    request.job_id());
+    }
     if (!request.has_checkpoint() || request.checkpoint().path().empty()) {
       return InvalidField("checkpoint", "PAUSED needs the checkpoint written");
     }
