@@ -11,20 +11,30 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev sqlite3 libcivetweb-dev
   # header-only and text processing
-  nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
+  nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
   # tests
   libgtest-dev libgmock-dev googletest
   # trainer: LibTorch (CPU) with OpenBLAS (Debian's reference BLAS is ~35x slower)
   libtorch-dev libopenblas0-pthread libopenblas-dev
   # reference implementations and clients used by tests
   python3 python3-torch python3-numpy python3-grpcio python3-protobuf python3-yaml
+  python3-grpc-tools
   # the demo model's pretraining (scripts/get-model.sh)
   python3-sentencepiece
   # test certificates for TLS/mTLS tests
   openssl
   # observability tests (promtool, a real Prometheus server)
   prometheus
+  # deployment checks: docker-compose config, YAML lint
+  docker-compose yamllint
 )
+
+# The Node.js client example needs node and npm. A machine that already has
+# both (for instance from NodeSource, whose nodejs bundles npm and conflicts
+# with Debian's npm package) keeps them; otherwise take Debian's.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PACKAGES+=(nodejs npm)
+fi
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
