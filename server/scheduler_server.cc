@@ -133,7 +133,8 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   rpc_executor_ = std::make_unique<rpc::Executor>(rpc::Executor::Options{
       std::max(1, options_.rpc_threads), options_.rpc_max_queued});
   job_service_ = std::make_unique<rpc::JobServiceImpl>(
-      store_.get(), auth_.get(), std::move(streams), rpc_executor_.get());
+      store_.get(), auth_.get(), std::move(streams), rpc_executor_.get(),
+      options_.storage_root);
   rpc::FileServiceOptions fo;
   fo.storage_root = options_.storage_root;
   fo.max_file_size_bytes = options_.max_file_size_bytes;

@@ -24,6 +24,7 @@
 #include "common/sha256.h"
 #include "common/status.h"
 #include "server/core/storage_layout.h"
+#include "server/rpc/file_range_writer.h"
 #include "server/rpc/record_proto.h"
 #include "server/rpc/status_util.h"
 
@@ -380,98 +381,38 @@ class UploadReactor final
 
 // ---------------------------------------------------------- download ----
 
-class DownloadReactor final
-    : public grpc::ServerWriteReactor<v1::DownloadFileResponse> {
- public:
-  DownloadReactor(FileService* service, grpc::CallbackServerContext* ctx,
-                  const v1::DownloadFileRequest* request)
-      : service_(service), ctx_(ctx) {
-    absl::Status s = Open(*request);
-    if (!s.ok()) {
-      Finish(ToGrpcStatus(s, ctx_));
-      return;
-    }
-    Next();
+// The byte range DownloadFile sends, or why there is none.
+absl::StatusOr<FileRange> OpenDownload(FileService& service,
+                                       grpc::CallbackServerContext* ctx,
+                                       const v1::DownloadFileRequest& request) {
+  FTUNE_ASSIGN_OR_RETURN(std::string tenant, service.CallerTenant(ctx));
+  FTUNE_RETURN_IF_ERROR(CheckFileId(request.file_id()));
+  if (request.offset() < 0) {
+    return InvalidField("offset", "offset must be >= 0");
   }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled"));
-      return;
-    }
-    Next();
+  FTUNE_ASSIGN_OR_RETURN(core::FileRecord file,
+                         service.store()->GetFile(tenant, request.file_id()));
+  if (request.offset() > file.size_bytes) {
+    return absl::OutOfRangeError(absl::StrCat("offset ", request.offset(),
+                                              " is past the end of the file (",
+                                              file.size_bytes, " bytes)"));
   }
-
-  void OnDone() override {
-    if (fd_ >= 0) ::close(fd_);
-    delete this;
+  const std::string path =
+      JoinPath(service.options().storage_root, file.storage_path);
+  FileRange range;
+  range.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (range.fd < 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat("file ", file.id, " is missing from storage"));
+    }
+    return ErrnoError("cannot open", path);
   }
-
- private:
-  absl::Status Open(const v1::DownloadFileRequest& request) {
-    FTUNE_ASSIGN_OR_RETURN(std::string tenant, service_->CallerTenant(ctx_));
-    FTUNE_RETURN_IF_ERROR(CheckFileId(request.file_id()));
-    if (request.offset() < 0) {
-      return InvalidField("offset", "offset must be >= 0");
-    }
-    FTUNE_ASSIGN_OR_RETURN(
-        core::FileRecord file,
-        service_->store()->GetFile(tenant, request.file_id()));
-    if (request.offset() > file.size_bytes) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "offset ", request.offset(), " is past the end of the file (",
-          file.size_bytes, " bytes)"));
-    }
-    const std::string path =
-        JoinPath(service_->options().storage_root, file.storage_path);
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) {
-      if (errno == ENOENT) {
-        return absl::NotFoundError(
-            absl::StrCat("file ", file.id, " is missing from storage"));
-      }
-      return ErrnoError("cannot open", path);
-    }
-    offset_ = request.offset();
-    end_ = file.size_bytes;
-    return absl::OkStatus();
-  }
-
-  void Next() {
-    if (offset_ >= end_) {
-      Finish(grpc::Status::OK);
-      return;
-    }
-    const int64_t want =
-        std::min(end_ - offset_,
-                 std::min<int64_t>(service_->options().download_chunk_bytes,
-                                   int64_t{1} << 20));
-    std::string* chunk = response_.mutable_chunk();
-    chunk->resize(static_cast<size_t>(want));
-    ssize_t n;
-    do {
-      n = ::pread(fd_, chunk->data(), static_cast<size_t>(want), offset_);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-      absl::Status s =
-          n < 0 ? ErrnoError("cannot read", "file")
-                : absl::DataLossError("file is shorter than its record");
-      Finish(ToGrpcStatus(s, ctx_));
-      return;
-    }
-    chunk->resize(static_cast<size_t>(n));
-    response_.set_offset(offset_);
-    offset_ += n;
-    StartWrite(&response_);
-  }
-
-  FileService* service_;
-  grpc::CallbackServerContext* ctx_;
-  v1::DownloadFileResponse response_;
-  int fd_ = -1;
-  int64_t offset_ = 0;
-  int64_t end_ = 0;
-};
+  range.offset = request.offset();
+  range.end = file.size_bytes;
+  range.chunk_bytes = service.options().download_chunk_bytes;
+  return range;
+}
 
 // Removes "files/*/.upload-*" left by a crash during an upload.
 void RemoveStaleUploads(const std::string& storage_root) {
@@ -647,7 +588,8 @@ grpc::ServerUnaryReactor* FileService::DeleteFile(
 
 grpc::ServerWriteReactor<v1::DownloadFileResponse>* FileService::DownloadFile(
     grpc::CallbackServerContext* ctx, const v1::DownloadFileRequest* request) {
-  return new DownloadReactor(this, ctx, request);
+  return new FileRangeWriter<v1::DownloadFileResponse>(
+      ctx, OpenDownload(*this, ctx, *request));
 }
 
 }  // namespace ftune::server::rpc

@@ -1,5 +1,9 @@
 #include "server/rpc/job_service.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -15,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/file_util.h"
 #include "common/ids.h"
 #include "common/sha256.h"
 #include "common/status.h"
@@ -23,6 +28,7 @@
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/executor.h"
+#include "server/rpc/file_range_writer.h"
 #include "server/rpc/pagination.h"
 #include "server/rpc/status_util.h"
 #include "server/store/store.h"
@@ -155,11 +161,13 @@ std::string ApiStateName(const core::Job& job) {
 }  // namespace
 
 JobServiceImpl::JobServiceImpl(store::Store* store, Authenticator* auth,
-                               JobStreamHandlers streams, Executor* executor)
+                               JobStreamHandlers streams, Executor* executor,
+                               std::string storage_root)
     : store_(store),
       auth_(auth),
       streams_(std::move(streams)),
-      executor_(executor) {}
+      executor_(executor),
+      storage_root_(std::move(storage_root)) {}
 
 grpc::ServerUnaryReactor* JobServiceImpl::Unary(
     grpc::CallbackServerContext* ctx,
@@ -706,6 +714,82 @@ JobServiceImpl::StreamJobLog(grpc::CallbackServerContext* ctx,
         grpc::StatusCode::UNIMPLEMENTED, "StreamJobLog is not wired"));
   }
   return streams_.stream_job_log(ctx, request, *caller);
+}
+
+namespace {
+
+// The byte range of an adapter file DownloadAdapterFile sends, or why there
+// is none. Only paths recorded in Job.adapter.files are served, so a
+// request cannot name anything else on storage.
+absl::StatusOr<FileRange> OpenAdapterFile(
+    store::Store& store, const std::string& storage_root,
+    const Principal& caller, const v1::DownloadAdapterFileRequest& request) {
+  FTUNE_ASSIGN_OR_RETURN(core::Job job,
+                         LoadJob(store, caller, request.job_id()));
+  if (request.path().empty()) return InvalidField("path", "path: is required");
+  if (request.offset() < 0) {
+    return InvalidField("offset", "offset: must be >= 0");
+  }
+  if (job.state != core::JobState::kSucceeded || job.adapter.path.empty()) {
+    return FailedPreconditionInState(
+        absl::StrCat("job ", job.id, " has no adapter: it is ",
+                     ApiStateName(job), " (adapters exist once SUCCEEDED)"),
+        ApiStateName(job));
+  }
+  const core::AdapterFile* file = nullptr;
+  for (const core::AdapterFile& f : job.adapter.files) {
+    if (f.path == request.path()) file = &f;
+  }
+  if (file == nullptr) {
+    return absl::NotFoundError(absl::StrCat("adapter of job ", job.id,
+                                            " has no file \"", request.path(),
+                                            "\" (see Job.adapter.files)"));
+  }
+  if (request.offset() > file->size_bytes) {
+    return absl::OutOfRangeError(
+        absl::StrCat("offset ", request.offset(), " is past the end of ",
+                     file->path, " (", file->size_bytes, " bytes)"));
+  }
+  const std::string path =
+      JoinPath(storage_root, JoinPath(job.adapter.path, file->path));
+  FileRange range;
+  range.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (range.fd < 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("adapter file ", file->path,
+                                              " of job ", job.id,
+                                              " is missing from storage"));
+    }
+    return absl::InternalError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st;
+  if (::fstat(range.fd, &st) != 0 || st.st_size != file->size_bytes) {
+    ::close(range.fd);
+    return absl::DataLossError(absl::StrCat(
+        "adapter file ", file->path, " of job ", job.id,
+        " no longer has its recorded size (", file->size_bytes, " bytes)"));
+  }
+  range.offset = request.offset();
+  range.end = file->size_bytes;
+  return range;
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::DownloadAdapterFileResponse>*
+JobServiceImpl::DownloadAdapterFile(
+    grpc::CallbackServerContext* ctx,
+    const v1::DownloadAdapterFileRequest* request) {
+  using Writer = FileRangeWriter<v1::DownloadAdapterFileResponse>;
+  absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
+  if (!caller.ok()) return new Writer(ctx, caller.status());
+  if (storage_root_.empty()) {
+    return new Writer(
+        ctx, absl::UnimplementedError("DownloadAdapterFile is not wired"));
+  }
+  return new Writer(ctx,
+                    OpenAdapterFile(*store_, storage_root_, *caller, *request));
 }
 
 }  // namespace ftune::server::rpc

@@ -18,6 +18,7 @@
 #define FTUNE_SERVER_RPC_JOB_SERVICE_H_
 
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "ftune/v1/job_service.grpc.pb.h"
@@ -49,8 +50,11 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
   // `store`, `auth` and `executor` are not owned and must outlive the
   // service; `executor` null = unary calls run on gRPC's thread.
+  // `storage_root` is where adapters are read from for DownloadAdapterFile
+  // ("" = that rpc answers UNIMPLEMENTED).
   JobServiceImpl(store::Store* store, Authenticator* auth,
-                 JobStreamHandlers streams = {}, Executor* executor = nullptr);
+                 JobStreamHandlers streams = {}, Executor* executor = nullptr,
+                 std::string storage_root = "");
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx,
                                       const v1::CreateJobRequest* request,
@@ -87,6 +91,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerWriteReactor<v1::StreamJobLogResponse>* StreamJobLog(
       grpc::CallbackServerContext* ctx,
       const v1::StreamJobLogRequest* request) override;
+  grpc::ServerWriteReactor<v1::DownloadAdapterFileResponse>*
+  DownloadAdapterFile(grpc::CallbackServerContext* ctx,
+                      const v1::DownloadAdapterFileRequest* request) override;
 
  private:
   absl::Status DoCreateJob(const Principal& caller,
@@ -118,6 +125,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   Authenticator* auth_;
   JobStreamHandlers streams_;
   Executor* executor_;
+  std::string storage_root_;
 };
 
 }  // namespace ftune::server::rpc

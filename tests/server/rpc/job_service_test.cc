@@ -1,12 +1,14 @@
 // JobService, AdminService and ModelService over a real gRPC server on a
 // loopback port and a real SQLite file (rpc_fixture.h).
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "server/core/storage_layout.h"
 #include "tests/server/rpc/rpc_fixture.h"
 
 namespace ftune::server::testing {
@@ -691,6 +693,137 @@ TEST_F(JobServiceTest, UploadCreateAndWatchThroughTheWholeServer) {
   }
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_TRUE(saw_cancelled);
+}
+
+}  // namespace
+}  // namespace ftune::server::testing
+
+namespace ftune::server::testing {
+namespace {
+
+// Reads a whole DownloadAdapterFile stream from `offset`; the chunks must
+// be contiguous.
+absl::StatusOr<std::string> DownloadAdapterFile(v1::JobService::Stub& jobs,
+                                                const std::string& key,
+                                                const std::string& job_id,
+                                                const std::string& path,
+                                                int64_t offset = 0) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + key);
+  v1::DownloadAdapterFileRequest req;
+  req.set_job_id(job_id);
+  req.set_path(path);
+  req.set_offset(offset);
+  auto reader = jobs.DownloadAdapterFile(&ctx, req);
+  std::string out;
+  v1::DownloadAdapterFileResponse chunk;
+  while (reader->Read(&chunk)) {
+    if (chunk.offset() != offset + static_cast<int64_t>(out.size())) {
+      return absl::InternalError(absl::StrCat("gap at ", chunk.offset()));
+    }
+    out += chunk.chunk();
+  }
+  FTUNE_RETURN_IF_ERROR(rpc::FromGrpcStatus(reader->Finish(), &ctx));
+  return out;
+}
+
+std::string BodyOrError(const absl::StatusOr<std::string>& body) {
+  return body.ok() ? *body : "error: " + body.status().ToString();
+}
+
+// A SUCCEEDED job's adapter files come back byte for byte; nothing else on
+// storage can be named, and neither can another tenant's adapter.
+TEST_F(JobServiceTest, DownloadAdapterFileServesOnlyTheRecordedFiles) {
+  const TenantKey a = MakeTenant("a");
+  const TenantKey b = MakeTenant("b");
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(a, JobRequest(a)));
+  // Not finished yet: no adapter.
+  absl::Status st =
+      DownloadAdapterFile(*jobs_, a.key, job.id(), "adapter_config.json")
+          .status();
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kFailedPrecondition,
+                           HasSubstr("JOB_STATE_QUEUED")));
+  EXPECT_EQ(InfoOf(st).current_state(), "JOB_STATE_QUEUED");
+
+  // The worker's side: the adapter on storage, then SUCCEEDED through the
+  // store with the files' sizes.
+  const std::string dir = core::AdapterDir(a.tenant_id, job.id());
+  std::string weights(2'500'000, '\0');  // 3 chunks of at most 1 MiB.
+  for (size_t i = 0; i < weights.size(); ++i) {
+    weights[i] = static_cast<char>((i * 7919) % 251);
+  }
+  const std::string config = R"({"r": 8, "lora_alpha": 16})";
+  WriteFile(dir_.Sub("storage/" + dir + "/adapter_model.safetensors"), weights);
+  WriteFile(dir_.Sub("storage/" + dir + "/adapter_config.json"), config);
+  WriteFile(dir_.Sub("storage/secret.txt"), "not an adapter file");
+  core::Worker w;
+  w.hostname = "test";
+  w.capabilities.gpus = 1;
+  ASSERT_OK_AND_ASSIGN(core::Worker worker,
+                       store().RegisterWorker(w, absl::Now() + absl::Hours(1)));
+  ASSERT_OK_AND_ASSIGN(
+      core::Job running,
+      store().GrantLease(job.id(), 1, worker.id, absl::Now() + absl::Hours(1)));
+  core::AttemptEnd end;
+  end.outcome = core::AttemptOutcome::kSucceeded;
+  end.adapter.path = dir;
+  end.adapter.files = {
+      {"adapter_config.json", static_cast<int64_t>(config.size()), "c"},
+      {"adapter_model.safetensors", static_cast<int64_t>(weights.size()), "w"}};
+  ASSERT_OK(store().EndAttempt(job.id(), running.attempt, worker.id, end));
+
+  EXPECT_EQ(BodyOrError(DownloadAdapterFile(*jobs_, a.key, job.id(),
+                                            "adapter_model.safetensors")),
+            weights);
+  EXPECT_EQ(BodyOrError(DownloadAdapterFile(*jobs_, a.key, job.id(),
+                                            "adapter_config.json")),
+            config);
+  // Resuming at an offset, and at the very end (an empty, successful
+  // stream).
+  EXPECT_EQ(
+      BodyOrError(DownloadAdapterFile(*jobs_, a.key, job.id(),
+                                      "adapter_model.safetensors", 1'234'567)),
+      weights.substr(1'234'567));
+  EXPECT_EQ(BodyOrError(DownloadAdapterFile(
+                *jobs_, a.key, job.id(), "adapter_config.json", config.size())),
+            "");
+
+  // Refusals.
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, a.key, job.id(), "../../../secret.txt")
+          .status(),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("no file")));
+  EXPECT_THAT(DownloadAdapterFile(*jobs_, a.key, job.id(), "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("path")));
+  st = DownloadAdapterFile(*jobs_, a.key, job.id(), "adapter_config.json",
+                           config.size() + 1)
+           .status();
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kOutOfRange, _));
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, a.key, job.id(), "adapter_config.json", -1)
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("offset")));
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, b.key, job.id(), "adapter_config.json")
+          .status(),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("not found")));
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, kAdminKey, job.id(), "adapter_config.json")
+          .status(),
+      StatusIs(absl::StatusCode::kPermissionDenied, _));
+
+  // A file changed on storage since it was recorded is not served as if it
+  // were the adapter.
+  WriteFile(dir_.Sub("storage/" + dir + "/adapter_config.json"), "{}");
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, a.key, job.id(), "adapter_config.json")
+          .status(),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("recorded size")));
+  std::filesystem::remove(dir_.Sub("storage/" + dir + "/adapter_config.json"));
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, a.key, job.id(), "adapter_config.json")
+          .status(),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
 }
 
 }  // namespace
