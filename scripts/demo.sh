@@ -84,7 +84,7 @@ export FTUNE_ADDRESS=$address
 echo "== starting ftune-worker, one CPU slot (log: $work/worker.log)"
 "$bin/ftune-worker" --scheduler="$address" --storage_root="$storage" \
   --worker_key_file="$work/worker.key" --trainer="$bin/ftune-train" \
-  --work_dir="$work/worker" --cpu_slots=1 --gpus=none \
+  --work_dir="$work/worker" --cpu_slots=1 --gpus=none --metrics_address=127.0.0.1:0 \
   >"$work/worker.out" 2>"$work/worker.log" &
 pids+=($!)
 worker_id=$(wait_for_line "$work/worker.out" worker_id= "${pids[1]}")

@@ -18,6 +18,7 @@
 #include "server/rpc/dispatcher.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/file_service.h"
+#include "server/rpc/grpc_metrics.h"
 #include "server/rpc/job_log.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
@@ -70,6 +71,8 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   registry_ = std::make_unique<metrics::Registry>();
   FTUNE_ASSIGN_OR_RETURN(metrics_,
                          rpc::SchedulerMetrics::Create(registry_.get()));
+  FTUNE_ASSIGN_OR_RETURN(grpc_metrics_,
+                         rpc::GrpcServerMetrics::Create(registry_.get()));
   watch_hub_ = std::make_unique<rpc::WatchHub>();
   store::SqliteStoreOptions so;
   so.path = options_.db_path;
@@ -80,6 +83,10 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
         metrics->OnCommit(changes);
         if (rpc::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
       };
+  so.on_commit_timing = [metrics = metrics_.get()](absl::Duration d,
+                                                   int writes) {
+    metrics->OnCommitTiming(d, writes);
+  };
   absl::StatusOr<std::unique_ptr<store::SqliteStore>> opened =
       store::SqliteStore::Open(so);
   if (!opened.ok()) {
@@ -195,6 +202,13 @@ absl::Status SchedulerServer::Start() {
     builder.RegisterService(model_service_.get());
     builder.RegisterService(file_service_.get());
     builder.RegisterService(worker_service_.get());
+  }
+  if (grpc_metrics_ != nullptr) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(grpc_metrics_->InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);

@@ -40,6 +40,7 @@ class AdminServiceImpl;
 class Dispatcher;
 class Executor;
 class FileService;
+class GrpcServerMetrics;
 class SchedulerMetrics;
 class ModelServiceImpl;
 class WatchHub;
@@ -136,6 +137,7 @@ class SchedulerServer {
   // Metrics outlive the store (its commit hook feeds them).
   std::unique_ptr<metrics::Registry> registry_;
   std::unique_ptr<rpc::SchedulerMetrics> metrics_;
+  std::unique_ptr<rpc::GrpcServerMetrics> grpc_metrics_;  // Outlives server_.
   // Set right after the store opens; read by the store's commit hook.
   std::atomic<rpc::Dispatcher*> dispatcher_hook_{nullptr};
   std::unique_ptr<store::SqliteStore> store_;

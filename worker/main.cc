@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -21,7 +22,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
+#include "common/metrics/http_server.h"
+#include "common/metrics/registry.h"
 #include "worker/agent/capabilities.h"
+#include "worker/agent/worker_metrics.h"
 #include "worker/agent/worker_session.h"
 
 ABSL_FLAG(std::string, scheduler, "127.0.0.1:50051",
@@ -59,6 +63,10 @@ ABSL_FLAG(std::string, tls_ca_file, "",
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM client certificate for mTLS (with --tls_key_file).");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9091",
+          "host:port of the HTTP endpoint serving /metrics, /healthz and "
+          "/readyz (ready while heartbeats succeed); port 0 picks one, "
+          "printed as 'metrics_address=HOST:PORT'; empty = none.");
 
 namespace v1 = ftune::v1;
 
@@ -228,9 +236,47 @@ int main(int argc, char** argv) {
     o.channel_credentials = grpc::SslCredentials(ssl);
   }
 
-  o.on_registered = [](const std::string& id) {
+  // Metrics: the registry and the endpoint outlive the agent, whose hooks
+  // feed them.
+  ftune::metrics::Registry registry;
+  absl::StatusOr<std::unique_ptr<agent::WorkerMetrics>> metrics =
+      agent::WorkerMetrics::Create(&registry, caps);
+  if (!metrics.ok()) return Fail(metrics.status().message());
+  agent::WorkerMetrics* m = metrics->get();
+  std::atomic<bool> connected{false};
+  o.runner.on_trainer_start = [m] { m->TrainerStarted(); };
+  o.runner.on_trainer_exit = [m](agent::ExitClass c, bool killed) {
+    m->TrainerExited(c, killed);
+  };
+  o.on_heartbeat = [m, &connected](bool ok) {
+    connected = ok;
+    m->SetConnected(ok);
+  };
+  o.on_registered = [m, &connected](const std::string& id) {
+    connected = true;
+    m->SetConnected(true);
     std::cout << "worker_id=" << id << std::endl;
   };
+  std::unique_ptr<ftune::metrics::MetricsHttpServer> metrics_http;
+  if (const std::string address = absl::GetFlag(FLAGS_metrics_address);
+      !address.empty()) {
+    ftune::metrics::MetricsHttpServerOptions mo;
+    mo.listen_address = address;
+    absl::StatusOr<std::unique_ptr<ftune::metrics::MetricsHttpServer>> http =
+        ftune::metrics::MetricsHttpServer::Start(
+            mo, &registry, [&connected]() -> absl::Status {
+              if (connected) return absl::OkStatus();
+              return absl::UnavailableError(
+                  "not registered with the scheduler, or the last heartbeat "
+                  "failed");
+            });
+    if (!http.ok()) {
+      return Fail(absl::StrCat("metrics endpoint ", address, ": ",
+                               http.status().message()));
+    }
+    metrics_http = *std::move(http);
+    std::cout << "metrics_address=" << metrics_http->address() << std::endl;
+  }
 
   agent::WorkerAgent worker(o);
   absl::Status result;
@@ -247,6 +293,7 @@ int main(int argc, char** argv) {
   });
   signal_thread.detach();
   session.join();
+  if (metrics_http != nullptr) metrics_http->Stop();
   if (remove_work_dir) std::filesystem::remove_all(work_dir, ec);
   if (!result.ok()) return Fail(result.ToString());
   FTUNE_LOG(INFO) << "stopped";

@@ -1,5 +1,6 @@
 #include "server/rpc/scheduler_metrics.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <utility>
@@ -61,6 +62,36 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
           "From creation to the first lease of a job's first attempt.", {},
           {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400})));
   FTUNE_ASSIGN_OR_RETURN(
+      m->first_step_,
+      Registered(registry->AddHistogram(
+          "ftune_job_time_to_first_step_seconds",
+          "From an attempt's start (lease granted, RUNNING) to its first "
+          "reported training step: model loading, tokenization, warm-up.",
+          {}, {0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->lease_expiries_,
+      Registered(registry->AddCounter(
+          "ftune_lease_expiries_total",
+          "Attempts taken back because their worker lost its lease (no "
+          "heartbeat in time, or it re-registered as a new worker).",
+          {})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->commit_seconds_,
+      Registered(registry->AddHistogram(
+          "ftune_store_commit_seconds",
+          "Duration of a SQLite group-commit write transaction, BEGIN to "
+          "COMMIT (fsync included).",
+          {},
+          {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1,
+           2.5})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->commit_writes_,
+      Registered(registry->AddHistogram(
+          "ftune_store_commit_writes",
+          "Writes (API calls, worker reports) batched in one SQLite group "
+          "commit.",
+          {}, {1, 2, 4, 8, 16, 32, 64, 128, 256})));
+  FTUNE_ASSIGN_OR_RETURN(
       m->train_loss_,
       Registered(registry->AddGauge("ftune_job_train_loss",
                                     "Latest training loss of a running job.",
@@ -82,6 +113,13 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
           "ftune_job_progress_ratio",
           "Fraction of a running job's optimizer steps done (0..1).",
           {"tenant", "job"})));
+  // Families without labels show their zero from the first scrape, so
+  // rate() and alerts see the first increment.
+  m->queue_wait_->WithLabels({});
+  m->first_step_->WithLabels({});
+  m->lease_expiries_->WithLabels({});
+  m->commit_seconds_->WithLabels({});
+  m->commit_writes_->WithLabels({});
   absl::StatusOr<metrics::CollectorHandle> process =
       registry->AddCollector(std::make_unique<metrics::ProcessCollector>());
   if (!process.ok()) {
@@ -160,6 +198,17 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
         queue_wait_->WithLabels({})->Observe(
             absl::ToDoubleSeconds(e.time - job.create_time));
       }
+      if (to == core::JobState::kRunning && e.from_state &&
+          *e.from_state == core::JobState::kQueued) {
+        awaiting_first_step_[job.id] = {e.attempt, e.time};
+      }
+      const bool left_running =
+          e.from_state && (*e.from_state == core::JobState::kRunning ||
+                           *e.from_state == core::JobState::kCancelling);
+      if (left_running && to != core::JobState::kRunning &&
+          job.error.reason == core::JobErrorReason::kWorkerLost) {
+        lease_expiries_->WithLabels({})->Inc();
+      }
       if (to == core::JobState::kQueued && e.from_state &&
           *e.from_state == core::JobState::kRunning) {
         requeued_->WithLabels({job.tenant_id})->Inc();
@@ -167,6 +216,21 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
       if (core::IsTerminal(to)) {
         finished_->WithLabels({job.tenant_id, StateLabel(to)})->Inc();
       }
+    }
+    if (!change.metrics.empty()) {
+      auto waiting = awaiting_first_step_.find(job.id);
+      if (waiting != awaiting_first_step_.end()) {
+        for (const core::MetricPoint& p : change.metrics) {
+          if (p.attempt != waiting->second.first) continue;
+          first_step_->WithLabels({})->Observe(std::max(
+              0.0, absl::ToDoubleSeconds(p.time - waiting->second.second)));
+          awaiting_first_step_.erase(waiting);
+          break;
+        }
+      }
+    }
+    if (job.state != core::JobState::kRunning) {
+      awaiting_first_step_.erase(job.id);
     }
     if (core::IsTerminal(job.state) || job.state == core::JobState::kQueued) {
       // The series live while the job runs.
@@ -194,6 +258,11 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
           static_cast<double>(job.progress.total_steps));
     }
   }
+}
+
+void SchedulerMetrics::OnCommitTiming(absl::Duration transaction, int writes) {
+  commit_seconds_->WithLabels({})->Observe(absl::ToDoubleSeconds(transaction));
+  commit_writes_->WithLabels({})->Observe(writes);
 }
 
 }  // namespace ftune::server::rpc

@@ -8,10 +8,15 @@
 #ifndef FTUNE_SERVER_RPC_SCHEDULER_METRICS_H_
 #define FTUNE_SERVER_RPC_SCHEDULER_METRICS_H_
 
+#include <functional>
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/metrics/registry.h"
 #include "server/store/store.h"
 
@@ -31,6 +36,9 @@ class SchedulerMetrics {
   // From the store's commit hook: quick, never calls the store.
   void OnCommit(const std::vector<store::JobChange>& changes);
 
+  // From the store's commit timing hook (SqliteStoreOptions).
+  void OnCommitTiming(absl::Duration transaction, int writes);
+
  private:
   explicit SchedulerMetrics(metrics::Registry* registry)
       : registry_(registry) {}
@@ -40,11 +48,18 @@ class SchedulerMetrics {
   metrics::CounterFamily* finished_ = nullptr;
   metrics::CounterFamily* requeued_ = nullptr;
   metrics::HistogramFamily* queue_wait_ = nullptr;
+  metrics::HistogramFamily* first_step_ = nullptr;
+  metrics::CounterFamily* lease_expiries_ = nullptr;
+  metrics::HistogramFamily* commit_seconds_ = nullptr;
+  metrics::HistogramFamily* commit_writes_ = nullptr;
   metrics::GaugeFamily* train_loss_ = nullptr;
   metrics::GaugeFamily* eval_loss_ = nullptr;
   metrics::GaugeFamily* tokens_per_second_ = nullptr;
   metrics::GaugeFamily* progress_ = nullptr;
   std::vector<metrics::CollectorHandle> collectors_;
+  // Attempts started (RUNNING) that have not reported a step yet: job id ->
+  // (attempt, start time). Touched only by OnCommit (the writer thread).
+  std::map<std::string, std::pair<int64_t, absl::Time>> awaiting_first_step_;
 };
 
 }  // namespace ftune::server::rpc

@@ -3,6 +3,7 @@
 // and leases: sqlite_store_workers.cc.
 #include "server/store/sqlite_store.h"
 
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -153,6 +154,7 @@ void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
   static const auto* const kRelease = new std::string("RELEASE w");
   static const auto* const kRollbackTo = new std::string("ROLLBACK TO w");
   Connection& conn = *writer_conn_;
+  const auto started = std::chrono::steady_clock::now();
   absl::Status begin = RunCached(conn, *kBegin);
   if (!begin.ok()) {
     for (WriteRequest* r : batch) r->status = begin;
@@ -183,6 +185,11 @@ void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
     if (!fatal.ok()) r->status = fatal;
   }
   absl::Status commit = fatal.ok() ? RunCached(conn, *kCommit) : fatal;
+  if (options_.on_commit_timing) {
+    options_.on_commit_timing(
+        absl::FromChrono(std::chrono::steady_clock::now() - started),
+        static_cast<int>(batch.size()));
+  }
   if (!commit.ok()) {
     (void)conn.Exec("ROLLBACK");
     FTUNE_LOG(ERROR) << "group commit of " << batch.size()

@@ -47,6 +47,10 @@ struct SqliteStoreOptions {
   // requests did to jobs, in commit order. Must be quick and must not call
   // back into the store's write methods (it would deadlock).
   std::function<void(const std::vector<JobChange>&)> on_commit;
+  // Called on the writer thread after each group commit that reached COMMIT
+  // (successful or not) with the write transaction's duration, BEGIN to
+  // COMMIT returned (fsync included), and how many writes it batched.
+  std::function<void(absl::Duration, int writes)> on_commit_timing;
 };
 
 class SqliteStore : public Store {

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -146,11 +147,19 @@ absl::StatusOr<int> Cluster::StartWorker(const WorkerOptions& options) {
       "--work_dir=" + dir_.Sub(absl::StrCat("worker-", index)),
       absl::StrCat("--cpu_slots=", options.cpu_slots),
       "--gpus=none",
-      "--stop_grace=5s"};
+      "--stop_grace=5s",
+      "--metrics_address=127.0.0.1:0"};
   argv.insert(argv.end(), options.extra_flags.begin(),
               options.extra_flags.end());
+  const bool metrics_off =
+      std::find(argv.begin(), argv.end(), "--metrics_address=") != argv.end();
   FTUNE_RETURN_IF_ERROR(w.process->Start(
       argv, options.env, dir_.Sub(absl::StrCat("worker-", index, ".log"))));
+  if (!metrics_off) {
+    FTUNE_ASSIGN_OR_RETURN(
+        w.metrics_address,
+        w.process->ReadLineWithPrefix("metrics_address=", absl::Seconds(30)));
+  }
   FTUNE_ASSIGN_OR_RETURN(
       w.id, w.process->ReadLineWithPrefix("worker_id=", absl::Seconds(30)));
   workers_.push_back(std::move(w));
@@ -159,6 +168,10 @@ absl::StatusOr<int> Cluster::StartWorker(const WorkerOptions& options) {
 
 const std::string& Cluster::worker_id(int index) const {
   return workers_[index].id;
+}
+
+const std::string& Cluster::worker_metrics_address(int index) const {
+  return workers_[index].metrics_address;
 }
 
 absl::Status Cluster::SignalWorker(int index, int sig) {

@@ -74,6 +74,9 @@ class Cluster {
   absl::StatusOr<int> StartWorker(const WorkerOptions& options);
   // The worker_id the worker printed last.
   const std::string& worker_id(int index) const;
+  // host:port of the worker's /metrics endpoint (each worker picks a free
+  // port; "" when started with --metrics_address=).
+  const std::string& worker_metrics_address(int index) const;
   Subprocess& worker(int index) { return *workers_[index].process; }
   absl::Status SignalWorker(int index, int sig);
 
@@ -113,6 +116,7 @@ class Cluster {
   struct WorkerProc {
     std::unique_ptr<Subprocess> process;
     std::string id;
+    std::string metrics_address;
   };
 
   ClusterOptions options_;

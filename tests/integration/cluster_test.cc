@@ -106,6 +106,27 @@ class ClusterTest : public ::testing::Test {
     return w;
   }
 
+  // GETs /metrics of a "host:port".
+  static absl::StatusOr<ftune::testing::HttpResponse> Scrape(
+      const std::string& address) {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError("no port in \"" + address + "\"");
+    }
+    return ftune::testing::HttpGet(address.substr(0, colon),
+                                   std::stoi(address.substr(colon + 1)),
+                                   "/metrics");
+  }
+
+  // `promtool check metrics` finds nothing wrong with a scrape.
+  bool PromtoolAccepts(const std::string& body) {
+    const std::string file = cluster_.Path("scrape.txt");
+    std::ofstream(file) << body;
+    return std::system(("/usr/bin/promtool check metrics < " + file +
+                        " > /dev/null 2>&1")
+                           .c_str()) == 0;
+  }
+
   std::string AdapterDir(const v1::Job& job) const {
     return cluster_.StoragePath(
         absl::StrCat("jobs/", job.tenant_id(), "/", job.id(), "/adapter"));
@@ -143,13 +164,8 @@ TEST_F(ClusterTest, JobRunsToSuccessAndPublishesOnce) {
   EXPECT_EQ(CountTransitionsTo(events, v1::JOB_STATE_SUCCEEDED), 1);
 
   // /metrics saw it: a real scrape, valid for promtool.
-  const std::string& m = cluster_.metrics_address();
-  const size_t colon = m.rfind(':');
-  ASSERT_NE(colon, std::string::npos);
-  ASSERT_OK_AND_ASSIGN(
-      ftune::testing::HttpResponse scrape,
-      ftune::testing::HttpGet(m.substr(0, colon),
-                              std::stoi(m.substr(colon + 1)), "/metrics"));
+  ASSERT_OK_AND_ASSIGN(ftune::testing::HttpResponse scrape,
+                       Scrape(cluster_.metrics_address()));
   ASSERT_EQ(scrape.status, 200);
   const std::string t = done.tenant_id();
   for (const std::string& line : {
@@ -159,17 +175,49 @@ TEST_F(ClusterTest, JobRunsToSuccessAndPublishesOnce) {
                         "\",state=\"succeeded\"} 1"),
            std::string("ftune_workers{state=\"active\"} 1"),
            std::string("ftune_job_queue_wait_seconds_count 1"),
+           std::string("ftune_job_time_to_first_step_seconds_count 1"),
+           std::string("ftune_lease_expiries_total 0"),
+           // The interceptor: one CreateJob, timed; one registration.
+           std::string("ftune_grpc_server_handled_total{service=\"ftune.v1."
+                       "JobService\",method=\"CreateJob\",code=\"OK\"} 1"),
+           std::string("ftune_grpc_server_handling_seconds_count{service=\""
+                       "ftune.v1.JobService\",method=\"CreateJob\"} 1"),
+           std::string("ftune_grpc_server_handled_total{service=\"ftune.v1."
+                       "WorkerService\",method=\"RegisterWorker\",code=\"OK\"}"
+                       " 1"),
        }) {
     EXPECT_THAT(scrape.body, HasSubstr(line + "\n")) << scrape.body;
   }
+  // Streams are counted, not timed.
+  EXPECT_THAT(scrape.body,
+              Not(HasSubstr("ftune_grpc_server_handling_seconds_count{service="
+                            "\"ftune.v1.WorkerService\",method=\"Stream")));
+  // Every write went through a timed group commit.
+  EXPECT_THAT(scrape.body, HasSubstr("ftune_store_commit_seconds_count "));
+  EXPECT_THAT(scrape.body,
+              Not(HasSubstr("ftune_store_commit_seconds_count 0\n")));
   // The per-job series went away with the job.
   EXPECT_THAT(scrape.body, Not(HasSubstr("ftune_job_train_loss{")));
-  const std::string scrape_file = cluster_.StoragePath("scrape.txt");
-  std::ofstream(scrape_file) << scrape.body;
-  EXPECT_EQ(std::system(("/usr/bin/promtool check metrics < " + scrape_file +
-                         " > /dev/null 2>&1")
-                            .c_str()),
-            0);
+  EXPECT_TRUE(PromtoolAccepts(scrape.body));
+
+  // The worker's own endpoint: one trainer ran and succeeded; no GPU
+  // series on a worker without GPUs.
+  ASSERT_OK_AND_ASSIGN(ftune::testing::HttpResponse worker,
+                       Scrape(cluster_.worker_metrics_address(0)));
+  ASSERT_EQ(worker.status, 200);
+  for (const std::string line : {
+           "ftune_worker_trainers_started_total 1",
+           "ftune_worker_trainer_exits_total{result=\"success\"} 1",
+           "ftune_worker_running_attempts 0",
+           "ftune_worker_connected 1",
+           "ftune_worker_slots{resource=\"cpu\"} 1",
+           "ftune_worker_slots{resource=\"gpu\"} 0",
+       }) {
+    EXPECT_THAT(worker.body, HasSubstr(line + "\n")) << worker.body;
+  }
+  EXPECT_THAT(worker.body, Not(HasSubstr("ftune_worker_gpu_")));
+  EXPECT_THAT(worker.body, HasSubstr("process_resident_memory_bytes "));
+  EXPECT_TRUE(PromtoolAccepts(worker.body));
 }
 
 TEST_F(ClusterTest, KilledWorkerJobResumesOnAnotherFromCheckpoint) {
@@ -212,6 +260,13 @@ TEST_F(ClusterTest, KilledWorkerJobResumesOnAnotherFromCheckpoint) {
   EXPECT_EQ(rec.start_steps[0], 0);
   EXPECT_GE(rec.start_steps[1], 4);
   EXPECT_EQ(rec.steps.back(), 16);
+  // The scheduler counted the lost lease and the re-queue.
+  ASSERT_OK_AND_ASSIGN(ftune::testing::HttpResponse scrape,
+                       Scrape(cluster_.metrics_address()));
+  EXPECT_THAT(scrape.body, HasSubstr("ftune_lease_expiries_total 1\n"));
+  EXPECT_THAT(scrape.body,
+              HasSubstr(absl::StrCat("ftune_job_requeues_total{tenant=\"",
+                                     done.tenant_id(), "\"} 1\n")));
 }
 
 TEST_F(ClusterTest, StoppedWorkerIsFencedOutWhenItComesBack) {

@@ -237,7 +237,7 @@ TEST(SchedulerProcessTest, MutualTlsForClientsAndWorkers) {
        "--storage_root=" + dir.Sub("storage"),
        "--worker_key_file=" + dir.Sub("worker.key"), "--trainer=/bin/false",
        "--work_dir=" + dir.Sub("work"), "--cpu_slots=1", "--gpus=none",
-       "--tls_ca_file=" + dir.Sub("ca.pem"),
+       "--metrics_address=127.0.0.1:0", "--tls_ca_file=" + dir.Sub("ca.pem"),
        "--tls_cert_file=" + dir.Sub("client.pem"),
        "--tls_key_file=" + dir.Sub("client.key")},
       {}, dir.Sub("worker.log")));

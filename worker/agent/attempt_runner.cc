@@ -570,6 +570,7 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
                     absl::StrCat("starting the trainer: ", s.message()),
                     /*retryable=*/true);
     }
+    if (options_.on_trainer_start) options_.on_trainer_start();
     {
       absl::MutexLock lock(&mu_);
       trainer_ = &trainer;
@@ -620,6 +621,9 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
     {
       absl::MutexLock lock(&mu_);
       trainer_ = nullptr;
+    }
+    if (options_.on_trainer_exit) {
+      options_.on_trainer_exit(exit.exit_class, fenced || killed());
     }
     if (fenced || killed()) {
       AppendToLog("trainer killed (attempt fenced)");

@@ -28,6 +28,7 @@
 #ifndef FTUNE_WORKER_AGENT_ATTEMPT_RUNNER_H_
 #define FTUNE_WORKER_AGENT_ATTEMPT_RUNNER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,10 @@ struct AttemptRunnerOptions {
   // How often the runner wakes to flush and to check the trainer.
   absl::Duration poll = absl::Milliseconds(50);
   Clock* clock = Clock::Real();
+  // Called when a trainer process has started and after it has ended (for
+  // metrics); `killed`: the agent SIGKILLed it (fenced, hard shutdown).
+  std::function<void()> on_trainer_start;
+  std::function<void(ExitClass, bool killed)> on_trainer_exit;
 };
 
 // How the attempt ended locally.

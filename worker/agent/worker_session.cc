@@ -261,6 +261,7 @@ WorkerAgent::SessionEnd WorkerAgent::HeartbeatLoop() {
     v1::HeartbeatResponse resp;
     const absl::Status s = FromGrpc(stub_->Heartbeat(&ctx, req, &resp));
     next = now + interval;
+    if (options_.on_heartbeat) options_.on_heartbeat(s.ok());
     if (s.ok()) {
       last_ok_sent = now;
       if (resp.state() != last_state) {

@@ -57,6 +57,8 @@ struct WorkerOptions {
   absl::Duration reconnect_max = absl::Seconds(10);
   // Called after each successful registration (main prints worker_id=...).
   std::function<void(const std::string& worker_id)> on_registered;
+  // Called after each heartbeat with whether it succeeded (for metrics).
+  std::function<void(bool ok)> on_heartbeat;
 };
 
 // Converts a gRPC status (same code numbers).
