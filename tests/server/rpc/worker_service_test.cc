@@ -502,3 +502,66 @@ TEST_F(WorkerServiceTest, DrainedWorkerTakesNoNewJobsUntilUndrained) {
 
 }  // namespace
 }  // namespace ftune::server::testing
+
+namespace ftune::server::testing {
+namespace {
+
+// Only the worker holding an attempt can end it as PAUSED and record its
+// checkpoint: a foreign worker's call changes nothing, the holder's
+// succeeds, and the holder's retry is answered from the recorded outcome.
+TEST_F(WorkerServiceTest, PauseCheckpointIsRecordedOnlyFromTheHolder) {
+  ASSERT_OK_AND_ASSIGN(std::string holder, Register(CpuHost("cpu-1")));
+  auto stream = Open(holder);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, CpuJob()));
+  const v1::AssignJobCommand a = Next(*stream).assign_job();
+  ASSERT_EQ(a.job_id(), job.id());
+  ASSERT_OK_AND_ASSIGN(std::string other, Register(CpuHost("cpu-2")));
+
+  v1::PauseJobRequest preq;
+  preq.set_job_id(job.id());
+  v1::Job pausing;
+  ASSERT_OK(Call(tenant_.key, [&](grpc::ClientContext* c) {
+    return jobs_->PauseJob(c, preq, &pausing);
+  }));
+  EXPECT_TRUE(Next(*stream).has_pause_job());
+
+  v1::FinishAttemptRequest fin;
+  fin.set_job_id(a.job_id());
+  fin.set_attempt(a.attempt());
+  fin.set_outcome(v1::ATTEMPT_OUTCOME_PAUSED);
+  v1::Checkpoint* cp = fin.mutable_checkpoint();
+  cp->set_path(a.checkpoint_dir() + "/step-7");
+  cp->set_step(7);
+  cp->set_attempt(a.attempt());
+
+  fin.set_worker_id(other);
+  absl::Status st = Finish(fin).status();
+  EXPECT_THAT(st,
+              ::ftune::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         HasSubstr("not held by worker")));
+  v1::ListCheckpointsRequest lreq;
+  lreq.set_job_id(job.id());
+  v1::ListCheckpointsResponse checkpoints;
+  ASSERT_OK(Call(tenant_.key, [&](grpc::ClientContext* c) {
+    return jobs_->ListCheckpoints(c, lreq, &checkpoints);
+  }));
+  EXPECT_EQ(checkpoints.checkpoints_size(), 0);
+  ASSERT_OK_AND_ASSIGN(v1::Job still, GetJob(job.id()));
+  EXPECT_EQ(still.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(still.pause_requested());
+
+  fin.set_worker_id(holder);
+  ASSERT_OK_AND_ASSIGN(v1::FinishAttemptResponse paused, Finish(fin));
+  EXPECT_EQ(paused.job_state(), v1::JOB_STATE_PAUSED);
+  ASSERT_OK_AND_ASSIGN(paused, Finish(fin));  // A retry: same answer.
+  EXPECT_EQ(paused.job_state(), v1::JOB_STATE_PAUSED);
+  ASSERT_OK(Call(tenant_.key, [&](grpc::ClientContext* c) {
+    return jobs_->ListCheckpoints(c, lreq, &checkpoints);
+  }));
+  ASSERT_EQ(checkpoints.checkpoints_size(), 1);
+  EXPECT_EQ(checkpoints.checkpoints(0).step(), 7);
+  EXPECT_EQ(checkpoints.checkpoints(0).path(), a.checkpoint_dir() + "/step-7");
+}
+
+}  // namespace
+}  // namespace ftune::server::testing
