@@ -68,3 +68,15 @@ if [[ -e $openblas ]]; then
     $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$openblas"
   fi
 fi
+
+# The Node.js client example's packages (examples/node/package-lock.json):
+# `npm ci` when node_modules is missing or older than the lock file.
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+node_example=$repo/examples/node
+if [[ -f $node_example/package-lock.json ]] &&
+   [[ ! -d $node_example/node_modules ||
+      $node_example/package-lock.json -nt $node_example/node_modules ]]; then
+  echo "install-deps: npm ci in examples/node"
+  (cd "$node_example" && npm ci --ignore-scripts --no-audit --no-fund </dev/null)
+  touch "$node_example/node_modules"  # Newer than the lock file now.
+fi
