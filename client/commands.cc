@@ -3,9 +3,11 @@
 
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/commands_internal.h"
 #include "client/server_info.h"
+#include "nlohmann/json.hpp"
 
 namespace ftune::client {
 namespace {
@@ -17,20 +19,32 @@ int ServerStatus(const CommandContext& c) {
                    << info.status().message() << "\n";
     return ExitCodeFor(static_cast<grpc::StatusCode>(info.status().code()));
   }
-  if (c.output.json()) {
+  if (c.output.structured()) {
     // No proto describes ServerInfo; this is the same shape by hand.
-    c.output.out() << "{\"endpoint\":\"" << c.conn.address()
-                   << "\",\"health\":\"" << info->health << "\",\"services\":[";
-    for (size_t i = 0; i < info->services.size(); ++i) {
-      c.output.out() << (i ? "," : "") << "\"" << info->services[i] << "\"";
+    nlohmann::ordered_json json = {{"endpoint", c.conn.address()},
+                                   {"health", info->health},
+                                   {"services", info->services}};
+    if (!c.inv.global.config_path.empty()) {
+      json["config"] = c.inv.global.config_path;
+      if (!c.inv.global.profile.empty()) {
+        json["profile"] = c.inv.global.profile;
+      }
     }
-    c.output.out() << "]}\n";
+    c.output.JsonText(json.dump());
     return kExitOk;
   }
   // scripts/demo.sh and tests read these lines.
   c.output.out() << "endpoint: " << c.conn.address() << "\n"
                  << "health:   " << info->health << "\n"
                  << "services: " << absl::StrJoin(info->services, ", ") << "\n";
+  if (!c.inv.global.config_path.empty()) {
+    c.output.out() << "config:   " << c.inv.global.config_path
+                   << (c.inv.global.profile.empty()
+                           ? ""
+                           : absl::StrCat(" (profile ", c.inv.global.profile,
+                                          ")"))
+                   << "\n";
+  }
   return kExitOk;
 }
 
@@ -67,6 +81,7 @@ const std::map<std::string, CommandHandler>& Handlers() {
       {"jobs checkpoints", JobsCheckpoints},
       {"jobs watch", JobsWatch},
       {"jobs logs", JobsLogs},
+      {"adapters download", AdaptersDownload},
   };
   return *handlers;
 }
@@ -80,7 +95,8 @@ int UsageFailure(const CommandContext& c, absl::string_view message) {
 }
 
 int RunFtunectl(const std::vector<std::string>& args, const Environment& env,
-                std::ostream& out, std::ostream& err) {
+                std::ostream& out, std::ostream& err,
+                const TerminalInfo& terminal) {
   absl::StatusOr<Invocation> inv = ParseCommandLine(args, env);
   if (!inv.ok()) {
     err << "ftunectl: " << inv.status().message() << "\n";
@@ -103,7 +119,7 @@ int RunFtunectl(const std::vector<std::string>& args, const Environment& env,
     err << "ftunectl: " << conn.status().message() << "\n";
     return kExitUsage;
   }
-  Output output(inv->global.output, out, err);
+  Output output(inv->global.output, out, err, terminal);
   CommandContext context{*inv, *conn, output};
   int rc = handler->second(context);
   out.flush();

@@ -11,12 +11,16 @@
 #include <vector>
 
 #include "client/flags.h"
+#include "client/output.h"
 
 namespace ftune::client {
 
 // `args` is argv without argv[0]. Data goes to `out`, messages to `err`.
+// `terminal` says whether they are terminals (live progress lines are drawn
+// only there) and how wide.
 int RunFtunectl(const std::vector<std::string>& args, const Environment& env,
-                std::ostream& out, std::ostream& err);
+                std::ostream& out, std::ostream& err,
+                const TerminalInfo& terminal = {});
 
 }  // namespace ftune::client
 

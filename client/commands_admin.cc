@@ -26,7 +26,7 @@ std::string QuotaSummary(const v1::Quota& q) {
 }
 
 void PrintTenant(const CommandContext& c, const v1::Tenant& t) {
-  if (c.output.json()) return c.output.Json(t);
+  if (c.output.structured()) return c.output.Message(t);
   c.output.Fields({{"id", t.id()},
                    {"name", t.display_name()},
                    {"weight", FormatNumber(t.fair_share_weight())},
@@ -35,7 +35,7 @@ void PrintTenant(const CommandContext& c, const v1::Tenant& t) {
 }
 
 void PrintQuota(const CommandContext& c, const v1::QuotaStatus& q) {
-  if (c.output.json()) return c.output.Json(q);
+  if (c.output.structured()) return c.output.Message(q);
   c.output.Fields(
       {{"tenant", q.tenant_id()},
        {"max_queued_jobs",
@@ -53,7 +53,7 @@ std::string WorkerState(v1::WorkerState state) {
 }
 
 void PrintWorker(const CommandContext& c, const v1::Worker& w) {
-  if (c.output.json()) return c.output.Json(w);
+  if (c.output.structured()) return c.output.Message(w);
   c.output.out() << w.id() << ": " << WorkerState(w.state()) << "\n";
 }
 
@@ -87,8 +87,8 @@ int TenantsCreate(const CommandContext& c) {
     return Stub(c)->CreateTenant(ctx, req, &tenant);
   });
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(tenant);
+  if (c.output.structured()) {
+    c.output.Message(tenant);
   } else {
     c.output.out() << tenant.id() << "\n";
   }
@@ -106,8 +106,8 @@ int TenantsList(const CommandContext& c) {
       },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table({"ID", "NAME", "WEIGHT", "QUOTA", "CREATED"});
@@ -157,8 +157,8 @@ int KeysCreate(const CommandContext& c) {
     return Stub(c)->CreateApiKey(ctx, req, &resp);
   });
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(resp);
+  if (c.output.structured()) {
+    c.output.Message(resp);
     return kExitOk;
   }
   c.output.Fields({{"key", resp.api_key().id()},
@@ -201,8 +201,8 @@ int KeysList(const CommandContext& c) {
         &all);
     if (rc != kExitOk) return rc;
   }
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table({"ID", "TENANT", "DESCRIPTION", "PREFIX", "CREATED", "REVOKED"});
@@ -222,8 +222,8 @@ int KeysRevoke(const CommandContext& c) {
     return Stub(c)->RevokeApiKey(ctx, req, &key);
   });
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(key);
+  if (c.output.structured()) {
+    c.output.Message(key);
   } else {
     c.output.out() << key.id() << ": revoked at "
                    << FormatTime(key.revoke_time()) << "\n";
@@ -292,8 +292,8 @@ int WorkersList(const CommandContext& c) {
       },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table({"ID", "HOST", "STATE", "GPUS FREE", "CPU FREE", "ATTEMPTS",

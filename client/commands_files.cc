@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/commands_internal.h"
+#include "client/progress.h"
 #include "common/sha256.h"
 #include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/model.grpc.pb.h"
@@ -50,7 +51,7 @@ std::string PurposeName(v1::FilePurpose p) {
 }
 
 void PrintFile(const CommandContext& c, const v1::File& f) {
-  if (c.output.json()) return c.output.Json(f);
+  if (c.output.structured()) return c.output.Message(f);
   c.output.Fields({{"id", f.id()},
                    {"filename", f.filename()},
                    {"purpose", PurposeName(f.purpose())},
@@ -112,6 +113,9 @@ int FilesUpload(const CommandContext& c) {
   c.conn.Prepare(&ctx, /*deadline=*/c.conn.timeout_set());
   v1::File file;
   auto writer = Stub(c)->UploadFile(&ctx, &file);
+  TransferMeter meter(c.output.err(), c.output.terminal(), meta->filename(),
+                      static_cast<int64_t>(size));
+  int64_t sent = 0;
   // A failed Write means the server ended the call (e.g. refused the key);
   // Finish() below says why.
   if (writer->Write(first)) {
@@ -123,13 +127,21 @@ int FilesUpload(const CommandContext& c) {
       if (n <= 0) break;
       chunk.set_chunk(buffer.data(), static_cast<size_t>(n));
       if (!writer->Write(chunk)) break;
+      sent += n;
+      meter.Update(sent);
     }
     writer->WritesDone();
   }
+  // The server validates every line before it answers; the line stays at
+  // 100% meanwhile.
   grpc::Status status = writer->Finish();
-  if (!status.ok()) return ReportRpcError(status, ctx, c.output.err());
-  if (c.output.json()) {
-    c.output.Json(file);
+  if (!status.ok()) {
+    meter.Clear();
+    return ReportRpcError(status, ctx, c.output.err());
+  }
+  meter.Done(sent);
+  if (c.output.structured()) {
+    c.output.Message(file);
   } else {
     c.output.out() << file.id() << "\n";
   }
@@ -157,8 +169,8 @@ int FilesList(const CommandContext& c) {
       },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table(
@@ -207,12 +219,19 @@ int FilesDownload(const CommandContext& c) {
   auto reader = Stub(c)->DownloadFile(&ctx, req);
   v1::DownloadFileResponse chunk;
   int64_t bytes = 0;
+  // A line on stderr only when writing to a file: with stdout as the sink
+  // the data may be going to the same terminal.
+  TerminalInfo terminal = c.output.terminal();
+  if (out_path.empty()) terminal.stderr_is_tty = false;
+  TransferMeter meter(c.output.err(), terminal, c.arg(0), /*total=*/0);
   while (reader->Read(&chunk)) {
     sink.write(chunk.chunk().data(),
                static_cast<std::streamsize>(chunk.chunk().size()));
     bytes += static_cast<int64_t>(chunk.chunk().size());
+    meter.Update(bytes);
   }
   grpc::Status status = reader->Finish();
+  meter.Clear();
   if (!status.ok()) {
     if (!out_path.empty()) {
       file.close();
@@ -245,8 +264,8 @@ int FilesDelete(const CommandContext& c) {
     return Stub(c)->DeleteFile(ctx, req, &empty);
   });
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(empty);
+  if (c.output.structured()) {
+    c.output.Message(empty);
   } else {
     c.output.out() << c.arg(0) << ": deleted\n";
   }
@@ -264,8 +283,8 @@ int ModelsList(const CommandContext& c) {
       },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table({"NAME", "ARCHITECTURE", "PARAMETERS", "MAX POSITIONS", "METHODS",
@@ -288,8 +307,8 @@ int ModelsGet(const CommandContext& c) {
     return v1::ModelService::NewStub(c.conn.channel())->GetModel(ctx, req, &m);
   });
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(m);
+  if (c.output.structured()) {
+    c.output.Message(m);
     return kExitOk;
   }
   c.output.Fields(

@@ -6,9 +6,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "client/flags.h"
 #include "client/output.h"
 #include "client/rpc.h"
@@ -42,17 +44,17 @@ int Unary(const CommandContext& c, Call call) {
 }
 
 // A list call, page by page: sets page_size / page_token from the flags,
-// appends every page to *all, and follows next_page_token with --all.
-// Without --all, a remaining next_page_token is kept in *all (JSON) and
-// mentioned on stderr (text).
+// appends every page to *all, and follows next_page_token with --all (or
+// `all_pages`). Otherwise a remaining next_page_token is kept in *all (JSON,
+// YAML) and mentioned on stderr (text).
 template <typename Request, typename Response, typename Call>
 int ListPages(const CommandContext& c, Request request, Call call,
-              Response* all) {
+              Response* all, bool all_pages = false) {
   if (auto size = c.flags().GetInt("page-size")) {
     request.set_page_size(static_cast<int32_t>(*size));
   }
   request.set_page_token(c.flags().Get("page-token"));
-  const bool every_page = c.flags().GetBool("all");
+  const bool every_page = all_pages || c.flags().GetBool("all");
   for (;;) {
     Response page;
     int rc = Unary(
@@ -63,12 +65,39 @@ int ListPages(const CommandContext& c, Request request, Call call,
     if (!every_page || page.next_page_token().empty()) break;
     request.set_page_token(page.next_page_token());
   }
-  if (!all->next_page_token().empty() && !c.output.json()) {
+  if (!all->next_page_token().empty() && !c.output.structured()) {
     c.output.err() << "(more: --page-token " << all->next_page_token()
                    << ", or --all)\n";
   }
   return kExitOk;
 }
+
+// Whether a broken stream is worth reopening: UNAVAILABLE, or CANCELLED
+// (ftunectl never cancels its own calls, so that comes from a server that
+// shuts down while the call is open).
+bool Retryable(const grpc::Status& status);
+
+// Reopening a stream after it broke: backoff between tries, and a window
+// (--timeout, else 60 s) from the first failure since the last progress
+// after which it gives up. Not thread-safe. (commands_watch.cc)
+class Reconnector {
+ public:
+  Reconnector(const CommandContext& c, absl::string_view what);
+
+  // Data arrived: the connection works again.
+  void Progress();
+
+  // Says on stderr that the stream broke, waits for the backoff and for the
+  // channel to connect; false when the window is used up.
+  bool Wait(const grpc::Status& status, absl::string_view resume);
+
+ private:
+  const CommandContext& c_;
+  std::string what_;
+  absl::Duration window_;
+  absl::Duration backoff_;
+  std::optional<absl::Time> failing_since_;
+};
 
 // commands_admin.cc
 int TenantsCreate(const CommandContext& c);
@@ -116,6 +145,9 @@ std::string MetricLine(const v1::MetricPoint& point, int64_t total_steps);
 // commands_watch.cc
 int JobsWatch(const CommandContext& c);
 int JobsLogs(const CommandContext& c);
+
+// commands_adapters.cc
+int AdaptersDownload(const CommandContext& c);
 
 }  // namespace ftune::client
 

@@ -1,6 +1,8 @@
 // JobService commands except the streaming ones (commands_watch.cc):
 // create, get, list, cancel, pause, resume, events, metrics, checkpoints.
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -8,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "client/commands_internal.h"
 #include "client/job_spec_flags.h"
 #include "ftune/v1/job_service.grpc.pb.h"
@@ -79,7 +82,7 @@ std::string Labels(const v1::JobSpec& spec) {
 
 // For cancel, pause and resume: "job-...: STATE".
 void PrintJobState(const CommandContext& c, const v1::Job& job) {
-  if (c.output.json()) return c.output.Json(job);
+  if (c.output.structured()) return c.output.Message(job);
   c.output.out() << job.id() << ": " << JobStateName(job.state())
                  << (job.pause_requested() ? " (pause requested)" : "") << "\n";
 }
@@ -97,6 +100,55 @@ int JobControl(const CommandContext& c, Method method) {
   return rc;
 }
 
+// `jobs metrics --format csv`: one row per point, every value in full
+// precision, an unset loss as an empty cell.
+constexpr char kMetricsCsvHeader[] =
+    "attempt,step,epoch,time,train_loss,eval_loss,learning_rate,"
+    "tokens_per_second,grad_norm,peak_memory_bytes,sequence";
+
+std::string CsvNumber(double value) { return absl::StrFormat("%.10g", value); }
+
+std::string MetricsCsvRow(const v1::MetricPoint& p) {
+  const absl::Time time = absl::FromUnixSeconds(p.time().seconds()) +
+                          absl::Nanoseconds(p.time().nanos());
+  return absl::StrCat(
+      p.attempt(), ",", p.step(), ",", CsvNumber(p.epoch()), ",",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone()), ",",
+      p.has_train_loss() ? CsvNumber(p.train_loss()) : "", ",",
+      p.has_eval_loss() ? CsvNumber(p.eval_loss()) : "", ",",
+      CsvNumber(p.learning_rate()), ",", CsvNumber(p.tokens_per_second()), ",",
+      CsvNumber(p.grad_norm()), ",", p.peak_memory_bytes(), ",", p.sequence());
+}
+
+// Prints the CSV on stdout, or writes it to -o PATH (PATH.partial, renamed
+// when complete).
+int WriteMetricsCsv(const CommandContext& c,
+                    const v1::ListJobMetricsResponse& all) {
+  std::string text = absl::StrCat(kMetricsCsvHeader, "\n");
+  for (const v1::MetricPoint& p : all.metrics()) {
+    absl::StrAppend(&text, MetricsCsvRow(p), "\n");
+  }
+  const std::string path = c.flags().Get("output-file");
+  if (path.empty()) {
+    c.output.out() << text;
+    c.output.out().flush();
+    return kExitOk;
+  }
+  const std::string partial = path + ".partial";
+  std::ofstream file(partial, std::ios::binary | std::ios::trunc);
+  file << text;
+  file.close();
+  std::error_code ec;
+  if (!file || (std::filesystem::rename(partial, path, ec), ec)) {
+    c.output.err() << "ftunectl: " << path << ": write failed"
+                   << (ec ? absl::StrCat(" (", ec.message(), ")") : "") << "\n";
+    std::filesystem::remove(partial, ec);
+    return kExitError;
+  }
+  c.output.err() << all.metrics_size() << " points written to " << path << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 std::string JobStateName(v1::JobState state) {
@@ -109,7 +161,7 @@ bool IsTerminal(v1::JobState state) {
 }
 
 void PrintJob(const CommandContext& c, const v1::Job& job) {
-  if (c.output.json()) return c.output.Json(job);
+  if (c.output.structured()) return c.output.Message(job);
   const v1::JobSpec& spec = job.spec();
   std::string state = JobStateName(job.state());
   if (job.pause_requested()) absl::StrAppend(&state, " (pause requested)");
@@ -203,8 +255,8 @@ int JobsCreate(const CommandContext& c) {
     c.output.err() << "warning: " << warning << "\n";
   }
   if (req->validate_only()) {
-    if (c.output.json()) {
-      c.output.Json(resp);
+    if (c.output.structured()) {
+      c.output.Message(resp);
       return kExitOk;
     }
     const v1::JobEstimate& e = resp.estimate();
@@ -219,8 +271,8 @@ int JobsCreate(const CommandContext& c) {
                        e.total_steps_approximate() ? " (approximate)" : "")}});
     return kExitOk;
   }
-  if (c.output.json()) {
-    c.output.Json(resp.job());
+  if (c.output.structured()) {
+    c.output.Message(resp.job());
   } else {
     c.output.out() << resp.job().id() << "\n";
   }
@@ -259,8 +311,8 @@ int JobsList(const CommandContext& c) {
           v1::ListJobsResponse* resp) { return stub->ListJobs(ctx, r, resp); },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table({"ID", "STATE", "MODEL", "PROGRESS", "LOSS", "CREATED"});
@@ -315,8 +367,8 @@ int JobsEvents(const CommandContext& c) {
       },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   for (const v1::JobEvent& e : all.events()) {
@@ -327,6 +379,14 @@ int JobsEvents(const CommandContext& c) {
 }
 
 int JobsMetrics(const CommandContext& c) {
+  const bool csv = c.flags().Has("format");
+  if (csv && c.flags().Get("format") != "csv") {
+    return UsageFailure(c, absl::StrCat("--format: \"", c.flags().Get("format"),
+                                        "\" is not csv"));
+  }
+  if (!csv && c.flags().Has("output-file")) {
+    return UsageFailure(c, "-o/--output-file goes with --format csv");
+  }
   v1::ListJobMetricsRequest req;
   req.set_job_id(c.arg(0));
   if (auto v = c.flags().GetInt("after")) req.set_after_sequence(*v);
@@ -343,10 +403,11 @@ int JobsMetrics(const CommandContext& c) {
           v1::ListJobMetricsResponse* resp) {
         return stub->ListJobMetrics(ctx, r, resp);
       },
-      &all);
+      &all, /*all_pages=*/csv);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (csv) return WriteMetricsCsv(c, all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table({"SEQ", "ATTEMPT", "STEP", "EPOCH", "LOSS", "EVAL_LOSS", "LR",
@@ -378,8 +439,8 @@ int JobsCheckpoints(const CommandContext& c) {
       },
       &all);
   if (rc != kExitOk) return rc;
-  if (c.output.json()) {
-    c.output.Json(all);
+  if (c.output.structured()) {
+    c.output.Message(all);
     return kExitOk;
   }
   Table table(

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/config.h"
 
 namespace ftune::client {
 namespace {
@@ -172,9 +173,10 @@ std::vector<CommandSpec> BuildCommands() {
         Str("request-id", "ID",
             "idempotency key (default: a random one, reused on retries)"),
         Str("spec-file", "PATH",
-            "JobSpec in protobuf JSON; the flags above override it"),
+            "JobSpec in YAML or protobuf JSON; the flags above override it"),
         Bool("validate-only",
-             "check the request and show the estimate; create nothing")}},
+             "check the request and show the estimate; create nothing"),
+        Bool("dry-run", "the same as --validate-only")}},
       {"jobs", "get", {"JOB_ID"}, "show one job", {}},
       {"jobs",
        "list",
@@ -201,13 +203,19 @@ std::vector<CommandSpec> BuildCommands() {
        "metrics",
        {"JOB_ID"},
        "list a job's metric points",
-       ListFlags({Int("after", "only points after this sequence number",
-                      FlagType::kInt64),
-                  Int("attempt", "only points of this attempt"),
-                  Int("min-step", "only points at or after this step",
-                      FlagType::kInt64),
-                  Int("max-step", "only points at or before this step",
-                      FlagType::kInt64)})},
+       ListFlags(
+           {Int("after", "only points after this sequence number",
+                FlagType::kInt64),
+            Int("attempt", "only points of this attempt"),
+            Int("min-step", "only points at or after this step",
+                FlagType::kInt64),
+            Int("max-step", "only points at or before this step",
+                FlagType::kInt64),
+            Str("format", "csv",
+                "csv: every page as comma-separated values (for "
+                "spreadsheets), whatever --output says"),
+            FlagSpec{"output-file", FlagType::kString, false, "PATH",
+                     "with --format csv: write to PATH, not stdout", 'o'}})},
       {"jobs",
        "checkpoints",
        {"JOB_ID"},
@@ -221,7 +229,10 @@ std::vector<CommandSpec> BuildCommands() {
             "first replay the records after this sequence number (0 = the "
             "whole history)",
             FlagType::kInt64),
-        Bool("no-metrics", "do not show metric points")}},
+        Bool("no-metrics", "do not show metric points"),
+        Bool("no-progress",
+             "print a line per metric point even on a terminal, instead of "
+             "the live progress line")}},
       {"jobs",
        "logs",
        {"JOB_ID"},
@@ -231,6 +242,13 @@ std::vector<CommandSpec> BuildCommands() {
             "start at this byte; negative: that many bytes from the end",
             FlagType::kInt64),
         Bool("follow", "keep printing until the attempt ends")}},
+
+      {"adapters",
+       "download",
+       {"JOB_ID"},
+       "download a succeeded job's adapter files, checking each SHA-256",
+       {FlagSpec{"output-dir", FlagType::kString, false, "DIR",
+                 "directory to write (default: ./<adapter name>)", 'o'}}},
   };
 }
 
@@ -242,7 +260,13 @@ std::vector<FlagSpec> BuildGlobalFlags() {
       Str("api-key-file", "PATH",
           "file holding the API key or admin key (default $FTUNE_API_KEY)"),
       Str("timeout", "SECONDS", "deadline of each call (default 30)"),
-      Str("output", "FORMAT", "text (default) or json"),
+      Str("output", "FORMAT",
+          "text (default; table is the same), json or yaml"),
+      Str("config", "PATH",
+          "config file (default $FTUNE_CONFIG, else "
+          "~/.config/ftune/config.yaml if it exists)"),
+      Str("profile", "NAME",
+          "profile of the config file to use (default $FTUNE_PROFILE)"),
       Bool("tls", "use TLS with the system's root certificates"),
       Str("tls-ca", "PATH", "use TLS, trusting these root certificates"),
       Str("tls-cert", "PATH", "client certificate for mutual TLS"),
@@ -326,29 +350,11 @@ absl::Status CheckValue(const FlagSpec& spec, const std::string& value,
       absl::StrCat("--", spec.name, ": \"", value, "\" is not ", want), topic);
 }
 
-absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
-  double seconds;
-  absl::Duration d;
-  if (absl::SimpleAtod(text, &seconds)) {
-    d = absl::Seconds(seconds);
-  } else if (!absl::ParseDuration(text, &d)) {
-    d = absl::ZeroDuration();
-  }
-  if (d <= absl::ZeroDuration()) {
-    return UsageError(absl::StrCat("--timeout: \"", text,
-                                   "\" is not a positive number of seconds"),
-                      "");
-  }
-  return d;
-}
-
 // Applies one global flag to `options`.
 absl::Status ApplyGlobal(const FlagSpec& spec, const std::string& value,
-                         GlobalOptions* options, bool* help) {
+                         GlobalOptions* options) {
   const std::string& name = spec.name;
-  if (name == "help") {
-    *help = value == "true";
-  } else if (name == "address") {
+  if (name == "address") {
     if (value.empty()) return UsageError("--address needs HOST:PORT", "");
     options->address = value;
   } else if (name == "api-key-file") {
@@ -356,18 +362,19 @@ absl::Status ApplyGlobal(const FlagSpec& spec, const std::string& value,
     options->api_key.clear();
   } else if (name == "timeout") {
     auto timeout = ParseTimeout(value);
-    if (!timeout.ok()) return timeout.status();
+    if (!timeout.ok()) {
+      return UsageError(absl::StrCat("--timeout: ", timeout.status().message()),
+                        "");
+    }
     options->timeout = *timeout;
     options->timeout_set = true;
   } else if (name == "output") {
-    if (value == "text") {
-      options->output = OutputFormat::kText;
-    } else if (value == "json") {
-      options->output = OutputFormat::kJson;
-    } else {
-      return UsageError(
-          absl::StrCat("--output: \"", value, "\" is not text or json"), "");
+    auto output = ParseOutputFormat(value);
+    if (!output.ok()) {
+      return UsageError(absl::StrCat("--output: ", output.status().message()),
+                        "");
     }
+    options->output = *output;
   } else if (name == "tls") {
     options->tls = value == "true";
   } else if (name == "tls-ca") {
@@ -384,11 +391,6 @@ absl::Status ApplyGlobal(const FlagSpec& spec, const std::string& value,
     options->tls = true;
   }
   return absl::OkStatus();
-}
-
-std::string Get(const Environment& env, const std::string& name) {
-  auto it = env.find(name);
-  return it == env.end() ? "" : it->second;
 }
 
 void AppendFlagLines(const std::vector<FlagSpec>& flags, std::ostream& out) {
@@ -484,8 +486,11 @@ bool FlagValues::GetBool(absl::string_view name) const {
 
 Environment ProcessEnvironment() {
   Environment env;
-  for (const char* name : {"FTUNE_ADDRESS", "FTUNE_ENDPOINT", "FTUNE_API_KEY",
-                           "FTUNE_API_KEY_FILE"}) {
+  for (const char* name :
+       {"FTUNE_ADDRESS", "FTUNE_ENDPOINT", "FTUNE_API_KEY",
+        "FTUNE_API_KEY_FILE", "FTUNE_CONFIG", "FTUNE_PROFILE", "FTUNE_TIMEOUT",
+        "FTUNE_OUTPUT", "FTUNE_TLS", "FTUNE_TLS_CA", "FTUNE_TLS_CERT",
+        "FTUNE_TLS_KEY", "FTUNE_TLS_SERVER_NAME", "XDG_CONFIG_HOME", "HOME"}) {
     if (const char* value = std::getenv(name); value != nullptr) {
       env[name] = value;
     }
@@ -496,15 +501,11 @@ Environment ProcessEnvironment() {
 absl::StatusOr<Invocation> ParseCommandLine(
     const std::vector<std::string>& args, const Environment& env) {
   Invocation inv;
-  GlobalOptions& global = inv.global;
-  if (std::string a = Get(env, "FTUNE_ADDRESS"); !a.empty()) {
-    global.address = a;
-  } else if (std::string e = Get(env, "FTUNE_ENDPOINT"); !e.empty()) {
-    global.address = e;
-  }
-  global.api_key = Get(env, "FTUNE_API_KEY");
-  if (global.api_key.empty())
-    global.api_key_file = Get(env, "FTUNE_API_KEY_FILE");
+  // Global flags are applied after the config file and the environment,
+  // which they override; the config file's name is itself a flag.
+  std::vector<std::pair<const FlagSpec*, std::string>> global_flags;
+  std::string config_flag;
+  std::string profile_flag;
 
   std::vector<std::string> words;  // command words, then its arguments
   bool help_command = false;       // "ftunectl help ..."
@@ -594,9 +595,16 @@ absl::StatusOr<Invocation> ParseCommandLine(
     }
     if (absl::Status s = CheckValue(*spec, value, topic); !s.ok()) return s;
     if (is_global) {
-      if (absl::Status s = ApplyGlobal(*spec, value, &global, &inv.help);
-          !s.ok()) {
-        return s;
+      if (spec->name == "help") {
+        inv.help = value == "true";
+      } else if (spec->name == "config") {
+        if (value.empty()) return UsageError("--config needs a PATH", "");
+        config_flag = value;
+      } else if (spec->name == "profile") {
+        if (value.empty()) return UsageError("--profile needs a NAME", "");
+        profile_flag = value;
+      } else {
+        global_flags.emplace_back(spec, std::move(value));
       }
       continue;
     }
@@ -638,6 +646,16 @@ absl::StatusOr<Invocation> ParseCommandLine(
         c.FullName());
   }
   inv.args = std::move(words);
+
+  GlobalOptions& global = inv.global;
+  if (absl::Status s =
+          ApplyConfigAndEnvironment(config_flag, profile_flag, env, &global);
+      !s.ok()) {
+    return UsageError(s.message(), "");
+  }
+  for (const auto& [spec, value] : global_flags) {
+    if (absl::Status s = ApplyGlobal(*spec, value, &global); !s.ok()) return s;
+  }
   return inv;
 }
 
@@ -672,7 +690,12 @@ std::string Usage(absl::string_view topic) {
   out << "\nglobal flags:\n";
   AppendFlagLines(GlobalFlags(), out);
   out << "\nenvironment: FTUNE_ADDRESS (or FTUNE_ENDPOINT), FTUNE_API_KEY, "
-         "FTUNE_API_KEY_FILE\n"
+         "FTUNE_API_KEY_FILE, FTUNE_TIMEOUT, FTUNE_OUTPUT, FTUNE_TLS, "
+         "FTUNE_TLS_CA,\n  FTUNE_TLS_CERT, FTUNE_TLS_KEY, "
+         "FTUNE_TLS_SERVER_NAME, "
+         "FTUNE_CONFIG, FTUNE_PROFILE\n"
+         "precedence: flag, then environment, then config file, then "
+         "default\n"
          "exit codes: 0 ok, 1 the server refused, 2 usage error, 3 server "
          "unreachable or deadline exceeded\n"
          "run 'ftunectl NOUN --help' or 'ftunectl NOUN COMMAND --help' for "

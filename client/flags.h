@@ -38,21 +38,26 @@ inline constexpr int kExitUnavailable = 3;
 
 inline constexpr char kDefaultAddress[] = "127.0.0.1:50051";
 
-enum class OutputFormat { kText, kJson };
+// --output. `table` is accepted as another name of kText, whose list
+// commands already print aligned columns.
+enum class OutputFormat { kText, kJson, kYaml };
 
-// Options of every command.
+// Options of every command. Each comes from its flag, else its environment
+// variable, else the config file (client/config.h), else the default.
 struct GlobalOptions {
   // --address / --endpoint, else $FTUNE_ADDRESS, else $FTUNE_ENDPOINT.
   std::string address = kDefaultAddress;
   // File whose first non-empty line is the API key: --api-key-file, else
-  // $FTUNE_API_KEY_FILE when $FTUNE_API_KEY is not set. Empty: none.
+  // $FTUNE_API_KEY_FILE when $FTUNE_API_KEY is not set, else the config's
+  // api_key_file when neither variable is set. Empty: none.
   std::string api_key_file;
   // The key itself from $FTUNE_API_KEY (only when --api-key-file is not
   // given). Empty: none.
   std::string api_key;
-  // --timeout: deadline of each unary call. For streams that may last long
-  // (watch, logs --follow, uploads, downloads) only an explicit --timeout
-  // applies.
+  // --timeout ($FTUNE_TIMEOUT, config timeout): deadline of each unary
+  // call. Streams that may last long (watch, logs --follow, uploads,
+  // downloads) are bounded only by a --timeout on the command line, which
+  // sets `timeout_set`.
   absl::Duration timeout = absl::Seconds(30);
   bool timeout_set = false;
   OutputFormat output = OutputFormat::kText;
@@ -62,6 +67,9 @@ struct GlobalOptions {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_server_name;
+  // The config file read ("" for none) and the profile applied from it.
+  std::string config_path;
+  std::string profile;
 };
 
 enum class FlagType { kString, kInt32, kInt64, kDouble, kBool };
@@ -125,15 +133,20 @@ struct Invocation {
   std::string help_topic;
 };
 
-// The environment variables ftunectl reads, by name.
+// The environment variables ftunectl reads, by name. An empty value counts
+// as unset.
 using Environment = std::map<std::string, std::string>;
-// FTUNE_ADDRESS, FTUNE_ENDPOINT, FTUNE_API_KEY, FTUNE_API_KEY_FILE from the
-// process environment.
+// The FTUNE_* variables docs/cli.md lists, and XDG_CONFIG_HOME and HOME
+// (where the default config file is), from the process environment.
 Environment ProcessEnvironment();
 
-// Parses `args` (argv without argv[0]). INVALID_ARGUMENT with a message for
-// the user (naming the unknown command or flag, the flag without a value or
-// the missing argument, and where to find usage) on any usage error.
+// Parses `args` (argv without argv[0]) and settles the global options:
+// flag, else environment, else the config file (--config, $FTUNE_CONFIG, or
+// the default path if that file exists), else the default. INVALID_ARGUMENT
+// with a message for the user (naming the unknown command or flag, the flag
+// without a value, the missing argument, the bad environment variable or
+// config key, and where to find usage) on any usage error. Help needs no
+// config file and reads none.
 absl::StatusOr<Invocation> ParseCommandLine(
     const std::vector<std::string>& args, const Environment& env);
 

@@ -7,9 +7,11 @@
 
 #include "client/commands.h"
 #include "client/flags.h"
+#include "client/output.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   return ftune::client::RunFtunectl(args, ftune::client::ProcessEnvironment(),
-                                    std::cout, std::cerr);
+                                    std::cout, std::cerr,
+                                    ftune::client::ProcessTerminal());
 }

@@ -1,13 +1,9 @@
 #include "client/job_spec_flags.h"
 
-#include <google/protobuf/util/json_util.h>
-
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/spec_file.h"
 #include "common/ids.h"
 #include "common/sha256.h"
 
@@ -15,22 +11,7 @@ namespace ftune::client {
 namespace {
 
 absl::Status ReadSpecFile(const std::string& path, v1::JobSpec* spec) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--spec-file ", path, ": cannot be read"));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  // Unknown fields are an error: a misspelt field would otherwise silently
-  // fall back to its default.
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), spec);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--spec-file ", path,
-        ": not a JobSpec in protobuf JSON: ", status.message().as_string()));
-  }
-  return absl::OkStatus();
+  return ReadMessageFile(path, "--spec-file", spec);
 }
 
 }  // namespace
@@ -142,7 +123,8 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
   }
   req.set_request_id(flags.Has("request-id") ? flags.Get("request-id")
                                              : NewRequestId());
-  req.set_validate_only(flags.GetBool("validate-only"));
+  req.set_validate_only(flags.GetBool("validate-only") ||
+                        flags.GetBool("dry-run"));
   return req;
 }
 

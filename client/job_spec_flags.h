@@ -1,7 +1,8 @@
 // Turns the flags of `ftunectl jobs create` into a CreateJobRequest: the
-// JobSpec from --spec-file (protobuf JSON), then each flag given overrides
-// its field. Checks only what the server cannot see (bad flag syntax,
-// unreadable spec file); the spec's values are the server's to judge.
+// JobSpec from --spec-file (YAML or protobuf JSON, client/spec_file.h), then
+// each flag given overrides its field. Checks only what the server cannot see
+// (bad flag syntax, unreadable spec file); the spec's values are the server's
+// to judge.
 //
 // Thread-safe: functions share nothing.
 #ifndef FTUNE_CLIENT_JOB_SPEC_FLAGS_H_

@@ -5,19 +5,134 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "nlohmann/json.hpp"
 
 namespace ftune::client {
+namespace {
 
-void Output::Json(const google::protobuf::Message& message) {
+using OrderedJson = nlohmann::ordered_json;
+
+// Whether YAML would read `s`, written plain, as something other than this
+// string: null, a boolean (YAML 1.1 spellings too), or a number.
+bool NeedsQuotes(const std::string& s) {
+  if (s.empty()) return true;
+  const std::string lower = absl::AsciiStrToLower(s);
+  for (const char* word : {"null", "~", "true", "false", "yes", "no", "on",
+                           "off", "y", "n", ".inf", "-.inf", "+.inf", ".nan"}) {
+    if (lower == word) return true;
+  }
+  double number;
+  if (absl::SimpleAtod(s, &number)) return true;
+  return lower.rfind("0x", 0) == 0 || lower.rfind("0o", 0) == 0;
+}
+
+void EmitString(const std::string& s, YAML::Emitter& out) {
+  if (NeedsQuotes(s)) out << YAML::DoubleQuoted;
+  out << s;
+}
+
+void EmitYaml(const OrderedJson& j, YAML::Emitter& out) {
+  switch (j.type()) {
+    case OrderedJson::value_t::object:
+      out << YAML::BeginMap;
+      for (const auto& [key, value] : j.items()) {
+        out << YAML::Key;
+        EmitString(key, out);
+        out << YAML::Value;
+        EmitYaml(value, out);
+      }
+      out << YAML::EndMap;
+      break;
+    case OrderedJson::value_t::array:
+      out << YAML::BeginSeq;
+      for (const OrderedJson& item : j) EmitYaml(item, out);
+      out << YAML::EndSeq;
+      break;
+    case OrderedJson::value_t::string:
+      EmitString(j.get<std::string>(), out);
+      break;
+    case OrderedJson::value_t::boolean:
+      out << j.get<bool>();
+      break;
+    case OrderedJson::value_t::null:
+      out << YAML::Null;
+      break;
+    default:
+      // Numbers: JSON's own shortest text, which YAML reads as the same
+      // number (yaml-cpp would print doubles with 17 digits).
+      out << j.dump();
+      break;
+  }
+}
+
+}  // namespace
+
+int TerminalInfo::Columns() const {
+  int n = columns ? columns() : 0;
+  return n > 0 ? n : 80;
+}
+
+TerminalInfo ProcessTerminal() {
+  TerminalInfo t;
+  t.stdout_is_tty = ::isatty(STDOUT_FILENO) == 1;
+  t.stderr_is_tty = ::isatty(STDERR_FILENO) == 1;
+  t.columns = [] {
+    struct winsize size {};
+    for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+      if (::ioctl(fd, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) {
+        return static_cast<int>(size.ws_col);
+      }
+    }
+    int n = 0;
+    const char* env = std::getenv("COLUMNS");
+    if (env != nullptr && absl::SimpleAtoi(env, &n) && n > 0) return n;
+    return 80;
+  };
+  return t;
+}
+
+absl::StatusOr<std::string> JsonToYaml(absl::string_view json) {
+  OrderedJson j = OrderedJson::parse(json.begin(), json.end(), nullptr,
+                                     /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError("not JSON");
+  YAML::Emitter out;
+  out << YAML::BeginDoc;
+  EmitYaml(j, out);
+  std::string text = out.c_str();
+  if (text.empty() || text.back() != '\n') text.push_back('\n');
+  return text;
+}
+
+void Output::JsonText(const std::string& json) {
+  if (format_ == OutputFormat::kYaml) {
+    absl::StatusOr<std::string> yaml = JsonToYaml(json);
+    if (!yaml.ok()) {
+      err_ << "ftunectl: cannot print as YAML: " << yaml.status().message()
+           << "\n";
+      return;
+    }
+    out_ << *yaml;
+  } else {
+    out_ << json << "\n";
+  }
+  out_.flush();
+}
+
+void Output::Message(const google::protobuf::Message& message) {
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
@@ -28,8 +143,7 @@ void Output::Json(const google::protobuf::Message& message) {
     err_ << "ftunectl: cannot print as JSON: " << status.ToString() << "\n";
     return;
   }
-  out_ << json << "\n";
-  out_.flush();
+  JsonText(json);
 }
 
 void Output::Fields(

@@ -1,17 +1,20 @@
-// How ftunectl prints: protobuf JSON (one object per line) or text for
-// people (aligned "key: value" blocks and tables), plus the small
-// formatting helpers the commands share.
+// How ftunectl prints: protobuf JSON (one object per line), the same
+// content as YAML (one document per message), or text for people (aligned
+// "key: value" blocks and tables), plus the small formatting helpers the
+// commands share and what ftunectl knows of its terminal.
 //
 // Not thread-safe: one Output per command run.
 #ifndef FTUNE_CLIENT_OUTPUT_H_
 #define FTUNE_CLIENT_OUTPUT_H_
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/flags.h"
 
@@ -24,19 +27,42 @@ class Timestamp;
 
 namespace ftune::client {
 
+// Whether stdout and stderr are terminals, and how wide. Live progress
+// lines are drawn only on a terminal; tests pass their own.
+struct TerminalInfo {
+  bool stdout_is_tty = false;
+  bool stderr_is_tty = false;
+  // Columns of the terminal, asked at every redraw so that a resize takes
+  // effect; null: 80.
+  std::function<int()> columns;
+
+  int Columns() const;
+};
+
+// The process's: isatty(1), isatty(2), and the width from TIOCGWINSZ, else
+// $COLUMNS, else 80.
+TerminalInfo ProcessTerminal();
+
 class Output {
  public:
-  Output(OutputFormat format, std::ostream& out, std::ostream& err)
-      : format_(format), out_(out), err_(err) {}
+  Output(OutputFormat format, std::ostream& out, std::ostream& err,
+         TerminalInfo terminal = {})
+      : format_(format), out_(out), err_(err), terminal_(std::move(terminal)) {}
 
-  bool json() const { return format_ == OutputFormat::kJson; }
+  OutputFormat format() const { return format_; }
+  // JSON or YAML: print messages with Message(), not text.
+  bool structured() const { return format_ != OutputFormat::kText; }
+  const TerminalInfo& terminal() const { return terminal_; }
   // Data goes to out(); notes and errors to err().
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
 
-  // `message` as one line of protobuf JSON (lowerCamelCase names, enums by
-  // name, default values omitted) on out(), flushed.
-  void Json(const google::protobuf::Message& message);
+  // `message` on out(), flushed: JSON: one line of protobuf JSON
+  // (lowerCamelCase names, enums by name, default values omitted); YAML:
+  // the same content as one YAML document starting with "---".
+  void Message(const google::protobuf::Message& message);
+  // The same for a JSON object built by hand (for replies without a proto).
+  void JsonText(const std::string& json);
 
   // Text: "key:   value" lines with the values aligned; pairs with an empty
   // value are left out.
@@ -46,7 +72,14 @@ class Output {
   OutputFormat format_;
   std::ostream& out_;
   std::ostream& err_;
+  TerminalInfo terminal_;
 };
+
+// A JSON text as a YAML document: "---\n" then block style, keys in the
+// JSON's order. Strings that YAML would read as another type ("true",
+// "500", "") are quoted, so the document reads back as the same JSON.
+// INVALID_ARGUMENT if `json` is not JSON.
+absl::StatusOr<std::string> JsonToYaml(absl::string_view json);
 
 // A text table: a header row and rows, columns separated by two spaces.
 class Table {

@@ -1,12 +1,21 @@
 // The ftunectl command line on its own: commands, flags, environment
-// defaults, usage errors and the JobSpec built from `jobs create` flags.
+// defaults, the config file, usage errors, the JobSpec built from `jobs
+// create` flags and spec files, and YAML output.
 #include "client/flags.h"
 
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "client/config.h"
 #include "client/job_spec_flags.h"
+#include "client/output.h"
+#include "client/spec_file.h"
+#include "ftune/v1/job.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -151,9 +160,24 @@ TEST(FlagsTest, BadValuesAreNamed) {
   EXPECT_THAT(
       Parse({"--timeout", "0", "status"}),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--timeout")));
-  EXPECT_THAT(Parse({"--output", "yaml", "status"}),
+  EXPECT_THAT(Parse({"--output", "xml", "status"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--output: \"yaml\"")));
+                       HasSubstr("--output: \"xml\" is not text, table, "
+                                 "json or yaml")));
+}
+
+TEST(FlagsTest, OutputFormats) {
+  ASSERT_OK_AND_ASSIGN(Invocation yaml, Parse({"--output", "yaml", "status"}));
+  EXPECT_EQ(yaml.global.output, OutputFormat::kYaml);
+  // table is another name of text, whose lists are aligned tables.
+  ASSERT_OK_AND_ASSIGN(Invocation table, Parse({"--output=table", "status"}));
+  EXPECT_EQ(table.global.output, OutputFormat::kText);
+  ASSERT_OK_AND_ASSIGN(Invocation env,
+                       Parse({"status"}, {{"FTUNE_OUTPUT", "json"}}));
+  EXPECT_EQ(env.global.output, OutputFormat::kJson);
+  EXPECT_THAT(Parse({"status"}, {{"FTUNE_OUTPUT", "xml"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("$FTUNE_OUTPUT: \"xml\"")));
 }
 
 TEST(FlagsTest, UnknownCommandsAndMissingArguments) {
@@ -340,7 +364,379 @@ TEST(JobSpecFlagsTest, UsageErrors) {
   std::ofstream(dir.Sub("typo.json")) << R"({"modle": "m"})";
   EXPECT_THAT(
       BuildCreateJobRequest(JobFlags({"--spec-file", dir.Sub("typo.json")})),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a JobSpec")));
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("unknown field \"modle\"")));
+}
+
+// --- config file ----------------------------------------------------------
+
+class FtunectlConfigTest : public ::testing::Test {
+ protected:
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = dir_.Sub(name);
+    std::filesystem::create_directories(
+        std::filesystem::path(path).parent_path());
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(FtunectlConfigTest, SuppliesEverySetting) {
+  const std::string path = Write("ftune.yaml", R"(# the team's scheduler
+address: sched.internal:50051
+api_key_file: keys/team.key
+timeout: 2m
+output: yaml
+tls_ca: /etc/ftune/ca.pem
+tls_server_name: sched.internal
+)");
+  ASSERT_OK_AND_ASSIGN(Invocation inv,
+                       Parse({"jobs", "list"}, {{"FTUNE_CONFIG", path}}));
+  EXPECT_EQ(inv.global.config_path, path);
+  EXPECT_EQ(inv.global.address, "sched.internal:50051");
+  // Relative to the config file's directory.
+  EXPECT_EQ(inv.global.api_key_file, dir_.Sub("keys/team.key"));
+  EXPECT_EQ(inv.global.timeout, absl::Minutes(2));
+  // Only --timeout on the command line bounds long streams.
+  EXPECT_FALSE(inv.global.timeout_set);
+  EXPECT_EQ(inv.global.output, OutputFormat::kYaml);
+  EXPECT_TRUE(inv.global.tls);
+  EXPECT_EQ(inv.global.tls_ca, "/etc/ftune/ca.pem");
+  EXPECT_EQ(inv.global.tls_server_name, "sched.internal");
+}
+
+TEST_F(FtunectlConfigTest, FlagBeatsEnvironmentBeatsFileBeatsDefault) {
+  const std::string path = Write("config.yaml",
+                                 "address: file:1\n"
+                                 "output: yaml\n"
+                                 "timeout: 5\n"
+                                 "api_key_file: /file.key\n");
+  const Environment file_only = {{"FTUNE_CONFIG", path}};
+  ASSERT_OK_AND_ASSIGN(Invocation file, Parse({"status"}, file_only));
+  EXPECT_EQ(file.global.address, "file:1");
+  EXPECT_EQ(file.global.output, OutputFormat::kYaml);
+  EXPECT_EQ(file.global.timeout, absl::Seconds(5));
+  EXPECT_EQ(file.global.api_key_file, "/file.key");
+
+  Environment env = file_only;
+  env["FTUNE_ADDRESS"] = "env:1";
+  env["FTUNE_OUTPUT"] = "json";
+  env["FTUNE_TIMEOUT"] = "7";
+  env["FTUNE_API_KEY_FILE"] = "/env.key";
+  ASSERT_OK_AND_ASSIGN(Invocation from_env, Parse({"status"}, env));
+  EXPECT_EQ(from_env.global.address, "env:1");
+  EXPECT_EQ(from_env.global.output, OutputFormat::kJson);
+  EXPECT_EQ(from_env.global.timeout, absl::Seconds(7));
+  EXPECT_EQ(from_env.global.api_key_file, "/env.key");
+
+  ASSERT_OK_AND_ASSIGN(
+      Invocation flag,
+      Parse({"--address", "flag:1", "--output", "text", "--timeout", "9",
+             "--api-key-file", "/flag.key", "status"},
+            env));
+  EXPECT_EQ(flag.global.address, "flag:1");
+  EXPECT_EQ(flag.global.output, OutputFormat::kText);
+  EXPECT_EQ(flag.global.timeout, absl::Seconds(9));
+  EXPECT_EQ(flag.global.api_key_file, "/flag.key");
+
+  // $FTUNE_API_KEY (the key itself) beats the file's api_key_file.
+  ASSERT_OK_AND_ASSIGN(Invocation key,
+                       Parse({"status"}, {{"FTUNE_CONFIG", path},
+                                          {"FTUNE_API_KEY", "ftk_env"}}));
+  EXPECT_EQ(key.global.api_key, "ftk_env");
+  EXPECT_EQ(key.global.api_key_file, "");
+
+  // Nothing anywhere: the defaults.
+  ASSERT_OK_AND_ASSIGN(Invocation none, Parse({"status"}));
+  EXPECT_EQ(none.global.address, kDefaultAddress);
+  EXPECT_EQ(none.global.config_path, "");
+}
+
+TEST_F(FtunectlConfigTest, ConfigFlagBeatsEnvironmentAndDefaultPath) {
+  const std::string flag_path = Write("flag.yaml", "address: flag-file:1\n");
+  const std::string env_path = Write("env.yaml", "address: env-file:1\n");
+  Write("xdg/ftune/config.yaml", "address: xdg-file:1\n");
+  Write("home/.config/ftune/config.yaml", "address: home-file:1\n");
+  Environment env = {{"FTUNE_CONFIG", env_path},
+                     {"XDG_CONFIG_HOME", dir_.Sub("xdg")},
+                     {"HOME", dir_.Sub("home")}};
+  ASSERT_OK_AND_ASSIGN(Invocation flag,
+                       Parse({"status", "--config", flag_path}, env));
+  EXPECT_EQ(flag.global.address, "flag-file:1");
+  ASSERT_OK_AND_ASSIGN(Invocation from_env, Parse({"status"}, env));
+  EXPECT_EQ(from_env.global.address, "env-file:1");
+  env.erase("FTUNE_CONFIG");
+  ASSERT_OK_AND_ASSIGN(Invocation xdg, Parse({"status"}, env));
+  EXPECT_EQ(xdg.global.address, "xdg-file:1");
+  EXPECT_EQ(xdg.global.config_path, dir_.Sub("xdg/ftune/config.yaml"));
+  env.erase("XDG_CONFIG_HOME");
+  ASSERT_OK_AND_ASSIGN(Invocation home, Parse({"status"}, env));
+  EXPECT_EQ(home.global.address, "home-file:1");
+  // A missing default file is no error; a named one is.
+  ASSERT_OK_AND_ASSIGN(Invocation missing,
+                       Parse({"status"}, {{"HOME", dir_.Sub("nobody")}}));
+  EXPECT_EQ(missing.global.address, kDefaultAddress);
+  EXPECT_THAT(Parse({"status", "--config", dir_.Sub("nope.yaml")}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("nope.yaml: cannot be read")));
+  // Help reads no config at all.
+  ASSERT_OK_AND_ASSIGN(Invocation help,
+                       Parse({"--config", dir_.Sub("nope.yaml"), "--help"}));
+  EXPECT_TRUE(help.help);
+}
+
+TEST_F(FtunectlConfigTest, Profiles) {
+  const std::string path = Write("config.yaml", R"(address: dev:1
+output: table
+profiles:
+  prod:
+    address: prod:1
+    tls: true
+  staging: {address: staging:1, output: json}
+)");
+  const Environment env = {{"FTUNE_CONFIG", path}};
+  ASSERT_OK_AND_ASSIGN(Invocation base, Parse({"status"}, env));
+  EXPECT_EQ(base.global.address, "dev:1");
+  EXPECT_EQ(base.global.profile, "");
+  ASSERT_OK_AND_ASSIGN(Invocation prod,
+                       Parse({"status", "--profile", "prod"}, env));
+  EXPECT_EQ(prod.global.address, "prod:1");
+  EXPECT_TRUE(prod.global.tls);
+  EXPECT_EQ(prod.global.profile, "prod");
+  Environment staging_env = env;
+  staging_env["FTUNE_PROFILE"] = "staging";
+  ASSERT_OK_AND_ASSIGN(Invocation staging, Parse({"status"}, staging_env));
+  EXPECT_EQ(staging.global.address, "staging:1");
+  EXPECT_EQ(staging.global.output, OutputFormat::kJson);
+  // The flag beats $FTUNE_PROFILE.
+  ASSERT_OK_AND_ASSIGN(Invocation both,
+                       Parse({"status", "--profile=prod"}, staging_env));
+  EXPECT_EQ(both.global.address, "prod:1");
+
+  EXPECT_THAT(Parse({"status", "--profile", "qa"}, env),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no profile \"qa\" (profiles: prod, "
+                                 "staging)")));
+  EXPECT_THAT(Parse({"status", "--profile", "prod"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("there is no config file")));
+
+  // `profile:` names the default one.
+  const std::string with_default = Write("default.yaml",
+                                         "profile: prod\nprofiles:\n  prod:\n"
+                                         "    address: prod:2\n");
+  ASSERT_OK_AND_ASSIGN(Invocation chosen,
+                       Parse({"status"}, {{"FTUNE_CONFIG", with_default}}));
+  EXPECT_EQ(chosen.global.address, "prod:2");
+}
+
+TEST_F(FtunectlConfigTest, BadKeysAndValuesNameFileKeyAndLine) {
+  const std::string typo = Write("typo.yaml", "address: a:1\nadress: b:1\n");
+  EXPECT_THAT(Parse({"status", "--config", typo}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat("config ", typo,
+                                              ": line 2: unknown key "
+                                              "\"adress\""))));
+  const std::string nested =
+      Write("nested.yaml", "profiles:\n  prod:\n    tls_cetr: c.pem\n");
+  EXPECT_THAT(Parse({"status", "--config", nested, "--profile", "prod"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 3: unknown key "
+                                 "\"profiles.prod.tls_cetr\"")));
+  // The key itself never goes in the file.
+  const std::string key = Write("key.yaml", "api_key: ftk_secret\n");
+  EXPECT_THAT(Parse({"status", "--config", key}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("name that file with api_key_file")));
+  const struct {
+    const char* text;
+    const char* message;
+  } bad_values[] = {
+      {"tls: maybe\n", "line 1: \"tls\": \"maybe\" is not true or false"},
+      {"\ntimeout: soon\n", "line 2: \"timeout\": \"soon\" is not a positive"},
+      {"output: xml\n", "\"output\": \"xml\" is not text, table"},
+      {"address: ''\n", "\"address\" is empty"},
+      {"\n\naddress:\n", "line 3: \"address\" has no value"},
+      {"address: [a, b]\n", "\"address\" needs a single value"},
+      {"address: a\n  b: c: d\n", "not valid YAML"},
+      {"- address\n", "expected \"key: value\" lines"},
+  };
+  for (const auto& bad : bad_values) {
+    const std::string path = Write("bad.yaml", bad.text);
+    EXPECT_THAT(
+        Parse({"status", "--config", path}),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(bad.message)))
+        << bad.text;
+  }
+}
+
+TEST_F(FtunectlConfigTest, TlsFromEnvironment) {
+  ASSERT_OK_AND_ASSIGN(Invocation inv,
+                       Parse({"status"}, {{"FTUNE_TLS_CA", "/ca.pem"},
+                                          {"FTUNE_TLS_SERVER_NAME", "s"}}));
+  EXPECT_TRUE(inv.global.tls);
+  EXPECT_EQ(inv.global.tls_ca, "/ca.pem");
+  EXPECT_EQ(inv.global.tls_server_name, "s");
+  const std::string path = Write("tls.yaml", "tls: true\n");
+  ASSERT_OK_AND_ASSIGN(
+      Invocation off,
+      Parse({"status"}, {{"FTUNE_CONFIG", path}, {"FTUNE_TLS", "false"}}));
+  EXPECT_FALSE(off.global.tls);
+  EXPECT_THAT(
+      Parse({"status"}, {{"FTUNE_TLS", "sometimes"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("$FTUNE_TLS")));
+}
+
+// --- spec files --------------------------------------------------------------
+
+TEST(JobSpecFlagsTest, YamlSpecFileWithBothFieldNameStyles) {
+  testing::TempDir dir;
+  const std::string path = dir.Sub("spec.yaml");
+  std::ofstream(path) << R"(# a YAML JobSpec
+model: tiny
+training_file: file-t          # the proto's name
+method: TRAINING_METHOD_QLORA
+hyperparameters:
+  maxSteps: 500                # the JSON name
+  learningRate: 1e-4
+  gradientCheckpointing: yes
+lora:
+  rank: 8
+  targetModules: [q_proj, v_proj]
+labels:
+  team: search
+  build: 123                   # a string, although it looks like a number
+suffix: "007"
+)";
+  ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest req,
+                       BuildCreateJobRequest(JobFlags(
+                           {"--spec-file", path, "--label", "stage=prod"})));
+  const v1::JobSpec& spec = req.spec();
+  EXPECT_EQ(spec.model(), "tiny");
+  EXPECT_EQ(spec.training_file(), "file-t");
+  EXPECT_EQ(spec.method(), v1::TRAINING_METHOD_QLORA);
+  EXPECT_EQ(spec.hyperparameters().max_steps(), 500);
+  EXPECT_DOUBLE_EQ(spec.hyperparameters().learning_rate(), 1e-4);
+  EXPECT_TRUE(spec.hyperparameters().gradient_checkpointing());
+  EXPECT_EQ(spec.lora().rank(), 8);
+  EXPECT_THAT(spec.lora().target_modules(), ElementsAre("q_proj", "v_proj"));
+  EXPECT_EQ(spec.labels().at("build"), "123");
+  EXPECT_EQ(spec.labels().at("stage"), "prod");
+  EXPECT_EQ(spec.suffix(), "007");
+}
+
+TEST(JobSpecFlagsTest, SpecSyntaxByExtensionElseContent) {
+  EXPECT_EQ(DetectSyntax("a.yml", "{}"), SpecSyntax::kYaml);
+  EXPECT_EQ(DetectSyntax("a.JSON", "model: x"), SpecSyntax::kJson);
+  EXPECT_EQ(DetectSyntax("spec", "  {\"model\": \"x\"}"), SpecSyntax::kJson);
+  EXPECT_EQ(DetectSyntax("spec", "model: x"), SpecSyntax::kYaml);
+
+  testing::TempDir dir;
+  std::ofstream(dir.Sub("spec")) << "model: m\ntrainingFile: file-t\n";
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateJobRequest req,
+      BuildCreateJobRequest(JobFlags({"--spec-file", dir.Sub("spec")})));
+  EXPECT_EQ(req.spec().training_file(), "file-t");
+}
+
+TEST(JobSpecFlagsTest, UnknownFieldsAreNamed) {
+  testing::TempDir dir;
+  std::ofstream(dir.Sub("typo.yaml"))
+      << "model: m\nhyperparameters:\n  maxStep: 5\n";
+  EXPECT_THAT(
+      BuildCreateJobRequest(JobFlags({"--spec-file", dir.Sub("typo.yaml")})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("typo.yaml: line 3: unknown field "
+                         "\"hyperparameters.maxStep\" (Hyperparameters has "
+                         "no \"maxStep\")")));
+  std::ofstream(dir.Sub("typo.json"))
+      << R"({"model": "m", "lora": {"rank": 4, "alpha2": 8}})";
+  EXPECT_THAT(
+      BuildCreateJobRequest(JobFlags({"--spec-file", dir.Sub("typo.json")})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("unknown field \"lora.alpha2\"")));
+  std::ofstream(dir.Sub("bad.yaml")) << "model: m\nlora:\n  rank: eight\n";
+  EXPECT_THAT(
+      BuildCreateJobRequest(JobFlags({"--spec-file", dir.Sub("bad.yaml")})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("line 3: \"lora.rank\": \"eight\" is not a number")));
+  std::ofstream(dir.Sub("enum.yaml")) << "model: m\nmethod: FULL\n";
+  EXPECT_THAT(
+      BuildCreateJobRequest(JobFlags({"--spec-file", dir.Sub("enum.yaml")})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("not a JobSpec in protobuf JSON")));
+}
+
+TEST(JobSpecFlagsTest, DryRunIsValidateOnly) {
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateJobRequest req,
+      BuildCreateJobRequest(JobFlags(
+          {"--model", "m", "--training-file", "file-t", "--dry-run"})));
+  EXPECT_TRUE(req.validate_only());
+  ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest plain,
+                       BuildCreateJobRequest(
+                           JobFlags({"--model", "m", "--training-file", "f"})));
+  EXPECT_FALSE(plain.validate_only());
+}
+
+// --- YAML output
+// ---------------------------------------------------------------
+
+TEST(FtunectlYamlOutputTest, QuotesWhatYamlWouldReadAsAnotherType) {
+  ASSERT_OK_AND_ASSIGN(
+      std::string yaml,
+      JsonToYaml(R"({"id": "job-1", "maxSteps": "500", "flag": "true",
+                    "empty": "", "rate": 0.0001, "on": true, "n": -3,
+                    "list": ["a", "no"], "nested": {"k": "v"}, "none": {}})"));
+  EXPECT_THAT(yaml, ::testing::StartsWith("---\n"));
+  YAML::Node doc = YAML::Load(yaml);
+  EXPECT_EQ(doc["id"].as<std::string>(), "job-1");
+  EXPECT_EQ(doc["maxSteps"].Tag(), "!");  // quoted: a string
+  EXPECT_EQ(doc["maxSteps"].as<std::string>(), "500");
+  EXPECT_EQ(doc["flag"].Tag(), "!");
+  EXPECT_EQ(doc["empty"].as<std::string>(), "");
+  EXPECT_DOUBLE_EQ(doc["rate"].as<double>(), 0.0001);
+  EXPECT_TRUE(doc["on"].as<bool>());
+  EXPECT_EQ(doc["n"].as<int>(), -3);
+  EXPECT_EQ(doc["list"][1].as<std::string>(), "no");
+  EXPECT_EQ(doc["list"][1].Tag(), "!");
+  EXPECT_EQ(doc["nested"]["k"].as<std::string>(), "v");
+  EXPECT_TRUE(doc["none"].IsMap());
+  EXPECT_EQ(doc["none"].size(), 0u);
+  // Keys keep the JSON's order.
+  EXPECT_LT(yaml.find("id:"), yaml.find("maxSteps:"));
+}
+
+TEST(FtunectlYamlOutputTest, MessageRoundTripsThroughYaml) {
+  v1::Job job;
+  job.set_id("job-abc");
+  job.set_state(v1::JOB_STATE_RUNNING);
+  job.mutable_spec()->set_model("tiny");
+  job.mutable_spec()->mutable_hyperparameters()->set_max_steps(1234567890123);
+  job.mutable_spec()->mutable_hyperparameters()->set_learning_rate(2e-4);
+  (*job.mutable_spec()->mutable_labels())["true"] = "null";
+  job.mutable_progress()->set_percent(12.5);
+  job.mutable_create_time()->set_seconds(1767225600);
+  job.mutable_progress()->mutable_eta()->set_seconds(90);
+
+  std::ostringstream out, err;
+  Output output(OutputFormat::kYaml, out, err);
+  output.Message(job);
+  output.Message(job);  // a stream: one document each
+  EXPECT_EQ(err.str(), "");
+  std::vector<YAML::Node> docs = YAML::LoadAll(out.str());
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0]["state"].as<std::string>(), "JOB_STATE_RUNNING");
+
+  // What `--output yaml` prints reads back, as a spec file would, into the
+  // same message.
+  const std::string first = out.str().substr(0, out.str().find("---", 3));
+  v1::Job back;
+  ASSERT_OK(ParseMessageText(first, SpecSyntax::kYaml, "output", &back));
+  EXPECT_EQ(back.SerializeAsString(), job.SerializeAsString())
+      << back.DebugString();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,7 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/commands.h"
 #include "ftune/v1/admin.pb.h"
 #include "ftune/v1/file.pb.h"
 #include "ftune/v1/job.pb.h"
@@ -120,15 +123,27 @@ class FtunectlTest : public ::testing::Test {
   }
 
   // Runs ftunectl with `args` after --address; the environment carries no
-  // FTUNE_* variables of the test's own.
+  // FTUNE_* variables of the test's own, and the default config file is
+  // looked for under the test's directory.
   CtlResult Ctl(const std::vector<std::string>& args,
                 std::map<std::string, std::string> env = {}) {
-    std::vector<std::string> argv = {kCtl, "--address", address_};
+    std::vector<std::string> with_address = {"--address", address_};
+    with_address.insert(with_address.end(), args.begin(), args.end());
+    return CtlWithoutAddress(with_address, std::move(env));
+  }
+
+  CtlResult CtlWithoutAddress(const std::vector<std::string>& args,
+                              std::map<std::string, std::string> env = {}) {
+    std::vector<std::string> argv = {kCtl};
     argv.insert(argv.end(), args.begin(), args.end());
-    for (const char* name : {"FTUNE_ADDRESS", "FTUNE_ENDPOINT", "FTUNE_API_KEY",
-                             "FTUNE_API_KEY_FILE"}) {
+    for (const char* name :
+         {"FTUNE_ADDRESS", "FTUNE_ENDPOINT", "FTUNE_API_KEY",
+          "FTUNE_API_KEY_FILE", "FTUNE_CONFIG", "FTUNE_PROFILE",
+          "FTUNE_TIMEOUT", "FTUNE_OUTPUT", "FTUNE_TLS", "FTUNE_TLS_CA",
+          "FTUNE_TLS_CERT", "FTUNE_TLS_KEY", "FTUNE_TLS_SERVER_NAME"}) {
       env.emplace(name, "");
     }
+    env.emplace("XDG_CONFIG_HOME", dir_.Sub("xdg"));
     const std::string err_path = dir_.Sub("ctl.stderr");
     CtlResult result;
     testing::Subprocess ctl;
@@ -484,6 +499,242 @@ TEST_F(FtunectlTest, UsageErrorsExitWith2) {
   CtlResult help = Ctl({"jobs", "--help"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("jobs watch"));
+}
+
+TEST_F(FtunectlTest, ConfigFileFlagEnvironmentPrecedence) {
+  MakeTenantWithKey("config");
+  const std::string file_id = UploadValid();
+  // The key file is named relative to the config file.
+  WriteFile(dir_.Sub("conf/ftune.yaml"),
+            absl::StrCat("address: ", address_,
+                         "\napi_key_file: ../tenant.key\noutput: json\n"));
+  CtlResult from_file = CtlWithoutAddress(
+      {"--config", dir_.Sub("conf/ftune.yaml"), "files", "get", file_id});
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_EQ(FromJson<v1::File>(from_file.out).id(), file_id);
+
+  // The environment beats the file: $FTUNE_OUTPUT, $FTUNE_ADDRESS over an
+  // unreachable address in the file.
+  WriteFile(dir_.Sub("conf/unreachable.yaml"),
+            "address: 127.0.0.1:1\napi_key_file: ../tenant.key\n"
+            "output: json\n");
+  CtlResult env =
+      CtlWithoutAddress({"files", "get", file_id},
+                        {{"FTUNE_CONFIG", dir_.Sub("conf/unreachable.yaml")},
+                         {"FTUNE_ADDRESS", address_},
+                         {"FTUNE_OUTPUT", "text"}});
+  ASSERT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_THAT(env.out, HasSubstr("examples:"));
+
+  // The flag beats both.
+  CtlResult flag = CtlWithoutAddress(
+      {"--address", address_, "--output", "yaml", "files", "get", file_id},
+      {{"FTUNE_CONFIG", dir_.Sub("conf/unreachable.yaml")},
+       {"FTUNE_ADDRESS", "127.0.0.1:1"},
+       {"FTUNE_OUTPUT", "text"}});
+  ASSERT_EQ(flag.exit_code, 0) << flag.err;
+  EXPECT_EQ(YAML::Load(flag.out)["id"].as<std::string>(), file_id);
+
+  // The file wins over the default; the default file needs no flag.
+  WriteFile(dir_.Sub("xdg/ftune/config.yaml"),
+            absl::StrCat("address: ", address_, "\n"));
+  CtlResult fallback = CtlWithoutAddress({"status"});
+  ASSERT_EQ(fallback.exit_code, 0) << fallback.err;
+  EXPECT_THAT(fallback.out, HasSubstr("health:   SERVING"));
+  EXPECT_THAT(fallback.out,
+              HasSubstr("config:   " + dir_.Sub("xdg/ftune/config.yaml")));
+}
+
+TEST_F(FtunectlTest, BadConfigKeyIsAUsageErrorNamingFileKeyAndLine) {
+  WriteFile(dir_.Sub("bad.yaml"), "output: json\nadress: 127.0.0.1:1\n");
+  CtlResult bad = Ctl({"--config", dir_.Sub("bad.yaml"), "status"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("ftunectl: config " + dir_.Sub("bad.yaml") +
+                                 ": line 2: unknown key \"adress\""));
+  WriteFile(dir_.Sub("key.yaml"), "api_key: ftk_inline\n");
+  CtlResult key = Ctl({"--config", dir_.Sub("key.yaml"), "status"});
+  EXPECT_EQ(key.exit_code, 2);
+  EXPECT_THAT(key.err, HasSubstr("api_key_file"));
+  CtlResult profile =
+      Ctl({"--config", dir_.Sub("bad.yaml"), "--profile", "prod", "--help"});
+  EXPECT_EQ(profile.exit_code, 0) << "help reads no config";
+}
+
+TEST_F(FtunectlTest, YamlOutputParsesBack) {
+  MakeTenantWithKey("yaml");
+  const std::string file_id = UploadValid();
+
+  CtlResult get = Tenant({"--output", "yaml", "files", "get", file_id});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  YAML::Node file = YAML::Load(get.out);
+  EXPECT_EQ(file["id"].as<std::string>(), file_id);
+  EXPECT_EQ(file["exampleCount"].as<int>(), 2);
+  EXPECT_EQ(file["format"].as<std::string>(), "FILE_FORMAT_CHAT");
+  // The same content as JSON.
+  CtlResult json = Tenant({"--output", "json", "files", "get", file_id});
+  v1::File from_json = FromJson<v1::File>(json.out);
+  EXPECT_EQ(file["sha256"].as<std::string>(), from_json.sha256());
+  EXPECT_EQ(file["sizeBytes"].as<int64_t>(), from_json.size_bytes());
+
+  CtlResult list = Tenant({"--output=yaml", "files", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  YAML::Node files = YAML::Load(list.out)["files"];
+  ASSERT_TRUE(files.IsSequence());
+  EXPECT_EQ(files[0]["id"].as<std::string>(), file_id);
+
+  // `table` prints what text does.
+  CtlResult table = Tenant({"--output=table", "files", "list"});
+  CtlResult text = Tenant({"files", "list"});
+  EXPECT_EQ(table.out, text.out);
+  EXPECT_THAT(table.out, ::testing::StartsWith("ID "));
+
+  // A stream: one YAML document per message.
+  CtlResult created = Tenant({"jobs", "create", "--model", "tiny",
+                              "--training-file", file_id, "--gpus", "0"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const std::string job_id(absl::StripAsciiWhitespace(created.out));
+  ASSERT_EQ(Tenant({"jobs", "cancel", job_id}).exit_code, 0);
+  CtlResult watch =
+      Tenant({"--output", "yaml", "jobs", "watch", job_id, "--after", "0"});
+  EXPECT_EQ(watch.exit_code, 1) << watch.err;
+  std::vector<YAML::Node> docs = YAML::LoadAll(watch.out);
+  ASSERT_GE(docs.size(), 3u) << watch.out;
+  for (const YAML::Node& doc : docs) EXPECT_TRUE(doc["sequence"]) << doc;
+  EXPECT_TRUE(docs[0]["job"]) << "the stream opens with a snapshot";
+  EXPECT_EQ(docs[1]["event"]["type"].as<std::string>(),
+            "JOB_EVENT_TYPE_CREATED");
+  EXPECT_EQ(docs.back()["job"]["state"].as<std::string>(),
+            "JOB_STATE_CANCELLED");
+
+  CtlResult status = Ctl({"--output", "yaml", "status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(YAML::Load(status.out)["health"].as<std::string>(), "SERVING");
+}
+
+TEST_F(FtunectlTest, YamlSpecFileAndDryRun) {
+  MakeTenantWithKey("spec");
+  const std::string file_id = UploadValid();
+  WriteFile(dir_.Sub("spec.yaml"),
+            absl::StrCat("model: tiny\n"
+                         "trainingFile: ",
+                         file_id,
+                         "\n"
+                         "hyperparameters:\n"
+                         "  maxSteps: 2\n"
+                         "  learningRate: 1e-4\n"
+                         "lora:\n"
+                         "  rank: 4\n"
+                         "  targetModules: [q_proj, v_proj]\n"
+                         "resources:\n"
+                         "  gpus: 0\n"
+                         "labels:\n"
+                         "  team: search\n"));
+
+  // --dry-run checks and estimates, creating nothing.
+  CtlResult dry = Tenant(
+      {"jobs", "create", "--spec-file", dir_.Sub("spec.yaml"), "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("valid (nothing created)"));
+  EXPECT_THAT(dry.out, HasSubstr("total_steps:"));
+  CtlResult none = Tenant({"--output=json", "jobs", "list"});
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_EQ(FromJson<v1::ListJobsResponse>(none.out).jobs_size(), 0);
+  // A dry run the server refuses exits 1 all the same.
+  CtlResult refused =
+      Tenant({"jobs", "create", "--spec-file", dir_.Sub("spec.yaml"), "--model",
+              "nope", "--dry-run"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("field: spec.model"));
+
+  CtlResult created = Tenant({"jobs", "create", "--spec-file",
+                              dir_.Sub("spec.yaml"), "--label", "stage=dev"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const std::string job_id(absl::StripAsciiWhitespace(created.out));
+  v1::Job job =
+      FromJson<v1::Job>(Tenant({"--output=json", "jobs", "get", job_id}).out);
+  EXPECT_EQ(job.spec().hyperparameters().max_steps(), 2);
+  EXPECT_EQ(job.spec().lora().rank(), 4);
+  EXPECT_EQ(job.spec().lora().target_modules_size(), 2);
+  EXPECT_EQ(job.spec().labels().at("team"), "search");
+  EXPECT_EQ(job.spec().labels().at("stage"), "dev");
+
+  // An unknown field is a usage error naming it; nothing is sent.
+  WriteFile(dir_.Sub("typo.yaml"),
+            absl::StrCat("model: tiny\ntrainingFile: ", file_id,
+                         "\nhyperparameters:\n  maxStep: 2\n"));
+  CtlResult typo =
+      Tenant({"jobs", "create", "--spec-file", dir_.Sub("typo.yaml")});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_THAT(typo.err, HasSubstr("line 4: unknown field "
+                                  "\"hyperparameters.maxStep\""));
+  CtlResult after = Tenant({"--output=json", "jobs", "list"});
+  EXPECT_EQ(FromJson<v1::ListJobsResponse>(after.out).jobs_size(), 1);
+}
+
+TEST_F(FtunectlTest, MetricsCsvAndAdapterDownloadOfUnfinishedJob) {
+  MakeTenantWithKey("csv");
+  const std::string file_id = UploadValid();
+  CtlResult created = Tenant({"jobs", "create", "--model", "tiny",
+                              "--training-file", file_id, "--gpus", "0"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const std::string job_id(absl::StripAsciiWhitespace(created.out));
+
+  // No points yet: the header alone.
+  CtlResult csv = Tenant({"jobs", "metrics", job_id, "--format", "csv"});
+  ASSERT_EQ(csv.exit_code, 0) << csv.err;
+  EXPECT_EQ(csv.out,
+            "attempt,step,epoch,time,train_loss,eval_loss,learning_rate,"
+            "tokens_per_second,grad_norm,peak_memory_bytes,sequence");
+  EXPECT_EQ(Tenant({"jobs", "metrics", job_id, "--format", "xml"}).exit_code,
+            2);
+  EXPECT_EQ(
+      Tenant({"jobs", "metrics", job_id, "-o", dir_.Sub("m.csv")}).exit_code,
+      2);
+
+  // Only a SUCCEEDED job has an adapter.
+  CtlResult queued =
+      Tenant({"adapters", "download", job_id, "-o", dir_.Sub("adapter")});
+  EXPECT_EQ(queued.exit_code, 1);
+  EXPECT_THAT(queued.err, HasSubstr(job_id + " is QUEUED; only a SUCCEEDED "
+                                             "job has an adapter"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("adapter")));
+  CtlResult unknown = Tenant({"adapters", "download", "job-nope"});
+  EXPECT_EQ(unknown.exit_code, 1);
+
+  // --no-progress is accepted (a pipe gets lines either way).
+  ASSERT_EQ(Tenant({"jobs", "cancel", job_id}).exit_code, 0);
+  CtlResult watch =
+      Tenant({"jobs", "watch", job_id, "--after", "0", "--no-progress"});
+  EXPECT_EQ(watch.exit_code, 1);
+  EXPECT_THAT(watch.out, HasSubstr("QUEUED -> CANCELLED"));
+}
+
+TEST_F(FtunectlTest, UploadDrawsAProgressLineOnlyOnATerminal) {
+  MakeTenantWithKey("progress");
+  std::string text;
+  while (text.size() < (3u << 20)) text += kValidChat;
+  WriteFile(dir_.Sub("large.jsonl"), text);
+  const std::vector<std::string> args = {
+      "--address", address_, "--api-key-file",       dir_.Sub("tenant.key"),
+      "files",     "upload", dir_.Sub("large.jsonl")};
+
+  // In process, so stderr can pretend to be a terminal.
+  client::TerminalInfo terminal;
+  terminal.stderr_is_tty = true;
+  terminal.columns = [] { return 80; };
+  std::ostringstream out, err;
+  ASSERT_EQ(client::RunFtunectl(args, {}, out, err, terminal), 0) << err.str();
+  EXPECT_THAT(out.str(), ::testing::MatchesRegex("file-[a-z0-9]+\n"));
+  // Redrawn in place, ending at 100% with the size (and the rate, when
+  // the upload took long enough to tell one), kept.
+  EXPECT_THAT(err.str(), ::testing::StartsWith("\r["));
+  EXPECT_THAT(err.str(), HasSubstr("]  100%  3.0 MiB / 3.0 MiB  "));
+  EXPECT_THAT(err.str(), ::testing::EndsWith("large.jsonl\033[K\n"));
+
+  // Not a terminal: nothing on stderr.
+  std::ostringstream piped_out, piped_err;
+  ASSERT_EQ(client::RunFtunectl(args, {}, piped_out, piped_err), 0);
+  EXPECT_EQ(piped_err.str(), "");
 }
 
 TEST(FtunectlUnreachableTest, ExitsWith3) {
