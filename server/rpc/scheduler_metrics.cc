@@ -95,24 +95,24 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
       m->train_loss_,
       Registered(registry->AddGauge("ftune_job_train_loss",
                                     "Latest training loss of a running job.",
-                                    {"tenant", "job"})));
+                                    {"tenant", "job_id"})));
   FTUNE_ASSIGN_OR_RETURN(
       m->eval_loss_,
       Registered(registry->AddGauge("ftune_job_eval_loss",
                                     "Latest validation loss of a running job.",
-                                    {"tenant", "job"})));
+                                    {"tenant", "job_id"})));
   FTUNE_ASSIGN_OR_RETURN(
       m->tokens_per_second_,
       Registered(registry->AddGauge(
           "ftune_job_tokens_per_second",
           "Training throughput of a running job at its latest step.",
-          {"tenant", "job"})));
+          {"tenant", "job_id"})));
   FTUNE_ASSIGN_OR_RETURN(
       m->progress_,
       Registered(registry->AddGauge(
           "ftune_job_progress_ratio",
           "Fraction of a running job's optimizer steps done (0..1).",
-          {"tenant", "job"})));
+          {"tenant", "job_id"})));
   // Families without labels show their zero from the first scrape, so
   // rate() and alerts see the first increment.
   m->queue_wait_->WithLabels({});
