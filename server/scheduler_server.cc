@@ -262,8 +262,11 @@ void SchedulerServer::Shutdown() {
   if (watch_hub_ != nullptr) watch_hub_->Shutdown();
   // Command streams are endless too; no new leases once stopping.
   if (dispatcher_ != nullptr) dispatcher_->Shutdown();
+  FTUNE_LOG(INFO) << "stopping the gRPC server (calls in flight get "
+                  << absl::FormatDuration(options_.shutdown_grace) << ")";
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(options_.shutdown_grace));
+  FTUNE_LOG(INFO) << "gRPC server stopped";
 }
 
 void SchedulerServer::Wait() {
