@@ -216,6 +216,13 @@ TEST_F(ClusterTest, JobRunsToSuccessAndPublishesOnce) {
     EXPECT_THAT(worker.body, HasSubstr(line + "\n")) << worker.body;
   }
   EXPECT_THAT(worker.body, Not(HasSubstr("ftune_worker_gpu_")));
+  // Registered and heartbeating: ready.
+  const std::string& wm = cluster_.worker_metrics_address(0);
+  ASSERT_OK_AND_ASSIGN(ftune::testing::HttpResponse ready,
+                       ftune::testing::HttpGet(
+                           wm.substr(0, wm.rfind(':')),
+                           std::stoi(wm.substr(wm.rfind(':') + 1)), "/readyz"));
+  EXPECT_EQ(ready.status, 200) << ready.body;
   EXPECT_THAT(worker.body, HasSubstr("process_resident_memory_bytes "));
   EXPECT_TRUE(PromtoolAccepts(worker.body));
 }
