@@ -14,6 +14,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -158,6 +159,14 @@ int main(int argc, char** argv) {
       "ftune-scheduler: LoRA/QLoRA fine-tuning job server.\n"
       "Usage: ftune-scheduler [--grpc_address=HOST:PORT] ...\n"
       "Run with --help for every flag.");
+  // --help lists this file's flags (absl matches files named after the
+  // program by default, and this one is main.cc).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
     if (absl::Status st =

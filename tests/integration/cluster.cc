@@ -64,6 +64,12 @@ Cluster::~Cluster() {
       (void)w.process->Wait(absl::Seconds(10));
     }
   }
+  // Close our connection first: the scheduler's graceful stop waits (up to
+  // 5 s in gRPC 1.51) for idle client connections to go away.
+  admin_.reset();
+  jobs_.reset();
+  files_.reset();
+  channel_.reset();
   if (scheduler_ && scheduler_->running()) {
     (void)scheduler_->Signal(SIGTERM);
     if (!scheduler_->Wait(absl::Seconds(15)).ok()) {
