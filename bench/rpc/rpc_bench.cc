@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +54,9 @@
 #include "ftune/v1/admin.grpc.pb.h"
 #include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
+#ifdef FTUNE_RPC_BENCH_SCRAPE
+#include "tests/testing/http_client.h"
+#endif
 
 ABSL_FLAG(int, clients, 64, "CreateJob calls kept in flight");
 ABSL_FLAG(double, seconds, 10, "measured duration (after the warm-up)");
@@ -79,6 +83,69 @@ ABSL_FLAG(std::vector<std::string>, server_flags, {},
 
 namespace ftune::bench {
 namespace {
+
+#ifdef FTUNE_RPC_BENCH_SCRAPE
+// The upper bound of the bucket holding quantile `q` of histogram `name`
+// (with `labels`, e.g. "{service=...,method=...}" minus the closing brace)
+// in a /metrics text; -1 if absent.
+double BucketQuantile(const std::string& text, const std::string& series,
+                      double q) {
+  std::vector<std::pair<double, double>> buckets;  // (le, cumulative count)
+  const std::string prefix = series + "_bucket{";
+  size_t pos = 0;
+  std::string labels_prefix;
+  const size_t brace = series.find('{');
+  std::string name = series;
+  if (brace != std::string::npos) {
+    name = series.substr(0, brace);
+    labels_prefix = series.substr(brace + 1);  // "a=\"x\",b=\"y\""
+  }
+  const std::string want = name + "_bucket{" +
+                           (labels_prefix.empty() ? "" : labels_prefix + ",") +
+                           "le=\"";
+  while ((pos = text.find(want, pos)) != std::string::npos) {
+    pos += want.size();
+    const size_t quote = text.find('"', pos);
+    const std::string le = text.substr(pos, quote - pos);
+    const size_t space = text.find(' ', quote);
+    const size_t eol = text.find('\n', space);
+    const double count = std::stod(text.substr(space + 1, eol - space - 1));
+    buckets.emplace_back(le == "+Inf" ? INFINITY : std::stod(le), count);
+  }
+  if (buckets.empty() || buckets.back().second <= 0) return -1;
+  const double target = q * buckets.back().second;
+  for (const auto& [le, count] : buckets) {
+    if (count >= target) return le;
+  }
+  return INFINITY;
+}
+
+// Where the time went, from the scheduler's own histograms: CreateJob as
+// the server timed it and the SQLite group commits behind it.
+void PrintServerSide(const std::string& metrics_address) {
+  const size_t colon = metrics_address.rfind(':');
+  if (colon == std::string::npos) return;
+  absl::StatusOr<ftune::testing::HttpResponse> scrape = ftune::testing::HttpGet(
+      metrics_address.substr(0, colon),
+      std::stoi(metrics_address.substr(colon + 1)), "/metrics");
+  if (!scrape.ok() || scrape->status != 200) return;
+  const std::string& t = scrape->body;
+  const std::string create =
+      "ftune_grpc_server_handling_seconds{service=\"ftune.v1.JobService\","
+      "method=\"CreateJob\"";
+  std::printf(
+      "  server (bucket bounds, whole run): CreateJob p50<=%gms p99<=%gms; "
+      "commit p50<=%gms p99<=%gms; writes/commit p50<=%g p99<=%g\n",
+      1000 * BucketQuantile(t, create, 0.5),
+      1000 * BucketQuantile(t, create, 0.99),
+      1000 * BucketQuantile(t, "ftune_store_commit_seconds", 0.5),
+      1000 * BucketQuantile(t, "ftune_store_commit_seconds", 0.99),
+      BucketQuantile(t, "ftune_store_commit_writes", 0.5),
+      BucketQuantile(t, "ftune_store_commit_writes", 0.99));
+}
+#else
+void PrintServerSide(const std::string&) {}
+#endif
 
 using Clock = std::chrono::steady_clock;
 constexpr char kAdminKey[] = "rpc-bench-admin-credential-0123456789";
@@ -494,6 +561,8 @@ int Run(const std::string& argv0) {
     std::fprintf(stderr, "the scheduler did not start; see %s\n", log.c_str());
     return 2;
   }
+  const std::string metrics_address =
+      server.ReadLineWithPrefix("metrics_address=", 10000);
   auto setup_channel =
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   Tenant tenant;
@@ -600,6 +669,8 @@ int Run(const std::string& argv0) {
   for (const auto& [what, n] : run.errors) {
     std::printf("  error x%lld: %s\n", static_cast<long long>(n), what.c_str());
   }
+
+  PrintServerSide(metrics_address);
 
   // ---- verification ----
   if (absl::GetFlag(FLAGS_restart_check)) {
