@@ -5,10 +5,16 @@
 // - naming conventions that keep generated code unambiguous (prefixed enum
 //   values, *_UNSPECIFIED = 0, pagination fields, documented auth/errors);
 // - the compiled-in C++ types are the ones the descriptor set describes and
-//   behave as documented (round trip, oneofs, explicit presence).
+//   behave as documented (round trip, oneofs, explicit presence);
+// - docs/api.md is complete: its "Reference: every rpc" tables list every
+//   rpc of every service with its request and response types and the first
+//   sentence of its comment (and nothing that does not exist), its Services
+//   table names every rpc, and every message and enum is named somewhere.
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "ftune/v1/admin.grpc.pb.h"
 #include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
@@ -28,8 +35,10 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
-#if !defined(FTUNE_PROTO_DESCRIPTOR_SET) || !defined(FTUNE_PROTO_SAMPLES_DIR)
-#error "FTUNE_PROTO_DESCRIPTOR_SET and FTUNE_PROTO_SAMPLES_DIR must be defined"
+#if !defined(FTUNE_PROTO_DESCRIPTOR_SET) || \
+    !defined(FTUNE_PROTO_SAMPLES_DIR) || !defined(FTUNE_SOURCE_DIR)
+#error \
+    "FTUNE_PROTO_DESCRIPTOR_SET, FTUNE_PROTO_SAMPLES_DIR and FTUNE_SOURCE_DIR must be defined"
 #endif
 
 namespace ftune::v1 {
@@ -215,6 +224,208 @@ std::vector<const pb::FileDescriptor*> LoadDescriptorSet(
   return ours;
 }
 
+// --- docs/api.md against the descriptors ------------------------------------
+
+// "Job" for ftune.v1 types, the full name ("google.protobuf.Empty") else.
+std::string TypeName(const pb::Descriptor* d) {
+  return d->file()->package() == kPackage ? d->name() : d->full_name();
+}
+
+// Whitespace runs become one space; backticks (Markdown code) are dropped.
+std::string NormalizeText(absl::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == '`') continue;
+    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+// The first sentence of a comment: its first paragraph, whitespace
+// collapsed, up to the first ". " that is followed by a capital letter.
+std::string FirstSentence(const std::string& comment) {
+  const std::string text =
+      NormalizeText(comment.substr(0, comment.find("\n\n")));
+  for (size_t i = 0; i + 2 < text.size(); ++i) {
+    if (text[i] == '.' && text[i + 1] == ' ' &&
+        absl::ascii_isupper(static_cast<unsigned char>(text[i + 2]))) {
+      return text.substr(0, i + 1);
+    }
+  }
+  return text;
+}
+
+// "[stream ]Request -> [stream ]Response" as the reference tables write it.
+std::string Signature(const pb::MethodDescriptor* m) {
+  return absl::StrCat(m->client_streaming() ? "stream " : "",
+                      TypeName(m->input_type()), " \u2192 ",
+                      m->server_streaming() ? "stream " : "",
+                      TypeName(m->output_type()));
+}
+
+struct DocRow {
+  std::string rpc;
+  std::string signature;
+  std::string summary;
+  int line = 0;
+};
+
+// Every problem of `markdown` (docs/api.md) against the services, messages
+// and enums of `files`, as "api.md:LINE: ..." or "api.md: ...".
+std::vector<std::string> CheckApiDoc(
+    const std::string& markdown,
+    const std::vector<const pb::FileDescriptor*>& files) {
+  std::vector<std::string> problems;
+  const std::vector<std::string> lines = absl::StrSplit(markdown, '\n');
+
+  // The reference: "### Service" headings with "| `Rpc` | sig | text |"
+  // rows, inside "## Reference: every rpc".
+  std::map<std::string, std::vector<DocRow>> reference;
+  std::map<std::string, int> heading_line;
+  // The overview: "| `Service` | who | `Rpc`, ... |" rows of "## Services".
+  std::map<std::string, std::string> services_rows;
+  std::string section;
+  std::string service;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    const int number = static_cast<int>(i) + 1;
+    if (absl::StartsWith(line, "## ")) {
+      section = line.substr(3);
+      service.clear();
+      continue;
+    }
+    if (section == "Reference: every rpc" && absl::StartsWith(line, "### ")) {
+      service = line.substr(4);
+      heading_line[service] = number;
+      reference[service];
+      continue;
+    }
+    if (!absl::StartsWith(line, "| `")) continue;
+    std::vector<std::string> cells = absl::StrSplit(line, '|');
+    if (section == "Services" && cells.size() >= 4) {
+      services_rows[NormalizeText(cells[1])] = cells[3];
+    }
+    if (section == "Reference: every rpc" && !service.empty()) {
+      if (cells.size() != 5) {
+        problems.push_back(absl::StrCat(
+            "api.md:", number, ": a reference row has ", cells.size() - 2,
+            " cells, not 3 (rpc, request \u2192 response, what it does)"));
+        continue;
+      }
+      reference[service].push_back({NormalizeText(cells[1]),
+                                    NormalizeText(cells[2]),
+                                    NormalizeText(cells[3]), number});
+    }
+  }
+  if (heading_line.empty()) {
+    problems.push_back(
+        "api.md: no \"## Reference: every rpc\" section with \"### Service\" "
+        "tables");
+  }
+
+  std::set<std::string> known_services;
+  for (const pb::FileDescriptor* file : files) {
+    for (int s = 0; s < file->service_count(); ++s) {
+      const pb::ServiceDescriptor* sd = file->service(s);
+      known_services.insert(sd->name());
+      auto rows = reference.find(sd->name());
+      if (rows == reference.end()) {
+        problems.push_back(absl::StrCat("api.md: no \"### ", sd->name(),
+                                        "\" table in the reference"));
+        continue;
+      }
+      std::set<std::string> rpcs;
+      for (int m = 0; m < sd->method_count(); ++m) {
+        const pb::MethodDescriptor* md = sd->method(m);
+        rpcs.insert(md->name());
+        const std::string want_summary = FirstSentence(LeadingComment(md));
+        auto row =
+            std::find_if(rows->second.begin(), rows->second.end(),
+                         [&](const DocRow& r) { return r.rpc == md->name(); });
+        if (row == rows->second.end()) {
+          problems.push_back(absl::StrCat(
+              "api.md:", heading_line[sd->name()], ": ", sd->name(),
+              " has no row for ", md->name(), "; add: | `", md->name(), "` | ",
+              Signature(md), " | ", want_summary, " |"));
+          continue;
+        }
+        if (row->signature != Signature(md)) {
+          problems.push_back(absl::StrCat(
+              "api.md:", row->line, ": ", md->full_name(), " is \"",
+              Signature(md), "\", the doc says \"", row->signature, "\""));
+        }
+        if (row->summary != want_summary) {
+          problems.push_back(
+              absl::StrCat("api.md:", row->line, ": ", md->full_name(),
+                           ": the proto comment starts \"", want_summary,
+                           "\", the doc says \"", row->summary, "\""));
+        }
+        auto overview = services_rows.find(sd->name());
+        if (overview == services_rows.end()) {
+          problems.push_back(
+              absl::StrCat("api.md: the Services table has no "
+                           "row for ",
+                           sd->name()));
+        } else if (!absl::StrContains(overview->second,
+                                      absl::StrCat("`", md->name(), "`"))) {
+          problems.push_back(
+              absl::StrCat("api.md: the Services table's row of ", sd->name(),
+                           " does not name `", md->name(), "`"));
+        }
+      }
+      for (const DocRow& row : rows->second) {
+        if (rpcs.count(row.rpc) == 0) {
+          problems.push_back(absl::StrCat("api.md:", row.line, ": ", sd->name(),
+                                          " has no rpc ", row.rpc));
+        }
+      }
+    }
+  }
+  for (const auto& [name, line] : heading_line) {
+    if (known_services.count(name) == 0) {
+      problems.push_back(
+          absl::StrCat("api.md:", line, ": no service ", name, " in ftune.v1"));
+    }
+  }
+
+  // Every top-level message and enum is named somewhere.
+  auto named = [&](const std::string& name) {
+    return absl::StrContains(markdown, absl::StrCat("`", name, "`"));
+  };
+  for (const pb::FileDescriptor* file : files) {
+    for (int i = 0; i < file->message_type_count(); ++i) {
+      if (!named(file->message_type(i)->name())) {
+        problems.push_back(absl::StrCat("api.md: message ",
+                                        file->message_type(i)->name(), " (",
+                                        file->name(), ") is not named"));
+      }
+    }
+    for (int i = 0; i < file->enum_type_count(); ++i) {
+      if (!named(file->enum_type(i)->name())) {
+        problems.push_back(absl::StrCat("api.md: enum ",
+                                        file->enum_type(i)->name(), " (",
+                                        file->name(), ") is not named"));
+      }
+    }
+  }
+  return problems;
+}
+
+std::string ReadSourceFile(const std::string& relative) {
+  std::ifstream in(absl::StrCat(FTUNE_SOURCE_DIR, "/", relative));
+  EXPECT_TRUE(in.good()) << "cannot open " << relative;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // The build's descriptor set, loaded into its own pool (not the generated
 // one), so that the source comments are available.
 class DescriptorSetTest : public ::testing::Test {
@@ -289,6 +500,15 @@ TEST_F(DescriptorSetTest, MatchesCompiledCode) {
   }
 }
 
+// docs/api.md lists every rpc as the protos define it.
+TEST_F(DescriptorSetTest, ApiDocMatchesTheProtos) {
+  const std::vector<std::string> problems =
+      CheckApiDoc(ReadSourceFile("docs/api.md"), ours_);
+  EXPECT_THAT(problems, ::testing::IsEmpty())
+      << problems.size() << " problem(s) in docs/api.md:\n  "
+      << absl::StrJoin(problems, "\n  ");
+}
+
 // --- The checker itself catches what it should ------------------------------
 
 std::vector<std::string> ProblemsOfSample(const std::string& name) {
@@ -338,6 +558,83 @@ TEST(ContractCheckerTest, UpperSnake) {
   EXPECT_EQ(UpperSnake("LrScheduler"), "LR_SCHEDULER");
   EXPECT_EQ(UpperSnake("ErrorReason"), "ERROR_REASON");
   EXPECT_EQ(UpperSnake("HTTPCode"), "HTTP_CODE");
+}
+
+TEST(ApiDocCheckerTest, FirstSentence) {
+  EXPECT_EQ(FirstSentence(" Cancels a job. QUEUED or PAUSED: at once.\n"),
+            "Cancels a job.");
+  EXPECT_EQ(FirstSentence(" Renews it (e.g. after a restart): more\n text.\n"
+                          "\n Second paragraph."),
+            "Renews it (e.g. after a restart): more text.");
+  EXPECT_EQ(FirstSentence(" Lists things.\n Errors: none.\n"), "Lists things.");
+}
+
+TEST(ApiDocCheckerTest, CatchesEveryKindOfDrift) {
+  pb::DescriptorPool pool;
+  const std::vector<const pb::FileDescriptor*> files = LoadDescriptorSet(
+      absl::StrCat(FTUNE_PROTO_SAMPLES_DIR, "/documented.desc"), &pool);
+  ASSERT_FALSE(files.empty());
+  const std::string types =
+      "`ListThingsRequest` `ListThingsResponse` `ThingColor`\n";
+  const std::string services =
+      "## Services\n\n| service | who | rpcs |\n|---|---|---|\n"
+      "| `SampleService` | all | `ListThings` |\n\n";
+  const std::string good =
+      services +
+      "## Reference: every rpc\n\n### SampleService\n\n"
+      "| rpc | request \u2192 response | what it does |\n|---|---|---|\n"
+      "| `ListThings` | `ListThingsRequest` \u2192 `ListThingsResponse` | "
+      "Lists things. |\n" +
+      types;
+  EXPECT_THAT(CheckApiDoc(good, files), ::testing::IsEmpty());
+
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string doc = good;
+    const size_t at = doc.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return doc.replace(at, from.size(), to);
+  };
+  // A changed first sentence, a wrong signature, a stale row, a missing
+  // row, a missing table, an unnamed type, an rpc missing from Services.
+  EXPECT_THAT(CheckApiDoc(replaced("Lists things. |", "Lists stuff. |"), files),
+              ::testing::ElementsAre(::testing::HasSubstr(
+                  "the proto comment starts \"Lists things.\", the doc says "
+                  "\"Lists stuff.\"")));
+  EXPECT_THAT(CheckApiDoc(replaced("\u2192 `ListThingsResponse`",
+                                   "\u2192 stream `ListThingsResponse`"),
+                          files),
+              ::testing::ElementsAre(::testing::HasSubstr(
+                  "ftune.v1.SampleService.ListThings is \"ListThingsRequest "
+                  "\u2192 ListThingsResponse\"")));
+  EXPECT_THAT(
+      CheckApiDoc(replaced("Lists things. |\n",
+                           "Lists things. |\n| `Gone` | `A` \u2192 `B` | "
+                           "Was here. |\n"),
+                  files),
+      ::testing::ElementsAre(
+          ::testing::HasSubstr("SampleService has no rpc Gone")));
+  EXPECT_THAT(
+      CheckApiDoc(replaced("| `ListThings` | `ListThingsRequest`",
+                           "| `ListStuff` | `ListThingsRequest`"),
+                  files),
+      ::testing::UnorderedElementsAre(
+          ::testing::HasSubstr("SampleService has no row for ListThings; add: "
+                               "| `ListThings` | ListThingsRequest \u2192 "
+                               "ListThingsResponse | Lists things. |"),
+          ::testing::HasSubstr("SampleService has no rpc ListStuff")));
+  EXPECT_THAT(
+      CheckApiDoc(replaced("### SampleService", "### OtherService"), files),
+      ::testing::UnorderedElementsAre(
+          ::testing::HasSubstr("no \"### SampleService\" table"),
+          ::testing::HasSubstr("no service OtherService in ftune.v1")));
+  EXPECT_THAT(CheckApiDoc(replaced("`ThingColor`", "ThingColor"), files),
+              ::testing::ElementsAre(::testing::HasSubstr(
+                  "enum ThingColor (documented.proto) is not named")));
+  EXPECT_THAT(
+      CheckApiDoc(replaced("| all | `ListThings` |", "| all | |"), files),
+      ::testing::ElementsAre(::testing::HasSubstr(
+          "the Services table's row of SampleService does not name "
+          "`ListThings`")));
 }
 
 // --- Generated C++ types ----------------------------------------------
