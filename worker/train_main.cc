@@ -6,10 +6,13 @@
 //                     [--batch 8] [--rank 8] [--steps 5] [--warmup 1]
 //                     [--threads N] [--targets all-linear|q_proj,v_proj]
 //                     [--loss-chunk 256]
+//                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
+//                              [--double-quant 1|0]]
 //
 // Progress: one JSON object per line on stdout (metrics, eval, checkpoint,
 // done, error). Logs on stderr. Exit codes: worker/train/exit_codes.h.
 // SIGTERM/SIGINT: finish the current step, checkpoint, exit 4.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -63,12 +66,18 @@ int Fail(const absl::Status& st) {
 }
 
 // --name value pairs; INVALID_ARGUMENT for a dangling flag.
-absl::StatusOr<std::map<std::string, std::string>> ParseFlags(int argc,
-                                                              char** argv,
-                                                              int first) {
+// Boolean flags (no value) are given as `switches`.
+absl::StatusOr<std::map<std::string, std::string>> ParseFlags(
+    int argc, char** argv, int first,
+    const std::vector<std::string>& switches = {}) {
   std::map<std::string, std::string> flags;
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
+    if (a.rfind("--", 0) == 0 && std::find(switches.begin(), switches.end(),
+                                           a.substr(2)) != switches.end()) {
+      flags[a.substr(2)] = "1";
+      continue;
+    }
     if (a.rfind("--", 0) != 0)
       return absl::InvalidArgumentError("unexpected argument \"" + a + "\"");
     auto eq = a.find('=');
@@ -94,7 +103,7 @@ absl::Status IntFlag(const std::map<std::string, std::string>& f,
 }
 
 int RunBenchCommand(int argc, char** argv) {
-  auto flags = ParseFlags(argc, argv, 2);
+  auto flags = ParseFlags(argc, argv, 2, {"qlora"});
   if (!flags.ok()) return Fail(flags.status());
   BenchOptions o;
   absl::Status st;
@@ -139,6 +148,22 @@ int RunBenchCommand(int argc, char** argv) {
     if (!(st = IntFlag(*flags, n, p)).ok()) return Fail(st);
   }
   o.threads = static_cast<int>(threads);
+  o.qlora = flags->count("qlora") > 0;
+  if (flags->count("quant-type"))
+    o.quantization.quant_type = flags->at("quant-type");
+  if (!(st = IntFlag(*flags, "block-size", &o.quantization.block_size)).ok())
+    return Fail(st);
+  const int64_t bs = o.quantization.block_size;
+  if (bs < 32 || bs > 4096 || (bs & (bs - 1)) != 0)
+    return Fail(absl::InvalidArgumentError(
+        "--block-size must be a power of two in [32, 4096]"));
+  if (flags->count("double-quant"))
+    o.quantization.double_quant = flags->at("double-quant") != "0";
+  if ((flags->count("quant-type") || flags->count("block-size") ||
+       flags->count("double-quant")) &&
+      !o.qlora)
+    return Fail(absl::InvalidArgumentError(
+        "--quant-type, --block-size, --double-quant need --qlora"));
   if (flags->count("targets"))
     o.targets = absl::StrSplit(flags->at("targets"), ',', absl::SkipEmpty());
   if (o.seq < 2 || o.batch < 1 || o.rank < 1 || o.steps < 1 ||
@@ -151,6 +176,19 @@ int RunBenchCommand(int argc, char** argv) {
   if (!r.ok()) return Fail(r.status());
   std::printf("seconds_per_step=%.4f\n", r->seconds_per_step);
   std::printf("tokens_per_s=%.1f\n", r->tokens_per_s);
+  if (o.qlora) {
+    std::printf("quant_type=%s double_quant=%d block_size=%lld\n",
+                o.quantization.quant_type.c_str(),
+                o.quantization.double_quant ? 1 : 0,
+                static_cast<long long>(o.quantization.block_size));
+    std::printf("quantized_parameters=%lld\n",
+                static_cast<long long>(r->quantized_parameters));
+    std::printf("quantized_bytes=%lld\n",
+                static_cast<long long>(r->quantized_bytes));
+    std::printf("bits_per_parameter=%.4f\n", r->bits_per_parameter);
+  }
+  std::printf("peak_rss_bytes=%lld\n",
+              static_cast<long long>(r->peak_rss_bytes));
   return kExitOk;
 }
 

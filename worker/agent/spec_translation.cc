@@ -89,10 +89,45 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
     case v1::TRAINING_METHOD_LORA:
       j["method"] = "lora";
       break;
-    case v1::TRAINING_METHOD_QLORA:
-      return Unsupported("spec.method",
-                         "TRAINING_METHOD_QLORA (4-bit base weights) is not "
-                         "available in this worker's trainer");
+    case v1::TRAINING_METHOD_QLORA: {
+      j["method"] = "qlora";
+      const v1::QuantizationConfig& q = spec.quantization();
+      json qj;
+      switch (q.type()) {
+        case v1::QUANTIZATION_TYPE_UNSPECIFIED:
+        case v1::QUANTIZATION_TYPE_NF4:
+          qj["quant_type"] = "nf4";
+          break;
+        case v1::QUANTIZATION_TYPE_FP4:
+          qj["quant_type"] = "fp4";
+          break;
+        default:
+          return absl::InvalidArgumentError(
+              absl::StrCat("spec.quantization.type: unknown value ", q.type()));
+      }
+      qj["double_quant"] = !q.has_double_quant() || q.double_quant();
+      qj["block_size"] = q.block_size() == 0 ? 64 : q.block_size();
+      // UNSPECIFIED: the trainer's default for its device (fp32 on CPU).
+      switch (q.compute_dtype()) {
+        case v1::COMPUTE_DTYPE_UNSPECIFIED:
+          break;
+        case v1::COMPUTE_DTYPE_FP32:
+          qj["compute_dtype"] = "fp32";
+          break;
+        case v1::COMPUTE_DTYPE_BF16:
+          qj["compute_dtype"] = "bf16";
+          break;
+        case v1::COMPUTE_DTYPE_FP16:
+          qj["compute_dtype"] = "fp16";
+          break;
+        default:
+          return absl::InvalidArgumentError(
+              absl::StrCat("spec.quantization.compute_dtype: unknown value ",
+                           q.compute_dtype()));
+      }
+      j["quantization"] = qj;
+      break;
+    }
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("spec.method: unknown value ", spec.method()));

@@ -218,6 +218,21 @@ Tensor DenseWeight::Forward(const Tensor& x) const {
                          : torch::matmul(x, weight_.t());
 }
 
+Nf4Weight::Nf4Weight(QuantizedWeight weight, Tensor bias,
+                     torch::Dtype compute_dtype)
+    : q_(std::move(weight)),
+      bias_(std::move(bias)),
+      compute_dtype_(compute_dtype) {
+  if (bias_.defined()) bias_.set_requires_grad(false);
+}
+
+Tensor Nf4Weight::Forward(const Tensor& x) const {
+  Tensor y = QuantizedMatmul(x.to(compute_dtype_), q_);
+  return bias_.defined() ? y + bias_.to(compute_dtype_) : y;
+}
+
+Tensor Nf4Weight::Dense() const { return Dequantize(q_, compute_dtype_); }
+
 Tensor Linear::Forward(const Tensor& x, bool training) const {
   Tensor y = base_->Forward(x);
   if (!has_lora()) return y;
@@ -231,7 +246,7 @@ void Linear::AddLora(const LoraOptions& options, torch::Dtype dtype) {
   const int64_t in = base_->in_features();
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
   Tensor a = (torch::rand({options.rank, in}, torch::kFloat64) * 2 - 1) * bound;
-  auto dev = base_->Dense().device();
+  auto dev = base_->device();
   lora_a_ = a.to(dev, dtype).set_requires_grad(true);
   lora_b_ = torch::zeros({base_->out_features(), options.rank},
                          torch::TensorOptions().dtype(dtype).device(dev))
@@ -260,6 +275,21 @@ Linear* DecoderLayer::Module(const std::string& name) {
 }
 
 namespace {
+// A dense weight, or its quantised form when the options ask for QLoRA.
+absl::StatusOr<std::unique_ptr<FrozenWeight>> MakeFrozen(
+    Tensor w, Tensor b, const ModelOptions& options, const std::string& name) {
+  if (!options.quantization)
+    return std::unique_ptr<FrozenWeight>(
+        std::make_unique<DenseWeight>(std::move(w), std::move(b)));
+  absl::StatusOr<QuantizedWeight> q = Quantize(w, *options.quantization);
+  if (!q.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("quantising \"", name, "\": ", q.status().message()));
+  w = Tensor();  // the dense copy goes before the next one is loaded
+  return std::unique_ptr<FrozenWeight>(
+      std::make_unique<Nf4Weight>(*std::move(q), std::move(b), options.dtype));
+}
+
 std::string ModulePath(const std::string& name) {
   bool attn = name == "q_proj" || name == "k_proj" || name == "v_proj" ||
               name == "o_proj";
@@ -327,13 +357,20 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(
     };
     for (const Spec& s : specs) {
       const std::string base = p + ModulePath(s.name);
-      FTUNE_ASSIGN_OR_RETURN(Tensor w, load(base + ".weight", {s.out, s.in}));
+      // A weight to be quantised is read in fp32 (not via the compute dtype)
+      // so that bf16 compute does not round it twice.
+      ModelOptions wopts = options;
+      if (options.quantization) wopts.dtype = torch::kFloat32;
+      FTUNE_ASSIGN_OR_RETURN(
+          Tensor w, LoadTensor(*ckpt, base + ".weight", {s.out, s.in}, wopts));
       Tensor b;
       if (s.bias) {
         FTUNE_ASSIGN_OR_RETURN(b, load(base + ".bias", {s.out}));
       }
-      *s.slot = std::make_unique<Linear>(
-          std::make_unique<DenseWeight>(std::move(w), std::move(b)));
+      FTUNE_ASSIGN_OR_RETURN(
+          std::unique_ptr<FrozenWeight> frozen,
+          MakeFrozen(std::move(w), std::move(b), options, base + ".weight"));
+      *s.slot = std::make_unique<Linear>(std::move(frozen));
     }
     m->layers_.push_back(std::move(layer));
   }
@@ -356,8 +393,9 @@ std::unique_ptr<Model> Model::RandomInit(const ModelConfig& config,
   m->final_norm_ = torch::ones({d}, opts);
   if (!c.tie_word_embeddings) m->lm_head_ = randn({c.vocab_size, d});
   auto lin = [&](int64_t out, int64_t in, bool bias) {
-    return std::make_unique<Linear>(std::make_unique<DenseWeight>(
-        randn({out, in}), bias ? randn({out}) : Tensor()));
+    // Random finite weights always quantise.
+    return std::make_unique<Linear>(*MakeFrozen(
+        randn({out, in}), bias ? randn({out}) : Tensor(), options, "random"));
   };
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     DecoderLayer l;
@@ -488,6 +526,20 @@ std::vector<std::pair<std::string, Tensor>> Model::LoraParameters() {
   return out;
 }
 
+Model::QuantizedSize Model::quantized_size() const {
+  QuantizedSize size;
+  for (const DecoderLayer& layer : layers_) {
+    for (const char* name : kLoraModuleNames) {
+      const Linear* l = const_cast<DecoderLayer&>(layer).Module(name);
+      const auto* q = dynamic_cast<const Nf4Weight*>(&l->base());
+      if (q == nullptr) continue;
+      size.parameters += q->quantized().numel;
+      size.bytes += StorageBytes(q->quantized());
+    }
+  }
+  return size;
+}
+
 std::vector<std::pair<std::string, Tensor>> Model::MergedStateDict() const {
   std::vector<std::pair<std::string, Tensor>> out;
   out.emplace_back("model.embed_tokens.weight", embed_);
@@ -500,9 +552,8 @@ std::vector<std::pair<std::string, Tensor>> Model::MergedStateDict() const {
       Linear* l = layer.Module(name);
       const std::string base = p + ModulePath(name);
       out.emplace_back(base + ".weight", l->MergedWeight());
-      const auto* dense = dynamic_cast<const DenseWeight*>(&l->base());
-      if (dense != nullptr && dense->bias().defined())
-        out.emplace_back(base + ".bias", dense->bias());
+      if (l->base().bias().defined())
+        out.emplace_back(base + ".bias", l->base().bias());
     }
   }
   out.emplace_back("model.norm.weight", final_norm_);

@@ -8,8 +8,10 @@
 // labels != kIgnoreLabel, computed chunk by chunk over rows so the full
 // [tokens, vocab] logits (and their gradient) never exist at once.
 //
-// Every frozen projection is a Linear whose base is a `FrozenWeight`: today a
-// dense tensor; a quantised (NF4) weight can implement the same interface.
+// Every frozen projection is a Linear whose base is a `FrozenWeight`: a dense
+// tensor, or for QLoRA (ModelOptions.quantization) a 4-bit NF4/FP4 weight
+// (nf4.h) that is dequantised on the fly. Embeddings, norms and the LM head
+// are never quantised.
 //
 // Thread-compatible: one thread drives a Model; LibTorch parallelises inside
 // ops. Methods that run tensor ops may throw c10::Error (callers at the
@@ -24,8 +26,11 @@
 #include <utility>
 #include <vector>
 
+#include <optional>
+
 #include "absl/status/statusor.h"
 #include "worker/train/model_config.h"
+#include "worker/train/nf4.h"
 #include "worker/train/text/sequence.h"
 
 namespace ftune::train {
@@ -52,6 +57,9 @@ struct ModelOptions {
   std::string device = "cpu";
   // Rows of the LM-head/cross-entropy chunk.
   int64_t loss_chunk_rows = 256;
+  // QLoRA: quantise every frozen projection (q, k, v, o, gate, up, down),
+  // with or without LoRA, as it is loaded. `dtype` is the compute dtype.
+  std::optional<QuantOptions> quantization;
 };
 
 // A batch on the model's device. Shapes [B, T]; int64.
@@ -74,6 +82,9 @@ class FrozenWeight {
   virtual torch::Tensor Dense() const = 0;
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
+  virtual torch::Device device() const = 0;
+  // Undefined when there is none. Never quantised.
+  virtual const torch::Tensor& bias() const = 0;
 };
 
 class DenseWeight : public FrozenWeight {
@@ -83,10 +94,32 @@ class DenseWeight : public FrozenWeight {
   torch::Tensor Dense() const override { return weight_; }
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
-  const torch::Tensor& bias() const { return bias_; }
+  torch::Device device() const override { return weight_.device(); }
+  const torch::Tensor& bias() const override { return bias_; }
 
  private:
   torch::Tensor weight_, bias_;
+};
+
+// A 4-bit quantised weight (nf4.h): holds only the quantised form (and the
+// unquantised bias). Forward dequantises on the fly to `compute_dtype`, also
+// in backward, and keeps no dense copy; Dense() dequantises (merge/export).
+class Nf4Weight : public FrozenWeight {
+ public:
+  Nf4Weight(QuantizedWeight weight, torch::Tensor bias,
+            torch::Dtype compute_dtype);
+  torch::Tensor Forward(const torch::Tensor& x) const override;
+  torch::Tensor Dense() const override;
+  int64_t in_features() const override { return q_.shape[1]; }
+  int64_t out_features() const override { return q_.shape[0]; }
+  torch::Device device() const override { return q_.codes.device(); }
+  const torch::Tensor& bias() const override { return bias_; }
+  const QuantizedWeight& quantized() const { return q_; }
+
+ private:
+  QuantizedWeight q_;
+  torch::Tensor bias_;
+  torch::Dtype compute_dtype_;
 };
 
 // A projection: frozen base plus an optional LoRA branch
@@ -153,6 +186,13 @@ class Model {
   const ModelOptions& options() const { return options_; }
   torch::Device device() const;
   std::vector<DecoderLayer>& layers() { return layers_; }
+  // Parameters held by quantised projections and the bytes of their stored
+  // form (0 and 0 without quantisation).
+  struct QuantizedSize {
+    int64_t parameters = 0;
+    int64_t bytes = 0;
+  };
+  QuantizedSize quantized_size() const;
 
  private:
   Model(ModelConfig config, ModelOptions options);

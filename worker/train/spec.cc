@@ -78,8 +78,9 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   FTUNE_RETURN_IF_ERROR(CheckKeys(
       j, "",
       {"model_dir", "base_model_name", "train_data", "validation_data", "data",
-       "method", "lora", "hyperparameters", "output_dir", "checkpoint_dir",
-       "resume_from", "merge_output_dir", "threads", "dtype", "device"}));
+       "method", "lora", "quantization", "hyperparameters", "output_dir",
+       "checkpoint_dir", "resume_from", "merge_output_dir", "threads", "dtype",
+       "device"}));
   TrainSpec s;
   s.source_json = std::string(text);
   FTUNE_RETURN_IF_ERROR(Str(j, "model_dir", "model_dir", true, &s.model_dir));
@@ -91,9 +92,8 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   FTUNE_RETURN_IF_ERROR(
       Str(j, "validation_data", "validation_data", false, &s.validation_data));
   FTUNE_RETURN_IF_ERROR(Str(j, "method", "method", false, &s.method));
-  if (s.method == "qlora")
-    return Bad("method", "\"qlora\" is not available in this build yet");
-  if (s.method != "lora") return Bad("method", "must be \"lora\"");
+  if (s.method != "lora" && s.method != "qlora")
+    return Bad("method", "must be \"lora\" or \"qlora\"");
   FTUNE_RETURN_IF_ERROR(
       Str(j, "output_dir", "output_dir", true, &s.output_dir));
   FTUNE_RETURN_IF_ERROR(
@@ -131,6 +131,52 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
         s.lora.target_modules.push_back(n.get<std::string>());
       }
     }
+  }
+  if (j.contains("quantization")) {
+    const json& q = j["quantization"];
+    if (s.method != "qlora")
+      return Bad("quantization", "only with \"method\": \"qlora\"");
+    if (!q.is_object()) return Bad("quantization", "must be an object");
+    FTUNE_RETURN_IF_ERROR(CheckKeys(
+        q, "quantization",
+        {"quant_type", "double_quant", "block_size", "compute_dtype"}));
+    QuantizationSpec& qs = s.quantization;
+    FTUNE_RETURN_IF_ERROR(
+        Str(q, "quant_type", "quantization.quant_type", false, &qs.quant_type));
+    if (qs.quant_type != "nf4" && qs.quant_type != "fp4")
+      return Bad("quantization.quant_type", "must be \"nf4\" or \"fp4\"");
+    if (q.contains("double_quant")) {
+      if (!q["double_quant"].is_boolean())
+        return Bad("quantization.double_quant", "must be true or false");
+      qs.double_quant = q["double_quant"].get<bool>();
+    }
+    FTUNE_RETURN_IF_ERROR(
+        Int(q, "block_size", "quantization.block_size", 32, &qs.block_size));
+    if (qs.block_size > 4096 || (qs.block_size & (qs.block_size - 1)) != 0)
+      return Bad("quantization.block_size",
+                 absl::StrCat("must be a power of two in [32, 4096], got ",
+                              qs.block_size));
+    FTUNE_RETURN_IF_ERROR(Str(q, "compute_dtype", "quantization.compute_dtype",
+                              false, &qs.compute_dtype));
+    if (qs.compute_dtype == "fp16")
+      return Bad("quantization.compute_dtype",
+                 "\"fp16\" needs a GPU; on CPU use \"fp32\" or \"bf16\"");
+    if (qs.compute_dtype != "fp32" && qs.compute_dtype != "bf16")
+      return Bad("quantization.compute_dtype",
+                 "must be \"fp32\" or \"bf16\" (\"fp16\": GPU only)");
+  }
+  if (s.method == "qlora") {
+    // The compute dtype is the model's dtype (activations, LoRA weights).
+    const std::string dtype =
+        s.quantization.compute_dtype == "bf16" ? "bfloat16" : "float32";
+    if (j.contains("dtype") && s.dtype != dtype)
+      return Bad("dtype",
+                 absl::StrCat("\"", s.dtype,
+                              "\" disagrees with quantization.compute_dtype "
+                              "\"",
+                              s.quantization.compute_dtype,
+                              "\" (with qlora, leave dtype out)"));
+    s.dtype = dtype;
   }
   if (j.contains("data")) {
     const json& d = j["data"];

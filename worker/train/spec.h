@@ -10,9 +10,14 @@
 //            "overlength": "truncate"|"drop",       default "truncate"
 //            "validation_split": 0.0},              [0, 1); text only, and
 //                                                   not with validation_data
-//   "method": "lora",                               "lora" ("qlora": issue 6)
+//   "method": "lora"|"qlora",                       default "lora"
 //   "lora": {"rank": 8, "alpha": 16, "dropout": 0.05,
 //            "target_modules": ["q_proj", "v_proj"] | ["all-linear"]},
+//   "quantization": {"quant_type": "nf4"|"fp4",     qlora only; default nf4
+//                    "double_quant": true, "block_size": 64,
+//                    "compute_dtype": "fp32"|"bf16"},  fp16: GPU only
+//                    (compute_dtype is the model dtype; "dtype" may be
+//                    omitted or must agree)
 //   "hyperparameters": {
 //     "epochs": 1, "max_steps": 0,        max_steps > 0 overrides epochs
 //     "learning_rate": 2e-4, "lr_scheduler": "cosine"|"linear"|"constant",
@@ -84,6 +89,14 @@ struct HyperParameters {
   int64_t early_stopping_patience = 0;
 };
 
+// QLoRA's 4-bit base weights (worker/train/nf4.h; proto QuantizationConfig).
+struct QuantizationSpec {
+  std::string quant_type = "nf4";  // or "fp4"
+  bool double_quant = true;
+  int64_t block_size = 64;             // power of two in [32, 4096]
+  std::string compute_dtype = "fp32";  // "fp32" or "bf16" on CPU
+};
+
 struct TrainSpec {
   std::string model_dir;
   std::string base_model_name;
@@ -92,6 +105,7 @@ struct TrainSpec {
   DataSpec data;
   std::string method = "lora";
   LoraSpec lora;
+  QuantizationSpec quantization;  // used when method == "qlora"
   HyperParameters hp;
   std::string output_dir;
   std::string checkpoint_dir;

@@ -6,6 +6,7 @@
 #include "worker/train/trainer.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -366,8 +367,26 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   ModelOptions mopts;
   mopts.dtype = SpecDtype(spec.dtype);
   mopts.device = spec.device;
+  if (spec.method == "qlora") {
+    QuantOptions q;
+    FTUNE_ASSIGN_OR_RETURN(q.type,
+                           ParseQuantType(spec.quantization.quant_type));
+    q.block_size = spec.quantization.block_size;
+    q.double_quant = spec.quantization.double_quant;
+    mopts.quantization = q;
+  }
   FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                          Model::Load(spec.model_dir, mopts));
+  if (mopts.quantization) {
+    const Model::QuantizedSize qs = model->quantized_size();
+    FTUNE_LOG(INFO) << "qlora: " << qs.parameters << " base parameters in "
+                    << spec.quantization.quant_type << ", " << qs.bytes
+                    << " bytes ("
+                    << 8.0 * static_cast<double>(qs.bytes) /
+                           static_cast<double>(
+                               std::max<int64_t>(1, qs.parameters))
+                    << " bits/parameter), compute " << spec.dtype;
+  }
   LoraOptions lopts;
   lopts.rank = spec.lora.rank;
   lopts.alpha = spec.lora.alpha;
@@ -658,7 +677,22 @@ absl::StatusOr<BenchResult> Bench(
   torch::manual_seed(o.seed);
   ModelOptions mopts;
   mopts.loss_chunk_rows = o.loss_chunk_rows;
+  if (o.qlora) {
+    QuantOptions q;
+    FTUNE_ASSIGN_OR_RETURN(q.type, ParseQuantType(o.quantization.quant_type));
+    q.block_size = o.quantization.block_size;
+    q.double_quant = o.quantization.double_quant;
+    mopts.quantization = q;
+  }
   std::unique_ptr<Model> model = Model::RandomInit(o.config, mopts);
+  BenchResult result;
+  if (o.qlora) {
+    const Model::QuantizedSize qs = model->quantized_size();
+    result.quantized_parameters = qs.parameters;
+    result.quantized_bytes = qs.bytes;
+    result.bits_per_parameter = 8.0 * static_cast<double>(qs.bytes) /
+                                static_cast<double>(qs.parameters);
+  }
   LoraOptions lopts;
   lopts.rank = o.rank;
   lopts.alpha = 2.0 * o.rank;
@@ -682,7 +716,6 @@ absl::StatusOr<BenchResult> Bench(
   std::vector<const PackedSequence*> ptrs;
   for (auto& r : rows) ptrs.push_back(&r);
   Batch batch = MakeBatch(ptrs, model->device());
-  BenchResult result;
   double timed = 0;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
@@ -702,6 +735,9 @@ absl::StatusOr<BenchResult> Bench(
   }
   result.seconds_per_step = timed / std::max<int64_t>(1, o.steps);
   result.tokens_per_s = o.batch * o.seq / result.seconds_per_step;
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) == 0)
+    result.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
   return result;
 }
 

@@ -80,11 +80,19 @@ struct BenchOptions {
   int threads = 0;
   int64_t loss_chunk_rows = 256;
   uint64_t seed = 0;
+  // QLoRA: every projection's base weight quantised (compute fp32).
+  bool qlora = false;
+  QuantizationSpec quantization;  // compute_dtype is ignored
 };
 struct BenchResult {
   double tokens_per_s = 0;
   double seconds_per_step = 0;
   double last_loss = 0;
+  // With quantization: the stored size of the quantised projections.
+  int64_t quantized_parameters = 0;
+  int64_t quantized_bytes = 0;
+  double bits_per_parameter = 0;
+  int64_t peak_rss_bytes = 0;  // getrusage ru_maxrss of the process
 };
 // Per-step lines go to `log` (may be null).
 absl::StatusOr<BenchResult> RunBench(

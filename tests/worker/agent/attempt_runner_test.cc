@@ -248,14 +248,15 @@ TEST_F(AttemptRunnerTest, BadInputIsNotRetryable) {
 TEST_F(AttemptRunnerTest, UntranslatableSpecFailsWithoutStartingTheTrainer) {
   RecordingReporter rep;
   v1::AssignJobCommand c = Command(1, 5, 0);
-  c.mutable_spec()->set_method(v1::TRAINING_METHOD_QLORA);
+  c.mutable_spec()->mutable_hyperparameters()->set_epochs(1.5);
   AttemptRunner runner(c, Options(), &rep);
   runner.Start();
   EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
   ASSERT_EQ(rep.finishes().size(), 1u);
   EXPECT_EQ(rep.finishes()[0].error().reason(), v1::ERROR_REASON_INVALID_INPUT);
   EXPECT_FALSE(rep.finishes()[0].error().retryable());
-  EXPECT_THAT(rep.finishes()[0].error().message(), HasSubstr("spec.method"));
+  EXPECT_THAT(rep.finishes()[0].error().message(),
+              HasSubstr("spec.hyperparameters.epochs"));
   EXPECT_TRUE(Record().empty());
 }
 

@@ -142,6 +142,47 @@ TEST(SpecTranslationTest, WarmupRatioOfAnEpochsJobGoesToTheTrainer) {
   EXPECT_FALSE(t.json["hyperparameters"].contains("eval_every_steps"));
 }
 
+TEST(SpecTranslationTest, QloraMapsTheQuantizationConfig) {
+  v1::AssignJobCommand c = Command();
+  c.mutable_spec()->set_method(v1::TRAINING_METHOD_QLORA);
+  // As ResolveJobSpec leaves it: NF4, double quant, block 64, compute dtype
+  // unspecified (the trainer picks fp32 on CPU).
+  v1::QuantizationConfig* q = c.mutable_spec()->mutable_quantization();
+  q->set_type(v1::QUANTIZATION_TYPE_NF4);
+  q->set_double_quant(true);
+  q->set_block_size(64);
+  ASSERT_OK_AND_ASSIGN(TrainerSpec t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.json["method"], "qlora");
+  EXPECT_EQ(t.json["quantization"], nlohmann::json({{"quant_type", "nf4"},
+                                                    {"double_quant", true},
+                                                    {"block_size", 64}}));
+  EXPECT_EQ(t.json["lora"]["rank"], 4);
+
+  // Unresolved defaults and every explicit value.
+  c.mutable_spec()->clear_quantization();
+  ASSERT_OK_AND_ASSIGN(t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.json["quantization"]["quant_type"], "nf4");
+  EXPECT_EQ(t.json["quantization"]["double_quant"], true);
+  EXPECT_EQ(t.json["quantization"]["block_size"], 64);
+  q = c.mutable_spec()->mutable_quantization();
+  q->set_type(v1::QUANTIZATION_TYPE_FP4);
+  q->set_double_quant(false);
+  q->set_block_size(128);
+  q->set_compute_dtype(v1::COMPUTE_DTYPE_BF16);
+  ASSERT_OK_AND_ASSIGN(t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.json["quantization"],
+            nlohmann::json({{"quant_type", "fp4"},
+                            {"double_quant", false},
+                            {"block_size", 128},
+                            {"compute_dtype", "bf16"}}));
+  q->set_compute_dtype(v1::COMPUTE_DTYPE_FP32);
+  ASSERT_OK_AND_ASSIGN(t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.json["quantization"]["compute_dtype"], "fp32");
+  // LoRA jobs carry no quantization block.
+  ASSERT_OK_AND_ASSIGN(t, TranslateAssignment(Command(), "/st"));
+  EXPECT_FALSE(t.json.contains("quantization"));
+}
+
 TEST(SpecTranslationTest, WhatTheTrainerCannotDoIsBadInputNamingTheField) {
   struct Case {
     const char* field;
@@ -149,7 +190,13 @@ TEST(SpecTranslationTest, WhatTheTrainerCannotDoIsBadInputNamingTheField) {
   } cases[] = {
       {"spec.method",
        [](v1::AssignJobCommand& c) {
+         c.mutable_spec()->set_method(static_cast<v1::TrainingMethod>(99));
+       }},
+      {"spec.quantization.type",
+       [](v1::AssignJobCommand& c) {
          c.mutable_spec()->set_method(v1::TRAINING_METHOD_QLORA);
+         c.mutable_spec()->mutable_quantization()->set_type(
+             static_cast<v1::QuantizationType>(7));
        }},
       {"spec.hyperparameters.epochs",
        [](v1::AssignJobCommand& c) {

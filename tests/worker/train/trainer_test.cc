@@ -136,7 +136,7 @@ TEST(SpecTest, NamesTheBadField) {
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("checkpoint_dir")));
   EXPECT_THAT(
-      ParseTrainSpec("{" + ok + R"(,"method":"qlora"})"),
+      ParseTrainSpec("{" + ok + R"(,"method":"full"})"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method")));
   EXPECT_THAT(
       ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"warmup_ratio":1}})"),
