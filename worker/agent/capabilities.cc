@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <set>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/status.h"
 
 #ifndef FTUNE_VERSION
 #define FTUNE_VERSION "unknown"
@@ -17,33 +19,49 @@
 
 namespace ftune::agent {
 
-absl::StatusOr<std::vector<v1::GpuDevice>> ParseNvidiaSmiCsv(
-    absl::string_view text) {
-  std::vector<v1::GpuDevice> gpus;
+absl::StatusOr<std::vector<NvidiaSmiRow>> SplitNvidiaSmiCsv(
+    absl::string_view text, size_t num_fields, absl::string_view field_names) {
+  std::vector<NvidiaSmiRow> rows;
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty()) continue;
-    std::vector<absl::string_view> f = absl::StrSplit(line, ',');
-    if (f.size() != 4) {
+    NvidiaSmiRow row;
+    row.line = line_no;
+    row.fields = absl::StrSplit(line, ',');
+    if (row.fields.size() != num_fields) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "nvidia-smi line ", line_no, " \"", line, "\": ", f.size(),
-          " fields, want 4 (index, name, memory.total, "
-          "compute_cap)"));
+          "nvidia-smi line ", line_no, " \"", line, "\": ", row.fields.size(),
+          " fields, want ", num_fields, " (", field_names, ")"));
     }
-    for (auto& x : f) x = absl::StripAsciiWhitespace(x);
+    for (auto& x : row.fields) x = absl::StripAsciiWhitespace(x);
     int32_t index;
-    int64_t mib;
-    if (!absl::SimpleAtoi(f[0], &index) || index < 0) {
+    if (!absl::SimpleAtoi(row.fields[0], &index) || index < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "nvidia-smi line ", line_no, ": bad index \"", f[0], "\""));
+          "nvidia-smi line ", line_no, ": bad index \"", row.fields[0], "\""));
     }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+absl::StatusOr<std::vector<v1::GpuDevice>> ParseNvidiaSmiCsv(
+    absl::string_view text) {
+  FTUNE_ASSIGN_OR_RETURN(
+      std::vector<NvidiaSmiRow> rows,
+      SplitNvidiaSmiCsv(text, 4, "index, name, memory.total, compute_cap"));
+  std::vector<v1::GpuDevice> gpus;
+  for (const NvidiaSmiRow& row : rows) {
+    const std::vector<absl::string_view>& f = row.fields;
+    int64_t mib;
     if (!absl::SimpleAtoi(f[2], &mib) || mib < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "nvidia-smi line ", line_no, ": bad memory.total \"", f[2], "\""));
+          "nvidia-smi line ", row.line, ": bad memory.total \"", f[2], "\""));
     }
     v1::GpuDevice g;
+    int32_t index = 0;
+    (void)absl::SimpleAtoi(f[0], &index);  // Checked by SplitNvidiaSmiCsv.
     g.set_index(index);
     g.set_name(std::string(f[1]));
     g.set_memory_bytes(mib * 1024 * 1024);

@@ -22,6 +22,18 @@
 
 namespace ftune::agent {
 
+// One non-empty line of nvidia-smi's `--format=csv,noheader,nounits`
+// output, its fields trimmed (views into the text).
+struct NvidiaSmiRow {
+  int line = 0;  // 1-based.
+  std::vector<absl::string_view> fields;
+};
+// Splits that output into rows of exactly `num_fields` fields and parses
+// each row's first field as a GPU index (>= 0). INVALID_ARGUMENT naming the
+// line otherwise; `field_names` ("index, name, ...") goes in the message.
+absl::StatusOr<std::vector<NvidiaSmiRow>> SplitNvidiaSmiCsv(
+    absl::string_view text, size_t num_fields, absl::string_view field_names);
+
 // Parses nvidia-smi's CSV output (see above). INVALID_ARGUMENT naming the
 // line for a line that does not have 4 fields or whose numbers do not parse.
 absl::StatusOr<std::vector<v1::GpuDevice>> ParseNvidiaSmiCsv(

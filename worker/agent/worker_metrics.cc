@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/metrics/process_collector.h"
+#include "worker/agent/capabilities.h"
 
 namespace ftune::agent {
 namespace {
@@ -74,28 +75,16 @@ double Field(absl::string_view f) {
 
 absl::StatusOr<std::vector<GpuUsage>> ParseNvidiaSmiUsage(
     absl::string_view text) {
+  absl::StatusOr<std::vector<NvidiaSmiRow>> rows =
+      SplitNvidiaSmiCsv(text, 3, "index, memory.used, utilization.gpu");
+  if (!rows.ok()) return rows.status();
   std::vector<GpuUsage> out;
-  int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    ++line_no;
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty()) continue;
-    std::vector<absl::string_view> f = absl::StrSplit(line, ',');
-    if (f.size() != 3) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "nvidia-smi line ", line_no, " \"", line, "\": ", f.size(),
-          " fields, want 3 (index, memory.used, "
-          "utilization.gpu)"));
-    }
-    for (auto& x : f) x = absl::StripAsciiWhitespace(x);
+  for (const NvidiaSmiRow& row : *rows) {
     GpuUsage u;
-    if (!absl::SimpleAtoi(f[0], &u.index) || u.index < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "nvidia-smi line ", line_no, ": bad index \"", f[0], "\""));
-    }
-    const double mib = Field(f[1]);
+    (void)absl::SimpleAtoi(row.fields[0], &u.index);  // Checked above.
+    const double mib = Field(row.fields[1]);
     u.memory_used_bytes = mib < 0 ? -1 : mib * 1024 * 1024;
-    const double pct = Field(f[2]);
+    const double pct = Field(row.fields[2]);
     u.utilization_ratio = pct < 0 ? -1 : pct / 100.0;
     out.push_back(u);
   }
