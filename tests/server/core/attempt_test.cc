@@ -69,7 +69,8 @@ TEST(AttemptTest, OutcomesOfARunningAttempt) {
   const Job job = RunningJob(2, 1, 3);
   AttemptEnd ok;
   ok.outcome = AttemptOutcome::kSucceeded;
-  ok.adapter = Adapter{"jobs/t/job-x/adapter", "abc"};
+  ok.adapter.path = "jobs/t/job-x/adapter";
+  ok.adapter.manifest_sha256 = "abc";
   ASSERT_OK_AND_ASSIGN(AttemptPlan s, PlanAttemptEnd(job, ok));
   EXPECT_EQ(s.new_state, JobState::kSucceeded);
   ASSERT_TRUE(s.adapter.has_value());

@@ -548,7 +548,8 @@ TEST_F(TransitionTest, EndAttemptOutcomes) {
   ASSERT_OK(store_->GrantLease(j.id, 2, w.id, clock_.Now() + absl::Minutes(1)));
   core::AttemptEnd ok;
   ok.outcome = core::AttemptOutcome::kSucceeded;
-  ok.adapter = core::Adapter{"jobs/a/j/adapter", "feed"};
+  ok.adapter.path = "jobs/a/j/adapter";
+  ok.adapter.manifest_sha256 = "feed";
   ASSERT_OK_AND_ASSIGN(Job s, store_->EndAttempt(j.id, 2, w.id, ok));
   EXPECT_EQ(s.state, S::kSucceeded);
   EXPECT_EQ(s.adapter.path, "jobs/a/j/adapter");
