@@ -9,6 +9,8 @@
 #include <iostream>
 #include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -47,11 +49,13 @@ ABSL_FLAG(std::string, config, "",
           "(\"server\": {\"flag_name\": value}); a flag given on the command "
           "line wins. See docs/operations.md.");
 ABSL_FLAG(std::string, admin_key_file, "",
-          "File holding the admin credential (first non-empty line). "
+          "File holding the admin credential: every non-empty line not "
+          "starting with '#' is accepted (old and new during a rotation). "
           "Default: the environment variable FTUNE_ADMIN_KEY.");
 ABSL_FLAG(std::string, worker_key_file, "",
-          "File holding the worker credential. Default: the environment "
-          "variable FTUNE_WORKER_KEY; none = no worker can connect.");
+          "File holding the worker credential, one per line as for "
+          "--admin_key_file. Default: the environment variable "
+          "FTUNE_WORKER_KEY; none = no worker can connect.");
 ABSL_FLAG(bool, allow_no_admin, false,
           "Start without an admin credential (AdminService then refuses "
           "every call). Without this flag a missing admin credential is a "
@@ -144,12 +148,14 @@ absl::Status ApplyConfigFlags(const std::string& path,
   return absl::OkStatus();
 }
 
-// A credential from --FLAG_file, else from the environment; "" if neither.
-absl::StatusOr<std::string> LoadCredential(const std::string& file,
-                                           const char* env_name) {
+// The credentials of --FLAG_file (every line, see ReadCredentialFile), else
+// the one in the environment; none if neither.
+absl::StatusOr<std::vector<std::string>> LoadCredentials(
+    const std::string& file, const char* env_name) {
   if (!file.empty()) return ftune::server::rpc::ReadCredentialFile(file);
   const char* env = std::getenv(env_name);
-  return std::string(env == nullptr ? "" : env);
+  if (env == nullptr || *env == '\0') return std::vector<std::string>();
+  return std::vector<std::string>{env};
 }
 
 }  // namespace
@@ -224,10 +230,10 @@ int main(int argc, char** argv) {
     }
     *out = pem.str();
   }
-  absl::StatusOr<std::string> admin =
-      LoadCredential(absl::GetFlag(FLAGS_admin_key_file), "FTUNE_ADMIN_KEY");
-  absl::StatusOr<std::string> worker =
-      LoadCredential(absl::GetFlag(FLAGS_worker_key_file), "FTUNE_WORKER_KEY");
+  absl::StatusOr<std::vector<std::string>> admin =
+      LoadCredentials(absl::GetFlag(FLAGS_admin_key_file), "FTUNE_ADMIN_KEY");
+  absl::StatusOr<std::vector<std::string>> worker =
+      LoadCredentials(absl::GetFlag(FLAGS_worker_key_file), "FTUNE_WORKER_KEY");
   for (const auto* cred : {&admin, &worker}) {
     if (!cred->ok()) {
       std::cerr << "ftune-scheduler: " << cred->status().message() << std::endl;
@@ -241,8 +247,8 @@ int main(int argc, char** argv) {
               << std::endl;
     return 1;
   }
-  if (!admin->empty()) options.auth.admin_secrets.push_back(*admin);
-  if (!worker->empty()) options.auth.worker_secrets.push_back(*worker);
+  options.auth.admin_secrets = *admin;
+  options.auth.worker_secrets = *worker;
 
   ftune::server::SchedulerServer server(options);
   if (absl::Status st = server.Start(); !st.ok()) {

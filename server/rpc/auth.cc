@@ -51,7 +51,8 @@ absl::Status ValidateAuthOptions(const AuthOptions& options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadCredentialFile(const std::string& path) {
+absl::StatusOr<std::vector<std::string>> ReadCredentialFile(
+    const std::string& path) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(
@@ -59,12 +60,16 @@ absl::StatusOr<std::string> ReadCredentialFile(const std::string& path) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
+  std::vector<std::string> out;
   for (absl::string_view line : absl::StrSplit(ss.str(), '\n')) {
     absl::string_view t = absl::StripAsciiWhitespace(line);
-    if (!t.empty()) return std::string(t);
+    if (!t.empty() && t[0] != '#') out.emplace_back(t);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("credential file ", path, " is empty"));
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("credential file ", path, " is empty"));
+  }
+  return out;
 }
 
 StoreAuthenticator::StoreAuthenticator(store::Store* store,

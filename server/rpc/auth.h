@@ -37,10 +37,12 @@ struct AuthOptions {
 // kMinStaticCredentialChars or appears both as admin and worker credential.
 absl::Status ValidateAuthOptions(const AuthOptions& options);
 
-// Reads a credential file: the first non-empty line, surrounding whitespace
-// removed. NOT_FOUND / PERMISSION_DENIED / INVALID_ARGUMENT (empty) with the
-// path in the message.
-absl::StatusOr<std::string> ReadCredentialFile(const std::string& path);
+// Reads a credential file: every non-empty line that does not start with
+// '#' is one accepted credential (surrounding whitespace ignored), so a
+// file may hold the old and the new secret while a rotation is under way.
+// NOT_FOUND if it cannot be read; INVALID_ARGUMENT if it holds none.
+absl::StatusOr<std::vector<std::string>> ReadCredentialFile(
+    const std::string& path);
 
 class StoreAuthenticator : public Authenticator {
  public:

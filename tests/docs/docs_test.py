@@ -448,7 +448,8 @@ class RunbookTest(Cluster):
         old = self.tmp / "keys" / "old-admin.key"
         shutil.copy(self.admin_key, old)
         self.run_block(runbook_block("rotate-admin-key"),
-                       {"ADMIN_KEY": self.admin_key})
+                       {"ADMIN_KEY": self.admin_key,
+                        "NEW_ADMIN_KEY": self.tmp / "admin.key.new"})
         self.assertNotEqual(old.read_text(), self.admin_key.read_text())
         self.assertGreaterEqual(len(self.admin_key.read_text().strip()), 16)
         self.ctl("tenants", "list", key_file=self.admin_key)

@@ -254,3 +254,54 @@ TEST(SchedulerProcessTest, MutualTlsForClientsAndWorkers) {
 
 }  // namespace
 }  // namespace ftune
+
+namespace ftune {
+namespace {
+
+// Runs `ftunectl --endpoint ADDRESS --api-key-file KEY tenants list`; its
+// exit code.
+int TenantsList(const std::string& address, const std::string& key_file) {
+  testing::Subprocess ctl;
+  if (!ctl.Start({kCtl, "--endpoint", address, "--api-key-file", key_file,
+                  "tenants", "list"},
+                 {}, "/dev/null")
+           .ok()) {
+    return -1;
+  }
+  (void)ctl.ReadAll(absl::Seconds(30));
+  absl::StatusOr<int> status = ctl.Wait(absl::Seconds(10));
+  return status.ok() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+// Every line of a credential file is accepted (comments aside), so a
+// rotation can keep the old and the new secret for a while.
+TEST(SchedulerProcessTest, CredentialFileAcceptsEveryLine) {
+  testing::TempDir dir;
+  const std::string old_key = "old-admin-secret-0123456789abcdef";
+  const std::string new_key = "new-admin-secret-0123456789abcdef";
+  std::ofstream(dir.Sub("admin.keys"))
+      << "# rotation under way\n"
+      << old_key << "\n\n  " << new_key << "  \n";
+  for (const auto& [name, key] :
+       {std::pair<std::string, std::string>{"old.key", old_key},
+        {"new.key", new_key},
+        {"other.key", "other-secret-0123456789abcdef"},
+        {"comment.key", "# rotation under way"}}) {
+    std::ofstream(dir.Sub(name)) << key << "\n";
+  }
+  std::vector<std::string> args = SchedulerArgs(dir);
+  args.pop_back();  // --allow_no_admin
+  args.push_back("--admin_key_file=" + dir.Sub("admin.keys"));
+  testing::Subprocess server;
+  ASSERT_OK(server.Start(args));
+  ASSERT_OK_AND_ASSIGN(
+      std::string address,
+      server.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  EXPECT_EQ(TenantsList(address, dir.Sub("old.key")), 0);
+  EXPECT_EQ(TenantsList(address, dir.Sub("new.key")), 0);
+  EXPECT_EQ(TenantsList(address, dir.Sub("other.key")), 1);
+  EXPECT_EQ(TenantsList(address, dir.Sub("comment.key")), 1);
+}
+
+}  // namespace
+}  // namespace ftune
