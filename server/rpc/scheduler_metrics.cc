@@ -202,10 +202,12 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
           *e.from_state == core::JobState::kQueued) {
         awaiting_first_step_[job.id] = {e.attempt, e.time};
       }
-      const bool left_running =
-          e.from_state && (*e.from_state == core::JobState::kRunning ||
-                           *e.from_state == core::JobState::kCancelling);
-      if (left_running && to != core::JobState::kRunning &&
+      // A lost lease re-queues (or, restarts exhausted, fails) a RUNNING job
+      // and sets its error in that same change; the error stays on the job
+      // afterwards, so other transitions (a later cancel or pause) must not
+      // count it again.
+      if (e.from_state && *e.from_state == core::JobState::kRunning &&
+          (to == core::JobState::kQueued || to == core::JobState::kFailed) &&
           job.error.reason == core::JobErrorReason::kWorkerLost) {
         lease_expiries_->WithLabels({})->Inc();
       }
