@@ -18,7 +18,6 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread libopenblas-dev
   # reference implementations and clients used by tests
   python3 python3-torch python3-numpy python3-grpcio python3-protobuf python3-yaml
-  python3-grpc-tools
   # the demo model's pretraining (scripts/get-model.sh)
   python3-sentencepiece
   # test certificates for TLS/mTLS tests

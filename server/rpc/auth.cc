@@ -67,7 +67,8 @@ absl::StatusOr<std::vector<std::string>> ReadCredentialFile(
   }
   if (out.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("credential file ", path, " is empty"));
+        absl::StrCat("credential file ", path,
+                     " holds no credential (only blank lines or # comments)"));
   }
   return out;
 }

@@ -96,6 +96,12 @@ GrpcServerMetrics::InterceptorFactory() {
 GrpcServerMetrics::Method* GrpcServerMetrics::Lookup(const char* full_method,
                                                      bool unary) {
   const absl::string_view name = full_method == nullptr ? "" : full_method;
+  {
+    // Every call looks its method up: shared lock, no allocation.
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = methods_.find(name);
+    if (it != methods_.end()) return it->second.get();
+  }
   absl::MutexLock lock(&mu_);
   auto it = methods_.find(name);
   if (it != methods_.end()) return it->second.get();

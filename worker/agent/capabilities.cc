@@ -122,22 +122,30 @@ absl::StatusOr<std::vector<v1::GpuDevice>> SelectGpus(
   return out;
 }
 
-absl::StatusOr<std::vector<v1::GpuDevice>> DiscoverGpus(
-    const std::string& nvidia_smi) {
-  const std::string cmd = nvidia_smi +
-                          " --query-gpu=index,name,memory.total,compute_cap "
-                          "--format=csv,noheader,nounits 2>/dev/null";
+std::optional<std::string> QueryNvidiaSmi(const std::string& nvidia_smi,
+                                          absl::string_view fields) {
+  const std::string cmd = absl::StrCat(nvidia_smi, " --query-gpu=", fields,
+                                       " --format=csv,noheader,nounits "
+                                       "2>/dev/null");
   FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return std::vector<v1::GpuDevice>();
+  if (p == nullptr) return std::nullopt;
   std::string out;
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   const int status = ::pclose(p);
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return std::vector<v1::GpuDevice>();  // not installed, or no driver
+    return std::nullopt;
   }
-  return ParseNvidiaSmiCsv(out);
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::GpuDevice>> DiscoverGpus(
+    const std::string& nvidia_smi) {
+  std::optional<std::string> out =
+      QueryNvidiaSmi(nvidia_smi, "index,name,memory.total,compute_cap");
+  if (!out) return std::vector<v1::GpuDevice>();  // not installed, no driver
+  return ParseNvidiaSmiCsv(*out);
 }
 
 std::string Hostname() {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,11 @@ struct NvidiaSmiRow {
 // line otherwise; `field_names` ("index, name, ...") goes in the message.
 absl::StatusOr<std::vector<NvidiaSmiRow>> SplitNvidiaSmiCsv(
     absl::string_view text, size_t num_fields, absl::string_view field_names);
+
+// Runs `nvidia_smi --query-gpu=FIELDS --format=csv,noheader,nounits` and
+// returns its stdout; nullopt when it is not installed or fails (no driver).
+std::optional<std::string> QueryNvidiaSmi(const std::string& nvidia_smi,
+                                          absl::string_view fields);
 
 // Parses nvidia-smi's CSV output (see above). INVALID_ARGUMENT naming the
 // line for a line that does not have 4 fields or whose numbers do not parse.

@@ -1,8 +1,6 @@
 #include "worker/agent/worker_metrics.h"
 
-#include <sys/wait.h>
-
-#include <cstdio>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -18,7 +16,7 @@
 namespace ftune::agent {
 namespace {
 
-// Runs nvidia-smi at most every `max_age` and keeps the last good answer
+// Runs nvidia-smi at most every 2 s and keeps the last good answer
 // for the offered GPUs; an empty list when it fails.
 class GpuSampler {
  public:
@@ -31,20 +29,10 @@ class GpuSampler {
     if (now - sampled_ < absl::Seconds(2)) return last_;
     sampled_ = now;
     last_.clear();
-    const std::string cmd = nvidia_smi_ +
-                            " --query-gpu=index,memory.used,utilization.gpu "
-                            "--format=csv,noheader,nounits 2>/dev/null";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (p == nullptr) return last_;
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    const int status = ::pclose(p);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      return last_;
-    }
-    absl::StatusOr<std::vector<GpuUsage>> usage = ParseNvidiaSmiUsage(out);
+    std::optional<std::string> out =
+        QueryNvidiaSmi(nvidia_smi_, "index,memory.used,utilization.gpu");
+    if (!out) return last_;
+    absl::StatusOr<std::vector<GpuUsage>> usage = ParseNvidiaSmiUsage(*out);
     if (!usage.ok()) return last_;
     for (const GpuUsage& u : *usage) {
       if (offered_.count(u.index)) last_.push_back(u);
