@@ -6,7 +6,10 @@ F.cross_entropy, torch.optim.AdamW).
 
   /usr/bin/python3 bench/peer_lora.py [--dim 288 --layers 6 --heads 6
       --hidden 768 --vocab 32000 --seq 256 --batch 8 --rank 8 --steps 5
-      --warmup 1 --threads 2]
+      --warmup 1 --threads 2 --bf16 0]
+
+--bf16 1 runs forward and loss under torch.autocast("cpu", bfloat16), the
+usual way to get bf16 matmuls in eager PyTorch (weights and AdamW in fp32).
 
 Last line: tokens_per_s=<number>.
 """
@@ -101,7 +104,7 @@ def main():
     p = argparse.ArgumentParser()
     for n, d in [("dim", 288), ("layers", 6), ("heads", 6), ("hidden", 768),
                  ("vocab", 32000), ("seq", 256), ("batch", 8), ("rank", 8),
-                 ("steps", 5), ("warmup", 1), ("threads", 2)]:
+                 ("steps", 5), ("warmup", 1), ("threads", 2), ("bf16", 0)]:
         p.add_argument("--" + n, type=int, default=d)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -119,7 +122,8 @@ def main():
     for s in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = m(ids, tgt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
+            loss = m(ids, tgt)
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0

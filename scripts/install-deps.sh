@@ -14,8 +14,11 @@ PACKAGES=(
   nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
   # tests
   libgtest-dev libgmock-dev googletest
-  # trainer: LibTorch (CPU) with OpenBLAS (Debian's reference BLAS is ~35x slower)
-  libtorch-dev libopenblas0-pthread libopenblas-dev
+  # trainer: LibTorch (CPU) with OpenBLAS (Debian's reference BLAS is ~35x slower).
+  # The pthread variant is the system's libblas.so.3; the trainer binaries
+  # link the OpenMP variant, which shares LibTorch's OpenMP pool (worker/train/
+  # CMakeLists.txt explains why).
+  libtorch-dev libopenblas0-pthread libopenblas0-openmp libopenblas-dev
   # reference implementations and clients used by tests
   python3 python3-torch python3-numpy python3-grpcio python3-protobuf python3-yaml
   # the demo model's pretraining (scripts/get-model.sh)

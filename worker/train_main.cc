@@ -26,6 +26,7 @@
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/exit_codes.h"
+#include "worker/train/runtime.h"
 #include "worker/train/spec.h"
 #include "worker/train/text_data.h"
 #include "worker/train/trainer.h"
@@ -103,8 +104,25 @@ absl::Status IntFlag(const std::map<std::string, std::string>& f,
 }
 
 int RunBenchCommand(int argc, char** argv) {
-  auto flags = ParseFlags(argc, argv, 2, {"qlora"});
+  auto flags = ParseFlags(argc, argv, 2, {"qlora", "gradient-checkpointing"});
   if (!flags.ok()) return Fail(flags.status());
+  static const char* const kBenchFlags[] = {
+      "config",     "dim",
+      "layers",     "heads",
+      "kv-heads",   "hidden",
+      "vocab",      "seq",
+      "batch",      "rank",
+      "steps",      "warmup",
+      "threads",    "loss-chunk",
+      "qlora",      "quant-type",
+      "block-size", "double-quant",
+      "targets",    "dtype",
+      "device",     "gradient-checkpointing"};
+  for (const auto& [name, value] : *flags) {
+    if (std::find(std::begin(kBenchFlags), std::end(kBenchFlags), name) ==
+        std::end(kBenchFlags))
+      return Fail(absl::InvalidArgumentError("bench: unknown flag --" + name));
+  }
   BenchOptions o;
   absl::Status st;
   if (flags->count("config")) {
@@ -149,6 +167,7 @@ int RunBenchCommand(int argc, char** argv) {
   }
   o.threads = static_cast<int>(threads);
   o.qlora = flags->count("qlora") > 0;
+  o.gradient_checkpointing = flags->count("gradient-checkpointing") > 0;
   if (flags->count("quant-type"))
     o.quantization.quant_type = flags->at("quant-type");
   if (!(st = IntFlag(*flags, "block-size", &o.quantization.block_size)).ok())
@@ -164,6 +183,8 @@ int RunBenchCommand(int argc, char** argv) {
       !o.qlora)
     return Fail(absl::InvalidArgumentError(
         "--quant-type, --block-size, --double-quant need --qlora"));
+  if (flags->count("dtype")) o.dtype = flags->at("dtype");
+  if (flags->count("device")) o.device = flags->at("device");
   if (flags->count("targets"))
     o.targets = absl::StrSplit(flags->at("targets"), ',', absl::SkipEmpty());
   if (o.seq < 2 || o.batch < 1 || o.rank < 1 || o.steps < 1 ||
@@ -174,6 +195,7 @@ int RunBenchCommand(int argc, char** argv) {
   auto r = RunBench(
       o, [](const std::string& line) { std::cerr << line << std::endl; });
   if (!r.ok()) return Fail(r.status());
+  std::printf("device=%s dtype=%s\n", o.device.c_str(), o.dtype.c_str());
   std::printf("seconds_per_step=%.4f\n", r->seconds_per_step);
   std::printf("tokens_per_s=%.1f\n", r->tokens_per_s);
   if (o.qlora) {
@@ -187,8 +209,9 @@ int RunBenchCommand(int argc, char** argv) {
                 static_cast<long long>(r->quantized_bytes));
     std::printf("bits_per_parameter=%.4f\n", r->bits_per_parameter);
   }
-  std::printf("peak_rss_bytes=%lld\n",
-              static_cast<long long>(r->peak_rss_bytes));
+  std::printf("gradient_checkpointing=%d\n", o.gradient_checkpointing ? 1 : 0);
+  std::printf("peak_memory_bytes=%lld\n",
+              static_cast<long long>(r->peak_memory_bytes));
   return kExitOk;
 }
 
@@ -218,6 +241,7 @@ int RunSpecCommand(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ftune::train::ReexecWithOpenMpSpinPolicy(argv);
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);
   return RunSpecCommand(argc, argv);

@@ -125,7 +125,9 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
     }
     ctx->saved_data["n"] = n;
     if (need_grad) ctx->save_for_backward({grad_h});
-    return (total / static_cast<double>(n)).to(h.scalar_type());
+    // The loss itself is fp32 for half-precision activations.
+    return (total / static_cast<double>(n))
+        .to(upcast ? torch::kFloat32 : h.scalar_type());
   }
 
   static torch::autograd::variable_list backward(
@@ -133,11 +135,58 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
       torch::autograd::variable_list grad_out) {
     const double n = static_cast<double>(ctx->saved_data["n"].toInt());
     Tensor grad_h = ctx->get_saved_variables()[0];
-    return {grad_h * (grad_out[0] / n), Tensor(), Tensor(), Tensor(), Tensor()};
+    return {grad_h * (grad_out[0] / n).to(grad_h.scalar_type()), Tensor(),
+            Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// Gradient checkpointing of one decoder layer (ModelOptions). Forward runs
+// the layer without building a graph and keeps its input (and the CPU RNG
+// state of its device); backward runs it again with autograd on, from the same
+// RNG state so that LoRA dropout draws the same mask, and backpropagates the
+// incoming gradient through that recomputation (a reentrant backward: LoRA
+// weights get their gradients from it directly). The model and the layer travel
+// as integers in saved_data; both outlive the graph (the Model owns its layers,
+// and the graph lives only from Loss() to backward()).
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, Tensor x,
+                        Tensor cos, Tensor sin, Tensor mask, Model* model,
+                        DecoderLayer* layer) {
+    ctx->saved_data["model"] = reinterpret_cast<int64_t>(model);
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->saved_data["rng"] = compat::GetRngState(x.device());
+    ctx->save_for_backward({x, cos, sin, mask});
+    return model->LayerForward(*layer, x, cos, sin, mask, /*training=*/true);
+  }
+
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    auto* model = reinterpret_cast<Model*>(ctx->saved_data["model"].toInt());
+    auto* layer =
+        reinterpret_cast<DecoderLayer*>(ctx->saved_data["layer"].toInt());
+    torch::autograd::variable_list saved = ctx->get_saved_variables();
+    Tensor x = saved[0].detach().requires_grad_(true);
+    const Tensor rng_now = compat::GetRngState(x.device());
+    compat::SetRngState(x.device(), ctx->saved_data["rng"].toTensor());
+    Tensor y;
+    {
+      torch::AutoGradMode grad_mode(true);
+      y = model->LayerForward(*layer, x, saved[1], saved[2], saved[3],
+                              /*training=*/true);
+    }
+    compat::SetRngState(x.device(), rng_now);
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {x.grad(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
 }  // namespace
+
+torch::Dtype MasterDtype(torch::Dtype compute) {
+  return compute == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
 
 absl::StatusOr<std::vector<std::string>> ResolveTargetModules(
     const std::vector<std::string>& names) {
@@ -238,8 +287,13 @@ Tensor Linear::Forward(const Tensor& x, bool training) const {
   if (!has_lora()) return y;
   Tensor xin =
       (training && dropout_ > 0) ? torch::dropout(x, dropout_, true) : x;
-  Tensor low = torch::matmul(xin, lora_a_.t());
-  return y.add_(torch::matmul(low, lora_b_.t()), scaling_);
+  // Mixed precision: the fp32 master weights are cast to the compute dtype
+  // for the matmuls; their gradients come back in fp32 through the casts.
+  const auto dt = x.scalar_type();
+  Tensor a = lora_a_.scalar_type() == dt ? lora_a_ : lora_a_.to(dt);
+  Tensor b = lora_b_.scalar_type() == dt ? lora_b_ : lora_b_.to(dt);
+  Tensor low = torch::matmul(xin, a.t());
+  return y.add_(torch::matmul(low, b.t()), scaling_);
 }
 
 void Linear::AddLora(const LoraOptions& options, torch::Dtype dtype) {
@@ -428,7 +482,7 @@ absl::Status Model::ApplyLora(const LoraOptions& options) {
   torch::NoGradGuard no_grad;
   for (DecoderLayer& layer : layers_) {
     for (const std::string& name : targets)
-      layer.Module(name)->AddLora(options, options_.dtype);
+      layer.Module(name)->AddLora(options, MasterDtype(options_.dtype));
   }
   has_lora_ = true;
   return absl::OkStatus();
@@ -441,8 +495,6 @@ Tensor Model::LmHeadWeight() const {
 Tensor Model::Hidden(const Batch& batch, bool training) {
   const ModelConfig& c = config_;
   const int64_t b = batch.input_ids.size(0), t = batch.input_ids.size(1);
-  const int64_t h = c.num_attention_heads, kv = c.num_key_value_heads,
-                hd = c.head_dim;
   const auto dtype = options_.dtype;
   Tensor x = embed_.index_select(0, batch.input_ids.reshape({-1}))
                  .view({b, t, c.hidden_size});
@@ -462,36 +514,57 @@ Tensor Model::Hidden(const Batch& batch, bool training) {
   Tensor mask = torch::zeros({b, 1, t, t}, x.options())
                     .masked_fill_(allowed.logical_not().unsqueeze(1),
                                   -std::numeric_limits<double>::infinity());
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
 
+  const bool checkpoint = options_.gradient_checkpointing && training &&
+                          torch::GradMode::is_enabled();
+  // A checkpointed layer's output needs a graph only if an input requires
+  // grad, and the LoRA weights are not inputs: so the (frozen) embedding
+  // output must require it (as PEFT's enable_input_require_grads does).
+  if (checkpoint && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (DecoderLayer& layer : layers_) {
-    Tensor hn = RmsNorm(x, layer.attn_norm, c.rms_norm_eps);
-    Tensor q =
-        layer.q_proj->Forward(hn, training).view({b, t, h, hd}).transpose(1, 2);
-    Tensor k = layer.k_proj->Forward(hn, training)
-                   .view({b, t, kv, hd})
-                   .transpose(1, 2);
-    Tensor v = layer.v_proj->Forward(hn, training)
-                   .view({b, t, kv, hd})
-                   .transpose(1, 2);
-    q = q * cos + RotateHalf(q) * sin;
-    k = k * cos + RotateHalf(k) * sin;
-    if (kv != h) {
-      k = k.repeat_interleave(h / kv, 1);
-      v = v.repeat_interleave(h / kv, 1);
-    }
-    Tensor scores =
-        torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(mask);
-    Tensor attn = torch::matmul(torch::softmax(scores, -1), v);
-    attn = attn.transpose(1, 2).reshape({b, t, h * hd});
-    x = x + layer.o_proj->Forward(attn, training);
-
-    hn = RmsNorm(x, layer.mlp_norm, c.rms_norm_eps);
-    Tensor g = layer.gate_proj->Forward(hn, training);
-    Tensor u = layer.up_proj->Forward(hn, training);
-    x = x + layer.down_proj->Forward(torch::silu(g) * u, training);
+    x = checkpoint ? CheckpointedLayer::apply(x, cos, sin, mask, this, &layer)
+                   : LayerForward(layer, x, cos, sin, mask, training);
   }
   return RmsNorm(x, final_norm_, c.rms_norm_eps);
+}
+
+Tensor Model::LayerForward(DecoderLayer& layer, const Tensor& x_in,
+                           const Tensor& cos, const Tensor& sin,
+                           const Tensor& mask, bool training) {
+  const ModelConfig& c = config_;
+  const int64_t b = x_in.size(0), t = x_in.size(1);
+  const int64_t h = c.num_attention_heads, kv = c.num_key_value_heads,
+                hd = c.head_dim;
+  const auto dtype = options_.dtype;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  Tensor x = x_in;
+  Tensor hn = RmsNorm(x, layer.attn_norm, c.rms_norm_eps);
+  Tensor q =
+      layer.q_proj->Forward(hn, training).view({b, t, h, hd}).transpose(1, 2);
+  Tensor k =
+      layer.k_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
+  Tensor v =
+      layer.v_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+  if (kv != h) {
+    k = k.repeat_interleave(h / kv, 1);
+    v = v.repeat_interleave(h / kv, 1);
+  }
+  Tensor scores = torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(mask);
+  // Softmax in fp32 for half-precision activations, as HF does.
+  Tensor probs = dtype == torch::kFloat32 || dtype == torch::kFloat64
+                     ? torch::softmax(scores, -1)
+                     : torch::softmax(scores, -1, torch::kFloat32).to(dtype);
+  Tensor attn = torch::matmul(probs, v);
+  attn = attn.transpose(1, 2).reshape({b, t, h * hd});
+  x = x + layer.o_proj->Forward(attn, training);
+
+  hn = RmsNorm(x, layer.mlp_norm, c.rms_norm_eps);
+  Tensor g = layer.gate_proj->Forward(hn, training);
+  Tensor u = layer.up_proj->Forward(hn, training);
+  x = x + layer.down_proj->Forward(torch::silu(g) * u, training);
+  return x;
 }
 
 Tensor Model::Loss(const Batch& batch, bool training) {

@@ -52,7 +52,14 @@ struct LoraOptions {
 absl::StatusOr<std::vector<std::string>> ResolveTargetModules(
     const std::vector<std::string>& names);
 
+// The dtype of LoRA weights (and so of their gradients and optimizer state)
+// for a compute dtype: fp32 for fp32/bf16/fp16 compute (mixed precision),
+// fp64 for fp64 (reference tests).
+torch::Dtype MasterDtype(torch::Dtype compute);
+
 struct ModelOptions {
+  // Compute dtype: frozen weights, activations. LoRA weights are held in
+  // MasterDtype(dtype) and cast for each matmul.
   torch::Dtype dtype = torch::kFloat32;
   std::string device = "cpu";
   // Rows of the LM-head/cross-entropy chunk.
@@ -60,6 +67,12 @@ struct ModelOptions {
   // QLoRA: quantise every frozen projection (q, k, v, o, gate, up, down),
   // with or without LoRA, as it is loaded. `dtype` is the compute dtype.
   std::optional<QuantOptions> quantization;
+  // Gradient checkpointing: while training with autograd on, each decoder
+  // layer keeps only its input; backward runs the layer again (same RNG
+  // state, so LoRA dropout draws the same mask) and backpropagates through
+  // the recomputation. Same gradients, activation memory of one layer
+  // instead of all of them, ~1/3 more compute.
+  bool gradient_checkpointing = false;
 };
 
 // A batch on the model's device. Shapes [B, T]; int64.
@@ -173,6 +186,16 @@ class Model {
   torch::Tensor Loss(const Batch& batch, bool training);
   // Full logits [B, T, vocab] (tests, small inputs).
   torch::Tensor Logits(const Batch& batch);
+  void set_gradient_checkpointing(bool on) {
+    options_.gradient_checkpointing = on;
+  }
+
+  // One decoder layer: x [B, T, D] -> [B, T, D]. cos/sin: RoPE tables
+  // [B, 1, T, head_dim]; mask: additive [B, 1, T, T]. Public for the
+  // checkpointing autograd function.
+  torch::Tensor LayerForward(DecoderLayer& layer, const torch::Tensor& x,
+                             const torch::Tensor& cos, const torch::Tensor& sin,
+                             const torch::Tensor& mask, bool training);
 
   // LoRA tensors with PEFT key names
   // ("base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight"),

@@ -10,6 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "worker/train/torch_compat.h"
 
+#if FTUNE_WITH_CUDA
+#include "worker/train/cuda/nf4_cuda_torch.h"
+#endif
+
 namespace ftune::train {
 namespace {
 
@@ -229,6 +233,13 @@ Tensor UnpackCodes(const QuantizedWeight& q) {
 
 Tensor Dequantize(const QuantizedWeight& q, torch::Dtype dtype) {
   torch::NoGradGuard no_grad;
+#if FTUNE_WITH_CUDA
+  // Our kernel on the GPU (same result bit for bit, one pass, no temporaries).
+  if (q.codes.is_cuda() &&
+      (dtype == torch::kFloat32 || dtype == torch::kFloat16 ||
+       dtype == torch::kBFloat16))
+    return DequantizeCuda(q, dtype);
+#endif
   Tensor levels = CodeBookTensor(q.type, q.codes.device());
   Tensor vals = levels.index_select(0, UnpackPadded(q))
                     .view({q.num_blocks(), q.block_size});

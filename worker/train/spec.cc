@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
@@ -103,12 +105,25 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   FTUNE_RETURN_IF_ERROR(Str(j, "merge_output_dir", "merge_output_dir", false,
                             &s.merge_output_dir));
   FTUNE_RETURN_IF_ERROR(Int(j, "threads", "threads", 0, &s.threads));
-  FTUNE_RETURN_IF_ERROR(Str(j, "dtype", "dtype", false, &s.dtype));
-  if (s.dtype != "float32" && s.dtype != "float64" && s.dtype != "bfloat16")
-    return Bad("dtype", "must be \"float32\", \"float64\" or \"bfloat16\"");
   FTUNE_RETURN_IF_ERROR(Str(j, "device", "device", false, &s.device));
-  if (s.device != "cpu")
-    return Bad("device", "only \"cpu\" is available in this build");
+  int64_t device_index = 0;
+  if (s.device != "cpu" && s.device != "cuda" &&
+      !(absl::StartsWith(s.device, "cuda:") &&
+        absl::SimpleAtoi(s.device.substr(5), &device_index) &&
+        device_index >= 0))
+    return Bad("device", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
+  const bool gpu = s.device != "cpu";
+  FTUNE_RETURN_IF_ERROR(Str(j, "dtype", "dtype", false, &s.dtype));
+  if (s.dtype != "float32" && s.dtype != "float64" && s.dtype != "bfloat16" &&
+      s.dtype != "float16")
+    return Bad("dtype",
+               "must be \"float32\", \"float64\", \"bfloat16\" or "
+               "\"float16\"");
+  if (gpu && !j.contains("dtype")) s.dtype = "bfloat16";  // the GPU default
+  if (s.dtype == "float16" && !gpu)
+    return Bad("dtype",
+               "\"float16\" needs a CUDA device; on CPU use "
+               "\"float32\" or \"bfloat16\"");
 
   if (j.contains("lora")) {
     const json& l = j["lora"];
@@ -158,17 +173,34 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                               qs.block_size));
     FTUNE_RETURN_IF_ERROR(Str(q, "compute_dtype", "quantization.compute_dtype",
                               false, &qs.compute_dtype));
-    if (qs.compute_dtype == "fp16")
+    if (qs.compute_dtype == "fp16" && !gpu)
       return Bad("quantization.compute_dtype",
-                 "\"fp16\" needs a GPU; on CPU use \"fp32\" or \"bf16\"");
-    if (qs.compute_dtype != "fp32" && qs.compute_dtype != "bf16")
+                 "\"fp16\" needs a CUDA device; on CPU use \"fp32\" or "
+                 "\"bf16\"");
+    if (qs.compute_dtype != "fp32" && qs.compute_dtype != "bf16" &&
+        qs.compute_dtype != "fp16")
       return Bad("quantization.compute_dtype",
-                 "must be \"fp32\" or \"bf16\" (\"fp16\": GPU only)");
+                 "must be \"fp32\", \"bf16\" or \"fp16\" (GPU only)");
   }
   if (s.method == "qlora") {
-    // The compute dtype is the model's dtype (activations, LoRA weights).
+    // The compute dtype is the model's dtype (frozen weights, activations;
+    // LoRA weights stay fp32): quantization.compute_dtype, else "dtype",
+    // else bf16 on a GPU and fp32 on CPU.
+    const bool given = j.contains("quantization") &&
+                       j["quantization"].contains("compute_dtype");
+    if (!given && j.contains("dtype")) {
+      if (s.dtype == "float64")
+        return Bad("dtype", "qlora computes in float32, bfloat16 or float16");
+      s.quantization.compute_dtype = s.dtype == "bfloat16"  ? "bf16"
+                                     : s.dtype == "float16" ? "fp16"
+                                                            : "fp32";
+    } else if (!given) {
+      s.quantization.compute_dtype = gpu ? "bf16" : "fp32";
+    }
     const std::string dtype =
-        s.quantization.compute_dtype == "bf16" ? "bfloat16" : "float32";
+        s.quantization.compute_dtype == "bf16"   ? "bfloat16"
+        : s.quantization.compute_dtype == "fp16" ? "float16"
+                                                 : "float32";
     if (j.contains("dtype") && s.dtype != dtype)
       return Bad("dtype",
                  absl::StrCat("\"", s.dtype,
@@ -220,7 +252,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
          "warmup_ratio", "batch_size", "gradient_accumulation_steps",
          "max_seq_length", "packing", "weight_decay", "max_grad_norm", "seed",
          "eval_every_steps", "eval_every_epoch", "checkpoint_every_steps",
-         "early_stopping_patience"}));
+         "early_stopping_patience", "gradient_checkpointing", "oom_retry"}));
     HyperParameters& hp = s.hp;
     const std::string p = "hyperparameters.";
     FTUNE_RETURN_IF_ERROR(Int(h, "epochs", p + "epochs", 1, &hp.epochs));
@@ -254,10 +286,14 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
         return Bad(p + "packing", "must be true or false");
       hp.packing = h["packing"].get<bool>();
     }
-    if (h.contains("eval_every_epoch")) {
-      if (!h["eval_every_epoch"].is_boolean())
-        return Bad(p + "eval_every_epoch", "must be true or false");
-      hp.eval_every_epoch = h["eval_every_epoch"].get<bool>();
+    for (auto [name, slot] :
+         {std::pair<const char*, bool*>{"eval_every_epoch",
+                                        &hp.eval_every_epoch},
+          {"gradient_checkpointing", &hp.gradient_checkpointing},
+          {"oom_retry", &hp.oom_retry}}) {
+      if (!h.contains(name)) continue;
+      if (!h[name].is_boolean()) return Bad(p + name, "must be true or false");
+      *slot = h[name].get<bool>();
     }
     FTUNE_RETURN_IF_ERROR(Num(h, "weight_decay", p + "weight_decay", 0, 10,
                               true, &hp.weight_decay));

@@ -26,6 +26,7 @@
 //     "max_grad_norm": 1.0 (0 = no clipping), "seed": 42,
 //     "eval_every_steps": 0, "checkpoint_every_steps": 0,
 //     "early_stopping_patience": 0 (0 = off; counts evals without improvement)
+//     "gradient_checkpointing": false, "oom_retry": false
 //   },
 //   "output_dir": "/storage/jobs/t/j/adapter",     required; must not exist
 //   "checkpoint_dir": "/storage/jobs/t/j/checkpoints",  required if
@@ -87,6 +88,14 @@ struct HyperParameters {
   bool eval_every_epoch = false;
   int64_t checkpoint_every_steps = 0;
   int64_t early_stopping_patience = 0;
+  // Recompute each decoder layer in backward instead of keeping its
+  // activations (same gradients, less memory, ~1/3 more compute).
+  bool gradient_checkpointing = false;
+  // On out-of-memory in a step: halve the micro-batch (down to 1 row) and
+  // run the step again with twice the accumulation, so the effective batch
+  // (batch_size * gradient_accumulation_steps rows) is unchanged. Off: an
+  // out-of-memory step fails the run (exit code 4).
+  bool oom_retry = false;
 };
 
 // QLoRA's 4-bit base weights (worker/train/nf4.h; proto QuantizationConfig).

@@ -1,7 +1,13 @@
 #include "worker/train/torch_compat.h"
 
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#if FTUNE_WITH_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace ftune::train::compat {
 
@@ -22,6 +28,84 @@ int SetThreads(int threads) {
           dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     fn(threads);
   return threads;
+}
+
+int64_t PeakMemoryBytes(const torch::Device& device) {
+#if FTUNE_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+        device.has_index() ? device.index() : 0);
+    return stats.allocated_bytes[0].peak;  // index 0: StatType::AGGREGATE
+  }
+#else
+  (void)device;
+#endif
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+void ReleaseCachedMemory(const torch::Device& device) {
+#if FTUNE_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)device;
+#endif
+}
+
+torch::Tensor GetRngState(const torch::Device& device) {
+#if FTUNE_WITH_CUDA
+  if (device.is_cuda()) {
+    auto gen = at::cuda::detail::getDefaultCUDAGenerator(
+        device.has_index() ? device.index() : 0);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return gen.get_state();
+  }
+#else
+  (void)device;
+#endif
+  return GetCpuRngState();
+}
+
+void SetRngState(const torch::Device& device, const torch::Tensor& state) {
+#if FTUNE_WITH_CUDA
+  if (device.is_cuda()) {
+    auto gen = at::cuda::detail::getDefaultCUDAGenerator(
+        device.has_index() ? device.index() : 0);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+    return;
+  }
+#else
+  (void)device;
+#endif
+  SetCpuRngState(state);
+}
+
+bool DeviceAvailable(const torch::Device& device, std::string* why) {
+  if (device.is_cpu()) return true;
+  if (!device.is_cuda()) {
+    *why = "only cpu and cuda devices are supported";
+    return false;
+  }
+#if FTUNE_WITH_CUDA
+  const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+  if (n == 0) {
+    *why = "no CUDA device is visible (driver, CUDA_VISIBLE_DEVICES?)";
+    return false;
+  }
+  if (device.has_index() && device.index() >= n) {
+    *why = "CUDA device " + std::to_string(device.index()) +
+           " does not exist (" + std::to_string(n) + " visible)";
+    return false;
+  }
+  return true;
+#else
+  *why =
+      "this ftune-train was built without CUDA (build with "
+      "-DFTUNE_WITH_CUDA=ON against a CUDA LibTorch, docs/gpu.md)";
+  return false;
+#endif
 }
 
 std::string BlasLibrary() {

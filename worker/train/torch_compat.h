@@ -42,6 +42,23 @@ inline bool IsOutOfMemory(const c10::Error& e) {
              std::string::npos;
 }
 
+// Peak memory of the process so far, in bytes: on CPU the peak resident
+// set (getrusage ru_maxrss); on a CUDA device the caching allocator's peak
+// of allocated bytes.
+int64_t PeakMemoryBytes(const torch::Device& device);
+// After an out-of-memory error: return the caching allocator's free blocks
+// to the device (CUDA); nothing on CPU.
+void ReleaseCachedMemory(const torch::Device& device);
+
+// The default generator's state of `device` (CPU, or the CUDA device's
+// generator in a CUDA build): gradient checkpointing replays dropout with it.
+torch::Tensor GetRngState(const torch::Device& device);
+void SetRngState(const torch::Device& device, const torch::Tensor& state);
+
+// Whether `device` can be used by this build on this machine; false with a
+// reason for "cuda" in a CPU-only build or with no visible CUDA device.
+bool DeviceAvailable(const torch::Device& device, std::string* why);
+
 // Default CPU generator state (an opaque byte tensor) for checkpoints.
 inline torch::Tensor GetCpuRngState() {
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -54,8 +71,8 @@ inline void SetCpuRngState(const torch::Tensor& state) {
   gen.set_state(state);
 }
 
-// Device selection seam: "cpu" today; "cuda[:n]" once the CUDA path lands
-// (issue 6). INVALID device strings throw c10::Error.
+// "cpu" or "cuda[:n]" (DeviceAvailable says whether this build and machine
+// can use it). Invalid device strings throw c10::Error.
 inline torch::Device ParseDevice(const std::string& name) {
   return torch::Device(name);
 }

@@ -26,6 +26,7 @@
 #include "worker/train/adapter.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model.h"
+#include "worker/train/runtime.h"
 #include "worker/train/torch_compat.h"
 
 namespace ftune::train {
@@ -183,6 +184,43 @@ absl::Status CopyInto(NamedTensors& params, const NamedTensors& values,
     p.copy_(it->second);
   }
   return absl::OkStatus();
+}
+
+bool IsOutOfMemoryError(const c10::Error& e) {
+  return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
+         compat::IsOutOfMemory(e);
+}
+
+// Forward and backward over one optimizer step's rows in micro-batches of
+// `micro_rows`, gradients accumulated into `params` (cleared first). Each
+// micro-batch's loss is weighted by its share of the step's target tokens,
+// so the returned loss is the mean over all of them and the gradient is the
+// same whatever `micro_rows` is (up to float summation order).
+double ForwardBackward(Model& model, NamedTensors& params,
+                       const std::vector<const PackedSequence*>& rows,
+                       int64_t micro_rows, const TrainerHooks& hooks,
+                       int64_t* tokens) {
+  for (auto& [n, p] : params) p.mutable_grad() = Tensor();
+  std::vector<Batch> micro;
+  int64_t step_targets = 0;
+  *tokens = 0;
+  for (size_t s = 0; s < rows.size(); s += micro_rows) {
+    std::vector<const PackedSequence*> part(
+        rows.begin() + s, rows.begin() + std::min(rows.size(), s + micro_rows));
+    micro.push_back(MakeBatch(part, model.device()));
+    step_targets += micro.back().num_targets;
+    *tokens += micro.back().num_tokens;
+  }
+  double step_loss = 0;
+  for (const Batch& b : micro) {
+    if (b.num_targets == 0) continue;
+    if (hooks.before_micro_batch) hooks.before_micro_batch(b.input_ids.size(0));
+    Tensor loss = model.Loss(b, /*training=*/true);
+    const double w = static_cast<double>(b.num_targets) / step_targets;
+    (loss * w).backward();
+    step_loss += loss.item<double>() * w;
+  }
+  return step_loss;
 }
 
 double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
@@ -350,6 +388,7 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
 torch::Dtype SpecDtype(const std::string& s) {
   if (s == "float64") return torch::kFloat64;
   if (s == "bfloat16") return torch::kBFloat16;
+  if (s == "float16") return torch::kFloat16;
   return torch::kFloat32;
 }
 
@@ -362,11 +401,17 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
 
   // --- Setup: threads, seed, model, LoRA, data, optimizer -------------------
   const int threads = compat::SetThreads(spec.threads);
-  FTUNE_LOG(INFO) << "threads=" << threads << " blas=" << compat::BlasLibrary();
+  FTUNE_LOG(INFO) << "threads=" << threads << " blas=" << compat::BlasLibrary()
+                  << " openmp=" << OpenMpSpinPolicy();
   torch::manual_seed(hp.seed);
   ModelOptions mopts;
   mopts.dtype = SpecDtype(spec.dtype);
   mopts.device = spec.device;
+  if (std::string why;
+      !compat::DeviceAvailable(compat::ParseDevice(spec.device), &why))
+    return absl::FailedPreconditionError(
+        absl::StrCat("spec field \"device\": \"", spec.device, "\": ", why));
+  mopts.gradient_checkpointing = hp.gradient_checkpointing;
   if (spec.method == "qlora") {
     QuantOptions q;
     FTUNE_ASSIGN_OR_RETURN(q.type,
@@ -511,29 +556,36 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   TrainResult result;
   result.total_steps = total_steps;
   bool stop = false;
+  // Rows per forward pass: batch_size, halved on each out-of-memory step
+  // when hp.oom_retry (the step's rows stay the same).
+  int64_t micro_rows = hp.batch_size;
   while (st.step < total_steps && !stop) {
     auto t0 = std::chrono::steady_clock::now();
-    for (auto& [n, p] : params) p.mutable_grad() = Tensor();
-
-    // Micro-batches of this step; each loss is weighted by its share of the
-    // step's target tokens, so the step's loss is the mean over all of them.
-    std::vector<Batch> micro;
-    int64_t step_targets = 0, step_tokens = 0;
-    for (int64_t a = 0; a < hp.gradient_accumulation_steps; ++a) {
-      std::vector<const PackedSequence*> rows;
-      for (int64_t i = 0; i < hp.batch_size; ++i)
-        rows.push_back(&train.rows[sampler.RowAt(st.consumed_rows++)]);
-      micro.push_back(MakeBatch(rows, model->device()));
-      step_targets += micro.back().num_targets;
-      step_tokens += micro.back().num_tokens;
-    }
+    std::vector<const PackedSequence*> step_rows;
+    for (int64_t i = 0; i < rows_per_step; ++i)
+      step_rows.push_back(&train.rows[sampler.RowAt(st.consumed_rows++)]);
     double step_loss = 0;
-    for (const Batch& b : micro) {
-      if (b.num_targets == 0) continue;
-      Tensor loss = model->Loss(b, /*training=*/true);
-      const double w = static_cast<double>(b.num_targets) / step_targets;
-      (loss * w).backward();
-      step_loss += loss.item<double>() * w;
+    int64_t step_tokens = 0;
+    for (;;) {
+      try {
+        step_loss = ForwardBackward(*model, params, step_rows, micro_rows,
+                                    hooks, &step_tokens);
+        break;
+      } catch (const c10::Error& e) {
+        if (!IsOutOfMemoryError(e) || !hp.oom_retry || micro_rows == 1) throw;
+        compat::ReleaseCachedMemory(model->device());
+        micro_rows = (micro_rows + 1) / 2;
+        const int64_t accumulation =
+            (rows_per_step + micro_rows - 1) / micro_rows;
+        FTUNE_LOG(WARNING) << "out of memory at step " << st.step + 1
+                           << "; retrying with micro-batches of " << micro_rows
+                           << " rows x " << accumulation;
+        emit({{"type", "oom_retry"},
+              {"step", st.step + 1},
+              {"micro_batch_size", micro_rows},
+              {"gradient_accumulation_steps", accumulation},
+              {"message", e.what_without_backtrace()}});
+      }
     }
     if (!std::isfinite(step_loss)) {
       return absl::DataLossError(absl::StrCat(
@@ -573,12 +625,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
           {"loss", step_loss},
           {"lr", lr},
           {"grad_norm", grad_norm},
-          {"tokens_per_s", step_tokens / std::max(secs, 1e-9)}});
+          {"tokens_per_s", step_tokens / std::max(secs, 1e-9)},
+          {"peak_memory_bytes", compat::PeakMemoryBytes(model->device())}});
 
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
     if (eval_every > 0 && (st.step % eval_every == 0 || last)) {
-      const double eval_loss = Evaluate(*model, val.rows, hp.batch_size);
+      const double eval_loss = Evaluate(*model, val.rows, micro_rows);
       const bool improved = eval_loss < st.best_eval_loss;
       if (improved) {
         st.best_eval_loss = eval_loss;
@@ -673,10 +726,24 @@ absl::StatusOr<BenchResult> Bench(
     const BenchOptions& o, const std::function<void(const std::string&)>& log) {
   const int threads = compat::SetThreads(o.threads);
   if (log)
-    log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary()));
+    log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary(),
+                     " openmp=", OpenMpSpinPolicy()));
   torch::manual_seed(o.seed);
   ModelOptions mopts;
   mopts.loss_chunk_rows = o.loss_chunk_rows;
+  if (o.dtype != "fp32" && o.dtype != "bf16" && o.dtype != "fp16")
+    return absl::InvalidArgumentError("--dtype must be fp32, bf16 or fp16");
+  const torch::Device device = compat::ParseDevice(o.device);
+  if (std::string why; !compat::DeviceAvailable(device, &why))
+    return absl::FailedPreconditionError(
+        absl::StrCat("--device ", o.device, ": ", why));
+  if (o.dtype == "fp16" && !device.is_cuda())
+    return absl::InvalidArgumentError("--dtype fp16 needs --device cuda");
+  mopts.dtype = o.dtype == "bf16"   ? torch::kBFloat16
+                : o.dtype == "fp16" ? torch::kFloat16
+                                    : torch::kFloat32;
+  mopts.device = o.device;
+  mopts.gradient_checkpointing = o.gradient_checkpointing;
   if (o.qlora) {
     QuantOptions q;
     FTUNE_ASSIGN_OR_RETURN(q.type, ParseQuantType(o.quantization.quant_type));
@@ -735,9 +802,7 @@ absl::StatusOr<BenchResult> Bench(
   }
   result.seconds_per_step = timed / std::max<int64_t>(1, o.steps);
   result.tokens_per_s = o.batch * o.seq / result.seconds_per_step;
-  struct rusage usage;
-  if (getrusage(RUSAGE_SELF, &usage) == 0)
-    result.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  result.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
   return result;
 }
 

@@ -48,6 +48,10 @@ struct TrainerHooks {
   const std::atomic<bool>* stop = nullptr;
   // Tests: behave as if `stop` became true after this many steps (0 = off).
   int64_t stop_after_steps = 0;
+  // Tests (fault injection): called before each training micro-batch's
+  // forward pass with its number of rows; may throw (e.g. an out-of-memory
+  // c10::Error) as the forward pass would.
+  std::function<void(int64_t rows)> before_micro_batch;
 };
 
 struct TrainResult {
@@ -80,9 +84,15 @@ struct BenchOptions {
   int threads = 0;
   int64_t loss_chunk_rows = 256;
   uint64_t seed = 0;
-  // QLoRA: every projection's base weight quantised (compute fp32).
+  // Compute dtype: "fp32", "bf16" or (CUDA only) "fp16": frozen weights and
+  // activations; LoRA weights and AdamW state stay fp32.
+  std::string dtype = "fp32";
+  std::string device = "cpu";  // or "cuda[:N]" in a CUDA build
+  // Recompute each decoder layer in backward (ModelOptions).
+  bool gradient_checkpointing = false;
+  // QLoRA: every projection's base weight quantised.
   bool qlora = false;
-  QuantizationSpec quantization;  // compute_dtype is ignored
+  QuantizationSpec quantization;  // compute_dtype is ignored (see dtype)
 };
 struct BenchResult {
   double tokens_per_s = 0;
@@ -92,7 +102,9 @@ struct BenchResult {
   int64_t quantized_parameters = 0;
   int64_t quantized_bytes = 0;
   double bits_per_parameter = 0;
-  int64_t peak_rss_bytes = 0;  // getrusage ru_maxrss of the process
+  // compat::PeakMemoryBytes: the process's peak RSS on CPU, the caching
+  // allocator's peak on CUDA.
+  int64_t peak_memory_bytes = 0;
 };
 // Per-step lines go to `log` (may be null).
 absl::StatusOr<BenchResult> RunBench(

@@ -462,7 +462,9 @@ TEST(QloraSpecTest, ParsesDefaultsAndNamesTheBadField) {
       {R"("quantization":{"block_size":8192})", "quantization.block_size"},
       {R"("quantization":{"double_quant":1})", "quantization.double_quant"},
       {R"("quantization":{"compute_dtype":"fp16"})",
-       "quantization.compute_dtype\": \"fp16\" needs a GPU"},
+       "quantization.compute_dtype\": \"fp16\" needs a CUDA device"},
+      {R"("device":"gpu")", "spec field \"device\": must be"},
+      {R"("device":"cuda:x")", "spec field \"device\": must be"},
       {R"("quantization":{"compute_dtype":"fp8"})",
        "quantization.compute_dtype"},
       {R"("quantization":{"blocksize":64})",
@@ -485,8 +487,26 @@ TEST(QloraSpecTest, ParsesDefaultsAndNamesTheBadField) {
       ParseTrainSpec(R"({"model_dir":"m","train_data":"t",
                                  "output_dir":"o","method":"full"})"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method")));
-  // An explicit dtype that agrees is fine.
+  // An explicit dtype that agrees is fine, and one alone sets the compute.
   ASSERT_OK(ParseTrainSpec("{" + ok + R"(,"dtype":"float32"})"));
+  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok + R"(,"dtype":"bfloat16"})"));
+  EXPECT_EQ(s.quantization.compute_dtype, "bf16");
+  // On a GPU, compute defaults to bf16 and fp16 is allowed (parsing does not
+  // need a GPU; the trainer checks the device when it starts).
+  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok + R"(,"device":"cuda"})"));
+  EXPECT_EQ(s.quantization.compute_dtype, "bf16");
+  EXPECT_EQ(s.dtype, "bfloat16");
+  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok +
+                                         R"(,"device":"cuda:1",
+                            "quantization":{"compute_dtype":"fp16"}})"));
+  EXPECT_EQ(s.dtype, "float16");
+  const std::string lora =
+      R"("model_dir":"m","train_data":"t","output_dir":"o")";
+  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + lora + R"(,"device":"cuda"})"));
+  EXPECT_EQ(s.dtype, "bfloat16");
+  EXPECT_THAT(ParseTrainSpec("{" + lora + R"(,"dtype":"float16"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"float16\" needs a CUDA device")));
 }
 
 }  // namespace

@@ -155,6 +155,17 @@ TEST(SpecTest, NamesTheBadField) {
                      R"(,"hyperparameters":{"eval_every_epoch":true}})"),
       StatusIs(absl::StatusCode::kInvalidArgument,
                HasSubstr("needs validation_data")));
+  EXPECT_THAT(
+      ParseTrainSpec("{" + ok + R"(,"hyperparameters":{"oom_retry":1}})"),
+      StatusIs(
+          absl::StatusCode::kInvalidArgument,
+          HasSubstr("hyperparameters.oom_retry\": must be true or false")));
+  auto memory = ParseTrainSpec("{" + ok +
+                               R"(,"hyperparameters":{"oom_retry":true,
+                                  "gradient_checkpointing":true}})");
+  ASSERT_OK(memory.status());
+  EXPECT_TRUE(memory->hp.oom_retry);
+  EXPECT_TRUE(memory->hp.gradient_checkpointing);
 }
 
 TEST(DataTest, NamesLineAndFieldAndPacks) {
@@ -338,6 +349,88 @@ TEST_F(TrainerTest, PublishesAPeftAdapterAndAMergedModel) {
   EXPECT_THAT(
       RunTraining(spec, data_, TrainerHooks()),
       StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("already exists")));
+}
+
+// Out of memory with oom_retry: the step runs again with half the rows per
+// forward pass and twice the accumulation, so the effective batch and the
+// loss curve stay those of the run that had the memory. Without the option
+// the run fails with the typed out-of-memory error. The fault is injected
+// before each forward pass larger than one row.
+TEST_F(TrainerTest, OomRetryHalvesTheMicroBatchAndKeepsTheEffectiveBatch) {
+  auto spec = [&](const std::string& run, bool retry) {
+    TrainSpec s = Spec(run);
+    s.lora.dropout = 0;  // dropout masks depend on the micro-batch split
+    s.hp.batch_size = 4;
+    s.hp.gradient_accumulation_steps = 1;
+    s.hp.eval_every_steps = 3;
+    s.hp.checkpoint_every_steps = 0;
+    s.hp.oom_retry = retry;
+    return s;
+  };
+  auto inject = [](int64_t rows) {
+    TORCH_CHECK_WITH(OutOfMemoryError, rows <= 1,
+                     "injected: out of memory for ", rows, " rows");
+  };
+  std::vector<nlohmann::json> events_a;
+  TrainerHooks plain;
+  plain.emit = [&](const nlohmann::json& j) { events_a.push_back(j); };
+  ASSERT_OK_AND_ASSIGN(TrainResult a,
+                       RunTraining(spec("a", true), data_, plain));
+
+  std::vector<nlohmann::json> events;
+  TrainerHooks faulty;
+  faulty.emit = [&](const nlohmann::json& j) { events.push_back(j); };
+  faulty.before_micro_batch = inject;
+  ASSERT_OK_AND_ASSIGN(TrainResult b,
+                       RunTraining(spec("b", true), data_, faulty));
+  ASSERT_EQ(b.losses.size(), a.losses.size());
+  for (size_t i = 0; i < a.losses.size(); ++i)
+    EXPECT_NEAR(b.losses[i], a.losses[i], 1e-5 * std::abs(a.losses[i]))
+        << "step " << i + 1;
+  EXPECT_NEAR(b.best_eval_loss, a.best_eval_loss,
+              1e-5 * std::abs(a.best_eval_loss));
+  std::vector<std::pair<int64_t, int64_t>> retries;  // (micro, accumulation)
+  for (const auto& e : events) {
+    if (e["type"] == "oom_retry") {
+      EXPECT_EQ(e["step"], 1);
+      EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("injected"));
+      retries.emplace_back(e["micro_batch_size"],
+                           e["gradient_accumulation_steps"]);
+    }
+    if (e["type"] == "metrics") {
+      EXPECT_GT(e["peak_memory_bytes"].get<int64_t>(), 0);
+    }
+  }
+  EXPECT_THAT(retries, ElementsAre(std::make_pair(int64_t{2}, int64_t{2}),
+                                   std::make_pair(int64_t{1}, int64_t{4})));
+
+  absl::StatusOr<TrainResult> c = RunTraining(spec("c", false), data_, faulty);
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kResourceExhausted,
+                          HasSubstr("out of memory")));
+  EXPECT_EQ(ExitCodeFor(c.status()), kExitOutOfMemory);
+}
+
+TEST_F(TrainerTest, UnavailableDeviceIsAPreconditionFailure) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is visible";
+  TrainSpec spec = Spec("cuda");
+  spec.device = "cuda";
+  absl::StatusOr<TrainResult> r = RunTraining(spec, data_, {});
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          HasSubstr("spec field \"device\": \"cuda\"")));
+  EXPECT_EQ(ExitCodeFor(r.status()), kExitBadInput);
+}
+
+TEST_F(TrainerTest, GradientCheckpointingTrainsTheSameCurve) {
+  TrainSpec plain = Spec("plain");
+  plain.hp.checkpoint_every_steps = 0;
+  TrainSpec ckpt = plain;
+  ckpt.output_dir = dir_.Sub("gc/adapter");
+  ckpt.hp.gradient_checkpointing = true;
+  ASSERT_OK_AND_ASSIGN(TrainResult a, RunTraining(plain, data_, {}));
+  ASSERT_OK_AND_ASSIGN(TrainResult b, RunTraining(ckpt, data_, {}));
+  // Same dropout masks, same gradients: the same curve, bit for bit.
+  EXPECT_EQ(a.losses, b.losses);
+  EXPECT_EQ(a.best_eval_loss, b.best_eval_loss);
 }
 
 TEST_F(TrainerTest, NonFiniteLossIsATypedFailure) {

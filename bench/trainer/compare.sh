@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Side-by-side trainer throughput: `ftune-train bench` against the eager
+# PyTorch LoRA loop of bench/peer_lora.py, same shape, same machine, runs
+# interleaved so that a change in machine load hits every variant alike.
+#
+#   bench/trainer/compare.sh [--rounds N] [--steps N] [--build DIR]
+#
+# Variants:
+#   ftune fp32          ftune-train bench (its defaults: OpenMP OpenBLAS,
+#                       GOMP_SPINCOUNT=10000, see worker/train/runtime.h)
+#   ftune bf16          the same with --dtype bf16 (fp32 LoRA weights/AdamW)
+#   peer fp32           python3 bench/peer_lora.py as a user runs it
+#   peer fp32 tuned     the peer with ftune's runtime settings (OpenMP
+#                       OpenBLAS via LD_LIBRARY_PATH, GOMP_SPINCOUNT=10000)
+#   peer bf16 autocast  the peer under torch.autocast("cpu", bfloat16)
+# Prints one line per run and, at the end, the median tokens/s per variant
+# and each ftune variant's ratio to "peer fp32". Exit 1 if a run fails.
+set -euo pipefail
+rounds=3 steps=4 build=build
+while (($#)); do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--steps N] [--build DIR]" >&2; exit 2 ;;
+  esac
+done
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+train=$build/bin/ftune-train
+[[ -x $train ]] || { echo "compare: $train not built" >&2; exit 2; }
+py=/usr/bin/python3
+omp_blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+run() {  # name, command...
+  local name=$1; shift
+  local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  local tps
+  tps=$("$@" 2>/dev/null | sed -n 's/^tokens_per_s=//p' | tail -1)
+  [[ -n $tps ]] || { echo "compare: $name failed" >&2; exit 1; }
+  printf '%-20s round=%d load1=%s tokens_per_s=%s\n' "$name" "$r" "$load" "$tps"
+  printf '%s\t%s\n' "$name" "$tps" >>"$out"
+}
+
+for ((r = 1; r <= rounds; r++)); do
+  run "ftune fp32" "$train" bench --steps "$steps" --warmup 1
+  run "peer fp32" "$py" bench/peer_lora.py --steps "$steps" --warmup 1
+  run "ftune bf16" "$train" bench --steps "$steps" --warmup 1 --dtype bf16
+  run "peer fp32 tuned" env LD_LIBRARY_PATH=$omp_blas GOMP_SPINCOUNT=10000 \
+    "$py" bench/peer_lora.py --steps "$steps" --warmup 1
+  run "peer bf16 autocast" "$py" bench/peer_lora.py --steps "$steps" \
+    --warmup 1 --bf16 1
+done
+
+echo "median tokens/s over $rounds rounds (stories15M shape, seq 256, batch 8, rank 8, 2 threads):"
+"$py" - "$out" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, tps = line.rstrip("\n").split("\t")
+    runs.setdefault(name, []).append(float(tps))
+med = {k: statistics.median(v) for k, v in runs.items()}
+base = med["peer fp32"]
+for k, v in med.items():
+    print(f"  {k:<20} {v:8.1f}  ({v / base:.2f}x peer fp32)")
+PY
