@@ -267,6 +267,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApiKey(
           absl::StrCat("API key ", request->key_id(), " not found"));
     }
     FTUNE_RETURN_IF_ERROR(key.status());
+    // Before answering: once the admin sees "revoked", no call with the key
+    // is accepted any more.
+    auth_->ApiKeyRevoked();
     *response = ApiKeyToProto(*key);
     return absl::OkStatus();
   });

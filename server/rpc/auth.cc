@@ -75,7 +75,9 @@ absl::StatusOr<std::vector<std::string>> ReadCredentialFile(
 
 StoreAuthenticator::StoreAuthenticator(store::Store* store,
                                        const AuthOptions& options)
-    : store_(store) {
+    : store_(store),
+      key_cache_ttl_(options.key_cache_ttl),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()) {
   for (const std::string& s : options.admin_secrets) {
     admin_hashes_.push_back(core::HashApiKey(s));
   }
@@ -102,6 +104,39 @@ absl::StatusOr<Principal> StoreAuthenticator::AuthenticateSecret(
   if (!core::LooksLikeApiKey(secret)) {
     return absl::UnauthenticatedError(kBadCredential);
   }
+  if (key_cache_ttl_ <= absl::ZeroDuration()) return LookupKey(secret, hash);
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = cache_.find(hash);
+    if (it != cache_.end()) {
+      if (clock_->Now() < it->second.expiry) return it->second.principal;
+      cache_.erase(it);
+    }
+    generation = generation_;
+  }
+  // Expiry counts from before the read: the entry is never older than the
+  // TTL measured from the snapshot it came from.
+  const absl::Time expiry = clock_->Now() + key_cache_ttl_;
+  absl::StatusOr<Principal> p = LookupKey(secret, hash);
+  if (p.ok()) {
+    absl::MutexLock lock(&cache_mu_);
+    if (generation == generation_) {
+      if (cache_.size() >= kMaxCachedKeys) cache_.clear();
+      cache_[hash] = CachedKey{*p, expiry};
+    }
+  }
+  return p;
+}
+
+void StoreAuthenticator::ApiKeyRevoked() {
+  absl::MutexLock lock(&cache_mu_);
+  ++generation_;
+  cache_.clear();
+}
+
+absl::StatusOr<Principal> StoreAuthenticator::LookupKey(
+    const std::string& secret, const std::string& hash) {
   absl::StatusOr<core::ApiKey> key = store_->LookupApiKeyByHash(hash);
   if (absl::IsNotFound(key.status())) {
     return absl::UnauthenticatedError(kBadCredential);

@@ -118,4 +118,27 @@ grpc::ServerUnaryReactor* RunUnary(Executor* executor,
   return reactor;
 }
 
+grpc::ServerUnaryReactor* RunUnaryAsync(
+    Executor* executor, grpc::CallbackServerContext* ctx,
+    std::function<void(UnaryDone done)> fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  UnaryDone finish = [ctx, reactor](absl::Status status) {
+    reactor->Finish(ToGrpcStatus(status, ctx));
+  };
+  auto run = [ctx, finish, fn = std::move(fn)]() mutable {
+    if (ctx->IsCancelled()) {
+      finish(absl::CancelledError("cancelled before it was served"));
+      return;
+    }
+    fn(std::move(finish));
+  };
+  if (executor == nullptr) {
+    run();
+  } else if (!executor->Post(std::move(run))) {
+    finish(absl::UnavailableError(
+        "server overloaded: too many calls waiting; retry with backoff"));
+  }
+  return reactor;
+}
+
 }  // namespace ftune::server::rpc

@@ -75,6 +75,17 @@ grpc::ServerUnaryReactor* RunUnary(Executor* executor,
                                    grpc::CallbackServerContext* ctx,
                                    std::function<absl::Status()> fn);
 
+// Ends a unary call started by RunUnaryAsync with `status`. Call it exactly
+// once, from any thread.
+using UnaryDone = std::function<void(absl::Status)>;
+
+// Like RunUnary, but `fn` need not finish the call before it returns: it
+// calls `done` once, then or later from another thread (e.g. a store's
+// commit callback), so no executor thread waits for a group commit.
+grpc::ServerUnaryReactor* RunUnaryAsync(Executor* executor,
+                                        grpc::CallbackServerContext* ctx,
+                                        std::function<void(UnaryDone done)> fn);
+
 }  // namespace ftune::server::rpc
 
 #endif  // FTUNE_SERVER_RPC_EXECUTOR_H_

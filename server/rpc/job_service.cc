@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -183,9 +184,16 @@ grpc::ServerUnaryReactor* JobServiceImpl::Unary(
 
 // ------------------------------------------------------------- create ----
 
-absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
-                                         const v1::CreateJobRequest& request,
-                                         v1::CreateJobResponse* response) {
+struct JobServiceImpl::PreparedCreate {
+  bool answered = false;  // validate_only: `response` is complete.
+  core::Job job;          // What to store.
+  std::string request_id;
+  v1::JobSpec resolved;
+};
+
+absl::Status JobServiceImpl::PrepareCreateJob(
+    const Principal& caller, const v1::CreateJobRequest& request,
+    v1::CreateJobResponse* response, PreparedCreate* prepared) {
   const v1::JobSpec& spec = request.spec();
   const std::string& tenant_id = caller.tenant_id;
   const std::string request_id =
@@ -196,31 +204,25 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
         "request_id", "request_id: must be 1-64 characters of [A-Za-z0-9_.-]");
   }
 
-  // Look up everything the spec names, then validate it all at once.
-  core::SpecContext sctx;
-  if (!spec.model().empty()) {
-    absl::StatusOr<core::Model> model = store_->GetModel(spec.model());
-    if (model.ok()) {
-      sctx.model = ModelFactsFromModel(*model);
-    } else if (!absl::IsNotFound(model.status())) {
-      return model.status();
-    }
-  }
-  auto lookup_file = [&](const std::string& id,
-                         std::optional<core::FileFacts>* out) -> absl::Status {
-    if (id.empty() || !IsValidId(id, kFileIdPrefix)) return absl::OkStatus();
-    absl::StatusOr<core::FileRecord> file = store_->GetFile(tenant_id, id);
-    if (file.ok()) {
-      *out = FileFactsFromRecord(*file);
-    } else if (!absl::IsNotFound(file.status())) {
-      return file.status();
-    }
-    return absl::OkStatus();
+  // Look up everything the spec names (one read of the store), then
+  // validate it all at once.
+  auto file_id = [](const std::string& id) -> absl::string_view {
+    return IsValidId(id, kFileIdPrefix) ? absl::string_view(id) : "";
   };
-  FTUNE_RETURN_IF_ERROR(lookup_file(spec.training_file(), &sctx.training_file));
-  if (spec.validation_case() == v1::JobSpec::kValidationFile) {
-    FTUNE_RETURN_IF_ERROR(
-        lookup_file(spec.validation_file(), &sctx.validation_file));
+  FTUNE_ASSIGN_OR_RETURN(
+      store::JobCreationFacts facts,
+      store_->GetJobCreationFacts(
+          tenant_id, spec.model(), file_id(spec.training_file()),
+          spec.validation_case() == v1::JobSpec::kValidationFile
+              ? file_id(spec.validation_file())
+              : ""));
+  core::SpecContext sctx;
+  if (facts.model) sctx.model = ModelFactsFromModel(*facts.model);
+  if (facts.training_file) {
+    sctx.training_file = FileFactsFromRecord(*facts.training_file);
+  }
+  if (facts.validation_file) {
+    sctx.validation_file = FileFactsFromRecord(*facts.validation_file);
   }
   const std::vector<core::FieldError> errors =
       core::ValidateJobSpec(spec, sctx);
@@ -228,13 +230,17 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
     return InvalidField(errors.front().field, core::JoinFieldErrors(errors));
   }
 
-  const v1::JobSpec resolved = core::ResolveJobSpec(
+  v1::JobSpec resolved = core::ResolveJobSpec(
       spec, *sctx.model, DefaultSeed(tenant_id, request.request_id()));
   *response->mutable_estimate() = core::EstimateJob(
       resolved, sctx.training_file->example_count,
       sctx.validation_file ? sctx.validation_file->example_count : 0);
 
-  FTUNE_ASSIGN_OR_RETURN(core::Tenant tenant, store_->GetTenant(tenant_id));
+  if (!facts.tenant) {
+    return absl::NotFoundError(
+        absl::StrCat("tenant with id '", tenant_id, "' not found"));
+  }
+  const core::Tenant& tenant = *facts.tenant;
   const int64_t gpus = resolved.resources().gpus();
   if (tenant.quota.max_gpus > 0 && gpus > tenant.quota.max_gpus) {
     return QuotaExceeded(
@@ -251,9 +257,7 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
     need.gpus = resolved.resources().gpus();
     need.memory_bytes = resolved.resources().memory_bytes();
     need.gpu_type = resolved.resources().gpu_type();
-    FTUNE_ASSIGN_OR_RETURN(std::vector<core::Worker> workers,
-                           store_->ListWorkers());
-    if (absl::Status f = core::CheckFeasible(need, workers); !f.ok()) {
+    if (absl::Status f = core::CheckFeasible(need, facts.workers); !f.ok()) {
       return InvalidField("spec.resources",
                           absl::StrCat("spec.resources: ", f.message()));
     }
@@ -278,10 +282,11 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
     job->set_tenant_id(tenant_id);
     *job->mutable_spec() = resolved;
     job->set_state(v1::JOB_STATE_UNSPECIFIED);
+    prepared->answered = true;
     return absl::OkStatus();
   }
 
-  core::Job job;
+  core::Job& job = prepared->job;
   job.tenant_id = tenant_id;
   job.request_id = request_id;
   {
@@ -305,8 +310,16 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
   if (resolved.validation_case() == v1::JobSpec::kValidationFile) {
     job.validation_file_id = resolved.validation_file();
   }
+  prepared->request_id = request_id;
+  prepared->resolved = std::move(resolved);
+  return absl::OkStatus();
+}
 
-  absl::StatusOr<store::CreateJobResult> created = store_->CreateJob(job);
+absl::Status JobServiceImpl::FinishCreateJob(
+    absl::StatusOr<store::CreateJobResult> created,
+    const PreparedCreate& prepared, v1::CreateJobResponse* response) {
+  const std::string& request_id = prepared.request_id;
+  const v1::JobSpec& resolved = prepared.resolved;
   if (!created.ok()) {
     const absl::Status& st = created.status();
     std::string quota;
@@ -330,11 +343,14 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
     }
     return st;
   }
-  if (!created->created) {
-    v1::JobSpec original;
-    original.ParseFromString(created->job.spec);
-    if (!google::protobuf::util::MessageDifferencer::Equals(original,
-                                                            resolved)) {
+  // The stored spec is `resolved` serialized (a new job) or the original's:
+  // either way the response takes the parsed message, not a second parse.
+  v1::JobSpec spec;
+  if (created->created) {
+    spec = resolved;
+  } else {
+    spec.ParseFromString(created->job.spec);
+    if (!google::protobuf::util::MessageDifferencer::Equals(spec, resolved)) {
       v1::ErrorInfo info;
       info.set_resource_id(created->job.id);
       info.set_field("request_id");
@@ -345,16 +361,35 @@ absl::Status JobServiceImpl::DoCreateJob(const Principal& caller,
           info);
     }
   }
-  *response->mutable_job() = JobToProto(created->job);
+  created->job.spec.clear();
+  v1::Job* job = response->mutable_job();
+  *job = JobToProto(created->job);
+  *job->mutable_spec() = std::move(spec);
   return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CreateJob(
     grpc::CallbackServerContext* ctx, const v1::CreateJobRequest* request,
     v1::CreateJobResponse* response) {
-  return Unary(ctx, [this, request, response](const Principal& caller) {
-    return DoCreateJob(caller, *request, response);
-  });
+  // The executor thread validates and queues the write, then is free; the
+  // store's writer finishes the call once the job is committed, so no thread
+  // waits for the group commit.
+  return RunUnaryAsync(
+      executor_, ctx, [this, ctx, request, response](UnaryDone done) {
+        absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
+        if (!caller.ok()) return done(caller.status());
+        auto prepared = std::make_shared<PreparedCreate>();
+        absl::Status s =
+            PrepareCreateJob(*caller, *request, response, prepared.get());
+        if (!s.ok() || prepared->answered) return done(s);
+        core::Job job = std::move(prepared->job);
+        store_->CreateJobAsync(
+            std::move(job),
+            [prepared, response, done = std::move(done)](
+                absl::StatusOr<store::CreateJobResult> created) {
+              done(FinishCreateJob(std::move(created), *prepared, response));
+            });
+      });
 }
 
 // ---------------------------------------------------------- get, list ----

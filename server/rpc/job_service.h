@@ -9,8 +9,10 @@
 //
 // Unary calls (authentication included) run on the Executor given at
 // construction, not on gRPC's callback threads: they read the store and
-// writes wait for a group commit. A full executor queue answers UNAVAILABLE
-// ("server overloaded"). Without an executor they run inline.
+// writes wait for a group commit. CreateJob does not wait: it queues its
+// write and the store's writer finishes the call once it is committed. A
+// full executor queue answers UNAVAILABLE ("server overloaded"). Without an
+// executor they run inline.
 //
 // Thread-safety: all methods are called concurrently by gRPC; the object is
 // immutable after construction.
@@ -21,11 +23,13 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "ftune/v1/job_service.grpc.pb.h"
 #include "server/rpc/principal.h"
 
 namespace ftune::store {
 class Store;
+struct CreateJobResult;
 }  // namespace ftune::store
 
 namespace ftune::server::rpc {
@@ -96,9 +100,19 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                       const v1::DownloadAdapterFileRequest* request) override;
 
  private:
-  absl::Status DoCreateJob(const Principal& caller,
-                           const v1::CreateJobRequest& request,
-                           v1::CreateJobResponse* response);
+  // CreateJob in two halves around the store's asynchronous write.
+  struct PreparedCreate;  // job_service.cc
+  // For an authenticated caller: validates the request against one read of
+  // the store and fills `prepared` (or all of `response` for validate_only,
+  // setting prepared->answered).
+  absl::Status PrepareCreateJob(const Principal& caller,
+                                const v1::CreateJobRequest& request,
+                                v1::CreateJobResponse* response,
+                                PreparedCreate* prepared);
+  // Maps the store's answer to the API's and completes `response`.
+  static absl::Status FinishCreateJob(
+      absl::StatusOr<store::CreateJobResult> created,
+      const PreparedCreate& prepared, v1::CreateJobResponse* response);
   absl::Status DoListJobs(const Principal& caller,
                           const v1::ListJobsRequest& request,
                           v1::ListJobsResponse* response);

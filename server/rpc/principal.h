@@ -36,6 +36,9 @@ class Authenticator {
   // or revoked one. Never reveals whether a key id exists.
   virtual absl::StatusOr<Principal> Authenticate(
       const grpc::ServerContextBase& ctx) = 0;
+  // Called after an API key was revoked (committed) through this process:
+  // from then on Authenticate must refuse it, even if it caches keys.
+  virtual void ApiKeyRevoked() {}
 };
 
 // The secret from "authorization: Bearer <secret>", or "" when absent or

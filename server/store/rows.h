@@ -56,6 +56,7 @@ absl::StatusOr<std::vector<core::Worker>> LoadAllWorkers(Connection& conn);
 absl::StatusOr<std::vector<core::Tenant>> LoadAllTenants(Connection& conn);
 absl::StatusOr<core::Tenant> LoadTenantById(Connection& conn,
                                             absl::string_view id);
+absl::StatusOr<core::Model> LoadModel(Connection& conn, absl::string_view name);
 // A file of `tenant_id` that is not deleted; NOT_FOUND otherwise.
 absl::StatusOr<core::FileRecord> LoadVisibleFile(Connection& conn,
                                                  absl::string_view tenant_id,

@@ -160,6 +160,15 @@ absl::Status Connection::Exec(absl::string_view sql) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Connection::CheckpointResult> Connection::CheckpointPassive() {
+  CheckpointResult out;
+  const int rc =
+      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                &out.log_frames, &out.checkpointed_frames);
+  if (rc != SQLITE_OK) return Error(rc, "wal_checkpoint(PASSIVE)");
+  return out;
+}
+
 absl::StatusOr<Statement> Connection::Prepare(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {

@@ -102,6 +102,14 @@ class Connection {
   // Returns a cached prepared statement for `sql`.
   absl::StatusOr<Statement> Prepare(const std::string& sql);
 
+  // One PASSIVE WAL checkpoint (never waits for readers or writers; copies
+  // what it can). UNAVAILABLE if another checkpoint is running.
+  struct CheckpointResult {
+    int log_frames = 0;           // Frames in the WAL.
+    int checkpointed_frames = 0;  // Of those, copied into the database.
+  };
+  absl::StatusOr<CheckpointResult> CheckpointPassive();
+
   // PRAGMA user_version.
   absl::StatusOr<int64_t> UserVersion();
   int64_t LastInsertRowId() const;

@@ -4,6 +4,7 @@
 #include "server/store/sqlite_store.h"
 
 #include <chrono>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,9 @@ struct SqliteStore::WriteRequest {
   // Await on queue_mu_ would wake them one after another, each waiting for
   // the previous one to take and release the lock.
   absl::Notification done;
+  // Set for an asynchronous write (WriteAsync): the writer calls it instead
+  // of notifying `done`, then deletes the request.
+  std::function<void(absl::Status)> on_done;
 };
 
 SqliteStore::SqliteStore(SqliteStoreOptions options)
@@ -53,6 +57,10 @@ absl::Status SqliteStore::Start() {
                                  absl::StrCat("database ", options_.path)));
   if (options_.checkpoint_interval > absl::ZeroDuration()) {
     FTUNE_RETURN_IF_ERROR(writer_conn_->Exec("PRAGMA wal_autocheckpoint=0"));
+    // When the WAL starts over after it grew past this (a burst while the
+    // checkpointer was starved of CPU), it is cut back to it.
+    FTUNE_RETURN_IF_ERROR(
+        writer_conn_->Exec("PRAGMA journal_size_limit=67108864"));
     FTUNE_ASSIGN_OR_RETURN(checkpoint_conn_,
                            Connection::Open(options_.path, co));
     checkpointer_ = std::thread([this] { CheckpointLoop(); });
@@ -70,10 +78,11 @@ void SqliteStore::CheckpointLoop() {
     queue_mu_.Unlock();
     // PASSIVE never waits for the writer or readers; it copies what it can
     // (frames behind an active reader stay for the next round).
-    absl::Status s = checkpoint_conn_->Exec("PRAGMA wal_checkpoint(PASSIVE)");
+    absl::Status s = checkpoint_conn_->CheckpointPassive().status();
     if (!s.ok() && !absl::IsUnavailable(s)) {
       FTUNE_LOG(WARNING) << "WAL checkpoint failed: " << s;
     }
+    checkpoint_due_.store(true, std::memory_order_release);
     queue_mu_.Lock();
   }
 }
@@ -97,16 +106,31 @@ int64_t SqliteStore::queued_writes() const {
   return static_cast<int64_t>(queue_.size());
 }
 
+bool SqliteStore::Enqueue(WriteRequest* req) {
+  absl::MutexLock lock(&queue_mu_);
+  if (stopping_) return false;
+  queue_.push_back(req);
+  return true;
+}
+
 absl::Status SqliteStore::Write(std::function<absl::Status(WriteContext&)> fn) {
   WriteRequest req;
   req.fn = std::move(fn);
-  {
-    absl::MutexLock lock(&queue_mu_);
-    if (stopping_) return absl::UnavailableError("store is closing");
-    queue_.push_back(&req);
-  }
+  if (!Enqueue(&req)) return absl::UnavailableError("store is closing");
   req.done.WaitForNotification();
   return req.status;
+}
+
+void SqliteStore::WriteAsync(std::function<absl::Status(WriteContext&)> fn,
+                             std::function<void(absl::Status)> done) {
+  auto req = std::make_unique<WriteRequest>();
+  req->fn = std::move(fn);
+  req->on_done = std::move(done);
+  if (Enqueue(req.get())) {
+    req.release();  // The writer deletes it after calling on_done.
+    return;
+  }
+  req->on_done(absl::UnavailableError("store is closing"));
 }
 
 void SqliteStore::WriterLoop() {
@@ -134,8 +158,37 @@ void SqliteStore::WriterLoop() {
       for (JobChange& c : r->changes) committed.push_back(std::move(c));
     }
     if (options_.on_commit && !committed.empty()) options_.on_commit(committed);
-    // A request may be destroyed by its waiter as soon as it is notified.
-    for (WriteRequest* r : batch) r->done.Notify();
+    // A request may be destroyed by its waiter as soon as it is notified:
+    // sort out the asynchronous ones first. Waiting threads are woken before
+    // the callbacks run, so they need not wait for them.
+    std::vector<std::unique_ptr<WriteRequest>> async;
+    for (WriteRequest* r : batch) {
+      if (r->on_done) {
+        async.emplace_back(r);
+      } else {
+        r->done.Notify();
+      }
+    }
+    for (const std::unique_ptr<WriteRequest>& r : async) r->on_done(r->status);
+    if (checkpoint_due_.load(std::memory_order_acquire)) CatchUpCheckpoint();
+  }
+}
+
+void SqliteStore::CatchUpCheckpoint() {
+  // A reader still on an older snapshot stops a checkpoint short of the
+  // WAL's end; such readers are brief, so try again after the next batches,
+  // but not after every batch until the next round.
+  constexpr int kTries = 4;
+  if (catch_up_tries_ == 0) catch_up_tries_ = kTries;
+  absl::StatusOr<Connection::CheckpointResult> r =
+      writer_conn_->CheckpointPassive();
+  const bool complete = r.ok() && r->checkpointed_frames >= r->log_frames;
+  if (!r.ok() && !absl::IsUnavailable(r.status())) {
+    FTUNE_LOG(WARNING) << "WAL checkpoint failed: " << r.status();
+  }
+  if (complete || --catch_up_tries_ == 0) {
+    catch_up_tries_ = 0;
+    checkpoint_due_.store(false, std::memory_order_relaxed);
   }
 }
 
@@ -218,10 +271,14 @@ absl::Status SqliteStore::Read(std::function<absl::Status(Connection&)> fn) {
     co.busy_timeout = options_.busy_timeout;
     FTUNE_ASSIGN_OR_RETURN(conn, Connection::Open(options_.path, co));
   }
-  absl::Status s = conn->Exec("BEGIN");
+  // Cached statements: parsing BEGIN and COMMIT again on every read costs
+  // more than many of the reads themselves.
+  static const auto* const kBegin = new std::string("BEGIN");
+  static const auto* const kCommit = new std::string("COMMIT");
+  absl::Status s = RunCached(*conn, *kBegin);
   if (s.ok()) {
     s = fn(*conn);
-    absl::Status end = conn->Exec("COMMIT");
+    absl::Status end = RunCached(*conn, *kCommit);
     if (s.ok()) s = end;
     if (!end.ok()) (void)conn->Exec("ROLLBACK");
   }
@@ -557,15 +614,7 @@ absl::StatusOr<core::Model> SqliteStore::UpsertModel(core::Model model) {
 absl::StatusOr<core::Model> SqliteStore::GetModel(absl::string_view name) {
   core::Model out;
   FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st,
-        conn.Prepare("SELECT name, directory, metadata, update_time FROM "
-                     "models WHERE name = ?"));
-    st.Bind(1, name);
-    FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row)
-      return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
-    FTUNE_ASSIGN_OR_RETURN(out, ReadModel(st));
+    FTUNE_ASSIGN_OR_RETURN(out, internal::LoadModel(conn, name));
     return absl::OkStatus();
   }));
   return out;
@@ -792,6 +841,18 @@ absl::StatusOr<std::vector<core::Tenant>> LoadAllTenants(Connection& conn) {
 absl::StatusOr<core::Tenant> LoadTenantById(Connection& conn,
                                             absl::string_view id) {
   return LoadTenant(conn, "id", id);
+}
+absl::StatusOr<core::Model> LoadModel(Connection& conn,
+                                      absl::string_view name) {
+  FTUNE_ASSIGN_OR_RETURN(
+      Statement st, conn.Prepare("SELECT name, directory, metadata, "
+                                 "update_time FROM models WHERE name = ?"));
+  st.Bind(1, name);
+  FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
+  }
+  return ReadModel(st);
 }
 absl::StatusOr<core::FileRecord> LoadVisibleFile(Connection& conn,
                                                  absl::string_view tenant_id,

@@ -4,17 +4,20 @@
 // queue of write requests in batches (group commit): BEGIN IMMEDIATE, each
 // request inside its own SAVEPOINT (a failing request rolls back alone and
 // gets its own error), one COMMIT (= one fsync with synchronous=FULL) for the
-// batch, then every caller of the batch is woken. Throughput therefore grows
-// with concurrency instead of being capped by the fsync rate; a lone writer
-// pays one commit as before.
+// batch, then every caller of the batch is woken, or for an asynchronous
+// write (CreateJobAsync) its callback is run on the writer thread. Throughput
+// therefore grows with concurrency instead of being capped by the fsync rate;
+// a lone writer pays one commit as before.
 // Reads: a pool of read-only connections, each read in one (deferred)
 // transaction, so it sees one consistent snapshot; WAL lets them run beside
 // the writer.
 //
-// Thread-safe. The destructor finishes queued writes, then closes.
+// Thread-safe. The destructor finishes queued writes (asynchronous ones
+// included: their callbacks run before it returns), then closes.
 #ifndef FTUNE_SERVER_STORE_SQLITE_STORE_H_
 #define FTUNE_SERVER_STORE_SQLITE_STORE_H_
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -41,6 +44,11 @@ struct SqliteStoreOptions {
   // Copy the WAL back into the database from a background thread at this
   // interval instead of inside a commit (SQLite's auto-checkpoint would stall
   // one batch in every ~1000 pages written with an extra write + fsync).
+  // After each such checkpoint the writer, between two batches, checkpoints
+  // the few frames committed meanwhile: only a checkpoint that reaches the
+  // end of the WAL lets the next commit start the WAL again from its
+  // beginning; without it the WAL grows for as long as writes keep coming
+  // (tens of MB/s under load) and every commit extends the file.
   // Zero: leave SQLite's auto-checkpoint on.
   absl::Duration checkpoint_interval = absl::Milliseconds(500);
   // Called on the writer thread after each commit with what the committed
@@ -91,6 +99,11 @@ class SqliteStore : public Store {
   absl::StatusOr<core::FileRecord> DeleteFile(absl::string_view tenant_id,
                                               absl::string_view id) override;
   absl::StatusOr<CreateJobResult> CreateJob(core::Job job) override;
+  absl::StatusOr<JobCreationFacts> GetJobCreationFacts(
+      absl::string_view tenant_id, absl::string_view model,
+      absl::string_view training_file_id,
+      absl::string_view validation_file_id) override;
+  void CreateJobAsync(core::Job job, CreateJobCallback done) override;
   absl::StatusOr<core::Job> GetJob(absl::string_view tenant_id,
                                    absl::string_view job_id) override;
   absl::StatusOr<Page<core::Job>> ListJobs(
@@ -182,10 +195,23 @@ class SqliteStore : public Store {
   void WriterLoop();
   void RunBatch(std::vector<WriteRequest*>& batch);
   void CheckpointLoop();
+  // On the writer thread between batches: finishes what the checkpointer
+  // started (see checkpoint_interval).
+  void CatchUpCheckpoint();
 
   // Runs `fn` in the next group commit; returns its status, or the commit's
   // error if the batch failed to commit.
   absl::Status Write(std::function<absl::Status(WriteContext&)> fn);
+  // The same without waiting: `done` gets that status on the writer thread
+  // after the batch's COMMIT (and on_commit), or at once on this thread
+  // (UNAVAILABLE) when the store is closing.
+  void WriteAsync(std::function<absl::Status(WriteContext&)> fn,
+                  std::function<void(absl::Status)> done);
+  // Queues `req`; false (not queued) when the store is closing.
+  bool Enqueue(WriteRequest* req);
+  // The body of CreateJob's write request.
+  static absl::Status CreateJobInTransaction(WriteContext& ctx, core::Job& job,
+                                             CreateJobResult& result);
   // Runs `fn` on a pooled read connection inside one read transaction.
   absl::Status Read(std::function<absl::Status(Connection&)> fn);
 
@@ -200,6 +226,9 @@ class SqliteStore : public Store {
   std::thread writer_;
   std::unique_ptr<Connection> checkpoint_conn_;  // Only the checkpointer.
   std::thread checkpointer_;
+  // Set by the checkpointer after each round; the writer then catches up.
+  std::atomic<bool> checkpoint_due_{false};
+  int catch_up_tries_ = 0;  // Only the writer thread.
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> read_pool_ ABSL_GUARDED_BY(pool_mu_);

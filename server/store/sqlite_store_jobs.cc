@@ -2,6 +2,7 @@
 // job). Every state change goes through ApplyStateChange() (job_ops.h),
 // which checks core's transition table and writes the job row and an event
 // row inside the caller's write request (one transaction).
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,94 +36,163 @@ using internal::ValidateNewJob;
 
 // ------------------------------------------------------------- create ----
 
+absl::Status SqliteStore::CreateJobInTransaction(WriteContext& ctx, Job& job,
+                                                 CreateJobResult& result) {
+  Connection& conn = ctx.conn;
+  if (!job.request_id.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st, conn.Prepare("SELECT id FROM jobs WHERE tenant_id = ? "
+                                   "AND request_id = ?"));
+    st.Bind(1, job.tenant_id).Bind(2, job.request_id);
+    FTUNE_ASSIGN_OR_RETURN(bool seen, st.Step());
+    if (seen) {
+      const std::string original = st.ColumnText(0);
+      FTUNE_ASSIGN_OR_RETURN(result.job,
+                             LoadJob(conn, original, /*with_spec=*/true));
+      result.created = false;
+      return absl::OkStatus();
+    }
+  }
+  absl::StatusOr<core::Tenant> tenant =
+      internal::LoadTenantById(conn, job.tenant_id);
+  if (absl::IsNotFound(tenant.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("tenant ", job.tenant_id, " not found"));
+  }
+  FTUNE_RETURN_IF_ERROR(tenant.status());
+  {
+    FTUNE_ASSIGN_OR_RETURN(Statement st,
+                           conn.Prepare("SELECT 1 FROM models WHERE name = ?"));
+    st.Bind(1, job.model);
+    FTUNE_ASSIGN_OR_RETURN(bool known, st.Step());
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: no registered model named '", job.model, "'"));
+    }
+  }
+  FTUNE_RETURN_IF_ERROR(
+      CheckJobFile(conn, job, "training_file_id", job.training_file_id));
+  if (!job.validation_file_id.empty()) {
+    FTUNE_RETURN_IF_ERROR(
+        CheckJobFile(conn, job, "validation_file_id", job.validation_file_id));
+  }
+  const core::Quota& q = tenant->quota;
+  if (q.max_gpus > 0 && job.resources.gpus > q.max_gpus) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("quota max_gpus=", q.max_gpus, " is below the job's ",
+                     job.resources.gpus, " GPUs; it could never run"));
+  }
+  if (q.max_queued_jobs > 0) {
+    FTUNE_ASSIGN_OR_RETURN(
+        int64_t queued,
+        CountJobs(conn, job.tenant_id, QueuedStates(), "COUNT(*)"));
+    if (queued >= q.max_queued_jobs) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("quota max_queued_jobs=", q.max_queued_jobs,
+                       " reached (", queued, " jobs queued or paused)"));
+    }
+  }
+  job.state = JobState::kQueued;
+  job.attempt = 1;
+  job.restart_count = 0;
+  job.create_time = job.update_time = ctx.now;
+  job.start_time = job.end_time = absl::InfinitePast();
+  job.error = core::JobError{};
+  job.progress = core::JobProgress{};
+  job.latest_metrics.reset();
+  job.worker_id.clear();
+  job.lease_expiry = absl::InfinitePast();
+  job.last_checkpoint.reset();
+  job.adapter = core::Adapter{};
+  job.last_sequence = 0;
+  // The event first, so the job row is inserted complete (last_sequence
+  // = 1) and needs no second UPDATE: creates are the hot write path.
+  JobChange change;
+  FTUNE_ASSIGN_OR_RETURN(
+      JobEvent e, AddEvent(ctx, job, core::JobEventType::kCreated, std::nullopt,
+                           JobState::kQueued, "job created"));
+  change.events.push_back(std::move(e));
+  FTUNE_RETURN_IF_ERROR(InsertJob(conn, job));
+  change.job = job;
+  change.job.spec.clear();
+  ctx.changes.push_back(std::move(change));
+  result.job = job;
+  result.created = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CreateJobResult> SqliteStore::CreateJob(Job job) {
   FTUNE_RETURN_IF_ERROR(ValidateNewJob(job));
   if (job.id.empty()) job.id = NewId(kJobIdPrefix);
   CreateJobResult result;
-  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
-    Connection& conn = ctx.conn;
-    if (!job.request_id.empty()) {
-      FTUNE_ASSIGN_OR_RETURN(
-          Statement st, conn.Prepare("SELECT id FROM jobs WHERE tenant_id = ? "
-                                     "AND request_id = ?"));
-      st.Bind(1, job.tenant_id).Bind(2, job.request_id);
-      FTUNE_ASSIGN_OR_RETURN(bool seen, st.Step());
-      if (seen) {
-        const std::string original = st.ColumnText(0);
-        FTUNE_ASSIGN_OR_RETURN(result.job,
-                               LoadJob(conn, original, /*with_spec=*/true));
-        result.created = false;
-        return absl::OkStatus();
-      }
-    }
-    absl::StatusOr<core::Tenant> tenant =
-        internal::LoadTenantById(conn, job.tenant_id);
-    if (absl::IsNotFound(tenant.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("tenant ", job.tenant_id, " not found"));
-    }
-    FTUNE_RETURN_IF_ERROR(tenant.status());
-    {
-      FTUNE_ASSIGN_OR_RETURN(
-          Statement st, conn.Prepare("SELECT 1 FROM models WHERE name = ?"));
-      st.Bind(1, job.model);
-      FTUNE_ASSIGN_OR_RETURN(bool known, st.Step());
-      if (!known) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("model: no registered model named '", job.model, "'"));
-      }
-    }
-    FTUNE_RETURN_IF_ERROR(
-        CheckJobFile(conn, job, "training_file_id", job.training_file_id));
-    if (!job.validation_file_id.empty()) {
-      FTUNE_RETURN_IF_ERROR(CheckJobFile(conn, job, "validation_file_id",
-                                         job.validation_file_id));
-    }
-    const core::Quota& q = tenant->quota;
-    if (q.max_gpus > 0 && job.resources.gpus > q.max_gpus) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("quota max_gpus=", q.max_gpus, " is below the job's ",
-                       job.resources.gpus, " GPUs; it could never run"));
-    }
-    if (q.max_queued_jobs > 0) {
-      FTUNE_ASSIGN_OR_RETURN(
-          int64_t queued,
-          CountJobs(conn, job.tenant_id, QueuedStates(), "COUNT(*)"));
-      if (queued >= q.max_queued_jobs) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("quota max_queued_jobs=", q.max_queued_jobs,
-                         " reached (", queued, " jobs queued or paused)"));
-      }
-    }
-    job.state = JobState::kQueued;
-    job.attempt = 1;
-    job.restart_count = 0;
-    job.create_time = job.update_time = ctx.now;
-    job.start_time = job.end_time = absl::InfinitePast();
-    job.error = core::JobError{};
-    job.progress = core::JobProgress{};
-    job.latest_metrics.reset();
-    job.worker_id.clear();
-    job.lease_expiry = absl::InfinitePast();
-    job.last_checkpoint.reset();
-    job.adapter = core::Adapter{};
-    job.last_sequence = 0;
-    // The event first, so the job row is inserted complete (last_sequence
-    // = 1) and needs no second UPDATE: creates are the hot write path.
-    JobChange change;
-    FTUNE_ASSIGN_OR_RETURN(
-        JobEvent e, AddEvent(ctx, job, core::JobEventType::kCreated,
-                             std::nullopt, JobState::kQueued, "job created"));
-    change.events.push_back(std::move(e));
-    FTUNE_RETURN_IF_ERROR(InsertJob(conn, job));
-    change.job = job;
-    change.job.spec.clear();
-    ctx.changes.push_back(std::move(change));
-    result.job = job;
-    result.created = true;
-    return absl::OkStatus();
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) {
+    return CreateJobInTransaction(ctx, job, result);
   }));
   return result;
+}
+
+void SqliteStore::CreateJobAsync(Job job, CreateJobCallback done) {
+  if (absl::Status s = ValidateNewJob(job); !s.ok()) {
+    done(std::move(s));
+    return;
+  }
+  if (job.id.empty()) job.id = NewId(kJobIdPrefix);
+  // Lives until the writer has called back; the write request and the
+  // completion share it.
+  struct State {
+    Job job;
+    CreateJobResult result;
+    CreateJobCallback done;
+  };
+  auto state = std::make_shared<State>();
+  state->job = std::move(job);
+  state->done = std::move(done);
+  WriteAsync(
+      [state](WriteContext& ctx) {
+        return CreateJobInTransaction(ctx, state->job, state->result);
+      },
+      [state](absl::Status s) {
+        if (s.ok()) {
+          state->done(std::move(state->result));
+        } else {
+          state->done(std::move(s));
+        }
+      });
+}
+
+absl::StatusOr<JobCreationFacts> SqliteStore::GetJobCreationFacts(
+    absl::string_view tenant_id, absl::string_view model,
+    absl::string_view training_file_id, absl::string_view validation_file_id) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  JobCreationFacts out;
+  auto keep = [](auto loaded, auto* into) -> absl::Status {
+    if (loaded.ok()) {
+      *into = *std::move(loaded);
+    } else if (!absl::IsNotFound(loaded.status())) {
+      return loaded.status();
+    }
+    return absl::OkStatus();
+  };
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(
+        keep(internal::LoadTenantById(conn, tenant_id), &out.tenant));
+    if (!model.empty()) {
+      FTUNE_RETURN_IF_ERROR(keep(internal::LoadModel(conn, model), &out.model));
+    }
+    if (!training_file_id.empty()) {
+      FTUNE_RETURN_IF_ERROR(
+          keep(internal::LoadVisibleFile(conn, tenant_id, training_file_id),
+               &out.training_file));
+    }
+    if (!validation_file_id.empty()) {
+      FTUNE_RETURN_IF_ERROR(
+          keep(internal::LoadVisibleFile(conn, tenant_id, validation_file_id),
+               &out.validation_file));
+    }
+    FTUNE_ASSIGN_OR_RETURN(out.workers, internal::LoadAllWorkers(conn));
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::StatusOr<Job> SqliteStore::GetJob(absl::string_view tenant_id,

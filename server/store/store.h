@@ -65,6 +65,18 @@ struct Page {
   std::string next_page_token;
 };
 
+// What a new job is validated against before CreateJob, read from one
+// snapshot (GetJobCreationFacts).
+struct JobCreationFacts {
+  std::optional<core::Tenant> tenant;  // nullopt: no such tenant.
+  // nullopt: not asked for (empty name/id) or not found; a file also when
+  // it is another tenant's or deleted (as GetFile's NOT_FOUND).
+  std::optional<core::Model> model;
+  std::optional<core::FileRecord> training_file;
+  std::optional<core::FileRecord> validation_file;
+  std::vector<core::Worker> workers;  // Every registered worker.
+};
+
 struct CreateJobResult {
   core::Job job;
   bool created = false;  // false: request_id repeated; `job` is the original.
@@ -223,6 +235,25 @@ class Store {
   //  - checks quotas: max_queued_jobs against QUEUED+PAUSED jobs, and
   //    max_gpus against the job's own gpus (RESOURCE_EXHAUSTED naming it).
   virtual absl::StatusOr<CreateJobResult> CreateJob(core::Job job) = 0;
+  // GetTenant, GetModel, GetFile (twice) and ListWorkers in one read (the
+  // default makes those calls, one snapshot each). A missing object is a
+  // nullopt field, not an error; errors are the store's own failures.
+  virtual absl::StatusOr<JobCreationFacts> GetJobCreationFacts(
+      absl::string_view tenant_id, absl::string_view model,
+      absl::string_view training_file_id, absl::string_view validation_file_id);
+  // CreateJob without waiting: returns at once and calls `done` exactly once
+  // with what CreateJob would have returned, after the job is durable (or
+  // the write failed). `done` runs on a thread of the store's choosing (the
+  // group-commit writer), or on the calling thread when the job is refused
+  // before it is queued (invalid, or the store is closing). It must be
+  // quick and must not wait for a write of the same store (it would
+  // deadlock the writer); starting another asynchronous write is fine.
+  // This default runs CreateJob on the calling thread.
+  using CreateJobCallback =
+      std::function<void(absl::StatusOr<CreateJobResult>)>;
+  virtual void CreateJobAsync(core::Job job, CreateJobCallback done) {
+    done(CreateJob(std::move(job)));
+  }
   virtual absl::StatusOr<core::Job> GetJob(absl::string_view tenant_id,
                                            absl::string_view job_id) = 0;
   // tenant_id = kAnyTenant lists all tenants' jobs. Newest first.
@@ -362,6 +393,33 @@ class Store {
   // One consistent read of what the scheduling policy needs.
   virtual absl::StatusOr<core::SchedulingSnapshot> GetSchedulingSnapshot() = 0;
 };
+
+inline absl::StatusOr<JobCreationFacts> Store::GetJobCreationFacts(
+    absl::string_view tenant_id, absl::string_view model,
+    absl::string_view training_file_id, absl::string_view validation_file_id) {
+  JobCreationFacts out;
+  auto keep = [](auto loaded, auto* into) -> absl::Status {
+    if (loaded.ok()) {
+      *into = *std::move(loaded);
+    } else if (!absl::IsNotFound(loaded.status())) {
+      return loaded.status();
+    }
+    return absl::OkStatus();
+  };
+  absl::Status s = keep(GetTenant(tenant_id), &out.tenant);
+  if (s.ok() && !model.empty()) s = keep(GetModel(model), &out.model);
+  if (s.ok() && !training_file_id.empty()) {
+    s = keep(GetFile(tenant_id, training_file_id), &out.training_file);
+  }
+  if (s.ok() && !validation_file_id.empty()) {
+    s = keep(GetFile(tenant_id, validation_file_id), &out.validation_file);
+  }
+  if (!s.ok()) return s;
+  absl::StatusOr<std::vector<core::Worker>> workers = ListWorkers();
+  if (!workers.ok()) return workers.status();
+  out.workers = *std::move(workers);
+  return out;
+}
 
 }  // namespace ftune::store
 

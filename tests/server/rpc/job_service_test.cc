@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "server/core/storage_layout.h"
 #include "tests/server/rpc/rpc_fixture.h"
@@ -610,6 +611,55 @@ TEST_F(JobServiceTest, AdminManagesTenantsAndKeys) {
                      return admin_->GetTenant(c, gt, &t);
                    }),
               StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+// CreateJob is finished by the store's commit callback, not by a waiting
+// thread: a shutdown with calls in flight still answers every one of them,
+// and every acknowledged job is there after a restart.
+TEST_F(JobServiceTest, ShutdownAnswersCreateJobCallsInFlight) {
+  TenantKey a = MakeTenant("a");
+  constexpr int kThreads = 16;
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<std::string>> acked(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int n = 0; !stop.load(); ++n) {
+        v1::CreateJobRequest req = JobRequest(a);
+        req.set_request_id(absl::StrCat("t", i, "-", n));
+        absl::StatusOr<v1::Job> job = CreateJob(a, req);
+        if (job.ok()) {
+          acked[i].push_back(job->id());
+          continue;
+        }
+        // Refused or cut off by the shutdown, never anything else.
+        EXPECT_THAT(job.status().code(),
+                    ::testing::AnyOf(absl::StatusCode::kUnavailable,
+                                     absl::StatusCode::kCancelled))
+            << job.status();
+        return;
+      }
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  server_->Shutdown();
+  stop = true;
+  for (auto& t : threads) t.join();
+  server_->Wait();
+  ASSERT_OK(StartServer());
+  size_t total = 0;
+  for (const auto& ids : acked) {
+    total += ids.size();
+    for (const std::string& id : ids) {
+      v1::GetJobRequest get;
+      get.set_job_id(id);
+      v1::Job out;
+      EXPECT_OK(Call(a.key, [&](grpc::ClientContext* c) {
+        return jobs_->GetJob(c, get, &out);
+      }));
+    }
+  }
+  EXPECT_GT(total, 0u);
 }
 
 TEST_F(JobServiceTest, JobsSurviveARestartOnTheSameDatabase) {

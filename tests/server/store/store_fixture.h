@@ -26,6 +26,7 @@ class StoreTest : public ::testing::Test {
     options.synchronous_full = synchronous_full;
     options.clock = &clock_;
     options.on_commit = on_commit_;
+    options.on_commit_timing = on_commit_timing_;
     auto store = SqliteStore::Open(options);
     if (!store.ok()) return store.status();
     store_ = std::move(store).value();
@@ -95,6 +96,7 @@ class StoreTest : public ::testing::Test {
   ::ftune::testing::TempDir dir_;
   FakeClock clock_;
   std::function<void(const std::vector<JobChange>&)> on_commit_;
+  std::function<void(absl::Duration, int)> on_commit_timing_;
   std::unique_ptr<SqliteStore> store_;
 };
 
