@@ -367,10 +367,12 @@ class DockerfileTest(unittest.TestCase):
             df.DOCKERFILES["deploy/docker/Dockerfile.cuda"])
             if s.name == "build"][0]
         # The CUDA build needs the same libraries (Ubuntu names them alike),
-        # LibTorch from the zip instead of Debian's.
+        # LibTorch from the zip instead of Debian's (and so none of the
+        # OpenBLAS that the CPU trainer links).
         self.assertLessEqual(
             set(df.apt_packages(build))
-            - {"build-essential", "libtorch-dev", "libopenblas-dev"},
+            - {"build-essential", "libtorch-dev", "libopenblas-dev",
+               "libopenblas0-openmp"},
             set(df.apt_packages(cuda)))
 
     def test_runtime_packages_cover_linked_libraries(self):

@@ -141,6 +141,8 @@ void ProgressTracker::OnMetrics(const json& j, absl::Time now) {
   last_epoch_ = Num(j, "epoch");
   last_lr_ = Num(j, "lr");
   last_grad_norm_ = Num(j, "grad_norm");
+  // The trainer's own figure (the CUDA allocator's peak on a GPU).
+  SetPeakMemory(Int(j, "peak_memory_bytes", 0));
   last_time_ = now;
   ++interval_steps_;
   interval_loss_ += j["loss"].get<double>();
@@ -250,6 +252,15 @@ void ProgressTracker::OnLine(absl::string_view line, absl::Time now) {
              absl::StrCat("stopped early at step ", step,
                           ": no improvement of eval_loss since step ",
                           Int(j, "best_step")),
+             step, now);
+  } else if (type == "oom_retry") {
+    const int64_t step = Int(j, "step");
+    AddEvent(v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED,
+             absl::StrCat("out of memory at step ", step,
+                          "; the trainer runs it again with micro-batches of ",
+                          Int(j, "micro_batch_size"), " rows and ",
+                          Int(j, "gradient_accumulation_steps"),
+                          " accumulation steps (same effective batch)"),
              step, now);
   } else if (type == "start") {
     progress_.set_total_steps(Int(j, "total_steps"));

@@ -278,11 +278,13 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   out.log_every_steps = h.log_every_steps() <= 0 ? 1 : h.log_every_steps();
   out.auto_reduce_batch_on_oom =
       !h.has_auto_reduce_batch_on_oom() || h.auto_reduce_batch_on_oom();
-  if (!h.has_gradient_checkpointing() || h.gradient_checkpointing()) {
-    out.warnings.push_back(
-        "gradient_checkpointing is not implemented by ftune-train: "
-        "activations are kept in memory (same result, more memory)");
-  }
+  // Memory only: the gradients are the same either way.
+  j["hyperparameters"]["gradient_checkpointing"] =
+      !h.has_gradient_checkpointing() || h.gradient_checkpointing();
+  // The trainer first retries an out-of-memory step in place with half the
+  // micro-batch (no step lost); the agent's restart from the latest
+  // checkpoint (attempt_runner.cc) covers what that cannot.
+  j["hyperparameters"]["oom_retry"] = out.auto_reduce_batch_on_oom;
 
   // --- Resources.
   const int32_t gpus =

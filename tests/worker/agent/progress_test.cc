@@ -178,5 +178,29 @@ TEST(ProgressTest, DataStartErrorAndEarlyStop) {
   EXPECT_EQ(t.outcome().error_message, "line 3: bad");
 }
 
+// The trainer's in-place out-of-memory retry becomes a BATCH_SIZE_REDUCED
+// event, and its own peak memory figure (the CUDA allocator's on a GPU)
+// reaches the metric points.
+TEST(ProgressTest, OomRetryAndTrainerPeakMemory) {
+  ProgressTracker t(Options());
+  t.OnLine(
+      "{\"type\":\"oom_retry\",\"step\":4,\"micro_batch_size\":2,"
+      "\"gradient_accumulation_steps\":4,\"message\":\"CUDA out of memory\"}",
+      kT0);
+  t.OnLine(
+      "{\"type\":\"metrics\",\"step\":4,\"loss\":1.5,\"lr\":0.001,"
+      "\"grad_norm\":0.5,\"tokens_per_s\":10,"
+      "\"peak_memory_bytes\":123456789}",
+      kT0);
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.events_size(), 1);
+  EXPECT_EQ(b.events(0).type(), v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED);
+  EXPECT_EQ(b.events(0).step(), 4);
+  EXPECT_THAT(b.events(0).message(),
+              HasSubstr("micro-batches of 2 rows and 4 accumulation steps"));
+  ASSERT_EQ(b.metrics_size(), 1);
+  EXPECT_EQ(b.metrics(0).peak_memory_bytes(), 123456789);
+}
+
 }  // namespace
 }  // namespace ftune::agent

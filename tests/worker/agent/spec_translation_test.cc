@@ -82,6 +82,8 @@ TEST(SpecTranslationTest, MapsEveryFieldToAbsolutePaths) {
   EXPECT_EQ(hp["max_grad_norm"], 0.5);
   EXPECT_EQ(hp["seed"], 7);
   EXPECT_EQ(hp["checkpoint_every_steps"], 25);
+  EXPECT_EQ(hp["gradient_checkpointing"], false);
+  EXPECT_EQ(hp["oom_retry"], false);
   EXPECT_FALSE(hp.contains("eval_every_steps"));
   EXPECT_EQ(t.adapter_dir, "/st/jobs/tenant-a/job-1/adapter");
   EXPECT_EQ(t.log_path, "/st/jobs/tenant-a/job-1/logs/attempt-2.log");
@@ -99,6 +101,7 @@ TEST(SpecTranslationTest, ResumePathValidationAndGpus) {
   c.mutable_spec()->mutable_resources()->set_gpus(1);
   c.add_gpu_indices(3);
   c.mutable_spec()->mutable_hyperparameters()->clear_gradient_checkpointing();
+  c.mutable_spec()->mutable_hyperparameters()->clear_auto_reduce_batch_on_oom();
   ASSERT_OK_AND_ASSIGN(TrainerSpec t, TranslateAssignment(c, "/st"));
   EXPECT_EQ(t.json["resume_from"],
             "/st/jobs/tenant-a/job-1/checkpoints/step-00000025");
@@ -106,8 +109,11 @@ TEST(SpecTranslationTest, ResumePathValidationAndGpus) {
   // eval_every_steps 0 with max_steps: every ceil(100 / 10) steps.
   EXPECT_EQ(t.json["hyperparameters"]["eval_every_steps"], 10);
   EXPECT_EQ(t.json["device"], "cuda");
-  ASSERT_EQ(t.warnings.size(), 1u);
-  EXPECT_THAT(t.warnings[0], HasSubstr("gradient_checkpointing"));
+  // Unset: both memory savers on.
+  EXPECT_EQ(t.json["hyperparameters"]["gradient_checkpointing"], true);
+  EXPECT_EQ(t.json["hyperparameters"]["oom_retry"], true);
+  EXPECT_TRUE(t.auto_reduce_batch_on_oom);
+  EXPECT_TRUE(t.warnings.empty());
 }
 
 TEST(SpecTranslationTest, ValidationSplitAndEpochs) {
