@@ -1,17 +1,6 @@
-// ftune-train: runs one training spec, or the throughput benchmark.
-//
-//   ftune-train --spec FILE [--threads N]
-//   ftune-train bench [--config config.json | --dim D --layers L --heads H
-//                     --kv-heads K --hidden F --vocab V] [--seq 256]
-//                     [--batch 8] [--rank 8] [--steps 5] [--warmup 1]
-//                     [--threads N] [--targets all-linear|q_proj,v_proj]
-//                     [--loss-chunk 256]
-//                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
-//                              [--double-quant 1|0]]
-//
-// Progress: one JSON object per line on stdout (metrics, eval, checkpoint,
-// done, error). Logs on stderr. Exit codes: worker/train/exit_codes.h.
-// SIGTERM/SIGINT: finish the current step, checkpoint, exit 4.
+// ftune-train: runs one training spec, or the throughput benchmark. The
+// usage (kUsage below, printed by --help) lists every flag; docs/trainer.md
+// has the spec and the progress lines.
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -34,6 +23,27 @@
 namespace {
 
 using namespace ftune::train;  // NOLINT: a main file
+
+constexpr char kUsage[] = R"(usage:
+  ftune-train --spec FILE [--threads N]
+  ftune-train bench [--config config.json | --dim D --layers L --heads H
+                    --kv-heads K --hidden F --vocab V] [--seq 256]
+                    [--batch 8] [--rank 8] [--steps 5] [--warmup 1]
+                    [--threads N] [--targets all-linear|q_proj,v_proj]
+                    [--loss-chunk 256] [--dtype fp32|bf16|fp16]
+                    [--device cpu|cuda[:N]] [--gradient-checkpointing]
+                    [--qlora [--quant-type nf4|fp4] [--block-size 64]
+                             [--double-quant 1|0]]
+  ftune-train --help
+
+--spec runs one training job (docs/trainer.md): progress as one JSON object
+per line on stdout, logs on stderr, exit codes 0 done, 1 retryable, 2 bad
+input, 3 out of memory, 4 interrupted (SIGTERM/SIGINT: the current step
+finishes and is checkpointed), 5 diverged.
+bench trains a random-initialised model of the given shape (default
+stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab 32000) on
+synthetic tokens and prints tokens_per_s and peak_memory_bytes.
+)";
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
@@ -220,7 +230,7 @@ int RunSpecCommand(int argc, char** argv) {
   if (!flags.ok()) return Fail(flags.status());
   if (!flags->count("spec"))
     return Fail(absl::InvalidArgumentError(
-        "usage: ftune-train --spec FILE | bench ..."));
+        "usage: ftune-train --spec FILE | bench ... (ftune-train --help)"));
   auto spec = LoadTrainSpec(flags->at("spec"));
   if (!spec.ok()) return Fail(spec.status());
   int64_t threads = -1;
@@ -241,6 +251,13 @@ int RunSpecCommand(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+  }
   ftune::train::ReexecWithOpenMpSpinPolicy(argv);
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);

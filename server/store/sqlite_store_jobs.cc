@@ -165,29 +165,22 @@ absl::StatusOr<JobCreationFacts> SqliteStore::GetJobCreationFacts(
     absl::string_view training_file_id, absl::string_view validation_file_id) {
   FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
   JobCreationFacts out;
-  auto keep = [](auto loaded, auto* into) -> absl::Status {
-    if (loaded.ok()) {
-      *into = *std::move(loaded);
-    } else if (!absl::IsNotFound(loaded.status())) {
-      return loaded.status();
-    }
-    return absl::OkStatus();
-  };
   FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
     FTUNE_RETURN_IF_ERROR(
-        keep(internal::LoadTenantById(conn, tenant_id), &out.tenant));
+        KeepIfFound(internal::LoadTenantById(conn, tenant_id), &out.tenant));
     if (!model.empty()) {
-      FTUNE_RETURN_IF_ERROR(keep(internal::LoadModel(conn, model), &out.model));
+      FTUNE_RETURN_IF_ERROR(
+          KeepIfFound(internal::LoadModel(conn, model), &out.model));
     }
     if (!training_file_id.empty()) {
-      FTUNE_RETURN_IF_ERROR(
-          keep(internal::LoadVisibleFile(conn, tenant_id, training_file_id),
-               &out.training_file));
+      FTUNE_RETURN_IF_ERROR(KeepIfFound(
+          internal::LoadVisibleFile(conn, tenant_id, training_file_id),
+          &out.training_file));
     }
     if (!validation_file_id.empty()) {
-      FTUNE_RETURN_IF_ERROR(
-          keep(internal::LoadVisibleFile(conn, tenant_id, validation_file_id),
-               &out.validation_file));
+      FTUNE_RETURN_IF_ERROR(KeepIfFound(
+          internal::LoadVisibleFile(conn, tenant_id, validation_file_id),
+          &out.validation_file));
     }
     FTUNE_ASSIGN_OR_RETURN(out.workers, internal::LoadAllWorkers(conn));
     return absl::OkStatus();

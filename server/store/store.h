@@ -77,6 +77,19 @@ struct JobCreationFacts {
   std::vector<core::Worker> workers;  // Every registered worker.
 };
 
+// For lookups where a missing object is an answer, not an error: stores
+// `loaded`'s value in `into`, leaves `into` empty on NOT_FOUND, and returns
+// any other error.
+template <typename T>
+absl::Status KeepIfFound(absl::StatusOr<T> loaded, std::optional<T>* into) {
+  if (loaded.ok()) {
+    *into = *std::move(loaded);
+  } else if (!absl::IsNotFound(loaded.status())) {
+    return loaded.status();
+  }
+  return absl::OkStatus();
+}
+
 struct CreateJobResult {
   core::Job job;
   bool created = false;  // false: request_id repeated; `job` is the original.
@@ -398,21 +411,14 @@ inline absl::StatusOr<JobCreationFacts> Store::GetJobCreationFacts(
     absl::string_view tenant_id, absl::string_view model,
     absl::string_view training_file_id, absl::string_view validation_file_id) {
   JobCreationFacts out;
-  auto keep = [](auto loaded, auto* into) -> absl::Status {
-    if (loaded.ok()) {
-      *into = *std::move(loaded);
-    } else if (!absl::IsNotFound(loaded.status())) {
-      return loaded.status();
-    }
-    return absl::OkStatus();
-  };
-  absl::Status s = keep(GetTenant(tenant_id), &out.tenant);
-  if (s.ok() && !model.empty()) s = keep(GetModel(model), &out.model);
+  absl::Status s = KeepIfFound(GetTenant(tenant_id), &out.tenant);
+  if (s.ok() && !model.empty()) s = KeepIfFound(GetModel(model), &out.model);
   if (s.ok() && !training_file_id.empty()) {
-    s = keep(GetFile(tenant_id, training_file_id), &out.training_file);
+    s = KeepIfFound(GetFile(tenant_id, training_file_id), &out.training_file);
   }
   if (s.ok() && !validation_file_id.empty()) {
-    s = keep(GetFile(tenant_id, validation_file_id), &out.validation_file);
+    s = KeepIfFound(GetFile(tenant_id, validation_file_id),
+                    &out.validation_file);
   }
   if (!s.ok()) return s;
   absl::StatusOr<std::vector<core::Worker>> workers = ListWorkers();

@@ -13,8 +13,8 @@ flag that does not exist.
   dropped, synopsis brackets ([--flag X | --other]) flattened.
 - FlagChecker: what the binaries accept, read from them (`--helpfull` of
   ftune-scheduler and ftune-worker, `ftunectl --help` and
-  `ftunectl NOUN VERB --help`; ftune-train has no --help, so its usage
-  comment in worker/train_main.cc), and check_markdown() which reports every
+  `ftunectl NOUN VERB --help`, `ftune-train --help`), and check_markdown()
+  which reports every
   problem as "FILE:LINE: problem".
 
 Plain Python 3 (Debian's /usr/bin/python3), no third-party modules.
@@ -445,16 +445,17 @@ class FlagChecker:
         return self._ctl
 
     def train_flags(self):
-        """{'spec': set, 'bench': set} from the usage comment at the top of
-        worker/train_main.cc (ftune-train has no --help)."""
+        """{'spec': set, 'bench': set} from the usage that `ftune-train
+        --help` prints."""
         if self._train is None:
-            text = (self.source_dir / "worker/train_main.cc").read_text()
+            out = subprocess.run([str(self.bin_dir / "ftune-train"), "--help"],
+                                 capture_output=True, text=True, timeout=60,
+                                 check=False)
             usage = {"spec": set(), "bench": set()}
             mode = None
-            for line in text.splitlines():
-                if not line.startswith("//"):
-                    break
-                body = line[2:]
+            for body in out.stdout.splitlines():
+                if not body.strip():
+                    break  # the synopsis ends at the first blank line
                 m = re.match(r"^\s+ftune-train( bench)?\b", body)
                 if m:
                     mode = "bench" if m.group(1) else "spec"
@@ -463,7 +464,8 @@ class FlagChecker:
                 if mode:
                     usage[mode] |= set(re.findall(r"--([a-z][a-z0-9-]*)", body))
             if not usage["spec"]:
-                raise RuntimeError("no ftune-train usage in worker/train_main.cc")
+                raise RuntimeError("ftune-train --help printed no usage:\n"
+                                   f"{out.stdout}{out.stderr}")
             self._train = usage
         return self._train
 
@@ -477,7 +479,7 @@ class FlagChecker:
             flags = self.train_flags()
             mode = "bench" if args[:1] == ["bench"] else "spec"
             return [f"ftune-train{' bench' if mode == 'bench' else ''}: "
-                    f"unknown flag --{name} (worker/train_main.cc knows "
+                    f"unknown flag --{name} (ftune-train --help lists "
                     f"{', '.join('--' + f for f in sorted(flags[mode]))})"
                     for name in _dash_names(args) if name not in flags[mode]]
         names, bools = self.absl_flags(binary)

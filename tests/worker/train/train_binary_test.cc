@@ -173,9 +173,17 @@ TEST_F(TrainBinaryTest, TrainsOnChatJsonlAndPublishesAPeftAdapter) {
   std::vector<json> metrics = r.Of("metrics");
   ASSERT_EQ(metrics.size(), 30u);
   for (const json& m : metrics) {
-    for (const char* k : {"step", "loss", "lr", "grad_norm", "tokens_per_s"})
+    for (const char* k : {"step", "loss", "lr", "grad_norm", "tokens_per_s",
+                          "peak_memory_bytes"})
       EXPECT_TRUE(m.contains(k)) << k << " in " << m.dump();
     EXPECT_TRUE(std::isfinite(m["loss"].get<double>()));
+    EXPECT_GT(m["peak_memory_bytes"].get<int64_t>(), 0);
+  }
+  // The binary re-executed itself with the short OpenMP spin (unless the
+  // environment chose a policy).
+  if (std::getenv("GOMP_SPINCOUNT") == nullptr &&
+      std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    EXPECT_THAT(r.stderr_text, HasSubstr("openmp=GOMP_SPINCOUNT=10000"));
   }
   auto mean_loss = [&](size_t from, size_t to) {
     double s = 0;
@@ -339,6 +347,23 @@ TEST_F(TrainBinaryTest, OverlengthExamplesAreCountedNotSilent) {
 // namespace; before that, loading a tokenizer.model crashed any process that
 // had LibTorch (two protobufs). Both this test process (which runs LibTorch
 // first) and ftune-train load one here.
+TEST(TrainHelpTest, HelpPrintsTheUsageAndExitsZero) {
+  const std::string cmd =
+      std::string(FTUNE_BIN_DIR) + "/ftune-train --help 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (const char* flag :
+       {"--spec", "--threads", "--dtype", "--device",
+        "--gradient-checkpointing", "--qlora", "--loss-chunk"})
+    EXPECT_THAT(out, HasSubstr(flag));
+}
+
 TEST(SentencePieceInLibTorchProcessTest, LoadsTokenizerModelAndTrains) {
   ftune::testing::TempDir dir;
   // LibTorch runs in this process before the plugin is opened.
