@@ -13,9 +13,8 @@ flag that does not exist.
   dropped, synopsis brackets ([--flag X | --other]) flattened.
 - FlagChecker: what the binaries accept, read from them (`--helpfull` of
   ftune-scheduler and ftune-worker, `ftunectl --help` and
-  `ftunectl NOUN VERB --help`, `ftune-train --help`), and check_markdown()
-  which reports every
-  problem as "FILE:LINE: problem".
+  `ftunectl NOUN VERB --help`, the usage `ftune-train --help` prints), and
+  check_markdown() which reports every problem as "FILE:LINE: problem".
 
 Plain Python 3 (Debian's /usr/bin/python3), no third-party modules.
 """
@@ -446,14 +445,15 @@ class FlagChecker:
 
     def train_flags(self):
         """{'spec': set, 'bench': set} from the usage that `ftune-train
-        --help` prints."""
+        --help` prints: kUsage in worker/train_main.cc, read from the source
+        because builds without the trainer (the sanitizer build) have no
+        binary (TrainHelpTest checks that the binary prints it)."""
         if self._train is None:
-            out = subprocess.run([str(self.bin_dir / "ftune-train"), "--help"],
-                                 capture_output=True, text=True, timeout=60,
-                                 check=False)
+            text = (self.source_dir / "worker/train_main.cc").read_text()
+            m = re.search(r'kUsage\[\] = R"\((.*?)\)";', text, re.S)
             usage = {"spec": set(), "bench": set()}
             mode = None
-            for body in out.stdout.splitlines():
+            for body in (m.group(1) if m else "").splitlines():
                 if not body.strip():
                     break  # the synopsis ends at the first blank line
                 m = re.match(r"^\s+ftune-train( bench)?\b", body)
@@ -464,8 +464,7 @@ class FlagChecker:
                 if mode:
                     usage[mode] |= set(re.findall(r"--([a-z][a-z0-9-]*)", body))
             if not usage["spec"]:
-                raise RuntimeError("ftune-train --help printed no usage:\n"
-                                   f"{out.stdout}{out.stderr}")
+                raise RuntimeError("no kUsage synopsis in worker/train_main.cc")
             self._train = usage
         return self._train
 
