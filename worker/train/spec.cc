@@ -106,11 +106,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                             &s.merge_output_dir));
   FTUNE_RETURN_IF_ERROR(Int(j, "threads", "threads", 0, &s.threads));
   FTUNE_RETURN_IF_ERROR(Str(j, "device", "device", false, &s.device));
-  int64_t device_index = 0;
-  if (s.device != "cpu" && s.device != "cuda" &&
-      !(absl::StartsWith(s.device, "cuda:") &&
-        absl::SimpleAtoi(s.device.substr(5), &device_index) &&
-        device_index >= 0))
+  if (!IsDeviceName(s.device))
     return Bad("device", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
   const bool gpu = s.device != "cpu";
   FTUNE_RETURN_IF_ERROR(Str(j, "dtype", "dtype", false, &s.dtype));
@@ -323,6 +319,13 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                "is required with checkpoint_every_steps or "
                "resume_from");
   return s;
+}
+
+bool IsDeviceName(const std::string& name) {
+  int64_t index = 0;
+  return name == "cpu" || name == "cuda" ||
+         (absl::StartsWith(name, "cuda:") &&
+          absl::SimpleAtoi(name.substr(5), &index) && index >= 0);
 }
 
 absl::StatusOr<TrainSpec> LoadTrainSpec(const std::string& path) {

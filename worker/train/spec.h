@@ -128,6 +128,9 @@ struct TrainSpec {
 };
 
 absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view json_text);
+// "cpu", "cuda" or "cuda:N" (N >= 0): the device names the trainer takes.
+bool IsDeviceName(const std::string& name);
+
 absl::StatusOr<TrainSpec> LoadTrainSpec(const std::string& path);
 
 }  // namespace ftune::train

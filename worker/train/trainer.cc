@@ -733,6 +733,9 @@ absl::StatusOr<BenchResult> Bench(
   mopts.loss_chunk_rows = o.loss_chunk_rows;
   if (o.dtype != "fp32" && o.dtype != "bf16" && o.dtype != "fp16")
     return absl::InvalidArgumentError("--dtype must be fp32, bf16 or fp16");
+  if (!IsDeviceName(o.device))
+    return absl::InvalidArgumentError(
+        "--device must be cpu, cuda or cuda:N, got \"" + o.device + "\"");
   const torch::Device device = compat::ParseDevice(o.device);
   if (std::string why; !compat::DeviceAvailable(device, &why))
     return absl::FailedPreconditionError(

@@ -362,6 +362,15 @@ TEST(TrainHelpTest, HelpPrintsTheUsageAndExitsZero) {
        {"--spec", "--threads", "--dtype", "--device",
         "--gradient-checkpointing", "--qlora", "--loss-chunk"})
     EXPECT_THAT(out, HasSubstr(flag));
+  // A malformed bench flag is bad input (exit 2), not an internal error.
+  for (const char* args :
+       {"bench --device gpu", "bench --dtype fp8", "bench --bogus 1"}) {
+    const std::string bad = std::string(FTUNE_BIN_DIR) + "/ftune-train " +
+                            args + " >/dev/null 2>&1";
+    const int rc = std::system(bad.c_str());
+    ASSERT_TRUE(WIFEXITED(rc)) << args;
+    EXPECT_EQ(WEXITSTATUS(rc), 2) << args;
+  }
 }
 
 TEST(SentencePieceInLibTorchProcessTest, LoadsTokenizerModelAndTrains) {
