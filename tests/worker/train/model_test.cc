@@ -521,6 +521,56 @@ TEST_F(TinyModelTest, Bf16ComputeKeepsFp32LoraWeights) {
   }
 }
 
+// In fp32 on CPU the LM-head loss runs the fused cross-entropy kernel; in
+// fp64 it runs tensor ops. Same loss and LoRA gradients up to fp32 rounding,
+// over several loss chunks (3 rows each, the last one short) with ignored
+// labels in between.
+TEST_F(TinyModelTest, Fp32FusedLossMatchesFloat64) {
+  LoraOptions lora;
+  lora.rank = 2;
+  lora.alpha = 4;
+  lora.target_modules = {"all-linear"};
+  PackedSequence a = Pack({Example({3, 14, 15, 9, 2, 6, 5, 1, 8})});
+  PackedSequence b = Pack({Example({7, 7, 1}), Example({9, 4, 2, 33, 5})});
+  b.labels[1] = kIgnoreLabel;
+  // Both models get the same LoRA weights (drawn once, in fp64).
+  std::vector<torch::Tensor> weights;
+  auto run = [&](torch::Dtype dtype) {
+    auto model = Load(dtype);
+    EXPECT_OK(model->ApplyLora(lora));
+    auto params = model->LoraParameters();
+    {
+      torch::NoGradGuard g;
+      torch::manual_seed(5);
+      for (size_t i = 0; i < params.size(); ++i) {
+        torch::Tensor& p = params[i].second;
+        if (weights.size() == i)
+          weights.push_back(torch::randn(p.sizes(), torch::kFloat64) * 0.1);
+        p.copy_(weights[i]);
+      }
+    }
+    Batch batch = MakeBatch({&a, &b}, torch::kCPU);
+    double eval_loss;
+    {
+      torch::NoGradGuard g;
+      eval_loss = model->Loss(batch, /*training=*/false).item<double>();
+    }
+    torch::Tensor loss = model->Loss(batch, /*training=*/false);
+    loss.backward();
+    EXPECT_EQ(loss.item<double>(), eval_loss);  // with or without gradient
+    return std::make_pair(loss.item<double>(), params);
+  };
+  auto [loss64, params64] = run(torch::kFloat64);
+  auto [loss32, params32] = run(torch::kFloat32);
+  EXPECT_NEAR(loss32, loss64, 1e-5 * std::abs(loss64));
+  for (size_t i = 0; i < params64.size(); ++i) {
+    torch::Tensor g64 = params64[i].second.grad();
+    torch::Tensor g32 = params32[i].second.grad().to(torch::kFloat64);
+    const double rel = ((g32 - g64).norm() / g64.norm()).item<double>();
+    EXPECT_LT(rel, 1e-4) << params64[i].first;
+  }
+}
+
 TEST_F(TinyModelTest, LoraInitFollowsPeft) {
   auto model = Load(torch::kFloat32);
   LoraOptions lora;
