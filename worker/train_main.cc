@@ -259,6 +259,7 @@ int main(int argc, char** argv) {
     }
   }
   ftune::train::ReexecWithOpenMpSpinPolicy(argv);
+  ftune::train::KeepFreedMemoryInProcess();
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);
   return RunSpecCommand(argc, argv);
