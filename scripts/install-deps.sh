@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates clang-format
+  # LibTorch 2 headers for the compile check (scripts/fetch-libtorch2.sh)
+  curl xz-utils gpgv
   # services: gRPC, protobuf, Abseil, SQLite, HTTP for /metrics
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev sqlite3 libcivetweb-dev
@@ -82,3 +84,10 @@ if [[ -f $node_example/package-lock.json ]] &&
   (cd "$node_example" && npm ci --ignore-scripts --no-audit --no-fund </dev/null)
   touch "$node_example/node_modules"  # Newer than the lock file now.
 fi
+
+# LibTorch 2.x headers (Debian trixie's, unpacked into /opt/ftune/libtorch2,
+# not installed) for the ctest libtorch2_compile_check (docs/gpu.md).
+# Downloads only when trixie has a new version. Optional: without them that
+# check reports itself skipped, so a mirror outage does not stop the build.
+"$repo/scripts/fetch-libtorch2.sh" ||
+  echo "install-deps: WARNING: no LibTorch 2 headers; libtorch2_compile_check will be skipped" >&2

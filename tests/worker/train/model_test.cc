@@ -511,14 +511,19 @@ TEST_F(TinyModelTest, Bf16ComputeKeepsFp32LoraWeights) {
   auto [loss32, params32] = run(torch::kFloat32);
   auto [loss16, params16] = run(torch::kBFloat16);
   // bf16 keeps 8 bits of mantissa: ~0.4% per rounding; the loss of a
-  // 2-layer model stays within 1%.
+  // 2-layer model stays within 1%. A gradient's error depends on where the
+  // roundings fall: over seeds 1-12 it was 1.3-6.4% per tensor (q/k the
+  // worst) and 1.8-2.7% on average, with LibTorch 1.13 and 2.6 alike.
   EXPECT_NEAR(loss16, loss32, 0.01 * std::abs(loss32));
+  double sum_rel = 0;
   for (size_t i = 0; i < params32.size(); ++i) {
     torch::Tensor g32 = params32[i].second.grad();
     torch::Tensor g16 = params16[i].second.grad();
     const double rel = ((g16 - g32).norm() / g32.norm()).item<double>();
-    EXPECT_LT(rel, 0.05) << params32[i].first;
+    EXPECT_LT(rel, 0.1) << params32[i].first;
+    sum_rel += rel;
   }
+  EXPECT_LT(sum_rel / params32.size(), 0.04);
 }
 
 // In fp32 on CPU the LM-head loss runs the fused cross-entropy kernel; in

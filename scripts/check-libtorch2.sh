@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Compile check of the trainer against LibTorch 2.x headers, for machines
+# that build it against Debian 12's LibTorch 1.13 (CI included; docs/gpu.md).
+# The headers are Debian trixie's libtorch-dev and libtorch-cuda-dev, unpacked
+# by scripts/fetch-libtorch2.sh (scripts/install-deps.sh runs it).
+#
+# Every trainer translation unit is syntax-checked with g++ -fsyntax-only,
+# -std=c++17 and the defines LibTorch's CMake config gives its users (read
+# from the unpacked package), warnings as errors:
+#   1. against the CPU headers: worker/train/*.cc, worker/train_main.cc,
+#      worker/train/text/*.cc that include LibTorch, and the trainer's tests
+#      (tests/worker/train/*.cc);
+#   2. as a -DFTUNE_WITH_CUDA=ON build compiles them, with FTUNE_WITH_CUDA=1
+#      against the CUDA package's headers and the CUDA toolkit's
+#      (/usr/local/cuda/include): the LibTorch glue worker/train/cuda/*.cc,
+#      nf4_cuda_torch_check.cc, and every trainer file with FTUNE_WITH_CUDA
+#      branches (torch_compat.cc, nf4.cc).
+# Each check also fails if any LibTorch header came from elsewhere (the
+# installed 1.13 headers in /usr/include), so a header missing from 2.x
+# cannot hide. Version differences belong in worker/train/torch_compat.{h,cc}
+# (worker/train/cuda/cuda_compat.h for the CUDA glue).
+# Without the headers it prints that it skipped and exits 0 (77 with
+# --ctest, so ctest reports it as skipped); without CUDA headers it skips
+# part 2 only.
+#
+# Usage: scripts/check-libtorch2.sh [--ctest]
+#   FTUNE_LIBTORCH2_DIR  the unpacked packages (default /opt/ftune/libtorch2)
+#   NVCC                 its toolkit's include/ is used (default /usr/local/cuda/bin/nvcc)
+#   FTUNE_CHECK_JOBS     parallel compiles (default 2)
+#   FTUNE_CHECK_LIBTORCH2_DIR  scratch directory (default: a new temp dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+skip_code=0
+[[ ${1:-} == --ctest ]] && skip_code=77
+lt2=${FTUNE_LIBTORCH2_DIR:-/opt/ftune/libtorch2}
+version_h=torch/csrc/api/include/torch/version.h
+if [[ ! -f $lt2/cpu/usr/include/$version_h ]]; then
+  echo "check-libtorch2: skipped (no LibTorch 2 headers in $lt2; scripts/fetch-libtorch2.sh)"
+  exit "$skip_code"
+fi
+nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
+cuda_include=$(dirname "$nvcc")/../include
+jobs=${FTUNE_CHECK_JOBS:-2}
+work=${FTUNE_CHECK_LIBTORCH2_DIR:-$(mktemp -d)}
+[[ -n ${FTUNE_CHECK_LIBTORCH2_DIR:-} ]] || trap 'rm -rf "$work"' EXIT
+rm -rf "$work/cmd" "$work/out"
+mkdir -p "$work/cmd" "$work/out"
+
+# "libtorch-dev 2.6.0+dfsg-7" (fetch-libtorch2.sh's stamp), else torch/version.h's.
+torch_version() {
+  if [[ -f $1/.ftune-version ]]; then
+    cut -d' ' -f1,2 "$1/.ftune-version"
+  else
+    awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/ { v = v sep $3; sep = "." }
+         END { print "LibTorch", v }' "$1/usr/include/$version_h"
+  fi
+}
+# The -D flags a CMake build against this package gets: the imported
+# targets' INTERFACE_COMPILE_DEFINITIONS and TORCH_CXX_FLAGS.
+torch_defines() {
+  grep -ho 'INTERFACE_COMPILE_DEFINITIONS "[^"$]*"' \
+    "$1"/usr/lib/*/cmake/Caffe2/Caffe2Targets.cmake | cut -d'"' -f2 |
+    tr ';' '\n' | sed -n 's/^./-D&/p'
+  sed -n 's/.*set(TORCH_CXX_FLAGS "\(.*\)").*/\1/p' "$1"/usr/lib/*/cmake/Torch/TorchConfig.cmake
+}
+# g++ flags against one unpacked package: base_flags VARIANT ARRAY_NAME.
+base_flags() {
+  local inc=$lt2/$1/usr/include
+  local -n flags=$2
+  flags=(-std=c++17 -fsyntax-only -Wall -Wextra -Werror -I.
+         -isystem "$inc/torch/csrc/api/include" -isystem "$inc"
+         -DFTUNE_BIN_DIR=\"/nonexistent/bin\" "-DFTUNE_SOURCE_DIR=\"$PWD\"")
+  local d
+  for d in $(torch_defines "$lt2/$1") $(pkg-config --cflags absl_status 2>/dev/null || true); do
+    flags+=("$d")
+  done
+}
+
+# One small script per translation unit: compile (writing the list of
+# headers it read), fail if any LibTorch header came from outside $lt2, then
+# mark success.
+n=0
+add_check() {  # add_check VARIANT FILE FLAGS...
+  local variant=$1 file=$2
+  shift 2
+  n=$((n + 1))
+  local out=$work/out/$n
+  {
+    echo "set -euo pipefail"
+    printf '%q ' "${CXX:-g++}" "$@" -MD -MF "$out.d" "$file"
+    printf '>%q 2>&1\n' "$out.log"
+    printf "grep -oE '[^ \\\\]+' %q | grep -E '/(torch|ATen|c10|caffe2)/' | grep -v %q >%q || true\n" \
+      "$out.d" "^$lt2/" "$out.leak"
+    printf 'if [[ -s %q ]]; then echo %q; cat %q; exit 1; fi >>%q\n' \
+      "$out.leak" "LibTorch headers from outside $lt2:" "$out.leak" "$out.log"
+    printf 'touch %q\n' "$out.ok"
+  } >"$work/cmd/$n.sh"
+  echo "$variant $file" >"$out.name"
+}
+
+cpu_flags=()
+base_flags cpu cpu_flags
+cpu_files=(worker/train/*.cc worker/train_main.cc tests/worker/train/*.cc)
+for f in worker/train/text/*.cc; do
+  grep -qE '#include [<"](torch/|ATen/|c10/|worker/train/torch_compat\.h)' "$f" && cpu_files+=("$f")
+done
+for f in "${cpu_files[@]}"; do add_check cpu "$f" "${cpu_flags[@]}"; done
+n_cpu=$n
+
+cuda_note="skipped (no $cuda_include/cuda_runtime_api.h)"
+if [[ ! -f $lt2/cuda/usr/include/$version_h ]]; then
+  cuda_note="skipped (no libtorch-cuda-dev headers in $lt2/cuda)"
+elif [[ -f $cuda_include/cuda_runtime_api.h ]]; then
+  cuda_flags=()
+  base_flags cuda cuda_flags
+  cuda_flags+=(-isystem "$(cd "$cuda_include" && pwd)" -DFTUNE_WITH_CUDA=1)
+  mapfile -t cuda_files < <(grep -l 'FTUNE_WITH_CUDA' worker/train/*.cc)
+  cuda_files=(worker/train/cuda/*.cc tests/worker/train/cuda/*.cc "${cuda_files[@]}")
+  for f in "${cuda_files[@]}"; do add_check cuda "$f" "${cuda_flags[@]}"; done
+  cuda_note="$((n - n_cpu)) with FTUNE_WITH_CUDA=1 against $(torch_version "$lt2/cuda") and $(basename "$(cd "$cuda_include/.." && pwd -P)") headers"
+fi
+
+start=$SECONDS
+for ((i = 1; i <= n; i++)); do echo "$work/cmd/$i.sh"; done |
+  xargs -P "$jobs" -n 1 bash || true
+failed=0
+for ((i = 1; i <= n; i++)); do
+  if [[ ! -f $work/out/$i.ok ]]; then
+    failed=$((failed + 1))
+    echo "check-libtorch2: FAILED: $(cat "$work/out/$i.name")" >&2
+    head -40 "$work/out/$i.log" >&2
+  fi
+done
+summary="$n_cpu translation units against $(torch_version "$lt2/cpu"); CUDA: $cuda_note ($((SECONDS - start)) s)"
+if ((failed > 0)); then
+  echo "check-libtorch2: $failed of $n FAILED; $summary" >&2
+  exit 1
+fi
+echo "check-libtorch2: all clean: $summary"
