@@ -348,17 +348,25 @@ Tensor Nf4Weight::Forward(const Tensor& x) const {
 Tensor Nf4Weight::Dense() const { return Dequantize(q_, compute_dtype_); }
 
 Tensor Linear::Forward(const Tensor& x, bool training) const {
-  Tensor y = base_->Forward(x);
-  if (!has_lora()) return y;
+  if (!has_lora()) return base_->Forward(x);
+  // On rows ([tokens, features]): the LoRA update is then one addmm_ into
+  // the base output, whose backward multiplies in the layouts that suit
+  // BLAS's skinny (rank-wide) GEMMs; a matmul plus add_ takes about twice as
+  // long for those.
+  const int64_t in = x.size(-1);
+  Tensor x2 = x.reshape({-1, in});
+  Tensor y = base_->Forward(x2);
   Tensor xin =
-      (training && dropout_ > 0) ? torch::dropout(x, dropout_, true) : x;
+      (training && dropout_ > 0) ? torch::dropout(x2, dropout_, true) : x2;
   // Mixed precision: the fp32 master weights are cast to the compute dtype
   // for the matmuls; their gradients come back in fp32 through the casts.
   const auto dt = x.scalar_type();
   Tensor a = lora_a_.scalar_type() == dt ? lora_a_ : lora_a_.to(dt);
   Tensor b = lora_b_.scalar_type() == dt ? lora_b_ : lora_b_.to(dt);
-  Tensor low = torch::matmul(xin, a.t());
-  return y.add_(torch::matmul(low, b.t()), scaling_);
+  Tensor low = torch::mm(xin, a.t());
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = y.size(-1);
+  return y.addmm_(low, b.t(), /*beta=*/1, /*alpha=*/scaling_).view(shape);
 }
 
 void Linear::AddLora(const LoraOptions& options, torch::Dtype dtype) {
@@ -610,13 +618,17 @@ Tensor Model::LayerForward(DecoderLayer& layer, const Tensor& x_in,
       layer.k_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
   Tensor v =
       layer.v_proj->Forward(hn, training).view({b, t, kv, hd}).transpose(1, 2);
-  q = q * cos + RotateHalf(q) * sin;
+  // The softmax scale goes into q's copy of the RoPE tables ([B, 1, T, hd],
+  // small) instead of a pass over the [B, h, T, T] scores and its backward.
+  Tensor qcos = (cos.to(torch::kFloat64) * scale).to(dtype);
+  Tensor qsin = (sin.to(torch::kFloat64) * scale).to(dtype);
+  q = q * qcos + RotateHalf(q) * qsin;
   k = k * cos + RotateHalf(k) * sin;
   if (kv != h) {
     k = k.repeat_interleave(h / kv, 1);
     v = v.repeat_interleave(h / kv, 1);
   }
-  Tensor scores = torch::matmul(q, k.transpose(-2, -1)).mul_(scale).add_(mask);
+  Tensor scores = torch::matmul(q, k.transpose(-2, -1)).add_(mask);
   // Softmax in fp32 for half-precision activations, as HF does.
   Tensor probs = dtype == torch::kFloat32 || dtype == torch::kFloat64
                      ? torch::softmax(scores, -1)
