@@ -11,7 +11,9 @@
 #   ftune bf16          the same with --dtype bf16 (fp32 LoRA weights/AdamW)
 #   peer fp32           python3 bench/peer_lora.py as a user runs it
 #   peer fp32 tuned     the peer with ftune's runtime settings (OpenMP
-#                       OpenBLAS via LD_LIBRARY_PATH, GOMP_SPINCOUNT=10000)
+#                       OpenBLAS via LD_LIBRARY_PATH, GOMP_SPINCOUNT=10000,
+#                       and glibc malloc keeping freed memory through its
+#                       MALLOC_* variables, as KeepFreedMemoryInProcess does)
 #   peer bf16 autocast  the peer under torch.autocast("cpu", bfloat16)
 # Prints one line per run and, at the end, the median tokens/s per variant
 # and each ftune variant's ratio to "peer fp32". Exit 1 if a run fails.
@@ -49,6 +51,7 @@ for ((r = 1; r <= rounds; r++)); do
   run "peer fp32" "$py" bench/peer_lora.py --steps "$steps" --warmup 1
   run "ftune bf16" "$train" bench --steps "$steps" --warmup 1 --dtype bf16
   run "peer fp32 tuned" env LD_LIBRARY_PATH=$omp_blas GOMP_SPINCOUNT=10000 \
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=$((64 << 20)) \
     "$py" bench/peer_lora.py --steps "$steps" --warmup 1
   run "peer bf16 autocast" "$py" bench/peer_lora.py --steps "$steps" \
     --warmup 1 --bf16 1
