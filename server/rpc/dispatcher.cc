@@ -59,17 +59,16 @@ void Dispatcher::Start() {
 }
 
 void Dispatcher::Shutdown() {
-  std::map<std::string, CommandStream*> streams;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return;
     stop_ = true;
     // Closing under the lock: Detach (which waits for it) cannot race with
     // a stream being deleted while we call it.
-    for (auto& [id, stream] : streams_) {
+    for (auto& [id, attached] : streams_) {
       (void)id;
-      stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "scheduler shutting down"));
+      attached.stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                          "scheduler shutting down"));
     }
   }
   if (thread_.joinable()) thread_.join();
@@ -148,36 +147,48 @@ void Dispatcher::SendTo(const std::string& worker_id,
   auto it = streams_.find(worker_id);
   // No stream: the worker gets it on (re)connect (CommandsFor), or learns
   // of it from ReportProgress (cancel_requested / pause_requested).
-  if (it != streams_.end()) it->second->Send(command);
+  if (it != streams_.end()) it->second.stream->Send(command);
 }
 
-void Dispatcher::Attach(const std::string& worker_id, CommandStream* stream) {
+uint64_t Dispatcher::NextStreamGeneration() {
+  absl::MutexLock lock(&mu_);
+  return next_generation_++;
+}
+
+void Dispatcher::Attach(const std::string& worker_id, CommandStream* stream,
+                        uint64_t generation) {
   absl::MutexLock lock(&mu_);
   if (stop_) {
     stream->Close(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler shutting down"));
     return;
   }
-  auto [it, inserted] = streams_.emplace(worker_id, stream);
-  if (!inserted) {
-    it->second->Close(grpc::Status(
-        grpc::StatusCode::ABORTED,
-        "replaced by a newer StreamCommands call of the same worker"));
-    it->second = stream;
+  auto [it, inserted] =
+      streams_.emplace(worker_id, AttachedStream{stream, generation});
+  if (inserted) return;
+  const grpc::Status replaced(
+      grpc::StatusCode::ABORTED,
+      "replaced by a newer StreamCommands call of the same worker");
+  if (it->second.generation > generation) {
+    // A newer call got here first (its set-up task was quicker).
+    stream->Close(replaced);
+    return;
   }
+  it->second.stream->Close(replaced);
+  it->second = AttachedStream{stream, generation};
 }
 
 void Dispatcher::Detach(const std::string& worker_id, CommandStream* stream) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(worker_id);
-  if (it != streams_.end() && it->second == stream) streams_.erase(it);
+  if (it != streams_.end() && it->second.stream == stream) streams_.erase(it);
 }
 
 void Dispatcher::CloseStream(const std::string& worker_id,
                              const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(worker_id);
-  if (it != streams_.end()) it->second->Close(status);
+  if (it != streams_.end()) it->second.stream->Close(status);
 }
 
 absl::StatusOr<v1::AssignJobCommand> Dispatcher::BuildAssignment(

@@ -84,10 +84,16 @@ class Dispatcher {
   // calls the store.
   void OnCommit(const std::vector<store::JobChange>& changes);
 
-  // A worker opened StreamCommands. Replaces (and ends with ABORTED) an
-  // older stream of the same worker, then replays the worker's pending
-  // commands. `stream` must stay valid until Detach() returns.
-  void Attach(const std::string& worker_id, CommandStream* stream);
+  // A number for a StreamCommands call, taken when the call arrives:
+  // later calls get larger numbers.
+  uint64_t NextStreamGeneration();
+  // A worker's StreamCommands call (numbered `generation`) is ready for
+  // commands. The newest call wins, whatever order the calls' set-up tasks
+  // finish in: an older stream of the same worker is replaced and ended
+  // with ABORTED; if the attached one is newer, `stream` itself is ended
+  // with ABORTED instead. `stream` must stay valid until Detach() returns.
+  void Attach(const std::string& worker_id, CommandStream* stream,
+              uint64_t generation);
   // The stream ended; no more calls reach it after this returns.
   void Detach(const std::string& worker_id, CommandStream* stream);
   // Ends the worker's stream (it was found LOST / unknown).
@@ -123,7 +129,12 @@ class Dispatcher {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   int64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, CommandStream*> streams_ ABSL_GUARDED_BY(mu_);
+  struct AttachedStream {
+    CommandStream* stream;
+    uint64_t generation;
+  };
+  std::map<std::string, AttachedStream> streams_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
   absl::Time last_expiry_ = absl::InfinitePast();  // RunRound's thread only.
   std::thread thread_;
 };

@@ -143,8 +143,12 @@ absl::Status CheckCheckpointPath(const std::string& path,
 class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
                             public CommandStream {
  public:
-  CommandWriter(Dispatcher* dispatcher, std::string worker_id)
-      : dispatcher_(dispatcher), worker_id_(std::move(worker_id)) {}
+  // `generation`: Dispatcher::NextStreamGeneration() when the call arrived.
+  CommandWriter(Dispatcher* dispatcher, std::string worker_id,
+                uint64_t generation)
+      : dispatcher_(dispatcher),
+        worker_id_(std::move(worker_id)),
+        generation_(generation) {}
 
   // Queues `replay`, then joins the dispatcher (which may Send from then
   // on). Called once, on the set-up task, after any Close() it needs.
@@ -156,7 +160,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
       closed = finished_ || done_;
     }
     if (!closed) {
-      dispatcher_->Attach(worker_id_, this);
+      dispatcher_->Attach(worker_id_, this, generation_);
       bool done;
       {
         absl::MutexLock lock(&mu_);
@@ -239,6 +243,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
 
   Dispatcher* const dispatcher_;
   const std::string worker_id_;
+  const uint64_t generation_;
   absl::Mutex mu_;
   int refs_ ABSL_GUARDED_BY(mu_) = 2;  // gRPC (OnDone) + the set-up task.
   std::deque<v1::WorkerCommand> queue_ ABSL_GUARDED_BY(mu_);
@@ -411,7 +416,10 @@ absl::Status WorkerServiceImpl::DoHeartbeat(const v1::HeartbeatRequest& request,
 grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceImpl::StreamCommands(
     grpc::CallbackServerContext* ctx,
     const v1::StreamCommandsRequest* request) {
-  auto* writer = new CommandWriter(dispatcher_, request->worker_id());
+  // Numbered here, in the order the calls arrive; the set-up tasks below
+  // may finish in another order.
+  auto* writer = new CommandWriter(dispatcher_, request->worker_id(),
+                                   dispatcher_->NextStreamGeneration());
   auto setup = [this, ctx, writer, worker_id = request->worker_id()] {
     auto fail = [&](const absl::Status& s) {
       writer->Close(ToGrpcStatus(s, ctx));
