@@ -14,6 +14,7 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
+#include "worker/train/bench.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/runtime.h"
 #include "worker/train/spec.h"

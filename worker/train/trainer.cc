@@ -2,30 +2,25 @@
 // needs to continue bit-for-bit is in the checkpoint: LoRA weights, AdamW
 // moments, the step, the data position (rows consumed; the per-epoch
 // shuffle is a pure function of seed and epoch), the CPU RNG state, and the
-// best-eval bookkeeping.
+// best-eval bookkeeping (checkpoint.h). The optimizer is optimizer.h; the
+// throughput benchmark is bench.h.
 #include "worker/train/trainer.h"
-
-#include <dirent.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <random>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/file_util.h"
-#include "common/ids.h"
 #include "common/logging.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "worker/train/adapter.h"
+#include "worker/train/checkpoint.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model.h"
+#include "worker/train/optimizer.h"
 #include "worker/train/runtime.h"
 #include "worker/train/torch_compat.h"
 
@@ -63,71 +58,6 @@ int ExitCodeFor(const absl::Status& status) {
 namespace {
 
 using torch::Tensor;
-constexpr int kCheckpointVersion = 1;
-constexpr char kCheckpointFormat[] = "ftune-checkpoint";
-
-// AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch's update
-// order: p *= 1 - lr*wd; m, v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) +
-// eps).
-class AdamW {
- public:
-  AdamW(NamedTensors params, double weight_decay)
-      : params_(std::move(params)), weight_decay_(weight_decay) {
-    for (auto& [name, p] : params_) {
-      exp_avg_.push_back(torch::zeros_like(p));
-      exp_avg_sq_.push_back(torch::zeros_like(p));
-    }
-  }
-  void Step(double lr) {
-    torch::NoGradGuard no_grad;
-    ++step_;
-    const double bc1 = 1 - std::pow(kBeta1, step_);
-    const double bc2 = 1 - std::pow(kBeta2, step_);
-    for (size_t i = 0; i < params_.size(); ++i) {
-      Tensor& p = params_[i].second;
-      if (!p.grad().defined()) continue;
-      const Tensor& g = p.grad();
-      if (weight_decay_ != 0) p.mul_(1 - lr * weight_decay_);
-      exp_avg_[i].mul_(kBeta1).add_(g, 1 - kBeta1);
-      exp_avg_sq_[i].mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
-      Tensor denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bc2)).add_(kEps);
-      p.addcdiv_(exp_avg_[i], denom, -lr / bc1);
-    }
-  }
-  NamedTensors State() const {
-    NamedTensors out;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      out.emplace_back(params_[i].first + ".exp_avg", exp_avg_[i]);
-      out.emplace_back(params_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
-    }
-    return out;
-  }
-  absl::Status LoadState(const NamedTensors& state, int64_t step) {
-    std::map<std::string, Tensor> by_name(state.begin(), state.end());
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      for (auto [suffix, slot] :
-           {std::pair<const char*, Tensor*>{".exp_avg", &exp_avg_[i]},
-            {".exp_avg_sq", &exp_avg_sq_[i]}}) {
-        auto it = by_name.find(params_[i].first + suffix);
-        if (it == by_name.end() || !it->second.sizes().equals(slot->sizes()))
-          return absl::InvalidArgumentError(
-              absl::StrCat("checkpoint optimizer state \"", params_[i].first,
-                           suffix, "\" is missing or has the wrong shape"));
-        slot->copy_(it->second);
-      }
-    }
-    step_ = step;
-    return absl::OkStatus();
-  }
-
- private:
-  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
-  NamedTensors params_;
-  std::vector<Tensor> exp_avg_, exp_avg_sq_;
-  double weight_decay_;
-  int64_t step_ = 0;
-};
 
 // Row order: epoch e visits rows in a Fisher-Yates permutation seeded by
 // (seed, e). Position = rows consumed since the start, so a checkpoint needs
@@ -154,37 +84,6 @@ class RowSampler {
   int64_t epoch_ = -1;
   std::vector<size_t> perm_;
 };
-
-struct LoopState {
-  int64_t step = 0;
-  int64_t consumed_rows = 0;
-  // Which rows consumed_rows counts in: a resume must see the same data.
-  std::string train_sha256;
-  int64_t train_rows = 0;
-  double best_eval_loss = std::numeric_limits<double>::infinity();
-  int64_t best_step = -1;
-  int64_t evals_without_improvement = 0;
-};
-
-NamedTensors Snapshot(const NamedTensors& params) {
-  NamedTensors out;
-  for (const auto& [n, p] : params) out.emplace_back(n, p.detach().clone());
-  return out;
-}
-
-absl::Status CopyInto(NamedTensors& params, const NamedTensors& values,
-                      const std::string& what) {
-  std::map<std::string, Tensor> by_name(values.begin(), values.end());
-  torch::NoGradGuard no_grad;
-  for (auto& [name, p] : params) {
-    auto it = by_name.find(name);
-    if (it == by_name.end() || !it->second.sizes().equals(p.sizes()))
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": tensor \"", name, "\" is missing or has the wrong shape"));
-    p.copy_(it->second);
-  }
-  return absl::OkStatus();
-}
 
 bool IsOutOfMemoryError(const c10::Error& e) {
   return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
@@ -238,151 +137,6 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
     targets += batch.num_targets;
   }
   return targets > 0 ? weighted / targets : 0.0;
-}
-
-// --- Checkpoints
-// --------------------------------------------------------------
-// <checkpoint_dir>/step-<8 digits>/
-//   trainer_state.json        {"format","version","step","consumed_rows",...}
-//   adapter_model.safetensors LoRA weights (PEFT names)
-//   optimizer.safetensors     AdamW moments + "rng.cpu_state"
-//   best_adapter.safetensors  best-eval LoRA weights, when there is one
-// Each is staged in a temp dir and published with PublishDirectory.
-
-std::string StepDirName(int64_t step) {
-  return absl::StrFormat("step-%08d", step);
-}
-
-absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
-                                           const LoopState& st,
-                                           const NamedTensors& params,
-                                           const AdamW& opt,
-                                           const NamedTensors* best,
-                                           const std::string& spec_sha) {
-  FTUNE_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
-  const std::string final_dir = JoinPath(checkpoint_dir, StepDirName(st.step));
-  const std::string staging = absl::StrCat(final_dir, ".tmp-", NewId("stage"));
-  FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
-  absl::Status s = [&]() -> absl::Status {
-    FTUNE_RETURN_IF_ERROR(
-        WriteTensors(JoinPath(staging, "adapter_model.safetensors"), params));
-    NamedTensors opt_state = opt.State();
-    opt_state.emplace_back("rng.cpu_state", compat::GetCpuRngState());
-    FTUNE_RETURN_IF_ERROR(
-        WriteTensors(JoinPath(staging, "optimizer.safetensors"), opt_state));
-    if (best != nullptr) {
-      FTUNE_RETURN_IF_ERROR(
-          WriteTensors(JoinPath(staging, "best_adapter.safetensors"), *best));
-    }
-    nlohmann::json state = {
-        {"format", kCheckpointFormat},
-        {"version", kCheckpointVersion},
-        {"step", st.step},
-        {"consumed_rows", st.consumed_rows},
-        {"train_sha256", st.train_sha256},
-        {"train_rows", st.train_rows},
-        {"best_eval_loss", std::isfinite(st.best_eval_loss)
-                               ? nlohmann::json(st.best_eval_loss)
-                               : nlohmann::json(nullptr)},
-        {"best_step", st.best_step},
-        {"evals_without_improvement", st.evals_without_improvement},
-        {"spec_sha256", spec_sha}};
-    FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
-        JoinPath(staging, "trainer_state.json"), state.dump(2)));
-    // A previous attempt may have published this step already; replace it.
-    FTUNE_RETURN_IF_ERROR(RemoveAll(final_dir));
-    return PublishDirectory(staging, final_dir);
-  }();
-  if (!s.ok()) {
-    (void)RemoveAll(staging);
-    return s;
-  }
-  return final_dir;
-}
-
-// Resolves resume_from: a step directory, a directory of step-* dirs (the
-// latest wins), or "auto" (latest in checkpoint_dir, or none). Returns ""
-// when there is nothing to resume.
-absl::StatusOr<std::string> ResolveResume(const TrainSpec& spec) {
-  if (spec.resume_from.empty()) return std::string();
-  std::string dir =
-      spec.resume_from == "auto" ? spec.checkpoint_dir : spec.resume_from;
-  if (access(JoinPath(dir, "trainer_state.json").c_str(), F_OK) == 0)
-    return dir;
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) {
-    if (spec.resume_from == "auto") return std::string();
-    return absl::NotFoundError(
-        absl::StrCat("resume_from ", dir, " does not exist"));
-  }
-  std::string best;
-  int64_t best_step = -1;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    int64_t step;
-    if (absl::StartsWith(n, "step-") && n.find(".tmp") == std::string::npos &&
-        absl::SimpleAtoi(n.substr(5), &step) && step > best_step &&
-        access(JoinPath(JoinPath(dir, n), "trainer_state.json").c_str(),
-               F_OK) == 0) {
-      best_step = step;
-      best = JoinPath(dir, n);
-    }
-  }
-  closedir(d);
-  if (best.empty() && spec.resume_from != "auto")
-    return absl::NotFoundError(
-        absl::StrCat("resume_from ", dir, ": no checkpoint found"));
-  return best;
-}
-
-absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
-                            NamedTensors& params, AdamW& opt,
-                            NamedTensors* best, bool* has_best) {
-  FTUNE_ASSIGN_OR_RETURN(std::string text,
-                         ReadFile(JoinPath(dir, "trainer_state.json")));
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() ||
-      j.value("format", "") != kCheckpointFormat)
-    return absl::InvalidArgumentError(
-        absl::StrCat(dir, ": trainer_state.json is not an ftune checkpoint"));
-  if (j.value("version", 0) != kCheckpointVersion)
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir, ": checkpoint version ", j.value("version", 0),
-        " is not supported (this build reads ", kCheckpointVersion, ")"));
-  st.step = j.at("step").get<int64_t>();
-  st.consumed_rows = j.at("consumed_rows").get<int64_t>();
-  st.train_sha256 = j.value("train_sha256", "");
-  st.train_rows = j.value("train_rows", int64_t{0});
-  st.best_eval_loss = j.at("best_eval_loss").is_null()
-                          ? std::numeric_limits<double>::infinity()
-                          : j.at("best_eval_loss").get<double>();
-  st.best_step = j.at("best_step").get<int64_t>();
-  st.evals_without_improvement =
-      j.at("evals_without_improvement").get<int64_t>();
-  FTUNE_ASSIGN_OR_RETURN(
-      NamedTensors weights,
-      ReadTensors(JoinPath(dir, "adapter_model.safetensors")));
-  FTUNE_RETURN_IF_ERROR(CopyInto(params, weights, dir));
-  FTUNE_ASSIGN_OR_RETURN(NamedTensors opt_state,
-                         ReadTensors(JoinPath(dir, "optimizer.safetensors")));
-  FTUNE_RETURN_IF_ERROR(opt.LoadState(opt_state, st.step));
-  bool rng_found = false;
-  for (auto& [name, t] : opt_state) {
-    if (name == "rng.cpu_state") {
-      compat::SetCpuRngState(t);
-      rng_found = true;
-    }
-  }
-  if (!rng_found)
-    return absl::InvalidArgumentError(absl::StrCat(dir, ": no RNG state"));
-  const std::string best_path = JoinPath(dir, "best_adapter.safetensors");
-  if (access(best_path.c_str(), F_OK) == 0) {
-    FTUNE_ASSIGN_OR_RETURN(NamedTensors b, ReadTensors(best_path));
-    *best = Snapshot(params);
-    FTUNE_RETURN_IF_ERROR(CopyInto(*best, b, best_path));
-    *has_best = true;
-  }
-  return absl::OkStatus();
 }
 
 torch::Dtype SpecDtype(const std::string& s) {
@@ -722,108 +476,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   return result;
 }
 
-absl::StatusOr<BenchResult> Bench(
-    const BenchOptions& o, const std::function<void(const std::string&)>& log) {
-  const int threads = compat::SetThreads(o.threads);
-  if (log)
-    log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary(),
-                     " openmp=", OpenMpSpinPolicy()));
-  torch::manual_seed(o.seed);
-  ModelOptions mopts;
-  mopts.loss_chunk_rows = o.loss_chunk_rows;
-  if (o.dtype != "fp32" && o.dtype != "bf16" && o.dtype != "fp16")
-    return absl::InvalidArgumentError("--dtype must be fp32, bf16 or fp16");
-  if (!IsDeviceName(o.device))
-    return absl::InvalidArgumentError(
-        "--device must be cpu, cuda or cuda:N, got \"" + o.device + "\"");
-  const torch::Device device = compat::ParseDevice(o.device);
-  if (std::string why; !compat::DeviceAvailable(device, &why))
-    return absl::FailedPreconditionError(
-        absl::StrCat("--device ", o.device, ": ", why));
-  if (o.dtype == "fp16" && !device.is_cuda())
-    return absl::InvalidArgumentError("--dtype fp16 needs --device cuda");
-  mopts.dtype = o.dtype == "bf16"   ? torch::kBFloat16
-                : o.dtype == "fp16" ? torch::kFloat16
-                                    : torch::kFloat32;
-  mopts.device = o.device;
-  mopts.gradient_checkpointing = o.gradient_checkpointing;
-  if (o.qlora) {
-    QuantOptions q;
-    FTUNE_ASSIGN_OR_RETURN(q.type, ParseQuantType(o.quantization.quant_type));
-    q.block_size = o.quantization.block_size;
-    q.double_quant = o.quantization.double_quant;
-    mopts.quantization = q;
-  }
-  std::unique_ptr<Model> model = Model::RandomInit(o.config, mopts);
-  BenchResult result;
-  if (o.qlora) {
-    const Model::QuantizedSize qs = model->quantized_size();
-    result.quantized_parameters = qs.parameters;
-    result.quantized_bytes = qs.bytes;
-    result.bits_per_parameter = 8.0 * static_cast<double>(qs.bytes) /
-                                static_cast<double>(qs.parameters);
-  }
-  LoraOptions lopts;
-  lopts.rank = o.rank;
-  lopts.alpha = 2.0 * o.rank;
-  lopts.target_modules = o.targets;
-  FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
-  NamedTensors params = model->LoraParameters();
-  AdamW opt(params, 0.0);
-  // Synthetic data: uniform tokens, every position a target.
-  std::vector<PackedSequence> rows(o.batch);
-  std::mt19937_64 rng(o.seed);
-  for (auto& r : rows) {
-    for (int64_t t = 0; t <= o.seq; ++t)
-      r.input_ids.push_back(static_cast<int32_t>(rng() % o.config.vocab_size));
-    r.labels.assign(r.input_ids.begin() + 1, r.input_ids.end());
-    r.input_ids.pop_back();
-    for (int64_t t = 0; t < o.seq; ++t) {
-      r.position_ids.push_back(static_cast<int32_t>(t));
-      r.segment_ids.push_back(0);
-    }
-  }
-  std::vector<const PackedSequence*> ptrs;
-  for (auto& r : rows) ptrs.push_back(&r);
-  Batch batch = MakeBatch(ptrs, model->device());
-  double timed = 0;
-  for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (auto& [n, p] : params) p.mutable_grad() = Tensor();
-    Tensor loss = model->Loss(batch, /*training=*/true);
-    loss.backward();
-    opt.Step(1e-4);
-    result.last_loss = loss.item<double>();
-    double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-            .count();
-    if (s >= o.warmup) timed += secs;
-    if (log)
-      log(absl::StrFormat("step %d%s loss=%.4f %.3fs tokens_per_s=%.1f", s + 1,
-                          s < o.warmup ? " (warmup)" : "", result.last_loss,
-                          secs, o.batch * o.seq / secs));
-  }
-  result.seconds_per_step = timed / std::max<int64_t>(1, o.steps);
-  result.tokens_per_s = o.batch * o.seq / result.seconds_per_step;
-  result.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
-  return result;
-}
-
 }  // namespace
-
-absl::StatusOr<BenchResult> RunBench(
-    const BenchOptions& options,
-    const std::function<void(const std::string&)>& log) {
-  try {
-    return Bench(options, log);
-  } catch (const c10::Error& e) {
-    if (compat::IsOutOfMemory(e))
-      return absl::ResourceExhaustedError(
-          absl::StrCat("out of memory: ", e.what_without_backtrace()));
-    return absl::InternalError(
-        absl::StrCat("LibTorch error: ", e.what_without_backtrace()));
-  }
-}
 
 absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
                                         const TrainerHooks& hooks) {

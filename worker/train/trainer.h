@@ -30,7 +30,6 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/data.h"
-#include "worker/train/model_config.h"
 #include "worker/train/spec.h"
 
 namespace ftune::train {
@@ -69,47 +68,6 @@ struct TrainResult {
 
 absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
                                         const TrainerHooks& hooks);
-
-// `ftune-train bench`: a random-initialised model of `config`, LoRA on
-// `targets`, synthetic uniform tokens (all positions are targets), full
-// training steps (forward, backward, AdamW). `warmup` steps are not timed.
-struct BenchOptions {
-  ModelConfig config;
-  int64_t seq = 256;
-  int64_t batch = 8;
-  int64_t rank = 8;
-  std::vector<std::string> targets = {"all-linear"};
-  int64_t steps = 5;
-  int64_t warmup = 1;
-  int threads = 0;
-  int64_t loss_chunk_rows = 256;
-  uint64_t seed = 0;
-  // Compute dtype: "fp32", "bf16" or (CUDA only) "fp16": frozen weights and
-  // activations; LoRA weights and AdamW state stay fp32.
-  std::string dtype = "fp32";
-  std::string device = "cpu";  // or "cuda[:N]" in a CUDA build
-  // Recompute each decoder layer in backward (ModelOptions).
-  bool gradient_checkpointing = false;
-  // QLoRA: every projection's base weight quantised.
-  bool qlora = false;
-  QuantizationSpec quantization;  // compute_dtype is ignored (see dtype)
-};
-struct BenchResult {
-  double tokens_per_s = 0;
-  double seconds_per_step = 0;
-  double last_loss = 0;
-  // With quantization: the stored size of the quantised projections.
-  int64_t quantized_parameters = 0;
-  int64_t quantized_bytes = 0;
-  double bits_per_parameter = 0;
-  // compat::PeakMemoryBytes: the process's peak RSS on CPU, the caching
-  // allocator's peak on CUDA.
-  int64_t peak_memory_bytes = 0;
-};
-// Per-step lines go to `log` (may be null).
-absl::StatusOr<BenchResult> RunBench(
-    const BenchOptions& options,
-    const std::function<void(const std::string&)>& log);
 
 // DATA_LOSS is the trainer's code for a diverged run.
 int ExitCodeFor(const absl::Status& status);

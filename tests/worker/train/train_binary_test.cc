@@ -28,6 +28,7 @@
 #include "tests/testing/temp_dir.h"
 #include "tests/worker/train/text/test_tokenizers.h"
 #include "tests/worker/train/tiny_model.h"
+#include "worker/train/bench.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model_config.h"
 #include "worker/train/text/sentencepiece_bridge.h"

@@ -1,0 +1,63 @@
+// `ftune-train bench`: training throughput on a random-initialised model.
+//
+// Not thread-safe: one RunBench per process (it sets LibTorch's global
+// thread count and RNG). LibTorch errors become a Status (out of memory:
+// RESOURCE_EXHAUSTED).
+#ifndef FTUNE_WORKER_TRAIN_BENCH_H_
+#define FTUNE_WORKER_TRAIN_BENCH_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/train/model_config.h"
+#include "worker/train/spec.h"
+
+namespace ftune::train {
+
+// `ftune-train bench`: a random-initialised model of `config`, LoRA on
+// `targets`, synthetic uniform tokens (all positions are targets), full
+// training steps (forward, backward, AdamW). `warmup` steps are not timed.
+struct BenchOptions {
+  ModelConfig config;
+  int64_t seq = 256;
+  int64_t batch = 8;
+  int64_t rank = 8;
+  std::vector<std::string> targets = {"all-linear"};
+  int64_t steps = 5;
+  int64_t warmup = 1;
+  int threads = 0;
+  int64_t loss_chunk_rows = 256;
+  uint64_t seed = 0;
+  // Compute dtype: "fp32", "bf16" or (CUDA only) "fp16": frozen weights and
+  // activations; LoRA weights and AdamW state stay fp32.
+  std::string dtype = "fp32";
+  std::string device = "cpu";  // or "cuda[:N]" in a CUDA build
+  // Recompute each decoder layer in backward (ModelOptions).
+  bool gradient_checkpointing = false;
+  // QLoRA: every projection's base weight quantised.
+  bool qlora = false;
+  QuantizationSpec quantization;  // compute_dtype is ignored (see dtype)
+};
+struct BenchResult {
+  double tokens_per_s = 0;
+  double seconds_per_step = 0;
+  double last_loss = 0;
+  // With quantization: the stored size of the quantised projections.
+  int64_t quantized_parameters = 0;
+  int64_t quantized_bytes = 0;
+  double bits_per_parameter = 0;
+  // compat::PeakMemoryBytes: the process's peak RSS on CPU, the caching
+  // allocator's peak on CUDA.
+  int64_t peak_memory_bytes = 0;
+};
+// Per-step lines go to `log` (may be null).
+absl::StatusOr<BenchResult> RunBench(
+    const BenchOptions& options,
+    const std::function<void(const std::string&)>& log);
+
+}  // namespace ftune::train
+
+#endif  // FTUNE_WORKER_TRAIN_BENCH_H_
