@@ -1,0 +1,148 @@
+// The trainer contract, part 2: what ftune-train reports while it runs.
+//
+// One JSON object a line on stdout ({"type": "metrics", "step": 12, ...}),
+// written with ToJsonLine by the trainer (and the tests' stand-in trainer)
+// and read back with ParseProgressLine by the worker agent
+// (worker/agent/progress.cc), so every key is spelled once, here. The exit
+// code that ends the process is part of the same contract (exit_codes.h).
+//
+// Lines in the order a run prints them:
+//   data        one per split: examples, rows, tokens, what was dropped
+//   resumed     the checkpoint a resumed run continues from
+//   start       the plan: total steps, rows, trainable parameters, threads
+//   metrics     after every optimizer step
+//   oom_retry   a step that ran out of memory is run again, smaller
+//   eval        after an evaluation; best_* so far
+//   early_stop  no improvement for early_stopping_patience evaluations
+//   checkpoint  a checkpoint directory was written (complete)
+//   interrupted SIGTERM: the run stopped after writing a checkpoint
+//   done        the adapter is published
+//   error       why the run failed (before a non-zero exit)
+// A type this version does not know parses as UnknownEvent, so an older
+// agent passes a newer trainer's lines on rather than failing.
+//
+// Plain C++ (no gRPC, no LibTorch). Thread-compatible value types.
+#ifndef FTUNE_COMMON_CONTRACT_PROGRESS_H_
+#define FTUNE_COMMON_CONTRACT_PROGRESS_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ftune::contract {
+
+struct DataEvent {
+  std::string split;  // "train" or "validation"
+  int64_t examples = 0;
+  int64_t rows = 0;
+  int64_t tokens = 0;
+  int64_t trained_tokens = 0;
+  int64_t truncated = 0;
+  int64_t dropped_overlength = 0;
+  int64_t dropped_no_target = 0;
+  // How the data was read (format, chat template, ...), string values.
+  std::map<std::string, std::string> description;
+};
+
+struct ResumedEvent {
+  int64_t step = 0;
+  std::string path;
+};
+
+struct StartEvent {
+  int64_t total_steps = 0;
+  int64_t train_rows = 0;
+  int64_t train_examples = 0;
+  int64_t validation_rows = 0;
+  int64_t trainable_parameters = 0;
+  int64_t threads = 0;
+};
+
+struct MetricsEvent {
+  int64_t step = 0;  // optimizer steps done, >= 1
+  int64_t total_steps = 0;
+  double epoch = 0;  // passes over the training rows so far
+  double loss = 0;   // mean over the step's target tokens
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  double tokens_per_s = 0;
+  int64_t peak_memory_bytes = 0;  // RSS on CPU, the allocator's on CUDA
+};
+
+struct OomRetryEvent {
+  int64_t step = 0;
+  int64_t micro_batch_size = 0;
+  int64_t gradient_accumulation_steps = 0;
+  std::string message;
+};
+
+struct EvalEvent {
+  int64_t step = 0;
+  double eval_loss = 0;
+  double best_eval_loss = 0;
+  int64_t best_step = 0;
+};
+
+struct EarlyStopEvent {
+  int64_t step = 0;
+  int64_t best_step = 0;
+};
+
+struct CheckpointEvent {
+  int64_t step = 0;
+  std::string path;
+};
+
+struct InterruptedEvent {
+  int64_t step = 0;
+  std::string path;  // the checkpoint written; "" if none
+};
+
+struct DoneEvent {
+  int64_t step = 0;
+  std::string output_dir;
+  double final_loss = 0;
+  std::optional<double> best_eval_loss;  // with evaluation only
+};
+
+// The `reason` of an ErrorEvent, one per non-zero exit code.
+inline constexpr char kReasonBadInput[] = "bad_input";
+inline constexpr char kReasonOutOfMemory[] = "out_of_memory";
+inline constexpr char kReasonDiverged[] = "diverged";
+inline constexpr char kReasonRetryable[] = "retryable";
+
+struct ErrorEvent {
+  std::string reason;
+  std::string message;
+};
+
+// A line whose type this version does not know.
+struct UnknownEvent {
+  std::string type;
+};
+
+using ProgressEvent =
+    std::variant<DataEvent, ResumedEvent, StartEvent, MetricsEvent,
+                 OomRetryEvent, EvalEvent, EarlyStopEvent, CheckpointEvent,
+                 InterruptedEvent, DoneEvent, ErrorEvent, UnknownEvent>;
+
+// The "type" of `event` ("metrics", ...).
+const char* TypeName(const ProgressEvent& event);
+
+// One JSON object, without the newline. Non-finite numbers (a diverged
+// loss) are written as null and read back as NaN.
+std::string ToJsonLine(const ProgressEvent& event);
+
+// INVALID_ARGUMENT when `line` is not a JSON object with a string "type", or
+// a known type's field has the wrong JSON type; missing fields keep their
+// defaults.
+absl::StatusOr<ProgressEvent> ParseProgressLine(absl::string_view line);
+
+}  // namespace ftune::contract
+
+#endif  // FTUNE_COMMON_CONTRACT_PROGRESS_H_

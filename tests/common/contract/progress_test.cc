@@ -1,0 +1,92 @@
+// The trainer's progress lines: every event survives ToJsonLine ->
+// ParseProgressLine, unknown types pass through, and bad lines are errors.
+#include "common/contract/progress.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ftune::contract {
+namespace {
+
+using ::testing::HasSubstr;
+
+// One event of each type, every field away from its default.
+std::vector<ProgressEvent> EveryEvent() {
+  DataEvent data{"validation", 1, 2, 3, 4, 5, 6, 7, {{"format", "chat"}}};
+  return {data,
+          ResumedEvent{8, "/c/step-8"},
+          StartEvent{9, 10, 11, 12, 13, 14},
+          MetricsEvent{15, 16, 0.5, 2.25, 1e-4, 0.75, 1234.5, 1 << 20},
+          OomRetryEvent{17, 2, 4, "CUDA out of memory"},
+          EvalEvent{18, 1.5, 1.25, 12},
+          EarlyStopEvent{19, 12},
+          CheckpointEvent{20, "/c/step-20"},
+          InterruptedEvent{21, "/c/step-21"},
+          DoneEvent{22, "/o", 0.125, 1.0},
+          ErrorEvent{kReasonBadInput, "spec field \"x\": bad"}};
+}
+
+TEST(ProgressTest, EveryEventSurvivesTheRoundTrip) {
+  const std::vector<ProgressEvent> events = EveryEvent();
+  // Every known type once, in the order of the variant.
+  ASSERT_EQ(events.size() + 1, std::variant_size_v<ProgressEvent>);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].index(), i);
+    const std::string line = ToJsonLine(events[i]);
+    absl::StatusOr<ProgressEvent> back = ParseProgressLine(line);
+    ASSERT_TRUE(back.ok()) << back.status() << " " << line;
+    EXPECT_EQ(back->index(), i) << line;
+    EXPECT_EQ(ToJsonLine(*back), line);
+  }
+  const std::string metrics = ToJsonLine(events[3]);
+  EXPECT_THAT(metrics, HasSubstr("\"type\":\"metrics\""));
+  EXPECT_THAT(metrics, HasSubstr("\"loss\":2.25"));
+  EXPECT_THAT(metrics, HasSubstr("\"peak_memory_bytes\":1048576"));
+  const auto data =
+      std::get<DataEvent>(*ParseProgressLine(ToJsonLine(events[0])));
+  EXPECT_EQ(data.description.at("format"), "chat");
+  EXPECT_EQ(data.split, "validation");
+  EXPECT_EQ(data.dropped_no_target, 7);
+}
+
+TEST(ProgressTest, ADivergedLossIsNullOnTheWireAndNanBack) {
+  MetricsEvent m;
+  m.step = 3;
+  m.loss = std::nan("");
+  const std::string line = ToJsonLine(m);
+  EXPECT_THAT(line, HasSubstr("\"loss\":null"));
+  auto back = std::get<MetricsEvent>(*ParseProgressLine(line));
+  EXPECT_TRUE(std::isnan(back.loss));
+  DoneEvent d;
+  EXPECT_THAT(ToJsonLine(d), HasSubstr("\"best_eval_loss\":null"));
+  EXPECT_FALSE(std::get<DoneEvent>(*ParseProgressLine(ToJsonLine(d)))
+                   .best_eval_loss.has_value());
+}
+
+TEST(ProgressTest, UnknownTypesPassAndBadLinesFail) {
+  absl::StatusOr<ProgressEvent> e =
+      ParseProgressLine(R"({"type":"sample","step":3})");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(std::get<UnknownEvent>(*e).type, "sample");
+  EXPECT_STREQ(TypeName(*e), "sample");
+  EXPECT_FALSE(ParseProgressLine("not json").ok());
+  EXPECT_FALSE(ParseProgressLine("[1,2]").ok());
+  EXPECT_THAT(
+      std::string(ParseProgressLine(R"({"step":1})").status().message()),
+      HasSubstr("\"type\""));
+  EXPECT_THAT(
+      std::string(ParseProgressLine(R"({"type":"metrics","step":"one"})")
+                      .status()
+                      .message()),
+      HasSubstr("\"step\" must be an integer"));
+  // Missing fields keep their defaults.
+  auto m = std::get<MetricsEvent>(*ParseProgressLine(R"({"type":"metrics"})"));
+  EXPECT_EQ(m.step, 0);
+}
+
+}  // namespace
+}  // namespace ftune::contract
