@@ -11,19 +11,20 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/contract/train_spec.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/bench.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/runtime.h"
-#include "worker/train/spec.h"
 #include "worker/train/text_data.h"
 #include "worker/train/trainer.h"
 
 namespace {
 
 using namespace ftune::train;  // NOLINT: a main file
+namespace contract = ftune::contract;
 
 constexpr char kUsage[] = R"(usage:
   ftune-train --spec FILE [--threads N]
@@ -179,8 +180,13 @@ int RunBenchCommand(int argc, char** argv) {
   o.threads = static_cast<int>(threads);
   o.qlora = flags->count("qlora") > 0;
   o.gradient_checkpointing = flags->count("gradient-checkpointing") > 0;
-  if (flags->count("quant-type"))
-    o.quantization.quant_type = flags->at("quant-type");
+  if (flags->count("quant-type")) {
+    auto t = contract::FromName<contract::QuantType>(flags->at("quant-type"));
+    if (!t)
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--quant-type must be ", contract::AllNames<contract::QuantType>())));
+    o.quantization.quant_type = *t;
+  }
   if (!(st = IntFlag(*flags, "block-size", &o.quantization.block_size)).ok())
     return Fail(st);
   const int64_t bs = o.quantization.block_size;
@@ -211,7 +217,7 @@ int RunBenchCommand(int argc, char** argv) {
   std::printf("tokens_per_s=%.1f\n", r->tokens_per_s);
   if (o.qlora) {
     std::printf("quant_type=%s double_quant=%d block_size=%lld\n",
-                o.quantization.quant_type.c_str(),
+                contract::Name(o.quantization.quant_type),
                 o.quantization.double_quant ? 1 : 0,
                 static_cast<long long>(o.quantization.block_size));
     std::printf("quantized_parameters=%lld\n",
@@ -232,7 +238,7 @@ int RunSpecCommand(int argc, char** argv) {
   if (!flags->count("spec"))
     return Fail(absl::InvalidArgumentError(
         "usage: ftune-train --spec FILE | bench ... (ftune-train --help)"));
-  auto spec = LoadTrainSpec(flags->at("spec"));
+  auto spec = contract::LoadTrainSpec(flags->at("spec"));
   if (!spec.ok()) return Fail(spec.status());
   int64_t threads = -1;
   absl::Status st = IntFlag(*flags, "threads", &threads);

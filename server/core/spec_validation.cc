@@ -7,9 +7,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/contract/limits.h"
+#include "common/contract/train_spec.h"
 
 namespace ftune::core {
 namespace {
+
+namespace range = contract::range;
+namespace defaults = contract::defaults;
 
 // Collects errors; the helpers format "must be in [lo, hi], got x" the same
 // way everywhere so clients and tests can rely on the wording.
@@ -18,25 +23,11 @@ class Errors {
   void Add(std::string field, std::string message) {
     out_.push_back({std::move(field), std::move(message)});
   }
-  template <typename T>
-  void Range(const std::string& field, T value, T lo, T hi) {
-    if (!(value >= lo && value <= hi)) {
-      Add(field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", value));
-    }
-  }
-  // (lo, hi]
-  void OpenClosed(const std::string& field, double value, double lo,
-                  double hi) {
-    if (!(value > lo && value <= hi)) {
-      Add(field, absl::StrCat("must be in (", lo, ", ", hi, "], got ", value));
-    }
-  }
-  // [lo, hi)
-  void ClosedOpen(const std::string& field, double value, double lo,
-                  double hi) {
-    if (!(value >= lo && value < hi)) {
-      Add(field, absl::StrCat("must be in [", lo, ", ", hi, "), got ", value));
-    }
+  // `value` must lie in `range` (common/contract/limits.h, the table the
+  // trainer checks against too).
+  void Check(const std::string& field, double value,
+             const contract::Range& range) {
+    if (auto why = contract::RangeViolation(range, value)) Add(field, *why);
   }
   std::vector<FieldError> Take() { return std::move(out_); }
 
@@ -58,10 +49,13 @@ bool IsSuffixChar(char c) {
   return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
 }
 
-const std::set<std::string>& ChatTemplates() {
-  static const auto* t =
-      new std::set<std::string>{"chatml", "llama3", "llama2", "alpaca"};
-  return *t;
+bool IsChatTemplateName(const std::string& name) {
+  const auto& names = contract::ChatTemplateNames();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+std::string ChatTemplateList() {
+  return absl::StrJoin(contract::ChatTemplateNames(), ", ");
 }
 
 bool IsQlora(const v1::JobSpec& spec) {
@@ -73,9 +67,12 @@ bool HasValidation(const v1::JobSpec& spec) {
 }
 
 void CheckLora(const v1::LoraConfig& lora, Errors& e) {
-  if (lora.rank() != 0) e.Range<int32_t>("spec.lora.rank", lora.rank(), 1, 256);
-  if (lora.alpha() != 0) e.OpenClosed("spec.lora.alpha", lora.alpha(), 0, 1024);
-  e.ClosedOpen("spec.lora.dropout", lora.dropout(), 0, 1);
+  if (lora.rank() != 0)
+    e.Check("spec.lora.rank", lora.rank(), range::kLoraRank);
+  if (lora.alpha() != 0) {
+    e.Check("spec.lora.alpha", lora.alpha(), range::kLoraAlpha);
+  }
+  e.Check("spec.lora.dropout", lora.dropout(), range::kLoraDropout);
   const auto& known = LlamaLinearModules();
   std::set<std::string> seen;
   const int n = lora.target_modules_size();
@@ -109,9 +106,11 @@ void CheckQuantization(const v1::JobSpec& spec, bool cpu, Errors& e) {
     e.Add("spec.quantization.type", absl::StrCat("unknown value ", q.type()));
   }
   const int32_t b = q.block_size();
-  if (b != 0 && (b < 32 || b > 4096 || (b & (b - 1)) != 0)) {
-    e.Add("spec.quantization.block_size",
-          absl::StrCat("must be a power of two in [32, 4096], got ", b));
+  if (b != 0 && (!range::kQuantBlockSize.Contains(b) || (b & (b - 1)) != 0)) {
+    e.Add(
+        "spec.quantization.block_size",
+        absl::StrCat("must be a power of two in ",
+                     contract::RangeText(range::kQuantBlockSize), ", got ", b));
   }
   if (!v1::ComputeDtype_IsValid(q.compute_dtype())) {
     e.Add("spec.quantization.compute_dtype",
@@ -128,20 +127,21 @@ void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
   const v1::Hyperparameters& h = spec.hyperparameters();
   const std::string p = "spec.hyperparameters.";
   if (h.length_case() == v1::Hyperparameters::kEpochs) {
-    e.OpenClosed(p + "epochs", h.epochs(), 0, 100);
+    e.Check(p + "epochs", h.epochs(), range::kEpochs);
   } else if (h.length_case() == v1::Hyperparameters::kMaxSteps) {
-    e.Range<int64_t>(p + "max_steps", h.max_steps(), 1, 10000000);
+    e.Check(p + "max_steps", static_cast<double>(h.max_steps()),
+            range::kMaxSteps);
   }
   if (h.learning_rate() != 0) {
-    e.OpenClosed(p + "learning_rate", h.learning_rate(), 0, 1);
+    e.Check(p + "learning_rate", h.learning_rate(), range::kLearningRate);
   }
   if (!v1::LrScheduler_IsValid(h.lr_scheduler())) {
     e.Add(p + "lr_scheduler", absl::StrCat("unknown value ", h.lr_scheduler()));
   }
   if (h.warmup_case() == v1::Hyperparameters::kWarmupSteps) {
-    if (h.warmup_steps() < 0) {
-      e.Add(p + "warmup_steps",
-            absl::StrCat("must be >= 0, got ", h.warmup_steps()));
+    if (!range::kWarmupSteps.Contains(static_cast<double>(h.warmup_steps()))) {
+      e.Check(p + "warmup_steps", static_cast<double>(h.warmup_steps()),
+              range::kWarmupSteps);
     } else if (h.length_case() == v1::Hyperparameters::kMaxSteps &&
                h.warmup_steps() >= h.max_steps()) {
       e.Add(p + "warmup_steps",
@@ -149,74 +149,77 @@ void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
                          "), got ", h.warmup_steps()));
     }
   } else if (h.warmup_case() == v1::Hyperparameters::kWarmupRatio) {
-    e.Range<double>(p + "warmup_ratio", h.warmup_ratio(), 0, 0.5);
+    e.Check(p + "warmup_ratio", h.warmup_ratio(), range::kWarmupRatio);
   }
   if (h.batch_size() != 0) {
-    e.Range<int32_t>(p + "batch_size", h.batch_size(), 1, 1024);
+    e.Check(p + "batch_size", h.batch_size(), range::kBatchSize);
   }
   if (h.gradient_accumulation_steps() != 0) {
-    e.Range<int32_t>(p + "gradient_accumulation_steps",
-                     h.gradient_accumulation_steps(), 1, 1024);
+    e.Check(p + "gradient_accumulation_steps", h.gradient_accumulation_steps(),
+            range::kGradientAccumulationSteps);
   }
   if (h.max_seq_length() != 0) {
-    const int64_t hi = ctx.model && ctx.model->max_position_embeddings > 0
-                           ? ctx.model->max_position_embeddings
-                           : int64_t{1} << 30;
-    e.Range<int64_t>(p + "max_seq_length", h.max_seq_length(), 16, hi);
+    contract::Range r = range::kMaxSeqLength;
+    if (ctx.model && ctx.model->max_position_embeddings > 0) {
+      r.hi = static_cast<double>(ctx.model->max_position_embeddings);
+    }
+    e.Check(p + "max_seq_length", h.max_seq_length(), r);
   }
   if (!v1::OverlengthPolicy_IsValid(h.overlength_policy())) {
     e.Add(p + "overlength_policy",
           absl::StrCat("unknown value ", h.overlength_policy()));
   }
   const std::string& tmpl = h.chat_template();
-  if (!tmpl.empty() && tmpl != "auto" && !ChatTemplates().count(tmpl)) {
+  if (!tmpl.empty() && tmpl != "auto" && !IsChatTemplateName(tmpl)) {
     e.Add(p + "chat_template",
           absl::StrCat("unknown chat template \"", tmpl,
-                       "\"; expected auto, chatml, llama3, llama2 or alpaca"));
+                       "\"; expected auto or one of ", ChatTemplateList()));
   } else if ((tmpl.empty() || tmpl == "auto") && ctx.model &&
              ctx.model->default_chat_template.empty() && ctx.training_file &&
              ctx.training_file->format == "chat") {
     e.Add(p + "chat_template",
           absl::StrCat("model ", ctx.model->name,
-                       " has no default chat template; name one (chatml, "
-                       "llama3, llama2 or alpaca)"));
+                       " has no default chat template; name one (",
+                       ChatTemplateList(), ")"));
   }
-  e.ClosedOpen(p + "weight_decay", h.weight_decay(), 0, 1);
+  e.Check(p + "weight_decay", h.weight_decay(), range::kWeightDecay);
   if (h.has_max_grad_norm()) {
-    e.Range<double>(p + "max_grad_norm", h.max_grad_norm(), 0, 1000);
+    e.Check(p + "max_grad_norm", h.max_grad_norm(), range::kMaxGradNorm);
   }
-  if (h.has_seed() && h.seed() < 0) {
-    e.Add(p + "seed", absl::StrCat("must be >= 0, got ", h.seed()));
+  if (h.has_seed()) {
+    e.Check(p + "seed", static_cast<double>(h.seed()), range::kSeed);
   }
-  e.Range<int64_t>(p + "eval_every_steps", h.eval_every_steps(), 0, 10000000);
+  e.Check(p + "eval_every_steps", static_cast<double>(h.eval_every_steps()),
+          range::kEvalEverySteps);
   if (h.has_checkpoint_every_steps()) {
-    e.Range<int64_t>(p + "checkpoint_every_steps", h.checkpoint_every_steps(),
-                     0, 10000000);
+    e.Check(p + "checkpoint_every_steps",
+            static_cast<double>(h.checkpoint_every_steps()),
+            range::kCheckpointEverySteps);
   }
   if (h.checkpoints_to_keep() != 0) {
-    e.Range<int32_t>(p + "checkpoints_to_keep", h.checkpoints_to_keep(), 1,
-                     100);
+    e.Check(p + "checkpoints_to_keep", h.checkpoints_to_keep(),
+            range::kCheckpointsToKeep);
   }
-  e.Range<int32_t>(p + "early_stopping_patience", h.early_stopping_patience(),
-                   0, 1000);
+  e.Check(p + "early_stopping_patience", h.early_stopping_patience(),
+          range::kEarlyStoppingPatience);
   if (h.early_stopping_patience() > 0 && !HasValidation(spec)) {
     e.Add(p + "early_stopping_patience",
           "needs a validation source (validation_file or validation_split)");
   }
   if (h.log_every_steps() != 0) {
-    e.Range<int32_t>(p + "log_every_steps", h.log_every_steps(), 1, 10000);
+    e.Check(p + "log_every_steps", h.log_every_steps(), range::kLogEverySteps);
   }
 }
 
 void CheckResources(const v1::JobSpec& spec, Errors& e) {
   const v1::Resources& r = spec.resources();
-  if (r.has_gpus()) e.Range<int32_t>("spec.resources.gpus", r.gpus(), 0, 16);
-  e.Range<int64_t>("spec.resources.memory_bytes", r.memory_bytes(), 0,
-                   int64_t{1} << 50);
+  if (r.has_gpus()) e.Check("spec.resources.gpus", r.gpus(), range::kGpus);
+  e.Check("spec.resources.memory_bytes", static_cast<double>(r.memory_bytes()),
+          range::kMemoryBytes);
   if (!r.gpu_type().empty() && r.has_gpus() && r.gpus() == 0) {
     e.Add("spec.resources.gpu_type", "must be empty for a CPU job (gpus = 0)");
   }
-  e.Range<int32_t>("spec.resources.cpu_threads", r.cpu_threads(), 0, 256);
+  e.Check("spec.resources.cpu_threads", r.cpu_threads(), range::kCpuThreads);
 }
 
 void CheckFile(const std::string& field, const std::string& id,
@@ -264,9 +267,10 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
                          ctx.training_file->format));
     }
   } else if (spec.validation_case() == v1::JobSpec::kValidationSplit) {
-    e.OpenClosed("spec.validation_split", spec.validation_split(), 0, 0.5);
-    if (ctx.training_file && spec.validation_split() > 0 &&
-        spec.validation_split() <= 0.5) {
+    e.Check("spec.validation_split", spec.validation_split(),
+            range::kValidationSplit);
+    if (ctx.training_file &&
+        range::kValidationSplit.Contains(spec.validation_split())) {
       const int64_t n = ctx.training_file->example_count;
       const int64_t held = static_cast<int64_t>(
           std::ceil(spec.validation_split() * static_cast<double>(n)));
@@ -293,7 +297,7 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   CheckQuantization(spec, cpu, e);
   CheckHyperparameters(spec, ctx, e);
   CheckResources(spec, e);
-  e.Range<int32_t>("spec.priority", spec.priority(), -100, 100);
+  e.Check("spec.priority", spec.priority(), range::kPriority);
   if (spec.labels_size() > 32) {
     e.Add("spec.labels",
           absl::StrCat("at most 32 labels, got ", spec.labels_size()));
@@ -313,7 +317,7 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
     }
   }
   if (spec.has_max_restarts()) {
-    e.Range<int32_t>("spec.max_restarts", spec.max_restarts(), 0, 100);
+    e.Check("spec.max_restarts", spec.max_restarts(), range::kMaxRestarts);
   }
   if (spec.suffix().size() > 40 || !AllCharsIn(spec.suffix(), IsSuffixChar)) {
     e.Add("spec.suffix", "must be 0-40 characters of [a-z0-9-]");
@@ -335,39 +339,40 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
     r.set_method(v1::TRAINING_METHOD_LORA);
   }
   v1::LoraConfig* lora = r.mutable_lora();
-  if (lora->rank() == 0) lora->set_rank(16);
-  if (lora->alpha() == 0) lora->set_alpha(2.0 * lora->rank());
-  if (lora->target_modules().empty()) lora->add_target_modules("all-linear");
+  if (lora->rank() == 0) lora->set_rank(defaults::kLoraRank);
+  if (lora->alpha() == 0) {
+    lora->set_alpha(defaults::kLoraAlphaPerRank * lora->rank());
+  }
+  if (lora->target_modules().empty()) {
+    lora->add_target_modules(defaults::kAllLinear);
+  }
   if (r.method() == v1::TRAINING_METHOD_QLORA) {
     v1::QuantizationConfig* q = r.mutable_quantization();
     if (q->type() == v1::QUANTIZATION_TYPE_UNSPECIFIED) {
       q->set_type(v1::QUANTIZATION_TYPE_NF4);
     }
-    if (!q->has_double_quant()) q->set_double_quant(true);
-    if (q->block_size() == 0) q->set_block_size(64);
+    if (!q->has_double_quant()) q->set_double_quant(defaults::kDoubleQuant);
+    if (q->block_size() == 0) q->set_block_size(defaults::kQuantBlockSize);
     // compute_dtype stays as given: the worker chooses (job_spec.proto).
   }
   v1::Hyperparameters* h = r.mutable_hyperparameters();
   if (h->length_case() == v1::Hyperparameters::LENGTH_NOT_SET) {
-    h->set_epochs(3);
+    h->set_epochs(defaults::kEpochs);
   }
-  if (h->learning_rate() == 0) h->set_learning_rate(2e-4);
+  if (h->learning_rate() == 0) h->set_learning_rate(defaults::kLearningRate);
   if (h->lr_scheduler() == v1::LR_SCHEDULER_UNSPECIFIED) {
     h->set_lr_scheduler(v1::LR_SCHEDULER_LINEAR);
   }
   if (h->warmup_case() == v1::Hyperparameters::WARMUP_NOT_SET) {
-    h->set_warmup_ratio(0.03);
+    h->set_warmup_ratio(defaults::kWarmupRatio);
   }
-  if (h->batch_size() == 0) h->set_batch_size(4);
+  if (h->batch_size() == 0) h->set_batch_size(defaults::kBatchSize);
   if (h->gradient_accumulation_steps() == 0) {
-    h->set_gradient_accumulation_steps(1);
+    h->set_gradient_accumulation_steps(defaults::kGradientAccumulationSteps);
   }
   if (h->max_seq_length() == 0) {
-    int64_t len = 2048;
-    if (model.max_position_embeddings > 0) {
-      len = std::min<int64_t>(len, model.max_position_embeddings);
-    }
-    h->set_max_seq_length(static_cast<int32_t>(len));
+    h->set_max_seq_length(static_cast<int32_t>(
+        contract::DefaultMaxSeqLength(model.max_position_embeddings)));
   }
   if (h->overlength_policy() == v1::OVERLENGTH_POLICY_UNSPECIFIED) {
     h->set_overlength_policy(v1::OVERLENGTH_POLICY_TRUNCATE);
@@ -379,19 +384,28 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
                              ? "auto"
                              : model.default_chat_template);
   }
-  if (!h->has_max_grad_norm()) h->set_max_grad_norm(1.0);
+  if (!h->has_max_grad_norm()) h->set_max_grad_norm(defaults::kMaxGradNorm);
   if (!h->has_seed()) h->set_seed(default_seed);
-  if (!h->has_checkpoint_every_steps()) h->set_checkpoint_every_steps(500);
-  if (h->checkpoints_to_keep() == 0) h->set_checkpoints_to_keep(2);
-  if (!h->has_gradient_checkpointing()) h->set_gradient_checkpointing(true);
-  if (!h->has_auto_reduce_batch_on_oom()) h->set_auto_reduce_batch_on_oom(true);
-  if (h->log_every_steps() == 0) h->set_log_every_steps(1);
-  v1::Resources* res = r.mutable_resources();
-  if (!res->has_gpus()) res->set_gpus(1);
-  if (res->cpu_threads() == 0) {
-    res->set_cpu_threads(res->gpus() == 0 ? 4 : res->gpus());
+  if (!h->has_checkpoint_every_steps()) {
+    h->set_checkpoint_every_steps(defaults::kCheckpointEverySteps);
   }
-  if (!r.has_max_restarts()) r.set_max_restarts(3);
+  if (h->checkpoints_to_keep() == 0) {
+    h->set_checkpoints_to_keep(defaults::kCheckpointsToKeep);
+  }
+  if (!h->has_gradient_checkpointing()) {
+    h->set_gradient_checkpointing(defaults::kGradientCheckpointing);
+  }
+  if (!h->has_auto_reduce_batch_on_oom()) {
+    h->set_auto_reduce_batch_on_oom(defaults::kAutoReduceBatchOnOom);
+  }
+  if (h->log_every_steps() == 0)
+    h->set_log_every_steps(defaults::kLogEverySteps);
+  v1::Resources* res = r.mutable_resources();
+  if (!res->has_gpus()) res->set_gpus(defaults::kGpus);
+  if (res->cpu_threads() == 0) {
+    res->set_cpu_threads(contract::DefaultCpuThreads(res->gpus()));
+  }
+  if (!r.has_max_restarts()) r.set_max_restarts(defaults::kMaxRestarts);
   return r;
 }
 

@@ -4,12 +4,15 @@
 // trains nothing: each step sleeps FTUNE_STAND_IN_STEP_MS (default 50) and
 // the loss is 2 / (1 + 0.1 * step) + 0.5.
 //
-// Steps: hyperparameters.max_steps, else 10 * hyperparameters.epochs
-// (default 1). Checkpoints: checkpoint_dir/step-NNNNNNNN/ every
+// The spec is read with ftune-train's own parser (common/contract), so it
+// refuses what the trainer refuses, with the same message and exit code 2.
+// Steps: hyperparameters.max_steps, else ceil(10 * hyperparameters.epochs).
+// Checkpoints: checkpoint_dir/step-NNNNNNNN/ every
 // checkpoint_every_steps (not at the last step), with trainer_state.json
 // {"format":"ftune-stand-in-checkpoint","step":N}. resume_from: "auto" =
 // latest step dir in checkpoint_dir (none: from scratch), or a step dir.
-// Evaluation (eval_loss = loss + 0.25) every eval_every_steps.
+// Evaluation (eval_loss = loss + 0.25) with a validation source, every
+// eval_every_steps (0: a tenth of max_steps, or every 10 steps).
 // SIGTERM/SIGINT: finish the step, checkpoint, print "interrupted", exit 4.
 //
 // FTUNE_STAND_IN_MODE:
@@ -30,6 +33,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -43,12 +47,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/contract/train_spec.h"
 #include "common/sha256.h"
 #include "nlohmann/json.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+namespace contract = ftune::contract;
 using nlohmann::json;
 
 std::atomic<bool> g_stop{false};
@@ -148,13 +154,13 @@ int main(int argc, char** argv) {
     }
   }
   if (spec_path.empty()) return Error(2, "bad_input", "usage: --spec FILE");
-  std::ifstream in(spec_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const json spec = json::parse(ss.str(), nullptr, false);
-  if (!in || spec.is_discarded() || !spec.is_object()) {
-    return Error(2, "bad_input", spec_path + ": not a JSON object");
+  // The same parser as ftune-train: what one refuses, both refuse.
+  absl::StatusOr<contract::TrainSpec> parsed =
+      contract::LoadTrainSpec(spec_path);
+  if (!parsed.ok()) {
+    return Error(2, "bad_input", std::string(parsed.status().message()));
   }
+  const contract::TrainSpec& spec = *parsed;
   const std::string mode = [] {
     const char* m = std::getenv("FTUNE_STAND_IN_MODE");
     return std::string(m != nullptr && *m ? m : "succeed");
@@ -163,23 +169,24 @@ int main(int argc, char** argv) {
   if (const char* s = std::getenv("FTUNE_STAND_IN_STEP_MS")) {
     if (!absl::SimpleAtoi(s, &step_ms) || step_ms < 0) step_ms = 50;
   }
-  for (const char* f : {"model_dir", "train_data", "output_dir"}) {
-    if (!spec.contains(f) || !spec[f].is_string() ||
-        spec[f].get<std::string>().empty()) {
-      return Error(2, "bad_input",
-                   absl::StrCat("spec field \"", f, "\": is required"));
-    }
-  }
-  const std::string output_dir = spec["output_dir"];
-  const std::string checkpoint_dir = spec.value("checkpoint_dir", "");
-  const std::string train_data = spec["train_data"];
-  const json hp = spec.value("hyperparameters", json::object());
-  const int64_t max_steps = hp.value("max_steps", int64_t{0});
+  const std::string& output_dir = spec.output_dir;
+  const std::string& checkpoint_dir = spec.checkpoint_dir;
+  const std::string& train_data = spec.train_data;
+  const contract::HyperParameters& hp = spec.hp;
+  // Ten steps an epoch, like a small data set.
   const int64_t total =
-      max_steps > 0 ? max_steps : 10 * hp.value("epochs", int64_t{1});
-  const int64_t every = hp.value("checkpoint_every_steps", int64_t{0});
-  const int64_t eval_every = hp.value("eval_every_steps", int64_t{0});
-  const int64_t batch = hp.value("batch_size", int64_t{4});
+      hp.max_steps > 0 ? hp.max_steps
+                       : static_cast<int64_t>(std::ceil(10 * hp.epochs - 1e-9));
+  const int64_t every =
+      spec.checkpoint_dir.empty() ? 0 : hp.checkpoint_every_steps;
+  const bool validates =
+      !spec.validation_data.empty() || spec.data.validation_split > 0;
+  const int64_t eval_every =
+      !validates ? 0
+      : hp.eval_every_steps > 0
+          ? hp.eval_every_steps
+          : contract::DefaultEvalEverySteps(hp.max_steps, 10);
+  const int64_t batch = hp.batch_size;
 
   if (!fs::exists(train_data)) {
     return Error(2, "bad_input", "train_data " + train_data + " not found");
@@ -191,7 +198,7 @@ int main(int argc, char** argv) {
 
   // Resume.
   int64_t step = 0;
-  const std::string resume_from = spec.value("resume_from", "");
+  const std::string& resume_from = spec.resume_from;
   if (!resume_from.empty()) {
     std::string dir = resume_from == "auto" ? Latest(checkpoint_dir)
                       : fs::exists(resume_from + "/trainer_state.json")
@@ -239,7 +246,7 @@ int main(int argc, char** argv) {
         {"train_examples", 8},
         {"validation_rows", 0},
         {"trainable_parameters", 2},
-        {"threads", spec.value("threads", 0)}});
+        {"threads", spec.threads}});
   if (mode == "hang") {
     std::signal(SIGTERM, SIG_IGN);
     std::signal(SIGINT, SIG_IGN);
@@ -313,11 +320,10 @@ int main(int argc, char** argv) {
   }
 
   const bool published = Publish(output_dir, [&](const std::string& d) {
-    const json config = {
-        {"peft_type", "LORA"},
-        {"base_model_name_or_path", spec.value("base_model_name", "")},
-        {"r", spec.value("lora", json::object()).value("rank", int64_t{8})},
-        {"task_type", "CAUSAL_LM"}};
+    const json config = {{"peft_type", "LORA"},
+                         {"base_model_name_or_path", spec.base_model_name},
+                         {"r", spec.lora.rank},
+                         {"task_type", "CAUSAL_LM"}};
     if (!WriteFile(d + "/adapter_config.json", config.dump(2)) ||
         !WriteFile(d + "/adapter_model.safetensors", TinySafetensors(step))) {
       return false;
@@ -333,7 +339,7 @@ int main(int argc, char** argv) {
         {"format_version", 1},
         {"stand_in", true},
         {"files", files},
-        {"spec", spec},
+        {"spec", json::parse(spec.source_json, nullptr, false)},
         {"metrics", {{"steps", step}, {"final_train_loss", Loss(step)}}}};
     return WriteFile(d + "/ftune_manifest.json", manifest.dump(2));
   });

@@ -485,13 +485,6 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::Execute() {
                                existing.status().message()),
                   /*retryable=*/false);
   }
-  {
-    absl::MutexLock lock(&mu_);
-    for (const std::string& w : spec->warnings) {
-      tracker_->AddEvent(v1::JOB_EVENT_TYPE_WARNING, w, 0,
-                         options_.clock->Now());
-    }
-  }
   return RunTrainer(*spec);
 }
 
@@ -544,7 +537,8 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       return Failed(v1::ERROR_REASON_INTERNAL,
                     absl::StrCat("work dir: ", s.message()), true);
     }
-    if (absl::Status s = WriteFileAtomically(spec_path, spec.json.dump(2));
+    if (absl::Status s = WriteFileAtomically(
+            spec_path, contract::TrainSpecToJson(spec.spec));
         !s.ok()) {
       return Failed(v1::ERROR_REASON_INTERNAL,
                     absl::StrCat("writing the trainer spec: ", s.message()),
@@ -726,14 +720,13 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
     }
     switch (exit.exit_class) {
       case ExitClass::kOutOfMemory: {
-        nlohmann::json& hp = spec.json["hyperparameters"];
-        const int64_t batch = hp.value("batch_size", int64_t{4});
-        const int64_t accum =
-            hp.value("gradient_accumulation_steps", int64_t{1});
+        contract::HyperParameters& hp = spec.spec.hp;
+        const int64_t batch = hp.batch_size;
+        const int64_t accum = hp.gradient_accumulation_steps;
         if (spec.auto_reduce_batch_on_oom && batch > 1) {
-          hp["batch_size"] = batch / 2;
-          hp["gradient_accumulation_steps"] = accum * 2;
-          spec.json["resume_from"] = "auto";
+          hp.batch_size = batch / 2;
+          hp.gradient_accumulation_steps = accum * 2;
+          spec.spec.resume_from = "auto";
           const std::string msg = absl::StrCat(
               "out of memory with batch_size ", batch,
               "; continuing from the latest checkpoint with batch_size ",

@@ -1,14 +1,15 @@
-// Spec translation: an AssignJobCommand (JobSpec + storage-relative paths)
-// becomes the JSON spec that `ftune-train --spec FILE` runs (docs/trainer.md).
+// Spec translation: an AssignJobCommand (the resolved JobSpec and
+// storage-relative paths) becomes the contract::TrainSpec that
+// `ftune-train --spec FILE` runs (common/contract/train_spec.h).
 //
 // Every JobSpec field either maps onto a trainer field, is carried out by the
 // agent itself (checkpoints_to_keep, log_every_steps,
-// auto_reduce_batch_on_oom), is a scheduler concern (priority, labels,
-// max_restarts, suffix, resources other than gpus/cpu_threads), or makes the
-// translation fail with INVALID_ARGUMENT naming the field: the attempt then
-// fails as bad input instead of training something the tenant did not ask for.
-// Settings that change only memory use, not results (gradient_checkpointing),
-// become a warning the agent reports as a WARNING event.
+// auto_reduce_batch_on_oom's restart), is a scheduler concern (priority,
+// labels, max_restarts, suffix, resources.memory_bytes, resources.gpu_type;
+// SchedulerOnlyFields()), or makes the translation fail with INVALID_ARGUMENT
+// naming the field: the attempt then fails as bad input instead of training
+// something the tenant did not ask for. Unset fields take the defaults of
+// common/contract/limits.h (the scheduler has normally resolved them).
 //
 // Thread-safety: pure functions.
 #ifndef FTUNE_WORKER_AGENT_SPEC_TRANSLATION_H_
@@ -20,26 +21,29 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/contract/train_spec.h"
 #include "ftune/v1/worker.pb.h"
-#include "nlohmann/json.hpp"
 
 namespace ftune::agent {
 
 struct TrainerSpec {
-  // The ftune-train spec: every path absolute under the storage root.
-  nlohmann::json json;
-  // Absolute paths (also in `json`).
+  // What ftune-train runs: every path absolute under the storage root.
+  contract::TrainSpec spec;
+  // Absolute paths (the first two also in `spec`).
   std::string adapter_dir;
   std::string checkpoint_dir;
   std::string log_path;
   // Done by the agent, not the trainer.
-  int64_t log_every_steps = 1;
-  int32_t checkpoints_to_keep = 2;
-  bool auto_reduce_batch_on_oom = true;
-  // Settings ftune-train does not implement that cannot change the result;
-  // reported to the tenant as WARNING events.
-  std::vector<std::string> warnings;
+  int64_t log_every_steps = contract::defaults::kLogEverySteps;
+  int32_t checkpoints_to_keep = contract::defaults::kCheckpointsToKeep;
+  bool auto_reduce_batch_on_oom = contract::defaults::kAutoReduceBatchOnOom;
 };
+
+// JobSpec fields (paths from JobSpec, as in FieldError) that only the
+// scheduler acts on; every other field reaches the trainer or the agent.
+const std::vector<std::string>& SchedulerOnlyFields();
+// JobSpec fields the agent carries out itself rather than the trainer.
+const std::vector<std::string>& AgentFields();
 
 // `path` must be relative, without "." or ".." components; returns
 // root + "/" + path. INVALID_ARGUMENT naming `field` otherwise.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status.h"
+#include "worker/train/dtype.h"
 #include "worker/train/model.h"
 #include "worker/train/optimizer.h"
 #include "worker/train/runtime.h"
@@ -26,9 +27,11 @@ absl::StatusOr<BenchResult> Bench(
   torch::manual_seed(o.seed);
   ModelOptions mopts;
   mopts.loss_chunk_rows = o.loss_chunk_rows;
-  if (o.dtype != "fp32" && o.dtype != "bf16" && o.dtype != "fp16")
+  const std::optional<contract::Dtype> dtype =
+      contract::FromName<contract::Dtype>(o.dtype);
+  if (!dtype || *dtype == contract::Dtype::kFp64)
     return absl::InvalidArgumentError("--dtype must be fp32, bf16 or fp16");
-  if (!IsDeviceName(o.device))
+  if (!contract::IsDeviceName(o.device))
     return absl::InvalidArgumentError(
         "--device must be cpu, cuda or cuda:N, got \"" + o.device + "\"");
   const torch::Device device = compat::ParseDevice(o.device);
@@ -37,14 +40,12 @@ absl::StatusOr<BenchResult> Bench(
         absl::StrCat("--device ", o.device, ": ", why));
   if (o.dtype == "fp16" && !device.is_cuda())
     return absl::InvalidArgumentError("--dtype fp16 needs --device cuda");
-  mopts.dtype = o.dtype == "bf16"   ? torch::kBFloat16
-                : o.dtype == "fp16" ? torch::kFloat16
-                                    : torch::kFloat32;
+  mopts.dtype = TorchDtype(*dtype);
   mopts.device = o.device;
   mopts.gradient_checkpointing = o.gradient_checkpointing;
   if (o.qlora) {
     QuantOptions q;
-    FTUNE_ASSIGN_OR_RETURN(q.type, ParseQuantType(o.quantization.quant_type));
+    q.type = o.quantization.quant_type;
     q.block_size = o.quantization.block_size;
     q.double_quant = o.quantization.double_quant;
     mopts.quantization = q;

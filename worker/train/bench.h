@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/contract/train_spec.h"
 #include "worker/train/model_config.h"
-#include "worker/train/spec.h"
 
 namespace ftune::train {
 
@@ -31,7 +31,8 @@ struct BenchOptions {
   int threads = 0;
   int64_t loss_chunk_rows = 256;
   uint64_t seed = 0;
-  // Compute dtype: "fp32", "bf16" or (CUDA only) "fp16": frozen weights and
+  // Compute dtype (the spec's spelling, contract::Dtype): "fp32", "bf16"
+  // or (CUDA only) "fp16": frozen weights and
   // activations; LoRA weights and AdamW state stay fp32.
   std::string dtype = "fp32";
   std::string device = "cpu";  // or "cuda[:N]" in a CUDA build
@@ -39,7 +40,7 @@ struct BenchOptions {
   bool gradient_checkpointing = false;
   // QLoRA: every projection's base weight quantised.
   bool qlora = false;
-  QuantizationSpec quantization;  // compute_dtype is ignored (see dtype)
+  contract::QuantizationSpec quantization;  // the compute dtype is `dtype`
 };
 struct BenchResult {
   double tokens_per_s = 0;

@@ -96,7 +96,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
   return final_dir;
 }
 
-absl::StatusOr<std::string> ResolveResume(const TrainSpec& spec) {
+absl::StatusOr<std::string> ResolveResume(const contract::TrainSpec& spec) {
   if (spec.resume_from.empty()) return std::string();
   std::string dir =
       spec.resume_from == "auto" ? spec.checkpoint_dir : spec.resume_from;

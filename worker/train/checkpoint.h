@@ -20,9 +20,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/contract/train_spec.h"
 #include "worker/train/adapter.h"
 #include "worker/train/optimizer.h"
-#include "worker/train/spec.h"
 
 namespace ftune::train {
 
@@ -57,7 +57,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
 // Resolves resume_from: a step directory, a directory of step-* dirs (the
 // latest wins), or "auto" (latest in checkpoint_dir, or none). Returns ""
 // when there is nothing to resume; NOT_FOUND when a named one is missing.
-absl::StatusOr<std::string> ResolveResume(const TrainSpec& spec);
+absl::StatusOr<std::string> ResolveResume(const contract::TrainSpec& spec);
 
 // Restores `st`, `params`, the optimizer, the CPU RNG and (when the
 // checkpoint has one) the best adapter from `dir`. INVALID_ARGUMENT for a

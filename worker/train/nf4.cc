@@ -141,15 +141,12 @@ class QuantizedMatmulFn : public torch::autograd::Function<QuantizedMatmulFn> {
 }  // namespace
 
 absl::StatusOr<QuantType> ParseQuantType(absl::string_view name) {
-  if (name == "nf4") return QuantType::kNf4;
-  if (name == "fp4") return QuantType::kFp4;
+  if (auto t = contract::FromName<QuantType>(name)) return *t;
   return absl::InvalidArgumentError(absl::StrCat("unknown quantisation type \"",
                                                  name, "\" (known: nf4, fp4)"));
 }
 
-const char* QuantTypeName(QuantType type) {
-  return type == QuantType::kFp4 ? "fp4" : "nf4";
-}
+const char* QuantTypeName(QuantType type) { return contract::Name(type); }
 
 const std::array<float, 16>& CodeBook(QuantType type) {
   return type == QuantType::kFp4 ? kFp4 : kNf4;

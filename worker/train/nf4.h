@@ -31,17 +31,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/contract/train_spec.h"
 
 namespace ftune::train {
 
-enum class QuantType {
-  // 4-bit NormalFloat: levels at quantiles of N(0, 1), normalised to [-1, 1],
-  // with an exact zero (the paper's Appendix E values).
-  kNf4,
-  // 4-bit float E2M1 (1 sign, 2 exponent, 1 mantissa bit, subnormals):
-  // magnitudes {0, 0.5, 1, 1.5, 2, 3, 4, 6} / 6; code bit 3 is the sign.
-  kFp4,
-};
+// The spec's type (common/contract/train_spec.h):
+//   kNf4: 4-bit NormalFloat: levels at quantiles of N(0, 1), normalised to
+//         [-1, 1], with an exact zero (the paper's Appendix E values).
+//   kFp4: 4-bit float E2M1 (1 sign, 2 exponent, 1 mantissa bit,
+//         subnormals): magnitudes {0, 0.5, 1, 1.5, 2, 3, 4, 6} / 6; code bit
+//         3 is the sign.
+using QuantType = contract::QuantType;
 
 // "nf4" / "fp4"; INVALID_ARGUMENT otherwise.
 absl::StatusOr<QuantType> ParseQuantType(absl::string_view name);

@@ -113,14 +113,15 @@ absl::StatusOr<TrainingData> TextJsonlSource::Load(
   return out;
 }
 
-std::unique_ptr<DataSource> NewDataSource(const TrainSpec& spec) {
-  if (spec.data.format == "pretokenized")
+std::unique_ptr<DataSource> NewDataSource(const contract::TrainSpec& spec) {
+  if (spec.data.format == contract::DataFormat::kPretokenized)
     return std::make_unique<PretokenizedJsonlSource>();
   TextDataOptions o;
   o.model_dir = spec.model_dir;
   o.chat_template = spec.data.chat_template;
-  o.overlength = spec.data.overlength == "drop" ? OverlengthPolicy::kDrop
-                                                : OverlengthPolicy::kTruncate;
+  o.overlength = spec.data.overlength == contract::Overlength::kDrop
+                     ? OverlengthPolicy::kDrop
+                     : OverlengthPolicy::kTruncate;
   return std::make_unique<TextJsonlSource>(std::move(o));
 }
 

@@ -19,8 +19,8 @@
 #include <memory>
 #include <string>
 
+#include "common/contract/train_spec.h"
 #include "worker/train/data.h"
-#include "worker/train/spec.h"
 #include "worker/train/text/dataset_builder.h"
 
 namespace ftune::train {
@@ -48,7 +48,7 @@ class TextJsonlSource : public DataSource {
 };
 
 // The source a spec asks for (spec.data.format: "text" or "pretokenized").
-std::unique_ptr<DataSource> NewDataSource(const TrainSpec& spec);
+std::unique_ptr<DataSource> NewDataSource(const contract::TrainSpec& spec);
 
 }  // namespace ftune::train
 

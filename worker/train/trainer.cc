@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "worker/train/adapter.h"
 #include "worker/train/checkpoint.h"
+#include "worker/train/dtype.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model.h"
 #include "worker/train/optimizer.h"
@@ -26,13 +27,15 @@
 
 namespace ftune::train {
 
-double LearningRate(const std::string& schedule, double base_lr, int64_t warmup,
-                    int64_t total, int64_t step) {
+double LearningRate(contract::LrScheduler schedule, double base_lr,
+                    int64_t warmup, int64_t total, int64_t step) {
   if (step < warmup) return base_lr * static_cast<double>(step) / warmup;
-  if (schedule == "constant") return base_lr;
+  if (schedule == contract::LrScheduler::kConstant) return base_lr;
   const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
   const double progress = std::min(1.0, (step - warmup) / span);
-  if (schedule == "linear") return base_lr * (1.0 - progress);
+  if (schedule == contract::LrScheduler::kLinear) {
+    return base_lr * (1.0 - progress);
+  }
   return base_lr * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine
 }
 
@@ -139,19 +142,12 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
   return targets > 0 ? weighted / targets : 0.0;
 }
 
-torch::Dtype SpecDtype(const std::string& s) {
-  if (s == "float64") return torch::kFloat64;
-  if (s == "bfloat16") return torch::kBFloat16;
-  if (s == "float16") return torch::kFloat16;
-  return torch::kFloat32;
-}
-
 absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                                   const TrainerHooks& hooks) {
   auto emit = [&](nlohmann::json j) {
     if (hooks.emit) hooks.emit(j);
   };
-  const HyperParameters& hp = spec.hp;
+  const contract::HyperParameters& hp = spec.hp;
 
   // --- Setup: threads, seed, model, LoRA, data, optimizer -------------------
   const int threads = compat::SetThreads(spec.threads);
@@ -159,17 +155,16 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                   << " openmp=" << OpenMpSpinPolicy();
   torch::manual_seed(hp.seed);
   ModelOptions mopts;
-  mopts.dtype = SpecDtype(spec.dtype);
+  mopts.dtype = TorchDtype(contract::ComputeDtype(spec));
   mopts.device = spec.device;
   if (std::string why;
       !compat::DeviceAvailable(compat::ParseDevice(spec.device), &why))
     return absl::FailedPreconditionError(
         absl::StrCat("spec field \"device\": \"", spec.device, "\": ", why));
   mopts.gradient_checkpointing = hp.gradient_checkpointing;
-  if (spec.method == "qlora") {
+  if (spec.method == contract::Method::kQlora) {
     QuantOptions q;
-    FTUNE_ASSIGN_OR_RETURN(q.type,
-                           ParseQuantType(spec.quantization.quant_type));
+    q.type = spec.quantization.quant_type;
     q.block_size = spec.quantization.block_size;
     q.double_quant = spec.quantization.double_quant;
     mopts.quantization = q;
@@ -179,12 +174,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   if (mopts.quantization) {
     const Model::QuantizedSize qs = model->quantized_size();
     FTUNE_LOG(INFO) << "qlora: " << qs.parameters << " base parameters in "
-                    << spec.quantization.quant_type << ", " << qs.bytes
-                    << " bytes ("
+                    << contract::Name(spec.quantization.quant_type) << ", "
+                    << qs.bytes << " bytes ("
                     << 8.0 * static_cast<double>(qs.bytes) /
                            static_cast<double>(
                                std::max<int64_t>(1, qs.parameters))
-                    << " bits/parameter), compute " << spec.dtype;
+                    << " bits/parameter), compute "
+                    << contract::Name(contract::ComputeDtype(spec));
   }
   LoraOptions lopts;
   lopts.rank = spec.lora.rank;
@@ -194,8 +190,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
   NamedTensors params = model->LoraParameters();
 
+  // 0: the table's default for this model.
+  const int64_t max_seq_length =
+      hp.max_seq_length > 0 ? hp.max_seq_length
+                            : contract::DefaultMaxSeqLength(
+                                  model->config().max_position_embeddings);
   DataOptions dopts;
-  dopts.max_seq_length = hp.max_seq_length;
+  dopts.max_seq_length = max_seq_length;
   dopts.packing = hp.packing;
   dopts.vocab_size = model->config().vocab_size;
   dopts.seed = hp.seed;
@@ -208,9 +209,11 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   if (train.rows.empty())
     return absl::InvalidArgumentError(
         absl::StrCat(spec.train_data, ": no rows to train on"));
-  if ((hp.eval_every_steps > 0 || hp.eval_every_epoch) && val.rows.empty())
+  const bool validates =
+      !spec.validation_data.empty() || spec.data.validation_split > 0;
+  if (validates && val.rows.empty())
     return absl::InvalidArgumentError(
-        "hyperparameters.eval_every_steps: the validation split has no rows");
+        "the validation data has no rows to evaluate on");
   // Never silent about what happened to the data (over-length examples in
   // particular): one line per split, also in the manifest.
   nlohmann::json description = nlohmann::json::object();
@@ -237,7 +240,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       FTUNE_LOG(WARNING) << name << " data: " << d->stats.truncated
                          << " examples truncated, "
                          << d->stats.dropped_overlength
-                         << " dropped as longer than " << hp.max_seq_length
+                         << " dropped as longer than " << max_seq_length
                          << " tokens, " << d->stats.dropped_no_target
                          << " dropped without a target";
     }
@@ -248,24 +251,28 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   }
   const int64_t rows_per_step = hp.batch_size * hp.gradient_accumulation_steps;
   const int64_t n_rows = static_cast<int64_t>(train.rows.size());
+  const int64_t steps_per_epoch = (n_rows + rows_per_step - 1) / rows_per_step;
+  // Fractional epochs round up to whole steps (the last is a full batch,
+  // continuing into the next pass over the rows).
   const int64_t total_steps =
       hp.max_steps > 0
           ? hp.max_steps
-          : hp.epochs * ((n_rows + rows_per_step - 1) / rows_per_step);
-  // Every `eval_every` steps (0 = never): the spec's count, or one epoch.
+          : std::max<int64_t>(
+                1,
+                static_cast<int64_t>(std::ceil(
+                    hp.epochs * static_cast<double>(steps_per_epoch) - 1e-9)));
+  // Every `eval_every` steps and at the end (0 = never): the spec's count,
+  // or the table's default (every epoch, or a tenth of max_steps).
   const int64_t eval_every =
-      hp.eval_every_steps > 0
+      !validates ? 0
+      : hp.eval_every_steps > 0
           ? hp.eval_every_steps
-          : (hp.eval_every_epoch
-                 ? std::max<int64_t>(
-                       1, (n_rows + rows_per_step - 1) / rows_per_step)
-                 : 0);
+          : contract::DefaultEvalEverySteps(hp.max_steps, steps_per_epoch);
   // A ratio rounds up, as HF's get_scheduler(num_warmup_steps=ceil(...)).
   const int64_t warmup_steps =
-      hp.warmup_ratio > 0
-          ? static_cast<int64_t>(std::ceil(
-                hp.warmup_ratio * static_cast<double>(total_steps) - 1e-9))
-          : hp.warmup_steps;
+      hp.warmup_steps > 0
+          ? hp.warmup_steps
+          : contract::WarmupStepsForRatio(hp.warmup_ratio, total_steps);
   AdamW opt(params, hp.weight_decay);
   RowSampler sampler(train.rows.size(), hp.seed);
   const std::string spec_sha = Sha256Hex(spec.source_json);

@@ -28,17 +28,21 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/contract/train_spec.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/data.h"
-#include "worker/train/spec.h"
 
 namespace ftune::train {
+
+// The spec ftune-train runs is the contract's, read and written by the same
+// code on both sides of the process boundary.
+using contract::TrainSpec;
 
 // Learning rate at optimizer step `step` (0-based): linear warmup from 0 over
 // `warmup` steps, then constant, linear decay to 0, or half-cosine to 0 at
 // `total` steps (Hugging Face's schedules).
-double LearningRate(const std::string& schedule, double base_lr, int64_t warmup,
-                    int64_t total, int64_t step);
+double LearningRate(contract::LrScheduler schedule, double base_lr,
+                    int64_t warmup, int64_t total, int64_t step);
 
 struct TrainerHooks {
   // Progress events, one JSON object each ({"type": "metrics", ...}).

@@ -248,7 +248,10 @@ TEST_F(AttemptRunnerTest, BadInputIsNotRetryable) {
 TEST_F(AttemptRunnerTest, UntranslatableSpecFailsWithoutStartingTheTrainer) {
   RecordingReporter rep;
   v1::AssignJobCommand c = Command(1, 5, 0);
-  c.mutable_spec()->mutable_hyperparameters()->set_epochs(1.5);
+  // Two GPUs a job: data-parallel training is not in ftune-train yet.
+  c.mutable_spec()->mutable_resources()->set_gpus(2);
+  c.add_gpu_indices(0);
+  c.add_gpu_indices(1);
   AttemptRunner runner(c, Options(), &rep);
   runner.Start();
   EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
@@ -256,7 +259,7 @@ TEST_F(AttemptRunnerTest, UntranslatableSpecFailsWithoutStartingTheTrainer) {
   EXPECT_EQ(rep.finishes()[0].error().reason(), v1::ERROR_REASON_INVALID_INPUT);
   EXPECT_FALSE(rep.finishes()[0].error().retryable());
   EXPECT_THAT(rep.finishes()[0].error().message(),
-              HasSubstr("spec.hyperparameters.epochs"));
+              HasSubstr("spec.resources.gpus"));
   EXPECT_TRUE(Record().empty());
 }
 

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/contract/train_spec.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,7 +19,6 @@
 #include "tests/worker/train/tiny_model.h"
 #include "worker/train/data.h"
 #include "worker/train/model.h"
-#include "worker/train/spec.h"
 #include "worker/train/torch_compat.h"
 #include "worker/train/trainer.h"
 
@@ -375,7 +375,10 @@ TEST(QloraRunTest, LossCurveFollowsTheLoraRun) {
           {"lr_scheduler", "constant"},
           {"batch_size", 2},
           {"max_seq_length", 32},
-          {"seed", 3}}},
+          {"seed", 3},
+          {"warmup_steps", 0},
+          {"packing", true},
+          {"gradient_checkpointing", false}}},
         {"output_dir", dir.Sub(run + "/adapter")},
         {"checkpoint_dir", dir.Sub(run + "/ckpt")},
         {"threads", 1}};
@@ -383,7 +386,7 @@ TEST(QloraRunTest, LossCurveFollowsTheLoraRun) {
       j["quantization"] = {{"quant_type", "nf4"}, {"block_size", 64}};
       if (run == "qlora") j["merge_output_dir"] = dir.Sub("qlora/merged");
     }
-    auto s = ParseTrainSpec(j.dump());
+    auto s = contract::ParseTrainSpec(j.dump());
     EXPECT_TRUE(s.ok()) << s.status();
     return *s;
   };
@@ -432,81 +435,6 @@ TEST(QloraRunTest, LossCurveFollowsTheLoraRun) {
   ASSERT_EQ(curve.size(), 6u);
   for (size_t i = 0; i < 6; ++i)
     EXPECT_EQ(curve[i], qlora.losses[i]) << "step " << i + 1;
-}
-
-TEST(QloraSpecTest, ParsesDefaultsAndNamesTheBadField) {
-  const std::string ok =
-      R"("model_dir":"m","train_data":"t","output_dir":"o","method":"qlora")";
-  ASSERT_OK_AND_ASSIGN(TrainSpec s, ParseTrainSpec("{" + ok + "}"));
-  EXPECT_EQ(s.method, "qlora");
-  EXPECT_EQ(s.quantization.quant_type, "nf4");
-  EXPECT_TRUE(s.quantization.double_quant);
-  EXPECT_EQ(s.quantization.block_size, 64);
-  EXPECT_EQ(s.quantization.compute_dtype, "fp32");
-  EXPECT_EQ(s.dtype, "float32");
-  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok +
-                                         R"(,"quantization":{"quant_type":"fp4",
-                "double_quant":false,"block_size":128,"compute_dtype":"bf16"}})"));
-  EXPECT_EQ(s.quantization.quant_type, "fp4");
-  EXPECT_FALSE(s.quantization.double_quant);
-  EXPECT_EQ(s.quantization.block_size, 128);
-  EXPECT_EQ(s.dtype, "bfloat16");
-
-  struct Case {
-    const char* extra;
-    const char* want;
-  } cases[] = {
-      {R"("quantization":{"quant_type":"int4"})", "quantization.quant_type"},
-      {R"("quantization":{"block_size":48})", "quantization.block_size"},
-      {R"("quantization":{"block_size":16})", "quantization.block_size"},
-      {R"("quantization":{"block_size":8192})", "quantization.block_size"},
-      {R"("quantization":{"double_quant":1})", "quantization.double_quant"},
-      {R"("quantization":{"compute_dtype":"fp16"})",
-       "quantization.compute_dtype\": \"fp16\" needs a CUDA device"},
-      {R"("device":"gpu")", "spec field \"device\": must be"},
-      {R"("device":"cuda:x")", "spec field \"device\": must be"},
-      {R"("quantization":{"compute_dtype":"fp8"})",
-       "quantization.compute_dtype"},
-      {R"("quantization":{"blocksize":64})",
-       "quantization.blocksize\": unknown field"},
-      {R"("quantization":[])", "quantization\": must be an object"},
-      {R"("dtype":"float64")", "spec field \"dtype\""},
-  };
-  for (const Case& c : cases) {
-    EXPECT_THAT(ParseTrainSpec("{" + ok + "," + c.extra + "}"),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.want)))
-        << c.extra;
-  }
-  EXPECT_THAT(
-      ParseTrainSpec(
-          R"({"model_dir":"m","train_data":"t","output_dir":"o",
-              "quantization":{"quant_type":"nf4"}})"),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("\"quantization\": only with \"method\": \"qlora\"")));
-  EXPECT_THAT(
-      ParseTrainSpec(R"({"model_dir":"m","train_data":"t",
-                                 "output_dir":"o","method":"full"})"),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("method")));
-  // An explicit dtype that agrees is fine, and one alone sets the compute.
-  ASSERT_OK(ParseTrainSpec("{" + ok + R"(,"dtype":"float32"})"));
-  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok + R"(,"dtype":"bfloat16"})"));
-  EXPECT_EQ(s.quantization.compute_dtype, "bf16");
-  // On a GPU, compute defaults to bf16 and fp16 is allowed (parsing does not
-  // need a GPU; the trainer checks the device when it starts).
-  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok + R"(,"device":"cuda"})"));
-  EXPECT_EQ(s.quantization.compute_dtype, "bf16");
-  EXPECT_EQ(s.dtype, "bfloat16");
-  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + ok +
-                                         R"(,"device":"cuda:1",
-                            "quantization":{"compute_dtype":"fp16"}})"));
-  EXPECT_EQ(s.dtype, "float16");
-  const std::string lora =
-      R"("model_dir":"m","train_data":"t","output_dir":"o")";
-  ASSERT_OK_AND_ASSIGN(s, ParseTrainSpec("{" + lora + R"(,"device":"cuda"})"));
-  EXPECT_EQ(s.dtype, "bfloat16");
-  EXPECT_THAT(ParseTrainSpec("{" + lora + R"(,"dtype":"float16"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("\"float16\" needs a CUDA device")));
 }
 
 }  // namespace

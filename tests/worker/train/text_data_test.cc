@@ -1,9 +1,10 @@
-// TextJsonlSource (raw JSONL -> rows through ftune_text) and the spec's
-// "data" section. Plain C++: no LibTorch headers.
+// TextJsonlSource (raw JSONL -> rows through ftune_text), and the chat
+// templates the contract names. Plain C++: no LibTorch headers.
 #include "worker/train/text_data.h"
 
 #include <fstream>
 
+#include "common/contract/train_spec.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -11,6 +12,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/worker/train/text/test_tokenizers.h"
+#include "worker/train/text/chat_template.h"
 
 namespace ftune::train {
 namespace {
@@ -18,46 +20,14 @@ namespace {
 using ::ftune::testing::StatusIs;
 using ::testing::HasSubstr;
 
-TEST(DataSpecTest, DefaultsAndErrorsNameTheField) {
-  const std::string base =
-      R"({"model_dir":"m","train_data":"t.jsonl","output_dir":"o")";
-  ASSERT_OK_AND_ASSIGN(TrainSpec s, ParseTrainSpec(base + "}"));
-  EXPECT_EQ(s.data.format, "text");
-  EXPECT_EQ(s.data.chat_template, "auto");
-  EXPECT_EQ(s.data.overlength, "truncate");
-  EXPECT_EQ(s.data.validation_split, 0);
-  ASSERT_OK_AND_ASSIGN(
-      s, ParseTrainSpec(base +
-                        R"(,"data":{"format":"pretokenized",)"
-                        R"("chat_template":"llama3","overlength":"drop"}})"));
-  EXPECT_EQ(s.data.format, "pretokenized");
-  EXPECT_EQ(s.data.chat_template, "llama3");
-  EXPECT_EQ(s.data.overlength, "drop");
-
-  struct Case {
-    std::string data;
-    std::string want;
-  } cases[] = {
-      {R"("data":{"format":"csv"})", "data.format"},
-      {R"("data":{"chat_template":"vicuna"})", "data.chat_template"},
-      {R"("data":{"overlength":"wrap"})", "data.overlength"},
-      {R"("data":{"validation_split":1.0})", "data.validation_split"},
-      {R"("data":{"shuffle":true})", "data.shuffle"},
-      {R"("data":{"validation_split":0.1},"validation_data":"v.jsonl")",
-       "data.validation_split"},
-      {R"("data":{"validation_split":0.1,"format":"pretokenized"})",
-       "data.validation_split"},
-  };
-  for (const Case& c : cases) {
-    EXPECT_THAT(ParseTrainSpec(base + "," + c.data + "}"),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.want)))
-        << c.data;
+// The scheduler and the trainer's spec parser accept the chat templates the
+// contract lists; the text pipeline must implement every one of them.
+TEST(ChatTemplateNamesTest, EveryNameTheContractListsIsImplemented) {
+  ASSERT_FALSE(contract::ChatTemplateNames().empty());
+  for (const std::string& name : contract::ChatTemplateNames()) {
+    EXPECT_OK(ResolveChatTemplate(name, TokenizerConfig()).status()) << name;
   }
-  // eval_every_steps is satisfied by a split as well as by a file.
-  EXPECT_OK(ParseTrainSpec(base +
-                           R"(,"data":{"validation_split":0.25},)"
-                           R"("hyperparameters":{"eval_every_steps":5}})")
-                .status());
+  EXPECT_FALSE(ResolveChatTemplate("vicuna", TokenizerConfig()).ok());
 }
 
 class TextJsonlSourceTest : public ::testing::Test {

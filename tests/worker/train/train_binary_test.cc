@@ -133,7 +133,11 @@ class TrainBinaryTest : public ::testing::Test {
               {"batch_size", 2},
               {"max_seq_length", 64},
               {"seed", 7},
-              {"eval_every_steps", 10}}},
+              {"eval_every_steps", 10},
+              // The defaults before the one table (common/contract): these
+              // tests' figures were taken with them.
+              {"packing", true},
+              {"gradient_checkpointing", false}}},
             {"output_dir", dir_.Sub(run + "/adapter")},
             {"checkpoint_dir", dir_.Sub(run + "/ckpt")},
             {"threads", 1}};
@@ -221,7 +225,7 @@ TEST_F(TrainBinaryTest, TrainsOnChatJsonlAndPublishesAPeftAdapter) {
 
 TEST_F(TrainBinaryTest, ResumeAfterSigtermMatchesTheUninterruptedRun) {
   json full_spec = Spec("full");
-  full_spec["hyperparameters"]["eval_every_steps"] = 0;
+  full_spec["hyperparameters"]["eval_every_steps"] = 30;  // at the end only
   full_spec.erase("validation_data");
   full_spec["data"]["validation_split"] = 0.2;  // held out from train.jsonl
   RunResult full = Run("full", full_spec);
@@ -321,6 +325,7 @@ TEST_F(TrainBinaryTest, OverlengthExamplesAreCountedNotSilent) {
   json spec = Spec("drop");
   spec["hyperparameters"]["max_seq_length"] = 24;
   spec["hyperparameters"]["max_steps"] = 2;
+  spec["hyperparameters"]["warmup_steps"] = 0;
   spec["hyperparameters"]["eval_every_steps"] = 0;
   spec.erase("validation_data");
   spec["data"]["overlength"] = "drop";
@@ -331,6 +336,7 @@ TEST_F(TrainBinaryTest, OverlengthExamplesAreCountedNotSilent) {
   spec = Spec("cut");
   spec["hyperparameters"]["max_seq_length"] = 42;
   spec["hyperparameters"]["max_steps"] = 2;
+  spec["hyperparameters"]["warmup_steps"] = 0;
   spec["hyperparameters"]["eval_every_steps"] = 0;
   spec.erase("validation_data");
   r = Run("cut", spec);
