@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/config.h"
+#include "common/contract/limits.h"
+#include "common/contract/train_spec.h"
 
 namespace ftune::client {
 namespace {
@@ -30,6 +32,14 @@ FlagSpec Bool(std::string name, std::string help) {
 FlagSpec Repeated(FlagSpec spec) {
   spec.repeated = true;
   return spec;
+}
+
+namespace d = contract::defaults;
+
+// "what (default X)", X from the one defaults table.
+template <typename T>
+std::string Help(absl::string_view what, T default_value) {
+  return absl::StrCat(what, " (default ", default_value, ")");
 }
 
 // --page-size, --page-token and --all of every list command, after `extra`.
@@ -143,32 +153,82 @@ std::vector<CommandSpec> BuildCommands() {
         Dbl("validation-split", "FRACTION",
             "hold out this fraction of the training file, in (0, 0.5]"),
         Str("method", "METHOD", "lora (default) or qlora"),
-        Dbl("epochs", "N", "passes over the data (default 3)"),
+        Dbl("epochs", "N",
+            Help("passes over the data, may be fractional", d::kEpochs)),
         Int("max-steps", "exact number of optimizer steps instead of epochs",
             FlagType::kInt64),
-        Dbl("learning-rate", "X", "peak learning rate (default 2e-4)"),
-        Int("batch-size", "micro-batch size (default 4)"),
-        Int("gradient-accumulation-steps",
-            "micro-batches per optimizer step (default 1)"),
-        Int("max-seq-length", "tokens per sequence"),
+        Dbl("learning-rate", "X", Help("peak learning rate", d::kLearningRate)),
+        Str("lr-scheduler", "NAME",
+            "linear (default), cosine or constant decay after warmup"),
         Int("warmup-steps", "linear warmup steps", FlagType::kInt64),
-        Int("checkpoint-every-steps", "checkpoint interval (default 500)",
-            FlagType::kInt64),
+        Dbl("warmup-ratio", "X",
+            Help("warmup as a fraction of the total steps", d::kWarmupRatio)),
+        Int("batch-size", Help("micro-batch size", d::kBatchSize)),
+        Int("gradient-accumulation-steps",
+            Help("micro-batches per optimizer step",
+                 d::kGradientAccumulationSteps)),
+        Int("max-seq-length",
+            absl::StrCat("tokens per sequence (default: the smaller of ",
+                         d::kMaxSeqLengthCap, " and the model's)")),
+        Bool("packing",
+             "pack several examples into each sequence "
+             "(--packing=false to turn off; default off)"),
+        Str("overlength-policy", "POLICY",
+            "truncate (default) or drop examples longer than max-seq-length"),
         Str("chat-template", "NAME",
-            "chatml, llama3, llama2, alpaca or auto (default)"),
-        Int("lora-rank", "adapter rank (default 16)"),
+            absl::StrCat(absl::StrJoin(contract::ChatTemplateNames(), ", "),
+                         " or auto (default)")),
+        Dbl("weight-decay", "X", Help("AdamW weight decay", d::kWeightDecay)),
+        Dbl("max-grad-norm", "X",
+            Help("gradient clipping norm, 0 = none", d::kMaxGradNorm)),
+        Int("eval-every-steps",
+            "evaluate every N steps (default: every epoch, or a tenth of "
+            "max-steps)",
+            FlagType::kInt64),
+        Int("early-stopping-patience",
+            "stop after N evaluations without improvement (default 0 = off)"),
+        Int("checkpoint-every-steps",
+            Help("checkpoint interval", d::kCheckpointEverySteps),
+            FlagType::kInt64),
+        Int("checkpoints-to-keep",
+            Help("periodic checkpoints kept", d::kCheckpointsToKeep)),
+        Int("log-every-steps",
+            Help("one metric point every N steps", d::kLogEverySteps)),
+        Bool("gradient-checkpointing",
+             "recompute activations in backward: less memory, ~30% more "
+             "compute (default on; --gradient-checkpointing=false)"),
+        Bool("auto-reduce-batch-on-oom",
+             "halve the micro-batch on out-of-memory (default on; "
+             "--auto-reduce-batch-on-oom=false)"),
+        Int("lora-rank", Help("adapter rank", d::kLoraRank)),
         Dbl("lora-alpha", "X", "adapter scaling numerator (default 2*rank)"),
-        Dbl("lora-dropout", "P", "adapter dropout (default 0)"),
+        Dbl("lora-dropout", "P", Help("adapter dropout", d::kLoraDropout)),
         Str("target-modules", "LIST",
             "comma-separated, e.g. q_proj,v_proj (default all-linear)"),
+        Str("quantization-type", "TYPE", "qlora: nf4 (default) or fp4"),
+        Bool("double-quant",
+             "qlora: quantize the scales too (default on; "
+             "--double-quant=false)"),
+        Int("quantization-block-size",
+            Help("qlora: weights per scale, a power of two",
+                 d::kQuantBlockSize)),
+        Str("compute-dtype", "DTYPE",
+            "qlora: fp32, bf16 or fp16 (default: chosen by the worker)"),
         Int("seed", "random seed (default: chosen by the server)",
             FlagType::kInt64),
         Str("suffix", "S", "tag in the adapter's name ([a-z0-9-])"),
-        Int("priority", "scheduling priority in [-100, 100] (default 0)"),
-        Int("max-restarts", "retries after retryable failures (default 3)"),
-        Int("gpus", "GPUs per attempt; 0 = CPU (default 1)"),
+        Int("priority",
+            absl::StrCat("scheduling priority in ",
+                         contract::RangeText(contract::range::kPriority),
+                         " (default 0)")),
+        Int("max-restarts",
+            Help("retries after retryable failures", d::kMaxRestarts)),
+        Int("gpus", Help("GPUs per attempt; 0 = CPU", d::kGpus)),
         Str("gpu-type", "TYPE", "required GPU model, e.g. H100"),
         Int("cpu-threads", "CPU threads for the trainer"),
+        Int("memory-bytes",
+            "host memory reserved for the job (default 0 = none)",
+            FlagType::kInt64),
         Repeated(Str("label", "KEY=VALUE", "label of the job; repeatable")),
         Str("request-id", "ID",
             "idempotency key (default: a random one, reused on retries)"),

@@ -1,5 +1,7 @@
 #include "client/job_spec_flags.h"
 
+#include <functional>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -14,7 +16,81 @@ absl::Status ReadSpecFile(const std::string& path, v1::JobSpec* spec) {
   return ReadMessageFile(path, "--spec-file", spec);
 }
 
+// --flag's value as the proto enum named `prefix` + VALUE (case-insensitive,
+// "cosine" -> LR_SCHEDULER_COSINE); `choices` go into the error.
+template <typename E>
+absl::Status EnumFlag(const FlagValues& flags, absl::string_view name,
+                      absl::string_view prefix,
+                      bool (*parse)(const std::string&, E*),
+                      absl::string_view choices,
+                      const std::function<void(E)>& set) {
+  if (!flags.Has(name)) return absl::OkStatus();
+  const std::string value = flags.Get(name);
+  E e;
+  if (value.empty() ||
+      !parse(absl::StrCat(prefix, absl::AsciiStrToUpper(value)), &e) ||
+      static_cast<int>(e) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": \"", value, "\" is not one of ", choices));
+  }
+  set(e);
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags() {
+  static const auto* table =
+      new std::vector<std::pair<std::string, std::string>>{
+          {"model", "model"},
+          {"training_file", "training-file"},
+          {"validation_file", "validation-file"},
+          {"validation_split", "validation-split"},
+          {"method", "method"},
+          {"lora.rank", "lora-rank"},
+          {"lora.alpha", "lora-alpha"},
+          {"lora.dropout", "lora-dropout"},
+          {"lora.target_modules", "target-modules"},
+          {"quantization.type", "quantization-type"},
+          {"quantization.double_quant", "double-quant"},
+          {"quantization.block_size", "quantization-block-size"},
+          {"quantization.compute_dtype", "compute-dtype"},
+          {"hyperparameters.epochs", "epochs"},
+          {"hyperparameters.max_steps", "max-steps"},
+          {"hyperparameters.learning_rate", "learning-rate"},
+          {"hyperparameters.lr_scheduler", "lr-scheduler"},
+          {"hyperparameters.warmup_steps", "warmup-steps"},
+          {"hyperparameters.warmup_ratio", "warmup-ratio"},
+          {"hyperparameters.batch_size", "batch-size"},
+          {"hyperparameters.gradient_accumulation_steps",
+           "gradient-accumulation-steps"},
+          {"hyperparameters.max_seq_length", "max-seq-length"},
+          {"hyperparameters.packing", "packing"},
+          {"hyperparameters.overlength_policy", "overlength-policy"},
+          {"hyperparameters.chat_template", "chat-template"},
+          {"hyperparameters.weight_decay", "weight-decay"},
+          {"hyperparameters.max_grad_norm", "max-grad-norm"},
+          {"hyperparameters.seed", "seed"},
+          {"hyperparameters.eval_every_steps", "eval-every-steps"},
+          {"hyperparameters.checkpoint_every_steps", "checkpoint-every-steps"},
+          {"hyperparameters.checkpoints_to_keep", "checkpoints-to-keep"},
+          {"hyperparameters.early_stopping_patience",
+           "early-stopping-patience"},
+          {"hyperparameters.gradient_checkpointing", "gradient-checkpointing"},
+          {"hyperparameters.auto_reduce_batch_on_oom",
+           "auto-reduce-batch-on-oom"},
+          {"hyperparameters.log_every_steps", "log-every-steps"},
+          {"resources.gpus", "gpus"},
+          {"resources.memory_bytes", "memory-bytes"},
+          {"resources.gpu_type", "gpu-type"},
+          {"resources.cpu_threads", "cpu-threads"},
+          {"priority", "priority"},
+          {"labels", "label"},
+          {"max_restarts", "max-restarts"},
+          {"suffix", "suffix"},
+      };
+  return *table;
+}
 
 std::string NewRequestId() {
   std::string bytes = RandomBytes(16);
@@ -72,9 +148,71 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
     hp.set_gradient_accumulation_steps(i32(*v));
   }
   if (auto v = flags.GetInt("max-seq-length")) hp.set_max_seq_length(i32(*v));
+  if (flags.Has("warmup-steps") && flags.Has("warmup-ratio")) {
+    return absl::InvalidArgumentError(
+        "--warmup-steps and --warmup-ratio exclude each other");
+  }
   if (auto v = flags.GetInt("warmup-steps")) hp.set_warmup_steps(*v);
+  if (auto v = flags.GetDouble("warmup-ratio")) hp.set_warmup_ratio(*v);
+  if (absl::Status s = EnumFlag<v1::LrScheduler>(
+          flags, "lr-scheduler", "LR_SCHEDULER_", v1::LrScheduler_Parse,
+          "linear, cosine, constant",
+          [&](v1::LrScheduler e) { hp.set_lr_scheduler(e); });
+      !s.ok()) {
+    return s;
+  }
+  if (flags.Has("packing")) hp.set_packing(flags.GetBool("packing"));
+  if (absl::Status s = EnumFlag<v1::OverlengthPolicy>(
+          flags, "overlength-policy", "OVERLENGTH_POLICY_",
+          v1::OverlengthPolicy_Parse, "truncate, drop",
+          [&](v1::OverlengthPolicy e) { hp.set_overlength_policy(e); });
+      !s.ok()) {
+    return s;
+  }
+  if (auto v = flags.GetDouble("weight-decay")) hp.set_weight_decay(*v);
+  if (auto v = flags.GetDouble("max-grad-norm")) hp.set_max_grad_norm(*v);
+  if (auto v = flags.GetInt("eval-every-steps")) hp.set_eval_every_steps(*v);
+  if (auto v = flags.GetInt("early-stopping-patience")) {
+    hp.set_early_stopping_patience(i32(*v));
+  }
   if (auto v = flags.GetInt("checkpoint-every-steps")) {
     hp.set_checkpoint_every_steps(*v);
+  }
+  if (auto v = flags.GetInt("checkpoints-to-keep")) {
+    hp.set_checkpoints_to_keep(i32(*v));
+  }
+  if (auto v = flags.GetInt("log-every-steps")) {
+    hp.set_log_every_steps(i32(*v));
+  }
+  if (flags.Has("gradient-checkpointing")) {
+    hp.set_gradient_checkpointing(flags.GetBool("gradient-checkpointing"));
+  }
+  if (flags.Has("auto-reduce-batch-on-oom")) {
+    hp.set_auto_reduce_batch_on_oom(flags.GetBool("auto-reduce-batch-on-oom"));
+  }
+  v1::QuantizationConfig quant = spec.quantization();
+  if (absl::Status s = EnumFlag<v1::QuantizationType>(
+          flags, "quantization-type", "QUANTIZATION_TYPE_",
+          v1::QuantizationType_Parse, "nf4, fp4",
+          [&](v1::QuantizationType e) { quant.set_type(e); });
+      !s.ok()) {
+    return s;
+  }
+  if (flags.Has("double-quant")) {
+    quant.set_double_quant(flags.GetBool("double-quant"));
+  }
+  if (auto v = flags.GetInt("quantization-block-size")) {
+    quant.set_block_size(i32(*v));
+  }
+  if (absl::Status s = EnumFlag<v1::ComputeDtype>(
+          flags, "compute-dtype", "COMPUTE_DTYPE_", v1::ComputeDtype_Parse,
+          "fp32, bf16, fp16",
+          [&](v1::ComputeDtype e) { quant.set_compute_dtype(e); });
+      !s.ok()) {
+    return s;
+  }
+  if (quant.ByteSizeLong() > 0 || quant.has_double_quant()) {
+    *spec.mutable_quantization() = quant;
   }
   if (flags.Has("chat-template")) {
     hp.set_chat_template(flags.Get("chat-template"));
@@ -96,6 +234,7 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
   if (auto v = flags.GetInt("gpus")) resources.set_gpus(i32(*v));
   if (flags.Has("gpu-type")) resources.set_gpu_type(flags.Get("gpu-type"));
   if (auto v = flags.GetInt("cpu-threads")) resources.set_cpu_threads(i32(*v));
+  if (auto v = flags.GetInt("memory-bytes")) resources.set_memory_bytes(*v);
   for (const std::string& label : flags.GetAll("label")) {
     std::pair<std::string, std::string> kv =
         absl::StrSplit(label, absl::MaxSplits('=', 1));

@@ -9,6 +9,8 @@
 #define FTUNE_CLIENT_JOB_SPEC_FLAGS_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "client/flags.h"
@@ -21,6 +23,10 @@ namespace ftune::client {
 // request gets a random one, so that retrying this request is idempotent.
 absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
     const FlagValues& flags);
+
+// Every JobSpec field (its path below JobSpec, "hyperparameters.seed") and
+// the `jobs create` flag that sets it ("seed").
+const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags();
 
 // "ftunectl-" and 32 random hex characters.
 std::string NewRequestId();

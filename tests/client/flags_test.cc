@@ -7,10 +7,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "client/config.h"
 #include "client/job_spec_flags.h"
 #include "client/output.h"
@@ -241,7 +243,7 @@ FlagValues JobFlags(const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"jobs", "create"};
   args.insert(args.end(), extra.begin(), extra.end());
   absl::StatusOr<Invocation> inv = ParseCommandLine(args, {});
-  EXPECT_TRUE(inv.ok()) << inv.status();
+  EXPECT_TRUE(inv.ok()) << inv.status() << " " << absl::StrJoin(args, " ");
   return inv.ok() ? inv->flags : FlagValues();
 }
 
@@ -307,6 +309,109 @@ TEST(JobSpecFlagsTest, MapsFlagsOntoSpecFields) {
   EXPECT_EQ(spec.labels().at("team"), "search");
   EXPECT_EQ(spec.labels().at("stage"), "");
   EXPECT_EQ(req.request_id(), "req-1");
+}
+
+// Every JobSpec field, found by reflection, has a `jobs create` flag, and
+// giving that flag changes the spec: nothing a tenant can ask through the
+// API is out of reach of ftunectl.
+void SpecLeaves(const google::protobuf::Descriptor* d,
+                const std::string& prefix,
+                std::vector<const google::protobuf::FieldDescriptor*>* fields,
+                std::vector<std::string>* paths) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    const std::string path =
+        prefix.empty() ? f->name() : prefix + "." + f->name();
+    if (f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE &&
+        !f->is_map() && !f->is_repeated()) {
+      SpecLeaves(f->message_type(), path, fields, paths);
+    } else {
+      fields->push_back(f);
+      paths->push_back(path);
+    }
+  }
+}
+
+TEST(JobSpecFlagsTest, EveryJobSpecFieldHasAFlagThatSetsIt) {
+  using google::protobuf::FieldDescriptor;
+  std::vector<const FieldDescriptor*> fields;
+  std::vector<std::string> paths;
+  SpecLeaves(v1::JobSpec::descriptor(), "", &fields, &paths);
+  std::map<std::string, std::string> flag_of(JobSpecFieldFlags().begin(),
+                                             JobSpecFieldFlags().end());
+  const std::map<std::string, std::string> enum_values = {
+      {"method", "qlora"},
+      {"quantization-type", "fp4"},
+      {"compute-dtype", "bf16"},
+      {"lr-scheduler", "cosine"},
+      {"overlength-policy", "drop"}};
+  const std::vector<std::string> base = {
+      "--model", "m", "--training-file", "file-t", "--request-id", "r"};
+  ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest plain,
+                       BuildCreateJobRequest(JobFlags(base)));
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const std::string& path = paths[i];
+    ASSERT_TRUE(flag_of.count(path))
+        << "JobSpec field " << path << " has no ftunectl jobs create flag";
+    const std::string& flag = flag_of[path];
+    // The base's own flags are given once, with the new value.
+    std::vector<std::string> args;
+    for (size_t a = 0; a < base.size(); a += 2) {
+      if (base[a] != "--" + flag) {
+        args.insert(args.end(), {base[a], base[a + 1]});
+      }
+    }
+    switch (fields[i]->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_BOOL:
+        args.push_back("--" + flag + "=true");
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM:
+        ASSERT_TRUE(enum_values.count(flag)) << flag;
+        args.insert(args.end(), {"--" + flag, enum_values.at(flag)});
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+        args.insert(args.end(), {"--" + flag, "0.25"});
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        args.insert(args.end(), {"--" + flag, "other"});
+        break;
+      case FieldDescriptor::CPPTYPE_MESSAGE:  // labels
+        args.insert(args.end(), {"--" + flag, "k=v"});
+        break;
+      default:
+        args.insert(args.end(), {"--" + flag, "3"});
+    }
+    absl::StatusOr<v1::CreateJobRequest> req =
+        BuildCreateJobRequest(JobFlags(args));
+    ASSERT_TRUE(req.ok()) << path << ": " << req.status();
+    EXPECT_NE(req->spec().SerializeAsString(), plain.spec().SerializeAsString())
+        << "--" << flag << " does not set " << path;
+  }
+  EXPECT_EQ(flag_of.size(), fields.size()) << "the table lists a stale field";
+}
+
+TEST(JobSpecFlagsTest, EnumFlagsAreCheckedAndCaseInsensitive) {
+  ASSERT_OK_AND_ASSIGN(
+      v1::CreateJobRequest req,
+      BuildCreateJobRequest(JobFlags(
+          {"--model", "m", "--training-file", "f", "--lr-scheduler", "COSINE",
+           "--gradient-checkpointing=false", "--compute-dtype", "bf16"})));
+  EXPECT_EQ(req.spec().hyperparameters().lr_scheduler(),
+            v1::LR_SCHEDULER_COSINE);
+  ASSERT_TRUE(req.spec().hyperparameters().has_gradient_checkpointing());
+  EXPECT_FALSE(req.spec().hyperparameters().gradient_checkpointing());
+  EXPECT_EQ(req.spec().quantization().compute_dtype(), v1::COMPUTE_DTYPE_BF16);
+  EXPECT_THAT(
+      BuildCreateJobRequest(JobFlags({"--model", "m", "--training-file", "f",
+                                      "--lr-scheduler", "unspecified"})),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("--lr-scheduler: \"unspecified\" is not one "
+                         "of linear, cosine, constant")));
+  EXPECT_THAT(BuildCreateJobRequest(
+                  JobFlags({"--model", "m", "--training-file", "f",
+                            "--warmup-steps", "3", "--warmup-ratio", "0.1"})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("exclude each other")));
 }
 
 TEST(JobSpecFlagsTest, RandomRequestIdWhenNoneGiven) {
