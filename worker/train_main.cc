@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -50,8 +51,8 @@ synthetic tokens and prints tokens_per_s and peak_memory_bytes.
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
-void EmitLine(const nlohmann::json& j) {
-  std::string line = j.dump() + "\n";
+void EmitLine(const contract::ProgressEvent& event) {
+  std::string line = contract::ToJsonLine(event) + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
 }
@@ -59,21 +60,19 @@ void EmitLine(const nlohmann::json& j) {
 const char* Reason(int code) {
   switch (code) {
     case kExitBadInput:
-      return "bad_input";
+      return contract::kReasonBadInput;
     case kExitOutOfMemory:
-      return "out_of_memory";
+      return contract::kReasonOutOfMemory;
     case kExitDiverged:
-      return "diverged";
+      return contract::kReasonDiverged;
     default:
-      return "retryable";
+      return contract::kReasonRetryable;
   }
 }
 
 int Fail(const absl::Status& st) {
   int code = ExitCodeFor(st);
-  EmitLine({{"type", "error"},
-            {"reason", Reason(code)},
-            {"message", std::string(st.message())}});
+  EmitLine(contract::ErrorEvent{Reason(code), std::string(st.message())});
   FTUNE_LOG(ERROR) << st;
   return code;
 }

@@ -4,7 +4,8 @@
 // written with ToJsonLine by the trainer (and the tests' stand-in trainer)
 // and read back with ParseProgressLine by the worker agent
 // (worker/agent/progress.cc), so every key is spelled once, here. The exit
-// code that ends the process is part of the same contract (exit_codes.h).
+// code that ends the process is part of the same contract
+// (worker/train/exit_codes.h, which the agent includes too).
 //
 // Lines in the order a run prints them:
 //   data        one per split: examples, rows, tokens, what was dropped

@@ -47,6 +47,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
 #include "common/sha256.h"
 #include "nlohmann/json.hpp"
@@ -60,14 +61,14 @@ using nlohmann::json;
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
-void Emit(const json& j) {
-  const std::string line = j.dump() + "\n";
+void Emit(const contract::ProgressEvent& event) {
+  const std::string line = contract::ToJsonLine(event) + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
 }
 
 int Error(int code, const char* reason, const std::string& message) {
-  Emit({{"type", "error"}, {"reason", reason}, {"message", message}});
+  Emit(contract::ErrorEvent{reason, message});
   std::cerr << "stand-in trainer: " << message << std::endl;
   return code;
 }
@@ -153,12 +154,14 @@ int main(int argc, char** argv) {
       spec_path = a.substr(7);
     }
   }
-  if (spec_path.empty()) return Error(2, "bad_input", "usage: --spec FILE");
+  if (spec_path.empty())
+    return Error(2, contract::kReasonBadInput, "usage: --spec FILE");
   // The same parser as ftune-train: what one refuses, both refuse.
   absl::StatusOr<contract::TrainSpec> parsed =
       contract::LoadTrainSpec(spec_path);
   if (!parsed.ok()) {
-    return Error(2, "bad_input", std::string(parsed.status().message()));
+    return Error(2, contract::kReasonBadInput,
+                 std::string(parsed.status().message()));
   }
   const contract::TrainSpec& spec = *parsed;
   const std::string mode = [] {
@@ -189,10 +192,11 @@ int main(int argc, char** argv) {
   const int64_t batch = hp.batch_size;
 
   if (!fs::exists(train_data)) {
-    return Error(2, "bad_input", "train_data " + train_data + " not found");
+    return Error(2, contract::kReasonBadInput,
+                 "train_data " + train_data + " not found");
   }
   if (fs::exists(output_dir)) {
-    return Error(2, "bad_input",
+    return Error(2, contract::kReasonBadInput,
                  "output_dir " + output_dir + " already exists");
   }
 
@@ -205,7 +209,8 @@ int main(int argc, char** argv) {
                           ? resume_from
                           : Latest(resume_from);
     if (dir.empty() && resume_from != "auto") {
-      return Error(2, "bad_input", "resume_from " + resume_from + ": none");
+      return Error(2, contract::kReasonBadInput,
+                   "resume_from " + resume_from + ": none");
     }
     if (!dir.empty()) {
       std::ifstream st(dir + "/trainer_state.json");
@@ -213,15 +218,17 @@ int main(int argc, char** argv) {
       sst << st.rdbuf();
       const json state = json::parse(sst.str(), nullptr, false);
       if (state.is_discarded() || !state.contains("step")) {
-        return Error(2, "bad_input", dir + ": not a stand-in checkpoint");
+        return Error(2, contract::kReasonBadInput,
+                     dir + ": not a stand-in checkpoint");
       }
       step = state["step"].get<int64_t>();
-      Emit({{"type", "resumed"}, {"step", step}, {"path", dir}});
+      Emit(contract::ResumedEvent{step, dir});
     }
   }
   Record(absl::StrCat(output_dir, " start_step=", step, " pid=", ::getpid()));
   if (mode == "fail_bad_input") {
-    return Error(2, "bad_input", "FTUNE_STAND_IN_MODE=fail_bad_input");
+    return Error(2, contract::kReasonBadInput,
+                 "FTUNE_STAND_IN_MODE=fail_bad_input");
   }
   // On stderr (the attempt's log), so tests can see what the agent set.
   const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES");
@@ -231,22 +238,8 @@ int main(int argc, char** argv) {
             << std::endl;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
-  Emit({{"type", "data"},
-        {"split", "train"},
-        {"examples", 8},
-        {"rows", 4},
-        {"tokens", 512},
-        {"trained_tokens", 256},
-        {"truncated", 0},
-        {"dropped_overlength", 0},
-        {"dropped_no_target", 0}});
-  Emit({{"type", "start"},
-        {"total_steps", total},
-        {"train_rows", 4},
-        {"train_examples", 8},
-        {"validation_rows", 0},
-        {"trainable_parameters", 2},
-        {"threads", spec.threads}});
+  Emit(contract::DataEvent{"train", 8, 4, 512, 256, 0, 0, 0, {}});
+  Emit(contract::StartEvent{total, 4, 8, 0, 2, spec.threads});
   if (mode == "hang") {
     std::signal(SIGTERM, SIG_IGN);
     std::signal(SIGINT, SIG_IGN);
@@ -265,7 +258,7 @@ int main(int argc, char** argv) {
                      .dump());
     });
     if (!ok) return "";
-    Emit({{"type", "checkpoint"}, {"step", s}, {"path", dir}});
+    Emit(contract::CheckpointEvent{s, dir});
     return dir;
   };
 
@@ -276,23 +269,27 @@ int main(int argc, char** argv) {
     ::usleep(static_cast<useconds_t>(step_ms * 1000));
     ++step;
     Record(absl::StrCat(output_dir, " step=", step, " pid=", ::getpid()));
-    Emit({{"type", "metrics"},
-          {"step", step},
-          {"total_steps", total},
-          {"epoch", static_cast<double>(step) / 10.0},
-          {"loss", Loss(step)},
-          {"lr", 1e-4},
-          {"grad_norm", 1.0},
-          {"tokens_per_s", 1000.0}});
+    contract::MetricsEvent metrics;
+    metrics.step = step;
+    metrics.total_steps = total;
+    metrics.epoch = static_cast<double>(step) / 10.0;
+    metrics.loss = Loss(step);
+    metrics.lr = 1e-4;
+    metrics.grad_norm = 1.0;
+    metrics.tokens_per_s = 1000.0;
+    Emit(metrics);
     if (mode == "fail_retryable") {
-      return Error(1, "retryable", "FTUNE_STAND_IN_MODE=fail_retryable");
+      return Error(1, contract::kReasonRetryable,
+                   "FTUNE_STAND_IN_MODE=fail_retryable");
     }
     if (mode == "oom" && batch > 1) {
       return Error(
-          3, "out_of_memory",
+          3, contract::kReasonOutOfMemory,
           absl::StrCat("FTUNE_STAND_IN_MODE=oom at batch_size ", batch));
     }
-    if (mode == "diverge") return Error(5, "diverged", "loss is nan");
+    if (mode == "diverge") {
+      return Error(5, contract::kReasonDiverged, "loss is nan");
+    }
     if (mode == "crash") std::abort();
     if (eval_every > 0 && (step % eval_every == 0 || step == total)) {
       const double e = Loss(step) + 0.25;
@@ -300,11 +297,7 @@ int main(int argc, char** argv) {
         best_eval = e;
         best_step = step;
       }
-      Emit({{"type", "eval"},
-            {"step", step},
-            {"eval_loss", e},
-            {"best_eval_loss", best_eval},
-            {"best_step", best_step}});
+      Emit(contract::EvalEvent{step, e, best_eval, best_step});
     }
     const bool last = step == total;
     const bool stop = g_stop.load();
@@ -313,8 +306,7 @@ int main(int argc, char** argv) {
       last_checkpoint = checkpoint(step);
     }
     if (stop && !last) {
-      Emit(
-          {{"type", "interrupted"}, {"step", step}, {"path", last_checkpoint}});
+      Emit(contract::InterruptedEvent{step, last_checkpoint});
       return 4;
     }
   }
@@ -344,12 +336,11 @@ int main(int argc, char** argv) {
     return WriteFile(d + "/ftune_manifest.json", manifest.dump(2));
   });
   if (!published) {
-    return Error(1, "retryable", "publishing " + output_dir + " failed");
+    return Error(1, contract::kReasonRetryable,
+                 "publishing " + output_dir + " failed");
   }
-  Emit({{"type", "done"},
-        {"step", step},
-        {"output_dir", output_dir},
-        {"final_loss", Loss(step)},
-        {"best_eval_loss", best_step > 0 ? json(best_eval) : json(nullptr)}});
+  Emit(contract::DoneEvent{
+      step, output_dir, Loss(step),
+      best_step > 0 ? std::optional<double>(best_eval) : std::nullopt});
   return 0;
 }

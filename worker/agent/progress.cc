@@ -2,16 +2,16 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/contract/progress.h"
 
 namespace ftune::agent {
 namespace {
-
-using nlohmann::json;
 
 constexpr size_t kMaxQuotedLine = 300;
 
@@ -19,20 +19,6 @@ std::string Quote(absl::string_view line) {
   if (line.size() <= kMaxQuotedLine) return std::string(line);
   return absl::StrCat(line.substr(0, kMaxQuotedLine), "...(",
                       line.size() - kMaxQuotedLine, " more bytes)");
-}
-
-// Numeric field or `fallback` when missing or not a number.
-double Num(const json& j, const char* key, double fallback = 0) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
-}
-int64_t Int(const json& j, const char* key, int64_t fallback = 0) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<int64_t>() : fallback;
-}
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 }  // namespace
@@ -131,33 +117,12 @@ void ProgressTracker::FlushInterval(absl::Time now) {
   interval_rate_ = 0;
 }
 
-void ProgressTracker::OnMetrics(const json& j, absl::Time now) {
-  const int64_t step = Int(j, "step", -1);
-  if (step < 1 || !j.contains("loss") || !j["loss"].is_number()) {
-    Warn(j.dump(), "a metrics line without step/loss", now);
-    return;
-  }
-  last_step_ = step;
-  last_epoch_ = Num(j, "epoch");
-  last_lr_ = Num(j, "lr");
-  last_grad_norm_ = Num(j, "grad_norm");
-  // The trainer's own figure (the CUDA allocator's peak on a GPU).
-  SetPeakMemory(Int(j, "peak_memory_bytes", 0));
-  last_time_ = now;
-  ++interval_steps_;
-  interval_loss_ += j["loss"].get<double>();
-  interval_rate_ += Num(j, "tokens_per_s");
-  const int64_t total = Int(j, "total_steps", progress_.total_steps());
-  progress_.set_step(step);
-  progress_.set_total_steps(total);
-  progress_.set_epoch(last_epoch_);
-  progress_.set_percent(
-      total > 0 ? std::min(100.0, 100.0 * static_cast<double>(step) / total)
-                : 0.0);
-  progress_changed_ = true;
-  if (step % options_.log_every_steps == 0 || (total > 0 && step >= total)) {
-    FlushInterval(now);
-  }
+std::optional<std::string> ProgressTracker::UnderStorageRoot(
+    const std::string& path) const {
+  std::string root = options_.storage_root;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (!absl::StartsWith(path, root + "/")) return std::nullopt;
+  return path.substr(root.size() + 1);
 }
 
 void ProgressTracker::OnLine(absl::string_view line, absl::Time now) {
@@ -165,149 +130,197 @@ void ProgressTracker::OnLine(absl::string_view line, absl::Time now) {
     line.remove_suffix(1);
   }
   if (line.empty()) return;
-  json j = json::parse(line.begin(), line.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    Warn(line, "a line that is not a JSON object", now);
+  absl::StatusOr<contract::ProgressEvent> event =
+      contract::ParseProgressLine(line);
+  if (!event.ok()) {
+    Warn(line, event.status().message(), now);
     return;
   }
-  const std::string type = Str(j, "type");
-  if (type == "metrics") {
-    OnMetrics(j, now);
-  } else if (type == "eval") {
-    const int64_t step = Int(j, "step");
-    const double loss = Num(j, "eval_loss");
-    last_eval_step_ = step;
-    last_eval_loss_ = loss;
-    best_step_ = Int(j, "best_step", best_step_);
-    // The eval belongs on the step's training point when that is still
-    // pending; otherwise it gets a point of its own.
-    if (!metrics_.empty() && metrics_.back().step() == step) {
-      metrics_.back().set_eval_loss(loss);
-    } else {
-      v1::MetricPoint p;
-      SetTime(now, p.mutable_time());
-      p.set_attempt(options_.attempt);
-      p.set_step(step);
-      p.set_epoch(last_epoch_);
-      p.set_eval_loss(loss);
-      p.set_learning_rate(last_lr_);
-      p.set_peak_memory_bytes(peak_memory_);
-      AddPoint(std::move(p));
-    }
-    metrics_state_.set_eval_loss(loss);
-    metrics_state_.set_eval_step(step);
-    metrics_state_.set_best_eval_loss(Num(j, "best_eval_loss", loss));
-    metrics_state_.set_best_eval_step(best_step_);
-    AddEvent(v1::JOB_EVENT_TYPE_EVAL,
-             absl::StrCat("eval_loss ", loss, " at step ", step, " (best ",
-                          metrics_state_.best_eval_loss(), " at step ",
-                          best_step_, ")"),
-             step, now);
-  } else if (type == "checkpoint") {
-    const std::string path = Str(j, "path");
-    const int64_t step = Int(j, "step");
-    std::string root = options_.storage_root;
-    while (root.size() > 1 && root.back() == '/') root.pop_back();
-    if (!absl::StartsWith(path, root + "/")) {
-      Warn(line, "a checkpoint outside the storage root", now);
-      return;
-    }
-    v1::Checkpoint c;
-    c.set_step(step);
-    c.set_epoch(step == last_step_ ? last_epoch_ : 0);
-    c.set_attempt(options_.attempt);
-    SetTime(now, c.mutable_create_time());
-    c.set_path(path.substr(root.size() + 1));
-    c.set_size_bytes(options_.dir_size(path));
-    if (step == last_eval_step_) {
-      c.set_eval_loss(last_eval_loss_);
-      c.set_is_best(step == best_step_);
-    }
-    checkpoints_.push_back(c);
-    new_checkpoints_.push_back(std::move(c));
-    urgent_ = true;
-  } else if (type == "interrupted") {
-    FlushInterval(now);
-    outcome_.interrupted = true;
-    outcome_.interrupted_step = Int(j, "step");
-    outcome_.interrupted_path = Str(j, "path");
-    urgent_ = true;
-  } else if (type == "done") {
-    FlushInterval(now);
-    outcome_.done = true;
-    outcome_.done_step = Int(j, "step");
-    outcome_.output_dir = Str(j, "output_dir");
-    urgent_ = true;
-  } else if (type == "error") {
-    FlushInterval(now);
-    outcome_.has_error = true;
-    outcome_.error_reason = Str(j, "reason");
-    outcome_.error_message = Str(j, "message");
-    urgent_ = true;
-  } else if (type == "early_stop") {
-    FlushInterval(now);
-    outcome_.early_stopped = true;
-    const int64_t step = Int(j, "step");
-    AddEvent(v1::JOB_EVENT_TYPE_EARLY_STOPPED,
-             absl::StrCat("stopped early at step ", step,
-                          ": no improvement of eval_loss since step ",
-                          Int(j, "best_step")),
-             step, now);
-  } else if (type == "oom_retry") {
-    const int64_t step = Int(j, "step");
-    AddEvent(v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED,
-             absl::StrCat("out of memory at step ", step,
-                          "; the trainer runs it again with micro-batches of ",
-                          Int(j, "micro_batch_size"), " rows and ",
-                          Int(j, "gradient_accumulation_steps"),
-                          " accumulation steps (same effective batch)"),
-             step, now);
-  } else if (type == "start") {
-    progress_.set_total_steps(Int(j, "total_steps"));
-    progress_changed_ = true;
-    AddEvent(
-        v1::JOB_EVENT_TYPE_LOG,
-        absl::StrCat("training started: ", Int(j, "total_steps"), " steps, ",
-                     Int(j, "train_rows"), " training rows (",
-                     Int(j, "train_examples"), " examples), ",
-                     Int(j, "validation_rows"), " validation rows, ",
-                     Int(j, "trainable_parameters"), " trainable parameters, ",
-                     Int(j, "threads"), " threads"),
-        0, now);
-  } else if (type == "resumed") {
-    const int64_t step = Int(j, "step");
-    progress_.set_step(step);
-    progress_changed_ = true;
-    std::string path = Str(j, "path");
-    std::string root = options_.storage_root;
-    while (root.size() > 1 && root.back() == '/') root.pop_back();
-    if (absl::StartsWith(path, root + "/")) path = path.substr(root.size() + 1);
-    AddEvent(v1::JOB_EVENT_TYPE_LOG,
-             absl::StrCat("resumed from checkpoint ", path, " at step ", step),
-             step, now);
-  } else if (type == "data") {
-    const std::string split = Str(j, "split");
-    AddEvent(v1::JOB_EVENT_TYPE_LOG,
-             absl::StrCat(split, " data: ", Int(j, "examples"), " examples in ",
-                          Int(j, "rows"), " rows, ", Int(j, "tokens"),
-                          " tokens (", Int(j, "trained_tokens"), " trained)"),
-             0, now);
-    const int64_t truncated = Int(j, "truncated");
-    const int64_t too_long = Int(j, "dropped_overlength");
-    const int64_t no_target = Int(j, "dropped_no_target");
-    if (truncated + too_long + no_target > 0) {
-      AddEvent(v1::JOB_EVENT_TYPE_WARNING,
-               absl::StrCat(split, " data: ", truncated,
-                            " examples truncated to max_seq_length, ", too_long,
-                            " dropped as longer than max_seq_length, ",
-                            no_target, " dropped without a trained token"),
-               0, now);
-    }
-  } else {
-    // A newer trainer's line: pass it on rather than lose it.
-    AddEvent(v1::JOB_EVENT_TYPE_LOG, absl::StrCat("trainer: ", Quote(line)), 0,
-             now);
+  std::visit([&](const auto& e) { On(e, line, now); }, *event);
+}
+
+void ProgressTracker::On(const contract::MetricsEvent& e,
+                         absl::string_view line, absl::Time now) {
+  if (e.step < 1 || !std::isfinite(e.loss)) {
+    Warn(line, "a metrics line without step/loss", now);
+    return;
   }
+  last_step_ = e.step;
+  last_epoch_ = e.epoch;
+  last_lr_ = e.lr;
+  last_grad_norm_ = e.grad_norm;
+  // The trainer's own figure (the CUDA allocator's peak on a GPU).
+  SetPeakMemory(e.peak_memory_bytes);
+  last_time_ = now;
+  ++interval_steps_;
+  interval_loss_ += e.loss;
+  interval_rate_ += e.tokens_per_s;
+  const int64_t total =
+      e.total_steps > 0 ? e.total_steps : progress_.total_steps();
+  progress_.set_step(e.step);
+  progress_.set_total_steps(total);
+  progress_.set_epoch(last_epoch_);
+  progress_.set_percent(
+      total > 0 ? std::min(100.0, 100.0 * static_cast<double>(e.step) / total)
+                : 0.0);
+  progress_changed_ = true;
+  if (e.step % options_.log_every_steps == 0 ||
+      (total > 0 && e.step >= total)) {
+    FlushInterval(now);
+  }
+}
+
+void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
+                         absl::Time now) {
+  last_eval_step_ = e.step;
+  last_eval_loss_ = e.eval_loss;
+  if (e.best_step > 0) best_step_ = e.best_step;
+  // The eval belongs on the step's training point when that is still
+  // pending; otherwise it gets a point of its own.
+  if (!metrics_.empty() && metrics_.back().step() == e.step) {
+    metrics_.back().set_eval_loss(e.eval_loss);
+  } else {
+    v1::MetricPoint p;
+    SetTime(now, p.mutable_time());
+    p.set_attempt(options_.attempt);
+    p.set_step(e.step);
+    p.set_epoch(last_epoch_);
+    p.set_eval_loss(e.eval_loss);
+    p.set_learning_rate(last_lr_);
+    p.set_peak_memory_bytes(peak_memory_);
+    AddPoint(std::move(p));
+  }
+  metrics_state_.set_eval_loss(e.eval_loss);
+  metrics_state_.set_eval_step(e.step);
+  metrics_state_.set_best_eval_loss(e.best_step > 0 ? e.best_eval_loss
+                                                    : e.eval_loss);
+  metrics_state_.set_best_eval_step(best_step_);
+  AddEvent(v1::JOB_EVENT_TYPE_EVAL,
+           absl::StrCat("eval_loss ", e.eval_loss, " at step ", e.step,
+                        " (best ", metrics_state_.best_eval_loss(), " at step ",
+                        best_step_, ")"),
+           e.step, now);
+}
+
+void ProgressTracker::On(const contract::CheckpointEvent& e,
+                         absl::string_view line, absl::Time now) {
+  std::optional<std::string> relative = UnderStorageRoot(e.path);
+  if (!relative) {
+    Warn(line, "a checkpoint outside the storage root", now);
+    return;
+  }
+  v1::Checkpoint c;
+  c.set_step(e.step);
+  c.set_epoch(e.step == last_step_ ? last_epoch_ : 0);
+  c.set_attempt(options_.attempt);
+  SetTime(now, c.mutable_create_time());
+  c.set_path(*relative);
+  c.set_size_bytes(options_.dir_size(e.path));
+  if (e.step == last_eval_step_) {
+    c.set_eval_loss(last_eval_loss_);
+    c.set_is_best(e.step == best_step_);
+  }
+  checkpoints_.push_back(c);
+  new_checkpoints_.push_back(std::move(c));
+  urgent_ = true;
+}
+
+void ProgressTracker::On(const contract::InterruptedEvent& e, absl::string_view,
+                         absl::Time now) {
+  FlushInterval(now);
+  outcome_.interrupted = true;
+  outcome_.interrupted_step = e.step;
+  outcome_.interrupted_path = e.path;
+  urgent_ = true;
+}
+
+void ProgressTracker::On(const contract::DoneEvent& e, absl::string_view,
+                         absl::Time now) {
+  FlushInterval(now);
+  outcome_.done = true;
+  outcome_.done_step = e.step;
+  outcome_.output_dir = e.output_dir;
+  urgent_ = true;
+}
+
+void ProgressTracker::On(const contract::ErrorEvent& e, absl::string_view,
+                         absl::Time now) {
+  FlushInterval(now);
+  outcome_.has_error = true;
+  outcome_.error_reason = e.reason;
+  outcome_.error_message = e.message;
+  urgent_ = true;
+}
+
+void ProgressTracker::On(const contract::EarlyStopEvent& e, absl::string_view,
+                         absl::Time now) {
+  FlushInterval(now);
+  outcome_.early_stopped = true;
+  AddEvent(
+      v1::JOB_EVENT_TYPE_EARLY_STOPPED,
+      absl::StrCat("stopped early at step ", e.step,
+                   ": no improvement of eval_loss since step ", e.best_step),
+      e.step, now);
+}
+
+void ProgressTracker::On(const contract::OomRetryEvent& e, absl::string_view,
+                         absl::Time now) {
+  AddEvent(v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED,
+           absl::StrCat("out of memory at step ", e.step,
+                        "; the trainer runs it again with micro-batches of ",
+                        e.micro_batch_size, " rows and ",
+                        e.gradient_accumulation_steps,
+                        " accumulation steps (same effective batch)"),
+           e.step, now);
+}
+
+void ProgressTracker::On(const contract::StartEvent& e, absl::string_view,
+                         absl::Time now) {
+  progress_.set_total_steps(e.total_steps);
+  progress_changed_ = true;
+  AddEvent(v1::JOB_EVENT_TYPE_LOG,
+           absl::StrCat("training started: ", e.total_steps, " steps, ",
+                        e.train_rows, " training rows (", e.train_examples,
+                        " examples), ", e.validation_rows, " validation rows, ",
+                        e.trainable_parameters, " trainable parameters, ",
+                        e.threads, " threads"),
+           0, now);
+}
+
+void ProgressTracker::On(const contract::ResumedEvent& e, absl::string_view,
+                         absl::Time now) {
+  progress_.set_step(e.step);
+  progress_changed_ = true;
+  const std::string path = UnderStorageRoot(e.path).value_or(e.path);
+  AddEvent(v1::JOB_EVENT_TYPE_LOG,
+           absl::StrCat("resumed from checkpoint ", path, " at step ", e.step),
+           e.step, now);
+}
+
+void ProgressTracker::On(const contract::DataEvent& e, absl::string_view,
+                         absl::Time now) {
+  AddEvent(v1::JOB_EVENT_TYPE_LOG,
+           absl::StrCat(e.split, " data: ", e.examples, " examples in ", e.rows,
+                        " rows, ", e.tokens, " tokens (", e.trained_tokens,
+                        " trained)"),
+           0, now);
+  if (e.truncated + e.dropped_overlength + e.dropped_no_target > 0) {
+    AddEvent(
+        v1::JOB_EVENT_TYPE_WARNING,
+        absl::StrCat(e.split, " data: ", e.truncated,
+                     " examples truncated to max_seq_length, ",
+                     e.dropped_overlength,
+                     " dropped as longer than max_seq_length, ",
+                     e.dropped_no_target, " dropped without a trained token"),
+        0, now);
+  }
+}
+
+void ProgressTracker::On(const contract::UnknownEvent&, absl::string_view line,
+                         absl::Time now) {
+  // A newer trainer's line: pass it on rather than lose it.
+  AddEvent(v1::JOB_EVENT_TYPE_LOG, absl::StrCat("trainer: ", Quote(line)), 0,
+           now);
 }
 
 bool ProgressTracker::HasPending() const {

@@ -31,8 +31,8 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/contract/progress.h"
 #include "ftune/v1/worker.pb.h"
-#include "nlohmann/json.hpp"
 
 namespace ftune::agent {
 
@@ -101,7 +101,30 @@ class ProgressTracker {
   void ResetOutcome() { outcome_ = TrainerOutcome(); }
 
  private:
-  void OnMetrics(const nlohmann::json& j, absl::Time now);
+  // One handler per progress event (common/contract/progress.h).
+  void On(const contract::MetricsEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::EvalEvent& e, absl::string_view line, absl::Time now);
+  void On(const contract::CheckpointEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::InterruptedEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::DoneEvent& e, absl::string_view line, absl::Time now);
+  void On(const contract::ErrorEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::EarlyStopEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::OomRetryEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::StartEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::ResumedEvent& e, absl::string_view line,
+          absl::Time now);
+  void On(const contract::DataEvent& e, absl::string_view line, absl::Time now);
+  void On(const contract::UnknownEvent& e, absl::string_view line,
+          absl::Time now);
+  // `path` below the storage root, relative; nullopt when it is outside.
+  std::optional<std::string> UnderStorageRoot(const std::string& path) const;
   void FlushInterval(absl::Time now);
   void AddPoint(v1::MetricPoint point);
   void Warn(absl::string_view line, absl::string_view why, absl::Time now);

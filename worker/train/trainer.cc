@@ -12,6 +12,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/contract/progress.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/sha256.h"
@@ -144,8 +145,8 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
 
 absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                                   const TrainerHooks& hooks) {
-  auto emit = [&](nlohmann::json j) {
-    if (hooks.emit) hooks.emit(j);
+  auto emit = [&](const contract::ProgressEvent& event) {
+    if (hooks.emit) hooks.emit(event);
   };
   const contract::HyperParameters& hp = spec.hp;
 
@@ -223,16 +224,17 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
        {std::pair<const char*, const LoadedData*>{"train", &train},
         {"validation", &val}}) {
     if (std::string(name) == "validation" && d->stats.examples == 0) continue;
-    nlohmann::json line = {{"type", "data"},
-                           {"split", name},
-                           {"examples", d->stats.examples},
-                           {"rows", d->stats.rows},
-                           {"tokens", d->stats.total_tokens},
-                           {"trained_tokens", d->stats.trained_tokens},
-                           {"truncated", d->stats.truncated},
-                           {"dropped_overlength", d->stats.dropped_overlength},
-                           {"dropped_no_target", d->stats.dropped_no_target}};
-    line.update(description);
+    contract::DataEvent line;
+    line.split = name;
+    line.examples = d->stats.examples;
+    line.rows = d->stats.rows;
+    line.tokens = d->stats.total_tokens;
+    line.trained_tokens = d->stats.trained_tokens;
+    line.truncated = d->stats.truncated;
+    line.dropped_overlength = d->stats.dropped_overlength;
+    line.dropped_no_target = d->stats.dropped_no_target;
+    line.description.insert(loaded.description.begin(),
+                            loaded.description.end());
     emit(line);
     if (d->stats.truncated + d->stats.dropped_overlength +
             d->stats.dropped_no_target >
@@ -244,7 +246,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                          << " tokens, " << d->stats.dropped_no_target
                          << " dropped without a target";
     }
-    nlohmann::json counts = line;
+    nlohmann::json counts = nlohmann::json::parse(contract::ToJsonLine(line));
     counts.erase("type");
     counts.erase("split");
     data_json[name] = counts;
@@ -297,20 +299,18 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     st.train_sha256 = train.sha256;
     st.train_rows = n_rows;
     FTUNE_LOG(INFO) << "resumed from " << resume_dir << " at step " << st.step;
-    emit({{"type", "resumed"}, {"step", st.step}, {"path", resume_dir}});
+    emit(contract::ResumedEvent{st.step, resume_dir});
   }
-  emit({{"type", "start"},
-        {"total_steps", total_steps},
-        {"train_rows", n_rows},
-        {"train_examples", train.num_examples},
-        {"validation_rows", val.rows.size()},
-        {"trainable_parameters",
-         [&] {
-           int64_t n = 0;
-           for (auto& [k, p] : params) n += p.numel();
-           return n;
-         }()},
-        {"threads", threads}});
+  {
+    contract::StartEvent start;
+    start.total_steps = total_steps;
+    start.train_rows = n_rows;
+    start.train_examples = train.num_examples;
+    start.validation_rows = static_cast<int64_t>(val.rows.size());
+    for (auto& [k, p] : params) start.trainable_parameters += p.numel();
+    start.threads = threads;
+    emit(start);
+  }
 
   // --- The loop
   // ---------------------------------------------------------------
@@ -341,11 +341,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         FTUNE_LOG(WARNING) << "out of memory at step " << st.step + 1
                            << "; retrying with micro-batches of " << micro_rows
                            << " rows x " << accumulation;
-        emit({{"type", "oom_retry"},
-              {"step", st.step + 1},
-              {"micro_batch_size", micro_rows},
-              {"gradient_accumulation_steps", accumulation},
-              {"message", e.what_without_backtrace()}});
+        emit(contract::OomRetryEvent{st.step + 1, micro_rows, accumulation,
+                                     e.what_without_backtrace()});
       }
     }
     if (!std::isfinite(step_loss)) {
@@ -379,15 +376,16 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     result.losses.push_back(step_loss);
     result.loss_steps.push_back(st.step);
     result.final_loss = step_loss;
-    emit({{"type", "metrics"},
-          {"step", st.step},
-          {"total_steps", total_steps},
-          {"epoch", static_cast<double>(st.consumed_rows) / n_rows},
-          {"loss", step_loss},
-          {"lr", lr},
-          {"grad_norm", grad_norm},
-          {"tokens_per_s", step_tokens / std::max(secs, 1e-9)},
-          {"peak_memory_bytes", compat::PeakMemoryBytes(model->device())}});
+    contract::MetricsEvent metrics;
+    metrics.step = st.step;
+    metrics.total_steps = total_steps;
+    metrics.epoch = static_cast<double>(st.consumed_rows) / n_rows;
+    metrics.loss = step_loss;
+    metrics.lr = lr;
+    metrics.grad_norm = grad_norm;
+    metrics.tokens_per_s = step_tokens / std::max(secs, 1e-9);
+    metrics.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
+    emit(metrics);
 
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
@@ -403,17 +401,12 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       } else {
         ++st.evals_without_improvement;
       }
-      emit({{"type", "eval"},
-            {"step", st.step},
-            {"eval_loss", eval_loss},
-            {"best_eval_loss", st.best_eval_loss},
-            {"best_step", st.best_step}});
+      emit(contract::EvalEvent{st.step, eval_loss, st.best_eval_loss,
+                               st.best_step});
       if (hp.early_stopping_patience > 0 &&
           st.evals_without_improvement >= hp.early_stopping_patience) {
         result.early_stopped = true;
-        emit({{"type", "early_stop"},
-              {"step", st.step},
-              {"best_step", st.best_step}});
+        emit(contract::EarlyStopEvent{st.step, st.best_step});
         break;
       }
     }
@@ -429,9 +422,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
           result.last_checkpoint,
           SaveCheckpoint(spec.checkpoint_dir, st, params, opt,
                          has_best ? &best : nullptr, spec_sha));
-      emit({{"type", "checkpoint"},
-            {"step", st.step},
-            {"path", result.last_checkpoint}});
+      emit(contract::CheckpointEvent{st.step, result.last_checkpoint});
     }
   }
   result.steps = st.step;
@@ -439,9 +430,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   result.best_eval_loss = has_best ? st.best_eval_loss : -1;
   if (stop && st.step < total_steps) {
     result.interrupted = true;
-    emit({{"type", "interrupted"},
-          {"step", st.step},
-          {"path", result.last_checkpoint}});
+    emit(contract::InterruptedEvent{st.step, result.last_checkpoint});
     return result;
   }
 
@@ -474,12 +463,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                                        spec.base_model_name, params, manifest));
   if (!spec.merge_output_dir.empty())
     FTUNE_RETURN_IF_ERROR(MergeModel(*model, spec.merge_output_dir));
-  emit({{"type", "done"},
-        {"step", st.step},
-        {"output_dir", spec.output_dir},
-        {"final_loss", result.final_loss},
-        {"best_eval_loss", has_best ? nlohmann::json(st.best_eval_loss)
-                                    : nlohmann::json(nullptr)}});
+  emit(contract::DoneEvent{
+      st.step, spec.output_dir, result.final_loss,
+      has_best ? std::optional<double>(st.best_eval_loss) : std::nullopt});
   return result;
 }
 

@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/data.h"
@@ -45,8 +46,9 @@ double LearningRate(contract::LrScheduler schedule, double base_lr,
                     int64_t warmup, int64_t total, int64_t step);
 
 struct TrainerHooks {
-  // Progress events, one JSON object each ({"type": "metrics", ...}).
-  std::function<void(const nlohmann::json&)> emit;
+  // Progress events (common/contract/progress.h); ftune-train prints each
+  // as one JSON line.
+  std::function<void(const contract::ProgressEvent&)> emit;
   // Polled after every optimizer step; when true, checkpoint and return.
   const std::atomic<bool>* stop = nullptr;
   // Tests: behave as if `stop` became true after this many steps (0 = off).

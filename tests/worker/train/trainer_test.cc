@@ -149,7 +149,9 @@ TEST(DataTest, NamesLineAndFieldAndPacks) {
 TEST_F(TrainerTest, ResumeReproducesTheUninterruptedRunBitForBit) {
   std::vector<nlohmann::json> events_a;
   TrainerHooks hooks_a;
-  hooks_a.emit = [&](const nlohmann::json& j) { events_a.push_back(j); };
+  hooks_a.emit = [&](const contract::ProgressEvent& e) {
+    events_a.push_back(nlohmann::json::parse(contract::ToJsonLine(e)));
+  };
   ASSERT_OK_AND_ASSIGN(TrainResult a, RunTraining(Spec("a"), data_, hooks_a));
   ASSERT_EQ(a.losses.size(), 6u);
   EXPECT_FALSE(a.interrupted);
@@ -318,13 +320,17 @@ TEST_F(TrainerTest, OomRetryHalvesTheMicroBatchAndKeepsTheEffectiveBatch) {
   };
   std::vector<nlohmann::json> events_a;
   TrainerHooks plain;
-  plain.emit = [&](const nlohmann::json& j) { events_a.push_back(j); };
+  plain.emit = [&](const contract::ProgressEvent& e) {
+    events_a.push_back(nlohmann::json::parse(contract::ToJsonLine(e)));
+  };
   ASSERT_OK_AND_ASSIGN(TrainResult a,
                        RunTraining(spec("a", true), data_, plain));
 
   std::vector<nlohmann::json> events;
   TrainerHooks faulty;
-  faulty.emit = [&](const nlohmann::json& j) { events.push_back(j); };
+  faulty.emit = [&](const contract::ProgressEvent& e) {
+    events.push_back(nlohmann::json::parse(contract::ToJsonLine(e)));
+  };
   faulty.before_micro_batch = inject;
   ASSERT_OK_AND_ASSIGN(TrainResult b,
                        RunTraining(spec("b", true), data_, faulty));
