@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/quote.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -102,9 +103,9 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
     } else if (role == "assistant") {
       msg.role = Role::kAssistant;
     } else {
-      return LineError(n,
-                       absl::StrCat(field, ".role: unknown role \"", role,
-                                    "\" (expected system, user, assistant)"));
+      return LineError(
+          n, absl::StrCat(field, ".role: unknown role ", QuoteValue(role),
+                          " (expected system, user, assistant)"));
     }
     FTUNE_RETURN_IF_ERROR(GetString(
         m, "content", absl::StrCat(field, ".content"), n, &msg.content));
@@ -117,8 +118,8 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
       }
       if (!w->is_number() || (*w != 0 && *w != 1)) {
         return LineError(
-            n,
-            absl::StrCat(field, ".weight: expected 0 or 1, got ", w->dump()));
+            n, absl::StrCat(field, ".weight: expected 0 or 1, got ",
+                            TruncateMessage(w->dump(), kMaxQuotedBytes)));
       }
       msg.trainable = (*w == 1);
     }
@@ -242,8 +243,11 @@ absl::StatusOr<Example> ParseExampleLine(absl::string_view line,
     const size_t pos = what.find("] ");
     return LineError(
         n,
-        absl::StrCat("invalid JSON: ",
-                     pos == std::string::npos ? what : what.substr(pos + 2)));
+        absl::StrCat(
+            "invalid JSON: ",
+            // The parser quotes the token it stopped at, whole.
+            TruncateMessage(
+                pos == std::string::npos ? what : what.substr(pos + 2), 200)));
   }
   if (!obj.is_object()) {
     return LineError(

@@ -9,6 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "common/contract/limits.h"
 #include "common/contract/train_spec.h"
+#include "common/quote.h"
+#include "server/core/labels.h"
 
 namespace ftune::core {
 namespace {
@@ -37,13 +39,6 @@ class Errors {
 
 bool AllCharsIn(const std::string& s, bool (*ok)(char)) {
   return std::all_of(s.begin(), s.end(), ok);
-}
-bool IsLowerDigitUnderDash(char c) {
-  return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' ||
-         c == '-';
-}
-bool IsLabelValueChar(char c) {
-  return absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-';
 }
 bool IsSuffixChar(char c) {
   return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
@@ -84,13 +79,13 @@ void CheckLora(const v1::LoraConfig& lora, Errors& e) {
       continue;
     }
     if (std::find(known.begin(), known.end(), m) == known.end()) {
-      e.Add(field, absl::StrCat("unsupported target module \"", m,
-                                "\"; expected one of ",
+      e.Add(field, absl::StrCat("unsupported target module ", QuoteValue(m),
+                                "; expected one of ",
                                 absl::StrJoin(known, ", "), " or all-linear"));
       continue;
     }
     if (!seen.insert(m).second) {
-      e.Add(field, absl::StrCat("duplicate target module \"", m, "\""));
+      e.Add(field, absl::StrCat("duplicate target module ", QuoteValue(m)));
     }
   }
 }
@@ -172,8 +167,8 @@ void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
   const std::string& tmpl = h.chat_template();
   if (!tmpl.empty() && tmpl != "auto" && !IsChatTemplateName(tmpl)) {
     e.Add(p + "chat_template",
-          absl::StrCat("unknown chat template \"", tmpl,
-                       "\"; expected auto or one of ", ChatTemplateList()));
+          absl::StrCat("unknown chat template ", QuoteValue(tmpl),
+                       "; expected auto or one of ", ChatTemplateList()));
   } else if ((tmpl.empty() || tmpl == "auto") && ctx.model &&
              ctx.model->default_chat_template.empty() && ctx.training_file &&
              ctx.training_file->format == "chat") {
@@ -228,7 +223,7 @@ void CheckFile(const std::string& field, const std::string& id,
   if (id.empty()) {
     e.Add(field, "is required");
   } else if (!facts.has_value()) {
-    e.Add(field, absl::StrCat("no file \"", id, "\""));
+    e.Add(field, absl::StrCat("no file ", QuoteValue(id)));
   } else if (facts->purpose == wrong_purpose) {
     e.Add(field, absl::StrCat("file ", id, " has purpose ", facts->purpose));
   } else if (!facts->ready) {
@@ -251,8 +246,8 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   if (spec.model().empty()) {
     e.Add("spec.model", "is required");
   } else if (!ctx.model.has_value()) {
-    e.Add("spec.model", absl::StrCat("unknown model \"", spec.model(),
-                                     "\" (see ModelService.ListModels)"));
+    e.Add("spec.model", absl::StrCat("unknown model ", QuoteValue(spec.model()),
+                                     " (see ModelService.ListModels)"));
   }
   CheckFile("spec.training_file", spec.training_file(), ctx.training_file,
             kFilePurposeValidation, e);
@@ -298,23 +293,11 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   CheckHyperparameters(spec, ctx, e);
   CheckResources(spec, e);
   e.Check("spec.priority", spec.priority(), range::kPriority);
-  if (spec.labels_size() > 32) {
-    e.Add("spec.labels",
-          absl::StrCat("at most 32 labels, got ", spec.labels_size()));
-  }
-  // Map order is unspecified; sort so the first error is deterministic.
-  std::vector<std::pair<std::string, std::string>> labels(spec.labels().begin(),
-                                                          spec.labels().end());
-  std::sort(labels.begin(), labels.end());
-  for (const auto& [key, value] : labels) {
-    const std::string field = absl::StrCat("spec.labels[\"", key, "\"]");
-    if (key.empty() || key.size() > 63 || !absl::ascii_islower(key[0]) ||
-        !AllCharsIn(key, IsLowerDigitUnderDash)) {
-      e.Add(field,
-            "key must be 1-63 characters of [a-z0-9_-] starting with a letter");
-    } else if (value.size() > 63 || !AllCharsIn(value, IsLabelValueChar)) {
-      e.Add(field, "value must be 0-63 characters of [A-Za-z0-9_.-]");
-    }
+  // One rule for job and worker labels (core/labels.h); sorted by key so
+  // the first error is deterministic.
+  for (LabelError& le : CheckLabels(
+           {spec.labels().begin(), spec.labels().end()}, "spec.labels")) {
+    e.Add(std::move(le.field), std::move(le.message));
   }
   if (spec.has_max_restarts()) {
     e.Check("spec.max_restarts", spec.max_restarts(), range::kMaxRestarts);
@@ -326,10 +309,16 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
 }
 
 std::string JoinFieldErrors(const std::vector<FieldError>& errors) {
-  return absl::StrJoin(errors, "; ",
-                       [](std::string* out, const FieldError& fe) {
-                         absl::StrAppend(out, fe.field, ": ", fe.message);
-                       });
+  const size_t shown = std::min(errors.size(), kMaxJoinedFieldErrors);
+  std::string out =
+      absl::StrJoin(errors.begin(), errors.begin() + shown, "; ",
+                    [](std::string* out, const FieldError& fe) {
+                      absl::StrAppend(out, fe.field, ": ", fe.message);
+                    });
+  if (errors.size() > shown) {
+    absl::StrAppend(&out, "; and ", errors.size() - shown, " more");
+  }
+  return out;
 }
 
 v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,

@@ -62,7 +62,11 @@ struct SpecContext {
 std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
                                         const SpecContext& ctx);
 
-// One line listing every error: "spec.a: x; spec.b: y".
+// Errors JoinFieldErrors lists; the rest are counted.
+inline constexpr size_t kMaxJoinedFieldErrors = 10;
+
+// One line listing the errors: "spec.a: x; spec.b: y", at most
+// kMaxJoinedFieldErrors of them, then "; and N more".
 std::string JoinFieldErrors(const std::vector<FieldError>& errors);
 
 // Returns `spec` with every server-side default resolved (see

@@ -4,10 +4,10 @@
 #include <set>
 #include <tuple>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
+#include "common/quote.h"
 #include "common/status.h"
 #include "server/core/api_key.h"
 #include "server/rpc/auth.h"
@@ -21,8 +21,8 @@ namespace {
 
 absl::Status CheckTenantId(const std::string& id) {
   if (!IsValidId(id, kTenantIdPrefix)) {
-    return InvalidField("tenant_id",
-                        absl::StrCat("tenant_id: malformed id \"", id, "\""));
+    return InvalidField(
+        "tenant_id", absl::StrCat("tenant_id: malformed id ", QuoteValue(id)));
   }
   return absl::OkStatus();
 }
@@ -63,8 +63,24 @@ absl::StatusOr<core::Quota> QuotaFromProto(const std::string& field,
   return out;
 }
 
+absl::Status CheckWorkerId(const std::string& id) {
+  if (id.empty()) return InvalidField("worker_id", "worker_id is required");
+  if (!IsValidId(id, kWorkerIdPrefix)) {
+    return InvalidField(
+        "worker_id", absl::StrCat("worker_id: malformed id ", QuoteValue(id)));
+  }
+  return absl::OkStatus();
+}
+
+// A store call on the worker `id`: NOT_FOUND carries the id.
+absl::StatusOr<core::Worker> AboutWorker(absl::StatusOr<core::Worker> w,
+                                         const std::string& id) {
+  if (w.ok()) return w;
+  return AboutResource(w.status(), id);
+}
+
 absl::Status TenantNotFound(const std::string& id) {
-  return absl::NotFoundError(absl::StrCat("tenant ", id, " not found"));
+  return NotFoundResource(absl::StrCat("tenant ", id, " not found"), id);
 }
 
 absl::StatusOr<core::Tenant> LoadTenant(store::Store& store,
@@ -258,13 +274,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeApiKey(
     v1::ApiKey* response) {
   return Unary(ctx, [&]() -> absl::Status {
     if (!IsValidId(request->key_id(), kApiKeyIdPrefix)) {
-      return InvalidField("key_id", absl::StrCat("key_id: malformed id \"",
-                                                 request->key_id(), "\""));
+      return InvalidField(
+          "key_id",
+          absl::StrCat("key_id: malformed id ", QuoteValue(request->key_id())));
     }
     absl::StatusOr<core::ApiKey> key = store_->RevokeApiKey(request->key_id());
     if (absl::IsNotFound(key.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("API key ", request->key_id(), " not found"));
+      return NotFoundResource(
+          absl::StrCat("API key ", request->key_id(), " not found"),
+          request->key_id());
     }
     FTUNE_RETURN_IF_ERROR(key.status());
     // Before answering: once the admin sees "revoked", no call with the key
@@ -386,17 +404,24 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWorkers(
     grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* request,
     v1::ListWorkersResponse* response) {
   return Unary(ctx, [&]() -> absl::Status {
-    if (request->page_size() < 0 || request->page_size() > 1000) {
-      return InvalidField("page_size", "page_size must be in [0, 1000]");
+    FTUNE_ASSIGN_OR_RETURN(int page_size,
+                           ResolvePageSize(request->page_size(), 100, 1000));
+    // Unknown states are refused, as ListJobs does (not silently matching
+    // nothing); the page token is bound to the filter.
+    std::set<int> states;
+    for (int i = 0; i < request->states_size(); ++i) {
+      const int s = request->states(i);
+      if (s == v1::WORKER_STATE_UNSPECIFIED || !v1::WorkerState_IsValid(s)) {
+        const std::string field = absl::StrCat("states[", i, "]");
+        return InvalidField(field,
+                            absl::StrCat(field, ": not a worker state: ", s));
+      }
+      states.insert(s);
     }
-    const int page_size =
-        request->page_size() == 0 ? 100 : request->page_size();
-    std::string after;
-    if (!request->page_token().empty() &&
-        !absl::WebSafeBase64Unescape(request->page_token(), &after)) {
-      return InvalidField("page_token", "page_token is malformed");
-    }
-    std::set<int> states(request->states().begin(), request->states().end());
+    std::string binding = "workers;states=";
+    for (int s : states) absl::StrAppend(&binding, s, ",");
+    FTUNE_ASSIGN_OR_RETURN(std::string after,
+                           DecodePageToken(request->page_token(), binding));
     FTUNE_ASSIGN_OR_RETURN(std::vector<core::Worker> workers,
                            store_->ListWorkers());  // Ordered by id.
     for (const core::Worker& w : workers) {
@@ -406,7 +431,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWorkers(
       if (!states.empty() && states.count(out.state()) == 0) continue;
       if (response->workers_size() == page_size) {
         response->set_next_page_token(
-            absl::WebSafeBase64Escape(response->workers().rbegin()->id()));
+            EncodePageToken(binding, response->workers().rbegin()->id()));
         break;
       }
       *response->add_workers() = std::move(out);
@@ -419,14 +444,14 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainWorker(
     grpc::CallbackServerContext* ctx, const v1::DrainWorkerRequest* request,
     v1::Worker* response) {
   return Unary(ctx, [&]() -> absl::Status {
-    if (request->worker_id().empty()) {
-      return InvalidField("worker_id", "worker_id is required");
-    }
-    FTUNE_ASSIGN_OR_RETURN(core::Worker w,
-                           store_->DrainWorker(request->worker_id()));
+    FTUNE_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    FTUNE_ASSIGN_OR_RETURN(
+        core::Worker w, AboutWorker(store_->DrainWorker(request->worker_id()),
+                                    request->worker_id()));
     if (w.state == core::WorkerState::kLost) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("worker ", w.id, " is LOST; nothing to drain"));
+      return FailedPreconditionInState(
+          absl::StrCat("worker ", w.id, " is LOST; nothing to drain"),
+          "WORKER_STATE_LOST");
     }
     return FillWorker(w, response);
   });
@@ -436,11 +461,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::UndrainWorker(
     grpc::CallbackServerContext* ctx, const v1::UndrainWorkerRequest* request,
     v1::Worker* response) {
   return Unary(ctx, [&]() -> absl::Status {
-    if (request->worker_id().empty()) {
-      return InvalidField("worker_id", "worker_id is required");
-    }
-    FTUNE_ASSIGN_OR_RETURN(core::Worker w,
-                           store_->UndrainWorker(request->worker_id()));
+    FTUNE_RETURN_IF_ERROR(CheckWorkerId(request->worker_id()));
+    FTUNE_ASSIGN_OR_RETURN(
+        core::Worker w, AboutWorker(store_->UndrainWorker(request->worker_id()),
+                                    request->worker_id()));
     return FillWorker(w, response);
   });
 }

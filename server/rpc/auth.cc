@@ -15,8 +15,8 @@ namespace {
 // Same text for every refusal: the answer must not tell an attacker whether
 // a key exists, was revoked, or was merely mistyped.
 constexpr char kBadCredential[] =
-    "missing, unknown or revoked credential (send \"authorization: Bearer "
-    "<api key>\")";
+    "missing, unknown or revoked credential (send one \"authorization: "
+    "Bearer <api key>\" header)";
 
 bool MatchesAny(const std::string& hash, const std::vector<std::string>& set) {
   bool found = false;

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "common/confined_path.h"
 #include "server/rpc/status_util.h"
 
 namespace ftune::server::rpc {
@@ -80,8 +81,7 @@ class FileRangeWriter final : public grpc::ServerWriteReactor<Response> {
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       absl::Status s =
-          n < 0 ? absl::InternalError(
-                      absl::StrCat("cannot read file: ", std::strerror(errno)))
+          n < 0 ? StorageError("cannot read", "the file", errno)
                 : absl::DataLossError("file is shorter than its record");
       this->Finish(ToGrpcStatus(s, ctx_));
       return;

@@ -17,10 +17,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/confined_path.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/quote.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "server/core/storage_layout.h"
@@ -35,9 +37,11 @@ constexpr char kUploadTempPrefix[] = ".upload-";
 constexpr int kDefaultListFilesPageSize = 100;
 constexpr int kMaxListFilesPageSize = 1000;
 
+// A failed storage call on `path` (errno): typed by StorageError
+// (RESOURCE_EXHAUSTED when storage is full, UNAVAILABLE when it fails, ...),
+// never INTERNAL, which means a bug.
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  return absl::InternalError(
-      absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+  return StorageError(what, path, errno);
 }
 
 bool IsLowerHex(absl::string_view s) {
@@ -104,10 +108,17 @@ std::string RecordFormat(DatasetFormat format) {
 absl::Status CheckFileId(const std::string& id) {
   if (!IsValidId(id, kFileIdPrefix)) {
     return InvalidField("file_id",
-                        absl::StrCat("file_id \"", absl::CHexEscape(id),
-                                     "\" is not a file id (file-...)"));
+                        absl::StrCat("file_id ", QuoteValue(id),
+                                     " is not a file id (file-...)"));
   }
   return absl::OkStatus();
+}
+
+// A store lookup of the file `id`: NOT_FOUND carries the id.
+absl::StatusOr<core::FileRecord> AboutFile(
+    absl::StatusOr<core::FileRecord> file, const std::string& id) {
+  if (file.ok()) return file;
+  return AboutResource(file.status(), id);
 }
 
 absl::Status CheckFilename(const std::string& name) {
@@ -274,7 +285,10 @@ class UploadReactor final
   absl::Status OpenTemp() {
     dir_ =
         JoinPath(JoinPath(service_->options().storage_root, "files"), tenant_);
-    FTUNE_RETURN_IF_ERROR(MakeDirs(dir_));
+    if (absl::Status s = MakeDirs(dir_); !s.ok()) {
+      // MakeDirs says INTERNAL for what is a storage failure here.
+      return absl::IsInternal(s) ? absl::UnavailableError(s.message()) : s;
+    }
     temp_path_ =
         JoinPath(dir_, absl::StrCat(kUploadTempPrefix,
                                     absl::BytesToHexString(RandomBytes(8))));
@@ -390,24 +404,35 @@ absl::StatusOr<FileRange> OpenDownload(FileService& service,
   if (request.offset() < 0) {
     return InvalidField("offset", "offset must be >= 0");
   }
-  FTUNE_ASSIGN_OR_RETURN(core::FileRecord file,
-                         service.store()->GetFile(tenant, request.file_id()));
+  FTUNE_ASSIGN_OR_RETURN(
+      core::FileRecord file,
+      AboutFile(service.store()->GetFile(tenant, request.file_id()),
+                request.file_id()));
   if (request.offset() > file.size_bytes) {
     return absl::OutOfRangeError(absl::StrCat("offset ", request.offset(),
                                               " is past the end of the file (",
                                               file.size_bytes, " bytes)"));
   }
-  const std::string path =
-      JoinPath(service.options().storage_root, file.storage_path);
-  FileRange range;
-  range.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (range.fd < 0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(
-          absl::StrCat("file ", file.id, " is missing from storage"));
-    }
-    return ErrnoError("cannot open", path);
+  // Opened beneath the root without following links (the record's path is
+  // the server's, but storage may have been tampered with).
+  absl::StatusOr<UniqueFd> fd =
+      OpenBeneath(service.options().storage_root, file.storage_path);
+  if (absl::IsNotFound(fd.status())) {
+    return NotFoundResource(
+        absl::StrCat("file ", file.id, " is missing from storage"), file.id);
   }
+  if (!fd.ok()) return Annotate(fd.status(), absl::StrCat("file ", file.id));
+  struct stat st;
+  if (::fstat(fd->get(), &st) != 0) {
+    return StorageError("cannot stat", file.storage_path, errno);
+  }
+  if (st.st_size != file.size_bytes) {
+    return absl::DataLossError(
+        absl::StrCat("file ", file.id, " no longer has its recorded size (",
+                     file.size_bytes, " bytes)"));
+  }
+  FileRange range;
+  range.fd = fd->Release();
   range.offset = request.offset();
   range.end = file.size_bytes;
   range.chunk_bytes = service.options().download_chunk_bytes;
@@ -460,8 +485,10 @@ grpc::ServerUnaryReactor* FileService::GetFile(
   auto run = [&]() -> absl::Status {
     FTUNE_ASSIGN_OR_RETURN(std::string tenant, CallerTenant(ctx));
     FTUNE_RETURN_IF_ERROR(CheckFileId(request->file_id()));
-    FTUNE_ASSIGN_OR_RETURN(core::FileRecord file,
-                           store_->GetFile(tenant, request->file_id()));
+    FTUNE_ASSIGN_OR_RETURN(
+        core::FileRecord file,
+        AboutFile(store_->GetFile(tenant, request->file_id()),
+                  request->file_id()));
     *response = FileToProto(file);
     return absl::OkStatus();
   };
@@ -562,7 +589,7 @@ absl::Status FileService::DoDeleteFile(const std::string& tenant,
     }
     return WithErrorInfo(deleted.status(), info);
   }
-  FTUNE_RETURN_IF_ERROR(deleted.status());
+  FTUNE_RETURN_IF_ERROR(AboutResource(deleted.status(), file_id));
   const std::string path =
       JoinPath(options_.storage_root, deleted->storage_path);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {

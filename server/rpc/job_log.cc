@@ -18,7 +18,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/confined_path.h"
 #include "common/ids.h"
+#include "common/quote.h"
 #include "server/core/job_state.h"
 #include "server/core/storage_layout.h"
 #include "server/rpc/convert.h"
@@ -29,80 +31,11 @@ namespace {
 
 constexpr int64_t kProtoMaxChunk = 64 << 10;
 
-// A file descriptor closed on destruction.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
-
-// Opens `relative` (a path made by core::AttemptLogPath) beneath `root` for
-// reading, one component at a time with O_NOFOLLOW: a symbolic link
-// anywhere below the root, "..", or anything but a regular file at the end
-// is refused, so nothing outside the job's log directory can be read.
-// NOT_FOUND when a component does not exist.
-absl::StatusOr<Fd> OpenBeneath(const std::string& root,
-                               const std::string& relative) {
-  Fd dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid()) {
-    return absl::InternalError(
-        absl::StrCat("cannot open the storage root: ", std::strerror(errno)));
-  }
-  std::vector<std::string> parts = absl::StrSplit(relative, '/');
-  for (size_t i = 0; i < parts.size(); ++i) {
-    const std::string& part = parts[i];
-    if (part.empty() || part == "." || part == "..") {
-      return absl::InternalError(
-          absl::StrCat("log path \"", absl::CHexEscape(relative),
-                       "\" is not a plain relative path"));
-    }
-    const bool last = i + 1 == parts.size();
-    const int flags =
-        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK : O_DIRECTORY);
-    Fd next(::openat(dir.get(), part.c_str(), flags));
-    if (!next.valid()) {
-      if (errno == ENOENT) {
-        return absl::NotFoundError(absl::StrCat(relative, " does not exist"));
-      }
-      return absl::InternalError(
-          absl::StrCat("refusing to read ", relative, ": ", part, ": ",
-                       errno == ELOOP || errno == ENOTDIR
-                           ? "a symbolic link or not a directory"
-                           : std::strerror(errno)));
-    }
-    dir = std::move(next);
-  }
-  struct stat st;
-  if (::fstat(dir.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return absl::InternalError(
-        absl::StrCat("refusing to read ", relative, ": not a regular file"));
-  }
-  return dir;
-}
-
-absl::StatusOr<int64_t> FileSize(const Fd& fd) {
+absl::StatusOr<int64_t> FileSize(const UniqueFd& fd,
+                                 absl::string_view relative) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot stat the log: ", std::strerror(errno)));
+    return StorageError("cannot stat", relative, errno);
   }
   return static_cast<int64_t>(st.st_size);
 }
@@ -340,7 +273,7 @@ class LogSession final : public WatchHub::Subscriber,
   bool subscribed_ = false;  // Set before any other thread sees us.
 
   // Touched only inside Step (serialized by in_step_).
-  Fd fd_;
+  UniqueFd fd_;
   int64_t pos_ = -1;         // Next byte to send; -1 until positioned.
   int64_t end_ = 0;          // Without follow: the size when the call started.
   bool final_read_ = false;  // The attempt is over and the file reopened.
@@ -436,7 +369,8 @@ absl::Status LogSession::Resolve() {
   absl::StatusOr<core::Job> job = shared_.store->GetJob(tenant_, job_id_);
   if (absl::IsNotFound(job.status())) {
     // A foreign job is answered exactly like an unknown one.
-    return absl::NotFoundError(absl::StrCat("job ", job_id_, " not found"));
+    return NotFoundResource(absl::StrCat("job ", job_id_, " not found"),
+                            job_id_);
   }
   if (!job.ok()) return job.status();
   if (requested_attempt_ > job->attempt) {
@@ -489,19 +423,21 @@ absl::Status LogSession::Stream() {
   }
   int64_t size = 0;
   if (!fd_.valid()) {
-    absl::StatusOr<Fd> fd = OpenBeneath(shared_.options.storage_root, relative);
+    absl::StatusOr<UniqueFd> fd =
+        OpenBeneath(shared_.options.storage_root, relative);
     if (fd.ok()) {
       fd_ = *std::move(fd);
     } else if (!absl::IsNotFound(fd.status())) {
       return fd.status();
     } else if (over) {
-      return absl::NotFoundError(
+      return NotFoundResource(
           absl::StrCat("the log of attempt ", attempt, " of job ", job_id_,
-                       " is not on storage (never written, or removed)"));
+                       " is not on storage (never written, or removed)"),
+          job_id_);
     }
   }
   if (fd_.valid()) {
-    absl::StatusOr<int64_t> s = FileSize(fd_);
+    absl::StatusOr<int64_t> s = FileSize(fd_, relative);
     if (!s.ok()) return s.status();
     size = *s;
   }
@@ -530,8 +466,7 @@ absl::Status LogSession::Stream() {
                   static_cast<off_t>(pos_));
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-      return absl::InternalError(absl::StrCat(
-          "reading the log of attempt ", attempt, ": ", std::strerror(errno)));
+      return StorageError("cannot read", relative, errno);
     }
     if (n > 0) {
       data.resize(static_cast<size_t>(n));
@@ -590,9 +525,9 @@ grpc::ServerWriteReactor<v1::StreamJobLogResponse>* JobLogStreamer::Start(
   } else if (request->job_id().empty()) {
     invalid = InvalidField("job_id", "job_id: is required");
   } else if (!IsValidId(request->job_id(), kJobIdPrefix)) {
-    invalid = InvalidField(
-        "job_id", absl::StrCat("job_id: malformed job id \"",
-                               absl::CHexEscape(request->job_id()), "\""));
+    invalid =
+        InvalidField("job_id", absl::StrCat("job_id: malformed job id ",
+                                            QuoteValue(request->job_id())));
   } else if (request->attempt() < 0) {
     invalid = InvalidField("attempt", "attempt: must be >= 0 (0 = latest)");
   } else if (active_.fetch_add(1) >= shared_.options.max_streams) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -20,12 +21,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/confined_path.h"
 #include "common/file_util.h"
 #include "common/ids.h"
+#include "common/quote.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "server/core/placement.h"
 #include "server/core/spec_validation.h"
+#include "server/core/storage_layout.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/executor.h"
@@ -47,14 +51,14 @@ class FinishedWriter final : public grpc::ServerWriteReactor<T> {
 };
 
 absl::Status JobNotFound(const std::string& job_id) {
-  return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return NotFoundResource(absl::StrCat("job ", job_id, " not found"), job_id);
 }
 
 absl::Status CheckJobId(const std::string& job_id) {
   if (job_id.empty()) return InvalidField("job_id", "job_id: is required");
   if (!IsValidId(job_id, kJobIdPrefix)) {
-    return InvalidField(
-        "job_id", absl::StrCat("job_id: malformed job id \"", job_id, "\""));
+    return InvalidField("job_id", absl::StrCat("job_id: malformed job id ",
+                                               QuoteValue(job_id)));
   }
   return absl::OkStatus();
 }
@@ -139,16 +143,16 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabelSelector(
     if (eq == absl::string_view::npos || eq == 0) {
       return InvalidField(
           "label_selector",
-          absl::StrCat("label_selector: term \"", term,
-                       "\" is not key=value (e.g. team=search,stage=prod)"));
+          absl::StrCat("label_selector: term ", QuoteValue(term),
+                       " is not key=value (e.g. team=search,stage=prod)"));
     }
     std::string key(absl::StripAsciiWhitespace(term.substr(0, eq)));
     std::string value(absl::StripAsciiWhitespace(term.substr(eq + 1)));
     auto [it, inserted] = out.emplace(key, value);
     if (!inserted && it->second != value) {
       return InvalidField("label_selector",
-                          absl::StrCat("label_selector: key \"", key,
-                                       "\" is given twice with other values"));
+                          absl::StrCat("label_selector: key ", QuoteValue(key),
+                                       " is given twice with other values"));
     }
   }
   return out;
@@ -237,8 +241,8 @@ absl::Status JobServiceImpl::PrepareCreateJob(
       sctx.validation_file ? sctx.validation_file->example_count : 0);
 
   if (!facts.tenant) {
-    return absl::NotFoundError(
-        absl::StrCat("tenant with id '", tenant_id, "' not found"));
+    return NotFoundResource(
+        absl::StrCat("tenant with id '", tenant_id, "' not found"), tenant_id);
   }
   const core::Tenant& tenant = *facts.tenant;
   const int64_t gpus = resolved.resources().gpus();
@@ -354,11 +358,11 @@ absl::Status JobServiceImpl::FinishCreateJob(
       v1::ErrorInfo info;
       info.set_resource_id(created->job.id);
       info.set_field("request_id");
-      return WithErrorInfo(
-          absl::AlreadyExistsError(absl::StrCat(
-              "request_id \"", request_id, "\" was already used for job ",
-              created->job.id, " with a different spec")),
-          info);
+      return WithErrorInfo(absl::AlreadyExistsError(absl::StrCat(
+                               "request_id ", QuoteValue(request_id),
+                               " was already used for job ", created->job.id,
+                               " with a different spec")),
+                           info);
     }
   }
   created->job.spec.clear();
@@ -754,14 +758,22 @@ JobServiceImpl::StreamJobLog(grpc::CallbackServerContext* ctx,
 namespace {
 
 // The byte range of an adapter file DownloadAdapterFile sends, or why there
-// is none. Only paths recorded in Job.adapter.files are served, so a
-// request cannot name anything else on storage.
+// is none. Only paths recorded in Job.adapter.files are served, and only as
+// regular files beneath the job's adapter directory reached without
+// following a symbolic link (OpenBeneath): a worker that reported a path
+// leaving the directory, or planted a link in it, cannot widen what a
+// tenant reads.
 absl::StatusOr<FileRange> OpenAdapterFile(
     store::Store& store, const std::string& storage_root,
     const Principal& caller, const v1::DownloadAdapterFileRequest& request) {
   FTUNE_ASSIGN_OR_RETURN(core::Job job,
                          LoadJob(store, caller, request.job_id()));
   if (request.path().empty()) return InvalidField("path", "path: is required");
+  if (absl::Status s = CheckConfinedPath(request.path()); !s.ok()) {
+    return InvalidField(
+        "path",
+        absl::StrCat("path ", QuoteValue(request.path()), " ", s.message()));
+  }
   if (request.offset() < 0) {
     return InvalidField("offset", "offset: must be >= 0");
   }
@@ -776,35 +788,41 @@ absl::StatusOr<FileRange> OpenAdapterFile(
     if (f.path == request.path()) file = &f;
   }
   if (file == nullptr) {
-    return absl::NotFoundError(absl::StrCat("adapter of job ", job.id,
-                                            " has no file \"", request.path(),
-                                            "\" (see Job.adapter.files)"));
+    return NotFoundResource(
+        absl::StrCat("adapter of job ", job.id, " has no file ",
+                     QuoteValue(request.path()), " (see Job.adapter.files)"),
+        job.id);
   }
   if (request.offset() > file->size_bytes) {
     return absl::OutOfRangeError(
         absl::StrCat("offset ", request.offset(), " is past the end of ",
                      file->path, " (", file->size_bytes, " bytes)"));
   }
-  const std::string path =
-      JoinPath(storage_root, JoinPath(job.adapter.path, file->path));
-  FileRange range;
-  range.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (range.fd < 0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(absl::StrCat("adapter file ", file->path,
-                                              " of job ", job.id,
-                                              " is missing from storage"));
-    }
-    return absl::InternalError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  // The directory is the job's by construction, not the recorded one.
+  absl::StatusOr<UniqueFd> fd = OpenBeneath(
+      storage_root,
+      absl::StrCat(core::AdapterDir(job.tenant_id, job.id), "/", file->path));
+  if (absl::IsNotFound(fd.status())) {
+    return NotFoundResource(
+        absl::StrCat("adapter file ", file->path, " of job ", job.id,
+                     " is missing from storage"),
+        job.id);
+  }
+  if (!fd.ok()) {
+    return Annotate(fd.status(), absl::StrCat("adapter file ", file->path,
+                                              " of job ", job.id));
   }
   struct stat st;
-  if (::fstat(range.fd, &st) != 0 || st.st_size != file->size_bytes) {
-    ::close(range.fd);
+  if (::fstat(fd->get(), &st) != 0) {
+    return StorageError("cannot stat adapter file", file->path, errno);
+  }
+  if (st.st_size != file->size_bytes) {
     return absl::DataLossError(absl::StrCat(
         "adapter file ", file->path, " of job ", job.id,
         " no longer has its recorded size (", file->size_bytes, " bytes)"));
   }
+  FileRange range;
+  range.fd = fd->Release();
   range.offset = request.offset();
   range.end = file->size_bytes;
   return range;

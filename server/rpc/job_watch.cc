@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/ids.h"
+#include "common/quote.h"
 #include "server/core/job_state.h"
 #include "server/rpc/record_proto.h"
 #include "server/rpc/status_util.h"
@@ -425,7 +426,7 @@ void WatchSession::ReplayStep() {
     replay_scheduled_ = false;
     if (finishing_) return;
     if (!job.ok()) {
-      TerminateLocked(job.status());
+      TerminateLocked(AboutResource(job.status(), job_id_));
     } else {
       if (!started_) {
         started_ = true;
@@ -529,8 +530,8 @@ grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJob(
     invalid = absl::PermissionDeniedError("WatchJob needs a tenant API key");
   } else if (!IsValidId(request->job_id(), kJobIdPrefix)) {
     invalid = InvalidField(
-        "job_id", absl::StrCat("job_id \"", absl::CHexEscape(request->job_id()),
-                               "\" is not a job id (job-...)"));
+        "job_id", absl::StrCat("job_id ", QuoteValue(request->job_id()),
+                               " is not a job id (job-...)"));
   } else if (request->has_after_sequence() && request->after_sequence() < 0) {
     invalid = InvalidField("after_sequence", "after_sequence must be >= 0");
   }

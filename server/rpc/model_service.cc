@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 #include "common/status.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
@@ -54,8 +55,9 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(
     }
     absl::StatusOr<core::Model> model = store_->GetModel(request->name());
     if (absl::IsNotFound(model.status())) {
-      return absl::NotFoundError(
-          absl::StrCat("no model named \"", request->name(), "\""));
+      return NotFoundResource(
+          absl::StrCat("no model named ", QuoteValue(request->name())),
+          request->name());
     }
     FTUNE_RETURN_IF_ERROR(model.status());
     *response = ModelToProto(*model);

@@ -41,8 +41,8 @@ class Authenticator {
   virtual void ApiKeyRevoked() {}
 };
 
-// The secret from "authorization: Bearer <secret>", or "" when absent or
-// malformed.
+// The secret from "authorization: Bearer <secret>", or "" when absent,
+// malformed or given more than once (the call is then UNAUTHENTICATED).
 std::string BearerToken(const grpc::ServerContextBase& ctx);
 
 }  // namespace ftune::server::rpc

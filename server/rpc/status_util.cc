@@ -5,6 +5,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
+#include "common/quote.h"
 
 namespace ftune::server::rpc {
 
@@ -35,6 +36,28 @@ absl::Status QuotaExceeded(std::string message, std::string quota,
   return WithErrorInfo(absl::ResourceExhaustedError(message), info);
 }
 
+namespace {
+// Ids are 30-odd bytes and model names at most 64: anything longer is not
+// one, and ErrorInfo travels in trailing metadata too.
+constexpr size_t kMaxResourceIdBytes = 128;
+}  // namespace
+
+absl::Status NotFoundResource(std::string message, std::string resource_id) {
+  v1::ErrorInfo info;
+  if (resource_id.size() <= kMaxResourceIdBytes) {
+    info.set_resource_id(std::move(resource_id));
+  }
+  return WithErrorInfo(absl::NotFoundError(message), info);
+}
+
+absl::Status AboutResource(absl::Status status, absl::string_view resource_id) {
+  if (!absl::IsNotFound(status) || GetErrorInfo(status).has_value()) {
+    return status;
+  }
+  return NotFoundResource(std::string(status.message()),
+                          std::string(resource_id));
+}
+
 std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status) {
   auto payload = status.GetPayload(kErrorInfoPayloadUrl);
   if (!payload.has_value()) return std::nullopt;
@@ -47,13 +70,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status,
                           grpc::ServerContextBase* ctx) {
   if (status.ok()) return grpc::Status::OK;
   if (ctx != nullptr) {
-    if (auto info = GetErrorInfo(status)) {
-      ctx->AddTrailingMetadata(kErrorInfoMetadataKey,
-                               info->SerializeAsString());
-    }
+    ctx->AddTrailingMetadata(
+        kErrorInfoMetadataKey,
+        GetErrorInfo(status).value_or(v1::ErrorInfo()).SerializeAsString());
   }
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(
+      static_cast<grpc::StatusCode>(status.code()),
+      TruncateMessage(status.message(), kMaxStatusMessageBytes));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status,

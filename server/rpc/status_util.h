@@ -14,6 +14,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "ftune/v1/common.pb.h"
 
 namespace ftune::server::rpc {
@@ -33,12 +34,26 @@ absl::Status FailedPreconditionInState(std::string message,
                                        std::string current_state);
 absl::Status QuotaExceeded(std::string message, std::string quota,
                            int64_t limit);
+// NOT_FOUND with ErrorInfo.resource_id = `resource_id`: the id (or model
+// name) that was not found, or the job whose adapter file or log is
+// missing. Quote request values in `message` (common/quote.h).
+absl::Status NotFoundResource(std::string message, std::string resource_id);
+// `status` with ErrorInfo.resource_id = `resource_id` when it is a NOT_FOUND
+// without detail (a store lookup of the id a request named); else as is.
+absl::Status AboutResource(absl::Status status, absl::string_view resource_id);
+
+// Longest status message sent (bytes): longer ones are cut (TruncateMessage)
+// so a default client, which refuses trailing metadata above 8 KiB, can
+// always read the status.
+inline constexpr size_t kMaxStatusMessageBytes = 2048;
 
 // The detail attached by WithErrorInfo, if any.
 std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status);
 
-// Converts for returning from a service method; when the status carries an
-// ErrorInfo and `ctx` is not null it is added to the trailing metadata.
+// Converts for returning from a service method. When `ctx` is not null the
+// status's ErrorInfo (an empty one if it carries none) is added to the
+// trailing metadata, so every failed call has one (common.proto). The
+// message is cut to kMaxStatusMessageBytes.
 grpc::Status ToGrpcStatus(const absl::Status& status,
                           grpc::ServerContextBase* ctx);
 

@@ -10,8 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "common/confined_path.h"
+#include "common/ids.h"
 #include "common/logging.h"
+#include "common/quote.h"
 #include "common/status.h"
+#include "server/core/labels.h"
 #include "server/core/storage_layout.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
@@ -25,15 +29,48 @@ namespace {
 
 using AttemptKey = std::pair<std::string, int64_t>;
 
+// Bounds of the free-text values a worker registers (a DNS name's limit;
+// GPU model names and versions are far shorter).
+constexpr size_t kMaxHostnameBytes = 253;
+constexpr size_t kMaxNameBytes = 128;
+
 absl::Status RequireField(bool present, const char* field) {
   if (present) return absl::OkStatus();
   return InvalidField(field, absl::StrCat(field, " is required"));
 }
 
+// A required id field: present and well formed (so nothing longer than an
+// id is ever echoed or looked up).
+absl::Status RequireId(const std::string& id, absl::string_view prefix,
+                       const char* field) {
+  FTUNE_RETURN_IF_ERROR(RequireField(!id.empty(), field));
+  if (IsValidId(id, prefix)) return absl::OkStatus();
+  return InvalidField(field, absl::StrCat(field, " ", QuoteValue(id),
+                                          " is not a ", prefix, " id"));
+}
+
 absl::StatusOr<core::Worker> WorkerFromProto(const v1::WorkerCapabilities& c) {
-  if (c.hostname().empty()) {
-    return InvalidField("capabilities.hostname",
-                        "capabilities.hostname is required");
+  if (c.hostname().empty() || c.hostname().size() > kMaxHostnameBytes) {
+    return InvalidField(
+        "capabilities.hostname",
+        absl::StrCat("capabilities.hostname must be 1-", kMaxHostnameBytes,
+                     " bytes, got ", QuoteValue(c.hostname())));
+  }
+  if (c.software_version().size() > kMaxNameBytes) {
+    return InvalidField("capabilities.software_version",
+                        absl::StrCat("capabilities.software_version must be "
+                                     "at most ",
+                                     kMaxNameBytes, " bytes, got ",
+                                     QuoteValue(c.software_version())));
+  }
+  // The job spec's label rule (core/labels.h), so placement never sees a
+  // key such as "../x" or "%2e%2e".
+  const std::vector<core::LabelError> label_errors = core::CheckLabels(
+      {c.labels().begin(), c.labels().end()}, "capabilities.labels");
+  if (!label_errors.empty()) {
+    const core::LabelError& first = label_errors.front();
+    return InvalidField(first.field,
+                        absl::StrCat(first.field, ": ", first.message));
   }
   if (c.cpu_slots() < 1) {
     return InvalidField(
@@ -63,6 +100,12 @@ absl::StatusOr<core::Worker> WorkerFromProto(const v1::WorkerCapabilities& c) {
     if (g.memory_bytes() < 0) {
       return InvalidField(field + ".memory_bytes",
                           absl::StrCat(field, ".memory_bytes must be >= 0"));
+    }
+    if (g.name().size() > kMaxNameBytes) {
+      return InvalidField(
+          field + ".name",
+          absl::StrCat(field, ".name must be at most ", kMaxNameBytes,
+                       " bytes, got ", QuoteValue(g.name())));
     }
     w.capabilities.gpu_indices.push_back(g.index());
     // Placement sees one type and the smallest memory: a job asking for a
@@ -119,23 +162,39 @@ core::JobErrorReason ErrorReasonFromProto(v1::ErrorReason r) {
   }
 }
 
-// `path` must be a checkpoint directory of the job: <checkpoint_dir>/<name>.
-absl::Status CheckCheckpointPath(const std::string& path,
-                                 const std::string& checkpoint_dir,
-                                 const std::string& field) {
-  const std::string prefix = checkpoint_dir + "/";
-  bool ok = absl::StartsWith(path, prefix) && path.size() > prefix.size();
-  if (ok) {
-    for (absl::string_view part :
-         absl::StrSplit(absl::string_view(path).substr(prefix.size()), '/')) {
-      if (part.empty() || part == "." || part == "..") ok = false;
+// A path a worker reports inside one of the job's directories: `dir` + "/"
+// + a confined relative path (common/confined_path.h).
+absl::Status CheckPathInside(const std::string& path, const std::string& dir,
+                             const std::string& field) {
+  const std::string prefix = dir + "/";
+  absl::Status rest = absl::StartsWith(path, prefix)
+                          ? CheckConfinedPath(path.substr(prefix.size()))
+                          : absl::InvalidArgumentError(
+                                absl::StrCat("does not start with ", prefix));
+  if (rest.ok()) return absl::OkStatus();
+  return InvalidField(
+      field, absl::StrCat(field, " ", QuoteValue(path),
+                          " is not a path inside ", dir, ": ", rest.message()));
+}
+
+// The adapter's files, as FinishAttempt(SUCCEEDED) reports them: paths
+// relative to the adapter directory, confined to it, sizes >= 0.
+absl::Status CheckAdapterFiles(const v1::Adapter& adapter) {
+  for (int i = 0; i < adapter.files_size(); ++i) {
+    const v1::AdapterFile& f = adapter.files(i);
+    const std::string field = absl::StrCat("adapter.files[", i, "]");
+    if (absl::Status s = CheckConfinedPath(f.path()); !s.ok()) {
+      return InvalidField(field + ".path",
+                          absl::StrCat(field, ".path ", QuoteValue(f.path()),
+                                       " ", s.message()));
+    }
+    if (f.size_bytes() < 0) {
+      return InvalidField(field + ".size_bytes",
+                          absl::StrCat(field, ".size_bytes must be >= 0, got ",
+                                       f.size_bytes()));
     }
   }
-  if (ok) return absl::OkStatus();
-  return InvalidField(field, absl::StrCat(field, " \"", path,
-                                          "\" is not inside the attempt's "
-                                          "checkpoint_dir ",
-                                          checkpoint_dir));
+  return absl::OkStatus();
 }
 
 // The write side of StreamCommands. gRPC owns it until OnDone, and the
@@ -144,9 +203,10 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
                             public CommandStream {
  public:
   // `generation`: Dispatcher::NextStreamGeneration() when the call arrived.
-  CommandWriter(Dispatcher* dispatcher, std::string worker_id,
-                uint64_t generation)
-      : dispatcher_(dispatcher),
+  CommandWriter(grpc::CallbackServerContext* ctx, Dispatcher* dispatcher,
+                std::string worker_id, uint64_t generation)
+      : ctx_(ctx),
+        dispatcher_(dispatcher),
         worker_id_(std::move(worker_id)),
         generation_(generation) {}
 
@@ -184,6 +244,14 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
     EndLocked(status);
   }
 
+  // Ends the call with `status` and its ErrorInfo (set-up failures).
+  void Fail(const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || done_) return;
+    error_info_sent_ = true;
+    EndLocked(ToGrpcStatus(status, ctx_));
+  }
+
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
@@ -219,6 +287,13 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || done_) return;
     finished_ = true;
+    if (!status.ok() && !error_info_sent_) {
+      // Every failed call carries an ErrorInfo (common.proto); the
+      // dispatcher's closes (ABORTED, UNAVAILABLE, ...) have no detail.
+      error_info_sent_ = true;
+      ctx_->AddTrailingMetadata(kErrorInfoMetadataKey,
+                                v1::ErrorInfo().SerializeAsString());
+    }
     if (writing_) {
       pending_status_ = status;  // Finish after the write in flight.
     } else {
@@ -241,6 +316,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
     if (last) delete this;
   }
 
+  grpc::CallbackServerContext* const ctx_;
   Dispatcher* const dispatcher_;
   const std::string worker_id_;
   const uint64_t generation_;
@@ -250,6 +326,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool error_info_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> pending_status_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -276,10 +353,13 @@ template <typename Request>
 absl::StatusOr<core::Job> WorkerServiceImpl::ReportedJob(
     const Request& request) {
   FTUNE_RETURN_IF_ERROR(
-      RequireField(!request.worker_id().empty(), "worker_id"));
-  FTUNE_RETURN_IF_ERROR(RequireField(!request.job_id().empty(), "job_id"));
+      RequireId(request.worker_id(), kWorkerIdPrefix, "worker_id"));
+  FTUNE_RETURN_IF_ERROR(RequireId(request.job_id(), kJobIdPrefix, "job_id"));
   FTUNE_RETURN_IF_ERROR(RequireField(request.attempt() > 0, "attempt"));
-  return store_->GetJob(store::kAnyTenant, request.job_id());
+  absl::StatusOr<core::Job> job =
+      store_->GetJob(store::kAnyTenant, request.job_id());
+  if (!job.ok()) return AboutResource(job.status(), request.job_id());
+  return job;
 }
 
 absl::Status WorkerServiceImpl::Fenced(absl::Status status,
@@ -309,6 +389,8 @@ absl::Status WorkerServiceImpl::DoRegister(
   FTUNE_ASSIGN_OR_RETURN(core::Worker worker,
                          WorkerFromProto(request.capabilities()));
   if (!request.previous_worker_id().empty()) {
+    FTUNE_RETURN_IF_ERROR(RequireId(request.previous_worker_id(),
+                                    kWorkerIdPrefix, "previous_worker_id"));
     // The agent restarted and killed its old trainers: re-queue at once.
     absl::StatusOr<store::LeaseExpiryResult> lost =
         store_->MarkWorkerLost(request.previous_worker_id());
@@ -347,7 +429,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(
 absl::Status WorkerServiceImpl::DoHeartbeat(const v1::HeartbeatRequest& request,
                                             v1::HeartbeatResponse* response) {
   FTUNE_RETURN_IF_ERROR(
-      RequireField(!request.worker_id().empty(), "worker_id"));
+      RequireId(request.worker_id(), kWorkerIdPrefix, "worker_id"));
   const DispatcherOptions& o = dispatcher_->options();
   const absl::Time now = clock_->Now();
   const absl::Time expiry = now + o.lease_duration;
@@ -418,17 +500,18 @@ grpc::ServerWriteReactor<v1::WorkerCommand>* WorkerServiceImpl::StreamCommands(
     const v1::StreamCommandsRequest* request) {
   // Numbered here, in the order the calls arrive; the set-up tasks below
   // may finish in another order.
-  auto* writer = new CommandWriter(dispatcher_, request->worker_id(),
+  auto* writer = new CommandWriter(ctx, dispatcher_, request->worker_id(),
                                    dispatcher_->NextStreamGeneration());
   auto setup = [this, ctx, writer, worker_id = request->worker_id()] {
     auto fail = [&](const absl::Status& s) {
-      writer->Close(ToGrpcStatus(s, ctx));
+      writer->Fail(s);
       writer->Start({});
     };
     absl::StatusOr<Principal> caller = RequireWorker(*auth_, *ctx);
     if (!caller.ok()) return fail(caller.status());
-    if (worker_id.empty()) {
-      return fail(InvalidField("worker_id", "worker_id is required"));
+    if (absl::Status s = RequireId(worker_id, kWorkerIdPrefix, "worker_id");
+        !s.ok()) {
+      return fail(s);
     }
     absl::StatusOr<core::Worker> w = store_->GetWorker(worker_id);
     if (!w.ok()) return fail(w.status());
@@ -487,7 +570,7 @@ absl::Status WorkerServiceImpl::DoReport(
   }
   for (int i = 0; i < request.checkpoints_size(); ++i) {
     const v1::Checkpoint& c = request.checkpoints(i);
-    FTUNE_RETURN_IF_ERROR(CheckCheckpointPath(
+    FTUNE_RETURN_IF_ERROR(CheckPathInside(
         c.path(), checkpoint_dir, absl::StrCat("checkpoints[", i, "].path")));
     core::Checkpoint cc;
     cc.step = c.step();
@@ -496,7 +579,7 @@ absl::Status WorkerServiceImpl::DoReport(
   }
   for (int i = 0; i < request.deleted_checkpoint_paths_size(); ++i) {
     const std::string& p = request.deleted_checkpoint_paths(i);
-    FTUNE_RETURN_IF_ERROR(CheckCheckpointPath(
+    FTUNE_RETURN_IF_ERROR(CheckPathInside(
         p, checkpoint_dir, absl::StrCat("deleted_checkpoint_paths[", i, "]")));
     r.deleted_checkpoint_paths.push_back(p);
   }
@@ -540,9 +623,10 @@ absl::Status WorkerServiceImpl::DoFinish(
         return InvalidField(
             "adapter.path",
             absl::StrCat("SUCCEEDED needs the adapter published at ",
-                         adapter_dir, ", got \"", request.adapter().path(),
-                         "\""));
+                         adapter_dir, ", got ",
+                         QuoteValue(request.adapter().path())));
       }
+      FTUNE_RETURN_IF_ERROR(CheckAdapterFiles(request.adapter()));
       end.outcome = core::AttemptOutcome::kSucceeded;
       end.adapter.path = request.adapter().path();
       end.adapter.manifest_sha256 = request.adapter().manifest_sha256();
@@ -621,7 +705,7 @@ absl::Status WorkerServiceImpl::DoFinish(
     if (!request.has_checkpoint() || request.checkpoint().path().empty()) {
       return InvalidField("checkpoint", "PAUSED needs the checkpoint written");
     }
-    FTUNE_RETURN_IF_ERROR(CheckCheckpointPath(
+    FTUNE_RETURN_IF_ERROR(CheckPathInside(
         request.checkpoint().path(), core::CheckpointDir(job.tenant_id, job.id),
         "checkpoint.path"));
     core::Checkpoint c;

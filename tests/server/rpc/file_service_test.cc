@@ -236,6 +236,27 @@ TEST_F(FileServiceTest, EveryValidationErrorNamesLineAndField) {
   EXPECT_EQ(list.files_size(), 0);
 }
 
+// Issue 16, defect 3: a line's values are quoted short in the status (a
+// default client refuses trailing metadata above 8 KiB and would report
+// another error).
+TEST_F(FileServiceTest, HugeValuesInLinesAreQuotedShort) {
+  const std::string huge(70000, 'r');
+  for (const std::string& contents :
+       {R"({"messages":[{"role":")" + huge + R"(","content":"x"}]})",
+        R"({"messages":[{"role":"assistant","content":"x","weight":")" + huge +
+            R"("}]})",
+        R"({"text": )" + huge + "}"}) {
+    UploadResult r = Upload(alice_, contents, /*chunk=*/65536);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << r.status.error_message().substr(0, 200);
+    EXPECT_EQ(r.info.line(), 1);
+    EXPECT_LT(r.status.error_message().size(), 1024u);
+  }
+  UploadResult role = Upload(
+      alice_, R"({"messages":[{"role":")" + huge + R"(","content":"x"}]})");
+  EXPECT_THAT(role.status.error_message(), HasSubstr("(70000 bytes)"));
+}
+
 TEST_F(FileServiceTest, RejectsBadMetadataAndChecksums) {
   const std::string data = ChatDataset(3);
   UploadResult r = Upload(alice_, data, 1000, v1::FILE_PURPOSE_UNSPECIFIED);

@@ -4,6 +4,8 @@
 // through the store's transitions, as the worker service drives them.
 #include "server/rpc/job_log.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -370,6 +372,8 @@ TEST_F(JobLogTest, AnotherTenantsJobIsAnsweredLikeAnUnknownOne) {
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
 }
 
+// A log that is not a regular file of the job's logs/ directory is bad
+// storage state, not a bug: DATA_LOSS, never INTERNAL, nothing sent.
 TEST_F(JobLogTest, RefusesSymlinksOutOfTheLogDirectory) {
   const std::string job = NewJob();
   Start(job, 1);
@@ -380,8 +384,12 @@ TEST_F(JobLogTest, RefusesSymlinksOutOfTheLogDirectory) {
   std::filesystem::create_symlink(dir_.Sub("outside/secret.txt"), path);
   End(job, 1);
   Received r = Read(alice_.key, Req(job));
-  EXPECT_FALSE(r.status.ok());
+  EXPECT_THAT(r.status, StatusIs(absl::StatusCode::kDataLoss,
+                                 HasSubstr("symbolic link")));
   EXPECT_EQ(r.Data(), "");
+  // Following it is refused the same way.
+  EXPECT_EQ(Read(alice_.key, Req(job, 0, 0, true)).status.code(),
+            absl::StatusCode::kDataLoss);
 
   // A symlinked directory on the way is refused too.
   const std::string job2 = NewJob();
@@ -393,8 +401,25 @@ TEST_F(JobLogTest, RefusesSymlinksOutOfTheLogDirectory) {
   std::filesystem::create_directory_symlink(dir_.Sub("outside"), logs);
   End(job2, 1);
   Received r2 = Read(alice_.key, Req(job2));
-  EXPECT_FALSE(r2.status.ok());
+  EXPECT_EQ(r2.status.code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(r2.Data(), "");
+
+  // A FIFO or a directory where the log should be: refused at once (the
+  // FIFO must not block the stream's thread).
+  const std::string job3 = NewJob();
+  Start(job3, 1);
+  std::filesystem::create_directories(
+      std::filesystem::path(LogPath(job3, 1)).parent_path());
+  ASSERT_EQ(::mkfifo(LogPath(job3, 1).c_str(), 0644), 0);
+  End(job3, 1);
+  EXPECT_EQ(Read(alice_.key, Req(job3)).status.code(),
+            absl::StatusCode::kDataLoss);
+  const std::string job4 = NewJob();
+  Start(job4, 1);
+  std::filesystem::create_directories(LogPath(job4, 1));
+  End(job4, 1);
+  EXPECT_EQ(Read(alice_.key, Req(job4)).status.code(),
+            absl::StatusCode::kDataLoss);
 }
 
 TEST_F(JobLogTest, ClientCancellationEndsAFollow) {

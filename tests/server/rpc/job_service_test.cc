@@ -838,10 +838,14 @@ TEST_F(JobServiceTest, DownloadAdapterFileServesOnlyTheRecordedFiles) {
                 *jobs_, a.key, job.id(), "adapter_config.json", config.size())),
             "");
 
-  // Refusals.
+  // Refusals: a path that is not normalised is malformed; a well-formed
+  // one the record does not list is not found.
   EXPECT_THAT(
       DownloadAdapterFile(*jobs_, a.key, job.id(), "../../../secret.txt")
           .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"..\"")));
+  EXPECT_THAT(
+      DownloadAdapterFile(*jobs_, a.key, job.id(), "secret.txt").status(),
       StatusIs(absl::StatusCode::kNotFound, HasSubstr("no file")));
   EXPECT_THAT(DownloadAdapterFile(*jobs_, a.key, job.id(), "").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("path")));
