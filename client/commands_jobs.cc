@@ -40,14 +40,18 @@ std::string Progress(const v1::JobProgress& p) {
 }
 
 std::string Metrics(const v1::JobMetrics& m) {
-  if (m.step() == 0 && !m.has_eval_loss()) return "";
-  std::string text =
-      absl::StrCat("train_loss ", FormatNumber(m.train_loss()), " at step ",
-                   m.step(), ", lr ", FormatNumber(m.learning_rate()));
-  if (m.has_eval_loss()) {
-    absl::StrAppend(&text, ", eval_loss ", FormatNumber(m.eval_loss()),
-                    " at step ", m.eval_step());
+  // Values the server left unset were never measured: not shown as 0.
+  std::vector<std::string> parts;
+  if (m.has_train_loss()) {
+    parts.push_back(absl::StrCat("train_loss ", FormatNumber(m.train_loss()),
+                                 " at step ", m.step(), ", lr ",
+                                 FormatNumber(m.learning_rate())));
   }
+  if (m.has_eval_loss()) {
+    parts.push_back(absl::StrCat("eval_loss ", FormatNumber(m.eval_loss()),
+                                 " at step ", m.eval_step()));
+  }
+  std::string text = absl::StrJoin(parts, ", ");
   if (m.has_best_eval_loss()) {
     absl::StrAppend(&text, " (best ", FormatNumber(m.best_eval_loss()),
                     " at step ", m.best_eval_step(), ")");
@@ -321,7 +325,7 @@ int JobsList(const CommandContext& c) {
         j.progress().total_steps() > 0
             ? absl::StrCat(j.progress().step(), "/", j.progress().total_steps())
             : "-";
-    std::string loss = j.metrics().step() > 0
+    std::string loss = j.metrics().has_train_loss()
                            ? absl::StrFormat("%.4f", j.metrics().train_loss())
                            : "-";
     table.Add({j.id(), JobStateName(j.state()), j.spec().model(), progress,

@@ -16,6 +16,8 @@ PACKAGES=(
   nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
   # tests
   libgtest-dev libgmock-dev googletest
+  # fuzzing (scripts/fuzz.sh): clang 14 with libFuzzer and the sanitizer runtimes
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev
   # trainer: LibTorch (CPU) with OpenBLAS (Debian's reference BLAS is ~35x slower).
   # The pthread variant is the system's libblas.so.3; the trainer binaries
   # link the OpenMP variant, which shares LibTorch's OpenMP pool (worker/train/

@@ -5,6 +5,9 @@
 # Usage: scripts/test.sh [ctest args...]     e.g. scripts/test.sh -R Sha256
 #   FTUNE_SANITIZE=1  also build the services with ASan+UBSan into build-sanitize/
 #                     and run their tests there (the default in CI, CI=true).
+#   FTUNE_FUZZ=1      also build the libFuzzer harnesses with clang into
+#                     build-fuzz/ and fuzz each for 10 s (scripts/fuzz.sh; the
+#                     default in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -18,4 +21,10 @@ if [[ ${FTUNE_SANITIZE:-$default_sanitize} == 1 ]]; then
   FTUNE_BUILD_TYPE=Sanitize scripts/build.sh build-sanitize -DFTUNE_BUILD_TRAINER=OFF -DFTUNE_BUILD_BENCH=OFF
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-sanitize --output-on-failure -j "$jobs" "$@"
+fi
+
+default_fuzz=0
+[[ ${CI:-} == true ]] && default_fuzz=1
+if [[ ${FTUNE_FUZZ:-$default_fuzz} == 1 ]]; then
+  scripts/fuzz.sh
 fi

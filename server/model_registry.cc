@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -12,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/confined_path.h"
+#include "common/quote.h"
 #include "common/status.h"
 
 namespace ftune::server {
@@ -42,29 +45,6 @@ bool IsValidModelName(const std::string& name) {
   return true;
 }
 
-// Sum over tensors of the product of their shapes, from a safetensors
-// header (8-byte little-endian length, then JSON). -1 if unreadable.
-int64_t CountSafetensorsParameters(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  unsigned char len_bytes[8];
-  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) return -1;
-  uint64_t len = 0;
-  for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
-  if (len == 0 || len > (uint64_t{100} << 20)) return -1;
-  std::string header(len, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(len))) return -1;
-  json j = json::parse(header, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return -1;
-  int64_t total = 0;
-  for (auto& [name, tensor] : j.items()) {
-    if (name == "__metadata__" || !tensor.contains("shape")) continue;
-    int64_t n = 1;
-    for (const auto& d : tensor["shape"]) n *= d.get<int64_t>();
-    total += n;
-  }
-  return total;
-}
-
 }  // namespace
 
 std::string DetectChatTemplate(const std::string& jinja) {
@@ -75,24 +55,11 @@ std::string DetectChatTemplate(const std::string& jinja) {
   return "";
 }
 
-absl::Status InspectModelDirectory(const std::string& path,
-                                   core::Model& model) {
-  std::error_code ec;
-  if (!fs::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", model.name, ": directory ", path, " does not exist"));
-  }
-  const std::string config_path = path + "/config.json";
-  absl::StatusOr<std::string> text = ReadFile(config_path);
-  if (!text.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", model.name, ": ", config_path,
-        " is missing (a model directory is a Hugging Face checkpoint)"));
-  }
-  json config = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+absl::Status ReadModelConfigJson(absl::string_view text, core::Model& model) {
+  json config = json::parse(text.begin(), text.end(), nullptr,
+                            /*allow_exceptions=*/false);
   if (!config.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", model.name, ": ", config_path, " is not a JSON object"));
+    return absl::InvalidArgumentError("config.json is not a JSON object");
   }
   auto& md = model.metadata;
   if (config.contains("architectures") && config["architectures"].is_array() &&
@@ -114,27 +81,104 @@ absl::Status InspectModelDirectory(const std::string& path,
   if (config.contains("torch_dtype") && config["torch_dtype"].is_string()) {
     md["torch_dtype"] = config["torch_dtype"].get<std::string>();
   }
+  return absl::OkStatus();
+}
+
+std::string ChatTemplateOfTokenizerConfig(absl::string_view text) {
+  json t = json::parse(text.begin(), text.end(), nullptr,
+                       /*allow_exceptions=*/false);
+  std::string tmpl;
+  if (t.is_object() && t.contains("chat_template")) {
+    const json& c = t["chat_template"];
+    if (c.is_string()) {
+      tmpl = c.get<std::string>();
+    } else if (c.is_array()) {
+      for (const json& e : c) {
+        // Typed look-ups: json::value() throws on a "name" that is not a
+        // string.
+        if (!e.is_object()) continue;
+        auto name = e.find("name");
+        auto body = e.find("template");
+        if (name != e.end() && name->is_string() && *name == "default" &&
+            body != e.end() && body->is_string()) {
+          tmpl = body->get<std::string>();
+        }
+      }
+    }
+  }
+  return DetectChatTemplate(tmpl);
+}
+
+int64_t SafetensorsHeaderParameters(absl::string_view header) {
+  json j = json::parse(header.begin(), header.end(), nullptr,
+                       /*allow_exceptions=*/false);
+  if (!j.is_object()) return -1;
+  int64_t total = 0;
+  for (auto& [name, tensor] : j.items()) {
+    if (name == "__metadata__") continue;
+    if (!tensor.is_object()) return -1;
+    auto shape = tensor.find("shape");
+    if (shape == tensor.end()) continue;
+    if (!shape->is_array()) return -1;
+    // Dimensions must be non-negative integers and the counts must fit: a
+    // hostile header must neither throw nor overflow.
+    int64_t n = 1;
+    for (const json& d : *shape) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0) return -1;
+      const int64_t dim = d.get<int64_t>();
+      if (dim != 0 && n > std::numeric_limits<int64_t>::max() / dim) return -1;
+      n *= dim;
+    }
+    if (total > std::numeric_limits<int64_t>::max() - n) return -1;
+    total += n;
+  }
+  return total;
+}
+
+namespace {
+
+// Sum over tensors of the product of their shapes, from a safetensors
+// file's header (8-byte little-endian length, then JSON). -1 if unreadable.
+int64_t CountSafetensorsParameters(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char len_bytes[8];
+  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) return -1;
+  uint64_t len = 0;
+  for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
+  if (len == 0 || len > (uint64_t{100} << 20)) return -1;
+  std::string header(len, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(len))) return -1;
+  return SafetensorsHeaderParameters(header);
+}
+
+}  // namespace
+
+absl::Status InspectModelDirectory(const std::string& path,
+                                   core::Model& model) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", model.name, ": directory ", path, " does not exist"));
+  }
+  const std::string config_path = path + "/config.json";
+  absl::StatusOr<std::string> text = ReadFile(config_path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", model.name, ": ", config_path,
+        " is missing (a model directory is a Hugging Face checkpoint)"));
+  }
+  if (absl::Status s = ReadModelConfigJson(*text, model); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", model.name, ": ", config_path, " is not a JSON object"));
+  }
   // Chat template from tokenizer_config.json (string or list of named ones).
   if (absl::StatusOr<std::string> tc =
           ReadFile(path + "/tokenizer_config.json");
       tc.ok()) {
-    json t = json::parse(*tc, nullptr, /*allow_exceptions=*/false);
-    std::string tmpl;
-    if (t.is_object() && t.contains("chat_template")) {
-      const json& c = t["chat_template"];
-      if (c.is_string()) {
-        tmpl = c.get<std::string>();
-      } else if (c.is_array()) {
-        for (const json& e : c) {
-          if (e.is_object() && e.value("name", "") == "default" &&
-              e.contains("template") && e["template"].is_string()) {
-            tmpl = e["template"].get<std::string>();
-          }
-        }
-      }
-    }
-    md["default_chat_template"] = DetectChatTemplate(tmpl);
+    model.metadata["default_chat_template"] =
+        ChatTemplateOfTokenizerConfig(*tc);
   }
+  auto& md = model.metadata;
   int64_t weight_bytes = 0;
   int64_t params = 0;
   for (const auto& entry : fs::directory_iterator(path, ec)) {
@@ -148,21 +192,21 @@ absl::Status InspectModelDirectory(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
-    const std::string& config_path, const std::string& storage_root) {
+absl::StatusOr<SchedulerConfig> ParseSchedulerConfig(
+    absl::string_view text, const std::string& config_path) {
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(
         absl::StrCat("config ", config_path, ": ", what));
   };
-  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
-  json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json root = json::parse(text.begin(), text.end(), nullptr,
+                          /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     return bad("not a JSON object");
   }
   for (auto& [key, value] : root.items()) {
     // "server" holds flag values; ftune-scheduler's main applies them.
     if (key != "models" && key != "server") {
-      return bad(absl::StrCat("unknown key \"", key, "\""));
+      return bad(absl::StrCat("unknown key ", QuoteValue(key)));
     }
   }
   SchedulerConfig out;
@@ -175,28 +219,40 @@ absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
     if (!m.is_object()) return bad(absl::StrCat(where, " is not an object"));
     for (auto& [key, value] : m.items()) {
       if (key != "name" && key != "directory" && key != "supported_methods") {
-        return bad(absl::StrCat(where, ": unknown key \"", key, "\""));
+        return bad(absl::StrCat(where, ": unknown key ", QuoteValue(key)));
+      }
+    }
+    // Typed look-ups: json::value() throws when the key holds another type
+    // (a number for "name" would stop the scheduler with an uncaught
+    // exception).
+    for (const char* key : {"name", "directory"}) {
+      if (m.contains(key) && !m[key].is_string()) {
+        return bad(absl::StrCat(where, ".", key, " must be a string"));
       }
     }
     core::Model model;
-    model.name = m.value("name", "");
+    model.name = m.contains("name") ? m["name"].get<std::string>() : "";
     if (!IsValidModelName(model.name)) {
-      return bad(absl::StrCat(where, ".name \"", model.name,
-                              "\": must be 1-64 characters of [a-z0-9._-] "
+      return bad(absl::StrCat(where, ".name ", QuoteValue(model.name),
+                              ": must be 1-64 characters of [a-z0-9._-] "
                               "starting with a letter or digit"));
     }
     if (!names.insert(model.name).second) {
       return bad(absl::StrCat(where, ": duplicate model name ", model.name));
     }
-    model.directory = m.value("directory", "models/" + model.name);
-    if (model.directory.empty() || model.directory[0] == '/' ||
-        absl::StrContains(model.directory, "..")) {
+    model.directory = m.contains("directory")
+                          ? m["directory"].get<std::string>()
+                          : "models/" + model.name;
+    if (!CheckConfinedPath(model.directory).ok()) {
       return bad(absl::StrCat(where,
-                              ".directory must be relative to the storage "
-                              "root, without \"..\""));
+                              ".directory must be a normalised path relative "
+                              "to the storage root, without \"..\""));
     }
     std::vector<std::string> methods = {"lora", "qlora"};
     if (m.contains("supported_methods")) {
+      if (!m["supported_methods"].is_array()) {
+        return bad(absl::StrCat(where, ".supported_methods must be a list"));
+      }
       methods.clear();
       for (const json& x : m["supported_methods"]) {
         const std::string s = x.is_string() ? x.get<std::string>() : "";
@@ -204,20 +260,34 @@ absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
           return bad(absl::StrCat(where,
                                   ".supported_methods: expected \"lora\" or "
                                   "\"qlora\", got ",
-                                  x.dump()));
+                                  QuoteValue(x.dump())));
         }
         methods.push_back(s);
       }
     }
     model.metadata["supported_methods"] = absl::StrJoin(methods, ",");
+    out.models.push_back(std::move(model));
+  }
+  return out;
+}
+
+absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
+    const std::string& config_path, const std::string& storage_root) {
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
+  FTUNE_ASSIGN_OR_RETURN(SchedulerConfig out,
+                         ParseSchedulerConfig(text, config_path));
+  for (core::Model& model : out.models) {
     if (storage_root.empty()) {
-      return bad(
-          "models need --storage_root (model directories live under it)");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config ", config_path,
+          ": models need --storage_root (model directories live under it)"));
     }
     absl::Status st =
         InspectModelDirectory(storage_root + "/" + model.directory, model);
-    if (!st.ok()) return bad(std::string(st.message()));
-    out.models.push_back(std::move(model));
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", config_path, ": ", st.message()));
+    }
   }
   return out;
 }

@@ -14,10 +14,12 @@
 #ifndef FTUNE_SERVER_MODEL_REGISTRY_H_
 #define FTUNE_SERVER_MODEL_REGISTRY_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/core/types.h"
 
 namespace ftune::server {
@@ -26,7 +28,14 @@ struct SchedulerConfig {
   std::vector<core::Model> models;
 };
 
-// Parses `config_path` and inspects every model directory under
+// Parses the config file's text (`config_path` names it in errors) without
+// touching the file system: models with name, directory and
+// supported_methods (metadata["supported_methods"]). INVALID_ARGUMENT as
+// below, never an exception, whatever the bytes.
+absl::StatusOr<SchedulerConfig> ParseSchedulerConfig(
+    absl::string_view text, const std::string& config_path);
+
+// Reads and parses `config_path` and inspects every model directory under
 // `storage_root`. INVALID_ARGUMENT naming the file, the model and the
 // problem (bad JSON, unknown key, bad name, duplicate name, missing
 // directory or config.json).
@@ -35,6 +44,16 @@ absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
 
 // Reads one model directory (absolute `path`) into `model.metadata`.
 absl::Status InspectModelDirectory(const std::string& path, core::Model& model);
+
+// The parts of InspectModelDirectory that read untrusted bytes, each total
+// (no exception, no overflow) so a fuzzer can drive them:
+// config.json's architecture and sizes into `model.metadata`
+// (INVALID_ARGUMENT if not a JSON object);
+absl::Status ReadModelConfigJson(absl::string_view text, core::Model& model);
+// the chat template a tokenizer_config.json names ("" if none recognised);
+std::string ChatTemplateOfTokenizerConfig(absl::string_view text);
+// the parameter count of a safetensors header's JSON (-1 if malformed).
+int64_t SafetensorsHeaderParameters(absl::string_view header);
 
 // "chatml", "llama3", "llama2", "alpaca" or "" from a tokenizer_config.json
 // chat_template string.

@@ -4,6 +4,22 @@
 
 namespace ftune::core {
 
+void JobMetricsSummary::Add(const MetricPoint& point) {
+  if (point.train_loss.has_value()) {
+    train = point;
+    train->eval_loss.reset();
+  }
+  if (point.eval_loss.has_value()) {
+    eval_loss = point.eval_loss;
+    eval_step = point.step;
+    if (!best_eval_loss.has_value() || *point.eval_loss < *best_eval_loss) {
+      best_eval_loss = point.eval_loss;
+      best_eval_step = point.step;
+    }
+  }
+  peak_memory_bytes = point.peak_memory_bytes;
+}
+
 std::string JobErrorReasonName(JobErrorReason reason) {
   switch (reason) {
     case JobErrorReason::kNone:

@@ -62,12 +62,33 @@ struct MetricPoint {
   int64_t attempt = 0;
   int64_t step = 0;
   double epoch = 0;
-  double train_loss = 0;
+  // Unset on a point that only reports an evaluation.
+  std::optional<double> train_loss;
   std::optional<double> eval_loss;
   double lr = 0;
   double grad_norm = 0;
   double tokens_per_s = 0;
   int64_t peak_memory_bytes = 0;
+};
+
+// A job's metrics summary (the API's Job.metrics), folded from its points
+// as they are stored: a value nothing reported stays unset.
+struct JobMetricsSummary {
+  // The latest point with a training loss (its step, loss, learning rate,
+  // gradient norm, throughput); unset before the first.
+  std::optional<MetricPoint> train;
+  // The latest evaluation and the best one (lowest eval_loss; on a tie the
+  // earlier, as the trainer keeps the first best adapter).
+  std::optional<double> eval_loss;
+  int64_t eval_step = 0;
+  std::optional<double> best_eval_loss;
+  int64_t best_eval_step = 0;
+  // Of the latest point (the worker reports its attempt's running peak).
+  int64_t peak_memory_bytes = 0;
+
+  bool empty() const { return !train && !eval_loss; }
+  // Folds in `point`, reported after every point already folded in.
+  void Add(const MetricPoint& point);
 };
 
 struct Checkpoint {
@@ -122,7 +143,7 @@ struct Job {
 
   JobError error;  // reason kNone unless FAILED (or a retried failure).
   JobProgress progress;
-  std::optional<MetricPoint> latest_metrics;
+  JobMetricsSummary metrics;
 
   std::string worker_id;  // Holder of the current attempt's lease, or "".
   absl::Time lease_expiry = absl::InfinitePast();
@@ -153,6 +174,9 @@ struct JobEvent {
   absl::Time time = absl::InfinitePast();
   int64_t attempt = 0;
   JobEventType type = JobEventType::kMessage;
+  // The optimizer step it refers to (checkpoint, evaluation, early stop,
+  // batch size reduced); 0 otherwise.
+  int64_t step = 0;
   // Set for kCreated (to only) and kStateChanged.
   std::optional<JobState> from_state;
   std::optional<JobState> to_state;

@@ -93,19 +93,27 @@ v1::Job JobToProto(const core::Job& job) {
     if (job.state == core::JobState::kSucceeded) pct = 100;
     p->set_percent(pct);
   }
-  if (job.latest_metrics.has_value()) {
-    const core::MetricPoint& m = *job.latest_metrics;
+  if (!job.metrics.empty()) {
+    // What nothing reported stays unset (train_loss before the first
+    // training point, the eval fields before the first evaluation).
+    const core::JobMetricsSummary& s = job.metrics;
     v1::JobMetrics* jm = out.mutable_metrics();
-    jm->set_step(m.step);
-    jm->set_train_loss(m.train_loss);
-    if (m.eval_loss.has_value()) {
-      jm->set_eval_loss(*m.eval_loss);
-      jm->set_eval_step(m.step);
+    if (s.train) {
+      jm->set_step(s.train->step);
+      if (s.train->train_loss) jm->set_train_loss(*s.train->train_loss);
+      jm->set_learning_rate(s.train->lr);
+      jm->set_grad_norm(s.train->grad_norm);
+      jm->set_tokens_per_second(s.train->tokens_per_s);
     }
-    jm->set_learning_rate(m.lr);
-    jm->set_grad_norm(m.grad_norm);
-    jm->set_tokens_per_second(m.tokens_per_s);
-    jm->set_peak_memory_bytes(m.peak_memory_bytes);
+    if (s.eval_loss) {
+      jm->set_eval_loss(*s.eval_loss);
+      jm->set_eval_step(s.eval_step);
+    }
+    if (s.best_eval_loss) {
+      jm->set_best_eval_loss(*s.best_eval_loss);
+      jm->set_best_eval_step(s.best_eval_step);
+    }
+    jm->set_peak_memory_bytes(s.peak_memory_bytes);
   }
   if (job.error.reason != core::JobErrorReason::kNone) {
     v1::JobError* e = out.mutable_error();
@@ -193,6 +201,7 @@ v1::JobEvent JobEventToProto(const core::JobEvent& event) {
   if (event.from_state) out.set_from_state(JobStateToProto(*event.from_state));
   if (event.to_state) out.set_to_state(JobStateToProto(*event.to_state));
   out.set_message(event.message);
+  out.set_step(event.step);
   return out;
 }
 
@@ -203,7 +212,7 @@ v1::MetricPoint MetricPointToProto(const core::MetricPoint& point) {
   out.set_attempt(static_cast<int32_t>(point.attempt));
   out.set_step(point.step);
   out.set_epoch(point.epoch);
-  out.set_train_loss(point.train_loss);
+  if (point.train_loss) out.set_train_loss(*point.train_loss);
   if (point.eval_loss) out.set_eval_loss(*point.eval_loss);
   out.set_learning_rate(point.lr);
   out.set_grad_norm(point.grad_norm);

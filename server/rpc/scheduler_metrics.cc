@@ -243,9 +243,16 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
       continue;
     }
     if (!change.metrics.empty()) {
-      const core::MetricPoint& p = change.metrics.back();
-      train_loss_->WithLabels(per_job)->Set(p.train_loss);
-      tokens_per_second_->WithLabels(per_job)->Set(p.tokens_per_s);
+      // The newest training point and the newest evaluation (an
+      // evaluation-only point has no train loss or throughput).
+      for (auto it = change.metrics.rbegin(); it != change.metrics.rend();
+           ++it) {
+        if (it->train_loss) {
+          train_loss_->WithLabels(per_job)->Set(*it->train_loss);
+          tokens_per_second_->WithLabels(per_job)->Set(it->tokens_per_s);
+          break;
+        }
+      }
       for (auto it = change.metrics.rbegin(); it != change.metrics.rend();
            ++it) {
         if (it->eval_loss) {

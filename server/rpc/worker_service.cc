@@ -553,7 +553,7 @@ absl::Status WorkerServiceImpl::DoReport(
     if (m.has_time()) p.time = FromTimestamp(m.time());
     p.step = m.step();
     p.epoch = m.epoch();
-    p.train_loss = m.has_train_loss() ? m.train_loss() : 0;
+    if (m.has_train_loss()) p.train_loss = m.train_loss();
     if (m.has_eval_loss()) p.eval_loss = m.eval_loss();
     p.lr = m.learning_rate();
     p.grad_norm = m.grad_norm();
@@ -566,6 +566,7 @@ absl::Status WorkerServiceImpl::DoReport(
     core::JobEvent ce;
     FTUNE_ASSIGN_OR_RETURN(ce.type, EventTypeFromProto(e.type(), i));
     ce.message = e.message();
+    ce.step = e.step();
     r.events.push_back(std::move(ce));
   }
   for (int i = 0; i < request.checkpoints_size(); ++i) {

@@ -62,8 +62,8 @@ absl::Status InsertEvent(Connection& conn, const JobEvent& e) {
   FTUNE_ASSIGN_OR_RETURN(
       Statement st,
       conn.Prepare("INSERT INTO job_events(job_id, sequence, time, attempt, "
-                   "type, from_state, to_state, message) "
-                   "VALUES(?,?,?,?,?,?,?,?)"));
+                   "type, from_state, to_state, message, step) "
+                   "VALUES(?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, e.job_id)
       .Bind(2, e.sequence)
       .BindTime(3, e.time)
@@ -79,7 +79,7 @@ absl::Status InsertEvent(Connection& conn, const JobEvent& e) {
   } else {
     st.BindNull(7);
   }
-  st.Bind(8, e.message);
+  st.Bind(8, e.message).Bind(9, e.step);
   return st.Run();
 }
 
@@ -88,7 +88,7 @@ absl::StatusOr<JobEvent> AddEvent(WriteContext& ctx, Job& job,
                                   core::JobEventType type,
                                   std::optional<JobState> from,
                                   std::optional<JobState> to,
-                                  std::string message) {
+                                  std::string message, int64_t step) {
   JobEvent e;
   e.job_id = job.id;
   e.sequence = ++job.last_sequence;
@@ -98,6 +98,7 @@ absl::StatusOr<JobEvent> AddEvent(WriteContext& ctx, Job& job,
   e.from_state = from;
   e.to_state = to;
   e.message = std::move(message);
+  e.step = step;
   FTUNE_RETURN_IF_ERROR(InsertEvent(ctx.conn, e));
   return e;
 }
@@ -128,8 +129,8 @@ absl::Status SaveJob(Connection& conn, const Job& job) {
       .Bind(11, job.progress.total_steps)
       .Bind(12, job.progress.epoch)
       .Bind(13, job.progress.tokens);
-  if (job.latest_metrics) {
-    st.Bind(14, internal::EncodeMetricPoint(*job.latest_metrics));
+  if (!job.metrics.empty()) {
+    st.Bind(14, internal::EncodeMetricsSummary(job.metrics));
   } else {
     st.BindNull(14);
   }
@@ -241,7 +242,7 @@ absl::Status InsertMetrics(WriteContext& ctx, Job& job, int64_t attempt,
         .Bind(4, p.attempt)
         .Bind(5, p.step)
         .Bind(6, p.epoch)
-        .Bind(7, p.train_loss)
+        .BindOptional(7, p.train_loss)
         .BindOptional(8, p.eval_loss)
         .Bind(9, p.lr)
         .Bind(10, p.grad_norm)
@@ -250,7 +251,7 @@ absl::Status InsertMetrics(WriteContext& ctx, Job& job, int64_t attempt,
     FTUNE_RETURN_IF_ERROR(st.Run());
     st.Reset();  // Same statement for the next point.
   }
-  job.latest_metrics = points.back();
+  for (const core::MetricPoint& p : points) job.metrics.Add(p);
   job.progress.step = points.back().step;
   job.progress.epoch = points.back().epoch;
   return absl::OkStatus();
@@ -282,7 +283,8 @@ absl::Status InsertCheckpoint(WriteContext& ctx, Job& job, int64_t attempt,
       JobEvent e, AddEvent(ctx, job, core::JobEventType::kCheckpoint,
                            std::nullopt, std::nullopt,
                            absl::StrCat("checkpoint at step ", checkpoint.step,
-                                        ": ", checkpoint.path)));
+                                        ": ", checkpoint.path),
+                           checkpoint.step));
   change.events.push_back(std::move(e));
   return absl::OkStatus();
 }

@@ -46,7 +46,7 @@ absl::StatusOr<core::JobEvent> AddEvent(WriteContext& ctx, core::Job& job,
                                         core::JobEventType type,
                                         std::optional<core::JobState> from,
                                         std::optional<core::JobState> to,
-                                        std::string message);
+                                        std::string message, int64_t step = 0);
 
 // Writes every mutable column of `job`.
 absl::Status SaveJob(Connection& conn, const core::Job& job);
@@ -72,7 +72,7 @@ absl::StatusOr<core::Job> LoadFenced(Connection& conn, absl::string_view job_id,
                                      absl::string_view worker_id);
 
 // Inserts metric points reported by `attempt`: sets job_id, sequence (the
-// job's next), attempt and time (if unset); updates job.latest_metrics and
+// job's next), attempt and time (if unset); folds them into job.metrics and
 // job.progress step/epoch. Does not save.
 absl::Status InsertMetrics(WriteContext& ctx, core::Job& job, int64_t attempt,
                            std::vector<core::MetricPoint>& points);

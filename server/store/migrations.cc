@@ -176,6 +176,66 @@ CREATE TABLE attempts(
   PRIMARY KEY(job_id, attempt)) WITHOUT ROWID;
 CREATE INDEX attempts_tenant_grant ON attempts(tenant_id, grant_time);
 )sql"},
+      {4,
+       "absent metric values stay absent: NULL train_loss on evaluation-only "
+       "points, job events carry their step, jobs keep a metrics summary "
+       "with the latest and best evaluation",
+       R"sql(
+CREATE TABLE job_metrics_v4(
+  job_id TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  epoch REAL NOT NULL,
+  train_loss REAL,
+  eval_loss REAL,
+  lr REAL NOT NULL,
+  grad_norm REAL NOT NULL,
+  tokens_per_s REAL NOT NULL,
+  peak_memory_bytes INTEGER NOT NULL,
+  PRIMARY KEY(job_id, sequence)) WITHOUT ROWID;
+-- Earlier servers stored 0 for the train loss of an evaluation-only point.
+INSERT INTO job_metrics_v4
+  SELECT job_id, sequence, time, attempt, step, epoch,
+         CASE WHEN train_loss = 0 AND eval_loss IS NOT NULL THEN NULL
+              ELSE train_loss END,
+         eval_loss, lr, grad_norm, tokens_per_s, peak_memory_bytes
+  FROM job_metrics;
+DROP TABLE job_metrics;
+ALTER TABLE job_metrics_v4 RENAME TO job_metrics;
+ALTER TABLE job_events ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+-- CHECKPOINT (3), EVAL (6), BATCH_SIZE_REDUCED (7) and EARLY_STOPPED (8)
+-- events have always said "... at step N..." in words.
+UPDATE job_events
+  SET step = CAST(substr(message, instr(message, ' at step ') + 9) AS INTEGER)
+  WHERE type IN (3, 6, 7, 8) AND instr(message, ' at step ') > 0;
+-- jobs.latest_metrics was the newest point; it becomes the summary
+-- (rows.h, EncodeMetricsSummary) folded from the stored points.
+UPDATE jobs SET latest_metrics = json_object(
+  'train', json((SELECT json_object(
+      'sequence', m.sequence, 'time_us', m.time, 'attempt', m.attempt,
+      'step', m.step, 'epoch', m.epoch, 'train_loss', m.train_loss,
+      'lr', m.lr, 'grad_norm', m.grad_norm, 'tokens_per_s', m.tokens_per_s,
+      'peak_memory_bytes', m.peak_memory_bytes)
+    FROM job_metrics m WHERE m.job_id = jobs.id AND m.train_loss IS NOT NULL
+    ORDER BY m.sequence DESC LIMIT 1)),
+  'eval_loss', (SELECT m.eval_loss FROM job_metrics m
+    WHERE m.job_id = jobs.id AND m.eval_loss IS NOT NULL
+    ORDER BY m.sequence DESC LIMIT 1),
+  'eval_step', (SELECT m.step FROM job_metrics m
+    WHERE m.job_id = jobs.id AND m.eval_loss IS NOT NULL
+    ORDER BY m.sequence DESC LIMIT 1),
+  'best_eval_loss', (SELECT m.eval_loss FROM job_metrics m
+    WHERE m.job_id = jobs.id AND m.eval_loss IS NOT NULL
+    ORDER BY m.eval_loss, m.sequence LIMIT 1),
+  'best_eval_step', (SELECT m.step FROM job_metrics m
+    WHERE m.job_id = jobs.id AND m.eval_loss IS NOT NULL
+    ORDER BY m.eval_loss, m.sequence LIMIT 1),
+  'peak_memory_bytes', (SELECT m.peak_memory_bytes FROM job_metrics m
+    WHERE m.job_id = jobs.id ORDER BY m.sequence DESC LIMIT 1))
+WHERE latest_metrics IS NOT NULL;
+)sql"},
   };
   return *kMigrations;
 }

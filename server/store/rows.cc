@@ -1,6 +1,7 @@
 #include "server/store/rows.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -94,39 +95,71 @@ absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a) {
   return absl::OkStatus();
 }
 
-std::string EncodeMetricPoint(const core::MetricPoint& p) {
-  json j = {{"sequence", p.sequence},
-            {"time_us", absl::ToUnixMicros(p.time)},
-            {"attempt", p.attempt},
-            {"step", p.step},
-            {"epoch", p.epoch},
-            {"train_loss", p.train_loss},
-            {"lr", p.lr},
-            {"grad_norm", p.grad_norm},
-            {"tokens_per_s", p.tokens_per_s},
-            {"peak_memory_bytes", p.peak_memory_bytes}};
-  if (p.eval_loss.has_value()) j["eval_loss"] = *p.eval_loss;
+std::string EncodeMetricsSummary(const core::JobMetricsSummary& m) {
+  json j = json::object();
+  if (m.train) {
+    const core::MetricPoint& p = *m.train;
+    j["train"] = {{"sequence", p.sequence},
+                  {"time_us", absl::ToUnixMicros(p.time)},
+                  {"attempt", p.attempt},
+                  {"step", p.step},
+                  {"epoch", p.epoch},
+                  {"train_loss", p.train_loss.value_or(0)},
+                  {"lr", p.lr},
+                  {"grad_norm", p.grad_norm},
+                  {"tokens_per_s", p.tokens_per_s},
+                  {"peak_memory_bytes", p.peak_memory_bytes}};
+  }
+  if (m.eval_loss) {
+    j["eval_loss"] = *m.eval_loss;
+    j["eval_step"] = m.eval_step;
+  }
+  if (m.best_eval_loss) {
+    j["best_eval_loss"] = *m.best_eval_loss;
+    j["best_eval_step"] = m.best_eval_step;
+  }
+  j["peak_memory_bytes"] = m.peak_memory_bytes;
   return j.dump();
 }
 
-absl::StatusOr<core::MetricPoint> DecodeMetricPoint(const std::string& text) {
+absl::StatusOr<core::JobMetricsSummary> DecodeMetricsSummary(
+    const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
     return absl::DataLossError("stored latest_metrics is not a JSON object");
   }
-  core::MetricPoint p;
-  p.sequence = j.value("sequence", int64_t{0});
-  p.time = absl::FromUnixMicros(j.value("time_us", int64_t{0}));
-  p.attempt = j.value("attempt", int64_t{0});
-  p.step = j.value("step", int64_t{0});
-  p.epoch = j.value("epoch", 0.0);
-  p.train_loss = j.value("train_loss", 0.0);
-  if (j.contains("eval_loss")) p.eval_loss = j["eval_loss"].get<double>();
-  p.lr = j.value("lr", 0.0);
-  p.grad_norm = j.value("grad_norm", 0.0);
-  p.tokens_per_s = j.value("tokens_per_s", 0.0);
-  p.peak_memory_bytes = j.value("peak_memory_bytes", int64_t{0});
-  return p;
+  // A missing or null key is an unset value.
+  auto number = [](const json& o, const char* key) -> std::optional<double> {
+    auto it = o.find(key);
+    if (it == o.end() || !it->is_number()) return std::nullopt;
+    return it->get<double>();
+  };
+  auto integer = [](const json& o, const char* key) -> int64_t {
+    auto it = o.find(key);
+    return it != o.end() && it->is_number() ? it->get<int64_t>() : 0;
+  };
+  core::JobMetricsSummary m;
+  auto train = j.find("train");
+  if (train != j.end() && train->is_object()) {
+    core::MetricPoint p;
+    p.sequence = integer(*train, "sequence");
+    p.time = absl::FromUnixMicros(integer(*train, "time_us"));
+    p.attempt = integer(*train, "attempt");
+    p.step = integer(*train, "step");
+    p.epoch = number(*train, "epoch").value_or(0);
+    p.train_loss = number(*train, "train_loss");
+    p.lr = number(*train, "lr").value_or(0);
+    p.grad_norm = number(*train, "grad_norm").value_or(0);
+    p.tokens_per_s = number(*train, "tokens_per_s").value_or(0);
+    p.peak_memory_bytes = integer(*train, "peak_memory_bytes");
+    if (p.train_loss) m.train = std::move(p);
+  }
+  m.eval_loss = number(j, "eval_loss");
+  if (m.eval_loss) m.eval_step = integer(j, "eval_step");
+  m.best_eval_loss = number(j, "best_eval_loss");
+  if (m.best_eval_loss) m.best_eval_step = integer(j, "best_eval_step");
+  m.peak_memory_bytes = integer(j, "peak_memory_bytes");
+  return m;
 }
 
 std::string EncodePageToken(absl::string_view kind, int64_t seq) {
@@ -215,10 +248,8 @@ absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
   j.progress.epoch = st.ColumnDouble(25);
   j.progress.tokens = st.ColumnInt(26);
   if (!st.ColumnIsNull(27)) {
-    FTUNE_ASSIGN_OR_RETURN(core::MetricPoint p,
-                           DecodeMetricPoint(st.ColumnText(27)));
-    p.job_id = j.id;
-    j.latest_metrics = std::move(p);
+    FTUNE_ASSIGN_OR_RETURN(j.metrics, DecodeMetricsSummary(st.ColumnText(27)));
+    if (j.metrics.train) j.metrics.train->job_id = j.id;
   }
   j.worker_id = st.ColumnText(28);
   j.lease_expiry = st.ColumnTime(29);

@@ -26,8 +26,12 @@ absl::StatusOr<std::vector<int32_t>> DecodeIntList(const std::string& text);
 std::string EncodeAdapterDetail(const core::Adapter& a);
 absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a);
 
-std::string EncodeMetricPoint(const core::MetricPoint& p);
-absl::StatusOr<core::MetricPoint> DecodeMetricPoint(const std::string& json);
+// jobs.latest_metrics: a job's JobMetricsSummary as JSON (schema 4 on;
+// migration 4 rewrote the older single-point form). Absent values are
+// absent keys (or null).
+std::string EncodeMetricsSummary(const core::JobMetricsSummary& m);
+absl::StatusOr<core::JobMetricsSummary> DecodeMetricsSummary(
+    const std::string& json);
 
 // "<kind>:<seq>" as web-safe base64. Parse: INVALID_ARGUMENT if malformed or
 // of another kind. Empty token -> 0 (start).

@@ -153,9 +153,10 @@ absl::StatusOr<ProgressResult> SqliteStore::ApplyProgress(
         internal::InsertMetrics(ctx, job, report.attempt, points));
     change.metrics = std::move(points);
     for (const core::JobEvent& in : report.events) {
-      FTUNE_ASSIGN_OR_RETURN(core::JobEvent e,
-                             internal::AddEvent(ctx, job, in.type, std::nullopt,
-                                                std::nullopt, in.message));
+      FTUNE_ASSIGN_OR_RETURN(
+          core::JobEvent e,
+          internal::AddEvent(ctx, job, in.type, std::nullopt, std::nullopt,
+                             in.message, in.step));
       change.events.push_back(std::move(e));
     }
     for (const std::string& path : report.deleted_checkpoint_paths) {

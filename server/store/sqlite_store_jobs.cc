@@ -99,7 +99,7 @@ absl::Status SqliteStore::CreateJobInTransaction(WriteContext& ctx, Job& job,
   job.start_time = job.end_time = absl::InfinitePast();
   job.error = core::JobError{};
   job.progress = core::JobProgress{};
-  job.latest_metrics.reset();
+  job.metrics = core::JobMetricsSummary{};
   job.worker_id.clear();
   job.lease_expiry = absl::InfinitePast();
   job.last_checkpoint.reset();
@@ -410,7 +410,8 @@ absl::StatusOr<std::vector<JobEvent>> SqliteStore::ListJobEvents(
     FTUNE_ASSIGN_OR_RETURN(
         Statement st,
         conn.Prepare("SELECT sequence, time, attempt, type, from_state, "
-                     "to_state, message FROM job_events WHERE job_id = ? AND "
+                     "to_state, message, step FROM job_events WHERE job_id = ? "
+                     "AND "
                      "sequence > ? ORDER BY sequence LIMIT ?"));
     st.Bind(1, job_id).Bind(2, after_sequence).Bind(3, ClampLimit(limit));
     while (true) {
@@ -431,6 +432,7 @@ absl::StatusOr<std::vector<JobEvent>> SqliteStore::ListJobEvents(
                                core::JobStateFromInt(st.ColumnInt(5)));
       }
       e.message = st.ColumnText(6);
+      e.step = st.ColumnInt(7);
       out.push_back(std::move(e));
     }
     return absl::OkStatus();
@@ -462,7 +464,7 @@ absl::StatusOr<std::vector<core::MetricPoint>> SqliteStore::ListJobMetrics(
       p.attempt = st.ColumnInt(2);
       p.step = st.ColumnInt(3);
       p.epoch = st.ColumnDouble(4);
-      p.train_loss = st.ColumnDouble(5);
+      p.train_loss = st.ColumnOptionalDouble(5);
       p.eval_loss = st.ColumnOptionalDouble(6);
       p.lr = st.ColumnDouble(7);
       p.grad_norm = st.ColumnDouble(8);

@@ -67,7 +67,10 @@ class FtunectlClusterTest : public ::testing::Test {
                          cluster_.UploadFile(tenant_, "train.jsonl", jsonl));
     WorkerOptions worker;
     worker.trainer = kStandIn;
-    worker.env = {{"FTUNE_STAND_IN_STEP_MS", "20"}};
+    // Jobs with a validation source evaluate with these losses in turn
+    // (the others never evaluate).
+    worker.env = {{"FTUNE_STAND_IN_STEP_MS", "20"},
+                  {"FTUNE_STAND_IN_EVAL_LOSSES", "1.9,1.4,1.6,1.5"}};
     ASSERT_OK(cluster_.StartWorker(worker).status());
   }
 
@@ -325,6 +328,94 @@ TEST_F(FtunectlClusterTest, AdapterDownloadOfCancelledJobExits1) {
   EXPECT_THAT(got.err, HasSubstr(job.id() + " is CANCELLED; only a SUCCEEDED "
                                             "job has an adapter"));
   EXPECT_FALSE(std::filesystem::exists(cluster_.Path("none")));
+}
+
+// Defect 6 of issue 16, end to end: trainer lines -> the agent's progress
+// tracker -> WorkerService -> the store -> JobService (GetJob, ListJob*,
+// WatchJob) -> ftunectl. Evaluations every 3 steps (1.9, 1.4, 1.6, 1.5 at
+// steps 3, 6, 9, 12) and training points every 2 steps, so steps 3 and 9
+// are evaluation-only points; checkpoints at 5 and 10.
+TEST_F(FtunectlClusterTest, MetricsAfterEvaluationsAreHonestEndToEnd) {
+  v1::JobSpec spec = StepsSpec("tiny", file_, kSteps, /*checkpoint_every=*/5,
+                               /*max_restarts=*/0);
+  spec.set_validation_split(0.25);
+  spec.mutable_hyperparameters()->set_eval_every_steps(3);
+  spec.mutable_hyperparameters()->set_log_every_steps(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job created, cluster_.CreateJob(tenant_, spec));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job job,
+      cluster_.WaitForState(tenant_, created.id(), v1::JOB_STATE_SUCCEEDED,
+                            absl::Seconds(60)));
+
+  // The recorded points.
+  grpc::ClientContext ctx;
+  Authorize(ctx, tenant_.key);
+  v1::ListJobMetricsRequest req;
+  req.set_job_id(job.id());
+  req.set_page_size(1000);
+  v1::ListJobMetricsResponse stored;
+  ASSERT_TRUE(cluster_.jobs().ListJobMetrics(&ctx, req, &stored).ok());
+  std::map<int64_t, double> evals;  // step -> eval_loss
+  const v1::MetricPoint* last_train = nullptr;
+  for (const v1::MetricPoint& p : stored.metrics()) {
+    // Absent is absent: a point has a train loss or an evaluation, never
+    // a made-up 0.
+    EXPECT_TRUE(p.has_train_loss() || p.has_eval_loss()) << p.DebugString();
+    if (p.has_train_loss()) {
+      EXPECT_GT(p.train_loss(), 0.5) << p.DebugString();
+      last_train = &p;
+    }
+    if (p.has_eval_loss()) evals[p.step()] = p.eval_loss();
+  }
+  EXPECT_THAT(evals, ::testing::ElementsAre(
+                         std::make_pair(3, 1.9), std::make_pair(6, 1.4),
+                         std::make_pair(9, 1.6), std::make_pair(12, 1.5)));
+  ASSERT_NE(last_train, nullptr);
+
+  // The job's summary is the points': latest training values, latest and
+  // best evaluation; the published adapter is the best evaluation's.
+  const v1::JobMetrics& m = job.metrics();
+  ASSERT_TRUE(m.has_train_loss());
+  EXPECT_EQ(m.step(), kSteps);
+  EXPECT_EQ(m.step(), last_train->step());
+  EXPECT_DOUBLE_EQ(m.train_loss(), last_train->train_loss());
+  EXPECT_DOUBLE_EQ(m.eval_loss(), 1.5);
+  EXPECT_EQ(m.eval_step(), 12);
+  ASSERT_TRUE(m.has_best_eval_loss());
+  EXPECT_DOUBLE_EQ(m.best_eval_loss(), 1.4);
+  EXPECT_EQ(m.best_eval_step(), 6);
+  EXPECT_EQ(job.adapter().step(), 6);
+
+  // Events carry their step: one EVAL per evaluation, one CHECKPOINT_SAVED
+  // per checkpoint.
+  ASSERT_OK_AND_ASSIGN(std::vector<v1::JobEvent> events,
+                       cluster_.ListEvents(tenant_, job.id()));
+  std::vector<int64_t> eval_steps, checkpoint_steps;
+  for (const v1::JobEvent& e : events) {
+    if (e.type() == v1::JOB_EVENT_TYPE_EVAL) eval_steps.push_back(e.step());
+    if (e.type() == v1::JOB_EVENT_TYPE_CHECKPOINT_SAVED) {
+      checkpoint_steps.push_back(e.step());
+    }
+  }
+  EXPECT_THAT(eval_steps, ::testing::ElementsAre(3, 6, 9, 12));
+  EXPECT_THAT(checkpoint_steps, ::testing::ElementsAre(5, 10));
+
+  // ftunectl (WatchJob replays the same records) never prints a loss that
+  // was not measured, and shows the summary and the steps.
+  CtlResult watch = Ctl({"jobs", "watch", job.id(), "--after", "0"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_THAT(watch.out, Not(HasSubstr("loss 0.0000")));
+  EXPECT_THAT(watch.out, HasSubstr("step 3/12  eval_loss 1.9000"));
+  EXPECT_THAT(watch.out, HasSubstr("EVAL step 6"));
+  EXPECT_THAT(watch.out, HasSubstr("CHECKPOINT_SAVED step 10"));
+  CtlResult get = Ctl({"jobs", "get", job.id()});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_THAT(get.out, HasSubstr("eval_loss 1.5 at step 12 (best 1.4 at "
+                                 "step 6)"));
+  EXPECT_THAT(get.out, HasSubstr(absl::StrCat("at step ", kSteps, ", lr")));
+  CtlResult table = Ctl({"jobs", "metrics", job.id()});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, Not(HasSubstr("0.0000")));
 }
 
 }  // namespace

@@ -422,14 +422,16 @@ TEST_F(TransitionTest, SequencesAreSharedAndMonotonic) {
                        store_->ListJobEvents(a.tenant.id, j.id, 5, 0));
   ASSERT_EQ(after5.size(), 2u);
   EXPECT_EQ(after5[0].type, core::JobEventType::kCheckpoint);
+  EXPECT_EQ(after5[0].step, 10);
   ASSERT_OK_AND_ASSIGN(auto lim,
                        store_->ListJobMetrics(a.tenant.id, j.id, 3, 2));
   ASSERT_EQ(lim.size(), 2u);
   EXPECT_EQ(lim[1].sequence, 5);
   ASSERT_OK_AND_ASSIGN(Job after, store_->GetJob(a.tenant.id, j.id));
   EXPECT_EQ(after.last_sequence, 8);
-  ASSERT_TRUE(after.latest_metrics.has_value());
-  EXPECT_EQ(after.latest_metrics->step, 11);
+  ASSERT_TRUE(after.metrics.train.has_value());
+  EXPECT_EQ(after.metrics.train->step, 11);
+  EXPECT_EQ(after.metrics.eval_step, 11);
   EXPECT_EQ(after.progress.step, 11);
   ASSERT_TRUE(after.last_checkpoint.has_value());
   EXPECT_EQ(after.last_checkpoint->step, 10);
