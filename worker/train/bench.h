@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/train/model_config.h"
+#include "worker/train/families/model_config.h"
 #include "worker/train/spec.h"
 
 namespace ftune::train {

@@ -84,9 +84,11 @@ std::vector<const PackedSequence*> Ptrs(const std::vector<PackedSequence>& v) {
 }
 
 TEST(ModelConfigTest, RefusesUnsupportedArchitectureByName) {
-  EXPECT_THAT(ParseModelConfig(R"({"architectures":["GPT2LMHeadModel"]})", "c"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("\"GPT2LMHeadModel\" is not supported")));
+  EXPECT_THAT(
+      ParseModelConfig(R"({"architectures":["MambaForCausalLM"]})", "c"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("\"MambaForCausalLM\" is not supported (supported: "
+                         "LlamaForCausalLM, MistralForCausalLM")));
 }
 
 TEST(ModelConfigTest, ValidatesFields) {
