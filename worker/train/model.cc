@@ -373,7 +373,9 @@ Tensor Model::Hidden(const Batch& batch, bool training) {
                 .view({b, t, c.hidden_size});
   }
   // RoPE tables from the position ids: [B, 1, T, rotary_dim].
-  Tensor cos, sin;
+  // (Empty, not undefined, without RoPE: they are inputs of the
+  // checkpointing autograd function, which needs a device for each.)
+  Tensor cos = torch::empty({0}, x.options()), sin = cos;
   if (rope_ != nullptr)
     std::tie(cos, sin) = rope_->Tables(batch.position_ids, dtype);
 
@@ -454,7 +456,7 @@ Tensor Model::Attention(DecoderLayer& layer, const Tensor& hn,
   q = q.transpose(1, 2);
   k = k.transpose(1, 2);
   v = v.transpose(1, 2);
-  if (cos.defined()) {
+  if (cos.numel() > 0) {
     // The softmax scale goes into q's copy of the RoPE tables ([B, 1, T,
     // rotary_dim], small) instead of a pass over the [B, h, T, T] scores
     // and its backward.

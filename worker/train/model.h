@@ -123,7 +123,7 @@ class Model {
   }
 
   // One decoder layer: x [B, T, D] -> [B, T, D]. cos/sin: RoPE tables
-  // [B, 1, T, rotary_dim] (undefined with learned positions); mask: the
+  // [B, 1, T, rotary_dim] (empty with learned positions); mask: the
   // layer's additive [B, 1, T, T]. Public for the checkpointing autograd
   // function.
   torch::Tensor LayerForward(DecoderLayer& layer, const torch::Tensor& x,
