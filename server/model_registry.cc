@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "worker/train/families/model_config.h"
 
 namespace ftune::server {
 namespace {
@@ -70,6 +71,10 @@ int64_t CountSafetensorsParameters(const std::string& path) {
 std::string DetectChatTemplate(const std::string& jinja) {
   if (absl::StrContains(jinja, "<|start_header_id|>")) return "llama3";
   if (absl::StrContains(jinja, "<|im_start|>")) return "chatml";
+  if (absl::StrContains(jinja, "<start_of_turn>")) return "gemma";
+  if (absl::StrContains(jinja, "<|assistant|>") &&
+      absl::StrContains(jinja, "<|end|>"))
+    return "phi3";
   if (absl::StrContains(jinja, "[INST]")) return "llama2";
   if (absl::StrContains(jinja, "### Instruction")) return "alpaca";
   return "";
@@ -94,22 +99,29 @@ absl::Status InspectModelDirectory(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat(
         "model ", model.name, ": ", config_path, " is not a JSON object"));
   }
+  // The trainer's own family code decides whether it can run the model:
+  // an unsupported architecture or option is refused here, naming the
+  // field and the supported values, not at a job's first step.
+  absl::StatusOr<train::ModelConfig> parsed =
+      train::ParseModelConfig(*text, config_path);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", model.name, ": ", parsed.status().message()));
+  }
   auto& md = model.metadata;
-  if (config.contains("architectures") && config["architectures"].is_array() &&
-      !config["architectures"].empty() &&
-      config["architectures"][0].is_string()) {
-    md["architecture"] = config["architectures"][0].get<std::string>();
-  }
-  for (const char* key :
-       {"hidden_size", "intermediate_size", "num_hidden_layers",
-        "num_attention_heads", "num_key_value_heads", "vocab_size",
-        "max_position_embeddings"}) {
-    if (config.contains(key) && config[key].is_number_integer()) {
-      md[key] = absl::StrCat(config[key].get<int64_t>());
-    }
-  }
-  if (!md.count("num_key_value_heads") && md.count("num_attention_heads")) {
-    md["num_key_value_heads"] = md["num_attention_heads"];
+  md["architecture"] = parsed->architecture;
+  md["family"] = parsed->family;
+  md["lora_modules"] = absl::StrJoin(parsed->LoraModuleNames(), ",");
+  // The sizes as the family reads them (GPT-2 spells them n_embd, ...).
+  for (const auto& [key, value] :
+       {std::pair<const char*, int64_t>{"hidden_size", parsed->hidden_size},
+        {"intermediate_size", parsed->intermediate_size},
+        {"num_hidden_layers", parsed->num_hidden_layers},
+        {"num_attention_heads", parsed->num_attention_heads},
+        {"num_key_value_heads", parsed->num_key_value_heads},
+        {"vocab_size", parsed->vocab_size},
+        {"max_position_embeddings", parsed->max_position_embeddings}}) {
+    md[key] = absl::StrCat(value);
   }
   if (config.contains("torch_dtype") && config["torch_dtype"].is_string()) {
     md["torch_dtype"] = config["torch_dtype"].get<std::string>();

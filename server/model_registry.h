@@ -6,9 +6,10 @@
 //                "supported_methods": ["lora", "qlora"]}]} // optional
 //
 // `directory` is relative to the storage root (default "models/<name>") and
-// must hold the model's config.json. Everything else a Model shows
-// (architecture, sizes, chat template, parameter count) is read from the
-// directory at start-up.
+// must hold the model's config.json, which the trainer's family code
+// (worker/train/families) must accept. Everything else a Model shows
+// (architecture, family, LoRA module names, sizes, chat template, parameter
+// count) is read from the directory at start-up.
 //
 // Thread-safe: pure functions over the file system.
 #ifndef FTUNE_SERVER_MODEL_REGISTRY_H_
@@ -29,15 +30,17 @@ struct SchedulerConfig {
 // Parses `config_path` and inspects every model directory under
 // `storage_root`. INVALID_ARGUMENT naming the file, the model and the
 // problem (bad JSON, unknown key, bad name, duplicate name, missing
-// directory or config.json).
+// directory or config.json, an architecture or config option the trainer
+// does not support: the field and the supported values).
 absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
     const std::string& config_path, const std::string& storage_root);
 
-// Reads one model directory (absolute `path`) into `model.metadata`.
+// Reads one model directory (absolute `path`) into `model.metadata`
+// (keys in server/rpc/convert.h). INVALID_ARGUMENT as above.
 absl::Status InspectModelDirectory(const std::string& path, core::Model& model);
 
-// "chatml", "llama3", "llama2", "alpaca" or "" from a tokenizer_config.json
-// chat_template string.
+// "chatml", "llama3", "gemma", "phi3", "llama2", "alpaca" or "" from a
+// tokenizer_config.json chat_template string.
 std::string DetectChatTemplate(const std::string& jinja);
 
 }  // namespace ftune::server

@@ -59,8 +59,8 @@ bool IsSuffixChar(char c) {
 }
 
 const std::set<std::string>& ChatTemplates() {
-  static const auto* t =
-      new std::set<std::string>{"chatml", "llama3", "llama2", "alpaca"};
+  static const auto* t = new std::set<std::string>{"chatml", "llama3", "llama2",
+                                                   "alpaca", "phi3",   "gemma"};
   return *t;
 }
 
@@ -72,11 +72,11 @@ bool HasValidation(const v1::JobSpec& spec) {
   return spec.validation_case() != v1::JobSpec::VALIDATION_NOT_SET;
 }
 
-void CheckLora(const v1::LoraConfig& lora, Errors& e) {
+void CheckLora(const v1::LoraConfig& lora,
+               const std::vector<std::string>& known, Errors& e) {
   if (lora.rank() != 0) e.Range<int32_t>("spec.lora.rank", lora.rank(), 1, 256);
   if (lora.alpha() != 0) e.OpenClosed("spec.lora.alpha", lora.alpha(), 0, 1024);
   e.ClosedOpen("spec.lora.dropout", lora.dropout(), 0, 1);
-  const auto& known = LlamaLinearModules();
   std::set<std::string> seen;
   const int n = lora.target_modules_size();
   for (int i = 0; i < n; ++i) {
@@ -172,14 +172,15 @@ void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
   if (!tmpl.empty() && tmpl != "auto" && !ChatTemplates().count(tmpl)) {
     e.Add(p + "chat_template",
           absl::StrCat("unknown chat template \"", tmpl,
-                       "\"; expected auto, chatml, llama3, llama2 or alpaca"));
+                       "\"; expected auto, chatml, llama3, llama2, alpaca, "
+                       "phi3 or gemma"));
   } else if ((tmpl.empty() || tmpl == "auto") && ctx.model &&
              ctx.model->default_chat_template.empty() && ctx.training_file &&
              ctx.training_file->format == "chat") {
     e.Add(p + "chat_template",
           absl::StrCat("model ", ctx.model->name,
                        " has no default chat template; name one (chatml, "
-                       "llama3, llama2 or alpaca)"));
+                       "llama3, llama2, alpaca, phi3 or gemma)"));
   }
   e.ClosedOpen(p + "weight_decay", h.weight_decay(), 0, 1);
   if (h.has_max_grad_norm()) {
@@ -250,6 +251,10 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   } else if (!ctx.model.has_value()) {
     e.Add("spec.model", absl::StrCat("unknown model \"", spec.model(),
                                      "\" (see ModelService.ListModels)"));
+  } else if (!ctx.model->unsupported.empty()) {
+    e.Add("spec.model",
+          absl::StrCat("model ", ctx.model->name,
+                       " cannot be trained: ", ctx.model->unsupported));
   }
   CheckFile("spec.training_file", spec.training_file(), ctx.training_file,
             kFilePurposeValidation, e);
@@ -288,7 +293,8 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
                          v1::TrainingMethod_Name(spec.method())));
     }
   }
-  CheckLora(spec.lora(), e);
+  CheckLora(spec.lora(),
+            ctx.model ? ctx.model->linear_modules : LlamaLinearModules(), e);
   const bool cpu = spec.resources().has_gpus() && spec.resources().gpus() == 0;
   CheckQuantization(spec, cpu, e);
   CheckHyperparameters(spec, ctx, e);
