@@ -30,6 +30,7 @@
 #include "worker/train/adapter.h"
 #include "worker/train/data.h"
 #include "worker/train/model.h"
+#include "worker/train/nn/lm_head_loss.h"
 #include "worker/train/spec.h"
 #include "worker/train/trainer.h"
 
@@ -416,6 +417,60 @@ TEST_P(FamilyTest, Bf16ComputeFollowsFp32) {
   const double l32 = run(torch::kFloat32);
   const double l16 = run(torch::kBFloat16);
   EXPECT_NEAR(l16, l32, 0.02 * std::abs(l32));
+}
+
+// The loss in fp32 on CPU runs the fused cross-entropy kernel, in fp64
+// tensor ops (the CUDA path's code); both apply Gemma's final soft-cap and
+// its gradient: same loss and LoRA gradients up to fp32 rounding.
+TEST_P(FamilyTest, FusedLossMatchesTensorOpsInFloat64) {
+  const std::vector<PackedSequence> rows = Rows(true);
+  auto run = [&](torch::Dtype dtype) {
+    std::unique_ptr<Model> model = Random(GetParam(), dtype);
+    NamedTensors params = AddLora(*model, 5);
+    torch::Tensor loss =
+        model->Loss(MakeBatch(Ptrs(rows), torch::kCPU), /*training=*/false);
+    loss.backward();
+    std::vector<torch::Tensor> grads;
+    for (auto& [name, p] : params)
+      grads.push_back(p.grad().to(torch::kFloat64));
+    return std::make_pair(loss.item<double>(), grads);
+  };
+  auto [l64, g64] = run(torch::kFloat64);
+  auto [l32, g32] = run(torch::kFloat32);
+  EXPECT_NEAR(l32, l64, 1e-5 * std::abs(l64));
+  for (size_t i = 0; i < g64.size(); ++i)
+    EXPECT_LT(((g32[i] - g64[i]).norm() / g64[i].norm()).item<double>(), 1e-4);
+}
+
+// The soft-capped LM-head loss (Gemma 2) and its gradient, in both of its
+// implementations (fp32: the fused CPU kernel; fp64: tensor ops, as on
+// CUDA), against autograd through the formula itself, with logits large
+// enough that the cap bends them.
+TEST(LmHeadLossTest, SoftCapMatchesAutogradOfTheFormula) {
+  torch::manual_seed(3);
+  const double cap = 2.0;
+  torch::Tensor h = torch::randn({10, 8}, torch::kFloat64);
+  torch::Tensor w = torch::randn({13, 8}, torch::kFloat64);
+  torch::Tensor targets = torch::randint(0, 13, {10}, torch::kLong);
+  torch::Tensor href = h.clone().requires_grad_(true);
+  torch::Tensor logits = torch::tanh(torch::mm(href, w.t()) / cap) * cap;
+  ASSERT_GT(torch::mm(h, w.t()).abs().max().item<double>(), 2 * cap);
+  torch::Tensor want = torch::nn::functional::cross_entropy(logits, targets);
+  want.backward();
+  for (torch::Dtype dtype : {torch::kFloat64, torch::kFloat32}) {
+    torch::Tensor hx = h.to(dtype).detach().clone().requires_grad_(true);
+    torch::Tensor loss = LmHeadLoss(hx, w.to(dtype), targets, /*chunk=*/3, cap,
+                                    /*need_grad=*/true);
+    loss.backward();
+    const double tol = dtype == torch::kFloat64 ? 1e-12 : 1e-5;
+    EXPECT_NEAR(loss.item<double>(), want.item<double>(), tol) << dtype;
+    EXPECT_LT((hx.grad().to(torch::kFloat64) - href.grad())
+                  .abs()
+                  .max()
+                  .item<double>(),
+              tol)
+        << dtype;
+  }
 }
 
 // QLoRA: every projection of the family (fused ones included) is stored
