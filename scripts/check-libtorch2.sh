@@ -8,7 +8,8 @@
 # trainer translation unit is syntax-checked with g++ -fsyntax-only,
 # -std=c++17 and the defines LibTorch's CMake config gives its users (read
 # from the unpacked package), warnings as errors:
-#   1. against the CPU headers: worker/train/*.cc, worker/train_main.cc,
+#   1. against the CPU headers: worker/train/*.cc, worker/train/nn/*.cc,
+#      worker/train/objectives/*.cc, worker/train_main.cc,
 #      worker/train/text/*.cc that include LibTorch, and the trainer's tests
 #      (tests/worker/train/*.cc);
 #   2. as a -DFTUNE_WITH_CUDA=ON build compiles them, with FTUNE_WITH_CUDA=1
@@ -120,7 +121,8 @@ cpu_flags=()
 base_flags cpu cpu_flags
 pch_flags cpu cpu_flags
 add_check cpu "$work/pch/cpu/torch_pch.h" "${pch_build_flags[@]}"
-cpu_files=(worker/train/*.cc worker/train_main.cc tests/worker/train/*.cc)
+cpu_files=(worker/train/*.cc worker/train/nn/*.cc worker/train/objectives/*.cc
+  worker/train_main.cc tests/worker/train/*.cc)
 for f in worker/train/text/*.cc; do
   grep -qE '#include [<"](torch/|ATen/|c10/|worker/train/torch_compat\.h)' "$f" && cpu_files+=("$f")
 done

@@ -16,6 +16,7 @@
 #include "common/confined_path.h"
 #include "common/quote.h"
 #include "common/status.h"
+#include "worker/train/families/model_config.h"
 
 namespace ftune::server {
 namespace {
@@ -50,33 +51,45 @@ bool IsValidModelName(const std::string& name) {
 std::string DetectChatTemplate(const std::string& jinja) {
   if (absl::StrContains(jinja, "<|start_header_id|>")) return "llama3";
   if (absl::StrContains(jinja, "<|im_start|>")) return "chatml";
+  if (absl::StrContains(jinja, "<start_of_turn>")) return "gemma";
+  if (absl::StrContains(jinja, "<|assistant|>") &&
+      absl::StrContains(jinja, "<|end|>"))
+    return "phi3";
   if (absl::StrContains(jinja, "[INST]")) return "llama2";
   if (absl::StrContains(jinja, "### Instruction")) return "alpaca";
   return "";
 }
 
-absl::Status ReadModelConfigJson(absl::string_view text, core::Model& model) {
+absl::Status ReadModelConfigJson(absl::string_view text, core::Model& model,
+                                 absl::string_view label) {
   json config = json::parse(text.begin(), text.end(), nullptr,
                             /*allow_exceptions=*/false);
   if (!config.is_object()) {
-    return absl::InvalidArgumentError("config.json is not a JSON object");
+    return absl::InvalidArgumentError(
+        absl::StrCat(label, " is not a JSON object"));
+  }
+  // The trainer's own family code decides whether it can run the model:
+  // an unsupported architecture or option is refused here, naming the
+  // field and the supported values, not at a job's first step.
+  absl::StatusOr<train::ModelConfig> parsed =
+      train::ParseModelConfig(text, label);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(parsed.status().message());
   }
   auto& md = model.metadata;
-  if (config.contains("architectures") && config["architectures"].is_array() &&
-      !config["architectures"].empty() &&
-      config["architectures"][0].is_string()) {
-    md["architecture"] = config["architectures"][0].get<std::string>();
-  }
-  for (const char* key :
-       {"hidden_size", "intermediate_size", "num_hidden_layers",
-        "num_attention_heads", "num_key_value_heads", "vocab_size",
-        "max_position_embeddings"}) {
-    if (config.contains(key) && config[key].is_number_integer()) {
-      md[key] = absl::StrCat(config[key].get<int64_t>());
-    }
-  }
-  if (!md.count("num_key_value_heads") && md.count("num_attention_heads")) {
-    md["num_key_value_heads"] = md["num_attention_heads"];
+  md["architecture"] = parsed->architecture;
+  md["family"] = parsed->family;
+  md["lora_modules"] = absl::StrJoin(parsed->LoraModuleNames(), ",");
+  // The sizes as the family reads them (GPT-2 spells them n_embd, ...).
+  for (const auto& [key, value] :
+       {std::pair<const char*, int64_t>{"hidden_size", parsed->hidden_size},
+        {"intermediate_size", parsed->intermediate_size},
+        {"num_hidden_layers", parsed->num_hidden_layers},
+        {"num_attention_heads", parsed->num_attention_heads},
+        {"num_key_value_heads", parsed->num_key_value_heads},
+        {"vocab_size", parsed->vocab_size},
+        {"max_position_embeddings", parsed->max_position_embeddings}}) {
+    md[key] = absl::StrCat(value);
   }
   if (config.contains("torch_dtype") && config["torch_dtype"].is_string()) {
     md["torch_dtype"] = config["torch_dtype"].get<std::string>();
@@ -167,9 +180,10 @@ absl::Status InspectModelDirectory(const std::string& path,
         "model ", model.name, ": ", config_path,
         " is missing (a model directory is a Hugging Face checkpoint)"));
   }
-  if (absl::Status s = ReadModelConfigJson(*text, model); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", model.name, ": ", config_path, " is not a JSON object"));
+  if (absl::Status s = ReadModelConfigJson(*text, model, config_path);
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", model.name, ": ", s.message()));
   }
   // Chat template from tokenizer_config.json (string or list of named ones).
   if (absl::StatusOr<std::string> tc =

@@ -332,8 +332,8 @@ FTUNE_CONTRACT_ENUM_(DataFormat)
 #undef FTUNE_CONTRACT_ENUM_
 
 const std::vector<std::string>& ChatTemplateNames() {
-  static const auto* names =
-      new std::vector<std::string>{"chatml", "llama3", "llama2", "alpaca"};
+  static const auto* names = new std::vector<std::string>{
+      "chatml", "llama3", "llama2", "alpaca", "phi3", "gemma"};
   return *names;
 }
 

@@ -61,14 +61,14 @@ bool HasValidation(const v1::JobSpec& spec) {
   return spec.validation_case() != v1::JobSpec::VALIDATION_NOT_SET;
 }
 
-void CheckLora(const v1::LoraConfig& lora, Errors& e) {
+void CheckLora(const v1::LoraConfig& lora,
+               const std::vector<std::string>& known, Errors& e) {
   if (lora.rank() != 0)
     e.Check("spec.lora.rank", lora.rank(), range::kLoraRank);
   if (lora.alpha() != 0) {
     e.Check("spec.lora.alpha", lora.alpha(), range::kLoraAlpha);
   }
   e.Check("spec.lora.dropout", lora.dropout(), range::kLoraDropout);
-  const auto& known = LlamaLinearModules();
   std::set<std::string> seen;
   const int n = lora.target_modules_size();
   for (int i = 0; i < n; ++i) {
@@ -248,6 +248,10 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   } else if (!ctx.model.has_value()) {
     e.Add("spec.model", absl::StrCat("unknown model ", QuoteValue(spec.model()),
                                      " (see ModelService.ListModels)"));
+  } else if (!ctx.model->unsupported.empty()) {
+    e.Add("spec.model",
+          absl::StrCat("model ", ctx.model->name,
+                       " cannot be trained: ", ctx.model->unsupported));
   }
   CheckFile("spec.training_file", spec.training_file(), ctx.training_file,
             kFilePurposeValidation, e);
@@ -287,7 +291,8 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
                          v1::TrainingMethod_Name(spec.method())));
     }
   }
-  CheckLora(spec.lora(), e);
+  CheckLora(spec.lora(),
+            ctx.model ? ctx.model->linear_modules : LlamaLinearModules(), e);
   const bool cpu = spec.resources().has_gpus() && spec.resources().gpus() == 0;
   CheckQuantization(spec, cpu, e);
   CheckHyperparameters(spec, ctx, e);

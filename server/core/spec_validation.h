@@ -32,6 +32,9 @@ struct FieldError {
 inline constexpr char kFilePurposeTrain[] = "fine-tune-train";
 inline constexpr char kFilePurposeValidation[] = "fine-tune-validation";
 
+// The seven Llama linear modules, in the order "all-linear" expands to.
+const std::vector<std::string>& LlamaLinearModules();
+
 // What the spec's model is, as far as validation cares.
 struct ModelFacts {
   std::string name;
@@ -39,6 +42,13 @@ struct ModelFacts {
   bool supports_lora = true;
   bool supports_qlora = true;
   std::string default_chat_template;  // "" = none recognised.
+  // The family's LoRA module names (PEFT spelling) in the order
+  // "all-linear" expands to (worker/train/families: the same code that
+  // parsed the model's config.json at registration).
+  std::vector<std::string> linear_modules = LlamaLinearModules();
+  // Non-empty when the trainer cannot run the model: why, naming the
+  // config field and the supported values.
+  std::string unsupported = "";
 };
 
 // What a file named in the spec is.
@@ -81,9 +91,6 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
 v1::JobEstimate EstimateJob(const v1::JobSpec& resolved,
                             int64_t training_examples,
                             int64_t validation_file_examples);
-
-// The seven Llama linear modules, in the order "all-linear" expands to.
-const std::vector<std::string>& LlamaLinearModules();
 
 }  // namespace ftune::core
 

@@ -1,8 +1,12 @@
 #include "server/rpc/convert.h"
 
+#include <string>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "worker/train/families/family.h"
 
 namespace ftune::server::rpc {
 namespace {
@@ -291,6 +295,25 @@ core::ModelFacts ModelFactsFromModel(const core::Model& model) {
   f.name = model.name;
   f.max_position_embeddings = MetaInt(model, "max_position_embeddings");
   f.default_chat_template = MetaStr(model, "default_chat_template");
+  // The registry records the family's LoRA module names. A row written
+  // before it did is the Llama family's, unless its architecture says
+  // otherwise.
+  const std::string modules = MetaStr(model, "lora_modules");
+  const std::string arch = MetaStr(model, "architecture");
+  if (!modules.empty()) {
+    f.linear_modules = absl::StrSplit(modules, ',');
+  } else if (!arch.empty()) {
+    const train::Family* family = train::FindFamily(arch);
+    if (family == nullptr) {
+      f.unsupported = absl::StrCat(
+          "architecture \"", arch, "\" is not supported (supported: ",
+          absl::StrJoin(train::SupportedArchitectures(), ", "), ")");
+    } else if (std::string(family->name) != "llama") {
+      f.unsupported =
+          "it was registered without its LoRA module names; restart the "
+          "scheduler with the model in its config to register it again";
+    }
+  }
   const std::string methods = MetaStr(model, "supported_methods");
   if (!methods.empty()) {
     f.supports_lora = f.supports_qlora = false;

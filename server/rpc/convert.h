@@ -45,8 +45,9 @@ v1::Tenant TenantToProto(const core::Tenant& tenant);
 v1::Quota QuotaToProto(const core::Quota& quota);
 v1::ApiKey ApiKeyToProto(const core::ApiKey& key);
 
-// Model metadata keys written by the model registry (server/model_config.h)
-// and read here.
+// Model metadata keys written by the model registry (server/model_registry.h:
+// architecture, family, lora_modules, the sizes, default_chat_template,
+// supported_methods, ...) and read here.
 v1::Model ModelToProto(const core::Model& model);
 core::ModelFacts ModelFactsFromModel(const core::Model& model);
 core::FileFacts FileFactsFromRecord(const core::FileRecord& file);

@@ -186,7 +186,11 @@ class ComposeStartupTest(unittest.TestCase):
         home = Path(tmp) / "home"
         model = home / DOC_MODEL_SOURCE
         model.mkdir(parents=True)
-        (model / "config.json").write_text('{"max_position_embeddings": 512}')
+        (model / "config.json").write_text(
+            '{"architectures": ["LlamaForCausalLM"], "vocab_size": 256, '
+            '"hidden_size": 64, "intermediate_size": 128, '
+            '"num_hidden_layers": 2, "num_attention_heads": 4, '
+            '"max_position_embeddings": 512}')
         env = dict(os.environ, HOME=str(home))
         env = {k: v for k, v in env.items() if not k.startswith("FTUNE_")}
         for name in blocks:

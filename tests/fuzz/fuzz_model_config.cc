@@ -1,10 +1,10 @@
-// The trainer's config.json parser (worker/train/model_config.h): a valid
-// configuration or INVALID_ARGUMENT, never a crash, for any bytes.
+// The trainer's config.json parser (worker/train/families/model_config.h): a
+// valid configuration or INVALID_ARGUMENT, never a crash, for any bytes.
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
 #include "tests/fuzz/fuzz_check.h"
-#include "worker/train/model_config.h"
+#include "worker/train/families/model_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);

@@ -47,7 +47,10 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
     if (!st.ok()) FTUNE_LOG(ERROR) << "writing the model: " << st;
   } else {
     WriteText(model_dir + "/config.json",
-              R"({"max_position_embeddings": 512})");
+              R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 256,
+                  "hidden_size": 64, "intermediate_size": 128,
+                  "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "max_position_embeddings": 512})");
   }
   WriteText(dir_.Sub("scheduler.json"),
             absl::StrCat(R"({"models": [{"name": ")", options_.model_name,

@@ -39,7 +39,10 @@ class SchedulerRestartTest : public ::testing::Test {
  protected:
   void SetUp() override {
     WriteFile(dir_.Sub("storage/models/tiny/config.json"),
-              R"({"max_position_embeddings": 256})");
+              R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 256,
+                  "hidden_size": 64, "intermediate_size": 128,
+                  "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "max_position_embeddings": 256})");
     WriteFile(dir_.Sub("scheduler.json"), R"({"models": [{"name": "tiny"}]})");
     WriteFile(dir_.Sub("admin.key"), std::string(kAdminKey) + "\n");
   }

@@ -1,6 +1,6 @@
 // PEFT's on-disk adapter format: key names and config fields follow what
-// peft.PeftModel.save_pretrained writes for a LlamaForCausalLM (or Qwen2)
-// LoRA model, so PeftModel.from_pretrained and vLLM read it unchanged.
+// peft.PeftModel.save_pretrained writes for a LoRA model of the family, so
+// PeftModel.from_pretrained and vLLM read it unchanged.
 #include "worker/train/adapter.h"
 
 #include "absl/strings/str_cat.h"
@@ -80,7 +80,7 @@ nlohmann::json AdapterConfig(const LoraOptions& lora,
           {"lora_dropout", lora.dropout},
           {"target_modules", lora.target_modules},
           {"bias", "none"},
-          {"fan_in_fan_out", false},
+          {"fan_in_fan_out", lora.fan_in_fan_out},
           {"inference_mode", true},
           {"init_lora_weights", true},
           {"modules_to_save", nullptr},

@@ -3,8 +3,13 @@
 // WriteAdapterFiles writes into `dir` (which must exist):
 //   adapter_config.json        PEFT LoraConfig fields (peft_type "LORA",
 //                              task_type "CAUSAL_LM", r, lora_alpha, ...)
-//   adapter_model.safetensors  base_model.model.model.layers.{i}.<module>.
+//   adapter_model.safetensors  base_model.model.<HF module path>.
 //                              lora_{A,B}.weight, A [r, in], B [out, r]
+//                              (Model::LoraParameters names them; e.g.
+//                              ...model.layers.{i}.self_attn.q_proj...,
+//                              ...transformer.h.{i}.attn.c_attn... for GPT-2)
+// fan_in_fan_out in adapter_config.json comes from LoraOptions (true for a
+// family with Conv1D weights, as PEFT writes it).
 // PublishAdapter adds ftune_manifest.json (sha256 of each file, base model,
 // datasets, spec, seed, metrics) and publishes the directory atomically with
 // PublishDirectory (ALREADY_EXISTS if `output_dir` exists).

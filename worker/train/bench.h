@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/contract/train_spec.h"
-#include "worker/train/model_config.h"
+#include "worker/train/families/model_config.h"
 
 namespace ftune::train {
 

@@ -183,12 +183,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                     << " bits/parameter), compute "
                     << contract::Name(contract::ComputeDtype(spec));
   }
-  LoraOptions lopts;
-  lopts.rank = spec.lora.rank;
-  lopts.alpha = spec.lora.alpha;
-  lopts.dropout = spec.lora.dropout;
-  lopts.target_modules = spec.lora.target_modules;
-  FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
+  FTUNE_RETURN_IF_ERROR(model->ApplyLora(LoraOptions(spec.lora)));
   NamedTensors params = model->LoraParameters();
 
   // 0: the table's default for this model.

@@ -81,6 +81,32 @@ TEST(SpecValidationTest, TargetModules) {
               ElementsAre("spec.lora.target_modules[0]"));
 }
 
+// The model's family decides what target_modules may name (ModelFacts
+// carries its module names); a model the trainer cannot run is refused.
+TEST(SpecValidationTest, TargetModulesAreTheModelFamilys) {
+  SpecContext ctx = GoodContext();
+  ctx.model->linear_modules = {"c_attn", "c_proj", "c_fc"};  // GPT-2
+  v1::JobSpec spec = GoodSpec();
+  spec.mutable_lora()->add_target_modules("c_attn");
+  spec.mutable_lora()->add_target_modules("q_proj");
+  auto errors = ValidateJobSpec(spec, ctx);
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.lora.target_modules[1]"));
+  EXPECT_THAT(JoinFieldErrors(errors),
+              HasSubstr("unsupported target module \"q_proj\"; expected one "
+                        "of c_attn, c_proj, c_fc or all-linear"));
+  spec.mutable_lora()->set_target_modules(1, "c_proj");
+  spec.mutable_hyperparameters()->set_chat_template("gemma");
+  EXPECT_THAT(ValidateJobSpec(spec, ctx), IsEmpty());
+  spec.mutable_hyperparameters()->set_chat_template("phi3");
+  EXPECT_THAT(ValidateJobSpec(spec, ctx), IsEmpty());
+
+  ctx.model->unsupported = "architecture \"X\" is not supported";
+  errors = ValidateJobSpec(GoodSpec(), ctx);
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.model"));
+  EXPECT_THAT(JoinFieldErrors(errors),
+              HasSubstr("model tiny cannot be trained: architecture \"X\""));
+}
+
 TEST(SpecValidationTest, QuantizationOnlyWithQlora) {
   v1::JobSpec spec = GoodSpec();
   spec.mutable_quantization()->set_block_size(64);

@@ -84,9 +84,11 @@ std::vector<const PackedSequence*> Ptrs(const std::vector<PackedSequence>& v) {
 }
 
 TEST(ModelConfigTest, RefusesUnsupportedArchitectureByName) {
-  EXPECT_THAT(ParseModelConfig(R"({"architectures":["GPT2LMHeadModel"]})", "c"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("\"GPT2LMHeadModel\" is not supported")));
+  EXPECT_THAT(
+      ParseModelConfig(R"({"architectures":["MambaForCausalLM"]})", "c"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("\"MambaForCausalLM\" is not supported (supported: "
+                         "LlamaForCausalLM, MistralForCausalLM")));
 }
 
 TEST(ModelConfigTest, ValidatesFields) {
@@ -581,6 +583,7 @@ TEST_F(TinyModelTest, LoraInitFollowsPeft) {
   LoraOptions lora;
   lora.rank = 4;
   lora.alpha = 8;
+  lora.target_modules = {"q_proj", "v_proj"};
   ASSERT_OK(model->ApplyLora(lora));
   Linear* q = model->layers()[1].q_proj.get();
   ASSERT_TRUE(q->has_lora());

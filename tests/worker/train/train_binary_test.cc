@@ -30,7 +30,7 @@
 #include "tests/worker/train/tiny_model.h"
 #include "worker/train/bench.h"
 #include "worker/train/exit_codes.h"
-#include "worker/train/model_config.h"
+#include "worker/train/families/model_config.h"
 #include "worker/train/text/sentencepiece_bridge.h"
 #include "worker/train/text/tokenizer.h"
 #include "worker/train/trainer.h"

@@ -165,6 +165,57 @@ absl::Status RenderAlpaca(const Example& ex, Builder* b) {
   return absl::OkStatus();
 }
 
+// Phi-3 / Phi-3.5: <|role|>\n{content}<|end|>\n per message, then the
+// tokenizer's eos (the template appends it when no generation prompt
+// follows).
+absl::Status RenderPhi3(const Example& ex, Builder* b) {
+  b->BosIfConfigured();
+  for (const Message& m : ex.messages) {
+    const bool train = m.role == Role::kAssistant && m.trainable;
+    FTUNE_RETURN_IF_ERROR(
+        b->Special(absl::StrCat("<|", RoleName(m.role), "|>"), false));
+    b->Text("\n", false, /*continues=*/false);
+    b->Text(m.content, train, /*continues=*/true);
+    FTUNE_RETURN_IF_ERROR(b->Special("<|end|>", train));
+    b->Text("\n", false, /*continues=*/false);
+  }
+  return b->Eos(false);
+}
+
+// Gemma (2): [bos]<start_of_turn>{user|model}\n{content|trim}<end_of_turn>\n
+// per message; no system role, and user and model turns alternate,
+// starting with the user (the template refuses anything else).
+absl::Status RenderGemma(const Example& ex, const Tokenizer& tok, Builder* b) {
+  if (tok.bos_id() < 0) {
+    return absl::FailedPreconditionError(
+        "gemma template: the tokenizer has no bos token");
+  }
+  FTUNE_RETURN_IF_ERROR(b->Special(tok.IdToToken(tok.bos_id()), false));
+  for (size_t i = 0; i < ex.messages.size(); ++i) {
+    const Message& m = ex.messages[i];
+    if (m.role == Role::kSystem) {
+      return LineError(ex, absl::StrCat("messages[", i,
+                                        "]: the gemma template has no system "
+                                        "role (put it in the first user "
+                                        "message)"));
+    }
+    if ((m.role == Role::kUser) != (i % 2 == 0)) {
+      return LineError(ex, absl::StrCat("messages[", i,
+                                        "]: gemma template needs user and "
+                                        "assistant to alternate, starting "
+                                        "with user"));
+    }
+    const bool train = m.role == Role::kAssistant && m.trainable;
+    FTUNE_RETURN_IF_ERROR(b->Special("<start_of_turn>", false));
+    b->Text(m.role == Role::kAssistant ? "model\n" : "user\n", false,
+            /*continues=*/false);
+    b->Text(absl::StripAsciiWhitespace(m.content), train, /*continues=*/true);
+    FTUNE_RETURN_IF_ERROR(b->Special("<end_of_turn>", train));
+    b->Text("\n", false, /*continues=*/false);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::string_view ChatTemplateName(ChatTemplate t) {
@@ -177,6 +228,10 @@ absl::string_view ChatTemplateName(ChatTemplate t) {
       return "llama2";
     case ChatTemplate::kAlpaca:
       return "alpaca";
+    case ChatTemplate::kPhi3:
+      return "phi3";
+    case ChatTemplate::kGemma:
+      return "gemma";
   }
   return "?";
 }
@@ -187,26 +242,32 @@ absl::StatusOr<ChatTemplate> ResolveChatTemplate(
   if (name == "llama3") return ChatTemplate::kLlama3;
   if (name == "llama2") return ChatTemplate::kLlama2;
   if (name == "alpaca") return ChatTemplate::kAlpaca;
+  if (name == "phi3") return ChatTemplate::kPhi3;
+  if (name == "gemma") return ChatTemplate::kGemma;
   if (name != "auto") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("chat_template: unknown \"", name,
-                     "\" (expected chatml, llama3, llama2, alpaca, auto)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chat_template: unknown \"", name,
+        "\" (expected chatml, llama3, llama2, alpaca, phi3, gemma, auto)"));
   }
   const std::string& t = config.chat_template;
   if (t.empty()) {
     return absl::InvalidArgumentError(
         "chat_template: \"auto\" but tokenizer_config.json has no "
         "chat_template; "
-        "name one of chatml, llama3, llama2, alpaca");
+        "name one of chatml, llama3, llama2, alpaca, phi3, gemma");
   }
   if (absl::StrContains(t, "<|im_start|>")) return ChatTemplate::kChatML;
   if (absl::StrContains(t, "<|start_header_id|>")) return ChatTemplate::kLlama3;
+  if (absl::StrContains(t, "<start_of_turn>")) return ChatTemplate::kGemma;
+  if (absl::StrContains(t, "<|assistant|>") && absl::StrContains(t, "<|end|>"))
+    return ChatTemplate::kPhi3;
   if (absl::StrContains(t, "[INST]")) return ChatTemplate::kLlama2;
   if (absl::StrContains(t, "### Instruction")) return ChatTemplate::kAlpaca;
   return absl::InvalidArgumentError(
       "chat_template: \"auto\" but the chat_template in tokenizer_config.json "
       "is "
-      "none of chatml, llama3, llama2, alpaca; name one explicitly");
+      "none of chatml, llama3, llama2, alpaca, phi3, gemma; name one "
+      "explicitly");
 }
 
 absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
@@ -227,6 +288,12 @@ absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
           break;
         case ChatTemplate::kAlpaca:
           FTUNE_RETURN_IF_ERROR(RenderAlpaca(example, &b));
+          break;
+        case ChatTemplate::kPhi3:
+          FTUNE_RETURN_IF_ERROR(RenderPhi3(example, &b));
+          break;
+        case ChatTemplate::kGemma:
+          FTUNE_RETURN_IF_ERROR(RenderGemma(example, tokenizer, &b));
           break;
       }
       break;

@@ -12,13 +12,20 @@
 //   alpaca  [bos]{system or the Alpaca preamble}\n\n###
 //   Instruction:\n{user}\n\n
 //           ### Response:\n{assistant}[eos] (more turns repeat the two blocks)
+//   phi3    [bos]<|{role}|>\n{content}<|end|>\n ... then eos, untrained
+//           (Phi-3, Phi-3.5; <|system|>, <|user|>, <|assistant|>)
+//   gemma   <bos><start_of_turn>{user|model}\n{content|trim}<end_of_turn>\n
+//           ... (Gemma 2: no system role; user/assistant must alternate,
+//           starting with user)
 //   auto    the template in tokenizer_config.json when it recognisably is one
 //           of the above (markers "<|im_start|>", "<|start_header_id|>",
-//           "[INST]", "### Instruction"); otherwise INVALID_ARGUMENT.
+//           "<start_of_turn>", "<|assistant|>" with "<|end|>", "[INST]",
+//           "### Instruction"); otherwise INVALID_ARGUMENT.
 //
 // What is trained (loss mask = 1):
 //   messages: the content of trainable assistant messages and the token(s)
-//     that end the turn (<|im_end|>, <|eot_id|>, </s>, eos for alpaca);
+//     that end the turn (<|im_end|>, <|eot_id|>, </s>, eos for alpaca,
+//     <|end|> for phi3, <end_of_turn> for gemma);
 //   prompt/completion: [bos if add_bos_token] prompt (0) completion (1) eos (1)
 //     (no template: the two strings are concatenated as they are);
 //   text: [bos] text eos, all 1 (bos, being first, is never a target).
@@ -45,10 +52,11 @@
 
 namespace ftune::train {
 
-enum class ChatTemplate { kChatML, kLlama3, kLlama2, kAlpaca };
+enum class ChatTemplate { kChatML, kLlama3, kLlama2, kAlpaca, kPhi3, kGemma };
 absl::string_view ChatTemplateName(ChatTemplate t);
 
-// `name`: "chatml", "llama3", "llama2", "alpaca" or "auto" (see top).
+// `name`: "chatml", "llama3", "llama2", "alpaca", "phi3", "gemma" or
+// "auto" (see top).
 // INVALID_ARGUMENT for an unknown name or an unrecognised/missing template.
 absl::StatusOr<ChatTemplate> ResolveChatTemplate(absl::string_view name,
                                                  const TokenizerConfig& config);
@@ -65,7 +73,8 @@ struct TokenizedExample {
 // only. FAILED_PRECONDITION when the tokenizer lacks a token the template
 // needs (e.g. "<|im_start|>" for chatml, or an eos token); INVALID_ARGUMENT
 // (naming the line and message) when the messages do not fit the template
-// (llama2 needs alternating user/assistant turns).
+// (llama2 and gemma need alternating user/assistant turns; gemma has no
+// system role).
 absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
                                                  ChatTemplate chat_template,
                                                  const Tokenizer& tokenizer);

@@ -245,6 +245,18 @@ TEST_P(SpStyleBpeTest, HandDerivedEncodings) {
 INSTANTIATE_TEST_SUITE_P(NormalizerOrMetaspace, SpStyleBpeTest,
                          ::testing::Bool());
 
+// Gemma's tokenizer.json: the Replace normalizer alone, no dummy prefix.
+TEST(SpStyleBpeTest, GemmaStyleReplaceOnlyNormalizer) {
+  json j = json::parse(SpStyleJson(false));
+  j["normalizer"] = {{"type", "Replace"},
+                     {"pattern", {{"String", " "}}},
+                     {"content", "\xE2\x96\x81"}};
+  auto tok = MustCreate(j.dump());
+  // "ab▁ab": ab (rank 1), then ▁a b (2).
+  EXPECT_THAT(tok->Encode("ab ab"), ElementsAre(263, 264));
+  EXPECT_EQ(tok->Decode(tok->Encode("ab ab")), "ab ab");
+}
+
 TEST(SpStyleBpeTest, LongUnsplitInputIsNotQuadratic) {
   auto tok = MustCreate(SpStyleJson(false));
   // One 400k-character "word": a quadratic merge loop would take minutes.

@@ -208,6 +208,78 @@ TEST(ChatTemplateTest, MissingTokensAreFailedPrecondition) {
                HasSubstr("no token \"<|im_start|>\"")));
 }
 
+// A byte-level tokenizer that also has the Phi-3 and Gemma control tokens
+// (ids 309...; <bos> as bos, <|endoftext|> as eos).
+constexpr int32_t kSystemTok = 309, kUserTok = 310, kAssistantTok = 311,
+                  kEndTok = 312, kGemmaBos = 313, kStartOfTurn = 314,
+                  kEndOfTurn = 315;
+std::unique_ptr<BpeTokenizer> Phi3GemmaTokenizer(const std::string& config) {
+  nlohmann::json j = nlohmann::json::parse(ByteLevelJson({}));
+  int32_t id = 309;
+  for (const char* t : {"<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
+                        "<bos>", "<start_of_turn>", "<end_of_turn>"})
+    j["added_tokens"].push_back(
+        {{"id", id++}, {"content", t}, {"special", true}});
+  auto t = BpeTokenizer::Create(j.dump(), config);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *std::move(t);
+}
+
+TEST(ChatTemplateTest, Phi3) {
+  auto tok = Phi3GemmaTokenizer(R"({"eos_token":"<|endoftext|>"})");
+  Example ex = Chat(
+      {{Role::kSystem, "S"}, {Role::kUser, "hi"}, {Role::kAssistant, "yo"}});
+  Expect want;
+  want.Tok(kSystemTok, false).Text("\nS", false).Tok(kEndTok, false);
+  want.Text("\n", false);
+  want.Tok(kUserTok, false).Text("\nhi", false).Tok(kEndTok, false);
+  want.Text("\n", false);
+  want.Tok(kAssistantTok, false).Text("\n", false).Text("yo", true);
+  want.Tok(kEndTok, true).Text("\n", false).Tok(kEndOfText, false);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kPhi3, *tok), want);
+}
+
+TEST(ChatTemplateTest, GemmaTrimsAndNamesTheModelTurn) {
+  auto tok = Phi3GemmaTokenizer(
+      R"({"bos_token":"<bos>","eos_token":"<|endoftext|>"})");
+  Example ex = Chat({{Role::kUser, " hi\n"},
+                     {Role::kAssistant, " yo "},
+                     {Role::kUser, "q"},
+                     {Role::kAssistant, "a"}});
+  ex.messages[1].trainable = false;
+  Expect want;
+  want.Tok(kGemmaBos, false);
+  want.Tok(kStartOfTurn, false).Text("user\nhi", false);
+  want.Tok(kEndOfTurn, false).Text("\n", false);
+  want.Tok(kStartOfTurn, false).Text("model\nyo", false);
+  want.Tok(kEndOfTurn, false).Text("\n", false);
+  want.Tok(kStartOfTurn, false).Text("user\nq", false);
+  want.Tok(kEndOfTurn, false).Text("\n", false);
+  want.Tok(kStartOfTurn, false).Text("model\n", false).Text("a", true);
+  want.Tok(kEndOfTurn, true).Text("\n", false);
+  ExpectTokens(TokenizeExample(ex, ChatTemplate::kGemma, *tok), want);
+
+  // What Gemma's own template refuses.
+  EXPECT_THAT(TokenizeExample(Chat({{Role::kSystem, "S"}, {Role::kUser, "x"}}),
+                              ChatTemplate::kGemma, *tok)
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 7: messages[0]: the gemma template "
+                                 "has no system role")));
+  EXPECT_THAT(TokenizeExample(Chat({{Role::kUser, "x"}, {Role::kUser, "y"}}),
+                              ChatTemplate::kGemma, *tok)
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("messages[1]: gemma template needs user and "
+                                 "assistant to alternate")));
+  // The control tokens come from the tokenizer.
+  EXPECT_THAT(TokenizeExample(ex, ChatTemplate::kGemma,
+                              *ByteLevelTokenizer(R"({"bos_token":"<s>"})"))
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("<start_of_turn>")));
+}
+
 TEST(ResolveChatTemplateTest, NamesAndAuto) {
   TokenizerConfig c;
   EXPECT_EQ(*ResolveChatTemplate("llama2", c), ChatTemplate::kLlama2);
@@ -228,6 +300,16 @@ TEST(ResolveChatTemplateTest, NamesAndAuto) {
   c.chat_template = "{{ '### Instruction:\\n' + content }}";
   EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kAlpaca);
   c.chat_template = "{{ '<start_of_turn>' + role }}";
+  EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kGemma);
+  c.chat_template =
+      "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}"
+      "{{ '<|assistant|>\\n' }}";
+  EXPECT_EQ(*ResolveChatTemplate("auto", c), ChatTemplate::kPhi3);
+  EXPECT_EQ(*ResolveChatTemplate("gemma", TokenizerConfig()),
+            ChatTemplate::kGemma);
+  EXPECT_EQ(*ResolveChatTemplate("phi3", TokenizerConfig()),
+            ChatTemplate::kPhi3);
+  c.chat_template = "{{ '<|turn|>' + role }}";
   EXPECT_THAT(ResolveChatTemplate("auto", c).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("name one explicitly")));
