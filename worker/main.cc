@@ -210,10 +210,17 @@ int main(int argc, char** argv) {
       agent::SelectGpus(gpu_mode, found);
   if (!gpus.ok()) return Fail(gpus.status().message());
   for (const v1::GpuDevice& g : *gpus) *caps.add_gpus() = g;
+  absl::StatusOr<v1::TrainerCapabilities> trainer =
+      agent::QueryTrainer(o.runner.trainer_path);
+  if (!trainer.ok()) return Fail(trainer.status().message());
+  *caps.mutable_trainer() = *std::move(trainer);
   FTUNE_LOG(INFO) << "host " << caps.hostname() << ": " << caps.gpus_size()
                   << " GPU(s), " << caps.cpu_slots() << " CPU slots, "
                   << caps.memory_bytes() << " bytes; trainer "
-                  << o.runner.trainer_path << "; work dir " << work_dir;
+                  << o.runner.trainer_path << " ("
+                  << caps.trainer().architectures_size() << " architectures, "
+                  << (caps.trainer().cuda() ? "CUDA" : "CPU only")
+                  << "); work dir " << work_dir;
 
   // TLS.
   const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);

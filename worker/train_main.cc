@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/contract/capabilities.h"
 #include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
 #include "common/file_util.h"
@@ -18,8 +19,10 @@
 #include "nlohmann/json.hpp"
 #include "worker/train/bench.h"
 #include "worker/train/exit_codes.h"
+#include "worker/train/families/model_config.h"
 #include "worker/train/runtime.h"
 #include "worker/train/text_data.h"
+#include "worker/train/torch_compat.h"
 #include "worker/train/trainer.h"
 
 namespace {
@@ -37,12 +40,16 @@ constexpr char kUsage[] = R"(usage:
                     [--device cpu|cuda[:N]] [--gradient-checkpointing]
                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
                              [--double-quant 1|0]]
+  ftune-train capabilities
   ftune-train --help
 
 --spec runs one training job (docs/trainer.md): progress as one JSON object
 per line on stdout, logs on stderr, exit codes 0 done, 1 retryable, 2 bad
 input, 3 out of memory, 4 interrupted (SIGTERM/SIGINT: the current step
 finishes and is checkpointed), 5 diverged.
+capabilities prints what this trainer runs as one JSON object (methods,
+architectures, dtypes, cuda, max_gpus_per_job, chat_templates, version);
+the worker agent reports it when it registers.
 bench trains a random-initialised model of the given shape (default
 stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab 32000) on
 synthetic tokens and prints tokens_per_s and peak_memory_bytes.
@@ -256,6 +263,28 @@ int RunSpecCommand(int argc, char** argv) {
 
 }  // namespace
 
+// What this build runs (common/contract/capabilities.h). The lists come
+// from the code that runs them: the families' architectures, the
+// contract's methods and chat templates, the devices LibTorch sees.
+int RunCapabilitiesCommand() {
+  contract::TrainerCapabilities caps;
+  caps.version = FTUNE_VERSION;
+  caps.methods = {contract::Name(contract::Method::kLora),
+                  contract::Name(contract::Method::kQlora)};
+  caps.architectures = SupportedArchitectures();
+  std::string why;
+  caps.cuda = compat::DeviceAvailable(torch::Device(torch::kCUDA), &why);
+  caps.dtypes = {contract::Name(contract::Dtype::kFp32),
+                 contract::Name(contract::Dtype::kBf16),
+                 contract::Name(contract::Dtype::kFp64)};
+  // fp16 needs a CUDA device (the spec parser refuses it on CPU).
+  if (caps.cuda) caps.dtypes.push_back(contract::Name(contract::Dtype::kFp16));
+  caps.max_gpus_per_job = caps.cuda ? 1 : 0;
+  caps.chat_templates = contract::ChatTemplateNames();
+  std::cout << contract::CapabilitiesToJson(caps) << std::endl;
+  return kExitOk;
+}
+
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -268,5 +297,7 @@ int main(int argc, char** argv) {
   ftune::train::KeepFreedMemoryInProcess();
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);
+  if (argc == 2 && std::string(argv[1]) == "capabilities")
+    return RunCapabilitiesCommand();
   return RunSpecCommand(argc, argv);
 }

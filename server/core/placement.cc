@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace ftune::core {
 namespace {
@@ -60,7 +61,18 @@ std::string Describe(const Worker& w) {
 
 }  // namespace
 
+std::vector<contract::Unsupported> TrainerGaps(
+    const JobResources& need, const WorkerCapabilities& worker) {
+  // Unknown on either side (an older job or agent): nothing to check.
+  if (!need.trainer || !worker.trainer) return {};
+  return contract::CheckCapabilities(*need.trainer, need.gpus, *worker.trainer);
+}
+
 bool Fits(const JobResources& need, const WorkerCapabilities& worker) {
+  return FitsResources(need, worker) && TrainerGaps(need, worker).empty();
+}
+
+bool FitsResources(const JobResources& need, const WorkerCapabilities& worker) {
   // Memory figures of 0 on the worker side mean "not reported": no limit.
   if (need.gpus > 0) {
     if (worker.gpus < need.gpus) return false;
@@ -80,11 +92,25 @@ bool Fits(const JobResources& need, const WorkerCapabilities& worker) {
 }
 
 absl::Status CheckFeasible(const JobResources& need,
-                           const std::vector<Worker>& workers) {
+                           const std::vector<Worker>& workers,
+                           std::string* field) {
   const Worker* largest = nullptr;
+  // Among the workers with the resources, the one whose trainer misses the
+  // fewest things, and what it misses.
+  const Worker* closest = nullptr;
+  std::vector<contract::Unsupported> closest_gaps;
   for (const Worker& w : workers) {
     if (w.state == WorkerState::kLost) continue;
-    if (Fits(need, w.capabilities)) return absl::OkStatus();
+    if (FitsResources(need, w.capabilities)) {
+      std::vector<contract::Unsupported> gaps =
+          TrainerGaps(need, w.capabilities);
+      if (gaps.empty()) return absl::OkStatus();
+      if (closest == nullptr || gaps.size() < closest_gaps.size()) {
+        closest = &w;
+        closest_gaps = std::move(gaps);
+      }
+      continue;
+    }
     if (largest == nullptr ||
         w.capabilities.gpus > largest->capabilities.gpus ||
         (w.capabilities.gpus == largest->capabilities.gpus &&
@@ -93,7 +119,18 @@ absl::Status CheckFeasible(const JobResources& need,
       largest = &w;
     }
   }
+  if (closest != nullptr) {
+    if (field != nullptr) *field = closest_gaps.front().field;
+    std::vector<std::string> why;
+    for (const contract::Unsupported& u : closest_gaps) {
+      why.push_back(absl::StrCat(u.field, ": ", u.message));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no registered worker's trainer can run this job; the closest, ",
+        closest->id, ", cannot: ", absl::StrJoin(why, "; ")));
+  }
   if (largest == nullptr) return absl::OkStatus();  // Nothing known yet.
+  if (field != nullptr) *field = "spec.resources";
   return absl::FailedPreconditionError(absl::StrCat(
       "no registered worker can run this job: it needs ", Describe(need),
       "; the largest worker is ", Describe(*largest)));

@@ -51,13 +51,27 @@ struct WorkerFree {
 // whose name contains the requested type (case-insensitive; empty = any) with
 // at least memory_bytes each; CPU jobs (gpus == 0) need a CPU slot and
 // memory_bytes of host RAM.
+// Also, when both the job and the worker say (JobResources::trainer,
+// WorkerCapabilities::trainer), the worker's trainer must run the job's
+// method, architecture and dtype with that many GPUs.
 bool Fits(const JobResources& need, const WorkerCapabilities& worker);
+// Fits without the trainer check.
+bool FitsResources(const JobResources& need, const WorkerCapabilities& worker);
+// What the worker's trainer cannot run of the job, naming JobSpec fields;
+// empty when it can or when either side does not say.
+std::vector<contract::Unsupported> TrainerGaps(
+    const JobResources& need, const WorkerCapabilities& worker);
 
 // Create-time check: OK when some registered worker that is not LOST could
 // ever run the job, or when no worker has registered yet (nothing is known).
-// Otherwise FAILED_PRECONDITION saying what the largest worker offers.
+// Otherwise FAILED_PRECONDITION: when no worker has the resources, saying
+// what the largest worker offers (`*field` = "spec.resources"); when the
+// resources exist but no such worker's trainer runs the job, saying what
+// the closest one's trainer cannot do (`*field` = the first JobSpec field it
+// cannot satisfy, e.g. "spec.method").
 absl::Status CheckFeasible(const JobResources& need,
-                           const std::vector<Worker>& workers);
+                           const std::vector<Worker>& workers,
+                           std::string* field = nullptr);
 
 // Free capacity of `worker` given the active jobs of the snapshot.
 WorkerFree FreeCapacity(const Worker& worker, const std::vector<Job>& active);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/contract/capabilities.h"
 #include "server/core/job_state.h"
 
 namespace ftune::core {
@@ -26,6 +27,9 @@ struct JobResources {
   int64_t memory_bytes = 0;  // Per-GPU memory needed (GPU jobs) or RAM (CPU).
   std::string gpu_type;      // e.g. "H100"; empty = any.
   int32_t cpu_threads = 0;
+  // What the job asks of the worker's trainer (method, architecture,
+  // dtype); nullopt for jobs created before it was recorded (any trainer).
+  std::optional<contract::TrainerRequirement> trainer;
 };
 
 // Numeric values are stored in the database: never renumber.
@@ -267,6 +271,9 @@ struct WorkerCapabilities {
   int64_t memory_bytes = 0;      // Host RAM.
   std::map<std::string, std::string> labels;
   std::string version;  // Worker software version.
+  // What its trainer binary runs; nullopt when the agent did not say (an
+  // older agent): then it is assumed to run anything.
+  std::optional<contract::TrainerCapabilities> trainer;
 };
 
 struct Worker {

@@ -9,6 +9,7 @@
 #include "common/ids.h"
 #include "common/quote.h"
 #include "common/status.h"
+#include "proto/convert/trainer_capabilities.h"
 #include "server/core/api_key.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
@@ -357,6 +358,9 @@ absl::Status AdminServiceImpl::FillWorker(const core::Worker& w,
   c->mutable_labels()->insert(w.capabilities.labels.begin(),
                               w.capabilities.labels.end());
   c->set_software_version(w.capabilities.version);
+  if (w.capabilities.trainer) {
+    *c->mutable_trainer() = TrainerCapabilitiesToProto(*w.capabilities.trainer);
+  }
   std::vector<int32_t> gpus = w.capabilities.gpu_indices;
   if (gpus.empty()) {
     for (int32_t i = 0; i < w.capabilities.gpus; ++i) gpus.push_back(i);

@@ -1,11 +1,17 @@
 #include "server/rpc/convert.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/quote.h"
+#include "common/status.h"
+#include "proto/convert/trainer_capabilities.h"
+#include "server/rpc/status_util.h"
 #include "worker/train/families/family.h"
 
 namespace ftune::server::rpc {
@@ -323,6 +329,71 @@ core::ModelFacts ModelFactsFromModel(const core::Model& model) {
     }
   }
   return f;
+}
+
+contract::TrainerRequirement TrainerRequirementOf(const v1::JobSpec& resolved,
+                                                  const core::Model& model) {
+  contract::TrainerRequirement need;
+  need.method = resolved.method() == v1::TRAINING_METHOD_QLORA
+                    ? contract::Method::kQlora
+                    : contract::Method::kLora;
+  need.architecture = MetaStr(model, "architecture");
+  switch (resolved.quantization().compute_dtype()) {
+    case v1::COMPUTE_DTYPE_FP32:
+      need.dtype = contract::Dtype::kFp32;
+      break;
+    case v1::COMPUTE_DTYPE_BF16:
+      need.dtype = contract::Dtype::kBf16;
+      break;
+    case v1::COMPUTE_DTYPE_FP16:
+      need.dtype = contract::Dtype::kFp16;
+      break;
+    default:  // UNSPECIFIED: the worker chooses.
+      break;
+  }
+  return need;
+}
+
+absl::StatusOr<contract::TrainerCapabilities> TrainerCapabilitiesFromProto(
+    const v1::TrainerCapabilities& caps, absl::string_view field) {
+  constexpr int kMaxEntries = 64;
+  constexpr size_t kMaxEntryBytes = 128;
+  auto check = [&](absl::string_view name, absl::string_view value,
+                   int index) -> absl::Status {
+    if (!value.empty() && value.size() <= kMaxEntryBytes) {
+      return absl::OkStatus();
+    }
+    const std::string path =
+        index < 0 ? absl::StrCat(field, ".", name)
+                  : absl::StrCat(field, ".", name, "[", index, "]");
+    return InvalidField(path, absl::StrCat(path, " must be 1-", kMaxEntryBytes,
+                                           " bytes, got ", QuoteValue(value)));
+  };
+  if (!caps.version().empty()) {
+    FTUNE_RETURN_IF_ERROR(check("version", caps.version(), -1));
+  }
+  for (auto [name, list] :
+       {std::pair<const char*,
+                  const google::protobuf::RepeatedPtrField<std::string>*>{
+            "methods", &caps.methods()},
+        {"architectures", &caps.architectures()},
+        {"dtypes", &caps.dtypes()},
+        {"chat_templates", &caps.chat_templates()}}) {
+    if (list->size() > kMaxEntries) {
+      const std::string path = absl::StrCat(field, ".", name);
+      return InvalidField(
+          path, absl::StrCat(path, " has ", list->size(), " entries, at most ",
+                             kMaxEntries));
+    }
+    for (int i = 0; i < list->size(); ++i) {
+      FTUNE_RETURN_IF_ERROR(check(name, list->Get(i), i));
+    }
+  }
+  if (caps.max_gpus_per_job() < 0) {
+    const std::string path = absl::StrCat(field, ".max_gpus_per_job");
+    return InvalidField(path, absl::StrCat(path, " must be >= 0"));
+  }
+  return TrainerCapabilitiesFromProtoUnchecked(caps);
 }
 
 core::FileFacts FileFactsFromRecord(const core::FileRecord& file) {

@@ -7,11 +7,14 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/contract/capabilities.h"
 #include "ftune/v1/admin.pb.h"
 #include "ftune/v1/job.pb.h"
 #include "ftune/v1/model.pb.h"
+#include "ftune/v1/worker.pb.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "server/core/spec_validation.h"
@@ -50,6 +53,19 @@ v1::ApiKey ApiKeyToProto(const core::ApiKey& key);
 // supported_methods, ...) and read here.
 v1::Model ModelToProto(const core::Model& model);
 core::ModelFacts ModelFactsFromModel(const core::Model& model);
+
+// What a job with this resolved spec asks of a worker's trainer: its
+// method, its model's architecture (as registered) and its compute dtype
+// (nullopt when the worker chooses).
+contract::TrainerRequirement TrainerRequirementOf(const v1::JobSpec& resolved,
+                                                  const core::Model& model);
+
+// A worker's trainer capabilities, as registered (`field` is the request
+// path, "capabilities.trainer"): INVALID_ARGUMENT naming the entry for a
+// list longer than 64 entries or an entry longer than 128 bytes.
+// (To proto: ftune::TrainerCapabilitiesToProto, proto/convert.)
+absl::StatusOr<contract::TrainerCapabilities> TrainerCapabilitiesFromProto(
+    const v1::TrainerCapabilities& caps, absl::string_view field);
 core::FileFacts FileFactsFromRecord(const core::FileRecord& file);
 
 }  // namespace ftune::server::rpc

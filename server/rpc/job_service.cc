@@ -261,9 +261,11 @@ absl::Status JobServiceImpl::PrepareCreateJob(
     need.gpus = resolved.resources().gpus();
     need.memory_bytes = resolved.resources().memory_bytes();
     need.gpu_type = resolved.resources().gpu_type();
-    if (absl::Status f = core::CheckFeasible(need, facts.workers); !f.ok()) {
-      return InvalidField("spec.resources",
-                          absl::StrCat("spec.resources: ", f.message()));
+    need.trainer = TrainerRequirementOf(resolved, *facts.model);
+    std::string field;
+    if (absl::Status f = core::CheckFeasible(need, facts.workers, &field);
+        !f.ok()) {
+      return InvalidField(field, absl::StrCat(field, ": ", f.message()));
     }
   }
 
@@ -307,6 +309,7 @@ absl::Status JobServiceImpl::PrepareCreateJob(
   job.resources.memory_bytes = resolved.resources().memory_bytes();
   job.resources.gpu_type = resolved.resources().gpu_type();
   job.resources.cpu_threads = resolved.resources().cpu_threads();
+  job.resources.trainer = TrainerRequirementOf(resolved, *facts.model);
   job.max_restarts = resolved.max_restarts();
   job.labels.insert(resolved.labels().begin(), resolved.labels().end());
   job.model = resolved.model();

@@ -88,6 +88,11 @@ absl::StatusOr<core::Worker> WorkerFromProto(const v1::WorkerCapabilities& c) {
   w.capabilities.memory_bytes = c.memory_bytes();
   w.capabilities.labels = {c.labels().begin(), c.labels().end()};
   w.capabilities.version = c.software_version();
+  if (c.has_trainer()) {
+    FTUNE_ASSIGN_OR_RETURN(
+        w.capabilities.trainer,
+        TrainerCapabilitiesFromProto(c.trainer(), "capabilities.trainer"));
+  }
   std::set<int32_t> seen;
   for (int i = 0; i < c.gpus_size(); ++i) {
     const v1::GpuDevice& g = c.gpus(i);

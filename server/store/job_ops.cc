@@ -367,8 +367,9 @@ absl::Status InsertJob(Connection& conn, const Job& job) {
           "INSERT INTO jobs(id, tenant_id, state, attempt, restart_count, "
           "request_id, spec, priority, gpus, memory_bytes, gpu_type, "
           "cpu_threads, max_restarts, labels, model, training_file_id, "
-          "validation_file_id, create_time, update_time, last_sequence) "
-          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+          "validation_file_id, create_time, update_time, last_sequence, "
+          "trainer_requirement) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, job.id)
       .Bind(2, job.tenant_id)
       .Bind(3, static_cast<int>(job.state))
@@ -392,7 +393,10 @@ absl::Status InsertJob(Connection& conn, const Job& job) {
       .Bind(17, job.validation_file_id)
       .BindTime(18, job.create_time)
       .BindTime(19, job.update_time)
-      .Bind(20, job.last_sequence);
+      .Bind(20, job.last_sequence)
+      .Bind(21, job.resources.trainer
+                    ? contract::RequirementToJson(*job.resources.trainer)
+                    : "");
   absl::Status s = st.Run();
   if (absl::IsAlreadyExists(s)) {
     return absl::AlreadyExistsError(

@@ -236,6 +236,13 @@ UPDATE jobs SET latest_metrics = json_object(
     WHERE m.job_id = jobs.id ORDER BY m.sequence DESC LIMIT 1))
 WHERE latest_metrics IS NOT NULL;
 )sql"},
+      {5,
+       "trainer capabilities: what each worker's trainer runs, what each job "
+       "asks of a trainer (JSON, '' = not recorded)",
+       R"sql(
+ALTER TABLE workers ADD COLUMN trainer TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN trainer_requirement TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return *kMigrations;
 }

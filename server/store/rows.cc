@@ -208,7 +208,8 @@ std::string JobColumns(bool with_spec) {
       "error_retryable, progress_step, progress_total_steps, progress_epoch, "
       "progress_tokens, latest_metrics, worker_id, lease_expiry, "
       "checkpoint_step, checkpoint_attempt, checkpoint_path, checkpoint_time, "
-      "adapter_path, adapter_manifest_sha256, last_sequence, adapter_detail",
+      "adapter_path, adapter_manifest_sha256, last_sequence, adapter_detail, "
+      "trainer_requirement",
       with_spec ? ", spec" : "");
 }
 
@@ -266,7 +267,17 @@ absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
   j.adapter.manifest_sha256 = st.ColumnText(35);
   j.last_sequence = st.ColumnInt(36);
   FTUNE_RETURN_IF_ERROR(DecodeAdapterDetail(st.ColumnText(37), &j.adapter));
-  if (with_spec) j.spec = st.ColumnBlob(38);
+  // '' = created before the requirement was recorded: any trainer.
+  if (const std::string need = st.ColumnText(38); !need.empty()) {
+    absl::StatusOr<contract::TrainerRequirement> r =
+        contract::ParseRequirement(need);
+    if (!r.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("job ", j.id, ": ", r.status().message()));
+    }
+    j.resources.trainer = *std::move(r);
+  }
+  if (with_spec) j.spec = st.ColumnBlob(39);
   return j;
 }
 

@@ -33,7 +33,7 @@ namespace {
 constexpr char kWorkerColumns[] =
     "id, hostname, gpus, gpu_type, gpu_memory_bytes, cpu_slots, "
     "memory_bytes, labels, version, state, register_time, last_heartbeat, "
-    "lease_expiry, gpu_indices";
+    "lease_expiry, gpu_indices, trainer";
 
 absl::StatusOr<core::Worker> ReadWorker(const Statement& st) {
   core::Worker w;
@@ -54,6 +54,16 @@ absl::StatusOr<core::Worker> ReadWorker(const Statement& st) {
   w.lease_expiry = st.ColumnTime(12);
   FTUNE_ASSIGN_OR_RETURN(w.capabilities.gpu_indices,
                          internal::DecodeIntList(st.ColumnText(13)));
+  // '' = the agent did not say (an older agent).
+  if (const std::string trainer = st.ColumnText(14); !trainer.empty()) {
+    absl::StatusOr<contract::TrainerCapabilities> caps =
+        contract::ParseCapabilities(trainer);
+    if (!caps.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("worker ", w.id, ": ", caps.status().message()));
+    }
+    w.capabilities.trainer = *std::move(caps);
+  }
   return w;
 }
 
@@ -89,7 +99,7 @@ absl::StatusOr<core::Worker> SqliteStore::RegisterWorker(
             "INSERT OR REPLACE INTO workers(id, hostname, gpus, gpu_type, "
             "gpu_memory_bytes, cpu_slots, memory_bytes, labels, version, "
             "state, register_time, last_heartbeat, lease_expiry, "
-            "gpu_indices) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+            "gpu_indices, trainer) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     const core::WorkerCapabilities& c = worker.capabilities;
     st.Bind(1, worker.id)
         .Bind(2, worker.hostname)
@@ -104,7 +114,8 @@ absl::StatusOr<core::Worker> SqliteStore::RegisterWorker(
         .BindTime(11, worker.register_time)
         .BindTime(12, worker.last_heartbeat)
         .BindTime(13, worker.lease_expiry)
-        .Bind(14, internal::EncodeIntList(c.gpu_indices));
+        .Bind(14, internal::EncodeIntList(c.gpu_indices))
+        .Bind(15, c.trainer ? contract::CapabilitiesToJson(*c.trainer) : "");
     return st.Run();
   }));
   return worker;

@@ -235,7 +235,8 @@ TEST(SchedulerProcessTest, MutualTlsForClientsAndWorkers) {
   ASSERT_OK(worker.Start(
       {kWorker, "--scheduler=" + address,
        "--storage_root=" + dir.Sub("storage"),
-       "--worker_key_file=" + dir.Sub("worker.key"), "--trainer=/bin/false",
+       "--worker_key_file=" + dir.Sub("worker.key"),
+       "--trainer=" + std::string(FTUNE_BIN_DIR) + "/ftune-stand-in-trainer",
        "--work_dir=" + dir.Sub("work"), "--cpu_slots=1", "--gpus=none",
        "--metrics_address=127.0.0.1:0", "--tls_ca_file=" + dir.Sub("ca.pem"),
        "--tls_cert_file=" + dir.Sub("client.pem"),

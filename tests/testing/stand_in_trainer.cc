@@ -27,6 +27,10 @@
 //   diverge            exit 5 after the first step
 //   crash              abort() after the first step
 //   hang               ignore SIGTERM after "start"; only SIGKILL ends it
+// `capabilities`: prints what ftune-train prints (every family's
+// architecture, both methods, every dtype) but as a CUDA trainer running up
+// to 16 GPUs a job, since the stand-in runs anything; or, verbatim, the
+// JSON in FTUNE_STAND_IN_CAPABILITIES (a trainer that runs less).
 // FTUNE_STAND_IN_RECORD=FILE: appends "<output_dir> start_step=<N> pid=<P>"
 // when a run starts and "<output_dir> step=<N> pid=<P>" after each step (one
 // write(2) each, so concurrent runs interleave whole lines).
@@ -53,10 +57,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/contract/capabilities.h"
 #include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
 #include "common/sha256.h"
 #include "nlohmann/json.hpp"
+#include "worker/train/families/model_config.h"
 
 namespace {
 
@@ -150,7 +156,27 @@ std::string TinySafetensors(int64_t step) {
 
 }  // namespace
 
+int PrintCapabilities() {
+  if (const char* c = std::getenv("FTUNE_STAND_IN_CAPABILITIES")) {
+    std::cout << c << std::endl;
+    return 0;
+  }
+  contract::TrainerCapabilities caps;
+  caps.version = "stand-in";
+  caps.methods = {"lora", "qlora"};
+  caps.architectures = ftune::train::SupportedArchitectures();
+  caps.dtypes = {"fp32", "bf16", "fp16", "fp64"};
+  caps.cuda = true;
+  caps.max_gpus_per_job = 16;
+  caps.chat_templates = contract::ChatTemplateNames();
+  std::cout << contract::CapabilitiesToJson(caps) << std::endl;
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "capabilities") {
+    return PrintCapabilities();
+  }
   std::string spec_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

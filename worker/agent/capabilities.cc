@@ -11,7 +11,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/contract/capabilities.h"
 #include "common/status.h"
+#include "proto/convert/trainer_capabilities.h"
 
 #ifndef FTUNE_VERSION
 #define FTUNE_VERSION "unknown"
@@ -146,6 +148,56 @@ absl::StatusOr<std::vector<v1::GpuDevice>> DiscoverGpus(
       QueryNvidiaSmi(nvidia_smi, "index,name,memory.total,compute_cap");
   if (!out) return std::vector<v1::GpuDevice>();  // not installed, no driver
   return ParseNvidiaSmiCsv(*out);
+}
+
+namespace {
+
+// popen's command line is a shell's: quote the path.
+std::string ShellQuote(absl::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+absl::StatusOr<v1::TrainerCapabilities> QueryTrainer(
+    const std::string& trainer_path) {
+  const std::string cmd =
+      absl::StrCat(ShellQuote(trainer_path), " capabilities 2>/dev/null");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot run ", trainer_path, " capabilities"));
+  }
+  std::string out;
+  char buf[4096];
+  size_t n;
+  // Bounded: a capabilities object is a few hundred bytes.
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) {
+    if (out.size() < (1 << 20)) out.append(buf, n);
+  }
+  const int status = ::pclose(p);
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "trainer ", trainer_path, " capabilities failed (",
+        WIFEXITED(status) ? absl::StrCat("exit ", WEXITSTATUS(status))
+                          : std::string("killed"),
+        "): is it an ftune-train of this release?"));
+  }
+  absl::StatusOr<contract::TrainerCapabilities> caps =
+      contract::ParseCapabilities(out);
+  if (!caps.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("trainer ", trainer_path, ": ", caps.status().message()));
+  }
+  return TrainerCapabilitiesToProto(*caps);
 }
 
 std::string Hostname() {

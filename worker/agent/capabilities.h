@@ -6,8 +6,10 @@
 //              --format=csv,noheader,nounits
 // and parses its lines ("0, NVIDIA H100 80GB HBM3, 81559, 9.0"; memory in
 // MiB). No nvidia-smi (or a failing one) means no GPUs for --gpus=auto.
+// What the trainer runs comes from `ftune-train capabilities`.
 //
-// Thread-safety: pure functions, except DiscoverGpus (runs a process).
+// Thread-safety: pure functions, except DiscoverGpus and QueryTrainer (run a
+// process).
 #ifndef FTUNE_WORKER_AGENT_CAPABILITIES_H_
 #define FTUNE_WORKER_AGENT_CAPABILITIES_H_
 
@@ -60,6 +62,14 @@ absl::StatusOr<std::vector<v1::GpuDevice>> SelectGpus(
 // fails; INVALID_ARGUMENT when its output does not parse.
 absl::StatusOr<std::vector<v1::GpuDevice>> DiscoverGpus(
     const std::string& nvidia_smi = "nvidia-smi");
+
+// Runs `trainer_path capabilities` (ftune-train's report of what it runs,
+// common/contract/capabilities.h) and returns it for RegisterWorker.
+// FAILED_PRECONDITION naming the trainer when it cannot run, exits non-zero
+// or prints something that is not a capabilities object: a worker whose
+// trainer cannot say what it runs must not take jobs.
+absl::StatusOr<v1::TrainerCapabilities> QueryTrainer(
+    const std::string& trainer_path);
 
 std::string Hostname();
 int32_t OnlineCpus();

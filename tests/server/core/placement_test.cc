@@ -254,6 +254,71 @@ TEST(PlanTest, GpuTypeIsHonoured) {
   EXPECT_EQ(plan[0].worker_id, "w-h100");
 }
 
+// A trainer that loads Llama models with LoRA only, on up to 1 GPU a job.
+contract::TrainerCapabilities LoraOnlyTrainer() {
+  contract::TrainerCapabilities t;
+  t.methods = {"lora"};
+  t.architectures = {"LlamaForCausalLM"};
+  t.dtypes = {"fp32", "bf16"};
+  t.cuda = true;
+  t.max_gpus_per_job = 1;
+  return t;
+}
+
+TEST(PlanTest, TrainerCapabilitiesAreHonoured) {
+  SchedulingSnapshot s;
+  Worker lora_only = GpuWorker("w-lora", 1);
+  lora_only.capabilities.trainer = LoraOnlyTrainer();
+  Worker both = GpuWorker("w-both", 1);
+  both.capabilities.trainer = LoraOnlyTrainer();
+  both.capabilities.trainer->methods.push_back("qlora");
+  // Listed first, so a plan that ignored the trainer would pick it.
+  s.workers = {lora_only, both};
+  Job j = MakeJob("a", 1);
+  j.resources.trainer = contract::TrainerRequirement{
+      contract::Method::kQlora, "LlamaForCausalLM", std::nullopt};
+  s.queued = {j};
+  auto plan = PlanAssignments(s, kNow);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].worker_id, "w-both");
+
+  // No trainer runs it: not placed at all.
+  s.workers = {lora_only};
+  EXPECT_THAT(PlanAssignments(s, kNow), IsEmpty());
+  // A job recorded without a requirement (created before there was one),
+  // or a worker that did not say, is placed as before.
+  s.queued[0].resources.trainer.reset();
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)), ElementsAre("job-a-01"));
+  s.queued = {j};
+  s.workers = {GpuWorker("w-old", 1)};
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)), ElementsAre("job-a-01"));
+}
+
+TEST(CheckFeasibleTest, NamesTheFieldNoTrainerCanRun) {
+  Worker w = GpuWorker("w-lora", 2);
+  w.capabilities.trainer = LoraOnlyTrainer();
+  JobResources need;
+  need.gpus = 1;
+  need.trainer = contract::TrainerRequirement{
+      contract::Method::kQlora, "LlamaForCausalLM", contract::Dtype::kFp16};
+  std::string field;
+  absl::Status st = CheckFeasible(need, {w}, &field);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  // The first field it cannot satisfy; the message lists every one.
+  EXPECT_EQ(field, "spec.method");
+  EXPECT_THAT(st.message(), HasSubstr("w-lora"));
+  EXPECT_THAT(st.message(), HasSubstr("spec.quantization.compute_dtype"));
+  // Resources come first: a job no worker has the GPUs for says so.
+  need.gpus = 4;
+  EXPECT_FALSE(CheckFeasible(need, {w}, &field).ok());
+  EXPECT_EQ(field, "spec.resources");
+  // One worker whose trainer runs it is enough.
+  need.gpus = 1;
+  need.trainer->method = contract::Method::kLora;
+  need.trainer->dtype = contract::Dtype::kBf16;
+  EXPECT_OK(CheckFeasible(need, {w}));
+}
+
 TEST(PlanTest, CpuJobsUseCpuSlots) {
   SchedulingSnapshot s;
   s.workers = {CpuWorker("c1", 2), GpuWorker("g1", 4)};

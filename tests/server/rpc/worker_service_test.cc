@@ -377,6 +377,81 @@ TEST_F(WorkerServiceTest, JobNoWorkerCouldRunIsRefusedAtCreate) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// What the worker's trainer runs (`ftune-train capabilities`, reported at
+// registration) is checked at CreateJob, naming the JobSpec field, shown by
+// ListWorkers, and bounded like every other registered value.
+TEST_F(WorkerServiceTest, JobNoWorkersTrainerCouldRunIsRefusedNamingTheField) {
+  v1::WorkerCapabilities host = GpuHost("gpu-1", {0, 1});
+  v1::TrainerCapabilities* t = host.mutable_trainer();
+  t->set_version("0.9");
+  t->add_methods("lora");
+  t->add_architectures("Qwen2ForCausalLM");
+  t->add_dtypes("fp32");
+  t->add_dtypes("bf16");
+  t->set_cuda(true);
+  t->set_max_gpus_per_job(1);
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(host));
+
+  // The model ("tiny") is a Llama: this trainer does not load it.
+  v1::CreateJobRequest req = JobRequest(tenant_);
+  req.mutable_spec()->mutable_resources()->set_gpus(1);
+  absl::Status st = CreateJob(tenant_, req).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InfoOf(st).field(), "spec.model");
+  EXPECT_THAT(st.message(), HasSubstr("does not load LlamaForCausalLM"));
+  EXPECT_THAT(st.message(), HasSubstr(worker));
+
+  // Re-registered with a trainer that loads it, but without QLoRA, fp16 or
+  // more than one GPU a job.
+  t->add_architectures("LlamaForCausalLM");
+  ASSERT_OK_AND_ASSIGN(worker, Register(host, worker));
+  ASSERT_OK(CreateJob(tenant_, req).status());
+  v1::CreateJobRequest qlora = req;
+  qlora.mutable_spec()->set_method(v1::TRAINING_METHOD_QLORA);
+  st = CreateJob(tenant_, qlora).status();
+  EXPECT_EQ(InfoOf(st).field(), "spec.method");
+  EXPECT_THAT(st.message(), HasSubstr("runs methods lora, not qlora"));
+  v1::CreateJobRequest fp16 = req;
+  fp16.mutable_spec()->mutable_quantization()->set_compute_dtype(
+      v1::COMPUTE_DTYPE_FP16);
+  fp16.mutable_spec()->set_method(v1::TRAINING_METHOD_QLORA);
+  t->add_methods("qlora");
+  ASSERT_OK_AND_ASSIGN(worker, Register(host, worker));
+  st = CreateJob(tenant_, fp16).status();
+  EXPECT_EQ(InfoOf(st).field(), "spec.quantization.compute_dtype");
+  EXPECT_THAT(st.message(), HasSubstr("computes in fp32, bf16, not fp16"));
+  v1::CreateJobRequest two = req;
+  two.mutable_spec()->mutable_resources()->set_gpus(2);
+  st = CreateJob(tenant_, two).status();
+  EXPECT_EQ(InfoOf(st).field(), "spec.resources.gpus");
+  EXPECT_THAT(st.message(), HasSubstr("at most 1 GPU(s) per job, 2 asked"));
+
+  // ListWorkers shows what the trainer runs.
+  v1::ListWorkersRequest lr;
+  v1::ListWorkersResponse listed;
+  ASSERT_OK(Call(kAdminKey, [&](grpc::ClientContext* c) {
+    return admin_->ListWorkers(c, lr, &listed);
+  }));
+  bool found = false;
+  for (const v1::Worker& w : listed.workers()) {
+    if (w.id() != worker) continue;
+    found = true;
+    EXPECT_THAT(w.capabilities().trainer().methods(),
+                ElementsAre("lora", "qlora"));
+    EXPECT_THAT(w.capabilities().trainer().architectures(),
+                ElementsAre("Qwen2ForCausalLM", "LlamaForCausalLM"));
+    EXPECT_EQ(w.capabilities().trainer().max_gpus_per_job(), 1);
+  }
+  EXPECT_TRUE(found);
+
+  // Bounded like every registered value.
+  v1::WorkerCapabilities bad = host;
+  bad.mutable_trainer()->set_methods(0, std::string(200, 'x'));
+  st = Register(bad).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(InfoOf(st).field(), "capabilities.trainer.methods[0]");
+}
+
 TEST_F(WorkerServiceTest, DrainedWorkerTakesNoNewJobsUntilUndrained) {
   ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
   v1::DrainWorkerRequest dreq;

@@ -603,6 +603,59 @@ TEST_F(TransitionTest, WorkersDrainAndSnapshot) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("worker-none")));
 }
 
+// What a worker's trainer runs and what a job asks of one survive the
+// database (the snapshot placement reads included); rows without them
+// read back as "not said".
+TEST_F(TransitionTest, TrainerCapabilitiesAndRequirementsRoundTrip) {
+  auto a = MakeTenant("a");
+  core::Worker w;
+  w.hostname = "host-t";
+  w.capabilities.gpus = 2;
+  contract::TrainerCapabilities t;
+  t.version = "0.9";
+  t.methods = {"lora", "qlora"};
+  t.architectures = {"LlamaForCausalLM", "GPT2LMHeadModel"};
+  t.dtypes = {"fp32"};
+  t.cuda = true;
+  t.max_gpus_per_job = 1;
+  t.chat_templates = {"chatml"};
+  w.capabilities.trainer = t;
+  ASSERT_OK_AND_ASSIGN(core::Worker reg, store_->RegisterWorker(
+                                             w, clock_.Now() + absl::Hours(1)));
+  core::Worker plain = MustRegisterWorker("host-plain");
+  ASSERT_OK_AND_ASSIGN(core::Worker got, store_->GetWorker(reg.id));
+  ASSERT_TRUE(got.capabilities.trainer.has_value());
+  EXPECT_EQ(contract::CapabilitiesToJson(*got.capabilities.trainer),
+            contract::CapabilitiesToJson(t));
+  ASSERT_OK_AND_ASSIGN(core::Worker got_plain, store_->GetWorker(plain.id));
+  EXPECT_FALSE(got_plain.capabilities.trainer.has_value());
+
+  Job with = NewJob(a);
+  with.resources.trainer = contract::TrainerRequirement{
+      contract::Method::kQlora, "GPT2LMHeadModel", contract::Dtype::kBf16};
+  Job created = MustCreate(with);
+  Job without = MustCreate(NewJob(a, "without"));
+  ASSERT_OK_AND_ASSIGN(core::SchedulingSnapshot snap,
+                       store_->GetSchedulingSnapshot());
+  ASSERT_EQ(snap.queued.size(), 2u);
+  for (const Job& q : snap.queued) {
+    if (q.id == created.id) {
+      ASSERT_TRUE(q.resources.trainer.has_value());
+      EXPECT_EQ(q.resources.trainer->method, contract::Method::kQlora);
+      EXPECT_EQ(q.resources.trainer->architecture, "GPT2LMHeadModel");
+      EXPECT_EQ(q.resources.trainer->dtype, contract::Dtype::kBf16);
+    } else {
+      EXPECT_EQ(q.id, without.id);
+      EXPECT_FALSE(q.resources.trainer.has_value());
+    }
+  }
+  bool saw = false;
+  for (const core::Worker& sw : snap.workers) {
+    if (sw.id == reg.id) saw = sw.capabilities.trainer.has_value();
+  }
+  EXPECT_TRUE(saw);
+}
+
 TEST_F(StoreTest, ModelsUpsertGetList) {
   core::Model m{"llama-tiny", "models/llama-tiny", {{"arch", "llama"}}, {}};
   ASSERT_OK(store_->UpsertModel(m));

@@ -73,5 +73,31 @@ TEST(CapabilitiesTest, HostFacts) {
   EXPECT_FALSE(SoftwareVersion().empty());
 }
 
+// What the trainer runs, asked of the trainer binary itself (the stand-in
+// prints what ftune-train prints, or FTUNE_STAND_IN_CAPABILITIES).
+TEST(CapabilitiesTest, QueriesTheTrainerBinary) {
+  const std::string trainer =
+      std::string(FTUNE_BIN_DIR) + "/ftune-stand-in-trainer";
+  unsetenv("FTUNE_STAND_IN_CAPABILITIES");
+  ASSERT_OK_AND_ASSIGN(v1::TrainerCapabilities caps, QueryTrainer(trainer));
+  EXPECT_THAT(caps.methods(), ::testing::ElementsAre("lora", "qlora"));
+  EXPECT_THAT(caps.architectures(),
+              ::testing::IsSupersetOf({"LlamaForCausalLM", "Phi3ForCausalLM",
+                                       "Gemma2ForCausalLM", "GPT2LMHeadModel",
+                                       "Qwen3ForCausalLM"}));
+  EXPECT_THAT(caps.chat_templates(), ::testing::Contains("gemma"));
+
+  setenv("FTUNE_STAND_IN_CAPABILITIES", R"({"methods": ["lora"], "cuda": 1})",
+         1);
+  EXPECT_THAT(QueryTrainer(trainer),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("\"cuda\" must be true or false")));
+  unsetenv("FTUNE_STAND_IN_CAPABILITIES");
+  // Not a trainer of this release: it exits non-zero.
+  EXPECT_THAT(QueryTrainer("/bin/false"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("/bin/false capabilities failed (exit 1)")));
+}
+
 }  // namespace
 }  // namespace ftune::agent

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/contract/capabilities.h"
 #include "common/file_util.h"
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
@@ -39,6 +40,7 @@ namespace ftune::train {
 namespace {
 
 using nlohmann::json;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // Chat examples with a learnable answer: the assistant repeats the user's
@@ -378,6 +380,32 @@ TEST(TrainHelpTest, HelpPrintsTheUsageAndExitsZero) {
     ASSERT_TRUE(WIFEXITED(rc)) << args;
     EXPECT_EQ(WEXITSTATUS(rc), 2) << args;
   }
+}
+
+// `ftune-train capabilities` reports what this build runs, from the code
+// that runs it: every family's architecture, both methods, no CUDA here.
+TEST(TrainCapabilitiesTest, ReportsTheFamiliesMethodsAndDevices) {
+  const std::string cmd =
+      std::string(FTUNE_BIN_DIR) + "/ftune-train capabilities 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  absl::StatusOr<contract::TrainerCapabilities> caps =
+      contract::ParseCapabilities(out);
+  ASSERT_TRUE(caps.ok()) << caps.status() << ": " << out;
+  EXPECT_EQ(caps->architectures, SupportedArchitectures());
+  EXPECT_THAT(caps->methods, ElementsAre("lora", "qlora"));
+  EXPECT_EQ(caps->chat_templates, contract::ChatTemplateNames());
+#if !FTUNE_WITH_CUDA
+  EXPECT_FALSE(caps->cuda);
+  EXPECT_THAT(caps->dtypes, ElementsAre("fp32", "bf16", "fp64"));
+#endif
+  EXPECT_FALSE(caps->version.empty());
 }
 
 TEST(SentencePieceInLibTorchProcessTest, LoadsTokenizerModelAndTrains) {
