@@ -42,7 +42,7 @@ absl::StatusOr<int64_t> FileSize(const UniqueFd& fd,
 
 class LogReactor;
 
-class LogSession final : public WatchHub::Subscriber,
+class LogSession final : public engine::WatchHub::Subscriber,
                          public std::enable_shared_from_this<LogSession> {
  public:
   LogSession(const JobLogStreamer::Shared& shared,
@@ -507,7 +507,7 @@ absl::Status LogSession::Stream() {
 
 }  // namespace
 
-JobLogStreamer::JobLogStreamer(store::Store* store, WatchHub* hub,
+JobLogStreamer::JobLogStreamer(store::Store* store, engine::WatchHub* hub,
                                JobLogOptions options)
     : io_(Executor::Options{std::max(1, options.io_threads), 0}),
       shared_{store, hub, &io_, std::move(options), &active_} {}

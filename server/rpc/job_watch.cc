@@ -78,10 +78,10 @@ const std::vector<v1::MetricPoint>& ConvertedMetrics(
   return cache.points;
 }
 
-class WatchSession final : public WatchHub::Subscriber,
+class WatchSession final : public engine::WatchHub::Subscriber,
                            public std::enable_shared_from_this<WatchSession> {
  public:
-  WatchSession(WatchHub* hub, store::Store* store,
+  WatchSession(engine::WatchHub* hub, store::Store* store,
                grpc::CallbackServerContext* ctx, std::string tenant,
                const v1::WatchJobRequest& request,
                const WatchJobOptions& options, WatchReactor* reactor)
@@ -303,7 +303,7 @@ class WatchSession final : public WatchHub::Subscriber,
     final_status_ = ToGrpcStatus(status, ctx_);
   }
 
-  WatchHub* const hub_;
+  engine::WatchHub* const hub_;
   store::Store* const store_;
   grpc::CallbackServerContext* const ctx_;
   const std::string tenant_;
@@ -520,9 +520,9 @@ void WatchSession::ReplayStep() {
 }  // namespace
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJob(
-    WatchHub* hub, store::Store* store, grpc::CallbackServerContext* ctx,
-    const v1::WatchJobRequest* request, const Principal& principal,
-    const WatchJobOptions& options) {
+    engine::WatchHub* hub, store::Store* store,
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request,
+    const Principal& principal, const WatchJobOptions& options) {
   auto* reactor = new WatchReactor();
   absl::Status invalid;
   if (principal.kind != Principal::Kind::kTenant ||

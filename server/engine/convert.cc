@@ -1,10 +1,10 @@
-#include "server/rpc/convert.h"
+#include "server/engine/convert.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace ftune::server::rpc {
+namespace ftune::server::engine {
 namespace {
 
 int64_t MetaInt(const core::Model& m, const std::string& key) {
@@ -312,4 +312,4 @@ core::FileFacts FileFactsFromRecord(const core::FileRecord& file) {
   return f;
 }
 
-}  // namespace ftune::server::rpc
+}  // namespace ftune::server::engine
