@@ -129,8 +129,7 @@ TEST_F(DispatcherTest, DoesNotPlaceAJobOnAWorkerItDoesNotFit) {
   const TenantSetup t = MakeTenant("acme");
   const core::Worker cpu = RegisterCpuWorker("cpu-1", /*slots=*/4);
   RecordingStream cpu_stream;
-  dispatcher_->Attach(cpu.id, &cpu_stream,
-                      dispatcher_->NextStreamGeneration());
+  dispatcher_->Attach(cpu.id, &cpu_stream, dispatcher_->NextStreamGeneration());
   const core::Job job = Queue(t, /*gpus=*/2);
 
   dispatcher_->RunRound();
@@ -140,8 +139,7 @@ TEST_F(DispatcherTest, DoesNotPlaceAJobOnAWorkerItDoesNotFit) {
   // A worker with the GPUs arrives: the job goes there, on two of them.
   const core::Worker gpu = RegisterGpuWorker("gpu-1", /*gpus=*/4);
   RecordingStream gpu_stream;
-  dispatcher_->Attach(gpu.id, &gpu_stream,
-                      dispatcher_->NextStreamGeneration());
+  dispatcher_->Attach(gpu.id, &gpu_stream, dispatcher_->NextStreamGeneration());
   dispatcher_->RunRound();
   EXPECT_EQ(Load(job).worker_id, gpu.id);
   EXPECT_THAT(cpu_stream.sent, IsEmpty());
