@@ -360,11 +360,13 @@ absl::Status JobServiceImpl::DoListCheckpoints(
   FTUNE_ASSIGN_OR_RETURN(std::string cursor,
                          DecodePageToken(request.page_token(), binding));
   // Cursor "step:attempt" of the last checkpoint returned.
-  std::pair<int64_t, int64_t> after{-1, -1};
+  using Key = std::pair<int64_t, int64_t>;
+  std::optional<Key> after;
   if (!cursor.empty()) {
+    after.emplace();
     std::vector<std::string> parts = absl::StrSplit(cursor, ':');
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after.first) ||
-        !absl::SimpleAtoi(parts[1], &after.second)) {
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after->first) ||
+        !absl::SimpleAtoi(parts[1], &after->second)) {
       return InvalidField("page_token", "page_token: malformed page token");
     }
   }
@@ -376,15 +378,19 @@ absl::Status JobServiceImpl::DoListCheckpoints(
     return std::make_pair(a.step, a.attempt) <
            std::make_pair(b.step, b.attempt);
   });
-  for (const core::Checkpoint& c : all) {
-    if (std::make_pair(c.step, c.attempt) <= after) continue;
-    if (response->checkpoints_size() == page_size) {
-      const v1::Checkpoint& last = *response->checkpoints().rbegin();
-      response->set_next_page_token(EncodePageToken(
-          binding, absl::StrCat(last.step(), ":", last.attempt())));
-      break;
-    }
-    *response->add_checkpoints() = CheckpointToProto(c);
+  FTUNE_ASSIGN_OR_RETURN(
+      std::optional<Key> next,
+      KeysetPage(
+          all, after, page_size,
+          [](const core::Checkpoint& c) { return Key(c.step, c.attempt); },
+          [](const core::Checkpoint& c)
+              -> absl::StatusOr<std::optional<v1::Checkpoint>> {
+            return CheckpointToProto(c);
+          },
+          response->mutable_checkpoints()));
+  if (next) {
+    response->set_next_page_token(
+        EncodePageToken(binding, absl::StrCat(next->first, ":", next->second)));
   }
   return absl::OkStatus();
 }
