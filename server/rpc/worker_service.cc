@@ -272,7 +272,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
-    EndLocked(grpc::Status::CANCELLED);
+    EndLocked(ToGrpcStatus(absl::CancelledError(""), /*ctx=*/nullptr));
   }
 
   void OnDone() override {
