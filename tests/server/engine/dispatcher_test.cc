@@ -149,6 +149,33 @@ TEST_F(DispatcherTest, DoesNotPlaceAJobOnAWorkerItDoesNotFit) {
   dispatcher_->Detach(gpu.id, &gpu_stream);
 }
 
+TEST_F(DispatcherTest, GpuJobsGetDisjointGpusAndTheOnesFreedLater) {
+  const TenantSetup t = MakeTenant("acme");
+  const core::Job a = Queue(t, /*gpus=*/2);
+  const core::Job b = Queue(t, /*gpus=*/2);
+  const core::Job c = Queue(t, /*gpus=*/2);
+  const core::Worker w = RegisterGpuWorker("gpu-1", /*gpus=*/4);
+  RecordingStream stream;
+  dispatcher_->Attach(w.id, &stream, dispatcher_->NextStreamGeneration());
+
+  dispatcher_->RunRound();
+
+  // Two fit; each holds GPUs the other does not.
+  ASSERT_THAT(stream.Assigned(), ElementsAre(a.id, b.id));
+  EXPECT_THAT(stream.sent[0].assign_job().gpu_indices(), ElementsAre(0, 1));
+  EXPECT_THAT(stream.sent[1].assign_job().gpu_indices(), ElementsAre(2, 3));
+  EXPECT_EQ(Load(c).state, core::JobState::kQueued);
+
+  // When one ends, the next job gets exactly the GPUs it freed.
+  core::AttemptEnd end;
+  end.outcome = core::AttemptOutcome::kSucceeded;
+  ASSERT_TRUE(store_->EndAttempt(b.id, Load(b).attempt, w.id, end).ok());
+  dispatcher_->RunRound();
+  ASSERT_THAT(stream.Assigned(), ElementsAre(a.id, b.id, c.id));
+  EXPECT_THAT(stream.sent[2].assign_job().gpu_indices(), ElementsAre(2, 3));
+  dispatcher_->Detach(w.id, &stream);
+}
+
 TEST_F(DispatcherTest, SharesAWorkerFairlyBetweenTenants) {
   const TenantSetup busy = MakeTenant("busy");
   const TenantSetup quiet = MakeTenant("quiet");
