@@ -254,30 +254,27 @@ absl::Status JobServiceImpl::DoListJobEvents(
       absl::StrCat("events;", request.job_id(), ";", absl::StrJoin(types, ","));
   FTUNE_ASSIGN_OR_RETURN(std::string cursor,
                          DecodePageToken(request.page_token(), binding));
-  int64_t after = request.after_sequence();
-  if (!cursor.empty() && !absl::SimpleAtoi(cursor, &after)) {
-    return InvalidField("page_token", "page_token: malformed page token");
-  }
+  FTUNE_ASSIGN_OR_RETURN(int64_t after,
+                         SequenceCursor(cursor, request.after_sequence()));
   FTUNE_RETURN_IF_ERROR(LoadJob(*jobs_, caller, request.job_id()).status());
-  bool more = true;
-  while (response->events_size() < page_size && more) {
-    const int want = page_size - response->events_size();
-    FTUNE_ASSIGN_OR_RETURN(
-        std::vector<core::JobEvent> batch,
-        store_->ListJobEvents(caller.tenant_id, request.job_id(), after, want));
-    more = static_cast<int>(batch.size()) == want;
-    for (const core::JobEvent& e : batch) {
-      after = e.sequence;
-      v1::JobEvent pe = JobEventToProto(e);
-      if (types.empty() ||
-          std::binary_search(types.begin(), types.end(), pe.type())) {
-        *response->add_events() = std::move(pe);
-      }
-    }
-  }
-  if (more)
-    response->set_next_page_token(
-        EncodePageToken(binding, absl::StrCat(after)));
+  FTUNE_ASSIGN_OR_RETURN(
+      std::string next,
+      SequencePage(
+          after, page_size, /*max_batch=*/page_size, binding,
+          [&](int64_t from, int limit) {
+            return store_->ListJobEvents(caller.tenant_id, request.job_id(),
+                                         from, limit);
+          },
+          [&](const core::JobEvent& e) -> std::optional<v1::JobEvent> {
+            v1::JobEvent pe = JobEventToProto(e);
+            if (!types.empty() &&
+                !std::binary_search(types.begin(), types.end(), pe.type())) {
+              return std::nullopt;
+            }
+            return pe;
+          },
+          response->mutable_events()));
+  response->set_next_page_token(next);
   return absl::OkStatus();
 }
 
@@ -316,30 +313,29 @@ absl::Status JobServiceImpl::DoListJobMetrics(
                    request.max_step(), ";", request.attempt());
   FTUNE_ASSIGN_OR_RETURN(std::string cursor,
                          DecodePageToken(request.page_token(), binding));
-  int64_t after = request.after_sequence();
-  if (!cursor.empty() && !absl::SimpleAtoi(cursor, &after)) {
-    return InvalidField("page_token", "page_token: malformed page token");
-  }
+  FTUNE_ASSIGN_OR_RETURN(int64_t after,
+                         SequenceCursor(cursor, request.after_sequence()));
   FTUNE_RETURN_IF_ERROR(LoadJob(*jobs_, caller, request.job_id()).status());
-  bool more = true;
-  while (response->metrics_size() < page_size && more) {
-    const int want = std::min(page_size - response->metrics_size(), 1000);
-    FTUNE_ASSIGN_OR_RETURN(
-        std::vector<core::MetricPoint> batch,
-        store_->ListJobMetrics(caller.tenant_id, request.job_id(), after,
-                               want));
-    more = static_cast<int>(batch.size()) == want;
-    for (const core::MetricPoint& m : batch) {
-      after = m.sequence;
-      if (m.step < request.min_step()) continue;
-      if (request.max_step() != 0 && m.step > request.max_step()) continue;
-      if (request.attempt() != 0 && m.attempt != request.attempt()) continue;
-      *response->add_metrics() = MetricPointToProto(m);
-    }
-  }
-  if (more)
-    response->set_next_page_token(
-        EncodePageToken(binding, absl::StrCat(after)));
+  FTUNE_ASSIGN_OR_RETURN(
+      std::string next,
+      SequencePage(
+          after, page_size, /*max_batch=*/1000, binding,
+          [&](int64_t from, int limit) {
+            return store_->ListJobMetrics(caller.tenant_id, request.job_id(),
+                                          from, limit);
+          },
+          [&](const core::MetricPoint& m) -> std::optional<v1::MetricPoint> {
+            if (m.step < request.min_step()) return std::nullopt;
+            if (request.max_step() != 0 && m.step > request.max_step()) {
+              return std::nullopt;
+            }
+            if (request.attempt() != 0 && m.attempt != request.attempt()) {
+              return std::nullopt;
+            }
+            return MetricPointToProto(m);
+          },
+          response->mutable_metrics()));
+  response->set_next_page_token(next);
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,36 @@ std::string EncodePageToken(absl::string_view binding,
 // page_token) for a malformed token or one made for another binding.
 absl::StatusOr<std::string> DecodePageToken(absl::string_view token,
                                             absl::string_view binding);
+
+// Records the store keeps in increasing `sequence` (events, metric points),
+// paged by the last sequence read: reads them after `after` in batches of
+// at most `max_batch` (`read(after, limit)` returns up to `limit`),
+// converts each with `convert` (nullopt leaves one out: a filter) and
+// appends them to `out` until it holds `page_size`. Returns the next page's
+// token, bound to `binding`, when the store may hold more; else "".
+template <typename Out, typename Read, typename Convert>
+absl::StatusOr<std::string> SequencePage(
+    int64_t after, int page_size, int max_batch, const std::string& binding,
+    Read read, Convert convert, google::protobuf::RepeatedPtrField<Out>* out) {
+  bool more = true;
+  while (out->size() < page_size && more) {
+    const int want = std::min(page_size - out->size(), max_batch);
+    FTUNE_ASSIGN_OR_RETURN(auto batch, read(after, want));
+    more = static_cast<int>(batch.size()) == want;
+    for (const auto& record : batch) {
+      after = record.sequence;
+      std::optional<Out> converted = convert(record);
+      if (converted.has_value()) *out->Add() = *std::move(converted);
+    }
+  }
+  if (!more) return std::string();
+  return EncodePageToken(binding, absl::StrCat(after));
+}
+
+// The sequence a SequencePage token carries, or `after_sequence` (the
+// request's own start) for the first page.
+absl::StatusOr<int64_t> SequenceCursor(absl::string_view cursor,
+                                       int64_t after_sequence);
 
 // One page of `items`, sorted by increasing key_of(item): the items with a
 // key greater than `after` (all when nullopt), converted by `convert` and

@@ -89,6 +89,63 @@ TEST(KeysetPageTest, AConversionErrorEndsTheWalk) {
   EXPECT_EQ(next.status().code(), absl::StatusCode::kInternal);
 }
 
+struct Record {
+  int64_t sequence = 0;
+};
+
+// A store of records with sequences 1..n, read as the store does: up to
+// `limit` after a sequence.
+absl::StatusOr<std::vector<Record>> ReadAfter(int64_t n, int64_t after,
+                                              int limit) {
+  std::vector<Record> out;
+  for (int64_t s = after + 1; s <= n && static_cast<int>(out.size()) < limit;
+       ++s) {
+    out.push_back({s});
+  }
+  return out;
+}
+
+TEST(SequencePageTest, WalkingAllPagesReturnsEveryKeptRecordOnceInOrder) {
+  for (int size : {1, 2, 3, 10, 11}) {
+    for (int max_batch : {1, 4, 100}) {
+      std::vector<int64_t> seen;
+      std::string token;
+      for (int pages = 0; pages < 50; ++pages) {
+        absl::StatusOr<std::string> cursor = DecodePageToken(token, "seq");
+        ASSERT_TRUE(cursor.ok()) << cursor.status();
+        absl::StatusOr<int64_t> after =
+            SequenceCursor(*cursor, /*after_sequence=*/2);
+        ASSERT_TRUE(after.ok()) << after.status();
+        google::protobuf::RepeatedPtrField<v1::Model> page;
+        absl::StatusOr<std::string> next = SequencePage(
+            *after, size, max_batch, "seq",
+            [](int64_t from, int limit) { return ReadAfter(10, from, limit); },
+            [](const Record& r) -> std::optional<v1::Model> {
+              if (r.sequence % 3 == 0) return std::nullopt;
+              v1::Model m;
+              m.set_name(absl::StrCat(r.sequence));
+              return m;
+            },
+            &page);
+        ASSERT_TRUE(next.ok()) << next.status();
+        EXPECT_LE(page.size(), size);
+        for (const v1::Model& m : page) {
+          seen.push_back(std::stoll(m.name()));
+        }
+        if (next->empty()) break;
+        token = *next;
+      }
+      EXPECT_THAT(seen, ElementsAreArray({4, 5, 7, 8, 10}))
+          << "page size " << size << ", batches of " << max_batch;
+    }
+  }
+}
+
+TEST(SequencePageTest, AMalformedCursorIsRefused) {
+  EXPECT_EQ(SequenceCursor("x", 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(OffsetPageTest, WalkingAllPagesReturnsEveryItemOnce) {
   const std::vector<int> items = {5, 3, 8, 1, 9, 2, 7};
   for (int size : {1, 2, 3, 7, 8}) {
