@@ -45,7 +45,7 @@ absl::StatusOr<SchedulerConfig> LoadSchedulerConfig(
     const std::string& config_path, const std::string& storage_root);
 
 // Reads one model directory (absolute `path`) into `model.metadata`
-// (keys in server/rpc/convert.h). INVALID_ARGUMENT as above.
+// (keys in server/engine/convert.h). INVALID_ARGUMENT as above.
 absl::Status InspectModelDirectory(const std::string& path, core::Model& model);
 
 // The parts of InspectModelDirectory that read untrusted bytes, each total

@@ -13,9 +13,11 @@
 #include "common/metrics/http_server.h"
 #include "common/metrics/registry.h"
 #include "common/status.h"
+#include "server/engine/dispatcher.h"
+#include "server/engine/job_engine.h"
+#include "server/engine/watch_hub.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
-#include "server/rpc/dispatcher.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/file_service.h"
 #include "server/rpc/grpc_metrics.h"
@@ -23,7 +25,6 @@
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
 #include "server/rpc/scheduler_metrics.h"
-#include "server/rpc/watch_hub.h"
 #include "server/rpc/worker_service.h"
 #include "server/store/sqlite_store.h"
 
@@ -73,7 +74,7 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
                          rpc::SchedulerMetrics::Create(registry_.get()));
   FTUNE_ASSIGN_OR_RETURN(grpc_metrics_,
                          rpc::GrpcServerMetrics::Create(registry_.get()));
-  watch_hub_ = std::make_unique<rpc::WatchHub>();
+  watch_hub_ = std::make_unique<engine::WatchHub>();
   store::SqliteStoreOptions so;
   so.path = options_.db_path;
   so.on_commit =
@@ -81,7 +82,7 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
        metrics = metrics_.get()](const std::vector<store::JobChange>& changes) {
         hub(changes);
         metrics->OnCommit(changes);
-        if (rpc::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
+        if (engine::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
       };
   so.on_commit_timing = [metrics = metrics_.get()](absl::Duration d,
                                                    int writes) {
@@ -101,7 +102,7 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   for (core::Model& m : config.models) {
     FTUNE_RETURN_IF_ERROR(store_->UpsertModel(std::move(m)).status());
   }
-  rpc::DispatcherOptions dopts;
+  engine::DispatcherOptions dopts;
   dopts.lease_duration = options_.lease_duration;
   dopts.heartbeat_interval = options_.heartbeat_interval;
   dopts.cancel_grace = options_.cancel_grace;
@@ -111,7 +112,7 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
         "heartbeat_interval must be at most lease_duration / 3");
   }
   dispatcher_ =
-      std::make_unique<rpc::Dispatcher>(store_.get(), Clock::Real(), dopts);
+      std::make_unique<engine::Dispatcher>(store_.get(), Clock::Real(), dopts);
   dispatcher_hook_.store(dispatcher_.get());
   auth_ =
       std::make_unique<rpc::StoreAuthenticator>(store_.get(), options_.auth);
@@ -139,9 +140,10 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   }
   rpc_executor_ = std::make_unique<rpc::Executor>(rpc::Executor::Options{
       std::max(1, options_.rpc_threads), options_.rpc_max_queued});
+  jobs_ = std::make_unique<engine::JobEngine>(store_.get());
   job_service_ = std::make_unique<rpc::JobServiceImpl>(
-      store_.get(), auth_.get(), std::move(streams), rpc_executor_.get(),
-      options_.storage_root);
+      store_.get(), jobs_.get(), auth_.get(), std::move(streams),
+      rpc_executor_.get(), options_.storage_root);
   rpc::FileServiceOptions fo;
   fo.storage_root = options_.storage_root;
   fo.max_file_size_bytes = options_.max_file_size_bytes;

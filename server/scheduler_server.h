@@ -35,15 +35,19 @@ class Registry;
 
 namespace ftune::server {
 
+namespace engine {
+class Dispatcher;
+class JobEngine;
+class WatchHub;
+}  // namespace engine
+
 namespace rpc {
 class AdminServiceImpl;
-class Dispatcher;
 class Executor;
 class FileService;
 class GrpcServerMetrics;
 class SchedulerMetrics;
 class ModelServiceImpl;
-class WatchHub;
 class WorkerServiceImpl;
 }  // namespace rpc
 
@@ -83,7 +87,7 @@ struct SchedulerOptions {
   // queue of at most rpc_max_queued, then fail with UNAVAILABLE.
   int rpc_threads = 64;
   int64_t rpc_max_queued = 10000;
-  // Worker protocol (WorkerService, server/rpc/dispatcher.h).
+  // Worker protocol (WorkerService, server/engine/dispatcher.h).
   absl::Duration lease_duration = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration cancel_grace = absl::Seconds(30);
@@ -125,7 +129,7 @@ class SchedulerServer {
   // The store, for in-process tests and wiring (null without db_path).
   store::SqliteStore* store() const { return store_.get(); }
   // The dispatcher, for in-process tests (null without db_path).
-  rpc::Dispatcher* dispatcher() const { return dispatcher_.get(); }
+  engine::Dispatcher* dispatcher() const { return dispatcher_.get(); }
 
  private:
   absl::Status OpenStoreAndServices();
@@ -133,16 +137,17 @@ class SchedulerServer {
   SchedulerOptions options_;
   // Declared before the server so they outlive it.
   // The hub outlives the store, whose commit hook feeds it.
-  std::unique_ptr<rpc::WatchHub> watch_hub_;
+  std::unique_ptr<engine::WatchHub> watch_hub_;
   // Metrics outlive the store (its commit hook feeds them).
   std::unique_ptr<metrics::Registry> registry_;
   std::unique_ptr<rpc::SchedulerMetrics> metrics_;
   std::unique_ptr<rpc::GrpcServerMetrics> grpc_metrics_;  // Outlives server_.
   // Set right after the store opens; read by the store's commit hook.
-  std::atomic<rpc::Dispatcher*> dispatcher_hook_{nullptr};
+  std::atomic<engine::Dispatcher*> dispatcher_hook_{nullptr};
   std::unique_ptr<store::SqliteStore> store_;
-  std::unique_ptr<rpc::Dispatcher> dispatcher_;  // Stopped before the store.
+  std::unique_ptr<engine::Dispatcher> dispatcher_;  // Stopped before the store.
   std::unique_ptr<rpc::StoreAuthenticator> auth_;
+  std::unique_ptr<engine::JobEngine> jobs_;      // Outlives the services.
   std::unique_ptr<rpc::Executor> rpc_executor_;  // Outlives the services.
   std::unique_ptr<rpc::JobServiceImpl> job_service_;
   std::unique_ptr<rpc::AdminServiceImpl> admin_service_;

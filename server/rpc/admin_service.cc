@@ -92,24 +92,6 @@ absl::StatusOr<core::Tenant> LoadTenant(store::Store& store,
   return t;
 }
 
-// Offset pages over a list the store returns whole, in a stable order
-// (oldest first; new items only ever append).
-template <typename T, typename Fn>
-absl::Status OffsetPage(const std::vector<T>& all, int page_size,
-                        const std::string& token, const std::string& binding,
-                        std::string* next_token, Fn add) {
-  FTUNE_ASSIGN_OR_RETURN(std::string cursor, DecodePageToken(token, binding));
-  size_t offset = 0;
-  if (!cursor.empty() && !absl::SimpleAtoi(cursor, &offset)) {
-    return InvalidField("page_token", "page_token: malformed page token");
-  }
-  size_t end = std::min(all.size(), offset + static_cast<size_t>(page_size));
-  for (size_t i = offset; i < end; ++i) add(all[i]);
-  if (end < all.size())
-    *next_token = EncodePageToken(binding, absl::StrCat(end));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 AdminServiceImpl::AdminServiceImpl(store::Store* store, Authenticator* auth)
@@ -428,18 +410,23 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListWorkers(
                            DecodePageToken(request->page_token(), binding));
     FTUNE_ASSIGN_OR_RETURN(std::vector<core::Worker> workers,
                            store_->ListWorkers());  // Ordered by id.
-    for (const core::Worker& w : workers) {
-      if (!after.empty() && w.id <= after) continue;
-      v1::Worker out;
-      FTUNE_RETURN_IF_ERROR(FillWorker(w, &out));
-      if (!states.empty() && states.count(out.state()) == 0) continue;
-      if (response->workers_size() == page_size) {
-        response->set_next_page_token(
-            EncodePageToken(binding, response->workers().rbegin()->id()));
-        break;
-      }
-      *response->add_workers() = std::move(out);
-    }
+    FTUNE_ASSIGN_OR_RETURN(
+        std::optional<std::string> next,
+        KeysetPage(
+            workers,
+            after.empty() ? std::nullopt : std::optional<std::string>(after),
+            page_size, [](const core::Worker& w) { return w.id; },
+            [&](const core::Worker& w)
+                -> absl::StatusOr<std::optional<v1::Worker>> {
+              v1::Worker out;
+              FTUNE_RETURN_IF_ERROR(FillWorker(w, &out));
+              if (!states.empty() && states.count(out.state()) == 0) {
+                return std::nullopt;
+              }
+              return out;
+            },
+            response->mutable_workers()));
+    if (next) response->set_next_page_token(EncodePageToken(binding, *next));
     return absl::OkStatus();
   });
 }

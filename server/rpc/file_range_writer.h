@@ -52,8 +52,8 @@ class FileRangeWriter final : public grpc::ServerWriteReactor<Response> {
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      this->Finish(
-          grpc::Status(grpc::StatusCode::CANCELLED, "download cancelled"));
+      this->Finish(ToGrpcStatus(absl::CancelledError("download cancelled"),
+                                /*ctx=*/nullptr));
       return;
     }
     Next();

@@ -16,7 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/confined_path.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
@@ -27,6 +27,7 @@
 #include "common/status.h"
 #include "server/core/storage_layout.h"
 #include "server/rpc/file_range_writer.h"
+#include "server/rpc/pagination.h"
 #include "server/rpc/record_proto.h"
 #include "server/rpc/status_util.h"
 
@@ -499,35 +500,19 @@ grpc::ServerUnaryReactor* FileService::GetFile(
 
 absl::StatusOr<v1::ListFilesResponse> FileService::DoListFiles(
     const std::string& tenant, const v1::ListFilesRequest& request) {
-  if (request.page_size() < 0 || request.page_size() > kMaxListFilesPageSize) {
-    return InvalidField("page_size", absl::StrCat("page_size must be in [0, ",
-                                                  kMaxListFilesPageSize, "]"));
-  }
+  FTUNE_ASSIGN_OR_RETURN(
+      int page_size,
+      ResolvePageSize(request.page_size(), kDefaultListFilesPageSize,
+                      kMaxListFilesPageSize));
   const std::string purpose = FilePurposeToRecord(request.purpose());
   if (request.purpose() != v1::FILE_PURPOSE_UNSPECIFIED && purpose.empty()) {
     return InvalidField("purpose", "unknown purpose");
   }
-  // Our token binds the store's cursor to the purpose filter:
-  // base64("<purpose enum>:<store token>").
-  std::string store_token;
-  if (!request.page_token().empty()) {
-    std::string raw;
-    if (!absl::WebSafeBase64Unescape(request.page_token(), &raw)) raw.clear();
-    std::vector<std::string> parts =
-        absl::StrSplit(raw, absl::MaxSplits(':', 1));
-    int purpose_value = 0;
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &purpose_value) ||
-        parts[1].empty()) {
-      return InvalidField("page_token", "malformed page_token");
-    }
-    if (purpose_value != request.purpose()) {
-      return InvalidField("page_token",
-                          "page_token was issued for a different purpose");
-    }
-    store_token = parts[1];
-  }
-  const int page_size = request.page_size() == 0 ? kDefaultListFilesPageSize
-                                                 : request.page_size();
+  // The token binds the store's cursor to the purpose filter.
+  const std::string binding =
+      absl::StrCat("files;purpose=", static_cast<int>(request.purpose()));
+  FTUNE_ASSIGN_OR_RETURN(std::string store_token,
+                         DecodePageToken(request.page_token(), binding));
   absl::StatusOr<store::Page<core::FileRecord>> page =
       store_->ListFiles(tenant, purpose, page_size, store_token);
   if (absl::IsInvalidArgument(page.status())) {
@@ -539,8 +524,7 @@ absl::StatusOr<v1::ListFilesResponse> FileService::DoListFiles(
     *out.add_files() = FileToProto(f);
   }
   if (!page->next_page_token.empty()) {
-    out.set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(
-        static_cast<int>(request.purpose()), ":", page->next_page_token)));
+    out.set_next_page_token(EncodePageToken(binding, page->next_page_token));
   }
   return out;
 }

@@ -25,6 +25,7 @@
 #include "server/core/storage_layout.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/status_util.h"
+#include "server/rpc/stream_session.h"
 
 namespace ftune::server::rpc {
 namespace {
@@ -40,24 +41,23 @@ absl::StatusOr<int64_t> FileSize(const UniqueFd& fd,
   return static_cast<int64_t>(st.st_size);
 }
 
-class LogReactor;
+using LogReactor = SessionReactor<v1::StreamJobLogResponse>;
 
-class LogSession final : public WatchHub::Subscriber,
+class LogSession final : public StreamSession<v1::StreamJobLogResponse>,
                          public std::enable_shared_from_this<LogSession> {
  public:
   LogSession(const JobLogStreamer::Shared& shared,
              grpc::CallbackServerContext* ctx, std::string tenant,
              const v1::StreamJobLogRequest& request, LogReactor* reactor)
-      : shared_(shared),
-        ctx_(ctx),
+      : StreamSession(ctx, reactor),
+        shared_(shared),
         tenant_(std::move(tenant)),
         job_id_(request.job_id()),
         requested_attempt_(request.attempt()),
         offset_(request.offset()),
         follow_(request.follow()),
         chunk_(std::clamp<int64_t>(shared.options.max_chunk_bytes, 1,
-                                   kProtoMaxChunk)),
-        reactor_(reactor) {}
+                                   kProtoMaxChunk)) {}
 
   void Start() {
     subscribed_ = follow_;
@@ -86,59 +86,25 @@ class LogSession final : public WatchHub::Subscriber,
     Pump();
   }
 
-  void OnShutdown() override {
-    bool cancel_write = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      TerminateLocked(absl::UnavailableError("server shutting down"));
-      // A write to a client that does not read may never complete.
-      if (writing_) cancel_write = cancelling_ = true;
-    }
-    if (cancel_write) {
-      ctx_->TryCancel();
-      absl::MutexLock lock(&mu_);
-      cancelling_ = false;
-    }
-    Pump();
-  }
+ private:
+  enum class Phase { kResolve, kWaitStart, kStream };
 
-  // ---- from the reactor (gRPC threads) ----
-  void OnWriteDone(bool ok) {
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok && !finishing_) {
-        TerminateLocked(absl::CancelledError("the stream broke"));
-      }
-    }
-    Schedule(absl::InfinitePast());
-    Pump();
+  bool TakeNextLocked(v1::StreamJobLogResponse* out) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pending_ == nullptr) return false;
+    *out = std::move(*pending_);
+    pending_.reset();
+    return true;
   }
-
-  void OnCancel() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!finishing_) {
-        TerminateLocked(absl::CancelledError("cancelled by the client"));
-      }
-    }
-    Pump();
+  void DropQueuedLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    pending_.reset();
   }
-
-  void OnDone() {
-    {
-      absl::MutexLock lock(&mu_);
-      reactor_ = nullptr;
-      finished_ = true;
-      pending_.reset();
-    }
+  // The chunk is written: read the next one.
+  void AfterWriteDone() override { Schedule(absl::InfinitePast()); }
+  void AfterDone() override {
     if (subscribed_) shared_.hub->Unsubscribe(job_id_, this);
     shared_.active->fetch_sub(1);
   }
-
- private:
-  enum class Phase { kResolve, kWaitStart, kStream };
 
   // Runs Step on the I/O threads, now or (poll) at `when`.
   void Schedule(absl::Time when) {
@@ -188,7 +154,6 @@ class LogSession final : public WatchHub::Subscriber,
   // Reads the next chunk or decides to finish / poll; returns an error that
   // ends the stream.
   absl::Status Stream();
-  void Pump();
 
   void NoteChangeLocked(const core::Job& job,
                         const std::vector<core::JobEvent>& events)
@@ -248,7 +213,7 @@ class LogSession final : public WatchHub::Subscriber,
     over_ = !LiveLocked(target_);
   }
 
-  void TerminateLocked(const absl::Status& status)
+  void TerminateLocked(const absl::Status& status) override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || finishing_) return;
     pending_.reset();
@@ -263,7 +228,6 @@ class LogSession final : public WatchHub::Subscriber,
   }
 
   const JobLogStreamer::Shared shared_;
-  grpc::CallbackServerContext* const ctx_;
   const std::string tenant_;
   const std::string job_id_;
   const int64_t requested_attempt_;
@@ -278,8 +242,6 @@ class LogSession final : public WatchHub::Subscriber,
   int64_t end_ = 0;          // Without follow: the size when the call started.
   bool final_read_ = false;  // The attempt is over and the file reopened.
 
-  absl::Mutex mu_;
-  LogReactor* reactor_ ABSL_GUARDED_BY(mu_);  // Null after OnDone.
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kResolve;
   bool have_job_ ABSL_GUARDED_BY(mu_) = false;
   core::Job job_ ABSL_GUARDED_BY(mu_);          // Latest known (store or hub).
@@ -290,60 +252,7 @@ class LogSession final : public WatchHub::Subscriber,
   bool rerun_ ABSL_GUARDED_BY(mu_) = false;
   bool poll_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<v1::StreamJobLogResponse> pending_ ABSL_GUARDED_BY(mu_);
-  v1::StreamJobLogResponse current_;  // Owned by gRPC while writing_.
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelling_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish once drained.
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called.
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
-
-class LogReactor final
-    : public grpc::ServerWriteReactor<v1::StreamJobLogResponse> {
- public:
-  void set_session(std::shared_ptr<LogSession> session) {
-    session_ = std::move(session);
-  }
-  void OnWriteDone(bool ok) override {
-    if (session_) session_->OnWriteDone(ok);
-  }
-  void OnCancel() override {
-    if (session_) session_->OnCancel();
-  }
-  void OnDone() override {
-    if (session_) session_->OnDone();
-    delete this;
-  }
-
- private:
-  std::shared_ptr<LogSession> session_;
-};
-
-void LogSession::Pump() {
-  LogReactor* reactor = nullptr;
-  bool write = false;
-  grpc::Status status;
-  {
-    absl::MutexLock lock(&mu_);
-    if (finished_ || reactor_ == nullptr || writing_ || cancelling_) return;
-    if (pending_ != nullptr) {
-      current_ = std::move(*pending_);
-      pending_.reset();
-      writing_ = write = true;
-    } else if (finishing_) {
-      finished_ = true;
-      status = final_status_;
-    } else {
-      return;
-    }
-    reactor = reactor_;
-  }
-  if (write) {
-    reactor->StartWrite(&current_);
-  } else {
-    reactor->Finish(status);
-  }
-}
 
 void LogSession::StepOnce() {
   Phase phase;
@@ -507,7 +416,7 @@ absl::Status LogSession::Stream() {
 
 }  // namespace
 
-JobLogStreamer::JobLogStreamer(store::Store* store, WatchHub* hub,
+JobLogStreamer::JobLogStreamer(store::Store* store, engine::WatchHub* hub,
                                JobLogOptions options)
     : io_(Executor::Options{std::max(1, options.io_threads), 0}),
       shared_{store, hub, &io_, std::move(options), &active_} {}

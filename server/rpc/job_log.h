@@ -45,9 +45,9 @@
 
 #include "absl/time/time.h"
 #include "ftune/v1/job_service.pb.h"
+#include "server/engine/watch_hub.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/principal.h"
-#include "server/rpc/watch_hub.h"
 #include "server/store/store.h"
 
 namespace ftune::server::rpc {
@@ -70,7 +70,8 @@ class JobLogStreamer {
   // `store` and `hub` are not owned and must outlive this object; the
   // streamer must outlive every stream it started (destroy it after the
   // gRPC server).
-  JobLogStreamer(store::Store* store, WatchHub* hub, JobLogOptions options);
+  JobLogStreamer(store::Store* store, engine::WatchHub* hub,
+                 JobLogOptions options);
   ~JobLogStreamer();
   JobLogStreamer(const JobLogStreamer&) = delete;
   JobLogStreamer& operator=(const JobLogStreamer&) = delete;
@@ -89,7 +90,7 @@ class JobLogStreamer {
   // What the sessions share (internal).
   struct Shared {
     store::Store* store;
-    WatchHub* hub;
+    engine::WatchHub* hub;
     Executor* io;
     JobLogOptions options;
     std::atomic<int64_t>* active;

@@ -1,6 +1,7 @@
 // JobService (ftune.v1, proto/ftune/v1/job_service.proto) on the gRPC
-// callback API: thin translation between protos and the Store, with spec
-// validation in server/core/spec_validation.h.
+// callback API: a thin front end. Creating, cancelling, pausing and
+// resuming a job are the engine's rules (server/engine/job_engine.h); the
+// read-only listings page through the Store.
 //
 // WatchJob and StreamJobLog are served by handlers given in
 // JobStreamHandlers (server/rpc/job_watch.h provides them); the service
@@ -29,8 +30,11 @@
 
 namespace ftune::store {
 class Store;
-struct CreateJobResult;
 }  // namespace ftune::store
+
+namespace ftune::server::engine {
+class JobEngine;
+}  // namespace ftune::server::engine
 
 namespace ftune::server::rpc {
 
@@ -52,13 +56,13 @@ struct JobStreamHandlers {
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  // `store`, `auth` and `executor` are not owned and must outlive the
-  // service; `executor` null = unary calls run on gRPC's thread.
+  // `store`, `jobs`, `auth` and `executor` are not owned and must outlive
+  // the service; `executor` null = unary calls run on gRPC's thread.
   // `storage_root` is where adapters are read from for DownloadAdapterFile
   // ("" = that rpc answers UNIMPLEMENTED).
-  JobServiceImpl(store::Store* store, Authenticator* auth,
-                 JobStreamHandlers streams = {}, Executor* executor = nullptr,
-                 std::string storage_root = "");
+  JobServiceImpl(store::Store* store, engine::JobEngine* jobs,
+                 Authenticator* auth, JobStreamHandlers streams = {},
+                 Executor* executor = nullptr, std::string storage_root = "");
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx,
                                       const v1::CreateJobRequest* request,
@@ -100,23 +104,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                       const v1::DownloadAdapterFileRequest* request) override;
 
  private:
-  // CreateJob in two halves around the store's asynchronous write.
-  struct PreparedCreate;  // job_service.cc
-  // For an authenticated caller: validates the request against one read of
-  // the store and fills `prepared` (or all of `response` for validate_only,
-  // setting prepared->answered).
-  absl::Status PrepareCreateJob(const Principal& caller,
-                                const v1::CreateJobRequest& request,
-                                v1::CreateJobResponse* response,
-                                PreparedCreate* prepared);
-  // Maps the store's answer to the API's and completes `response`.
-  static absl::Status FinishCreateJob(
-      absl::StatusOr<store::CreateJobResult> created,
-      const PreparedCreate& prepared, v1::CreateJobResponse* response);
   absl::Status DoListJobs(const Principal& caller,
                           const v1::ListJobsRequest& request,
                           v1::ListJobsResponse* response);
-  // Cancel/Pause/Resume share the read-decide-write shape.
+  // Cancel/Pause/Resume: one engine call each.
   enum class Control { kCancel, kPause, kResume };
   absl::Status DoControl(const Principal& caller, Control control,
                          const std::string& job_id, v1::Job* response);
@@ -136,6 +127,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
       std::function<absl::Status(const Principal&)> fn);
 
   store::Store* store_;
+  engine::JobEngine* jobs_;
   Authenticator* auth_;
   JobStreamHandlers streams_;
   Executor* executor_;

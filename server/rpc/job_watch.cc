@@ -16,11 +16,12 @@
 #include "server/core/job_state.h"
 #include "server/rpc/record_proto.h"
 #include "server/rpc/status_util.h"
+#include "server/rpc/stream_session.h"
 
 namespace ftune::server::rpc {
 namespace {
 
-class WatchReactor;
+using WatchReactor = SessionReactor<v1::WatchJobResponse>;
 
 // Most metric points in one batched message (WatchJobRequest.batch_metrics).
 constexpr int kMaxBatchedPoints = 512;
@@ -78,16 +79,16 @@ const std::vector<v1::MetricPoint>& ConvertedMetrics(
   return cache.points;
 }
 
-class WatchSession final : public WatchHub::Subscriber,
+class WatchSession final : public StreamSession<v1::WatchJobResponse>,
                            public std::enable_shared_from_this<WatchSession> {
  public:
-  WatchSession(WatchHub* hub, store::Store* store,
+  WatchSession(engine::WatchHub* hub, store::Store* store,
                grpc::CallbackServerContext* ctx, std::string tenant,
                const v1::WatchJobRequest& request,
                const WatchJobOptions& options, WatchReactor* reactor)
-      : hub_(hub),
+      : StreamSession(ctx, reactor),
+        hub_(hub),
         store_(store),
-        ctx_(ctx),
         tenant_(std::move(tenant)),
         job_id_(request.job_id()),
         has_after_(request.has_after_sequence()),
@@ -98,8 +99,7 @@ class WatchSession final : public WatchHub::Subscriber,
         page_size_(static_cast<int>(std::max<int64_t>(
             1,
             std::min<int64_t>(options.replay_page_size, max_buffered_ / 4)))),
-        max_parked_(options.max_parked_records),
-        reactor_(reactor) {}
+        max_parked_(options.max_parked_records) {}
 
   void Start() {
     if (!hub_->Subscribe(job_id_, shared_from_this())) {
@@ -109,7 +109,7 @@ class WatchSession final : public WatchHub::Subscriber,
     Pump();
   }
 
-  // ---- WatchHub::Subscriber (hub thread / Shutdown thread) ----
+  // ---- WatchHub::Subscriber (hub thread) ----
   void OnJobChange(const store::JobChange& change) override {
     {
       absl::MutexLock lock(&mu_);
@@ -118,62 +118,22 @@ class WatchSession final : public WatchHub::Subscriber,
     Pump();
   }
 
-  void OnShutdown() override {
-    bool cancel_write = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      TerminateLocked(absl::UnavailableError("server shutting down"));
-      // A write to a client that does not read may never complete; cancel
-      // it so the stream ends now. Pump() must not Finish (and so free
-      // ctx_) while we are in TryCancel.
-      if (writing_) cancel_write = cancelling_ = true;
-    }
-    if (cancel_write) {
-      ctx_->TryCancel();
-      absl::MutexLock lock(&mu_);
-      cancelling_ = false;
-    }
-    Pump();
-  }
-
-  // ---- from the reactor (gRPC threads) ----
-  void OnWriteDone(bool ok) {
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok && !finishing_) {
-        TerminateLocked(absl::CancelledError("the stream broke"));
-      }
-    }
-    Pump();
-  }
-
-  void OnCancel() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!finishing_) {
-        TerminateLocked(absl::CancelledError("cancelled by the client"));
-      }
-    }
-    Pump();
-  }
-
-  void OnDone() {
-    {
-      absl::MutexLock lock(&mu_);
-      reactor_ = nullptr;
-      finished_ = true;
-      pending_.clear();
-      parked_.clear();
-    }
-    hub_->Unsubscribe(job_id_, this);
-  }
-
  private:
-  // Writes the next message, finishes, or schedules a replay step. Never
-  // reads the store and is called without mu_ held.
-  void Pump();
+  // Schedules a replay step if one is due, then writes the next message or
+  // finishes. Never reads the store and is called without mu_ held.
+  void Pump() override;
+  bool TakeNextLocked(v1::WatchJobResponse* out) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (pending_.empty()) return false;
+    *out = std::move(pending_.front());
+    pending_.pop_front();
+    return true;
+  }
+  void DropQueuedLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    pending_.clear();
+    parked_.clear();
+  }
+  void AfterDone() override { hub_->Unsubscribe(job_id_, this); }
   // One step of a replay round, on the hub's thread.
   void ReplayStep();
 
@@ -294,7 +254,7 @@ class WatchSession final : public WatchHub::Subscriber,
     parked_.clear();
   }
 
-  void TerminateLocked(const absl::Status& status)
+  void TerminateLocked(const absl::Status& status) override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
     pending_.clear();
@@ -303,9 +263,8 @@ class WatchSession final : public WatchHub::Subscriber,
     final_status_ = ToGrpcStatus(status, ctx_);
   }
 
-  WatchHub* const hub_;
+  engine::WatchHub* const hub_;
   store::Store* const store_;
-  grpc::CallbackServerContext* const ctx_;
   const std::string tenant_;
   const std::string job_id_;
   const bool has_after_;
@@ -316,15 +275,7 @@ class WatchSession final : public WatchHub::Subscriber,
   const int page_size_;
   const int64_t max_parked_;
 
-  absl::Mutex mu_;
-  WatchReactor* reactor_ ABSL_GUARDED_BY(mu_);  // Null after OnDone.
   std::deque<v1::WatchJobResponse> pending_ ABSL_GUARDED_BY(mu_);
-  v1::WatchJobResponse current_;  // Owned by gRPC while writing_.
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelling_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish once drained.
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called.
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 
   bool started_ ABSL_GUARDED_BY(mu_) = false;  // First snapshot queued.
   std::string spec_ ABSL_GUARDED_BY(mu_);
@@ -343,51 +294,14 @@ class WatchSession final : public WatchHub::Subscriber,
   bool parked_dropped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class WatchReactor final
-    : public grpc::ServerWriteReactor<v1::WatchJobResponse> {
- public:
-  void set_session(std::shared_ptr<WatchSession> session) {
-    session_ = std::move(session);
-  }
-  // No session: the request was refused before one was made.
-  void OnWriteDone(bool ok) override {
-    if (session_) session_->OnWriteDone(ok);
-  }
-  void OnCancel() override {
-    if (session_) session_->OnCancel();
-  }
-  void OnDone() override {
-    if (session_) session_->OnDone();
-    delete this;
-  }
-
- private:
-  std::shared_ptr<WatchSession> session_;
-};
-
 void WatchSession::Pump() {
-  WatchReactor* reactor = nullptr;
-  bool write = false;
   bool schedule = false;
-  grpc::Status status;
   {
     absl::MutexLock lock(&mu_);
     if (finished_ || reactor_ == nullptr) return;
     if (!finishing_ && replaying_ && !replay_scheduled_ &&
         static_cast<int64_t>(pending_.size()) < max_buffered_ / 4) {
       replay_scheduled_ = schedule = true;
-    }
-    if (!writing_ && !cancelling_) {
-      if (!pending_.empty()) {
-        current_ = std::move(pending_.front());
-        pending_.pop_front();
-        writing_ = write = true;
-        reactor = reactor_;
-      } else if (finishing_) {
-        finished_ = true;
-        status = final_status_;
-        reactor = reactor_;
-      }
     }
   }
   if (schedule) {
@@ -398,12 +312,7 @@ void WatchSession::Pump() {
       replay_scheduled_ = false;
     }
   }
-  if (reactor == nullptr) return;
-  if (write) {
-    reactor->StartWrite(&current_);
-  } else {
-    reactor->Finish(status);
-  }
+  WriteNext();
 }
 
 void WatchSession::ReplayStep() {
@@ -520,9 +429,9 @@ void WatchSession::ReplayStep() {
 }  // namespace
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJob(
-    WatchHub* hub, store::Store* store, grpc::CallbackServerContext* ctx,
-    const v1::WatchJobRequest* request, const Principal& principal,
-    const WatchJobOptions& options) {
+    engine::WatchHub* hub, store::Store* store,
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request,
+    const Principal& principal, const WatchJobOptions& options) {
   auto* reactor = new WatchReactor();
   absl::Status invalid;
   if (principal.kind != Principal::Kind::kTenant ||

@@ -42,8 +42,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ftune/v1/job_service.pb.h"
+#include "server/engine/watch_hub.h"
 #include "server/rpc/principal.h"
-#include "server/rpc/watch_hub.h"
 #include "server/store/store.h"
 
 namespace ftune::server::rpc {
@@ -65,9 +65,9 @@ struct WatchJobOptions {
 // OUT_OF_RANGE for after_sequence > last_sequence). `hub` and `store` must
 // outlive the call. The returned reactor deletes itself when done.
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJob(
-    WatchHub* hub, store::Store* store, grpc::CallbackServerContext* ctx,
-    const v1::WatchJobRequest* request, const Principal& principal,
-    const WatchJobOptions& options = {});
+    engine::WatchHub* hub, store::Store* store,
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request,
+    const Principal& principal, const WatchJobOptions& options = {});
 
 }  // namespace ftune::server::rpc
 

@@ -29,15 +29,18 @@ grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(
     FTUNE_ASSIGN_OR_RETURN(std::vector<core::Model> all, store_->ListModels());
     std::sort(all.begin(), all.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
-    for (const core::Model& m : all) {
-      if (!after.empty() && m.name <= after) continue;
-      if (response->models_size() == page_size) {
-        response->set_next_page_token(
-            EncodePageToken("models", response->models(page_size - 1).name()));
-        break;
-      }
-      *response->add_models() = ModelToProto(m);
-    }
+    FTUNE_ASSIGN_OR_RETURN(
+        std::optional<std::string> next,
+        KeysetPage(
+            all,
+            after.empty() ? std::nullopt : std::optional<std::string>(after),
+            page_size, [](const core::Model& m) { return m.name; },
+            [](const core::Model& m)
+                -> absl::StatusOr<std::optional<v1::Model>> {
+              return ModelToProto(m);
+            },
+            response->mutable_models()));
+    if (next) response->set_next_page_token(EncodePageToken("models", *next));
     return absl::OkStatus();
   }();
   reactor->Finish(ToGrpcStatus(status, ctx));

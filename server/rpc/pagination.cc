@@ -1,6 +1,7 @@
 #include "server/rpc/pagination.h"
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "server/rpc/status_util.h"
@@ -47,6 +48,15 @@ absl::StatusOr<std::string> DecodePageToken(absl::string_view token,
         "without a page_token");
   }
   return raw.substr(prefix.size());
+}
+
+absl::StatusOr<int64_t> SequenceCursor(absl::string_view cursor,
+                                       int64_t after_sequence) {
+  int64_t after = after_sequence;
+  if (!cursor.empty() && !absl::SimpleAtoi(cursor, &after)) {
+    return InvalidField("page_token", "page_token: malformed page token");
+  }
+  return after;
 }
 
 }  // namespace ftune::server::rpc

@@ -1,10 +1,11 @@
 // absl::Status <-> grpc::Status, with the structured error detail of the API
 // (ftune.v1.ErrorInfo: field, line, quota, current state, resource id).
+// The one place where an absl::Status becomes a grpc::Status.
 //
 // Code below the RPC layer attaches the detail to an absl::Status as a
-// payload (WithErrorInfo); ToGrpcStatus turns it into the trailing metadata
-// entry "ftune-error-bin" (a serialized ErrorInfo) that clients read (see
-// proto/ftune/v1/common.proto).
+// payload (WithErrorInfo, server/engine/error_info.h); ToGrpcStatus turns it
+// into the trailing metadata entry "ftune-error-bin" (a serialized
+// ErrorInfo) that clients read (see proto/ftune/v1/common.proto).
 #ifndef FTUNE_SERVER_RPC_STATUS_UTIL_H_
 #define FTUNE_SERVER_RPC_STATUS_UTIL_H_
 
@@ -16,39 +17,27 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "ftune/v1/common.pb.h"
+#include "server/engine/error_info.h"
 
 namespace ftune::server::rpc {
 
 // Metadata key of the serialized ErrorInfo.
 inline constexpr char kErrorInfoMetadataKey[] = "ftune-error-bin";
-// Payload type URL on absl::Status.
-inline constexpr char kErrorInfoPayloadUrl[] =
-    "type.googleapis.com/ftune.v1.ErrorInfo";
-
-// Returns `status` with `info` attached (replacing earlier detail). OK
-// statuses are returned unchanged.
-absl::Status WithErrorInfo(absl::Status status, const v1::ErrorInfo& info);
-// Shorthands for the common cases.
-absl::Status InvalidField(std::string field, std::string message);
-absl::Status FailedPreconditionInState(std::string message,
-                                       std::string current_state);
-absl::Status QuotaExceeded(std::string message, std::string quota,
-                           int64_t limit);
-// NOT_FOUND with ErrorInfo.resource_id = `resource_id`: the id (or model
-// name) that was not found, or the job whose adapter file or log is
-// missing. Quote request values in `message` (common/quote.h).
-absl::Status NotFoundResource(std::string message, std::string resource_id);
-// `status` with ErrorInfo.resource_id = `resource_id` when it is a NOT_FOUND
-// without detail (a store lookup of the id a request named); else as is.
-absl::Status AboutResource(absl::Status status, absl::string_view resource_id);
+// The ErrorInfo helpers live with the engine (server/engine/error_info.h);
+// the front ends keep calling them by their short names.
+using engine::AboutResource;
+using engine::FailedPreconditionInState;
+using engine::GetErrorInfo;
+using engine::InvalidField;
+using engine::kErrorInfoPayloadUrl;
+using engine::NotFoundResource;
+using engine::QuotaExceeded;
+using engine::WithErrorInfo;
 
 // Longest status message sent (bytes): longer ones are cut (TruncateMessage)
 // so a default client, which refuses trailing metadata above 8 KiB, can
 // always read the status.
 inline constexpr size_t kMaxStatusMessageBytes = 2048;
-
-// The detail attached by WithErrorInfo, if any.
-std::optional<v1::ErrorInfo> GetErrorInfo(const absl::Status& status);
 
 // Converts for returning from a service method. When `ctx` is not null the
 // status's ErrorInfo (an empty one if it carries none) is added to the

@@ -17,9 +17,9 @@
 #include "common/status.h"
 #include "server/core/labels.h"
 #include "server/core/storage_layout.h"
+#include "server/engine/dispatcher.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
-#include "server/rpc/dispatcher.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/status_util.h"
 #include "server/store/store.h"
@@ -205,11 +205,12 @@ absl::Status CheckAdapterFiles(const v1::Adapter& adapter) {
 // The write side of StreamCommands. gRPC owns it until OnDone, and the
 // set-up task (Start) until it returns: it deletes itself after both.
 class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
-                            public CommandStream {
+                            public engine::CommandStream {
  public:
   // `generation`: Dispatcher::NextStreamGeneration() when the call arrived.
-  CommandWriter(grpc::CallbackServerContext* ctx, Dispatcher* dispatcher,
-                std::string worker_id, uint64_t generation)
+  CommandWriter(grpc::CallbackServerContext* ctx,
+                engine::Dispatcher* dispatcher, std::string worker_id,
+                uint64_t generation)
       : ctx_(ctx),
         dispatcher_(dispatcher),
         worker_id_(std::move(worker_id)),
@@ -244,9 +245,9 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
     MaybeWrite();
   }
 
-  void Close(const grpc::Status& status) override {
+  void Close(const absl::Status& status) override {
     absl::MutexLock lock(&mu_);
-    EndLocked(status);
+    EndLocked(ToGrpcStatus(status, /*ctx=*/nullptr));
   }
 
   // Ends the call with `status` and its ErrorInfo (set-up failures).
@@ -267,7 +268,8 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
       return;
     }
     if (!ok) {
-      EndLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      EndLocked(ToGrpcStatus(absl::UnavailableError("write failed"),
+                             /*ctx=*/nullptr));
       return;
     }
     MaybeWrite();
@@ -275,7 +277,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
-    EndLocked(grpc::Status::CANCELLED);
+    EndLocked(ToGrpcStatus(absl::CancelledError(""), /*ctx=*/nullptr));
   }
 
   void OnDone() override {
@@ -322,7 +324,7 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
   }
 
   grpc::CallbackServerContext* const ctx_;
-  Dispatcher* const dispatcher_;
+  engine::Dispatcher* const dispatcher_;
   const std::string worker_id_;
   const uint64_t generation_;
   absl::Mutex mu_;
@@ -338,8 +340,8 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
 }  // namespace
 
 WorkerServiceImpl::WorkerServiceImpl(store::Store* store, Authenticator* auth,
-                                     Dispatcher* dispatcher, Clock* clock,
-                                     Executor* executor)
+                                     engine::Dispatcher* dispatcher,
+                                     Clock* clock, Executor* executor)
     : store_(store),
       auth_(auth),
       dispatcher_(dispatcher),
@@ -402,10 +404,10 @@ absl::Status WorkerServiceImpl::DoRegister(
     if (!lost.ok() && !absl::IsNotFound(lost.status())) return lost.status();
     dispatcher_->CloseStream(
         request.previous_worker_id(),
-        grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                     "this worker registered again under a new id"));
+        absl::FailedPreconditionError(
+            "this worker registered again under a new id"));
   }
-  const DispatcherOptions& o = dispatcher_->options();
+  const engine::DispatcherOptions& o = dispatcher_->options();
   FTUNE_ASSIGN_OR_RETURN(
       core::Worker registered,
       store_->RegisterWorker(std::move(worker),
@@ -435,7 +437,7 @@ absl::Status WorkerServiceImpl::DoHeartbeat(const v1::HeartbeatRequest& request,
                                             v1::HeartbeatResponse* response) {
   FTUNE_RETURN_IF_ERROR(
       RequireId(request.worker_id(), kWorkerIdPrefix, "worker_id"));
-  const DispatcherOptions& o = dispatcher_->options();
+  const engine::DispatcherOptions& o = dispatcher_->options();
   const absl::Time now = clock_->Now();
   const absl::Time expiry = now + o.lease_duration;
   FTUNE_ASSIGN_OR_RETURN(std::vector<store::JobAttemptRef> held,

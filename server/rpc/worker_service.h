@@ -23,9 +23,12 @@ namespace ftune::store {
 class Store;
 }  // namespace ftune::store
 
+namespace ftune::server::engine {
+class Dispatcher;
+}  // namespace ftune::server::engine
+
 namespace ftune::server::rpc {
 
-class Dispatcher;
 class Executor;
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
@@ -33,7 +36,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   // Nothing is owned; all must outlive the service. `executor` null = unary
   // calls run inline.
   WorkerServiceImpl(store::Store* store, Authenticator* auth,
-                    Dispatcher* dispatcher, Clock* clock, Executor* executor);
+                    engine::Dispatcher* dispatcher, Clock* clock,
+                    Executor* executor);
 
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* ctx,
@@ -72,7 +76,7 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
 
   store::Store* const store_;
   Authenticator* const auth_;
-  Dispatcher* const dispatcher_;
+  engine::Dispatcher* const dispatcher_;
   Clock* const clock_;
   Executor* const executor_;
 };

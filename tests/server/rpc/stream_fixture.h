@@ -16,12 +16,12 @@
 #include "ftune/v1/job_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/core/api_key.h"
+#include "server/engine/watch_hub.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/file_service.h"
 #include "server/rpc/job_watch.h"
 #include "server/rpc/principal.h"
 #include "server/rpc/status_util.h"
-#include "server/rpc/watch_hub.h"
 #include "server/store/sqlite_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -31,8 +31,8 @@ namespace ftune::server::rpc::testing {
 // JobService with only WatchJob, as the real one delegates it.
 class WatchOnlyJobService : public v1::JobService::CallbackService {
  public:
-  WatchOnlyJobService(WatchHub* hub, store::Store* store, Authenticator* auth,
-                      WatchJobOptions options)
+  WatchOnlyJobService(engine::WatchHub* hub, store::Store* store,
+                      Authenticator* auth, WatchJobOptions options)
       : hub_(hub), store_(store), auth_(auth), options_(options) {}
   grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
       grpc::CallbackServerContext* ctx,
@@ -50,7 +50,7 @@ class WatchOnlyJobService : public v1::JobService::CallbackService {
   struct Refused : grpc::ServerWriteReactor<v1::WatchJobResponse> {
     void OnDone() override { delete this; }
   };
-  WatchHub* hub_;
+  engine::WatchHub* hub_;
   store::Store* store_;
   Authenticator* auth_;
   WatchJobOptions options_;
@@ -133,7 +133,7 @@ class RpcTest : public ::testing::Test {
   std::string storage_root_;
   FileServiceOptions file_options_;
   WatchJobOptions watch_options_;
-  WatchHub hub_;
+  engine::WatchHub hub_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<StoreAuthenticator> auth_;
   std::unique_ptr<FileService> file_service_;

@@ -12,7 +12,7 @@
 
 #include "ftune/v1/worker.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/rpc/dispatcher.h"
+#include "server/engine/dispatcher.h"
 #include "tests/server/rpc/rpc_fixture.h"
 
 namespace ftune::server::testing {

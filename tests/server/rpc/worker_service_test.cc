@@ -10,7 +10,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/storage_layout.h"
-#include "server/rpc/dispatcher.h"
 #include "tests/server/rpc/worker_fixture.h"
 
 namespace ftune::server::testing {
@@ -272,48 +271,6 @@ TEST_F(WorkerServiceTest, ReconnectReplaysTheAssignmentAndTheCancel) {
   v1::WorkerCommand ignored;
   EXPECT_FALSE(stream->reader->Read(&ignored));
   EXPECT_EQ(stream->reader->Finish().error_code(), grpc::StatusCode::ABORTED);
-}
-
-// The dispatcher on its own: which of a worker's streams is current when
-// the set-up tasks of two StreamCommands calls finish out of order.
-class RecordingStream : public rpc::CommandStream {
- public:
-  void Send(const v1::WorkerCommand& command) override {
-    sent.push_back(command);
-  }
-  void Close(const grpc::Status& status) override {
-    closed.push_back(status.error_code());
-  }
-  std::vector<v1::WorkerCommand> sent;
-  std::vector<grpc::StatusCode> closed;
-};
-
-TEST(DispatcherStreamsTest, TheNewestCallWinsWhateverOrderItsSetUpFinishes) {
-  rpc::Dispatcher dispatcher(/*store=*/nullptr, /*clock=*/nullptr, {});
-  RecordingStream older, newer, newest;
-  const uint64_t g_older = dispatcher.NextStreamGeneration();
-  const uint64_t g_newer = dispatcher.NextStreamGeneration();
-  ASSERT_LT(g_older, g_newer);
-
-  // The newer call's set-up finishes first; the older one's, arriving
-  // late, must not replace it.
-  dispatcher.Attach("w-1", &newer, g_newer);
-  dispatcher.Attach("w-1", &older, g_older);
-  EXPECT_THAT(older.closed, ElementsAre(grpc::StatusCode::ABORTED));
-  EXPECT_TRUE(newer.closed.empty());
-  // The older stream's OnDone detaches it: no effect on the current one.
-  dispatcher.Detach("w-1", &older);
-  // In order, a newer call replaces the current stream.
-  dispatcher.Attach("w-1", &newest, dispatcher.NextStreamGeneration());
-  EXPECT_THAT(newer.closed, ElementsAre(grpc::StatusCode::ABORTED));
-  EXPECT_TRUE(newest.closed.empty());
-  dispatcher.Detach("w-1", &newer);
-  // Only the current stream is reached.
-  dispatcher.CloseStream("w-1", grpc::Status(grpc::StatusCode::NOT_FOUND, ""));
-  EXPECT_THAT(newest.closed, ElementsAre(grpc::StatusCode::NOT_FOUND));
-  EXPECT_THAT(newer.closed, ElementsAre(grpc::StatusCode::ABORTED));
-  EXPECT_THAT(older.closed, ElementsAre(grpc::StatusCode::ABORTED));
-  dispatcher.Detach("w-1", &newest);
 }
 
 TEST_F(WorkerServiceTest, HeartbeatStopsStaleAttemptsAndRequeuesForgotten) {

@@ -1,9 +1,9 @@
-#include "server/rpc/watch_hub.h"
+#include "server/engine/watch_hub.h"
 
 #include <memory>
 #include <utility>
 
-namespace ftune::server::rpc {
+namespace ftune::server::engine {
 
 WatchHub::WatchHub() : worker_([this] { RunTasks(); }) {}
 
@@ -121,4 +121,4 @@ void WatchHub::NoteBuffered(int64_t messages) {
   }
 }
 
-}  // namespace ftune::server::rpc
+}  // namespace ftune::server::engine

@@ -20,8 +20,8 @@
 //
 // Thread-safe. Lifecycle: construct, Start(), ..., Shutdown() (ends every
 // stream with UNAVAILABLE, joins the thread) before the store is destroyed.
-#ifndef FTUNE_SERVER_RPC_DISPATCHER_H_
-#define FTUNE_SERVER_RPC_DISPATCHER_H_
+#ifndef FTUNE_SERVER_ENGINE_DISPATCHER_H_
+#define FTUNE_SERVER_ENGINE_DISPATCHER_H_
 
 #include <functional>
 #include <map>
@@ -31,15 +31,15 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "ftune/v1/worker.pb.h"
-#include "grpcpp/grpcpp.h"
 #include "server/store/store.h"
 
-namespace ftune::server::rpc {
+namespace ftune::server::engine {
 
 struct DispatcherOptions {
   // A worker's (and its attempts') lease after each Heartbeat.
@@ -58,8 +58,9 @@ class CommandStream {
   virtual ~CommandStream() = default;
   // Queues a command (never blocks).
   virtual void Send(const v1::WorkerCommand& command) = 0;
-  // Ends the stream with `status` (after queued commands are written).
-  virtual void Close(const grpc::Status& status) = 0;
+  // Ends the stream with `status` (after queued commands are written); the
+  // front end maps it to its transport's status.
+  virtual void Close(const absl::Status& status) = 0;
 };
 
 class Dispatcher {
@@ -97,7 +98,7 @@ class Dispatcher {
   // The stream ended; no more calls reach it after this returns.
   void Detach(const std::string& worker_id, CommandStream* stream);
   // Ends the worker's stream (it was found LOST / unknown).
-  void CloseStream(const std::string& worker_id, const grpc::Status& status);
+  void CloseStream(const std::string& worker_id, const absl::Status& status);
 
   // The commands a worker holding `held` must have: an AssignJobCommand for
   // every held attempt, plus a cancel or pause where one is pending.
@@ -139,6 +140,6 @@ class Dispatcher {
   std::thread thread_;
 };
 
-}  // namespace ftune::server::rpc
+}  // namespace ftune::server::engine
 
-#endif  // FTUNE_SERVER_RPC_DISPATCHER_H_
+#endif  // FTUNE_SERVER_ENGINE_DISPATCHER_H_

@@ -1,4 +1,4 @@
-#include "server/rpc/dispatcher.h"
+#include "server/engine/dispatcher.h"
 
 #include <algorithm>
 #include <set>
@@ -10,9 +10,9 @@
 #include "ftune/v1/job_spec.pb.h"
 #include "server/core/placement.h"
 #include "server/core/storage_layout.h"
-#include "server/rpc/convert.h"
+#include "server/engine/convert.h"
 
-namespace ftune::server::rpc {
+namespace ftune::server::engine {
 namespace {
 
 v1::WorkerCommand CancelCommand(const core::Job& job, absl::Duration grace) {
@@ -67,8 +67,7 @@ void Dispatcher::Shutdown() {
     // a stream being deleted while we call it.
     for (auto& [id, attached] : streams_) {
       (void)id;
-      attached.stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                          "scheduler shutting down"));
+      attached.stream->Close(absl::UnavailableError("scheduler shutting down"));
     }
   }
   if (thread_.joinable()) thread_.join();
@@ -159,15 +158,13 @@ void Dispatcher::Attach(const std::string& worker_id, CommandStream* stream,
                         uint64_t generation) {
   absl::MutexLock lock(&mu_);
   if (stop_) {
-    stream->Close(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler shutting down"));
+    stream->Close(absl::UnavailableError("scheduler shutting down"));
     return;
   }
   auto [it, inserted] =
       streams_.emplace(worker_id, AttachedStream{stream, generation});
   if (inserted) return;
-  const grpc::Status replaced(
-      grpc::StatusCode::ABORTED,
+  const absl::Status replaced = absl::AbortedError(
       "replaced by a newer StreamCommands call of the same worker");
   if (it->second.generation > generation) {
     // A newer call got here first (its set-up task was quicker).
@@ -185,7 +182,7 @@ void Dispatcher::Detach(const std::string& worker_id, CommandStream* stream) {
 }
 
 void Dispatcher::CloseStream(const std::string& worker_id,
-                             const grpc::Status& status) {
+                             const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(worker_id);
   if (it != streams_.end()) it->second.stream->Close(status);
@@ -304,9 +301,8 @@ void Dispatcher::RunRound() {
     }
     for (const std::string& w : expired->lost_workers) {
       FTUNE_LOG(WARNING) << "worker " << w << ": lease expired, LOST";
-      CloseStream(w, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                  "worker is LOST (its lease expired); "
-                                  "register again"));
+      CloseStream(w, absl::FailedPreconditionError(
+                         "worker is LOST (its lease expired); register again"));
     }
   }
 
@@ -394,4 +390,4 @@ void Dispatcher::RunRound() {
   }
 }
 
-}  // namespace ftune::server::rpc
+}  // namespace ftune::server::engine

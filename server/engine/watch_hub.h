@@ -14,8 +14,8 @@
 // behalf.
 //
 // Thread-safe.
-#ifndef FTUNE_SERVER_RPC_WATCH_HUB_H_
-#define FTUNE_SERVER_RPC_WATCH_HUB_H_
+#ifndef FTUNE_SERVER_ENGINE_WATCH_HUB_H_
+#define FTUNE_SERVER_ENGINE_WATCH_HUB_H_
 
 #include <atomic>
 #include <cstdint>
@@ -31,7 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/store/store.h"
 
-namespace ftune::server::rpc {
+namespace ftune::server::engine {
 
 class WatchHub {
  public:
@@ -98,6 +98,6 @@ class WatchHub {
   std::atomic<int64_t> peak_buffered_{0};
 };
 
-}  // namespace ftune::server::rpc
+}  // namespace ftune::server::engine
 
-#endif  // FTUNE_SERVER_RPC_WATCH_HUB_H_
+#endif  // FTUNE_SERVER_ENGINE_WATCH_HUB_H_

@@ -1,4 +1,4 @@
-#include "server/rpc/convert.h"
+#include "server/engine/convert.h"
 
 #include <string>
 #include <utility>
@@ -11,10 +11,10 @@
 #include "common/quote.h"
 #include "common/status.h"
 #include "proto/convert/trainer_capabilities.h"
-#include "server/rpc/status_util.h"
+#include "server/engine/error_info.h"
 #include "worker/train/families/family.h"
 
-namespace ftune::server::rpc {
+namespace ftune::server::engine {
 namespace {
 
 int64_t MetaInt(const core::Model& m, const std::string& key) {
@@ -406,4 +406,4 @@ core::FileFacts FileFactsFromRecord(const core::FileRecord& file) {
   return f;
 }
 
-}  // namespace ftune::server::rpc
+}  // namespace ftune::server::engine
