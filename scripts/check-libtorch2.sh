@@ -71,7 +71,8 @@ base_flags() {
   local -n flags=$2
   flags=(-std=c++17 -fsyntax-only -Wall -Wextra -Werror -I.
          -isystem "$inc/torch/csrc/api/include" -isystem "$inc"
-         -DFTUNE_BIN_DIR=\"/nonexistent/bin\" "-DFTUNE_SOURCE_DIR=\"$PWD\"")
+         -DFTUNE_BIN_DIR=\"/nonexistent/bin\" "-DFTUNE_SOURCE_DIR=\"$PWD\""
+         -DFTUNE_VERSION=\"check\")
   local d
   for d in $(torch_defines "$lt2/$1") $(pkg-config --cflags absl_status 2>/dev/null || true); do
     flags+=("$d")

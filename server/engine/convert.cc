@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/quote.h"
 #include "common/status.h"
+#include "proto/convert/job_spec.h"
 #include "proto/convert/trainer_capabilities.h"
 #include "server/engine/error_info.h"
 #include "worker/train/families/family.h"
@@ -333,24 +334,12 @@ core::ModelFacts ModelFactsFromModel(const core::Model& model) {
 
 contract::TrainerRequirement TrainerRequirementOf(const v1::JobSpec& resolved,
                                                   const core::Model& model) {
+  // The spec was validated: its enums are known values.
   contract::TrainerRequirement need;
-  need.method = resolved.method() == v1::TRAINING_METHOD_QLORA
-                    ? contract::Method::kQlora
-                    : contract::Method::kLora;
+  need.method = MethodFromProto(resolved.method()).value_or(need.method);
   need.architecture = MetaStr(model, "architecture");
-  switch (resolved.quantization().compute_dtype()) {
-    case v1::COMPUTE_DTYPE_FP32:
-      need.dtype = contract::Dtype::kFp32;
-      break;
-    case v1::COMPUTE_DTYPE_BF16:
-      need.dtype = contract::Dtype::kBf16;
-      break;
-    case v1::COMPUTE_DTYPE_FP16:
-      need.dtype = contract::Dtype::kFp16;
-      break;
-    default:  // UNSPECIFIED: the worker chooses.
-      break;
-  }
+  need.dtype = ComputeDtypeFromProto(resolved.quantization().compute_dtype())
+                   .value_or(std::nullopt);
   return need;
 }
 

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "proto/convert/job_spec.h"
 
 namespace ftune::agent {
 namespace {
@@ -88,21 +89,10 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   }
 
   // --- Method, quantization and compute dtype.
-  switch (spec.method()) {
-    case v1::TRAINING_METHOD_UNSPECIFIED:
-    case v1::TRAINING_METHOD_LORA:
-      t.method = contract::Method::kLora;
-      if (spec.has_quantization()) {
-        return absl::InvalidArgumentError(
-            "spec.quantization: only with TRAINING_METHOD_QLORA");
-      }
-      break;
-    case v1::TRAINING_METHOD_QLORA:
-      t.method = contract::Method::kQlora;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.method: unknown value ", spec.method()));
+  FTUNE_ASSIGN_OR_RETURN(t.method, MethodFromProto(spec.method()));
+  if (t.method == contract::Method::kLora && spec.has_quantization()) {
+    return absl::InvalidArgumentError(
+        "spec.quantization: only with TRAINING_METHOD_QLORA");
   }
   const v1::QuantizationConfig& q = spec.quantization();
   switch (q.type()) {
@@ -122,23 +112,7 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   t.quantization.block_size =
       q.block_size() == 0 ? defaults::kQuantBlockSize : q.block_size();
   // UNSPECIFIED: the trainer's default for its device.
-  switch (q.compute_dtype()) {
-    case v1::COMPUTE_DTYPE_UNSPECIFIED:
-      break;
-    case v1::COMPUTE_DTYPE_FP32:
-      t.dtype = contract::Dtype::kFp32;
-      break;
-    case v1::COMPUTE_DTYPE_BF16:
-      t.dtype = contract::Dtype::kBf16;
-      break;
-    case v1::COMPUTE_DTYPE_FP16:
-      t.dtype = contract::Dtype::kFp16;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.quantization.compute_dtype: unknown value ",
-                       q.compute_dtype()));
-  }
+  FTUNE_ASSIGN_OR_RETURN(t.dtype, ComputeDtypeFromProto(q.compute_dtype()));
 
   // --- Adapter shape.
   const v1::LoraConfig& lora = spec.lora();

@@ -143,18 +143,15 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
   return targets > 0 ? weighted / targets : 0.0;
 }
 
-absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
-                                  const TrainerHooks& hooks) {
-  auto emit = [&](const contract::ProgressEvent& event) {
-    if (hooks.emit) hooks.emit(event);
-  };
-  const contract::HyperParameters& hp = spec.hp;
+void Emit(const TrainerHooks& hooks, const contract::ProgressEvent& event) {
+  if (hooks.emit) hooks.emit(event);
+}
 
-  // --- Setup: threads, seed, model, LoRA, data, optimizer -------------------
-  const int threads = compat::SetThreads(spec.threads);
-  FTUNE_LOG(INFO) << "threads=" << threads << " blas=" << compat::BlasLibrary()
-                  << " openmp=" << OpenMpSpinPolicy();
-  torch::manual_seed(hp.seed);
+// The spec's model on its device and dtype (4-bit base weights for QLoRA),
+// with LoRA applied. Seeds LibTorch's generator first: LoRA's A matrices
+// are its first draws.
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainSpec& spec) {
+  torch::manual_seed(spec.hp.seed);
   ModelOptions mopts;
   mopts.dtype = TorchDtype(contract::ComputeDtype(spec));
   mopts.device = spec.device;
@@ -162,7 +159,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       !compat::DeviceAvailable(compat::ParseDevice(spec.device), &why))
     return absl::FailedPreconditionError(
         absl::StrCat("spec field \"device\": \"", spec.device, "\": ", why));
-  mopts.gradient_checkpointing = hp.gradient_checkpointing;
+  mopts.gradient_checkpointing = spec.hp.gradient_checkpointing;
   if (spec.method == contract::Method::kQlora) {
     QuantOptions q;
     q.type = spec.quantization.quant_type;
@@ -184,37 +181,50 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                     << contract::Name(contract::ComputeDtype(spec));
   }
   FTUNE_RETURN_IF_ERROR(model->ApplyLora(LoraOptions(spec.lora)));
-  NamedTensors params = model->LoraParameters();
+  return model;
+}
 
+// The rows to train and evaluate on, and what happened to the data.
+struct PreparedData {
+  TrainingData loaded;
+  bool validates = false;  // A validation source was given.
+  int64_t max_seq_length = 0;
+  nlohmann::json manifest;  // The manifest's dataset.processing.
+};
+
+// Loads the data for `model` and reports it: one data event per split,
+// never silent about over-length examples in particular.
+absl::StatusOr<PreparedData> PrepareData(const TrainSpec& spec,
+                                         DataSource& data, const Model& model,
+                                         const TrainerHooks& hooks) {
+  const contract::HyperParameters& hp = spec.hp;
+  PreparedData out;
   // 0: the table's default for this model.
-  const int64_t max_seq_length =
-      hp.max_seq_length > 0 ? hp.max_seq_length
-                            : contract::DefaultMaxSeqLength(
-                                  model->config().max_position_embeddings);
+  out.max_seq_length = hp.max_seq_length > 0
+                           ? hp.max_seq_length
+                           : contract::DefaultMaxSeqLength(
+                                 model.config().max_position_embeddings);
   DataOptions dopts;
-  dopts.max_seq_length = max_seq_length;
+  dopts.max_seq_length = out.max_seq_length;
   dopts.packing = hp.packing;
-  dopts.vocab_size = model->config().vocab_size;
+  dopts.vocab_size = model.config().vocab_size;
   dopts.seed = hp.seed;
   dopts.validation_split = spec.data.validation_split;
   FTUNE_ASSIGN_OR_RETURN(
-      TrainingData loaded,
-      data.Load(spec.train_data, spec.validation_data, dopts));
-  LoadedData& train = loaded.train;
-  LoadedData& val = loaded.validation;
+      out.loaded, data.Load(spec.train_data, spec.validation_data, dopts));
+  const LoadedData& train = out.loaded.train;
+  const LoadedData& val = out.loaded.validation;
   if (train.rows.empty())
     return absl::InvalidArgumentError(
         absl::StrCat(spec.train_data, ": no rows to train on"));
-  const bool validates =
+  out.validates =
       !spec.validation_data.empty() || spec.data.validation_split > 0;
-  if (validates && val.rows.empty())
+  if (out.validates && val.rows.empty())
     return absl::InvalidArgumentError(
         "the validation data has no rows to evaluate on");
-  // Never silent about what happened to the data (over-length examples in
-  // particular): one line per split, also in the manifest.
-  nlohmann::json description = nlohmann::json::object();
-  for (const auto& [k, v] : loaded.description) description[k] = v;
-  nlohmann::json data_json = description;
+  const auto& description = out.loaded.description;
+  out.manifest = nlohmann::json::object();
+  for (const auto& [k, v] : description) out.manifest[k] = v;
   for (auto [name, d] :
        {std::pair<const char*, const LoadedData*>{"train", &train},
         {"validation", &val}}) {
@@ -228,74 +238,185 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     line.truncated = d->stats.truncated;
     line.dropped_overlength = d->stats.dropped_overlength;
     line.dropped_no_target = d->stats.dropped_no_target;
-    line.description.insert(loaded.description.begin(),
-                            loaded.description.end());
-    emit(line);
+    line.description.insert(description.begin(), description.end());
+    Emit(hooks, line);
     if (d->stats.truncated + d->stats.dropped_overlength +
             d->stats.dropped_no_target >
         0) {
       FTUNE_LOG(WARNING) << name << " data: " << d->stats.truncated
                          << " examples truncated, "
                          << d->stats.dropped_overlength
-                         << " dropped as longer than " << max_seq_length
+                         << " dropped as longer than " << out.max_seq_length
                          << " tokens, " << d->stats.dropped_no_target
                          << " dropped without a target";
     }
     nlohmann::json counts = nlohmann::json::parse(contract::ToJsonLine(line));
     counts.erase("type");
     counts.erase("split");
-    data_json[name] = counts;
+    out.manifest[name] = counts;
   }
-  const int64_t rows_per_step = hp.batch_size * hp.gradient_accumulation_steps;
-  const int64_t n_rows = static_cast<int64_t>(train.rows.size());
-  const int64_t steps_per_epoch = (n_rows + rows_per_step - 1) / rows_per_step;
+  return out;
+}
+
+// How long the run is and when it evaluates.
+struct StepPlan {
+  int64_t rows_per_step = 0;
+  int64_t total_steps = 0;
+  int64_t eval_every = 0;  // Every this many steps and at the end; 0 never.
+  int64_t warmup_steps = 0;
+};
+
+StepPlan PlanSteps(const contract::HyperParameters& hp, int64_t n_rows,
+                   bool validates) {
+  StepPlan plan;
+  plan.rows_per_step = hp.batch_size * hp.gradient_accumulation_steps;
+  const int64_t steps_per_epoch =
+      (n_rows + plan.rows_per_step - 1) / plan.rows_per_step;
   // Fractional epochs round up to whole steps (the last is a full batch,
   // continuing into the next pass over the rows).
-  const int64_t total_steps =
+  plan.total_steps =
       hp.max_steps > 0
           ? hp.max_steps
           : std::max<int64_t>(
                 1,
                 static_cast<int64_t>(std::ceil(
                     hp.epochs * static_cast<double>(steps_per_epoch) - 1e-9)));
-  // Every `eval_every` steps and at the end (0 = never): the spec's count,
-  // or the table's default (every epoch, or a tenth of max_steps).
-  const int64_t eval_every =
+  // The spec's count, or the table's default (every epoch, or a tenth of
+  // max_steps).
+  plan.eval_every =
       !validates ? 0
       : hp.eval_every_steps > 0
           ? hp.eval_every_steps
           : contract::DefaultEvalEverySteps(hp.max_steps, steps_per_epoch);
   // A ratio rounds up, as HF's get_scheduler(num_warmup_steps=ceil(...)).
-  const int64_t warmup_steps =
+  plan.warmup_steps =
       hp.warmup_steps > 0
           ? hp.warmup_steps
-          : contract::WarmupStepsForRatio(hp.warmup_ratio, total_steps);
+          : contract::WarmupStepsForRatio(hp.warmup_ratio, plan.total_steps);
+  return plan;
+}
+
+// The global gradient norm (in fp64), then clipping to max_grad_norm
+// (PyTorch's clip_grad_norm_ rule; 0 = none). DATA_LOSS when it is not
+// finite: the run diverged.
+absl::StatusOr<double> ClipGradients(NamedTensors& params, double max_grad_norm,
+                                     int64_t step) {
+  double sq = 0;
+  for (auto& [n, p] : params)
+    if (p.grad().defined())
+      sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+  const double grad_norm = std::sqrt(sq);
+  if (!std::isfinite(grad_norm)) {
+    return absl::DataLossError(absl::StrCat("gradient norm is ", grad_norm,
+                                            " at step ", step, " (diverged)"));
+  }
+  if (max_grad_norm > 0 && grad_norm > max_grad_norm) {
+    torch::NoGradGuard no_grad;
+    const double coef = max_grad_norm / (grad_norm + 1e-6);
+    for (auto& [n, p] : params)
+      if (p.grad().defined()) p.mutable_grad().mul_(coef);
+  }
+  return grad_norm;
+}
+
+// The LoRA weights, optimizer and loop position of the checkpoint the spec
+// resumes from, if any; FAILED_PRECONDITION when it was taken on other
+// training data.
+absl::Status Resume(const TrainSpec& spec, const LoadedData& train,
+                    LoopState& st, NamedTensors& params, AdamW& opt,
+                    NamedTensors* best, bool* has_best,
+                    const TrainerHooks& hooks) {
+  const int64_t n_rows = static_cast<int64_t>(train.rows.size());
+  st.train_sha256 = train.sha256;
+  st.train_rows = n_rows;
+  FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
+  if (resume_dir.empty()) return absl::OkStatus();
+  FTUNE_RETURN_IF_ERROR(
+      LoadCheckpoint(resume_dir, st, params, opt, best, has_best));
+  // The data position is a row count; it means the same thing only over
+  // the same rows (same file, tokenizer, template, packing and seed).
+  if ((!st.train_sha256.empty() && st.train_sha256 != train.sha256) ||
+      (st.train_rows > 0 && st.train_rows != n_rows))
+    return absl::FailedPreconditionError(absl::StrCat(
+        resume_dir, ": the checkpoint was taken on other training data (",
+        st.train_rows, " rows, sha256 ", st.train_sha256, "; now ", n_rows,
+        " rows, sha256 ", train.sha256, ")"));
+  st.train_sha256 = train.sha256;
+  st.train_rows = n_rows;
+  FTUNE_LOG(INFO) << "resumed from " << resume_dir << " at step " << st.step;
+  Emit(hooks, contract::ResumedEvent{st.step, resume_dir});
+  return absl::OkStatus();
+}
+
+// Publishes the adapter (the best evaluation's when there is one, else the
+// last step's) with its manifest, and the merged model when asked.
+absl::Status PublishResult(const TrainSpec& spec, Model& model,
+                           NamedTensors& params, const LoopState& st,
+                           const TrainResult& result, const PreparedData& data,
+                           const NamedTensors* best,
+                           const TrainerHooks& hooks) {
+  if (best != nullptr)
+    FTUNE_RETURN_IF_ERROR(CopyInto(params, *best, "best adapter"));
+  FTUNE_ASSIGN_OR_RETURN(std::string config_sha,
+                         Sha256File(JoinPath(spec.model_dir, "config.json")));
+  nlohmann::json metrics = {{"steps", st.step},
+                            {"final_train_loss", result.final_loss}};
+  if (best != nullptr) {
+    metrics["best_eval_loss"] = st.best_eval_loss;
+    metrics["best_step"] = st.best_step;
+  }
+  nlohmann::json spec_json =
+      nlohmann::json::parse(spec.source_json, nullptr, false);
+  nlohmann::json manifest = {
+      {"base_model",
+       {{"name", spec.base_model_name},
+        {"path", spec.model_dir},
+        {"architecture", model.config().architecture},
+        {"config_sha256", config_sha}}},
+      {"dataset",
+       {{"train_sha256", data.loaded.train.sha256},
+        {"validation_sha256", data.loaded.validation.sha256},
+        {"processing", data.manifest}}},
+      {"spec", spec_json},
+      {"seed", spec.hp.seed},
+      {"metrics", metrics}};
+  FTUNE_RETURN_IF_ERROR(PublishAdapter(spec.output_dir, model.lora_options(),
+                                       spec.base_model_name, params, manifest));
+  if (!spec.merge_output_dir.empty())
+    FTUNE_RETURN_IF_ERROR(MergeModel(model, spec.merge_output_dir));
+  Emit(hooks, contract::DoneEvent{st.step, spec.output_dir, result.final_loss,
+                                  best != nullptr
+                                      ? std::optional<double>(st.best_eval_loss)
+                                      : std::nullopt});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
+                                  const TrainerHooks& hooks) {
+  auto emit = [&](const contract::ProgressEvent& event) { Emit(hooks, event); };
+  const contract::HyperParameters& hp = spec.hp;
+
+  // --- Setup: threads, model, LoRA, data, plan, optimizer, resume ----------
+  const int threads = compat::SetThreads(spec.threads);
+  FTUNE_LOG(INFO) << "threads=" << threads << " blas=" << compat::BlasLibrary()
+                  << " openmp=" << OpenMpSpinPolicy();
+  FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(spec));
+  NamedTensors params = model->LoraParameters();
+  FTUNE_ASSIGN_OR_RETURN(PreparedData prepared,
+                         PrepareData(spec, data, *model, hooks));
+  const LoadedData& train = prepared.loaded.train;
+  const LoadedData& val = prepared.loaded.validation;
+  const int64_t n_rows = static_cast<int64_t>(train.rows.size());
+  const StepPlan plan = PlanSteps(hp, n_rows, prepared.validates);
+  const int64_t total_steps = plan.total_steps;
   AdamW opt(params, hp.weight_decay);
   RowSampler sampler(train.rows.size(), hp.seed);
   const std::string spec_sha = Sha256Hex(spec.source_json);
-
   LoopState st;
-  st.train_sha256 = train.sha256;
-  st.train_rows = n_rows;
   NamedTensors best;
   bool has_best = false;
-  FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
-  if (!resume_dir.empty()) {
-    FTUNE_RETURN_IF_ERROR(
-        LoadCheckpoint(resume_dir, st, params, opt, &best, &has_best));
-    // The data position is a row count; it means the same thing only over
-    // the same rows (same file, tokenizer, template, packing and seed).
-    if ((!st.train_sha256.empty() && st.train_sha256 != train.sha256) ||
-        (st.train_rows > 0 && st.train_rows != n_rows))
-      return absl::FailedPreconditionError(absl::StrCat(
-          resume_dir, ": the checkpoint was taken on other training data (",
-          st.train_rows, " rows, sha256 ", st.train_sha256, "; now ", n_rows,
-          " rows, sha256 ", train.sha256, ")"));
-    st.train_sha256 = train.sha256;
-    st.train_rows = n_rows;
-    FTUNE_LOG(INFO) << "resumed from " << resume_dir << " at step " << st.step;
-    emit(contract::ResumedEvent{st.step, resume_dir});
-  }
+  FTUNE_RETURN_IF_ERROR(
+      Resume(spec, train, st, params, opt, &best, &has_best, hooks));
   {
     contract::StartEvent start;
     start.total_steps = total_steps;
@@ -307,8 +428,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     emit(start);
   }
 
-  // --- The loop
-  // ---------------------------------------------------------------
+  // --- The loop -----------------------------------------------------------
   TrainResult result;
   result.total_steps = total_steps;
   bool stop = false;
@@ -318,7 +438,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   while (st.step < total_steps && !stop) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<const PackedSequence*> step_rows;
-    for (int64_t i = 0; i < rows_per_step; ++i)
+    for (int64_t i = 0; i < plan.rows_per_step; ++i)
       step_rows.push_back(&train.rows[sampler.RowAt(st.consumed_rows++)]);
     double step_loss = 0;
     int64_t step_tokens = 0;
@@ -332,7 +452,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         compat::ReleaseCachedMemory(model->device());
         micro_rows = (micro_rows + 1) / 2;
         const int64_t accumulation =
-            (rows_per_step + micro_rows - 1) / micro_rows;
+            (plan.rows_per_step + micro_rows - 1) / micro_rows;
         FTUNE_LOG(WARNING) << "out of memory at step " << st.step + 1
                            << "; retrying with micro-batches of " << micro_rows
                            << " rows x " << accumulation;
@@ -344,25 +464,11 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       return absl::DataLossError(absl::StrCat(
           "loss is ", step_loss, " at step ", st.step + 1, " (diverged)"));
     }
-    // Global gradient norm, then clipping (PyTorch's clip_grad_norm_ rule).
-    double sq = 0;
-    for (auto& [n, p] : params)
-      if (p.grad().defined())
-        sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
-    const double grad_norm = std::sqrt(sq);
-    if (!std::isfinite(grad_norm)) {
-      return absl::DataLossError(absl::StrCat("gradient norm is ", grad_norm,
-                                              " at step ", st.step + 1,
-                                              " (diverged)"));
-    }
-    if (hp.max_grad_norm > 0 && grad_norm > hp.max_grad_norm) {
-      torch::NoGradGuard no_grad;
-      const double coef = hp.max_grad_norm / (grad_norm + 1e-6);
-      for (auto& [n, p] : params)
-        if (p.grad().defined()) p.mutable_grad().mul_(coef);
-    }
+    FTUNE_ASSIGN_OR_RETURN(
+        const double grad_norm,
+        ClipGradients(params, hp.max_grad_norm, st.step + 1));
     const double lr = LearningRate(hp.lr_scheduler, hp.learning_rate,
-                                   warmup_steps, total_steps, st.step);
+                                   plan.warmup_steps, total_steps, st.step);
     opt.Step(lr);
     ++st.step;
     const double secs =
@@ -384,7 +490,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
 
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
-    if (eval_every > 0 && (st.step % eval_every == 0 || last)) {
+    if (plan.eval_every > 0 && (st.step % plan.eval_every == 0 || last)) {
       const double eval_loss = Evaluate(*model, val.rows, micro_rows);
       const bool improved = eval_loss < st.best_eval_loss;
       if (improved) {
@@ -429,38 +535,10 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     return result;
   }
 
-  // --- Output: the best adapter when validated, else the last
-  // -----------------
-  if (has_best) FTUNE_RETURN_IF_ERROR(CopyInto(params, best, "best adapter"));
-  FTUNE_ASSIGN_OR_RETURN(std::string config_sha,
-                         Sha256File(JoinPath(spec.model_dir, "config.json")));
-  nlohmann::json metrics = {{"steps", st.step},
-                            {"final_train_loss", result.final_loss}};
-  if (has_best) {
-    metrics["best_eval_loss"] = st.best_eval_loss;
-    metrics["best_step"] = st.best_step;
-  }
-  nlohmann::json spec_json =
-      nlohmann::json::parse(spec.source_json, nullptr, false);
-  nlohmann::json manifest = {{"base_model",
-                              {{"name", spec.base_model_name},
-                               {"path", spec.model_dir},
-                               {"architecture", model->config().architecture},
-                               {"config_sha256", config_sha}}},
-                             {"dataset",
-                              {{"train_sha256", train.sha256},
-                               {"validation_sha256", val.sha256},
-                               {"processing", data_json}}},
-                             {"spec", spec_json},
-                             {"seed", hp.seed},
-                             {"metrics", metrics}};
-  FTUNE_RETURN_IF_ERROR(PublishAdapter(spec.output_dir, model->lora_options(),
-                                       spec.base_model_name, params, manifest));
-  if (!spec.merge_output_dir.empty())
-    FTUNE_RETURN_IF_ERROR(MergeModel(*model, spec.merge_output_dir));
-  emit(contract::DoneEvent{
-      st.step, spec.output_dir, result.final_loss,
-      has_best ? std::optional<double>(st.best_eval_loss) : std::nullopt});
+  // --- Output
+  FTUNE_RETURN_IF_ERROR(PublishResult(spec, *model, params, st, result,
+                                      prepared, has_best ? &best : nullptr,
+                                      hooks));
   return result;
 }
 

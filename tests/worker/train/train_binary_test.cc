@@ -356,17 +356,26 @@ TEST_F(TrainBinaryTest, OverlengthExamplesAreCountedNotSilent) {
 // namespace; before that, loading a tokenizer.model crashed any process that
 // had LibTorch (two protobufs). Both this test process (which runs LibTorch
 // first) and ftune-train load one here.
-TEST(TrainHelpTest, HelpPrintsTheUsageAndExitsZero) {
+// Runs `ftune-train ARGS` and returns its stdout; its exit status in
+// `*status` (-1 when it did not exit normally).
+std::string RunTrainBinary(const std::string& args, int* status) {
   const std::string cmd =
-      std::string(FTUNE_BIN_DIR) + "/ftune-train --help 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
+      std::string(FTUNE_BIN_DIR) + "/ftune-train " + args + " 2>/dev/null";
   std::string out;
+  *status = -1;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const int rc = pclose(p);
+  if (WIFEXITED(rc)) *status = WEXITSTATUS(rc);
+  return out;
+}
+
+TEST(TrainHelpTest, HelpPrintsTheUsageAndExitsZero) {
+  int status = 0;
+  const std::string out = RunTrainBinary("--help", &status);
+  EXPECT_EQ(status, 0);
   for (const char* flag :
        {"--spec", "--threads", "--dtype", "--device",
         "--gradient-checkpointing", "--qlora", "--loss-chunk"})
@@ -385,16 +394,9 @@ TEST(TrainHelpTest, HelpPrintsTheUsageAndExitsZero) {
 // `ftune-train capabilities` reports what this build runs, from the code
 // that runs it: every family's architecture, both methods, no CUDA here.
 TEST(TrainCapabilitiesTest, ReportsTheFamiliesMethodsAndDevices) {
-  const std::string cmd =
-      std::string(FTUNE_BIN_DIR) + "/ftune-train capabilities 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  int status = 0;
+  const std::string out = RunTrainBinary("capabilities", &status);
+  EXPECT_EQ(status, 0);
   absl::StatusOr<contract::TrainerCapabilities> caps =
       contract::ParseCapabilities(out);
   ASSERT_TRUE(caps.ok()) << caps.status() << ": " << out;

@@ -1,0 +1,26 @@
+// The JobSpec enums as the trainer contract spells them: one mapping for the
+// worker agent (which builds the trainer's spec) and the scheduler (which
+// records what a job asks of a trainer).
+#ifndef FTUNE_PROTO_CONVERT_JOB_SPEC_H_
+#define FTUNE_PROTO_CONVERT_JOB_SPEC_H_
+
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "common/contract/train_spec.h"
+#include "ftune/v1/job_spec.pb.h"
+
+namespace ftune {
+
+// UNSPECIFIED is LoRA. INVALID_ARGUMENT "spec.method: unknown value N" for a
+// value this build does not know.
+absl::StatusOr<contract::Method> MethodFromProto(v1::TrainingMethod method);
+
+// UNSPECIFIED is nullopt (the trainer's default for its device).
+// INVALID_ARGUMENT "spec.quantization.compute_dtype: unknown value N".
+absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(
+    v1::ComputeDtype dtype);
+
+}  // namespace ftune
+
+#endif  // FTUNE_PROTO_CONVERT_JOB_SPEC_H_
