@@ -224,9 +224,24 @@ std::string MetricLine(const v1::MetricPoint& p, int64_t total_steps) {
   if (p.has_train_loss()) {
     absl::StrAppend(&line, "  loss ", absl::StrFormat("%.4f", p.train_loss()));
   }
+  // Preference objectives: how often the chosen answer wins, and by how
+  // much (rewards).
+  if (p.has_preference()) {
+    absl::StrAppend(&line, "  reward_acc ",
+                    absl::StrFormat("%.2f", p.preference().reward_accuracy()),
+                    "  margin ",
+                    absl::StrFormat("%.4f", p.preference().reward_margin()));
+  }
   if (p.has_eval_loss()) {
     absl::StrAppend(&line, "  eval_loss ",
                     absl::StrFormat("%.4f", p.eval_loss()));
+  }
+  if (p.has_eval_preference()) {
+    absl::StrAppend(
+        &line, "  eval_reward_acc ",
+        absl::StrFormat("%.2f", p.eval_preference().reward_accuracy()),
+        "  eval_margin ",
+        absl::StrFormat("%.4f", p.eval_preference().reward_margin()));
   }
   absl::StrAppend(&line, "  lr ", absl::StrFormat("%.3g", p.learning_rate()));
   if (p.tokens_per_second() > 0) {

@@ -88,6 +88,11 @@ const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags() {
           {"labels", "label"},
           {"max_restarts", "max-restarts"},
           {"suffix", "suffix"},
+          {"objective", "objective"},
+          {"preference.loss", "preference-loss"},
+          {"preference.beta", "beta"},
+          {"preference.label_smoothing", "label-smoothing"},
+          {"preference.orpo_lambda", "orpo-lambda"},
       };
   return *table;
 }
@@ -229,6 +234,27 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
     }
   }
   if (flags.Has("suffix")) spec.set_suffix(flags.Get("suffix"));
+  if (absl::Status s = EnumFlag<v1::TrainingObjective>(
+          flags, "objective", "TRAINING_OBJECTIVE_",
+          v1::TrainingObjective_Parse, "sft, dpo, orpo",
+          [&](v1::TrainingObjective e) { spec.set_objective(e); });
+      !s.ok()) {
+    return s;
+  }
+  v1::PreferenceConfig preference = spec.preference();
+  if (absl::Status s = EnumFlag<v1::PreferenceLoss>(
+          flags, "preference-loss", "PREFERENCE_LOSS_",
+          v1::PreferenceLoss_Parse, "sigmoid, ipo",
+          [&](v1::PreferenceLoss e) { preference.set_loss(e); });
+      !s.ok()) {
+    return s;
+  }
+  if (auto v = flags.GetDouble("beta")) preference.set_beta(*v);
+  if (auto v = flags.GetDouble("label-smoothing")) {
+    preference.set_label_smoothing(*v);
+  }
+  if (auto v = flags.GetDouble("orpo-lambda")) preference.set_orpo_lambda(*v);
+  if (preference.ByteSizeLong() > 0) *spec.mutable_preference() = preference;
   if (auto v = flags.GetInt("priority")) spec.set_priority(i32(*v));
   if (auto v = flags.GetInt("max-restarts")) spec.set_max_restarts(i32(*v));
   if (auto v = flags.GetInt("gpus")) resources.set_gpus(i32(*v));

@@ -71,17 +71,18 @@ absl::Status GetString(const json& obj, const char* key,
   return absl::OkStatus();
 }
 
-absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
-  const json& msgs = obj.at("messages");
+// A list of messages at `path` ("messages", "input.messages"): a non-empty
+// array of {"role", "content"[, "weight"]} objects, a system message only
+// first. Appended to `out`.
+absl::Status ParseMessageList(const json& msgs, const std::string& path,
+                              int64_t n, std::vector<Message>* out) {
   if (!msgs.is_array()) {
-    return LineError(n, absl::StrCat("messages: expected an array, got ",
-                                     JsonTypeName(msgs)));
+    return LineError(
+        n, absl::StrCat(path, ": expected an array, got ", JsonTypeName(msgs)));
   }
-  if (msgs.empty()) return LineError(n, "messages: empty array");
-  bool has_trainable_assistant = false;
-  bool has_assistant = false;
+  if (msgs.empty()) return LineError(n, absl::StrCat(path, ": empty array"));
   for (size_t i = 0; i < msgs.size(); ++i) {
-    const std::string field = absl::StrCat("messages[", i, "]");
+    const std::string field = absl::StrCat(path, "[", i, "]");
     const json& m = msgs[i];
     if (!m.is_object()) {
       return LineError(n, absl::StrCat(field, ": expected an object, got ",
@@ -123,15 +124,24 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
       }
       msg.trainable = (*w == 1);
     }
-    if (msg.role == Role::kAssistant) {
-      has_assistant = true;
-      if (msg.content.empty()) {
-        return LineError(
-            n, absl::StrCat(field, ".content: empty assistant message"));
-      }
-      if (msg.trainable) has_trainable_assistant = true;
+    if (msg.role == Role::kAssistant && msg.content.empty()) {
+      return LineError(
+          n, absl::StrCat(field, ".content: empty assistant message"));
     }
-    ex->messages.push_back(std::move(msg));
+    out->push_back(std::move(msg));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
+  FTUNE_RETURN_IF_ERROR(
+      ParseMessageList(obj.at("messages"), "messages", n, &ex->messages));
+  bool has_trainable_assistant = false;
+  bool has_assistant = false;
+  for (const Message& m : ex->messages) {
+    if (m.role != Role::kAssistant) continue;
+    has_assistant = true;
+    if (m.trainable) has_trainable_assistant = true;
   }
   if (!has_assistant) {
     return LineError(n, "messages: no assistant message (nothing to train on)");
@@ -140,6 +150,72 @@ absl::Status ParseMessages(const json& obj, int64_t n, Example* ex) {
     return LineError(n,
                      "messages: every assistant message has weight 0 "
                      "(nothing to train on)");
+  }
+  return absl::OkStatus();
+}
+
+// {"prompt", "chosen", "rejected"}: strings; chosen and rejected non-empty
+// and different; the prompt may be empty.
+absl::Status ParsePreference(const json& obj, int64_t n, Example* ex) {
+  FTUNE_RETURN_IF_ERROR(GetString(obj, "prompt", "prompt", n, &ex->prompt));
+  FTUNE_RETURN_IF_ERROR(GetString(obj, "chosen", "chosen", n, &ex->chosen));
+  FTUNE_RETURN_IF_ERROR(
+      GetString(obj, "rejected", "rejected", n, &ex->rejected));
+  if (ex->chosen.empty()) return LineError(n, "chosen: empty");
+  if (ex->rejected.empty()) return LineError(n, "rejected: empty");
+  if (ex->chosen == ex->rejected) {
+    return LineError(n,
+                     "rejected: the same text as chosen (the pair teaches "
+                     "nothing)");
+  }
+  return absl::OkStatus();
+}
+
+// OpenAI's DPO lines: {"input": {"messages": [...]}, "preferred_output":
+// [assistant messages], "non_preferred_output": [assistant messages]}. The
+// input ends with a user message; the outputs are non-empty, assistant only,
+// and differ.
+absl::Status ParseChatPreference(const json& obj, int64_t n, Example* ex) {
+  auto input = obj.find("input");
+  if (input == obj.end()) return LineError(n, "input: missing");
+  if (!input->is_object()) {
+    return LineError(n, absl::StrCat("input: expected an object, got ",
+                                     JsonTypeName(*input)));
+  }
+  auto msgs = input->find("messages");
+  if (msgs == input->end()) return LineError(n, "input.messages: missing");
+  FTUNE_RETURN_IF_ERROR(
+      ParseMessageList(*msgs, "input.messages", n, &ex->messages));
+  if (ex->messages.back().role != Role::kUser) {
+    return LineError(n, absl::StrCat("input.messages[", ex->messages.size() - 1,
+                                     "].role: the input must end with a user "
+                                     "message (the outputs answer it)"));
+  }
+  for (auto [key, out] : {std::pair<const char*, std::vector<Message>*>{
+                              "preferred_output", &ex->chosen_messages},
+                          {"non_preferred_output", &ex->rejected_messages}}) {
+    auto it = obj.find(key);
+    if (it == obj.end()) return LineError(n, absl::StrCat(key, ": missing"));
+    FTUNE_RETURN_IF_ERROR(ParseMessageList(*it, key, n, out));
+    for (size_t i = 0; i < out->size(); ++i) {
+      if ((*out)[i].role != Role::kAssistant) {
+        return LineError(n, absl::StrCat(key, "[", i,
+                                         "].role: outputs are assistant "
+                                         "messages"));
+      }
+    }
+  }
+  auto same = [](const std::vector<Message>& a, const std::vector<Message>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].content != b[i].content) return false;
+    }
+    return true;
+  };
+  if (same(ex->chosen_messages, ex->rejected_messages)) {
+    return LineError(n,
+                     "non_preferred_output: the same as preferred_output "
+                     "(the pair teaches nothing)");
   }
   return absl::OkStatus();
 }
@@ -154,10 +230,19 @@ absl::string_view DatasetFormatName(DatasetFormat format) {
       return "prompt_completion";
     case DatasetFormat::kText:
       return "text";
+    case DatasetFormat::kPreference:
+      return "preference";
+    case DatasetFormat::kChatPreference:
+      return "chat_preference";
     case DatasetFormat::kUnknown:
       break;
   }
   return "unknown";
+}
+
+bool IsPreferenceFormat(DatasetFormat format) {
+  return format == DatasetFormat::kPreference ||
+         format == DatasetFormat::kChatPreference;
 }
 
 absl::string_view RoleName(Role role) {
@@ -253,19 +338,30 @@ absl::StatusOr<Example> ParseExampleLine(absl::string_view line,
     return LineError(
         n, absl::StrCat("expected a JSON object, got ", JsonTypeName(obj)));
   }
+  // Which format's keys the line has; exactly one format's.
+  const bool has_pref = obj.contains("chosen") || obj.contains("rejected");
+  const bool has_chat_pref = obj.contains("input") ||
+                             obj.contains("preferred_output") ||
+                             obj.contains("non_preferred_output");
   const bool has_messages = obj.contains("messages");
-  const bool has_pc = obj.contains("prompt") || obj.contains("completion");
+  const bool has_pc =
+      !has_pref && (obj.contains("prompt") || obj.contains("completion"));
   const bool has_text = obj.contains("text");
-  const int kinds = int{has_messages} + int{has_pc} + int{has_text};
+  const int kinds = int{has_messages} + int{has_pc} + int{has_text} +
+                    int{has_pref} + int{has_chat_pref};
   if (kinds == 0) {
     return LineError(n,
-                     "no \"messages\", \"prompt\"/\"completion\" or \"text\" "
+                     "no \"messages\", \"prompt\"/\"completion\", \"text\", "
+                     "\"prompt\"/\"chosen\"/\"rejected\" or "
+                     "\"input\"/\"preferred_output\"/\"non_preferred_output\" "
                      "key");
   }
-  if (kinds > 1) {
+  if (kinds > 1 || (has_pref && obj.contains("completion"))) {
     return LineError(n,
                      "mixes the keys of several formats (use exactly one "
-                     "of \"messages\", \"prompt\"+\"completion\", \"text\")");
+                     "of \"messages\", \"prompt\"+\"completion\", \"text\", "
+                     "\"prompt\"+\"chosen\"+\"rejected\", \"input\"+"
+                     "\"preferred_output\"+\"non_preferred_output\")");
   }
   Example ex;
   ex.line_number = line_number;
@@ -278,6 +374,12 @@ absl::StatusOr<Example> ParseExampleLine(absl::string_view line,
     FTUNE_RETURN_IF_ERROR(
         GetString(obj, "completion", "completion", n, &ex.completion));
     if (ex.completion.empty()) return LineError(n, "completion: empty");
+  } else if (has_pref) {
+    ex.format = DatasetFormat::kPreference;
+    FTUNE_RETURN_IF_ERROR(ParsePreference(obj, n, &ex));
+  } else if (has_chat_pref) {
+    ex.format = DatasetFormat::kChatPreference;
+    FTUNE_RETURN_IF_ERROR(ParseChatPreference(obj, n, &ex));
   } else {
     ex.format = DatasetFormat::kText;
     FTUNE_RETURN_IF_ERROR(GetString(obj, "text", "text", n, &ex.text));

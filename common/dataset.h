@@ -1,10 +1,18 @@
 // The training-data line format (DESIGN.md "Datasets"): JSONL, one example a
-// line, in one of three formats:
+// line, in one of five formats. Supervised (SFT):
 //
 //   {"messages": [{"role": "system"|"user"|"assistant", "content": "..."},
 //   ...]}
 //   {"prompt": "...", "completion": "..."}
 //   {"text": "..."}
+//
+// and preference pairs (DPO, ORPO: a prompt, a preferred and a rejected
+// answer):
+//
+//   {"prompt": "...", "chosen": "...", "rejected": "..."}
+//   {"input": {"messages": [...]}, "preferred_output": [{"role":
+//   "assistant", "content": "..."}], "non_preferred_output": [...]}
+//   (OpenAI's DPO format)
 //
 // Shared by the scheduler's upload validation and the trainer's data
 // pipeline, so it knows nothing about tokenizers.
@@ -31,6 +39,12 @@
 //    (e.g. "name") are ignored. Assistant content must be non-empty.
 //  - prompt/completion: both strings; completion non-empty, prompt may be "".
 //  - text: a non-empty string.
+//  - prompt/chosen/rejected: strings; chosen and rejected non-empty and not
+//    the same text; prompt may be "".
+//  - input/preferred_output/non_preferred_output: input.messages a messages
+//    list (as above, without the assistant requirement) ending with a user
+//    message; each output a non-empty list of assistant messages with
+//    non-empty content; the two outputs not the same.
 //  - All lines of one file use the same format.
 //
 // Thread-safety: free functions are thread-safe; a DatasetValidator is not.
@@ -48,9 +62,19 @@
 
 namespace ftune {
 
-enum class DatasetFormat { kUnknown = 0, kMessages, kPromptCompletion, kText };
-// "messages", "prompt_completion", "text" ("unknown" for kUnknown).
+enum class DatasetFormat {
+  kUnknown = 0,
+  kMessages,
+  kPromptCompletion,
+  kText,
+  kPreference,      // prompt/chosen/rejected
+  kChatPreference,  // input/preferred_output/non_preferred_output
+};
+// "messages", "prompt_completion", "text", "preference", "chat_preference"
+// ("unknown" for kUnknown).
 absl::string_view DatasetFormatName(DatasetFormat format);
+// Preference pairs (DPO, ORPO) rather than supervised examples.
+bool IsPreferenceFormat(DatasetFormat format);
 
 enum class Role { kSystem, kUser, kAssistant };
 absl::string_view RoleName(Role role);
@@ -65,10 +89,13 @@ struct Message {
 struct Example {
   DatasetFormat format = DatasetFormat::kUnknown;
   int64_t line_number = 0;        // 1-based line in its file.
-  std::vector<Message> messages;  // kMessages
-  std::string prompt;             // kPromptCompletion
+  std::vector<Message> messages;  // kMessages; kChatPreference: the input
+  std::string prompt;             // kPromptCompletion, kPreference
   std::string completion;         // kPromptCompletion
   std::string text;               // kText
+  std::string chosen, rejected;   // kPreference
+  // kChatPreference: preferred_output / non_preferred_output.
+  std::vector<Message> chosen_messages, rejected_messages;
 };
 
 struct DatasetLimits {

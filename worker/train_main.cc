@@ -281,6 +281,9 @@ int RunCapabilitiesCommand() {
   if (caps.cuda) caps.dtypes.push_back(contract::Name(contract::Dtype::kFp16));
   caps.max_gpus_per_job = caps.cuda ? 1 : 0;
   caps.chat_templates = contract::ChatTemplateNames();
+  caps.objectives = {contract::Name(contract::Objective::kSft),
+                     contract::Name(contract::Objective::kDpo),
+                     contract::Name(contract::Objective::kOrpo)};
   std::cout << contract::CapabilitiesToJson(caps) << std::endl;
   return kExitOk;
 }

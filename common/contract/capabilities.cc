@@ -29,7 +29,8 @@ std::string CapabilitiesToJson(const TrainerCapabilities& c) {
               {"dtypes", c.dtypes},
               {"cuda", c.cuda},
               {"max_gpus_per_job", c.max_gpus_per_job},
-              {"chat_templates", c.chat_templates}}
+              {"chat_templates", c.chat_templates},
+              {"objectives", c.objectives}}
       .dump();
 }
 
@@ -48,7 +49,8 @@ absl::StatusOr<TrainerCapabilities> ParseCapabilities(absl::string_view text) {
                               "methods", &c.methods},
                           {"architectures", &c.architectures},
                           {"dtypes", &c.dtypes},
-                          {"chat_templates", &c.chat_templates}}) {
+                          {"chat_templates", &c.chat_templates},
+                          {"objectives", &c.objectives}}) {
     auto it = j.find(key);
     if (it == j.end()) continue;
     if (!it->is_array()) return bad(key, "a list of strings");
@@ -75,7 +77,9 @@ absl::StatusOr<TrainerCapabilities> ParseCapabilities(absl::string_view text) {
 }
 
 std::string RequirementToJson(const TrainerRequirement& need) {
-  json j = {{"method", Name(need.method)}, {"architecture", need.architecture}};
+  json j = {{"method", Name(need.method)},
+            {"objective", Name(need.objective)},
+            {"architecture", need.architecture}};
   if (need.dtype) j["dtype"] = Name(*need.dtype);
   return j.dump();
 }
@@ -103,6 +107,15 @@ absl::StatusOr<TrainerRequirement> ParseRequirement(absl::string_view text) {
         absl::StrCat("requirement: unknown method \"", method, "\""));
   }
   need.method = *m;
+  FTUNE_ASSIGN_OR_RETURN(std::string objective, str("objective"));
+  if (!objective.empty()) {
+    std::optional<Objective> o = FromName<Objective>(objective);
+    if (!o) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("requirement: unknown objective \"", objective, "\""));
+    }
+    need.objective = *o;
+  }
   FTUNE_ASSIGN_OR_RETURN(need.architecture, str("architecture"));
   FTUNE_ASSIGN_OR_RETURN(std::string dtype, str("dtype"));
   if (!dtype.empty()) {
@@ -145,6 +158,15 @@ std::vector<Unsupported> CheckCapabilities(const TrainerRequirement& need,
     out.push_back({"spec.quantization.compute_dtype",
                    absl::StrCat("the trainer computes in ", Listed(caps.dtypes),
                                 ", not ", Name(*need.dtype))});
+  }
+  const std::vector<std::string> objectives =
+      caps.objectives.empty() ? std::vector<std::string>{Name(Objective::kSft)}
+                              : caps.objectives;
+  if (!Has(objectives, Name(need.objective))) {
+    out.push_back(
+        {"spec.objective",
+         absl::StrCat("the trainer runs objectives ", Listed(objectives),
+                      ", not ", Name(need.objective))});
   }
   return out;
 }

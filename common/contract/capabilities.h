@@ -35,6 +35,9 @@ struct TrainerCapabilities {
   // GPUs one job may use (1 until data-parallel training exists).
   int32_t max_gpus_per_job = 1;
   std::vector<std::string> chat_templates;
+  // Name(Objective)s; empty: a trainer from before preference optimisation,
+  // which runs "sft" only.
+  std::vector<std::string> objectives;
 };
 
 std::string CapabilitiesToJson(const TrainerCapabilities& caps);
@@ -47,10 +50,13 @@ struct TrainerRequirement {
   Method method = Method::kLora;
   std::string architecture;    // "" = unknown (not checked)
   std::optional<Dtype> dtype;  // nullopt = the worker chooses
+  Objective objective = Objective::kSft;
 };
 
-// As stored with a queued job: {"method": "lora", "architecture": "...",
-// "dtype": "bf16"} (dtype absent when the worker chooses).
+// As stored with a queued job: {"method": "lora", "objective": "sft",
+// "architecture": "...", "dtype": "bf16"} (dtype absent when the worker
+// chooses; objective absent in requirements stored before it existed:
+// "sft").
 std::string RequirementToJson(const TrainerRequirement& need);
 // INVALID_ARGUMENT naming the member for a bad or unknown value.
 absl::StatusOr<TrainerRequirement> ParseRequirement(absl::string_view json);

@@ -71,6 +71,10 @@ inline constexpr Range kMemoryBytes{0, double(int64_t{1} << 50)};
 inline constexpr Range kCpuThreads{0, 256};
 inline constexpr Range kPriority{-100, 100};
 inline constexpr Range kMaxRestarts{0, 100};
+// Preference optimisation (preference.*).
+inline constexpr Range kPreferenceBeta{0, 100, /*lo_open=*/true};
+inline constexpr Range kLabelSmoothing{0, 0.5, false, /*hi_open=*/true};
+inline constexpr Range kOrpoLambda{0, 100, /*lo_open=*/true};
 }  // namespace range
 
 // -------------------------------------------------------------- defaults --
@@ -111,6 +115,12 @@ inline constexpr int32_t kGpus = 1;
 // cpu_threads when 0: this many for a CPU job, one per GPU otherwise.
 inline constexpr int32_t kCpuThreadsCpuJob = 4;
 inline constexpr int32_t kMaxRestarts = 3;
+// DPO/IPO: strength of the pull towards the reference (TRL's and the DPO
+// paper's usual value).
+inline constexpr double kPreferenceBeta = 0.1;
+inline constexpr double kLabelSmoothing = 0.0;
+// ORPO: weight of the odds-ratio term (the ORPO paper's value).
+inline constexpr double kOrpoLambda = 0.1;
 }  // namespace defaults
 
 // The default max_seq_length for a model of `max_position_embeddings`

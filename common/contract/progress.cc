@@ -51,6 +51,7 @@ void Fields(V& v, MetricsEvent& e) {
   v("grad_norm", e.grad_norm);
   v("tokens_per_s", e.tokens_per_s);
   v("peak_memory_bytes", e.peak_memory_bytes);
+  v("preference", e.preference);
 }
 template <typename V>
 void Fields(V& v, OomRetryEvent& e) {
@@ -65,6 +66,7 @@ void Fields(V& v, EvalEvent& e) {
   v("eval_loss", e.eval_loss);
   v("best_eval_loss", e.best_eval_loss);
   v("best_step", e.best_step);
+  v("preference", e.preference);
 }
 template <typename V>
 void Fields(V& v, EarlyStopEvent& e) {
@@ -96,6 +98,16 @@ void Fields(V& v, ErrorEvent& e) {
 template <typename V>
 void Fields(V&, UnknownEvent&) {}
 
+template <typename F>
+void EachPreferenceField(PreferenceMetrics& m, F f) {
+  f("rewards_chosen", m.rewards_chosen);
+  f("rewards_rejected", m.rewards_rejected);
+  f("reward_accuracy", m.reward_accuracy);
+  f("reward_margin", m.reward_margin);
+  f("logps_chosen", m.logps_chosen);
+  f("logps_rejected", m.logps_rejected);
+}
+
 // Names in the order of ProgressEvent's alternatives.
 constexpr std::array<const char*, std::variant_size_v<ProgressEvent>> kTypes = {
     "data",       "resumed",    "start",       "metrics", "oom_retry", "eval",
@@ -111,6 +123,15 @@ class Writer {
   }
   void operator()(const char* key, const std::optional<double>& v) {
     j_[key] = v ? json(*v) : json(nullptr);
+  }
+  void operator()(const char* key, const std::optional<PreferenceMetrics>& v) {
+    if (!v) return;
+    json o = json::object();
+    PreferenceMetrics m = *v;
+    EachPreferenceField(m, [&](const char* k, double x) {
+      o[k] = std::isfinite(x) ? json(x) : json(nullptr);
+    });
+    j_[key] = o;
   }
   void operator()(const std::map<std::string, std::string>& extra) {
     for (const auto& [k, v] : extra) {
@@ -162,6 +183,24 @@ class Reader {
         Fail(key, "a number or null");
       }
     }
+  }
+  void operator()(const char* key, std::optional<PreferenceMetrics>& v) {
+    const json* x = Find(key);
+    if (x == nullptr) return;
+    if (!x->is_object()) return Fail(key, "an object");
+    PreferenceMetrics m;
+    EachPreferenceField(m, [&](const char* k, double& out) {
+      auto it = x->find(k);
+      if (it == x->end()) return;
+      if (it->is_null()) {
+        out = std::numeric_limits<double>::quiet_NaN();
+      } else if (it->is_number()) {
+        out = it->get<double>();
+      } else {
+        Fail(key, "an object of numbers");
+      }
+    });
+    v = m;
   }
   // Every other string member of the line.
   void operator()(std::map<std::string, std::string>& extra) {

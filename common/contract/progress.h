@@ -64,6 +64,18 @@ struct StartEvent {
   int64_t threads = 0;
 };
 
+// The statistics of a preference objective (DPO, IPO, ORPO) over a step's
+// or an evaluation's pairs, means over the pairs (docs/hyperparameters.md
+// "Preference optimisation"). Written as a nested "preference" object.
+struct PreferenceMetrics {
+  double rewards_chosen = 0;    // DPO/IPO: beta (log-ratio to reference)
+  double rewards_rejected = 0;  // ORPO: lambda x average log-prob
+  double reward_accuracy = 0;   // share of pairs with chosen > rejected
+  double reward_margin = 0;     // rewards_chosen - rewards_rejected
+  double logps_chosen = 0;      // policy log p of the answer, summed
+  double logps_rejected = 0;
+};
+
 struct MetricsEvent {
   int64_t step = 0;  // optimizer steps done, >= 1
   int64_t total_steps = 0;
@@ -73,6 +85,8 @@ struct MetricsEvent {
   double grad_norm = 0;  // before clipping
   double tokens_per_s = 0;
   int64_t peak_memory_bytes = 0;  // RSS on CPU, the allocator's on CUDA
+  // Preference objectives only; `loss` is then the objective's.
+  std::optional<PreferenceMetrics> preference;
 };
 
 struct OomRetryEvent {
@@ -87,6 +101,8 @@ struct EvalEvent {
   double eval_loss = 0;
   double best_eval_loss = 0;
   int64_t best_step = 0;
+  // Preference objectives only (over the validation pairs).
+  std::optional<PreferenceMetrics> preference;
 };
 
 struct EarlyStopEvent {

@@ -60,6 +60,20 @@ struct Spellings<DataFormat> {
        {DataFormat::kPretokenized, "pretokenized"}}};
 };
 
+template <>
+struct Spellings<Objective> {
+  static constexpr std::array<std::pair<Objective, const char*>, 3> kAll{
+      {{Objective::kSft, "sft"},
+       {Objective::kDpo, "dpo"},
+       {Objective::kOrpo, "orpo"}}};
+};
+template <>
+struct Spellings<PreferenceLossKind> {
+  static constexpr std::array<std::pair<PreferenceLossKind, const char*>, 2>
+      kAll{{{PreferenceLossKind::kSigmoid, "sigmoid"},
+            {PreferenceLossKind::kIpo, "ipo"}}};
+};
+
 template <typename E>
 const char* NameOf(E v) {
   for (const auto& [value, name] : Spellings<E>::kAll) {
@@ -212,6 +226,32 @@ absl::Status ReadQuantization(const Reader& r, QuantizationSpec& q) {
   return absl::OkStatus();
 }
 
+absl::Status ReadPreference(const Reader& r, Objective objective,
+                            PreferenceSpec& p) {
+  FTUNE_RETURN_IF_ERROR(
+      r.OnlyKeys({"loss", "beta", "label_smoothing", "orpo_lambda"}));
+  FTUNE_RETURN_IF_ERROR(r.Enum("loss", &p.loss));
+  FTUNE_RETURN_IF_ERROR(r.Number("beta", range::kPreferenceBeta, &p.beta));
+  FTUNE_RETURN_IF_ERROR(
+      r.Number("label_smoothing", range::kLabelSmoothing, &p.label_smoothing));
+  FTUNE_RETURN_IF_ERROR(
+      r.Number("orpo_lambda", range::kOrpoLambda, &p.orpo_lambda));
+  // A setting the objective does not use is a mistake, not a no-op.
+  if (objective == Objective::kOrpo) {
+    for (const char* key : {"loss", "beta", "label_smoothing"}) {
+      if (r.Has(key))
+        return Bad(r.Path(key), "only with \"objective\": \"dpo\"");
+    }
+  } else if (r.Has("orpo_lambda")) {
+    return Bad(r.Path("orpo_lambda"), "only with \"objective\": \"orpo\"");
+  }
+  if (p.loss == PreferenceLossKind::kIpo && p.label_smoothing > 0) {
+    return Bad(r.Path("label_smoothing"),
+               "only with \"loss\": \"sigmoid\" (IPO has no label smoothing)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadData(const Reader& r, DataSpec& d) {
   FTUNE_RETURN_IF_ERROR(r.OnlyKeys(
       {"format", "chat_template", "overlength", "validation_split"}));
@@ -303,6 +343,8 @@ const char* Name(QuantType v) { return NameOf(v); }
 const char* Name(LrScheduler v) { return NameOf(v); }
 const char* Name(Overlength v) { return NameOf(v); }
 const char* Name(DataFormat v) { return NameOf(v); }
+const char* Name(Objective v) { return NameOf(v); }
+const char* Name(PreferenceLossKind v) { return NameOf(v); }
 
 template <typename E>
 std::optional<E> FromName(absl::string_view name) {
@@ -329,6 +371,8 @@ FTUNE_CONTRACT_ENUM_(QuantType)
 FTUNE_CONTRACT_ENUM_(LrScheduler)
 FTUNE_CONTRACT_ENUM_(Overlength)
 FTUNE_CONTRACT_ENUM_(DataFormat)
+FTUNE_CONTRACT_ENUM_(Objective)
+FTUNE_CONTRACT_ENUM_(PreferenceLossKind)
 #undef FTUNE_CONTRACT_ENUM_
 
 const std::vector<std::string>& ChatTemplateNames() {
@@ -402,6 +446,14 @@ std::string TrainSpecToJson(const TrainSpec& s) {
                          {"double_quant", s.quantization.double_quant},
                          {"block_size", s.quantization.block_size}};
   }
+  j["objective"] = Name(s.objective);
+  if (s.objective == Objective::kDpo) {
+    j["preference"] = {{"loss", Name(s.preference.loss)},
+                       {"beta", s.preference.beta},
+                       {"label_smoothing", s.preference.label_smoothing}};
+  } else if (s.objective == Objective::kOrpo) {
+    j["preference"] = {{"orpo_lambda", s.preference.orpo_lambda}};
+  }
   if (s.dtype) j["dtype"] = Name(*s.dtype);
   return j.dump(2);
 }
@@ -417,7 +469,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
       {"model_dir", "base_model_name", "train_data", "validation_data", "data",
        "method", "lora", "quantization", "hyperparameters", "output_dir",
        "checkpoint_dir", "resume_from", "merge_output_dir", "threads", "dtype",
-       "device"}));
+       "device", "objective", "preference"}));
   TrainSpec s;
   s.source_json = std::string(text);
   FTUNE_RETURN_IF_ERROR(r.String("model_dir", &s.model_dir, true));
@@ -458,8 +510,20 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   if (s.method == Method::kQlora && dtype == Dtype::kFp64) {
     return Bad("dtype", "qlora computes in fp32, bf16 or fp16");
   }
+  FTUNE_RETURN_IF_ERROR(r.Enum("objective", &s.objective));
+  FTUNE_ASSIGN_OR_RETURN(Reader pref, r.Object("preference"));
+  if (r.Has("preference") && s.objective == Objective::kSft) {
+    return Bad("preference", "only with \"objective\": \"dpo\" or \"orpo\"");
+  }
+  FTUNE_RETURN_IF_ERROR(ReadPreference(pref, s.objective, s.preference));
   FTUNE_ASSIGN_OR_RETURN(Reader data, r.Object("data"));
   FTUNE_RETURN_IF_ERROR(ReadData(data, s.data));
+  if (s.objective != Objective::kSft &&
+      s.data.format == DataFormat::kPretokenized) {
+    return Bad("data.format",
+               "preference objectives read text preference pairs; "
+               "\"pretokenized\" is for sft");
+  }
   if (s.data.validation_split > 0 && !s.validation_data.empty()) {
     return Bad("data.validation_split",
                "must be 0 when validation_data is given");

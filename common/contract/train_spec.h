@@ -15,6 +15,10 @@
 //   "data": {"format": "text"|"pretokenized", "chat_template": "auto",
 //            "overlength": "truncate"|"drop", "validation_split": 0},
 //   "method": "lora"|"qlora",
+//   "objective": "sft"|"dpo"|"orpo",                 default sft
+//   "preference": {"loss": "sigmoid"|"ipo", "beta": 0.1,
+//                  "label_smoothing": 0, "orpo_lambda": 0.1},
+//                                                     dpo/orpo only
 //   "lora": {"rank": 16, "alpha": 32, "dropout": 0,
 //            "target_modules": ["all-linear"]},
 //   "quantization": {"quant_type": "nf4"|"fp4", "double_quant": true,
@@ -63,6 +67,13 @@ enum class QuantType { kNf4, kFp4 };
 enum class LrScheduler { kConstant, kLinear, kCosine };
 enum class Overlength { kTruncate, kDrop };
 enum class DataFormat { kText, kPretokenized };
+// What the job optimises: supervised next-token loss on the targets, or a
+// preference objective over (prompt, chosen, rejected) pairs
+// (worker/train/objectives/preference.h).
+enum class Objective { kSft, kDpo, kOrpo };
+// DPO's loss: the DPO paper's log-sigmoid (with label smoothing:
+// conservative DPO) or IPO's squared loss.
+enum class PreferenceLossKind { kSigmoid, kIpo };
 
 // The one spelling of each value ("qlora", "bf16", "nf4", "cosine",
 // "truncate", "pretokenized").
@@ -72,6 +83,8 @@ const char* Name(QuantType v);
 const char* Name(LrScheduler v);
 const char* Name(Overlength v);
 const char* Name(DataFormat v);
+const char* Name(Objective v);
+const char* Name(PreferenceLossKind v);
 // The value spelled `name`; nullopt when there is none. Defined for the
 // enums above.
 template <typename E>
@@ -105,6 +118,15 @@ struct DataSpec {
   // Fraction of the training examples held out, [0, 0.5]; 0 = none. Not
   // with validation_data.
   double validation_split = 0;
+};
+
+// Settings of the preference objectives (Objective::kDpo, kOrpo).
+struct PreferenceSpec {
+  PreferenceLossKind loss = PreferenceLossKind::kSigmoid;  // dpo only
+  double beta = defaults::kPreferenceBeta;                 // dpo
+  // dpo with the sigmoid loss: the assumed share of flipped labels.
+  double label_smoothing = defaults::kLabelSmoothing;
+  double orpo_lambda = defaults::kOrpoLambda;  // orpo
 };
 
 struct HyperParameters {
@@ -151,6 +173,8 @@ struct TrainSpec {
   Method method = Method::kLora;
   LoraSpec lora;
   QuantizationSpec quantization;  // used when method is kQlora
+  Objective objective = Objective::kSft;
+  PreferenceSpec preference;  // used when objective is kDpo or kOrpo
   HyperParameters hp;
   std::string output_dir;
   std::string checkpoint_dir;

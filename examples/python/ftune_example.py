@@ -51,6 +51,13 @@ def parse_args(argv):
     parser.add_argument("--model", required=True,
                         help="registered base model, e.g. llama-3.2-1b")
     parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
+    parser.add_argument("--objective", choices=["sft", "dpo", "orpo"],
+                        default="sft",
+                        help="sft (default); dpo or orpo on a preference "
+                        "file")
+    parser.add_argument("--beta", type=float,
+                        help="dpo: how closely the policy stays to the base "
+                        "model (server default 0.1)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimizer steps")
     length.add_argument("--epochs", type=float, help="passes over the data")
@@ -156,6 +163,16 @@ def build_spec(args, training_file):
         spec.hyperparameters.epochs = args.epochs
     if args.chat_template:
         spec.hyperparameters.chat_template = args.chat_template
+    if args.objective != "sft":
+        # DPO / ORPO train on a preference file ({"prompt", "chosen",
+        # "rejected"} lines); beta is DPO's, lambda ORPO's.
+        spec.objective = (common_pb2.TRAINING_OBJECTIVE_DPO
+                          if args.objective == "dpo"
+                          else common_pb2.TRAINING_OBJECTIVE_ORPO)
+        if args.objective == "dpo" and args.beta is not None:
+            spec.preference.beta = args.beta
+    elif args.beta is not None:
+        sys.exit("ftune_example: --beta needs --objective dpo")
     if args.gpus is not None:
         spec.resources.gpus = args.gpus
     if args.cpu_threads is not None:
@@ -207,8 +224,13 @@ class Watcher:
         parts = ["step %s" % step]
         if point.HasField("train_loss"):
             parts.append("loss %.4f" % point.train_loss)
+        if point.HasField("preference"):
+            parts.append("reward_acc %.2f" % point.preference.reward_accuracy)
         if point.HasField("eval_loss"):
             parts.append("eval_loss %.4f" % point.eval_loss)
+        if point.HasField("eval_preference"):
+            parts.append("eval_reward_acc %.2f"
+                         % point.eval_preference.reward_accuracy)
         if point.learning_rate:
             parts.append("lr %.3g" % point.learning_rate)
         print("  ".join(parts))

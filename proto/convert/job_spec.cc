@@ -17,6 +17,43 @@ absl::StatusOr<contract::Method> MethodFromProto(v1::TrainingMethod method) {
   }
 }
 
+absl::StatusOr<contract::Objective> ObjectiveFromProto(
+    v1::TrainingObjective objective) {
+  switch (objective) {
+    case v1::TRAINING_OBJECTIVE_UNSPECIFIED:
+    case v1::TRAINING_OBJECTIVE_SFT:
+      return contract::Objective::kSft;
+    case v1::TRAINING_OBJECTIVE_DPO:
+      return contract::Objective::kDpo;
+    case v1::TRAINING_OBJECTIVE_ORPO:
+      return contract::Objective::kOrpo;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.objective: unknown value ", objective));
+  }
+}
+
+absl::StatusOr<contract::PreferenceSpec> PreferenceFromProto(
+    const v1::PreferenceConfig& p) {
+  contract::PreferenceSpec out;
+  switch (p.loss()) {
+    case v1::PREFERENCE_LOSS_UNSPECIFIED:
+    case v1::PREFERENCE_LOSS_SIGMOID:
+      out.loss = contract::PreferenceLossKind::kSigmoid;
+      break;
+    case v1::PREFERENCE_LOSS_IPO:
+      out.loss = contract::PreferenceLossKind::kIpo;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.preference.loss: unknown value ", p.loss()));
+  }
+  if (p.has_beta()) out.beta = p.beta();
+  out.label_smoothing = p.label_smoothing();
+  if (p.has_orpo_lambda()) out.orpo_lambda = p.orpo_lambda();
+  return out;
+}
+
 absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(
     v1::ComputeDtype dtype) {
   switch (dtype) {

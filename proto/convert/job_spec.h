@@ -16,6 +16,16 @@ namespace ftune {
 // value this build does not know.
 absl::StatusOr<contract::Method> MethodFromProto(v1::TrainingMethod method);
 
+// UNSPECIFIED is SFT. INVALID_ARGUMENT "spec.objective: unknown value N".
+absl::StatusOr<contract::Objective> ObjectiveFromProto(
+    v1::TrainingObjective objective);
+
+// The preference settings of `spec` (objective DPO or ORPO) with the
+// contract's defaults for unset fields. INVALID_ARGUMENT naming the field
+// for an unknown loss value.
+absl::StatusOr<contract::PreferenceSpec> PreferenceFromProto(
+    const v1::PreferenceConfig& preference);
+
 // UNSPECIFIED is nullopt (the trainer's default for its device).
 // INVALID_ARGUMENT "spec.quantization.compute_dtype: unknown value N".
 absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(

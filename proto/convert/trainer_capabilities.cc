@@ -14,6 +14,7 @@ v1::TrainerCapabilities TrainerCapabilitiesToProto(
   out.set_cuda(caps.cuda);
   out.set_max_gpus_per_job(caps.max_gpus_per_job);
   for (const std::string& t : caps.chat_templates) out.add_chat_templates(t);
+  for (const std::string& o : caps.objectives) out.add_objectives(o);
   return out;
 }
 
@@ -29,6 +30,7 @@ contract::TrainerCapabilities TrainerCapabilitiesFromProtoUnchecked(
   out.max_gpus_per_job = caps.max_gpus_per_job();
   out.chat_templates = {caps.chat_templates().begin(),
                         caps.chat_templates().end()};
+  out.objectives = {caps.objectives().begin(), caps.objectives().end()};
   return out;
 }
 

@@ -206,6 +206,78 @@ void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
   }
 }
 
+bool IsPreferenceFileFormat(const std::string& format) {
+  return format == "preference" || format == "chat_preference";
+}
+
+bool IsPreferenceObjective(const v1::JobSpec& spec) {
+  return spec.objective() == v1::TRAINING_OBJECTIVE_DPO ||
+         spec.objective() == v1::TRAINING_OBJECTIVE_ORPO;
+}
+
+// The objective, its settings, and the training file's format against it.
+void CheckObjective(const v1::JobSpec& spec, const SpecContext& ctx,
+                    Errors& e) {
+  if (!v1::TrainingObjective_IsValid(spec.objective())) {
+    e.Add("spec.objective", absl::StrCat("unknown value ", spec.objective()));
+    return;
+  }
+  const bool preference = IsPreferenceObjective(spec);
+  const bool orpo = spec.objective() == v1::TRAINING_OBJECTIVE_ORPO;
+  if (ctx.training_file &&
+      IsPreferenceFileFormat(ctx.training_file->format) != preference) {
+    e.Add("spec.training_file",
+          preference
+              ? absl::StrCat(v1::TrainingObjective_Name(spec.objective()),
+                             " trains on preference pairs; file ",
+                             ctx.training_file->id, " has format ",
+                             ctx.training_file->format,
+                             " (upload a preference or chat_preference file)")
+              : absl::StrCat("file ", ctx.training_file->id, " has format ",
+                             ctx.training_file->format,
+                             " (preference pairs): set objective "
+                             "TRAINING_OBJECTIVE_DPO or "
+                             "TRAINING_OBJECTIVE_ORPO"));
+  }
+  if (!spec.has_preference()) return;
+  const v1::PreferenceConfig& p = spec.preference();
+  const std::string f = "spec.preference";
+  if (!preference) {
+    e.Add(f,
+          "only with objective TRAINING_OBJECTIVE_DPO or "
+          "TRAINING_OBJECTIVE_ORPO");
+    return;
+  }
+  if (!v1::PreferenceLoss_IsValid(p.loss())) {
+    e.Add(f + ".loss", absl::StrCat("unknown value ", p.loss()));
+  }
+  if (orpo) {
+    if (p.loss() != v1::PREFERENCE_LOSS_UNSPECIFIED) {
+      e.Add(f + ".loss", "only with objective TRAINING_OBJECTIVE_DPO");
+    }
+    if (p.has_beta()) {
+      e.Add(f + ".beta", "only with objective TRAINING_OBJECTIVE_DPO");
+    }
+    if (p.label_smoothing() != 0) {
+      e.Add(f + ".label_smoothing",
+            "only with objective TRAINING_OBJECTIVE_DPO");
+    }
+    if (p.has_orpo_lambda()) {
+      e.Check(f + ".orpo_lambda", p.orpo_lambda(), range::kOrpoLambda);
+    }
+    return;
+  }
+  if (p.has_orpo_lambda()) {
+    e.Add(f + ".orpo_lambda", "only with objective TRAINING_OBJECTIVE_ORPO");
+  }
+  if (p.has_beta()) e.Check(f + ".beta", p.beta(), range::kPreferenceBeta);
+  e.Check(f + ".label_smoothing", p.label_smoothing(), range::kLabelSmoothing);
+  if (p.loss() == v1::PREFERENCE_LOSS_IPO && p.label_smoothing() != 0) {
+    e.Add(f + ".label_smoothing",
+          "only with PREFERENCE_LOSS_SIGMOID (IPO has no label smoothing)");
+  }
+}
+
 void CheckResources(const v1::JobSpec& spec, Errors& e) {
   const v1::Resources& r = spec.resources();
   if (r.has_gpus()) e.Check("spec.resources.gpus", r.gpus(), range::kGpus);
@@ -310,6 +382,7 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   if (spec.suffix().size() > 40 || !AllCharsIn(spec.suffix(), IsSuffixChar)) {
     e.Add("spec.suffix", "must be 0-40 characters of [a-z0-9-]");
   }
+  CheckObjective(spec, ctx, e);
   return e.Take();
 }
 
@@ -400,6 +473,19 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
     res->set_cpu_threads(contract::DefaultCpuThreads(res->gpus()));
   }
   if (!r.has_max_restarts()) r.set_max_restarts(defaults::kMaxRestarts);
+  if (r.objective() == v1::TRAINING_OBJECTIVE_UNSPECIFIED) {
+    r.set_objective(v1::TRAINING_OBJECTIVE_SFT);
+  }
+  if (r.objective() == v1::TRAINING_OBJECTIVE_DPO) {
+    v1::PreferenceConfig* p = r.mutable_preference();
+    if (p->loss() == v1::PREFERENCE_LOSS_UNSPECIFIED) {
+      p->set_loss(v1::PREFERENCE_LOSS_SIGMOID);
+    }
+    if (!p->has_beta()) p->set_beta(defaults::kPreferenceBeta);
+  } else if (r.objective() == v1::TRAINING_OBJECTIVE_ORPO) {
+    v1::PreferenceConfig* p = r.mutable_preference();
+    if (!p->has_orpo_lambda()) p->set_orpo_lambda(defaults::kOrpoLambda);
+  }
   return r;
 }
 

@@ -56,7 +56,8 @@ struct FileFacts {
   std::string id;
   std::string purpose;  // core::FileRecord::purpose
   bool ready = false;
-  std::string format;  // "chat", "prompt_completion", "text"
+  // "chat", "prompt_completion", "text", "preference", "chat_preference"
+  std::string format;
   int64_t example_count = 0;
 };
 
@@ -80,10 +81,11 @@ inline constexpr size_t kMaxJoinedFieldErrors = 10;
 std::string JoinFieldErrors(const std::vector<FieldError>& errors);
 
 // Returns `spec` with every server-side default resolved (see
-// job_spec.proto): method, LoRA shape, quantization (QLoRA), length,
-// learning rate, scheduler, warmup, batch, max_seq_length (needs `model`),
-// chat_template "auto" -> the model's template, seed (`default_seed` when
-// unset), restarts, checkpoints, resources. Call only on a valid spec.
+// job_spec.proto): method, objective and its preference settings, LoRA shape,
+// quantization (QLoRA), length, learning rate, scheduler, warmup, batch,
+// max_seq_length (needs `model`), chat_template "auto" -> the model's template,
+// seed (`default_seed` when unset), restarts, checkpoints, resources. Call only
+// on a valid spec.
 v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
                            int64_t default_seed);
 

@@ -15,6 +15,7 @@
 
 #include "absl/time/time.h"
 #include "common/contract/capabilities.h"
+#include "common/contract/progress.h"
 #include "server/core/job_state.h"
 
 namespace ftune::core {
@@ -73,6 +74,9 @@ struct MetricPoint {
   double grad_norm = 0;
   double tokens_per_s = 0;
   int64_t peak_memory_bytes = 0;
+  // Preference objectives only: over the training pairs (with train_loss)
+  // and over the validation pairs (with eval_loss).
+  std::optional<contract::PreferenceMetrics> preference, eval_preference;
 };
 
 // A job's metrics summary (the API's Job.metrics), folded from its points

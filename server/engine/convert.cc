@@ -11,6 +11,7 @@
 #include "common/quote.h"
 #include "common/status.h"
 #include "proto/convert/job_spec.h"
+#include "proto/convert/progress.h"
 #include "proto/convert/trainer_capabilities.h"
 #include "server/engine/error_info.h"
 #include "worker/train/families/family.h"
@@ -229,6 +230,13 @@ v1::MetricPoint MetricPointToProto(const core::MetricPoint& point) {
   out.set_grad_norm(point.grad_norm);
   out.set_tokens_per_second(point.tokens_per_s);
   out.set_peak_memory_bytes(point.peak_memory_bytes);
+  if (point.preference) {
+    *out.mutable_preference() = PreferenceMetricsToProto(*point.preference);
+  }
+  if (point.eval_preference) {
+    *out.mutable_eval_preference() =
+        PreferenceMetricsToProto(*point.eval_preference);
+  }
   return out;
 }
 
@@ -337,6 +345,8 @@ contract::TrainerRequirement TrainerRequirementOf(const v1::JobSpec& resolved,
   // The spec was validated: its enums are known values.
   contract::TrainerRequirement need;
   need.method = MethodFromProto(resolved.method()).value_or(need.method);
+  need.objective =
+      ObjectiveFromProto(resolved.objective()).value_or(need.objective);
   need.architecture = MetaStr(model, "architecture");
   need.dtype = ComputeDtypeFromProto(resolved.quantization().compute_dtype())
                    .value_or(std::nullopt);
@@ -367,7 +377,8 @@ absl::StatusOr<contract::TrainerCapabilities> TrainerCapabilitiesFromProto(
             "methods", &caps.methods()},
         {"architectures", &caps.architectures()},
         {"dtypes", &caps.dtypes()},
-        {"chat_templates", &caps.chat_templates()}}) {
+        {"chat_templates", &caps.chat_templates()},
+        {"objectives", &caps.objectives()}}) {
     if (list->size() > kMaxEntries) {
       const std::string path = absl::StrCat(field, ".", name);
       return InvalidField(

@@ -100,6 +100,10 @@ std::string RecordFormat(DatasetFormat format) {
       return "prompt_completion";
     case DatasetFormat::kText:
       return "text";
+    case DatasetFormat::kPreference:
+      return "preference";
+    case DatasetFormat::kChatPreference:
+      return "chat_preference";
     case DatasetFormat::kUnknown:
       break;
   }

@@ -45,6 +45,10 @@ v1::File FileToProto(const core::FileRecord& file) {
     out.set_format(v1::FILE_FORMAT_PROMPT_COMPLETION);
   } else if (file.format == "text") {
     out.set_format(v1::FILE_FORMAT_TEXT);
+  } else if (file.format == "preference") {
+    out.set_format(v1::FILE_FORMAT_PREFERENCE);
+  } else if (file.format == "chat_preference") {
+    out.set_format(v1::FILE_FORMAT_CHAT_PREFERENCE);
   }
   out.set_example_count(file.example_count);
   return out;

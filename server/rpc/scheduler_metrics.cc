@@ -102,6 +102,20 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
                                     "Latest validation loss of a running job.",
                                     {"tenant", "job_id"})));
   FTUNE_ASSIGN_OR_RETURN(
+      m->reward_accuracy_,
+      Registered(registry->AddGauge(
+          "ftune_job_reward_accuracy",
+          "Preference (DPO/ORPO) jobs: share of pairs whose chosen answer "
+          "has the higher reward, latest training point or evaluation.",
+          {"tenant", "job_id", "split"})));
+  FTUNE_ASSIGN_OR_RETURN(
+      m->reward_margin_,
+      Registered(registry->AddGauge(
+          "ftune_job_reward_margin",
+          "Preference (DPO/ORPO) jobs: mean reward of the chosen answers "
+          "minus the rejected ones', latest training point or evaluation.",
+          {"tenant", "job_id", "split"})));
+  FTUNE_ASSIGN_OR_RETURN(
       m->tokens_per_second_,
       Registered(registry->AddGauge(
           "ftune_job_tokens_per_second",
@@ -238,6 +252,11 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
       // The series live while the job runs.
       train_loss_->Remove(per_job);
       eval_loss_->Remove(per_job);
+      for (const char* split : {"train", "eval"}) {
+        const std::vector<std::string> labels = {job.tenant_id, job.id, split};
+        reward_accuracy_->Remove(labels);
+        reward_margin_->Remove(labels);
+      }
       tokens_per_second_->Remove(per_job);
       progress_->Remove(per_job);
       continue;
@@ -250,6 +269,14 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
         if (it->train_loss) {
           train_loss_->WithLabels(per_job)->Set(*it->train_loss);
           tokens_per_second_->WithLabels(per_job)->Set(it->tokens_per_s);
+          if (it->preference) {
+            const std::vector<std::string> labels = {job.tenant_id, job.id,
+                                                     "train"};
+            reward_accuracy_->WithLabels(labels)->Set(
+                it->preference->reward_accuracy);
+            reward_margin_->WithLabels(labels)->Set(
+                it->preference->reward_margin);
+          }
           break;
         }
       }
@@ -257,6 +284,14 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
            ++it) {
         if (it->eval_loss) {
           eval_loss_->WithLabels(per_job)->Set(*it->eval_loss);
+          if (it->eval_preference) {
+            const std::vector<std::string> labels = {job.tenant_id, job.id,
+                                                     "eval"};
+            reward_accuracy_->WithLabels(labels)->Set(
+                it->eval_preference->reward_accuracy);
+            reward_margin_->WithLabels(labels)->Set(
+                it->eval_preference->reward_margin);
+          }
           break;
         }
       }

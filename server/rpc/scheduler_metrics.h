@@ -54,6 +54,9 @@ class SchedulerMetrics {
   metrics::HistogramFamily* commit_writes_ = nullptr;
   metrics::GaugeFamily* train_loss_ = nullptr;
   metrics::GaugeFamily* eval_loss_ = nullptr;
+  // Preference objectives: {tenant, job_id, split (train|eval)}.
+  metrics::GaugeFamily* reward_accuracy_ = nullptr;
+  metrics::GaugeFamily* reward_margin_ = nullptr;
   metrics::GaugeFamily* tokens_per_second_ = nullptr;
   metrics::GaugeFamily* progress_ = nullptr;
   std::vector<metrics::CollectorHandle> collectors_;

@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/quote.h"
 #include "common/status.h"
+#include "proto/convert/progress.h"
 #include "server/core/labels.h"
 #include "server/core/storage_layout.h"
 #include "server/engine/dispatcher.h"
@@ -566,6 +567,12 @@ absl::Status WorkerServiceImpl::DoReport(
     p.grad_norm = m.grad_norm();
     p.tokens_per_s = m.tokens_per_second();
     p.peak_memory_bytes = m.peak_memory_bytes();
+    if (m.has_preference()) {
+      p.preference = PreferenceMetricsFromProto(m.preference());
+    }
+    if (m.has_eval_preference()) {
+      p.eval_preference = PreferenceMetricsFromProto(m.eval_preference());
+    }
     r.metrics.push_back(p);
   }
   for (int i = 0; i < request.events_size(); ++i) {

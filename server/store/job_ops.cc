@@ -230,7 +230,7 @@ absl::Status InsertMetrics(WriteContext& ctx, Job& job, int64_t attempt,
       ctx.conn.Prepare(
           "INSERT INTO job_metrics(job_id, sequence, time, attempt, step, "
           "epoch, train_loss, eval_loss, lr, grad_norm, tokens_per_s, "
-          "peak_memory_bytes) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+          "peak_memory_bytes, preference) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   for (core::MetricPoint& p : points) {
     p.job_id = job.id;
     p.sequence = ++job.last_sequence;
@@ -247,7 +247,8 @@ absl::Status InsertMetrics(WriteContext& ctx, Job& job, int64_t attempt,
         .Bind(9, p.lr)
         .Bind(10, p.grad_norm)
         .Bind(11, p.tokens_per_s)
-        .Bind(12, p.peak_memory_bytes);
+        .Bind(12, p.peak_memory_bytes)
+        .Bind(13, EncodePointPreference(p));
     FTUNE_RETURN_IF_ERROR(st.Run());
     st.Reset();  // Same statement for the next point.
   }

@@ -243,6 +243,12 @@ WHERE latest_metrics IS NOT NULL;
 ALTER TABLE workers ADD COLUMN trainer TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN trainer_requirement TEXT NOT NULL DEFAULT '';
 )sql"},
+      {6,
+       "preference metrics: a metric point's DPO/ORPO statistics of its "
+       "training and validation pairs (JSON, '' = none)",
+       R"sql(
+ALTER TABLE job_metrics ADD COLUMN preference TEXT NOT NULL DEFAULT '';
+)sql"},
   };
   return *kMigrations;
 }

@@ -1,6 +1,8 @@
 #include "server/store/rows.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/escaping.h"
@@ -91,6 +93,65 @@ absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a) {
   } catch (const json::exception& e) {
     return absl::DataLossError(
         absl::StrCat("stored adapter detail is malformed: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+template <typename F>
+void EachPreferenceField(contract::PreferenceMetrics& m, F f) {
+  f("rewards_chosen", m.rewards_chosen);
+  f("rewards_rejected", m.rewards_rejected);
+  f("reward_accuracy", m.reward_accuracy);
+  f("reward_margin", m.reward_margin);
+  f("logps_chosen", m.logps_chosen);
+  f("logps_rejected", m.logps_rejected);
+}
+
+}  // namespace
+
+std::string EncodePointPreference(const core::MetricPoint& p) {
+  if (!p.preference && !p.eval_preference) return "";
+  json j = json::object();
+  for (auto [key, value] :
+       {std::pair<const char*,
+                  const std::optional<contract::PreferenceMetrics>*>{
+            "train", &p.preference},
+        {"eval", &p.eval_preference}}) {
+    if (!*value) continue;
+    contract::PreferenceMetrics m = **value;
+    json o = json::object();
+    EachPreferenceField(m, [&](const char* k, double v) {
+      o[k] = std::isfinite(v) ? json(v) : json(nullptr);
+    });
+    j[key] = o;
+  }
+  return j.dump();
+}
+
+absl::Status DecodePointPreference(const std::string& text,
+                                   core::MetricPoint* p) {
+  if (text.empty()) return absl::OkStatus();
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::DataLossError(
+        "stored job_metrics.preference is not a JSON object");
+  }
+  for (auto [key, value] :
+       {std::pair<const char*, std::optional<contract::PreferenceMetrics>*>{
+            "train", &p->preference},
+        {"eval", &p->eval_preference}}) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_object()) continue;
+    contract::PreferenceMetrics m;
+    EachPreferenceField(m, [&](const char* k, double& v) {
+      auto f = it->find(k);
+      v = f != it->end() && f->is_number()
+              ? f->get<double>()
+              : std::numeric_limits<double>::quiet_NaN();
+    });
+    *value = m;
   }
   return absl::OkStatus();
 }

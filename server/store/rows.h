@@ -29,6 +29,12 @@ absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a);
 // jobs.latest_metrics: a job's JobMetricsSummary as JSON (schema 4 on;
 // migration 4 rewrote the older single-point form). Absent values are
 // absent keys (or null).
+// job_metrics.preference: "" when the point has neither, else
+// {"train": {...}, "eval": {...}} (each present when set).
+std::string EncodePointPreference(const core::MetricPoint& p);
+absl::Status DecodePointPreference(const std::string& text,
+                                   core::MetricPoint* p);
+
 std::string EncodeMetricsSummary(const core::JobMetricsSummary& m);
 absl::StatusOr<core::JobMetricsSummary> DecodeMetricsSummary(
     const std::string& json);

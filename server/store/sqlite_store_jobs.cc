@@ -19,6 +19,7 @@ using core::Job;
 using core::JobEvent;
 using core::JobState;
 using internal::CheckTenantArg;
+using internal::DecodePointPreference;
 using internal::LoadJob;
 using internal::TenantSees;
 
@@ -451,8 +452,8 @@ absl::StatusOr<std::vector<core::MetricPoint>> SqliteStore::ListJobMetrics(
         Statement st,
         conn.Prepare("SELECT sequence, time, attempt, step, epoch, train_loss, "
                      "eval_loss, lr, grad_norm, tokens_per_s, "
-                     "peak_memory_bytes FROM job_metrics WHERE job_id = ? AND "
-                     "sequence > ? ORDER BY sequence LIMIT ?"));
+                     "peak_memory_bytes, preference FROM job_metrics WHERE "
+                     "job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?"));
     st.Bind(1, job_id).Bind(2, after_sequence).Bind(3, ClampLimit(limit));
     while (true) {
       FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -470,6 +471,7 @@ absl::StatusOr<std::vector<core::MetricPoint>> SqliteStore::ListJobMetrics(
       p.grad_norm = st.ColumnDouble(8);
       p.tokens_per_s = st.ColumnDouble(9);
       p.peak_memory_bytes = st.ColumnInt(10);
+      FTUNE_RETURN_IF_ERROR(DecodePointPreference(st.ColumnText(11), &p));
       out.push_back(std::move(p));
     }
     return absl::OkStatus();

@@ -340,11 +340,10 @@ TEST(JobSpecFlagsTest, EveryJobSpecFieldHasAFlagThatSetsIt) {
   std::map<std::string, std::string> flag_of(JobSpecFieldFlags().begin(),
                                              JobSpecFieldFlags().end());
   const std::map<std::string, std::string> enum_values = {
-      {"method", "qlora"},
-      {"quantization-type", "fp4"},
-      {"compute-dtype", "bf16"},
-      {"lr-scheduler", "cosine"},
-      {"overlength-policy", "drop"}};
+      {"method", "qlora"},           {"quantization-type", "fp4"},
+      {"compute-dtype", "bf16"},     {"lr-scheduler", "cosine"},
+      {"overlength-policy", "drop"}, {"objective", "dpo"},
+      {"preference-loss", "ipo"}};
   const std::vector<std::string> base = {
       "--model", "m", "--training-file", "file-t", "--request-id", "r"};
   ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest plain,

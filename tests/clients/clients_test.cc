@@ -9,6 +9,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -277,6 +278,63 @@ TEST_P(ClientTest, WatchResumesAfterSchedulerRestartWithoutGapsOrRepeats) {
   EXPECT_EQ(run.Steps(), expected) << run.Describe();
   EXPECT_THAT(run.lines, Contains(StartsWith("state: SUCCEEDED")));
 }
+
+// The Python example's preference flags: a DPO job on a preference file,
+// its settings resolved by the server, and the trainer's preference
+// statistics carried through the agent, the store and the watch stream to
+// the client (the stand-in trainer reports them as ftune-train does).
+using PreferenceClientTest = ClientTest;
+TEST_P(PreferenceClientTest, DpoJobReportsRewardsThroughTheWholeSystem) {
+  ASSERT_OK(StartWorker("succeed", 20));
+  std::string pairs;
+  for (int i = 0; i < 6; ++i) {
+    absl::StrAppend(&pairs, R"({"prompt": "add )", i,
+                    R"( and 1", "chosen": " )", i + 1, R"(", "rejected": " )",
+                    i + 2, "\"}\n");
+  }
+  std::vector<std::string> flags = JobFlags("tiny", 6);
+  flags.insert(flags.end(), {"--objective", "dpo", "--beta", "0.25"});
+  const ClientRun run = RunExample(flags, WriteDataset(pairs));
+  ASSERT_EQ(run.exit_code, 0) << run.Describe();
+  // Step 4 of the stand-in: accuracy 0.5 + 4 x 0.05.
+  EXPECT_THAT(run.lines, Contains(AllOf(StartsWith("step 4"),
+                                        HasSubstr("reward_acc 0.70"))))
+      << run.Describe();
+  const std::string job_line = run.After("job: ");
+  ASSERT_THAT(job_line, StartsWith("job-")) << run.Describe();
+  const std::string job_id = job_line.substr(0, job_line.find(' '));
+  ASSERT_OK_AND_ASSIGN(v1::Job job, cluster_.GetJob(tenant_, job_id));
+  EXPECT_EQ(job.spec().objective(), v1::TRAINING_OBJECTIVE_DPO);
+  EXPECT_EQ(job.spec().preference().beta(), 0.25);
+  EXPECT_EQ(job.spec().preference().loss(), v1::PREFERENCE_LOSS_SIGMOID);
+
+  // Stored: ListJobMetrics returns them for every step.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + tenant_.key);
+  v1::ListJobMetricsRequest req;
+  req.set_job_id(job_id);
+  v1::ListJobMetricsResponse resp;
+  ASSERT_TRUE(cluster_.jobs().ListJobMetrics(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.metrics_size(), 6);
+  for (const v1::MetricPoint& p : resp.metrics()) {
+    ASSERT_TRUE(p.has_preference()) << p.DebugString();
+    EXPECT_DOUBLE_EQ(p.preference().reward_accuracy(),
+                     std::min(1.0, 0.5 + 0.05 * static_cast<double>(p.step())));
+    EXPECT_DOUBLE_EQ(p.preference().reward_margin(),
+                     0.1 * static_cast<double>(p.step()));
+  }
+
+  // An SFT file in a DPO job is refused at CreateJob, naming the file.
+  const ClientRun wrong = RunExample(flags, WriteDataset(ChatJsonl(4)));
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.Describe();
+  EXPECT_THAT(wrong.stderr_text,
+              AllOf(HasSubstr("CreateJob: INVALID_ARGUMENT: "),
+                    HasSubstr("trains on preference pairs"),
+                    HasSubstr("  field: spec.training_file\n")))
+      << wrong.Describe();
+}
+INSTANTIATE_TEST_SUITE_P(Python, PreferenceClientTest,
+                         ::testing::Values("python"));
 
 INSTANTIATE_TEST_SUITE_P(Examples, ClientTest,
                          ::testing::Values("python", "node"),

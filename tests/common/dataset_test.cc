@@ -92,7 +92,9 @@ TEST(ParseExampleLineTest, EachKindOfBadInput) {
   ExpectBad(R"({"text":"a")", "line 3: invalid JSON: parse error");
   ExpectBad(R"(["text"])", "line 3: expected a JSON object, got an array");
   ExpectBad(R"({"txt":"a"})",
-            "no \"messages\", \"prompt\"/\"completion\" or \"text\" key");
+            "no \"messages\", \"prompt\"/\"completion\", \"text\", "
+            "\"prompt\"/\"chosen\"/\"rejected\" or "
+            "\"input\"/\"preferred_output\"/\"non_preferred_output\" key");
   ExpectBad(R"({"text":"a","prompt":"b","completion":"c"})", "mixes the keys");
   ExpectBad(R"({"text":5})", "line 3: text: expected a string, got a number");
   ExpectBad(R"({"text":""})", "line 3: text: empty");
@@ -127,6 +129,74 @@ TEST(ParseExampleLineTest, EachKindOfBadInput) {
   ExpectBad(
       R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","weight":0.5}]})",
       "messages[1].weight: expected 0 or 1, got 0.5");
+}
+
+TEST(ParseExampleLineTest, PreferencePairs) {
+  absl::StatusOr<Example> ex =
+      ParseExampleLine(R"({"prompt":"2+2?","chosen":"4","rejected":"5"})", 7);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  EXPECT_EQ(ex->format, DatasetFormat::kPreference);
+  EXPECT_TRUE(IsPreferenceFormat(ex->format));
+  EXPECT_EQ(ex->prompt, "2+2?");
+  EXPECT_EQ(ex->chosen, "4");
+  EXPECT_EQ(ex->rejected, "5");
+
+  ex = ParseExampleLine(
+      R"({"input":{"messages":[{"role":"system","content":"s"},{"role":"user","content":"q"}]},"preferred_output":[{"role":"assistant","content":"yes"}],"non_preferred_output":[{"role":"assistant","content":"no"}]})",
+      8);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  EXPECT_EQ(ex->format, DatasetFormat::kChatPreference);
+  EXPECT_TRUE(IsPreferenceFormat(ex->format));
+  ASSERT_EQ(ex->messages.size(), 2u);
+  EXPECT_EQ(ex->messages[1].content, "q");
+  ASSERT_EQ(ex->chosen_messages.size(), 1u);
+  EXPECT_EQ(ex->chosen_messages[0].content, "yes");
+  ASSERT_EQ(ex->rejected_messages.size(), 1u);
+  EXPECT_EQ(ex->rejected_messages[0].content, "no");
+  EXPECT_FALSE(IsPreferenceFormat(DatasetFormat::kMessages));
+}
+
+TEST(ParseExampleLineTest, EachKindOfBadPreferencePair) {
+  ExpectBad(R"({"prompt":"q","chosen":"a","rejected":"a"})",
+            "line 3: rejected: the same text as chosen");
+  ExpectBad(R"({"prompt":"q","chosen":"","rejected":"b"})",
+            "line 3: chosen: empty");
+  ExpectBad(R"({"prompt":"q","chosen":"a","rejected":""})",
+            "line 3: rejected: empty");
+  ExpectBad(R"({"prompt":"q","chosen":"a"})", "line 3: rejected: missing");
+  ExpectBad(R"({"chosen":"a","rejected":"b"})", "line 3: prompt: missing");
+  ExpectBad(R"({"prompt":"q","chosen":"a","rejected":"b","completion":"c"})",
+            "mixes the keys");
+  ExpectBad(R"({"prompt":"q","chosen":"a","rejected":"b","text":"c"})",
+            "mixes the keys");
+  ExpectBad(R"({"input":"q","preferred_output":[],"non_preferred_output":[]})",
+            "line 3: input: expected an object, got a string");
+  ExpectBad(R"({"input":{},"preferred_output":[]})",
+            "line 3: input.messages: missing");
+  const std::string user =
+      R"({"input":{"messages":[{"role":"user","content":"q"}]},)";
+  ExpectBad(
+      R"({"input":{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]},"preferred_output":[{"role":"assistant","content":"x"}],"non_preferred_output":[{"role":"assistant","content":"y"}]})",
+      "line 3: input.messages[1].role: the input must end with a user message");
+  ExpectBad(
+      user + R"("non_preferred_output":[{"role":"assistant","content":"y"}]})",
+      "line 3: preferred_output: missing");
+  ExpectBad(
+      user +
+          R"("preferred_output":[],"non_preferred_output":[{"role":"assistant","content":"y"}]})",
+      "line 3: preferred_output: empty array");
+  ExpectBad(
+      user +
+          R"("preferred_output":[{"role":"user","content":"x"}],"non_preferred_output":[{"role":"assistant","content":"y"}]})",
+      "line 3: preferred_output[0].role: outputs are assistant messages");
+  ExpectBad(
+      user +
+          R"("preferred_output":[{"role":"assistant","content":""}],"non_preferred_output":[{"role":"assistant","content":"y"}]})",
+      "line 3: preferred_output[0].content: empty assistant message");
+  ExpectBad(
+      user +
+          R"("preferred_output":[{"role":"assistant","content":"x"}],"non_preferred_output":[{"role":"assistant","content":"x"}]})",
+      "line 3: non_preferred_output: the same as preferred_output");
 }
 
 TEST(ParseExampleLineTest, LineLengthLimit) {

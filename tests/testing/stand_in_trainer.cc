@@ -49,6 +49,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -169,6 +170,7 @@ int PrintCapabilities() {
   caps.cuda = true;
   caps.max_gpus_per_job = 16;
   caps.chat_templates = contract::ChatTemplateNames();
+  caps.objectives = {"sft", "dpo", "orpo"};
   std::cout << contract::CapabilitiesToJson(caps) << std::endl;
   return 0;
 }
@@ -317,6 +319,16 @@ int main(int argc, char** argv) {
     metrics.lr = 1e-4;
     metrics.grad_norm = 1.0;
     metrics.tokens_per_s = 1000.0;
+    // A preference job's statistics, as the real trainer reports them:
+    // accuracy rising from 0.5 by 0.05 a step (to 1), margin 0.1 a step.
+    const bool preference = spec.objective != contract::Objective::kSft;
+    auto preference_at = [](int64_t s, double shift) {
+      const double acc = std::min(1.0, 0.5 + 0.05 * static_cast<double>(s));
+      const double margin = 0.1 * static_cast<double>(s) + shift;
+      return contract::PreferenceMetrics{margin / 2, -margin / 2,   acc, margin,
+                                         -10.0,      -10.0 - margin};
+    };
+    if (preference) metrics.preference = preference_at(step, 0);
     Emit(metrics);
     if (mode == "fail_retryable") {
       return Error(1, contract::kReasonRetryable,
@@ -341,7 +353,10 @@ int main(int argc, char** argv) {
         best_eval = e;
         best_step = step;
       }
-      Emit(contract::EvalEvent{step, e, best_eval, best_step});
+      Emit(contract::EvalEvent{step, e, best_eval, best_step,
+                               preference
+                                   ? std::optional(preference_at(step, -0.05))
+                                   : std::nullopt});
     }
     const bool last = step == total;
     const bool stop = g_stop.load();

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/contract/progress.h"
+#include "proto/convert/progress.h"
 
 namespace ftune::agent {
 namespace {
@@ -106,6 +107,13 @@ void ProgressTracker::FlushInterval(absl::Time now) {
   p.set_grad_norm(last_grad_norm_);
   p.set_tokens_per_second(interval_rate_ / interval_steps_);
   p.set_peak_memory_bytes(peak_memory_);
+  if (interval_preference_steps_ > 0) {
+    const double n = static_cast<double>(interval_preference_steps_);
+    contract::PreferenceMetrics& m = interval_preference_;
+    *p.mutable_preference() = PreferenceMetricsToProto(
+        {m.rewards_chosen / n, m.rewards_rejected / n, m.reward_accuracy / n,
+         m.reward_margin / n, m.logps_chosen / n, m.logps_rejected / n});
+  }
   metrics_state_.set_step(last_step_);
   metrics_state_.set_train_loss(p.train_loss());
   metrics_state_.set_learning_rate(last_lr_);
@@ -115,6 +123,8 @@ void ProgressTracker::FlushInterval(absl::Time now) {
   interval_steps_ = 0;
   interval_loss_ = 0;
   interval_rate_ = 0;
+  interval_preference_ = {};
+  interval_preference_steps_ = 0;
 }
 
 std::optional<std::string> ProgressTracker::UnderStorageRoot(
@@ -155,6 +165,16 @@ void ProgressTracker::On(const contract::MetricsEvent& e,
   ++interval_steps_;
   interval_loss_ += e.loss;
   interval_rate_ += e.tokens_per_s;
+  if (e.preference) {
+    contract::PreferenceMetrics& m = interval_preference_;
+    m.rewards_chosen += e.preference->rewards_chosen;
+    m.rewards_rejected += e.preference->rewards_rejected;
+    m.reward_accuracy += e.preference->reward_accuracy;
+    m.reward_margin += e.preference->reward_margin;
+    m.logps_chosen += e.preference->logps_chosen;
+    m.logps_rejected += e.preference->logps_rejected;
+    ++interval_preference_steps_;
+  }
   const int64_t total =
       e.total_steps > 0 ? e.total_steps : progress_.total_steps();
   progress_.set_step(e.step);
@@ -179,6 +199,10 @@ void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
   // pending; otherwise it gets a point of its own.
   if (!metrics_.empty() && metrics_.back().step() == e.step) {
     metrics_.back().set_eval_loss(e.eval_loss);
+    if (e.preference) {
+      *metrics_.back().mutable_eval_preference() =
+          PreferenceMetricsToProto(*e.preference);
+    }
   } else {
     v1::MetricPoint p;
     SetTime(now, p.mutable_time());
@@ -188,6 +212,9 @@ void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
     p.set_eval_loss(e.eval_loss);
     p.set_learning_rate(last_lr_);
     p.set_peak_memory_bytes(peak_memory_);
+    if (e.preference) {
+      *p.mutable_eval_preference() = PreferenceMetricsToProto(*e.preference);
+    }
     AddPoint(std::move(p));
   }
   metrics_state_.set_eval_loss(e.eval_loss);

@@ -146,6 +146,10 @@ class ProgressTracker {
   int64_t interval_steps_ = 0;
   double interval_loss_ = 0;
   double interval_rate_ = 0;
+  // Preference objectives: the sum of the interval's steps' statistics and
+  // how many steps reported them.
+  contract::PreferenceMetrics interval_preference_;
+  int64_t interval_preference_steps_ = 0;
   int64_t last_step_ = 0;
   double last_epoch_ = 0;
   double last_lr_ = 0;

@@ -114,6 +114,15 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   // UNSPECIFIED: the trainer's default for its device.
   FTUNE_ASSIGN_OR_RETURN(t.dtype, ComputeDtypeFromProto(q.compute_dtype()));
 
+  // --- Objective.
+  FTUNE_ASSIGN_OR_RETURN(t.objective, ObjectiveFromProto(spec.objective()));
+  if (t.objective == contract::Objective::kSft && spec.has_preference()) {
+    return absl::InvalidArgumentError(
+        "spec.preference: only with TRAINING_OBJECTIVE_DPO or "
+        "TRAINING_OBJECTIVE_ORPO");
+  }
+  FTUNE_ASSIGN_OR_RETURN(t.preference, PreferenceFromProto(spec.preference()));
+
   // --- Adapter shape.
   const v1::LoraConfig& lora = spec.lora();
   t.lora.rank = lora.rank() == 0 ? defaults::kLoraRank : lora.rank();

@@ -49,7 +49,11 @@ struct DataStats {
 };
 
 struct LoadedData {
+  // With `pairs`, rows 2i and 2i+1 are the chosen and rejected sides of
+  // preference pair i (text/dataset_builder.h) and num_examples counts
+  // pairs.
   std::vector<PackedSequence> rows;
+  bool pairs = false;
   std::string sha256;  // of the file's bytes ("" when there is no file)
   int64_t num_examples = 0;
   int64_t num_target_tokens = 0;

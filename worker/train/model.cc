@@ -509,6 +509,39 @@ Tensor Model::Loss(const Batch& batch, bool training) {
                     config_.arch.final_softcap, need_grad);
 }
 
+Tensor Model::SequenceLogps(const Batch& batch, bool training) {
+  Tensor x = Hidden(batch, training);
+  const int64_t rows = x.size(0), width = x.size(1);
+  const torch::Dtype acc =
+      x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  Tensor sums = torch::zeros({rows}, x.options().dtype(acc));
+  Tensor labels = batch.labels.reshape({-1});
+  Tensor pos = labels.ne(kIgnoreLabel).nonzero().squeeze(1);
+  if (pos.size(0) == 0) return sums + x.sum().to(acc) * 0;
+  Tensor hsel = x.reshape({-1, x.size(-1)}).index_select(0, pos);
+  Tensor targets = labels.index_select(0, pos);
+  const Tensor w = LmHeadWeight();
+  const int64_t n = hsel.size(0);
+  const int64_t chunk = std::max<int64_t>(1, options_.loss_chunk_rows);
+  std::vector<Tensor> parts;
+  for (int64_t c = 0; c < n; c += chunk) {
+    const int64_t len = std::min(chunk, n - c);
+    Tensor logits = SoftCap(torch::matmul(hsel.narrow(0, c, len), w.t()),
+                            config_.arch.final_softcap)
+                        .to(acc);
+    parts.push_back(torch::log_softmax(logits, -1)
+                        .gather(1, targets.narrow(0, c, len).unsqueeze(1))
+                        .squeeze(1));
+  }
+  return sums.index_add(0, torch::div(pos, width, "floor"), torch::cat(parts));
+}
+
+void Model::set_lora_enabled(bool on) {
+  for (DecoderLayer& layer : layers_) {
+    for (auto& [name, linear] : layer.modules) linear->set_lora_enabled(on);
+  }
+}
+
 Tensor Model::Logits(const Batch& batch) {
   Tensor x = Hidden(batch, /*training=*/false);
   return SoftCap(torch::matmul(x, LmHeadWeight().t()),

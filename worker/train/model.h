@@ -115,6 +115,16 @@ class Model {
   // Mean cross-entropy over the batch's targets (0 with no targets).
   // training=true enables LoRA dropout. Differentiable w.r.t. LoRA params.
   torch::Tensor Loss(const Batch& batch, bool training);
+  // Per row, the sum over its targets of log p(target) ([B], fp32; fp64 for
+  // an fp64 model): the log-likelihood of each row's answer, for the
+  // preference objectives. Differentiable w.r.t. LoRA params. The logits of
+  // `loss_chunk_rows` target rows at a time are kept for backward (unlike
+  // Loss, which fuses their gradient), so this costs targets x vocab x 4
+  // bytes of activations.
+  torch::Tensor SequenceLogps(const Batch& batch, bool training);
+  // Every LoRA branch on or off (off: the frozen base model, DPO's
+  // reference, without a second copy of the weights).
+  void set_lora_enabled(bool on);
   // Full logits [B, T, vocab] (tests, small inputs), soft-capped as the
   // loss sees them.
   torch::Tensor Logits(const Batch& batch);

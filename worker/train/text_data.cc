@@ -101,12 +101,14 @@ absl::StatusOr<TrainingData> TextJsonlSource::Load(
   out.validation =
       ToLoaded(std::move(ds->validation), ds->validation_stats,
                validation_path.empty() ? "" : Sha256Hex(validation_text));
+  out.train.pairs = out.validation.pairs = ds->pairs;
   const bool has_tokenizer_json =
       access(JoinPath(options_.model_dir, "tokenizer.json").c_str(), F_OK) == 0;
   out.description = {
       {"format", std::string(DatasetFormatName(ds->format))},
       {"tokenizer", has_tokenizer_json ? "tokenizer.json" : "tokenizer.model"}};
-  if (ds->format == DatasetFormat::kMessages) {
+  if (ds->format == DatasetFormat::kMessages ||
+      ds->format == DatasetFormat::kChatPreference) {
     out.description.emplace_back(
         "chat_template", std::string(ChatTemplateName(ds->chat_template)));
   }

@@ -6,9 +6,11 @@
 // throughput benchmark is bench.h.
 #include "worker/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +24,7 @@
 #include "worker/train/dtype.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model.h"
+#include "worker/train/objectives/preference_step.h"
 #include "worker/train/optimizer.h"
 #include "worker/train/runtime.h"
 #include "worker/train/torch_compat.h"
@@ -143,6 +146,11 @@ double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
   return targets > 0 ? weighted / targets : 0.0;
 }
 
+contract::PreferenceMetrics ToMetrics(const PreferenceStats& s) {
+  return {s.rewards_chosen, s.rewards_rejected, s.reward_accuracy,
+          s.reward_margin,  s.logps_chosen,     s.logps_rejected};
+}
+
 void Emit(const TrainerHooks& hooks, const contract::ProgressEvent& event) {
   if (hooks.emit) hooks.emit(event);
 }
@@ -217,6 +225,20 @@ absl::StatusOr<PreparedData> PrepareData(const TrainSpec& spec,
   if (train.rows.empty())
     return absl::InvalidArgumentError(
         absl::StrCat(spec.train_data, ": no rows to train on"));
+  const bool preference = spec.objective != contract::Objective::kSft;
+  if (train.pairs != preference) {
+    const auto& d = out.loaded.description;
+    auto format = std::find_if(d.begin(), d.end(), [](const auto& kv) {
+      return kv.first == "format";
+    });
+    return absl::InvalidArgumentError(absl::StrCat(
+        spec.train_data, ": objective \"", contract::Name(spec.objective),
+        "\" ",
+        preference ? "trains on preference pairs (prompt/chosen/rejected)"
+                   : "does not train on preference pairs",
+        ", the file's format is ",
+        format == d.end() ? std::string("pretokenized") : format->second));
+  }
   out.validates =
       !spec.validation_data.empty() || spec.data.validation_split > 0;
   if (out.validates && val.rows.empty())
@@ -406,11 +428,17 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
                          PrepareData(spec, data, *model, hooks));
   const LoadedData& train = prepared.loaded.train;
   const LoadedData& val = prepared.loaded.validation;
-  const int64_t n_rows = static_cast<int64_t>(train.rows.size());
+  // Preference data comes as (chosen, rejected) row pairs: a step takes
+  // batch_size pairs, and the sampler and epochs count pairs.
+  const bool pairs = train.pairs;
+  std::optional<PreferenceOptions> preference;
+  if (pairs) preference = PreferenceOptionsFor(spec);
+  const int64_t n_rows =
+      static_cast<int64_t>(train.rows.size()) / (pairs ? 2 : 1);
   const StepPlan plan = PlanSteps(hp, n_rows, prepared.validates);
   const int64_t total_steps = plan.total_steps;
   AdamW opt(params, hp.weight_decay);
-  RowSampler sampler(train.rows.size(), hp.seed);
+  RowSampler sampler(static_cast<size_t>(n_rows), hp.seed);
   const std::string spec_sha = Sha256Hex(spec.source_json);
   LoopState st;
   NamedTensors best;
@@ -438,14 +466,31 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   while (st.step < total_steps && !stop) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<const PackedSequence*> step_rows;
-    for (int64_t i = 0; i < plan.rows_per_step; ++i)
-      step_rows.push_back(&train.rows[sampler.RowAt(st.consumed_rows++)]);
+    for (int64_t i = 0; i < plan.rows_per_step; ++i) {
+      const size_t unit = sampler.RowAt(st.consumed_rows++);
+      if (!pairs) {
+        step_rows.push_back(&train.rows[unit]);
+        continue;
+      }
+      step_rows.push_back(&train.rows[2 * unit]);
+      step_rows.push_back(&train.rows[2 * unit + 1]);
+    }
     double step_loss = 0;
     int64_t step_tokens = 0;
+    std::optional<contract::PreferenceMetrics> step_preference;
     for (;;) {
       try {
-        step_loss = ForwardBackward(*model, params, step_rows, micro_rows,
-                                    hooks, &step_tokens);
+        if (preference) {
+          const PreferenceStepResult r =
+              PreferenceForwardBackward(*model, params, step_rows, micro_rows,
+                                        *preference, hooks.before_micro_batch);
+          step_loss = r.loss;
+          step_tokens = r.tokens;
+          step_preference = ToMetrics(r.stats);
+        } else {
+          step_loss = ForwardBackward(*model, params, step_rows, micro_rows,
+                                      hooks, &step_tokens);
+        }
         break;
       } catch (const c10::Error& e) {
         if (!IsOutOfMemoryError(e) || !hp.oom_retry || micro_rows == 1) throw;
@@ -486,12 +531,22 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     metrics.grad_norm = grad_norm;
     metrics.tokens_per_s = step_tokens / std::max(secs, 1e-9);
     metrics.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
+    metrics.preference = step_preference;
     emit(metrics);
 
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
     if (plan.eval_every > 0 && (st.step % plan.eval_every == 0 || last)) {
-      const double eval_loss = Evaluate(*model, val.rows, micro_rows);
+      std::optional<contract::PreferenceMetrics> eval_preference;
+      double eval_loss = 0;
+      if (preference) {
+        const PreferenceStepResult r =
+            PreferenceEvaluate(*model, val.rows, micro_rows, *preference);
+        eval_loss = r.loss;
+        eval_preference = ToMetrics(r.stats);
+      } else {
+        eval_loss = Evaluate(*model, val.rows, micro_rows);
+      }
       const bool improved = eval_loss < st.best_eval_loss;
       if (improved) {
         st.best_eval_loss = eval_loss;
@@ -503,7 +558,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         ++st.evals_without_improvement;
       }
       emit(contract::EvalEvent{st.step, eval_loss, st.best_eval_loss,
-                               st.best_step});
+                               st.best_step, eval_preference});
       if (hp.early_stopping_patience > 0 &&
           st.evals_without_improvement >= hp.early_stopping_patience) {
         result.early_stopped = true;

@@ -31,12 +31,14 @@ std::vector<std::string> Fields(const std::vector<Unsupported>& u) {
 }
 
 TEST(CapabilitiesTest, RoundTrip) {
-  const TrainerCapabilities c = CpuTrainer();
+  TrainerCapabilities c = CpuTrainer();
+  c.objectives = {"sft", "dpo"};
   absl::StatusOr<TrainerCapabilities> back =
       ParseCapabilities(CapabilitiesToJson(c));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(CapabilitiesToJson(*back), CapabilitiesToJson(c));
   EXPECT_EQ(back->architectures, c.architectures);
+  EXPECT_EQ(back->objectives, c.objectives);
   EXPECT_FALSE(back->cuda);
   EXPECT_THAT(
       std::string(
@@ -74,6 +76,19 @@ TEST(CapabilitiesTest, NamesEveryFieldTheTrainerCannotRun) {
   EXPECT_THAT(CheckCapabilities(any, 2, gpu)[0].message,
               HasSubstr("at most 1 GPU(s) per job, 2 asked"));
   EXPECT_THAT(CheckCapabilities(any, 1, gpu), IsEmpty());
+
+  // Objectives: a trainer from before preference optimisation reports
+  // none and runs SFT only.
+  TrainerRequirement dpo = ok;
+  dpo.objective = Objective::kDpo;
+  ASSERT_THAT(Fields(CheckCapabilities(dpo, 0, c)),
+              ElementsAre("spec.objective"));
+  EXPECT_THAT(CheckCapabilities(dpo, 0, c)[0].message,
+              HasSubstr("runs objectives sft, not dpo"));
+  TrainerCapabilities prefs = c;
+  prefs.objectives = {"sft", "dpo", "orpo"};
+  EXPECT_THAT(CheckCapabilities(dpo, 0, prefs), IsEmpty());
+  EXPECT_THAT(CheckCapabilities(ok, 0, prefs), IsEmpty());
 }
 
 TEST(CapabilitiesTest, RequirementRoundTripAndBadValues) {
@@ -81,16 +96,27 @@ TEST(CapabilitiesTest, RequirementRoundTripAndBadValues) {
   need.method = Method::kQlora;
   need.architecture = "Phi3ForCausalLM";
   need.dtype = Dtype::kBf16;
+  need.objective = Objective::kOrpo;
   absl::StatusOr<TrainerRequirement> back =
       ParseRequirement(RequirementToJson(need));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->method, Method::kQlora);
+  EXPECT_EQ(back->objective, Objective::kOrpo);
   EXPECT_EQ(back->architecture, "Phi3ForCausalLM");
   EXPECT_EQ(back->dtype, Dtype::kBf16);
   need.dtype.reset();
   back = ParseRequirement(RequirementToJson(need));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_FALSE(back->dtype.has_value());
+  // Stored before objectives existed: SFT.
+  back = ParseRequirement(R"({"method":"lora"})");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->objective, Objective::kSft);
+  EXPECT_THAT(
+      std::string(ParseRequirement(R"({"method":"lora","objective":"ppo"})")
+                      .status()
+                      .message()),
+      HasSubstr("unknown objective \"ppo\""));
   EXPECT_THAT(
       std::string(ParseRequirement(R"({"method":"sft"})").status().message()),
       HasSubstr("unknown method \"sft\""));

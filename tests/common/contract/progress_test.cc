@@ -20,9 +20,11 @@ std::vector<ProgressEvent> EveryEvent() {
   return {data,
           ResumedEvent{8, "/c/step-8"},
           StartEvent{9, 10, 11, 12, 13, 14},
-          MetricsEvent{15, 16, 0.5, 2.25, 1e-4, 0.75, 1234.5, 1 << 20},
+          MetricsEvent{15, 16, 0.5, 2.25, 1e-4, 0.75, 1234.5, 1 << 20,
+                       PreferenceMetrics{0.5, -0.25, 0.75, 0.75, -12.5, -20}},
           OomRetryEvent{17, 2, 4, "CUDA out of memory"},
-          EvalEvent{18, 1.5, 1.25, 12},
+          EvalEvent{18, 1.5, 1.25, 12,
+                    PreferenceMetrics{0.125, -0.5, 1, 0.625, -3, -4.5}},
           EarlyStopEvent{19, 12},
           CheckpointEvent{20, "/c/step-20"},
           InterruptedEvent{21, "/c/step-21"},
@@ -46,6 +48,20 @@ TEST(ProgressTest, EveryEventSurvivesTheRoundTrip) {
   EXPECT_THAT(metrics, HasSubstr("\"type\":\"metrics\""));
   EXPECT_THAT(metrics, HasSubstr("\"loss\":2.25"));
   EXPECT_THAT(metrics, HasSubstr("\"peak_memory_bytes\":1048576"));
+  EXPECT_THAT(metrics, HasSubstr("\"reward_accuracy\":0.75"));
+  const auto eval =
+      std::get<EvalEvent>(*ParseProgressLine(ToJsonLine(events[5])));
+  ASSERT_TRUE(eval.preference.has_value());
+  EXPECT_EQ(eval.preference->rewards_chosen, 0.125);
+  EXPECT_EQ(eval.preference->rewards_rejected, -0.5);
+  EXPECT_EQ(eval.preference->reward_accuracy, 1);
+  EXPECT_EQ(eval.preference->reward_margin, 0.625);
+  EXPECT_EQ(eval.preference->logps_chosen, -3);
+  EXPECT_EQ(eval.preference->logps_rejected, -4.5);
+  // SFT lines carry no preference object at all.
+  EXPECT_THAT(ToJsonLine(MetricsEvent{}),
+              ::testing::Not(HasSubstr("preference")));
+  EXPECT_FALSE(ParseProgressLine(R"({"type":"eval","preference":3})").ok());
   const auto data =
       std::get<DataEvent>(*ParseProgressLine(ToJsonLine(events[0])));
   EXPECT_EQ(data.description.at("format"), "chat");

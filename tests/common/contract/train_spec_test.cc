@@ -127,6 +127,11 @@ void ExpectSameSpec(const TrainSpec& a, const TrainSpec& b) {
   EXPECT_EQ(a.threads, b.threads);
   EXPECT_EQ(a.dtype, b.dtype);
   EXPECT_EQ(a.device, b.device);
+  EXPECT_EQ(a.objective, b.objective);
+  EXPECT_EQ(a.preference.loss, b.preference.loss);
+  EXPECT_EQ(a.preference.beta, b.preference.beta);
+  EXPECT_EQ(a.preference.label_smoothing, b.preference.label_smoothing);
+  EXPECT_EQ(a.preference.orpo_lambda, b.preference.orpo_lambda);
 }
 
 TEST(TrainSpecTest, EveryFieldSurvivesTheRoundTrip) {
@@ -150,9 +155,66 @@ TEST(TrainSpecTest, EveryFieldSurvivesTheRoundTrip) {
   ASSERT_EQ(want.size(), base.size());
   for (const auto& [path, value] : want) {
     ASSERT_TRUE(base.count(path)) << path;
-    if (path == "method" || path == "data.validation_split") continue;
+    // objective: sft here (pretokenized data); the preference settings
+    // have their own round trip below.
+    if (path == "method" || path == "data.validation_split" ||
+        path == "objective") {
+      continue;
+    }
     EXPECT_NE(value, base[path]) << path << " is at its default";
   }
+}
+
+TEST(TrainSpecTest, PreferenceSettingsSurviveTheRoundTrip) {
+  TrainSpec dpo = EveryFieldSet();
+  dpo.data.format = DataFormat::kText;
+  dpo.objective = Objective::kDpo;
+  dpo.preference.beta = 0.25;
+  dpo.preference.label_smoothing = 0.125;
+  TrainSpec ipo = dpo;
+  ipo.preference.loss = PreferenceLossKind::kIpo;
+  ipo.preference.label_smoothing = 0;
+  TrainSpec orpo = EveryFieldSet();
+  orpo.data.format = DataFormat::kText;
+  orpo.objective = Objective::kOrpo;
+  orpo.preference.orpo_lambda = 0.75;
+  for (const TrainSpec& want : {dpo, ipo, orpo}) {
+    const std::string text = TrainSpecToJson(want);
+    absl::StatusOr<TrainSpec> back = ParseTrainSpec(text);
+    ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
+    ExpectSameSpec(*back, want);
+  }
+}
+
+TEST(TrainSpecTest, PreferenceSettingsTheObjectiveDoesNotUseAreRefused) {
+  auto error = [](json j) { return Parse(j).status().ToString(); };
+  json j = Minimal();
+  j["preference"] = {{"beta", 0.2}};
+  EXPECT_THAT(error(j), HasSubstr("\"preference\": only with"));
+  j["objective"] = "orpo";
+  EXPECT_THAT(error(j), HasSubstr("\"preference.beta\": only with "
+                                  "\"objective\": \"dpo\""));
+  j["objective"] = "dpo";
+  j["preference"] = {{"orpo_lambda", 0.2}};
+  EXPECT_THAT(error(j), HasSubstr("\"preference.orpo_lambda\": only with"));
+  j["preference"] = {{"beta", 0}};
+  EXPECT_THAT(error(j), HasSubstr("\"preference.beta\": must be in (0, 100]"));
+  j["preference"] = {{"label_smoothing", 0.5}};
+  EXPECT_THAT(error(j),
+              HasSubstr("\"preference.label_smoothing\": must be in [0, 0.5)"));
+  j["preference"] = {{"loss", "ipo"}, {"label_smoothing", 0.1}};
+  EXPECT_THAT(error(j), HasSubstr("IPO has no label smoothing"));
+  j["preference"] = {{"loss", "hinge"}};
+  EXPECT_THAT(error(j), HasSubstr("must be \"sigmoid\", \"ipo\""));
+  j["preference"] = json::object();
+  j["data"] = {{"format", "pretokenized"}};
+  EXPECT_THAT(error(j), HasSubstr("\"data.format\": preference objectives"));
+  j = Minimal();
+  j["objective"] = "dpo";
+  absl::StatusOr<TrainSpec> s = Parse(j);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->preference.beta, defaults::kPreferenceBeta);
+  EXPECT_EQ(s->preference.loss, PreferenceLossKind::kSigmoid);
 }
 
 TEST(TrainSpecTest, FractionalEpochsAndTheDefaultsOfTheTable) {

@@ -205,6 +205,70 @@ TEST(SpecValidationTest, ResolveFillsDefaultsAndKeepsGivenValues) {
   EXPECT_EQ(q.quantization().compute_dtype(), v1::COMPUTE_DTYPE_UNSPECIFIED);
 }
 
+TEST(SpecValidationTest, PreferenceObjectivesAndTheirFiles) {
+  SpecContext pairs = GoodContext();
+  pairs.training_file->format = "preference";
+  pairs.validation_file->format = "preference";
+  v1::JobSpec spec = GoodSpec();
+  // A preference file needs a preference objective, and the other way
+  // round.
+  std::vector<FieldError> errors = ValidateJobSpec(spec, pairs);
+  ASSERT_THAT(Fields(errors), ElementsAre("spec.training_file"));
+  EXPECT_THAT(errors[0].message,
+              HasSubstr("set objective TRAINING_OBJECTIVE_DPO"));
+  spec.set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  EXPECT_THAT(ValidateJobSpec(spec, pairs), IsEmpty());
+  errors = ValidateJobSpec(spec, GoodContext());
+  ASSERT_THAT(Fields(errors), ElementsAre("spec.training_file"));
+  EXPECT_THAT(
+      errors[0].message,
+      HasSubstr("trains on preference pairs; file file-a has format chat"));
+  pairs.training_file->format = "chat_preference";
+  pairs.validation_file->format = "chat_preference";
+  EXPECT_THAT(ValidateJobSpec(spec, pairs), IsEmpty());
+
+  // Ranges, and settings the objective does not use.
+  spec.mutable_preference()->set_beta(0);
+  spec.mutable_preference()->set_label_smoothing(0.5);
+  spec.mutable_preference()->set_orpo_lambda(1);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, pairs)),
+              ElementsAre("spec.preference.orpo_lambda", "spec.preference.beta",
+                          "spec.preference.label_smoothing"));
+  spec.clear_preference();
+  spec.mutable_preference()->set_loss(v1::PREFERENCE_LOSS_IPO);
+  spec.mutable_preference()->set_label_smoothing(0.1);
+  errors = ValidateJobSpec(spec, pairs);
+  ASSERT_THAT(Fields(errors), ElementsAre("spec.preference.label_smoothing"));
+  EXPECT_THAT(errors[0].message, HasSubstr("IPO has no label smoothing"));
+  spec.set_objective(v1::TRAINING_OBJECTIVE_ORPO);
+  spec.clear_preference();
+  spec.mutable_preference()->set_beta(0.2);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, pairs)),
+              ElementsAre("spec.preference.beta"));
+  spec.set_objective(v1::TRAINING_OBJECTIVE_SFT);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.preference"));
+  spec.set_objective(static_cast<v1::TrainingObjective>(9));
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.objective"));
+
+  // Resolved: the objective and its defaults are filled in.
+  spec.clear_preference();
+  spec.set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  v1::JobSpec r = ResolveJobSpec(spec, *pairs.model, 1);
+  EXPECT_EQ(r.preference().loss(), v1::PREFERENCE_LOSS_SIGMOID);
+  EXPECT_EQ(r.preference().beta(), 0.1);
+  EXPECT_FALSE(r.preference().has_orpo_lambda());
+  spec.set_objective(v1::TRAINING_OBJECTIVE_ORPO);
+  r = ResolveJobSpec(spec, *pairs.model, 1);
+  EXPECT_EQ(r.preference().orpo_lambda(), 0.1);
+  EXPECT_FALSE(r.preference().has_beta());
+  spec.set_objective(v1::TRAINING_OBJECTIVE_UNSPECIFIED);
+  r = ResolveJobSpec(spec, *GoodContext().model, 1);
+  EXPECT_EQ(r.objective(), v1::TRAINING_OBJECTIVE_SFT);
+  EXPECT_FALSE(r.has_preference());
+}
+
 TEST(SpecValidationTest, Estimate) {
   v1::JobSpec spec = GoodSpec();
   spec.set_validation_split(0.2);

@@ -126,6 +126,43 @@ TEST_F(SchedulerMetricsTest, TimeToFirstStepOfEachAttempt) {
   EXPECT_THAT(text, HasSubstr("ftune_job_time_to_first_step_seconds_sum 10\n"));
 }
 
+// A preference job's reward accuracy and margin, per split, from its newest
+// training point and newest evaluation; gone when the job leaves RUNNING.
+TEST_F(SchedulerMetricsTest, PreferenceRewardsPerSplit) {
+  Transition(S::kQueued, S::kRunning, 1, 0);
+  store::JobChange change;
+  change.job = job_;
+  core::MetricPoint train;
+  train.job_id = job_.id;
+  train.attempt = 1;
+  train.step = 4;
+  train.train_loss = 0.6;
+  train.preference = contract::PreferenceMetrics{0.2, -0.1, 0.75, 0.3, -5, -7};
+  core::MetricPoint eval = train;
+  eval.step = 5;
+  eval.train_loss.reset();
+  eval.preference.reset();
+  eval.eval_loss = 0.65;
+  eval.eval_preference =
+      contract::PreferenceMetrics{0.1, -0.05, 0.625, 0.15, -6, -8};
+  change.metrics = {train, eval};
+  metrics_->OnCommit({change});
+  const std::string labels =
+      "{tenant=\"" + job_.tenant_id + "\",job_id=\"" + job_.id + "\",split=";
+  std::string text = Scrape();
+  EXPECT_THAT(text, HasSubstr("ftune_job_reward_accuracy" + labels +
+                              "\"train\"} 0.75\n"));
+  EXPECT_THAT(
+      text, HasSubstr("ftune_job_reward_margin" + labels + "\"train\"} 0.3\n"));
+  EXPECT_THAT(text, HasSubstr("ftune_job_reward_accuracy" + labels +
+                              "\"eval\"} 0.625\n"));
+  EXPECT_THAT(
+      text, HasSubstr("ftune_job_reward_margin" + labels + "\"eval\"} 0.15\n"));
+  Transition(S::kRunning, S::kSucceeded, 1, 10);
+  EXPECT_THAT(Scrape(),
+              ::testing::Not(HasSubstr("ftune_job_reward_accuracy{")));
+}
+
 // Commit timing feeds the two store histograms.
 TEST_F(SchedulerMetricsTest, CommitTimingIsObserved) {
   metrics_->OnCommitTiming(absl::Milliseconds(3), 5);

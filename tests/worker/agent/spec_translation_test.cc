@@ -333,6 +333,23 @@ std::map<std::string, Mutation> Mutations() {
   };
   m["max_restarts"] = [](auto& c) { c.mutable_spec()->set_max_restarts(1); };
   m["suffix"] = [](auto& c) { c.mutable_spec()->set_suffix("s"); };
+  const Edit dpo = [](v1::AssignJobCommand& c) {
+    c.mutable_spec()->set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  };
+  const Edit orpo = [](v1::AssignJobCommand& c) {
+    c.mutable_spec()->set_objective(v1::TRAINING_OBJECTIVE_ORPO);
+  };
+  auto pref = [](v1::AssignJobCommand& c) {
+    return c.mutable_spec()->mutable_preference();
+  };
+  m["objective"] = dpo;
+  m["preference.loss"] = {
+      [=](auto& c) { pref(c)->set_loss(v1::PREFERENCE_LOSS_IPO); }, dpo};
+  m["preference.beta"] = {[=](auto& c) { pref(c)->set_beta(0.5); }, dpo};
+  m["preference.label_smoothing"] = {
+      [=](auto& c) { pref(c)->set_label_smoothing(0.2); }, dpo};
+  m["preference.orpo_lambda"] = {
+      [=](auto& c) { pref(c)->set_orpo_lambda(0.5); }, orpo};
   return m;
 }
 

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -261,6 +262,131 @@ TEST_F(TrainBinaryTest, ResumeAfterSigtermMatchesTheUninterruptedRun) {
     // Bit for bit: same rows in the same order, same RNG, same optimizer.
     EXPECT_EQ(m["loss"].get<double>(), want[step]) << "step " << step;
   }
+}
+
+// Preference pairs with a learnable rule: chosen answers are spelled with
+// the letters a-e, rejected ones with v-z.
+void WritePreferenceData(const std::string& path, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto word = [&](char first) {
+    std::string w;
+    for (size_t i = 0, len = 3 + rng() % 4; i < len; ++i) {
+      w += static_cast<char>(first + rng() % 5);
+    }
+    return w;
+  };
+  std::ofstream f(path);
+  for (int i = 0; i < n; ++i) {
+    f << json{{"prompt", "say:"},
+              {"chosen", " " + word('a')},
+              {"rejected", " " + word('v')}}
+             .dump()
+      << "\n";
+  }
+}
+
+TEST_F(TrainBinaryTest, DpoAndOrpoLearnAPreferenceAndDpoResumesExactly) {
+  WritePreferenceData(dir_.Sub("pairs.jsonl"), 64, 11);
+  WritePreferenceData(dir_.Sub("pairs-val.jsonl"), 16, 12);
+  auto spec_for = [&](const std::string& run, const std::string& objective) {
+    json s = Spec(run);
+    s["train_data"] = dir_.Sub("pairs.jsonl");
+    s["validation_data"] = dir_.Sub("pairs-val.jsonl");
+    s["objective"] = objective;
+    s["lora"]["dropout"] = 0;
+    s["hyperparameters"]["packing"] = false;
+    s["hyperparameters"]["max_steps"] = 24;
+    s["hyperparameters"]["eval_every_steps"] = 12;
+    s["hyperparameters"]["checkpoint_every_steps"] = 0;
+    return s;
+  };
+  json dpo = spec_for("dpo", "dpo");
+  dpo["preference"] = {{"beta", 0.5}};
+  RunResult full = Run("dpo", dpo);
+  ASSERT_EQ(full.exit_code, kExitOk) << full.stderr_text;
+  std::vector<json> metrics = full.Of("metrics");
+  ASSERT_EQ(metrics.size(), 24u);
+  // LoRA's B starts at 0: the policy is the reference, and DPO's loss is
+  // log 2 whatever the pairs.
+  EXPECT_NEAR(metrics[0]["loss"].get<double>(), std::log(2.0), 1e-6);
+  EXPECT_NEAR(metrics[0]["preference"]["reward_margin"].get<double>(), 0, 1e-6);
+  const std::vector<json> evals = full.Of("eval");
+  ASSERT_EQ(evals.size(), 2u);
+  ASSERT_TRUE(evals.back().contains("preference"));
+  EXPECT_GE(evals.back()["preference"]["reward_accuracy"].get<double>(), 0.9)
+      << evals.back().dump();
+  EXPECT_GT(evals.back()["preference"]["reward_margin"].get<double>(), 0);
+  EXPECT_LT(evals.back()["eval_loss"].get<double>(), std::log(2.0));
+  const std::vector<json> data = full.Of("data");
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data[0]["examples"], 64);
+  EXPECT_EQ(data[0]["rows"], 128);  // two per pair
+  EXPECT_EQ(data[0]["format"], "preference");
+  EXPECT_TRUE(std::filesystem::exists(
+      dir_.Sub("dpo/adapter/adapter_model.safetensors")));
+
+  // Interrupted after its first step and resumed: the same losses, bit
+  // for bit (the pairs' order, the reference, the optimizer state).
+  json cut = dpo;
+  cut["output_dir"] = dir_.Sub("dpo-cut/adapter");
+  cut["checkpoint_dir"] = dir_.Sub("dpo-cut/ckpt");
+  RunResult stopped = Run("dpo-cut", cut, /*term_after_metrics=*/true);
+  ASSERT_EQ(stopped.exit_code, kExitInterrupted) << stopped.stderr_text;
+  const int64_t at = stopped.lines.back()["step"].get<int64_t>();
+  cut["resume_from"] = "auto";
+  RunResult resumed = Run("dpo-resumed", cut);
+  ASSERT_EQ(resumed.exit_code, kExitOk) << resumed.stderr_text;
+  const std::vector<json> rest = resumed.Of("metrics");
+  ASSERT_EQ(static_cast<int64_t>(rest.size()), 24 - at);
+  for (const json& m : rest) {
+    const int64_t step = m["step"].get<int64_t>();
+    EXPECT_EQ(m["loss"].get<double>(), metrics[step - 1]["loss"].get<double>())
+        << "step " << step;
+  }
+
+  json orpo = spec_for("orpo", "orpo");
+  orpo["preference"] = {{"orpo_lambda", 1.0}};
+  RunResult o = Run("orpo", orpo);
+  ASSERT_EQ(o.exit_code, kExitOk) << o.stderr_text;
+  const std::vector<json> orpo_evals = o.Of("eval");
+  ASSERT_FALSE(orpo_evals.empty());
+  EXPECT_GE(orpo_evals.back()["preference"]["reward_accuracy"].get<double>(),
+            0.9)
+      << orpo_evals.back().dump();
+}
+
+TEST_F(TrainBinaryTest, PreferenceJobsRefuseTheWrongDataAndPromptsTooLong) {
+  json s = Spec("dpo-on-chat");
+  s["objective"] = "dpo";
+  RunResult r = Run("dpo-on-chat", s);
+  EXPECT_EQ(r.exit_code, kExitBadInput);
+  EXPECT_THAT(r.stderr_text,
+              HasSubstr("objective \"dpo\" trains on preference pairs"));
+  EXPECT_THAT(r.stderr_text, HasSubstr("format is messages"));
+
+  WritePreferenceData(dir_.Sub("pairs.jsonl"), 4, 1);
+  s = Spec("sft-on-pairs");
+  s["train_data"] = dir_.Sub("pairs.jsonl");
+  s.erase("validation_data");
+  s["hyperparameters"].erase("eval_every_steps");
+  r = Run("sft-on-pairs", s);
+  EXPECT_EQ(r.exit_code, kExitBadInput);
+  EXPECT_THAT(r.stderr_text,
+              HasSubstr("objective \"sft\" does not train on preference"));
+
+  {
+    std::ofstream f(dir_.Sub("pairs.jsonl"), std::ios::app);
+    f << json{{"prompt", std::string(80, 'p')},
+              {"chosen", " a"},
+              {"rejected", " b"}}
+             .dump()
+      << "\n";
+  }
+  s["objective"] = "orpo";
+  r = Run("long-prompt", s);
+  EXPECT_EQ(r.exit_code, kExitBadInput);
+  EXPECT_THAT(r.stderr_text, HasSubstr("line 5: the prompt is"));
+  EXPECT_THAT(r.stderr_text, HasSubstr("max_seq_length 64 leaves no room"));
 }
 
 TEST_F(TrainBinaryTest, BadInputExitsTwoNamingFileLineAndField) {

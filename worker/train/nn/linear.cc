@@ -39,7 +39,7 @@ Tensor Nf4Weight::Forward(const Tensor& x) const {
 Tensor Nf4Weight::Dense() const { return Dequantize(q_, compute_dtype_); }
 
 Tensor Linear::Forward(const Tensor& x, bool training) const {
-  if (!has_lora()) return base_->Forward(x);
+  if (!has_lora() || !lora_enabled_) return base_->Forward(x);
   // On rows ([tokens, features]): the LoRA update is then one addmm_ into
   // the base output, whose backward multiplies in the layouts that suit
   // BLAS's skinny (rank-wide) GEMMs; a matmul plus add_ takes about twice as

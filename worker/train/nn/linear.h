@@ -101,6 +101,9 @@ class Linear {
   // drawn from the default CPU generator.
   void AddLora(const LoraOptions& options, torch::Dtype dtype);
   bool has_lora() const { return lora_a_.defined(); }
+  // Off: Forward is the frozen base alone (the reference model of DPO);
+  // the LoRA weights stay as they are.
+  void set_lora_enabled(bool on) { lora_enabled_ = on; }
   torch::Tensor& lora_a() { return lora_a_; }
   torch::Tensor& lora_b() { return lora_b_; }
   double scaling() const { return scaling_; }
@@ -113,6 +116,7 @@ class Linear {
   torch::Tensor lora_a_, lora_b_;  // [r, in], [out, r]
   double scaling_ = 0;
   double dropout_ = 0;
+  bool lora_enabled_ = true;
 };
 
 // A dense weight, or its quantised form when `quantization` is set (then

@@ -55,6 +55,73 @@ absl::StatusOr<std::vector<TokenizedExample>> TokenizeAll(
   return out;
 }
 
+// One side of a preference pair as an example of the supervised format its
+// answer has: prompt/completion, or the input messages (not trained on)
+// followed by the answer's assistant messages.
+Example PairSide(const Example& pair, bool chosen) {
+  Example side;
+  side.line_number = pair.line_number;
+  if (pair.format == DatasetFormat::kPreference) {
+    side.format = DatasetFormat::kPromptCompletion;
+    side.prompt = pair.prompt;
+    side.completion = chosen ? pair.chosen : pair.rejected;
+    return side;
+  }
+  side.format = DatasetFormat::kMessages;
+  side.messages = pair.messages;
+  for (Message& m : side.messages) m.trainable = false;
+  for (const Message& m :
+       chosen ? pair.chosen_messages : pair.rejected_messages) {
+    side.messages.push_back(m);
+    side.messages.back().trainable = true;
+  }
+  return side;
+}
+
+// Rows 2i and 2i+1: pair i's chosen and rejected sides (see the header).
+absl::StatusOr<std::vector<PackedSequence>> PairRows(
+    const std::vector<Example>& examples, const std::vector<size_t>& order,
+    ChatTemplate tmpl, const Tokenizer& tokenizer,
+    const DatasetOptions& options, DatasetStats* stats) {
+  std::vector<PackedSequence> rows;
+  const size_t max_len = static_cast<size_t>(options.max_seq_length);
+  for (size_t i : order) {
+    const Example& pair = examples[i];
+    ++stats->examples;
+    TokenizedExample sides[2];
+    for (int s = 0; s < 2; ++s) {
+      FTUNE_ASSIGN_OR_RETURN(
+          sides[s], TokenizeExample(PairSide(pair, s == 0), tmpl, tokenizer));
+    }
+    // The prompt is every token before the first target.
+    size_t prompt = 0;
+    while (prompt < sides[0].ids.size() && sides[0].loss_mask[prompt] == 0) {
+      ++prompt;
+    }
+    if (prompt + 1 > max_len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "line ", pair.line_number, ": the prompt is ", prompt,
+          " tokens; max_seq_length ", max_len,
+          " leaves no room for the answers (raise max_seq_length or "
+          "shorten the prompt)"));
+    }
+    const bool over =
+        sides[0].ids.size() > max_len || sides[1].ids.size() > max_len;
+    if (over && options.overlength == OverlengthPolicy::kDrop) {
+      ++stats->dropped_overlength;
+      continue;
+    }
+    if (over) ++stats->truncated;
+    for (const TokenizedExample& side : sides) {
+      PackedSequence row;
+      AppendExample(side, std::min(side.ids.size(), max_len), &row, 0, stats);
+      rows.push_back(std::move(row));
+    }
+  }
+  stats->rows += static_cast<int64_t>(rows.size());
+  return rows;
+}
+
 }  // namespace
 
 std::vector<size_t> SeededPermutation(size_t n, uint64_t seed) {
@@ -127,7 +194,9 @@ absl::StatusOr<Dataset> BuildDatasetFromText(absl::string_view train_jsonl,
       ParseDataset(train_jsonl, options.limits);
   if (!train.ok()) return Annotate(train.status(), "training file");
   out.format = train->format;
-  if (out.format == DatasetFormat::kMessages) {
+  out.pairs = IsPreferenceFormat(out.format);
+  if (out.format == DatasetFormat::kMessages ||
+      out.format == DatasetFormat::kChatPreference) {
     FTUNE_ASSIGN_OR_RETURN(
         out.chat_template,
         ResolveChatTemplate(options.chat_template, tokenizer.config()));
@@ -159,6 +228,28 @@ absl::StatusOr<Dataset> BuildDatasetFromText(absl::string_view train_jsonl,
   }
   std::vector<size_t> val_order(val_examples.size());
   for (size_t i = 0; i < val_order.size(); ++i) val_order[i] = i;
+  if (out.pairs) {
+    absl::StatusOr<std::vector<PackedSequence>> rows =
+        PairRows(train->examples, train_order, out.chat_template, tokenizer,
+                 options, &out.train_stats);
+    if (!rows.ok()) return Annotate(rows.status(), "training file");
+    out.train = std::move(*rows);
+    rows = PairRows(val_examples, val_order, out.chat_template, tokenizer,
+                    options, &out.validation_stats);
+    if (!rows.ok()) {
+      return Annotate(rows.status(), validation_jsonl.empty()
+                                         ? "training file"
+                                         : "validation file");
+    }
+    out.validation = std::move(*rows);
+    if (out.train.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "training file: no pair left to train on (", out.train_stats.examples,
+          " pairs, ", out.train_stats.dropped_overlength,
+          " dropped as longer than ", options.max_seq_length, " tokens)"));
+    }
+    return out;
+  }
 
   absl::StatusOr<std::vector<TokenizedExample>> train_tok =
       TokenizeAll(train->examples, train_order, out.chat_template, tokenizer);

@@ -19,6 +19,14 @@
 //  6. packs: with packing, examples are appended in order to the current row
 //     while they fit (next-fit greedy), never split across rows; without,
 //     one example per row.
+// Preference pairs (DatasetFormat kPreference, kChatPreference) take steps
+// 1-3 the same way, then become two rows each, never packed: row 2i is the
+// prompt with the chosen answer, row 2i+1 the same prompt with the rejected
+// one, targets only on the answer (and the token that ends it). Over-length
+// policy per pair: kTruncate cuts each side to max_seq_length tokens (the
+// end of the answer is lost; both sides keep the whole prompt), kDrop drops
+// the pair. A prompt of max_seq_length tokens or more leaves no room for an
+// answer: INVALID_ARGUMENT naming the line and the lengths.
 // Within a row: position_ids restart at 0 for every example, segment_ids
 // number the examples 0, 1, ..., and labels[i] = input_ids[i+1] when token
 // i+1 is a target of the same example, else kIgnoreLabel (the last token of
@@ -68,6 +76,9 @@ struct DatasetStats {
 
 struct Dataset {
   DatasetFormat format = DatasetFormat::kUnknown;
+  // IsPreferenceFormat(format): rows come in (chosen, rejected) pairs and
+  // stats count pairs as examples.
+  bool pairs = false;
   ChatTemplate chat_template = ChatTemplate::kChatML;  // used for messages
   std::vector<PackedSequence> train;
   std::vector<PackedSequence> validation;  // empty without validation data
