@@ -255,7 +255,17 @@ class OpenAiHttpServer::Request {
         return status_code_;
       }
       DrainBody();
-      RespondError(ErrorFromStatus(s));
+      ApiError e = ErrorFromStatus(s);
+      // An id in the path that could never exist is not found, as OpenAI
+      // answers it (gRPC calls it INVALID_ARGUMENT).
+      std::optional<v1::ErrorInfo> info = engine::GetErrorInfo(s);
+      if (absl::IsInvalidArgument(s) && info &&
+          (info->field() == "job_id" || info->field() == "file_id")) {
+        e.http_status = 404;
+        e.code = "not_found";
+        e.param.clear();
+      }
+      RespondError(e);
     }
     return status_code_;
   }

@@ -273,6 +273,10 @@ TEST_F(OpenAiServerTest, CreateListRetrieveControlAndIdempotency) {
   EXPECT_EQ(page2.body["data"][0]["id"], id);
   EXPECT_EQ(page2.body["has_more"], false);
 
+  Reply malformed = Send("GET", "/v1/fine_tuning/jobs/job-nope", t.key);
+  EXPECT_EQ(malformed.status, 404) << malformed.raw;
+  EXPECT_EQ(ErrorOf(malformed)["code"], "not_found");
+
   Reply got = Send("GET", "/v1/fine_tuning/jobs/" + id, t.key);
   ASSERT_EQ(got.status, 200) << got.raw;
   EXPECT_EQ(got.body["id"], id);
