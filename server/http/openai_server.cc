@@ -495,8 +495,17 @@ class OpenAiHttpServer::Request {
                           absl::StrCat("purpose \"", *form.purpose,
                                        "\" is not supported (only fine-tune)"));
     }
-    FTUNE_ASSIGN_OR_RETURN(v1::File file, form.upload->Finish());
-    Respond(200, FileJson(file));
+    absl::StatusOr<v1::File> file = form.upload->Finish();
+    if (!file.ok()) {
+      // A bad dataset line is the file's fault: OpenAI names the field
+      // "file" (the line and JSON path stay in the message).
+      std::optional<v1::ErrorInfo> info = engine::GetErrorInfo(file.status());
+      if (absl::IsInvalidArgument(file.status()) && info && info->line() > 0) {
+        return InvalidParam("file", std::string(file.status().message()));
+      }
+      return file.status();
+    }
+    Respond(200, FileJson(*file));
     return absl::OkStatus();
   }
 

@@ -184,6 +184,7 @@ TEST_F(OpenAiServerTest, BadUploadsAreRefusedNamingTheParamAndStoreNothing) {
   Reply bad = Upload(t.key, ChatJsonl(2) + "{\"messages\": 3}\n");
   EXPECT_EQ(bad.status, 400) << bad.raw;
   EXPECT_THAT(ErrorOf(bad)["message"].get<std::string>(), HasSubstr("line 3"));
+  EXPECT_EQ(ErrorOf(bad)["param"], "file");
   // Purpose OpenAI has but ftune does not store, after the file's bytes.
   Reply purpose = Upload(t.key, ChatJsonl(2), "assistants");
   EXPECT_EQ(purpose.status, 400) << purpose.raw;
