@@ -244,8 +244,8 @@ absl::Status SchedulerServer::Start() {
     ho.listen_address = options_.http_address;
     absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> api =
         http::OpenAiHttpServer::Start(
-            ho,
-            {store_.get(), jobs_.get(), file_service_->catalog(), auth_.get()});
+            ho, {store_.get(), jobs_.get(), file_service_->catalog(),
+                 auth_.get(), registry_.get()});
     if (!api.ok()) {
       Shutdown();
       Wait();

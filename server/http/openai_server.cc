@@ -22,9 +22,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/logging.h"
+#include "common/metrics/metric.h"
+#include "common/metrics/registry.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "server/engine/convert.h"
@@ -117,16 +120,20 @@ absl::Status OnlyQueryParams(const std::map<std::string, std::string>& q,
 
 // Items of a newest-first listing after the item with id `after` (from the
 // start when empty), at most `limit`, and whether more follow. `page`
-// reads one store page: (token) -> (ids+objects, next token).
+// reads one store page: (token, page size, items out) -> next token; the
+// walk to `after` reads large pages, the rest only what the answer needs.
 template <typename Item, typename Page>
 absl::Status PageAfter(const std::string& after, int limit, Page page,
                        std::vector<Item>* out, bool* has_more) {
+  constexpr int kWalkPageSize = 1000;
   bool found = after.empty();
   std::string token;
   *has_more = false;
   for (;;) {
     std::vector<std::pair<std::string, Item>> items;
-    FTUNE_ASSIGN_OR_RETURN(std::string next, page(token, &items));
+    const int size =
+        found ? limit + 1 - static_cast<int>(out->size()) : kWalkPageSize;
+    FTUNE_ASSIGN_OR_RETURN(std::string next, page(token, size, &items));
     for (auto& [id, item] : items) {
       if (!found) {
         found = id == after;
@@ -153,6 +160,14 @@ json ListJson(json data, bool has_more) {
   out["first_id"] = data.empty() ? json(nullptr) : data.front()["id"];
   out["last_id"] = data.empty() ? json(nullptr) : data.back()["id"];
   return out;
+}
+
+// What the catalog refuses about an upload's bytes or name (a bad dataset
+// line, an empty file, a bad filename) is the `file` field's fault in
+// OpenAI's terms; the message keeps the line and the JSON path.
+absl::Status AboutFileParam(absl::Status status) {
+  if (!absl::IsInvalidArgument(status)) return status;
+  return InvalidParam("file", std::string(status.message()));
 }
 
 // The form fields of POST /v1/files as civetweb's multipart parser hands
@@ -203,7 +218,7 @@ struct UploadForm {
     absl::StatusOr<std::unique_ptr<rpc::FileCatalog::Upload>> upload =
         form->files->StartUpload(form->tenant, metadata);
     if (!upload.ok()) {
-      form->error = upload.status();
+      form->error = AboutFileParam(upload.status());
       return MG_FORM_FIELD_STORAGE_ABORT;
     }
     form->upload = *std::move(upload);
@@ -227,8 +242,8 @@ struct UploadForm {
     const size_t max_chunk = static_cast<size_t>(
         std::max<int64_t>(1, form->files->options().max_chunk_size_bytes));
     for (size_t at = 0; at < size; at += max_chunk) {
-      form->error = form->upload->Add(
-          absl::string_view(value + at, std::min(max_chunk, size - at)));
+      form->error = AboutFileParam(form->upload->Add(
+          absl::string_view(value + at, std::min(max_chunk, size - at))));
       if (!form->error.ok()) return MG_FORM_FIELD_HANDLE_ABORT;
     }
     return MG_FORM_FIELD_HANDLE_GET;
@@ -245,6 +260,10 @@ class OpenAiHttpServer::Request {
     method_ = info_->request_method != nullptr ? info_->request_method : "";
     path_ = info_->local_uri != nullptr ? info_->local_uri : "";
   }
+
+  // The route template ("GET /v1/fine_tuning/jobs/{id}/events") for
+  // metrics, once Route() has run.
+  const std::string& route() const { return route_; }
 
   int Handle() {
     absl::Status s = Route();
@@ -375,7 +394,6 @@ class OpenAiHttpServer::Request {
     absl::string_view media = type == nullptr ? "" : type;
     media = absl::StripAsciiWhitespace(media.substr(0, media.find(';')));
     if (!absl::EqualsIgnoreCase(media, "application/json")) {
-      ApiError e;
       return absl::InvalidArgumentError(
           absl::StrCat("Content-Type must be application/json, got \"",
                        type == nullptr ? "" : type, "\""));
@@ -391,6 +409,30 @@ class OpenAiHttpServer::Request {
   absl::Status Route() {
     std::vector<absl::string_view> parts =
         absl::StrSplit(absl::string_view(path_), '/', absl::SkipEmpty());
+    // The route with ids as {id}, for metrics: only the API's own routes
+    // and methods, so that no request can add label values.
+    std::vector<std::string> shape;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const bool id = (i == 2 && parts[1] == "files") ||
+                      (i == 3 && parts.size() > 2 && parts[1] == "fine_tuning");
+      shape.push_back(id ? "{id}" : std::string(parts[i]));
+    }
+    const std::string route = absl::StrCat("/", absl::StrJoin(shape, "/"));
+    static const auto* const kRoutes =
+        new std::vector<std::string>{"/v1/files",
+                                     "/v1/files/{id}",
+                                     "/v1/files/{id}/content",
+                                     "/v1/fine_tuning/jobs",
+                                     "/v1/fine_tuning/jobs/{id}",
+                                     "/v1/fine_tuning/jobs/{id}/cancel",
+                                     "/v1/fine_tuning/jobs/{id}/pause",
+                                     "/v1/fine_tuning/jobs/{id}/resume",
+                                     "/v1/fine_tuning/jobs/{id}/events",
+                                     "/v1/fine_tuning/jobs/{id}/checkpoints"};
+    if ((method_ == "GET" || method_ == "POST" || method_ == "DELETE") &&
+        std::find(kRoutes->begin(), kRoutes->end(), route) != kRoutes->end()) {
+      route_ = absl::StrCat(method_, " ", route);
+    }
     if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "files") {
       return RouteFiles(parts);
     }
@@ -496,15 +538,7 @@ class OpenAiHttpServer::Request {
                                        "\" is not supported (only fine-tune)"));
     }
     absl::StatusOr<v1::File> file = form.upload->Finish();
-    if (!file.ok()) {
-      // A bad dataset line is the file's fault: OpenAI names the field
-      // "file" (the line and JSON path stay in the message).
-      std::optional<v1::ErrorInfo> info = engine::GetErrorInfo(file.status());
-      if (absl::IsInvalidArgument(file.status()) && info && info->line() > 0) {
-        return InvalidParam("file", std::string(file.status().message()));
-      }
-      return file.status();
-    }
+    if (!file.ok()) return AboutFileParam(file.status());
     Respond(200, FileJson(*file));
     return absl::OkStatus();
   }
@@ -523,25 +557,25 @@ class OpenAiHttpServer::Request {
     if (q.count("order") && q["order"] != "desc") {
       return InvalidParam("order", "order: only desc (newest first)");
     }
-    std::vector<json> out;
+    std::vector<v1::File> out;
     bool has_more = false;
-    FTUNE_RETURN_IF_ERROR(PageAfter<json>(
+    FTUNE_RETURN_IF_ERROR(PageAfter<v1::File>(
         q["after"], limit,
-        [&](const std::string& token,
-            std::vector<std::pair<std::string, json>>* items)
+        [&](const std::string& token, int size,
+            std::vector<std::pair<std::string, v1::File>>* items)
             -> absl::StatusOr<std::string> {
           v1::ListFilesRequest request;
-          request.set_page_size(1000);
+          request.set_page_size(size);
           request.set_page_token(token);
           FTUNE_ASSIGN_OR_RETURN(v1::ListFilesResponse page,
                                  backends().files->ListFiles(tenant, request));
-          for (const v1::File& f : page.files()) {
-            items->emplace_back(f.id(), FileJson(f));
-          }
+          for (const v1::File& f : page.files()) items->emplace_back(f.id(), f);
           return page.next_page_token();
         },
         &out, &has_more));
-    Respond(200, ListJson(out, has_more));
+    json data = json::array();
+    for (const v1::File& f : out) data.push_back(FileJson(f));
+    Respond(200, ListJson(data, has_more));
     return absl::OkStatus();
   }
 
@@ -631,15 +665,15 @@ class OpenAiHttpServer::Request {
       if (!selector.empty()) selector += ",";
       absl::StrAppend(&selector, key, "=", value);
     }
-    std::vector<json> out;
+    std::vector<v1::Job> out;
     bool has_more = false;
-    FTUNE_RETURN_IF_ERROR(PageAfter<json>(
+    FTUNE_RETURN_IF_ERROR(PageAfter<v1::Job>(
         q["after"], limit,
-        [&](const std::string& token,
-            std::vector<std::pair<std::string, json>>* items)
+        [&](const std::string& token, int size,
+            std::vector<std::pair<std::string, v1::Job>>* items)
             -> absl::StatusOr<std::string> {
           v1::ListJobsRequest request;
-          request.set_page_size(1000);
+          request.set_page_size(size);
           request.set_page_token(token);
           request.set_label_selector(selector);
           v1::ListJobsResponse page;
@@ -652,13 +686,13 @@ class OpenAiHttpServer::Request {
             }
             return s;
           }
-          for (const v1::Job& j : page.jobs()) {
-            items->emplace_back(j.id(), JobJson(j));
-          }
+          for (const v1::Job& j : page.jobs()) items->emplace_back(j.id(), j);
           return page.next_page_token();
         },
         &out, &has_more));
-    Respond(200, ListJson(out, has_more));
+    json data = json::array();
+    for (const v1::Job& j : out) data.push_back(JobJson(j));
+    Respond(200, ListJson(data, has_more));
     return absl::OkStatus();
   }
 
@@ -766,20 +800,22 @@ class OpenAiHttpServer::Request {
       token = page.next_page_token();
     } while (!token.empty());
     std::reverse(all.begin(), all.end());
-    std::vector<json> out;
+    std::vector<v1::Checkpoint> out;
     bool has_more = false;
-    FTUNE_RETURN_IF_ERROR(PageAfter<json>(
+    FTUNE_RETURN_IF_ERROR(PageAfter<v1::Checkpoint>(
         q["after"], limit,
-        [&](const std::string&,
-            std::vector<std::pair<std::string, json>>* items)
+        [&](const std::string&, int,
+            std::vector<std::pair<std::string, v1::Checkpoint>>* items)
             -> absl::StatusOr<std::string> {
           for (const v1::Checkpoint& c : all) {
-            items->emplace_back(CheckpointId(id, c), CheckpointJson(job, c));
+            items->emplace_back(CheckpointId(id, c), c);
           }
           return std::string();
         },
         &out, &has_more));
-    Respond(200, ListJson(out, has_more));
+    json data = json::array();
+    for (const v1::Checkpoint& c : out) data.push_back(CheckpointJson(job, c));
+    Respond(200, ListJson(data, has_more));
     return absl::OkStatus();
   }
 
@@ -788,6 +824,7 @@ class OpenAiHttpServer::Request {
   const mg_request_info* const info_;
   std::string method_;
   std::string path_;
+  std::string route_ = "other";
   bool responded_ = false;
   int status_code_ = 500;
 };
@@ -852,6 +889,20 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
         absl::StrCat("OpenAI HTTP API: cannot listen on ", ports, ": ",
                      errors.empty() ? "civetweb gave no reason" : errors));
   }
+  if (backends.registry != nullptr) {
+    absl::StatusOr<metrics::CounterFamily*> requests =
+        backends.registry->AddCounter(
+            "ftune_http_requests_total",
+            "Requests answered by the OpenAI-compatible HTTP API, by route "
+            "(ids as {id}) and HTTP status code.",
+            {"route", "code"});
+    if (!requests.ok()) {
+      server->Stop();
+      return absl::InternalError(
+          absl::StrCat("registering a metric: ", requests.status().message()));
+    }
+    server->requests_ = *requests;
+  }
   mg_set_request_handler(server->context_, "/", &HandleRequest, server.get());
   mg_server_port bound[4];
   const int n = mg_get_server_ports(server->context_, 4, bound);
@@ -898,9 +949,14 @@ std::string OpenAiHttpServer::address() const {
   return absl::StrCat(host_, ":", port_);
 }
 
-int OpenAiHttpServer::HandleRequest(mg_connection* conn, void* self) {
-  Request request(*static_cast<const OpenAiHttpServer*>(self), conn);
-  return request.Handle();
+int OpenAiHttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
+  const auto* self = static_cast<const OpenAiHttpServer*>(self_ptr);
+  Request request(*self, conn);
+  const int code = request.Handle();
+  if (self->requests_ != nullptr) {
+    self->requests_->WithLabels({request.route(), std::to_string(code)})->Inc();
+  }
+  return code;
 }
 
 }  // namespace ftune::server::http

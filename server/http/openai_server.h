@@ -32,6 +32,14 @@
 struct mg_context;
 struct mg_connection;
 
+namespace ftune::metrics {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+using CounterFamily = Family<Counter>;
+}  // namespace ftune::metrics
+
 namespace ftune::store {
 class Store;
 }  // namespace ftune::store
@@ -66,6 +74,9 @@ struct OpenAiBackends {
   engine::JobEngine* jobs = nullptr;
   rpc::FileCatalog* files = nullptr;
   rpc::StoreAuthenticator* auth = nullptr;
+  // Where ftune_http_requests_total{route, code} is registered; null = no
+  // metrics.
+  metrics::Registry* registry = nullptr;
 };
 
 class OpenAiHttpServer {
@@ -99,6 +110,7 @@ class OpenAiHttpServer {
   const OpenAiServerOptions options_;
   const OpenAiBackends backends_;
   const std::string host_;
+  metrics::CounterFamily* requests_ = nullptr;  // Owned by the registry.
   mg_context* context_ = nullptr;
   int port_ = 0;
 };

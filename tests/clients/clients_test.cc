@@ -31,6 +31,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/status_matchers.h"
 
 namespace ftune::testing {
@@ -336,6 +337,18 @@ TEST(OpenAiSdkTest, DrivesFilesAndJobsThroughTheHttpApi) {
   ASSERT_OK_AND_ASSIGN(v1::Job job, cluster.GetJob(tenant, job_id));
   EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(job.spec().hyperparameters().seed(), 7);
+
+  // The scheduler counted the API's requests by route and status.
+  const std::string& metrics = cluster.metrics_address();
+  ASSERT_OK_AND_ASSIGN(
+      HttpResponse scrape,
+      HttpGet(metrics.substr(0, metrics.rfind(':')),
+              std::stoi(metrics.substr(metrics.rfind(':') + 1)), "/metrics"));
+  EXPECT_THAT(scrape.body, HasSubstr("ftune_http_requests_total{route=\"POST "
+                                     "/v1/fine_tuning/jobs\",code=\"400\"} 2"));
+  EXPECT_THAT(scrape.body, HasSubstr("ftune_http_requests_total{route=\"POST "
+                                     "/v1/fine_tuning/jobs/{id}/pause\","
+                                     "code=\"200\"} 1"));
 }
 
 // --- Server reflection, as generic tools (grpcurl, Postman, ...) use it. ---

@@ -185,6 +185,9 @@ TEST_F(OpenAiServerTest, BadUploadsAreRefusedNamingTheParamAndStoreNothing) {
   EXPECT_EQ(bad.status, 400) << bad.raw;
   EXPECT_THAT(ErrorOf(bad)["message"].get<std::string>(), HasSubstr("line 3"));
   EXPECT_EQ(ErrorOf(bad)["param"], "file");
+  Reply empty = Upload(t.key, "");
+  EXPECT_EQ(empty.status, 400) << empty.raw;
+  EXPECT_EQ(ErrorOf(empty)["param"], "file");
   // Purpose OpenAI has but ftune does not store, after the file's bytes.
   Reply purpose = Upload(t.key, ChatJsonl(2), "assistants");
   EXPECT_EQ(purpose.status, 400) << purpose.raw;
