@@ -29,6 +29,8 @@ PACKAGES=(
   python3-sentencepiece
   # test certificates for TLS/mTLS tests
   openssl
+  # the curl examples of docs/openai-compat.md, run by the docs test
+  jq
   # observability tests (promtool, a real Prometheus server)
   prometheus
   # deployment checks: docker-compose config, YAML lint

@@ -65,6 +65,12 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9090",
           "host:port (IPv4) for the HTTP endpoint serving /metrics "
           "(Prometheus), /healthz and /readyz; port 0 picks a free port, "
           "printed as 'metrics_address=HOST:PORT'; empty = none.");
+ABSL_FLAG(std::string, http_address, "",
+          "host:port (IPv4) for the OpenAI-compatible fine-tuning HTTP API "
+          "(/v1/files, /v1/fine_tuning/jobs; docs/openai-compat.md); port 0 "
+          "picks a free port, printed as 'http_address=HOST:PORT'; empty "
+          "(default) = off. Plaintext HTTP: off loopback, put a TLS proxy in "
+          "front.");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate chain of the gRPC server (with --tls_key_file); "
           "none = plaintext.");
@@ -199,6 +205,7 @@ int main(int argc, char** argv) {
   options.storage_root = absl::GetFlag(FLAGS_storage_root);
   options.config_path = absl::GetFlag(FLAGS_config);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.http_address = absl::GetFlag(FLAGS_http_address);
   options.lease_duration = absl::GetFlag(FLAGS_lease_duration);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
@@ -259,6 +266,9 @@ int main(int argc, char** argv) {
   std::cout << "grpc_address=" << server.address() << std::endl;
   if (!server.metrics_address().empty()) {
     std::cout << "metrics_address=" << server.metrics_address() << std::endl;
+  }
+  if (!server.http_address().empty()) {
+    std::cout << "http_address=" << server.http_address() << std::endl;
   }
 
   int sig = 0;

@@ -16,6 +16,7 @@
 #include "server/engine/dispatcher.h"
 #include "server/engine/job_engine.h"
 #include "server/engine/watch_hub.h"
+#include "server/http/openai_server.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
 #include "server/rpc/executor.h"
@@ -238,12 +239,34 @@ absl::Status SchedulerServer::Start() {
     }
     metrics_http_ = *std::move(http);
   }
+  if (!options_.http_address.empty() && job_service_ != nullptr) {
+    http::OpenAiServerOptions ho;
+    ho.listen_address = options_.http_address;
+    absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> api =
+        http::OpenAiHttpServer::Start(
+            ho, {store_.get(), jobs_.get(), file_service_->catalog(),
+                 auth_.get(), registry_.get()});
+    if (!api.ok()) {
+      Shutdown();
+      Wait();
+      return absl::Status(api.status().code(),
+                          absl::StrCat("HTTP API ", options_.http_address, ": ",
+                                       api.status().message()));
+    }
+    openai_http_ = *std::move(api);
+    FTUNE_LOG(INFO) << "OpenAI-compatible HTTP API on http://"
+                    << openai_http_->address();
+  }
   FTUNE_LOG(INFO) << "gRPC serving on " << address();
   return absl::OkStatus();
 }
 
 std::string SchedulerServer::metrics_address() const {
   return metrics_http_ == nullptr ? "" : metrics_http_->address();
+}
+
+std::string SchedulerServer::http_address() const {
+  return openai_http_ == nullptr ? "" : openai_http_->address();
 }
 
 std::string SchedulerServer::address() const {
@@ -257,6 +280,7 @@ void SchedulerServer::Shutdown() {
   if (server_ == nullptr || shut_down_) return;
   shut_down_ = true;
   if (metrics_http_ != nullptr) metrics_http_->Stop();
+  if (openai_http_ != nullptr) openai_http_->Stop();
   // Health turns NOT_SERVING first so load balancers stop sending.
   server_->GetHealthCheckService()->SetServingStatus(false);
   // Watches are endless streams: end them first so they do not hold the

@@ -35,6 +35,10 @@ class Registry;
 
 namespace ftune::server {
 
+namespace http {
+class OpenAiHttpServer;
+}  // namespace http
+
 namespace engine {
 class Dispatcher;
 class JobEngine;
@@ -96,6 +100,10 @@ struct SchedulerOptions {
   // false: no dispatcher thread (no leases granted or expired): for tests
   // that drive leases through the store by hand.
   bool dispatch = true;
+  // host:port (IPv4) of the OpenAI-compatible HTTP API
+  // (server/http/openai_server.h; port 0 picks one, see http_address());
+  // empty = none. Plaintext: put it behind a TLS proxy off loopback.
+  std::string http_address;
   // Stream handlers; empty ones are served by the built-in WatchJob (the
   // store's commit fan-out) and StreamJobLog (log files under storage_root).
   rpc::JobStreamHandlers job_streams;
@@ -125,6 +133,8 @@ class SchedulerServer {
 
   // host:port of the metrics endpoint ("" without one).
   std::string metrics_address() const;
+  // host:port of the OpenAI-compatible HTTP API ("" without one).
+  std::string http_address() const;
 
   // The store, for in-process tests and wiring (null without db_path).
   store::SqliteStore* store() const { return store_.get(); }
@@ -156,6 +166,7 @@ class SchedulerServer {
   std::unique_ptr<rpc::WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;  // Stops first.
+  std::unique_ptr<http::OpenAiHttpServer> openai_http_;       // Stops first.
   int port_ = 0;
   bool shut_down_ = false;
 };

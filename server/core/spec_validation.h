@@ -31,6 +31,8 @@ struct FieldError {
 // core::FileRecord::purpose / format.
 inline constexpr char kFilePurposeTrain[] = "fine-tune-train";
 inline constexpr char kFilePurposeValidation[] = "fine-tune-validation";
+// Usable as either (OpenAI's purpose): neither check refuses it.
+inline constexpr char kFilePurposeFineTune[] = "fine-tune";
 
 // The seven Llama linear modules, in the order "all-linear" expands to.
 const std::vector<std::string>& LlamaLinearModules();

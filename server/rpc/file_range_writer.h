@@ -21,17 +21,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/confined_path.h"
+#include "server/rpc/file_catalog.h"
 #include "server/rpc/status_util.h"
 
 namespace ftune::server::rpc {
-
-// What to send: bytes [offset, end) of `fd`, in chunks of `chunk_bytes`.
-struct FileRange {
-  int fd = -1;  // Owned: closed when the stream ends.
-  int64_t offset = 0;
-  int64_t end = 0;
-  int64_t chunk_bytes = int64_t{1} << 20;
-};
 
 template <typename Response>
 class FileRangeWriter final : public grpc::ServerWriteReactor<Response> {

@@ -1,158 +1,25 @@
 #include "server/rpc/file_service.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <optional>
+#include <memory>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
-#include "common/confined_path.h"
-#include "common/dataset.h"
-#include "common/file_util.h"
-#include "common/ids.h"
-#include "common/logging.h"
-#include "common/quote.h"
-#include "common/sha256.h"
 #include "common/status.h"
-#include "server/core/storage_layout.h"
 #include "server/rpc/file_range_writer.h"
-#include "server/rpc/pagination.h"
-#include "server/rpc/record_proto.h"
 #include "server/rpc/status_util.h"
 
 namespace ftune::server::rpc {
 namespace {
 
-constexpr char kUploadTempPrefix[] = ".upload-";
-constexpr int kDefaultListFilesPageSize = 100;
-constexpr int kMaxListFilesPageSize = 1000;
-
-// A failed storage call on `path` (errno): typed by StorageError
-// (RESOURCE_EXHAUSTED when storage is full, UNAVAILABLE when it fails, ...),
-// never INTERNAL, which means a bug.
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  return StorageError(what, path, errno);
-}
-
-bool IsLowerHex(absl::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
-}
-
-// A dotted JSON path such as "messages[2].role": what dataset errors put
-// between "line N: " and the next ": " when one field is at fault.
-bool LooksLikeJsonPath(absl::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
-        c != '.' && c != '[' && c != ']') {
-      return false;
-    }
-  }
-  return true;
-}
-
-// INVALID_ARGUMENT for invalid dataset content. The message lists the
-// validator's errors (first bad line first); ErrorInfo names the first bad
-// line and, when one field is at fault, its JSON path.
-absl::Status DatasetError(const ValidationReport& report) {
-  absl::Status status = report.ToStatus();
-  v1::ErrorInfo info;
-  if (!report.errors.empty()) {
-    absl::string_view first = report.errors.front();
-    if (absl::ConsumePrefix(&first, "line ")) {
-      const size_t colon = first.find(": ");
-      int64_t line = 0;
-      if (colon != absl::string_view::npos &&
-          absl::SimpleAtoi(first.substr(0, colon), &line)) {
-        info.set_line(line);
-        absl::string_view rest = first.substr(colon + 2);
-        const size_t next = rest.find(": ");
-        if (next != absl::string_view::npos &&
-            LooksLikeJsonPath(rest.substr(0, next))) {
-          info.set_field(std::string(rest.substr(0, next)));
-        }
-      }
-    }
-  }
-  return WithErrorInfo(absl::InvalidArgumentError(
-                           absl::StrCat("invalid dataset: ", status.message())),
-                       info);
-}
-
-std::string RecordFormat(DatasetFormat format) {
-  switch (format) {
-    case DatasetFormat::kMessages:
-      return "chat";
-    case DatasetFormat::kPromptCompletion:
-      return "prompt_completion";
-    case DatasetFormat::kText:
-      return "text";
-    case DatasetFormat::kPreference:
-      return "preference";
-    case DatasetFormat::kChatPreference:
-      return "chat_preference";
-    case DatasetFormat::kUnknown:
-      break;
-  }
-  return "";
-}
-
-absl::Status CheckFileId(const std::string& id) {
-  if (!IsValidId(id, kFileIdPrefix)) {
-    return InvalidField("file_id",
-                        absl::StrCat("file_id ", QuoteValue(id),
-                                     " is not a file id (file-...)"));
-  }
-  return absl::OkStatus();
-}
-
-// A store lookup of the file `id`: NOT_FOUND carries the id.
-absl::StatusOr<core::FileRecord> AboutFile(
-    absl::StatusOr<core::FileRecord> file, const std::string& id) {
-  if (file.ok()) return file;
-  return AboutResource(file.status(), id);
-}
-
-absl::Status CheckFilename(const std::string& name) {
-  if (name.empty() || name.size() > 255) {
-    return InvalidField("metadata.filename",
-                        "metadata.filename must be 1-255 bytes");
-  }
-  if (name.find('/') != std::string::npos ||
-      name.find('\0') != std::string::npos) {
-    return InvalidField("metadata.filename",
-                        "metadata.filename must not contain '/' or NUL");
-  }
-  if (FindInvalidUtf8(name) >= 0) {
-    return InvalidField("metadata.filename", "metadata.filename must be UTF-8");
-  }
-  return absl::OkStatus();
-}
-
 // ------------------------------------------------------------ upload ----
 
+// Reads the client stream into one FileCatalog::Upload: the first message
+// carries the metadata, every later one a chunk.
 class UploadReactor final
     : public grpc::ServerReadReactor<v1::UploadFileRequest> {
  public:
   UploadReactor(FileService* service, grpc::CallbackServerContext* ctx,
                 v1::File* response)
-      : service_(service),
-        ctx_(ctx),
-        response_(response),
-        validator_(MakeLimits(service->options())) {
+      : service_(service), ctx_(ctx), response_(response) {
     absl::StatusOr<std::string> tenant = service_->CallerTenant(ctx_);
     if (!tenant.ok()) {
       Fail(tenant.status());
@@ -186,199 +53,36 @@ class UploadReactor final
     StartRead(&request_);
   }
 
-  void OnDone() override {
-    RemoveTemp();
-    delete this;
-  }
+  void OnDone() override { delete this; }  // upload_'s dtor removes its temp.
 
  private:
-  static DatasetLimits MakeLimits(const FileServiceOptions& options) {
-    DatasetLimits limits;
-    limits.max_line_bytes = static_cast<size_t>(options.max_line_bytes);
-    return limits;
-  }
-
   void Fail(const absl::Status& status) {
-    RemoveTemp();
+    upload_.reset();
     Finish(ToGrpcStatus(status, ctx_));
   }
 
-  void RemoveTemp() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (!temp_path_.empty()) {
-      ::unlink(temp_path_.c_str());
-      temp_path_.clear();
-    }
-  }
-
   absl::Status Handle() {
-    const FileServiceOptions& opt = service_->options();
-    if (!have_metadata_) {
+    if (upload_ == nullptr) {
       if (!request_.has_metadata()) {
         return InvalidField("metadata",
                             "the first UploadFileRequest must carry metadata");
       }
-      have_metadata_ = true;
-      metadata_ = request_.metadata();
-      FTUNE_RETURN_IF_ERROR(CheckFilename(metadata_.filename()));
-      purpose_ = FilePurposeToRecord(metadata_.purpose());
-      if (purpose_.empty()) {
-        return InvalidField(
-            "metadata.purpose",
-            "metadata.purpose must be FILE_PURPOSE_FINE_TUNE_TRAIN or "
-            "FILE_PURPOSE_FINE_TUNE_VALIDATION");
-      }
-      if (metadata_.has_expected_size_bytes()) {
-        if (metadata_.expected_size_bytes() < 0) {
-          return InvalidField("metadata.expected_size_bytes",
-                              "metadata.expected_size_bytes must be >= 0");
-        }
-        if (metadata_.expected_size_bytes() > opt.max_file_size_bytes) {
-          return QuotaExceeded(
-              absl::StrCat("metadata.expected_size_bytes ",
-                           metadata_.expected_size_bytes(),
-                           " exceeds the server's max_file_size_bytes ",
-                           opt.max_file_size_bytes),
-              "max_file_size_bytes", opt.max_file_size_bytes);
-        }
-      }
-      const std::string& sha = metadata_.expected_sha256();
-      if (!sha.empty() && (sha.size() != 64 || !IsLowerHex(sha))) {
-        return InvalidField(
-            "metadata.expected_sha256",
-            "metadata.expected_sha256 must be 64 lowercase hex characters");
-      }
-      return OpenTemp();
+      FTUNE_ASSIGN_OR_RETURN(upload_, service_->catalog()->StartUpload(
+                                          tenant_, request_.metadata()));
+      return absl::OkStatus();
     }
     if (request_.has_metadata()) {
       return InvalidField("metadata",
                           "metadata may only be sent in the first message");
     }
-    const std::string& chunk = request_.chunk();
-    if (chunk.empty()) {
-      return InvalidField("chunk", "empty chunk (chunks are 1 byte to 1 MiB)");
-    }
-    if (static_cast<int64_t>(chunk.size()) > opt.max_chunk_size_bytes) {
-      return QuotaExceeded(absl::StrCat("chunk of ", chunk.size(),
-                                        " bytes exceeds max_chunk_size_bytes ",
-                                        opt.max_chunk_size_bytes),
-                           "max_chunk_size_bytes", opt.max_chunk_size_bytes);
-    }
-    const int64_t new_size = size_ + static_cast<int64_t>(chunk.size());
-    if (new_size > opt.max_file_size_bytes) {
-      return QuotaExceeded(absl::StrCat("file exceeds max_file_size_bytes ",
-                                        opt.max_file_size_bytes),
-                           "max_file_size_bytes", opt.max_file_size_bytes);
-    }
-    if (metadata_.has_expected_size_bytes() &&
-        new_size > metadata_.expected_size_bytes()) {
-      return InvalidField(
-          "metadata.expected_size_bytes",
-          absl::StrCat("received more than metadata.expected_size_bytes (",
-                       metadata_.expected_size_bytes(), ") bytes"));
-    }
-    FTUNE_RETURN_IF_ERROR(WriteAll(chunk));
-    size_ = new_size;
-    sha_.Update(chunk);
-    validator_.Add(chunk);
-    return absl::OkStatus();
-  }
-
-  absl::Status OpenTemp() {
-    dir_ =
-        JoinPath(JoinPath(service_->options().storage_root, "files"), tenant_);
-    if (absl::Status s = MakeDirs(dir_); !s.ok()) {
-      // MakeDirs says INTERNAL for what is a storage failure here.
-      return absl::IsInternal(s) ? absl::UnavailableError(s.message()) : s;
-    }
-    temp_path_ =
-        JoinPath(dir_, absl::StrCat(kUploadTempPrefix,
-                                    absl::BytesToHexString(RandomBytes(8))));
-    fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                 0644);
-    if (fd_ < 0) {
-      absl::Status s = ErrnoError("cannot create", temp_path_);
-      temp_path_.clear();
-      return s;
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status WriteAll(absl::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoError("cannot write", temp_path_);
-      }
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
+    return upload_->Add(request_.chunk());
   }
 
   absl::Status Complete() {
-    if (!have_metadata_) {
+    if (upload_ == nullptr) {
       return InvalidField("metadata", "the upload carried no metadata");
     }
-    if (size_ == 0) return InvalidField("chunk", "the file is empty");
-    if (metadata_.has_expected_size_bytes() &&
-        size_ != metadata_.expected_size_bytes()) {
-      return InvalidField(
-          "metadata.expected_size_bytes",
-          absl::StrCat("received ", size_, " bytes, metadata.expected_size_",
-                       "bytes is ", metadata_.expected_size_bytes()));
-    }
-    const std::string sha256 = sha_.FinishHex();
-    if (!metadata_.expected_sha256().empty() &&
-        sha256 != metadata_.expected_sha256()) {
-      return InvalidField("metadata.expected_sha256",
-                          absl::StrCat("the contents' sha256 is ", sha256,
-                                       ", metadata.expected_sha256 is ",
-                                       metadata_.expected_sha256()));
-    }
-    const ValidationReport report = validator_.Finish();
-    if (!report.ok()) return DatasetError(report);
-
-    if (::fsync(fd_) != 0) return ErrnoError("cannot fsync", temp_path_);
-    if (::close(fd_) != 0) {
-      fd_ = -1;
-      return ErrnoError("cannot close", temp_path_);
-    }
-    fd_ = -1;
-    core::FileRecord record;
-    record.id = NewId(kFileIdPrefix);
-    record.tenant_id = tenant_;
-    record.filename = metadata_.filename();
-    record.purpose = purpose_;
-    record.size_bytes = size_;
-    record.sha256 = sha256;
-    record.status = core::FileStatus::kReady;
-    record.format = RecordFormat(report.format);
-    record.example_count = report.examples;
-    record.storage_path = core::FilePath(tenant_, record.id);
-    const std::string final_path =
-        JoinPath(service_->options().storage_root, record.storage_path);
-    if (::rename(temp_path_.c_str(), final_path.c_str()) != 0) {
-      return ErrnoError("cannot rename into", final_path);
-    }
-    temp_path_.clear();
-    absl::Status synced = FsyncPath(dir_);
-    absl::StatusOr<core::FileRecord> stored =
-        synced.ok() ? service_->store()->CreateFile(record)
-                    : absl::StatusOr<core::FileRecord>(synced);
-    if (!stored.ok()) {
-      ::unlink(final_path.c_str());
-      return stored.status();
-    }
-    // Answer with the record as stored: the database keeps times at a
-    // coarser precision than CreateFile's return value, and GetFile must
-    // later show the same File.
-    absl::StatusOr<core::FileRecord> reread =
-        service_->store()->GetFile(tenant_, stored->id);
-    *response_ = FileToProto(reread.ok() ? *reread : *stored);
+    FTUNE_ASSIGN_OR_RETURN(*response_, upload_->Finish());
     return absl::OkStatus();
   }
 
@@ -387,88 +91,25 @@ class UploadReactor final
   v1::File* response_;
   std::string tenant_;
   v1::UploadFileRequest request_;
-  bool have_metadata_ = false;
-  v1::UploadFileMetadata metadata_;
-  std::string purpose_;
-  std::string dir_;
-  std::string temp_path_;  // Non-empty while a temp file exists.
-  int fd_ = -1;
-  int64_t size_ = 0;
-  Sha256 sha_;
-  DatasetValidator validator_;
+  std::unique_ptr<FileCatalog::Upload> upload_;  // Set by the metadata.
 };
 
-// ---------------------------------------------------------- download ----
-
-// The byte range DownloadFile sends, or why there is none.
-absl::StatusOr<FileRange> OpenDownload(FileService& service,
-                                       grpc::CallbackServerContext* ctx,
-                                       const v1::DownloadFileRequest& request) {
-  FTUNE_ASSIGN_OR_RETURN(std::string tenant, service.CallerTenant(ctx));
-  FTUNE_RETURN_IF_ERROR(CheckFileId(request.file_id()));
-  if (request.offset() < 0) {
-    return InvalidField("offset", "offset must be >= 0");
-  }
-  FTUNE_ASSIGN_OR_RETURN(
-      core::FileRecord file,
-      AboutFile(service.store()->GetFile(tenant, request.file_id()),
-                request.file_id()));
-  if (request.offset() > file.size_bytes) {
-    return absl::OutOfRangeError(absl::StrCat("offset ", request.offset(),
-                                              " is past the end of the file (",
-                                              file.size_bytes, " bytes)"));
-  }
-  // Opened beneath the root without following links (the record's path is
-  // the server's, but storage may have been tampered with).
-  absl::StatusOr<UniqueFd> fd =
-      OpenBeneath(service.options().storage_root, file.storage_path);
-  if (absl::IsNotFound(fd.status())) {
-    return NotFoundResource(
-        absl::StrCat("file ", file.id, " is missing from storage"), file.id);
-  }
-  if (!fd.ok()) return Annotate(fd.status(), absl::StrCat("file ", file.id));
-  struct stat st;
-  if (::fstat(fd->get(), &st) != 0) {
-    return StorageError("cannot stat", file.storage_path, errno);
-  }
-  if (st.st_size != file.size_bytes) {
-    return absl::DataLossError(
-        absl::StrCat("file ", file.id, " no longer has its recorded size (",
-                     file.size_bytes, " bytes)"));
-  }
-  FileRange range;
-  range.fd = fd->Release();
-  range.offset = request.offset();
-  range.end = file.size_bytes;
-  range.chunk_bytes = service.options().download_chunk_bytes;
-  return range;
-}
-
-// Removes "files/*/.upload-*" left by a crash during an upload.
-void RemoveStaleUploads(const std::string& storage_root) {
-  std::error_code ec;
-  const std::filesystem::path files =
-      std::filesystem::path(storage_root) / "files";
-  for (const auto& tenant_dir :
-       std::filesystem::directory_iterator(files, ec)) {
-    if (!tenant_dir.is_directory(ec)) continue;
-    for (const auto& entry :
-         std::filesystem::directory_iterator(tenant_dir.path(), ec)) {
-      if (absl::StartsWith(entry.path().filename().string(),
-                           kUploadTempPrefix)) {
-        std::filesystem::remove(entry.path(), ec);
-      }
-    }
-  }
+// Runs `fn` for the calling tenant and finishes the call with its status.
+template <typename Fn>
+grpc::ServerUnaryReactor* TenantUnary(FileService& service,
+                                      grpc::CallbackServerContext* ctx, Fn fn) {
+  absl::StatusOr<std::string> tenant = service.CallerTenant(ctx);
+  absl::Status status = tenant.ok() ? fn(*tenant) : tenant.status();
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status, ctx));
+  return reactor;
 }
 
 }  // namespace
 
 FileService::FileService(store::Store* store, Authenticator* auth,
                          FileServiceOptions options)
-    : store_(store), auth_(auth), options_(std::move(options)) {
-  RemoveStaleUploads(options_.storage_root);
-}
+    : auth_(auth), catalog_(store, std::move(options)) {}
 
 absl::StatusOr<std::string> FileService::CallerTenant(
     grpc::CallbackServerContext* ctx) {
@@ -487,124 +128,38 @@ grpc::ServerReadReactor<v1::UploadFileRequest>* FileService::UploadFile(
 grpc::ServerUnaryReactor* FileService::GetFile(
     grpc::CallbackServerContext* ctx, const v1::GetFileRequest* request,
     v1::File* response) {
-  auto run = [&]() -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(std::string tenant, CallerTenant(ctx));
-    FTUNE_RETURN_IF_ERROR(CheckFileId(request->file_id()));
-    FTUNE_ASSIGN_OR_RETURN(
-        core::FileRecord file,
-        AboutFile(store_->GetFile(tenant, request->file_id()),
-                  request->file_id()));
-    *response = FileToProto(file);
+  return TenantUnary(*this, ctx, [&](const std::string& tenant) {
+    FTUNE_ASSIGN_OR_RETURN(*response,
+                           catalog_.GetFile(tenant, request->file_id()));
     return absl::OkStatus();
-  };
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(run(), ctx));
-  return reactor;
-}
-
-absl::StatusOr<v1::ListFilesResponse> FileService::DoListFiles(
-    const std::string& tenant, const v1::ListFilesRequest& request) {
-  FTUNE_ASSIGN_OR_RETURN(
-      int page_size,
-      ResolvePageSize(request.page_size(), kDefaultListFilesPageSize,
-                      kMaxListFilesPageSize));
-  const std::string purpose = FilePurposeToRecord(request.purpose());
-  if (request.purpose() != v1::FILE_PURPOSE_UNSPECIFIED && purpose.empty()) {
-    return InvalidField("purpose", "unknown purpose");
-  }
-  // The token binds the store's cursor to the purpose filter.
-  const std::string binding =
-      absl::StrCat("files;purpose=", static_cast<int>(request.purpose()));
-  FTUNE_ASSIGN_OR_RETURN(std::string store_token,
-                         DecodePageToken(request.page_token(), binding));
-  absl::StatusOr<store::Page<core::FileRecord>> page =
-      store_->ListFiles(tenant, purpose, page_size, store_token);
-  if (absl::IsInvalidArgument(page.status())) {
-    return InvalidField("page_token", std::string(page.status().message()));
-  }
-  FTUNE_RETURN_IF_ERROR(page.status());
-  v1::ListFilesResponse out;
-  for (const core::FileRecord& f : page->items) {
-    *out.add_files() = FileToProto(f);
-  }
-  if (!page->next_page_token.empty()) {
-    out.set_next_page_token(EncodePageToken(binding, page->next_page_token));
-  }
-  return out;
+  });
 }
 
 grpc::ServerUnaryReactor* FileService::ListFiles(
     grpc::CallbackServerContext* ctx, const v1::ListFilesRequest* request,
     v1::ListFilesResponse* response) {
-  auto run = [&]() -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(std::string tenant, CallerTenant(ctx));
-    FTUNE_ASSIGN_OR_RETURN(*response, DoListFiles(tenant, *request));
+  return TenantUnary(*this, ctx, [&](const std::string& tenant) {
+    FTUNE_ASSIGN_OR_RETURN(*response, catalog_.ListFiles(tenant, *request));
     return absl::OkStatus();
-  };
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(run(), ctx));
-  return reactor;
-}
-
-absl::Status FileService::DoDeleteFile(const std::string& tenant,
-                                       const std::string& file_id) {
-  FTUNE_RETURN_IF_ERROR(CheckFileId(file_id));
-  absl::StatusOr<core::FileRecord> deleted =
-      store_->DeleteFile(tenant, file_id);
-  if (absl::IsFailedPrecondition(deleted.status())) {
-    // The store refuses while a live job uses the file; find one such job
-    // of this tenant (a file is only usable by its own tenant's jobs) so
-    // the client gets it in ErrorInfo.
-    v1::ErrorInfo info;
-    store::JobFilter filter;
-    filter.states = {core::JobState::kQueued, core::JobState::kRunning,
-                     core::JobState::kCancelling, core::JobState::kPaused};
-    std::string token;
-    for (int pages = 0; pages < 100 && info.resource_id().empty(); ++pages) {
-      absl::StatusOr<store::Page<core::Job>> jobs =
-          store_->ListJobs(tenant, filter, store::kMaxPageSize, token);
-      if (!jobs.ok()) break;
-      for (const core::Job& job : jobs->items) {
-        if (job.training_file_id == file_id ||
-            job.validation_file_id == file_id) {
-          info.set_resource_id(job.id);
-          info.set_current_state(v1::JobState_Name(JobStateToProto(job.state)));
-          break;
-        }
-      }
-      token = jobs->next_page_token;
-      if (token.empty()) break;
-    }
-    return WithErrorInfo(deleted.status(), info);
-  }
-  FTUNE_RETURN_IF_ERROR(AboutResource(deleted.status(), file_id));
-  const std::string path =
-      JoinPath(options_.storage_root, deleted->storage_path);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    // The record is already DELETED (unreachable); leaking bytes is better
-    // than failing a delete the client cannot repeat.
-    FTUNE_LOG(WARNING) << "cannot remove " << path << ": "
-                       << std::strerror(errno);
-  }
-  return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* FileService::DeleteFile(
     grpc::CallbackServerContext* ctx, const v1::DeleteFileRequest* request,
     google::protobuf::Empty* /*response*/) {
-  auto run = [&]() -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(std::string tenant, CallerTenant(ctx));
-    return DoDeleteFile(tenant, request->file_id());
-  };
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(run(), ctx));
-  return reactor;
+  return TenantUnary(*this, ctx, [&](const std::string& tenant) {
+    return catalog_.DeleteFile(tenant, request->file_id());
+  });
 }
 
 grpc::ServerWriteReactor<v1::DownloadFileResponse>* FileService::DownloadFile(
     grpc::CallbackServerContext* ctx, const v1::DownloadFileRequest* request) {
-  return new FileRangeWriter<v1::DownloadFileResponse>(
-      ctx, OpenDownload(*this, ctx, *request));
+  absl::StatusOr<std::string> tenant = CallerTenant(ctx);
+  absl::StatusOr<FileRange> range =
+      tenant.ok()
+          ? catalog_.OpenContent(*tenant, request->file_id(), request->offset())
+          : absl::StatusOr<FileRange>(tenant.status());
+  return new FileRangeWriter<v1::DownloadFileResponse>(ctx, std::move(range));
 }
 
 }  // namespace ftune::server::rpc

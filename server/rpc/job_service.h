@@ -104,22 +104,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                       const v1::DownloadAdapterFileRequest* request) override;
 
  private:
-  absl::Status DoListJobs(const Principal& caller,
-                          const v1::ListJobsRequest& request,
-                          v1::ListJobsResponse* response);
   // Cancel/Pause/Resume: one engine call each.
   enum class Control { kCancel, kPause, kResume };
   absl::Status DoControl(const Principal& caller, Control control,
                          const std::string& job_id, v1::Job* response);
-  absl::Status DoListJobEvents(const Principal& caller,
-                               const v1::ListJobEventsRequest& request,
-                               v1::ListJobEventsResponse* response);
-  absl::Status DoListJobMetrics(const Principal& caller,
-                                const v1::ListJobMetricsRequest& request,
-                                v1::ListJobMetricsResponse* response);
-  absl::Status DoListCheckpoints(const Principal& caller,
-                                 const v1::ListCheckpointsRequest& request,
-                                 v1::ListCheckpointsResponse* response);
   // Authenticates a tenant, runs `fn`, finishes the call with its status;
   // on the executor when there is one.
   grpc::ServerUnaryReactor* Unary(

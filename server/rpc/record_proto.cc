@@ -12,6 +12,8 @@ std::string FilePurposeToRecord(v1::FilePurpose purpose) {
       return std::string(kFilePurposeTrain);
     case v1::FILE_PURPOSE_FINE_TUNE_VALIDATION:
       return std::string(kFilePurposeValidation);
+    case v1::FILE_PURPOSE_FINE_TUNE:
+      return std::string(core::kFilePurposeFineTune);
     default:
       return "";
   }
@@ -22,6 +24,7 @@ v1::FilePurpose FilePurposeFromRecord(absl::string_view purpose) {
   if (purpose == kFilePurposeValidation) {
     return v1::FILE_PURPOSE_FINE_TUNE_VALIDATION;
   }
+  if (purpose == core::kFilePurposeFineTune) return v1::FILE_PURPOSE_FINE_TUNE;
   return v1::FILE_PURPOSE_UNSPECIFIED;
 }
 

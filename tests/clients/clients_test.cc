@@ -32,6 +32,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cluster.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/status_matchers.h"
 
 namespace ftune::testing {
@@ -341,6 +342,72 @@ INSTANTIATE_TEST_SUITE_P(Examples, ClientTest,
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            return p.param;
                          });
+
+// --- The official OpenAI SDK (npm `openai`) against the HTTP API. ---
+
+// tests/clients/openai_sdk_test.js drives files and jobs through ftune's
+// OpenAI-compatible HTTP API with the `openai` package from
+// examples/node/package-lock.json: upload, create, list, retrieve, events,
+// checkpoints, pause, resume, cancel and typed errors, against a real
+// scheduler and a worker with the stand-in trainer.
+TEST(OpenAiSdkTest, DrivesFilesAndJobsThroughTheHttpApi) {
+  ASSERT_TRUE(fs::exists(kSourceDir + "/examples/node/node_modules/openai"))
+      << "examples/node/node_modules/openai is missing: run "
+         "scripts/install-deps.sh (it runs `npm ci` in examples/node)";
+  ClusterOptions options;
+  options.http_api = true;
+  Cluster cluster(options);
+  ASSERT_OK(cluster.StartScheduler());
+  ASSERT_OK_AND_ASSIGN(TenantHandle tenant, cluster.CreateTenant("acme"));
+  WorkerOptions w;
+  w.trainer = kStandIn;
+  w.env = {{"FTUNE_STAND_IN_STEP_MS", "20"}};
+  ASSERT_OK(cluster.StartWorker(w).status());
+
+  Subprocess node;
+  const std::string stderr_path = cluster.Path("openai-sdk-stderr.txt");
+  ASSERT_OK(node.Start(
+      {FTUNE_NODE, kSourceDir + "/tests/clients/openai_sdk_test.js"},
+      {{"OPENAI_BASE_URL", "http://" + cluster.http_address() + "/v1"},
+       {"OPENAI_API_KEY", tenant.key},
+       {"FTUNE_MODEL", "tiny"},
+       {"FTUNE_NODE_EXAMPLE_DIR", kSourceDir + "/examples/node"}},
+      stderr_path));
+  EXPECT_OK(node.ReadAll(absl::Seconds(120)));
+  absl::StatusOr<int> status = node.Wait(absl::Seconds(10));
+  ASSERT_OK(status.status());
+  const std::string out = absl::StrJoin(node.lines(), "\n");
+  ASSERT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << "stdout:\n"
+      << out << "\n--- stderr\n"
+      << ReadText(stderr_path);
+  for (const char* step : {"ok: files", "ok: resumed", "ok: cancelled",
+                           "ok: list", "ok: errors", "ok: all"}) {
+    EXPECT_THAT(node.lines(), Contains(StartsWith(step))) << out;
+  }
+  // The server agrees with what the SDK saw: the short job succeeded.
+  std::string job_id;
+  for (absl::string_view line : node.lines()) {
+    if (absl::ConsumePrefix(&line, "ok: job ")) {
+      job_id = std::string(line.substr(0, line.find(' ')));
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(v1::Job job, cluster.GetJob(tenant, job_id));
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(job.spec().hyperparameters().seed(), 7);
+
+  // The scheduler counted the API's requests by route and status.
+  const std::string& metrics = cluster.metrics_address();
+  ASSERT_OK_AND_ASSIGN(
+      HttpResponse scrape,
+      HttpGet(metrics.substr(0, metrics.rfind(':')),
+              std::stoi(metrics.substr(metrics.rfind(':') + 1)), "/metrics"));
+  EXPECT_THAT(scrape.body, HasSubstr("ftune_http_requests_total{route=\"POST "
+                                     "/v1/fine_tuning/jobs\",code=\"400\"} 2"));
+  EXPECT_THAT(scrape.body, HasSubstr("ftune_http_requests_total{route=\"POST "
+                                     "/v1/fine_tuning/jobs/{id}/pause\","
+                                     "code=\"200\"} 1"));
+}
 
 // --- Server reflection, as generic tools (grpcurl, Postman, ...) use it. ---
 

@@ -20,6 +20,10 @@
   file runs against a real scheduler: the JSONL block just above it is the
   file, and what ftunectl prints must be what the doc shows ('...'
   matches anything).
+- OpenAiCompatDocTest: the curl examples of docs/openai-compat.md run
+  against a real scheduler serving the OpenAI-compatible HTTP API, with
+  OPENAI_BASE_URL and OPENAI_API_KEY set; what they print must be what the
+  doc shows.
 - HyperparametersDocTest: the console examples of docs/hyperparameters.md
   (dry runs that print the resolved defaults and the plan) run the same
   way, against a scheduler with the doc's model registered and the doc's
@@ -68,9 +72,12 @@ class Scheduler:
     """A real ftune-scheduler over a database in `work`, on free ports
     first, then on the same gRPC address after a restart."""
 
-    def __init__(self, work, admin_key_file, worker_key_file, config=None):
+    def __init__(self, work, admin_key_file, worker_key_file, config=None,
+                 http_api=False):
         self.work = Path(work)
         self.config = config
+        self.http_api = http_api
+        self.http_address = None
         self.db = self.work / "db" / "sched.db"
         self.storage = self.work / "storage"
         self.admin_key_file = Path(admin_key_file)
@@ -95,7 +102,8 @@ class Scheduler:
                  f"--admin_key_file={self.admin_key_file}",
                  f"--worker_key_file={self.worker_key_file}",
                  "--lease_duration=6s", "--heartbeat_interval=1s"]
-                + ([f"--config={self.config}"] if self.config else []),
+                + ([f"--config={self.config}"] if self.config else [])
+                + (["--http_address=127.0.0.1:0"] if self.http_api else []),
                 stdout=stdout, stderr=stderr)
         if expect_failure:
             try:
@@ -104,6 +112,8 @@ class Scheduler:
                 code = None  # it started after all; tearDown stops it
             return code, self.log.read_text()
         self.address = wait_for_line(out, "grpc_address=", self.proc)
+        if self.http_api:
+            self.http_address = wait_for_line(out, "http_address=", self.proc)
         return 0, ""
 
     def stop(self):
@@ -168,6 +178,7 @@ class Cluster(unittest.TestCase):
     with the scheduler (a config.json is all the scheduler reads)."""
 
     MODELS = {}
+    HTTP_API = False  # serve the OpenAI-compatible HTTP API too
 
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="ftune-docs-test-"))
@@ -181,7 +192,7 @@ class Cluster(unittest.TestCase):
             config.write_text(json.dumps(
                 {"models": [{"name": n} for n in self.MODELS]}))
         self.scheduler = Scheduler(self.tmp, self.admin_key, self.worker_key,
-                                   config)
+                                   config, http_api=self.HTTP_API)
         for name, model_config in self.MODELS.items():
             model_dir = self.scheduler.storage / "models" / name
             model_dir.mkdir(parents=True)
@@ -490,7 +501,9 @@ class ConsoleDocTest(Cluster):
     block's first `files upload FILE` or `--spec-file FILE` names."""
 
     DOC = None
-    FILE_ARGUMENT = re.compile(r"(?:files upload|--spec-file)\s+([\w./-]+)")
+    FILE_ARGUMENT = re.compile(
+        r"(?:(?:files upload|--spec-file)\s+|file=@|\bjq\b[^|]*'\s+)"
+        r"([\w./-]+)")
 
     def run_doc_examples(self, key, env=None, select=lambda steps: True):
         blocks = doccheck.fenced_blocks(self.DOC)
@@ -582,6 +595,20 @@ class HyperparametersDocTest(ConsoleDocTest):
                               key_file=key).stdout.strip()
         ran = self.run_doc_examples(key, env={"TRAIN": train,
                                               "EVAL": evaluation})
+        print(f"\n{len(ran)} examples of {doccheck.display(self.DOC)} run")
+        self.assertGreaterEqual(len(ran), 3)
+
+
+class OpenAiCompatDocTest(ConsoleDocTest):
+    DOC = REPO / "docs/openai-compat.md"
+    MODELS = HyperparametersDocTest.MODELS
+    HTTP_API = True
+
+    def test_curl_examples_print_what_the_doc_shows(self):
+        _, _, key = self.make_tenant("openai-doc")
+        ran = self.run_doc_examples(key, env={
+            "OPENAI_BASE_URL": f"http://{self.scheduler.http_address}/v1",
+            "OPENAI_API_KEY": key.read_text().strip()})
         print(f"\n{len(ran)} examples of {doccheck.display(self.DOC)} run")
         self.assertGreaterEqual(len(ran), 3)
 

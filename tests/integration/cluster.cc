@@ -107,20 +107,24 @@ absl::Status Cluster::StartScheduler() {
   }
   scheduler_ = std::make_unique<Subprocess>();
   ++scheduler_starts_;
+  // A restart comes back on the first start's port: the workers know
+  // only that address.
+  std::vector<std::string> argv = {
+      kSchedulerBin,
+      "--grpc_address=" + (address_.empty() ? "127.0.0.1:0" : address_),
+      "--metrics_address=127.0.0.1:0",
+      "--db=" + dir_.Sub("sched.db"),
+      "--storage_root=" + dir_.Sub("storage"),
+      "--config=" + dir_.Sub("scheduler.json"),
+      "--admin_key_file=" + dir_.Sub("admin.key"),
+      "--worker_key_file=" + dir_.Sub("worker.key"),
+      "--lease_duration=" + options_.lease_duration,
+      "--heartbeat_interval=" + options_.heartbeat_interval,
+      "--cancel_grace=" + options_.cancel_grace};
+  if (options_.http_api) argv.push_back("--http_address=127.0.0.1:0");
   FTUNE_RETURN_IF_ERROR(scheduler_->Start(
-      // A restart comes back on the first start's port: the workers know
-      // only that address.
-      {kSchedulerBin,
-       "--grpc_address=" + (address_.empty() ? "127.0.0.1:0" : address_),
-       "--metrics_address=127.0.0.1:0", "--db=" + dir_.Sub("sched.db"),
-       "--storage_root=" + dir_.Sub("storage"),
-       "--config=" + dir_.Sub("scheduler.json"),
-       "--admin_key_file=" + dir_.Sub("admin.key"),
-       "--worker_key_file=" + dir_.Sub("worker.key"),
-       "--lease_duration=" + options_.lease_duration,
-       "--heartbeat_interval=" + options_.heartbeat_interval,
-       "--cancel_grace=" + options_.cancel_grace},
-      {}, dir_.Sub(absl::StrCat("scheduler-", scheduler_starts_, ".log"))));
+      argv, {},
+      dir_.Sub(absl::StrCat("scheduler-", scheduler_starts_, ".log"))));
   FTUNE_ASSIGN_OR_RETURN(
       std::string address,
       scheduler_->ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
@@ -128,6 +132,11 @@ absl::Status Cluster::StartScheduler() {
   FTUNE_ASSIGN_OR_RETURN(
       metrics_address_,
       scheduler_->ReadLineWithPrefix("metrics_address=", absl::Seconds(30)));
+  if (options_.http_api) {
+    FTUNE_ASSIGN_OR_RETURN(
+        http_address_,
+        scheduler_->ReadLineWithPrefix("http_address=", absl::Seconds(30)));
+  }
   channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
   admin_ = v1::AdminService::NewStub(channel_);
   jobs_ = v1::JobService::NewStub(channel_);

@@ -42,6 +42,8 @@ struct ClusterOptions {
   // is written, enough for the stand-in trainer).
   std::string model_name = "tiny";
   std::function<absl::Status(const std::string& dir)> write_model;
+  // Serve the OpenAI-compatible HTTP API too (--http_address, port 0).
+  bool http_api = false;
 };
 
 struct WorkerOptions {
@@ -69,6 +71,8 @@ class Cluster {
   const std::string& address() const { return address_; }
   // host:port of the scheduler's /metrics endpoint.
   const std::string& metrics_address() const { return metrics_address_; }
+  // host:port of the OpenAI-compatible HTTP API (ClusterOptions::http_api).
+  const std::string& http_address() const { return http_address_; }
 
   // Starts a worker; returns its index. Waits until it has registered.
   absl::StatusOr<int> StartWorker(const WorkerOptions& options);
@@ -125,6 +129,7 @@ class Cluster {
   int scheduler_starts_ = 0;
   std::string address_;
   std::string metrics_address_;
+  std::string http_address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

@@ -21,6 +21,14 @@ namespace ftune::testing {
 absl::StatusOr<HttpResponse> HttpRequest(const std::string& host, int port,
                                          const std::string& method,
                                          const std::string& path) {
+  return HttpRequest(host, port, method, path, {}, "");
+}
+
+absl::StatusOr<HttpResponse> HttpRequest(
+    const std::string& host, int port, const std::string& method,
+    const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    const std::string& body) {
   sockaddr_in addr;
   std::memset(&addr, 0, sizeof(addr));
   addr.sin_family = AF_INET;
@@ -42,8 +50,15 @@ absl::StatusOr<HttpResponse> HttpRequest(const std::string& host, int port,
     return absl::UnavailableError(absl::StrCat("connect to ", host, ":", port,
                                                ": ", std::strerror(errno)));
   }
-  const std::string request = absl::StrCat(
-      method, " ", path, " HTTP/1.0\r\nHost: ", host, ":", port, "\r\n\r\n");
+  std::string request = absl::StrCat(
+      method, " ", path, " HTTP/1.0\r\nHost: ", host, ":", port, "\r\n");
+  for (const auto& [name, value] : headers) {
+    absl::StrAppend(&request, name, ": ", value, "\r\n");
+  }
+  if (!body.empty() || method == "POST") {
+    absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
+  }
+  absl::StrAppend(&request, "\r\n", body);
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n =

@@ -1,5 +1,6 @@
 // A minimal blocking HTTP/1.0 client for tests: one request per connection
-// over a real TCP socket to a numeric IPv4 host. Enough to scrape /metrics.
+// over a real TCP socket to a numeric IPv4 host: scrapes /metrics, drives
+// the OpenAI-compatible HTTP API.
 //
 // Thread-safety: the function is thread-safe.
 #ifndef FTUNE_TESTS_TESTING_HTTP_CLIENT_H_
@@ -7,6 +8,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -25,6 +28,14 @@ struct HttpResponse {
 absl::StatusOr<HttpResponse> HttpRequest(const std::string& host, int port,
                                          const std::string& method,
                                          const std::string& path);
+
+// The same with extra request headers and a body (Content-Length is added
+// for a body and for every POST).
+absl::StatusOr<HttpResponse> HttpRequest(
+    const std::string& host, int port, const std::string& method,
+    const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    const std::string& body);
 
 inline absl::StatusOr<HttpResponse> HttpGet(const std::string& host, int port,
                                             const std::string& path) {

@@ -86,6 +86,7 @@ class RpcTest : public ::testing::Test {
     options.auth.worker_secrets = {kWorkerKey};
     options.shutdown_grace = absl::Seconds(1);
     options.dispatch = dispatch_;
+    options.http_address = http_address_;
     server_ = std::make_unique<SchedulerServer>(options);
     FTUNE_RETURN_IF_ERROR(server_->Start());
     channel_ = grpc::CreateChannel(server_->address(),
@@ -165,6 +166,8 @@ class RpcTest : public ::testing::Test {
   // Tests that grant leases through the store by hand turn the
   // dispatcher off (it would race them for the jobs).
   bool dispatch_ = true;
+  // The OpenAI-compatible HTTP API's address ("" = off).
+  std::string http_address_;
   ftune::testing::TempDir dir_;
   std::unique_ptr<SchedulerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
