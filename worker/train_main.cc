@@ -20,6 +20,7 @@
 #include "worker/train/bench.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/families/model_config.h"
+#include "worker/train/generate_command.h"
 #include "worker/train/runtime.h"
 #include "worker/train/text_data.h"
 #include "worker/train/torch_compat.h"
@@ -40,6 +41,15 @@ constexpr char kUsage[] = R"(usage:
                     [--device cpu|cuda[:N]] [--gradient-checkpointing]
                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
                              [--double-quant 1|0]]
+  ftune-train generate --model DIR [--adapter DIR] [--tokenizer DIR]
+                    (--prompt TEXT [--chat] | --prompts FILE.jsonl)
+                    [--max-new-tokens 128] [--temperature 0] [--top-k 0]
+                    [--top-p 1] [--repetition-penalty 1] [--seed 0]
+                    [--stop TEXT]... [--chat-template auto]
+                    [--batch-size 8] [--dtype fp32|bf16|fp16]
+                    [--device cpu|cuda[:N]] [--threads N]
+                    [--qlora [--quant-type nf4|fp4] [--block-size 64]
+                             [--double-quant 1|0]]
   ftune-train capabilities
   ftune-train --help
 
@@ -53,6 +63,10 @@ the worker agent reports it when it registers.
 bench trains a random-initialised model of the given shape (default
 stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab 32000) on
 synthetic tokens and prints tokens_per_s and peak_memory_bytes.
+generate prints one JSON object per completion on stdout ("prompt",
+"completion", "finish_reason", "prompt_tokens", "completion_tokens", and
+"expected" when the prompt has one), in the order of the prompts, and the
+decode speed on stderr; exit 2 names a bad flag or prompt.
 )";
 
 std::atomic<bool> g_stop{false};
@@ -300,6 +314,8 @@ int main(int argc, char** argv) {
   ftune::train::KeepFreedMemoryInProcess();
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "generate")
+    return ftune::train::RunGenerateCommand(argc, argv);
   if (argc == 2 && std::string(argv[1]) == "capabilities")
     return RunCapabilitiesCommand();
   return RunSpecCommand(argc, argv);

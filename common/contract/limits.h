@@ -75,6 +75,21 @@ inline constexpr Range kMaxRestarts{0, 100};
 inline constexpr Range kPreferenceBeta{0, 100, /*lo_open=*/true};
 inline constexpr Range kLabelSmoothing{0, 0.5, false, /*hi_open=*/true};
 inline constexpr Range kOrpoLambda{0, 100, /*lo_open=*/true};
+// Generation (ftune-train generate, a job's sample completions;
+// common/contract/generation.h). max_new_tokens is also cut short where
+// the model's context ends.
+inline constexpr Range kMaxNewTokens{1, 4096};
+inline constexpr Range kTemperature{0, 100};  // 0 = greedy
+inline constexpr Range kTopK{0, 1 << 20};     // 0 = off
+inline constexpr Range kTopP{0, 1, /*lo_open=*/true};
+inline constexpr Range kRepetitionPenalty{0, 100, /*lo_open=*/true};
+inline constexpr Range kGenerationSeed{0, kUnbounded};
+inline constexpr Range kStopSequences{0, 4};        // how many
+inline constexpr Range kStopSequenceBytes{1, 256};  // each
+// Validation prompts sampled at step 0 and at every evaluation.
+inline constexpr Range kEvalSamples{0, 32};
+// ftune-train generate --batch-size.
+inline constexpr Range kGenerateBatchSize{1, 256};
 }  // namespace range
 
 // -------------------------------------------------------------- defaults --
@@ -121,6 +136,26 @@ inline constexpr double kPreferenceBeta = 0.1;
 inline constexpr double kLabelSmoothing = 0.0;
 // ORPO: weight of the odds-ratio term (the ORPO paper's value).
 inline constexpr double kOrpoLambda = 0.1;
+// Generation settings (generation.h) when unset.
+inline constexpr int64_t kMaxNewTokens = 128;
+inline constexpr double kTemperature = 0;  // greedy
+inline constexpr int64_t kTopK = 0;
+inline constexpr double kTopP = 1.0;
+inline constexpr double kRepetitionPenalty = 1.0;
+// Sample completions of a job: this many validation prompts when it has a
+// validation source (0 without one), at most kSampleMaxNewTokens tokens
+// each unless the job says otherwise.
+inline constexpr int32_t kEvalSamples = 4;
+inline constexpr int64_t kSampleMaxNewTokens = 64;
+// ftune-train generate: prompts decoded together.
+inline constexpr int64_t kGenerateBatchSize = 8;
+// The scheduler keeps at most this many bytes of sample text per job
+// (prompts, expected and generated completions); beyond it a sample's
+// texts are cut and end with kTruncationMarker.
+inline constexpr int64_t kSampleBytesPerJob = 1 << 20;
+// One text (prompt, expected, completion) of a stored sample.
+inline constexpr int64_t kSampleTextBytes = 4096;
+inline constexpr char kTruncationMarker[] = "…[truncated]";
 }  // namespace defaults
 
 // The default max_seq_length for a model of `max_position_embeddings`

@@ -4,9 +4,12 @@
   make_tiny_model.py --out DIR --arch llama|qwen2|mistral|qwen3|phi3|gemma2|gpt2
       [--seed N] [--dtype F32|F16|BF16] [--tied] [--gqa] [--llama3-rope]
       [--shards N] [--window W] [--longrope] [--partial-rotary F]
-      [--no-prefix]
+      [--no-prefix] [--embed-std S]
 
-Weights are N(0, 0.2) (large enough that every layer matters), norms
+Weights are N(0, 0.2) (large enough that every layer matters), embeddings
+N(0, 1) (--embed-std S: N(0, S); Gemma 2 multiplies them by sqrt(hidden),
+so that its sandwich-normed layers matter to greedy decoding only with a
+small S), norms
 1 + N(0, 0.1) (Gemma stores w of its (1 + w): N(0, 0.3)), biases N(0, 0.1).
 Per family, the config sets the options the family's block depends on so
 that each of them changes the logits of the tiny model:
@@ -84,7 +87,7 @@ def llama_like(a, r):
     def norm(n):
         return r(n, std=0.3) if gemma else 1 + r(n, std=0.1)
 
-    t = {"model.embed_tokens.weight": r(v, d, std=1.0), "model.norm.weight": norm(d)}
+    t = {"model.embed_tokens.weight": r(v, d, std=a.embed_std), "model.norm.weight": norm(d)}
     if not cfg["tie_word_embeddings"]:
         t["lm_head.weight"] = r(v, d)
     for i in range(a.layers):
@@ -123,7 +126,7 @@ def gpt2(a, r):
            "scale_attn_weights": True, "tie_word_embeddings": True,
            "torch_dtype": TORCH_DTYPE[a.dtype]}
     pre = "" if a.no_prefix else "transformer."
-    t = {pre + "wte.weight": r(v, d, std=1.0), pre + "wpe.weight": r(n_pos, d),
+    t = {pre + "wte.weight": r(v, d, std=a.embed_std), pre + "wpe.weight": r(n_pos, d),
          pre + "ln_f.weight": 1 + r(d, std=0.1), pre + "ln_f.bias": r(d, std=0.1)}
     for i in range(a.layers):
         p = f"{pre}h.{i}."
@@ -155,6 +158,7 @@ def main(argv=None):
     p.add_argument("--longrope", action="store_true")
     p.add_argument("--partial-rotary", type=float, default=0.0)
     p.add_argument("--no-prefix", action="store_true")
+    p.add_argument("--embed-std", type=float, default=1.0)
     a = p.parse_args(argv)
     g = torch.Generator().manual_seed(a.seed)
     a.g = g

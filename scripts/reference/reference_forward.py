@@ -12,6 +12,13 @@ null, "out": PATH} makes the model (when "make" is set), writes a random
 PEFT adapter for every linear module of its layers into adapter.dir (when
 set; as PEFT names and shapes them, fan_in_fan_out for Conv1D), and writes
 {"base": {"loss","logits"}, "adapter": {"loss","logits","grads"}} to out.
+A job may also ask for greedy decoding, "generate": {"prompts": [[ids]],
+"max_new_tokens": N}: each prompt is decoded on its own, one full forward
+of the whole sequence per new token (no cache, no padding), the token
+being the first of the largest logits; "base"/"adapter" then also hold
+"generated": [[N new ids] per prompt]. LongRoPE picks its factors by the
+longest sequence of the request (the longest prompt plus N), as the
+trainer's cached decoding does.
 
 batch.json: {"rows": [{"input_ids","labels","position_ids","segment_ids"}]}
 (PackedSequence rows). Each packed example is cut out of its row and run on
@@ -340,6 +347,24 @@ def run(model_dir, rows, adapter_dir=None, grads=False):
     return out
 
 
+def greedy(model_dir, prompts, max_new, adapter_dir=None):
+    """Greedy decode of each prompt by full forwards (see the docstring)."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    w = load_weights(model_dir)
+    if adapter_dir:
+        apply_adapter(w, adapter_dir, False)
+    ctx = {"max_pos": max(len(p) for p in prompts) + max_new - 1}
+    out = []
+    with torch.no_grad():
+        for p in prompts:
+            ids = list(p)
+            for _ in range(max_new):
+                logits = forward_example(cfg, w, ids, list(range(len(ids))), ctx)
+                ids.append(int(torch.argmax(logits[-1])))
+            out.append(ids[len(p):])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
@@ -355,10 +380,17 @@ def main():
             if job.get("make"):
                 make_tiny_model.main(["--out", job["model"]] + job["make"].split())
             out = {"base": run(job["model"], job["rows"])}
+            gen = job.get("generate")
+            if gen:
+                out["base"]["generated"] = greedy(
+                    job["model"], gen["prompts"], gen["max_new_tokens"])
             ad = job.get("adapter")
             if ad:
                 write_random_adapter(job["model"], ad["dir"], ad["rank"], ad["alpha"], ad["seed"])
                 out["adapter"] = run(job["model"], job["rows"], ad["dir"], grads=True)
+                if gen:
+                    out["adapter"]["generated"] = greedy(
+                        job["model"], gen["prompts"], gen["max_new_tokens"], ad["dir"])
             json.dump(out, open(job["out"], "w"))
         return
     rows = json.load(open(a.batch))["rows"]

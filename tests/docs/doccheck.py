@@ -444,21 +444,21 @@ class FlagChecker:
         return self._ctl
 
     def train_flags(self):
-        """{'spec': set, 'bench': set} from the usage that `ftune-train
+        """{'spec': set, 'bench': set, 'generate': set} from the usage that `ftune-train
         --help` prints: kUsage in worker/train_main.cc, read from the source
         because builds without the trainer (the sanitizer build) have no
         binary (TrainHelpTest checks that the binary prints it)."""
         if self._train is None:
             text = (self.source_dir / "worker/train_main.cc").read_text()
             m = re.search(r'kUsage\[\] = R"\((.*?)\)";', text, re.S)
-            usage = {"spec": set(), "bench": set()}
+            usage = {"spec": set(), "bench": set(), "generate": set()}
             mode = None
             for body in (m.group(1) if m else "").splitlines():
                 if not body.strip():
                     break  # the synopsis ends at the first blank line
-                m = re.match(r"^\s+ftune-train( bench)?\b", body)
+                m = re.match(r"^\s+ftune-train( bench| generate)?\b", body)
                 if m:
-                    mode = "bench" if m.group(1) else "spec"
+                    mode = m.group(1).strip() if m.group(1) else "spec"
                 elif not body.startswith("      "):  # not a continuation
                     mode = None
                 if mode:
@@ -476,8 +476,8 @@ class FlagChecker:
             return self._check_ctl(args)
         if binary == "ftune-train":
             flags = self.train_flags()
-            mode = "bench" if args[:1] == ["bench"] else "spec"
-            return [f"ftune-train{' bench' if mode == 'bench' else ''}: "
+            mode = args[0] if args[:1] in (["bench"], ["generate"]) else "spec"
+            return [f"ftune-train{'' if mode == 'spec' else ' ' + mode}: "
                     f"unknown flag --{name} (ftune-train --help lists "
                     f"{', '.join('--' + f for f in sorted(flags[mode]))})"
                     for name in _dash_names(args) if name not in flags[mode]]

@@ -9,6 +9,7 @@
 #include "common/safetensors.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "worker/train/checkpoint.h"
 #include "worker/train/torch_compat.h"
 
 namespace ftune::train {
@@ -175,6 +176,61 @@ absl::Status MergeModel(Model& model, const std::string& output_dir) {
   }();
   if (!st.ok()) (void)RemoveAll(staging);
   return st;
+}
+
+absl::Status LoadAdapter(Model& model, const std::string& dir) {
+  const std::string config_path = JoinPath(dir, "adapter_config.json");
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  auto bad = [&](const std::string& field, const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_path, ": ", field, ": ", why));
+  };
+  if (!j.is_object()) return bad("(file)", "not a JSON object");
+  if (j.value("peft_type", "LORA") != "LORA")
+    return bad("peft_type", "only \"LORA\" adapters are supported");
+  LoraOptions lora;
+  if (!j.contains("r") || !j["r"].is_number_integer())
+    return bad("r", "must be an integer");
+  lora.rank = j["r"].get<int64_t>();
+  if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number())
+    return bad("lora_alpha", "must be a number");
+  lora.alpha = j["lora_alpha"].get<double>();
+  lora.dropout = 0;  // inference
+  const nlohmann::json& t = j.value("target_modules", nlohmann::json());
+  if (t.is_string()) {
+    lora.target_modules = {t.get<std::string>()};
+  } else if (t.is_array() && !t.empty()) {
+    lora.target_modules.clear();
+    for (const auto& m : t) {
+      if (!m.is_string()) return bad("target_modules", "must be strings");
+      lora.target_modules.push_back(m.get<std::string>());
+    }
+  } else {
+    return bad("target_modules", "must be a name or a non-empty list");
+  }
+  for (const char* unsupported : {"use_dora", "use_rslora"}) {
+    if (j.value(unsupported, false))
+      return bad(unsupported, "true is not supported");
+  }
+  if (j.value("fan_in_fan_out", false) != model.config().fan_in_fan_out())
+    return bad("fan_in_fan_out",
+               absl::StrCat("must be ",
+                            model.config().fan_in_fan_out() ? "true" : "false",
+                            " for a ", model.config().architecture));
+  absl::Status st = model.ApplyLora(lora);
+  if (!st.ok()) return Annotate(st, config_path);
+  NamedTensors params = model.LoraParameters();
+  FTUNE_ASSIGN_OR_RETURN(
+      NamedTensors tensors,
+      ReadTensors(JoinPath(dir, "adapter_model.safetensors")));
+  // A module's tensors only; PEFT writes nothing else for plain LoRA.
+  if (tensors.size() != params.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat(JoinPath(dir, "adapter_model.safetensors"), ": ",
+                     tensors.size(), " tensors, but the target modules of ",
+                     model.config().architecture, " take ", params.size()));
+  return CopyInto(params, tensors, JoinPath(dir, "adapter_model.safetensors"));
 }
 
 }  // namespace ftune::train

@@ -55,6 +55,13 @@ absl::Status PublishAdapter(const std::string& output_dir,
 
 absl::Status MergeModel(Model& model, const std::string& output_dir);
 
+// Applies the PEFT LoRA adapter in `dir` (adapter_config.json: r,
+// lora_alpha, target_modules, fan_in_fan_out; adapter_model.safetensors)
+// to `model`, unmerged (Model::ApplyLora, then the tensors by their PEFT
+// names). NOT_FOUND for a missing file; INVALID_ARGUMENT naming the field,
+// a module the family does not have, or a missing or mis-shaped tensor.
+absl::Status LoadAdapter(Model& model, const std::string& dir);
+
 }  // namespace ftune::train
 
 #endif  // FTUNE_WORKER_TRAIN_ADAPTER_H_

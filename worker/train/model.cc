@@ -356,7 +356,7 @@ Tensor Model::LmHeadWeight() const {
   return config_.tie_word_embeddings ? embed_ : lm_head_;
 }
 
-Tensor Model::Hidden(const Batch& batch, bool training) {
+Tensor Model::Hidden(const Batch& batch, bool training, KvCache* cache) {
   const ModelConfig& c = config_;
   const Architecture& a = c.arch;
   const int64_t b = batch.input_ids.size(0), t = batch.input_ids.size(1);
@@ -377,15 +377,20 @@ Tensor Model::Hidden(const Batch& batch, bool training) {
   // checkpointing autograd function, which needs a device for each.)
   Tensor cos = torch::empty({0}, x.options()), sin = cos;
   if (rope_ != nullptr)
-    std::tie(cos, sin) = rope_->Tables(batch.position_ids, dtype);
+    std::tie(cos, sin) = rope_->Tables(batch.position_ids, dtype,
+                                       cache ? cache->rope_length() : 0);
 
-  // One additive mask per sliding-window size in use (0: none).
+  // One additive mask per sliding-window size in use (0: none); with a
+  // cache, over every cached key too.
+  if (cache != nullptr) cache->BeginForward(batch.segment_ids);
   std::map<int64_t, Tensor> masks;
   for (const DecoderLayer& layer : layers_) {
     Tensor& mask = masks[layer.sliding_window];
     if (!mask.defined())
-      mask =
-          AttentionMask(batch.segment_ids, layer.sliding_window, x.options());
+      mask = cache != nullptr
+                 ? cache->Mask(layer.sliding_window, x.options())
+                 : AttentionMask(batch.segment_ids, layer.sliding_window,
+                                 x.options());
   }
 
   const bool checkpoint = options_.gradient_checkpointing && training &&
@@ -394,22 +399,26 @@ Tensor Model::Hidden(const Batch& batch, bool training) {
   // grad, and the LoRA weights are not inputs: so the (frozen) embedding
   // output must require it (as PEFT's enable_input_require_grads does).
   if (checkpoint && !x.requires_grad()) x = x.detach().requires_grad_(true);
-  for (DecoderLayer& layer : layers_) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    DecoderLayer& layer = layers_[i];
     const Tensor& mask = masks[layer.sliding_window];
     x = checkpoint ? CheckpointedLayer::apply(x, cos, sin, mask, this, &layer)
-                   : LayerForward(layer, x, cos, sin, mask, training);
+                   : LayerForward(layer, x, cos, sin, mask, training, cache,
+                                  static_cast<int64_t>(i));
   }
   return ApplyNorm(x, final_norm_, a.norm, c.rms_norm_eps);
 }
 
 Tensor Model::LayerForward(DecoderLayer& layer, const Tensor& x_in,
                            const Tensor& cos, const Tensor& sin,
-                           const Tensor& mask, bool training) {
+                           const Tensor& mask, bool training, KvCache* cache,
+                           int64_t cache_layer) {
   const ModelConfig& c = config_;
   const Architecture& a = c.arch;
   Tensor x = x_in;
   Tensor hn = ApplyNorm(x, layer.attn_norm, a.norm, c.rms_norm_eps);
-  Tensor attn = Attention(layer, hn, cos, sin, mask, training);
+  Tensor attn =
+      Attention(layer, hn, cos, sin, mask, training, cache, cache_layer);
   if (a.sandwich_norms)
     attn = ApplyNorm(attn, layer.post_attn_norm, a.norm, c.rms_norm_eps);
   x = x + attn;
@@ -424,7 +433,8 @@ Tensor Model::LayerForward(DecoderLayer& layer, const Tensor& x_in,
 
 Tensor Model::Attention(DecoderLayer& layer, const Tensor& hn,
                         const Tensor& cos, const Tensor& sin,
-                        const Tensor& mask, bool training) {
+                        const Tensor& mask, bool training, KvCache* cache,
+                        int64_t cache_layer) {
   const ModelConfig& c = config_;
   const Architecture& a = c.arch;
   const int64_t b = hn.size(0), t = hn.size(1);
@@ -473,6 +483,8 @@ Tensor Model::Attention(DecoderLayer& layer, const Tensor& hn,
   } else if (scale != 1.0) {
     q = q * torch::full({}, scale, q.options());
   }
+  // Decoding: attend over every cached key and value, these included.
+  if (cache != nullptr) std::tie(k, v) = cache->Append(cache_layer, k, v);
   Tensor attn = Attend(q, k, v, mask, a.attn_softcap);
   attn = attn.transpose(1, 2).reshape({b, t, h * hd});
   return layer.o_proj->Forward(attn, training);
@@ -546,6 +558,25 @@ Tensor Model::Logits(const Batch& batch) {
   Tensor x = Hidden(batch, /*training=*/false);
   return SoftCap(torch::matmul(x, LmHeadWeight().t()),
                  config_.arch.final_softcap);
+}
+
+Tensor Model::ForwardCached(const Batch& batch, KvCache& cache,
+                            bool last_only) {
+  torch::NoGradGuard no_grad;
+  Tensor x = Hidden(batch, /*training=*/false, &cache);
+  if (last_only) x = x.narrow(1, x.size(1) - 1, 1);
+  Tensor logits =
+      SoftCap(torch::matmul(x, LmHeadWeight().t()), config_.arch.final_softcap);
+  return logits.scalar_type() == torch::kFloat64 ? logits
+                                                 : logits.to(torch::kFloat32);
+}
+
+KvCache Model::NewKvCache(int64_t batch, int64_t capacity,
+                          int64_t rope_length) const {
+  return KvCache(static_cast<int64_t>(layers_.size()), batch,
+                 config_.num_key_value_heads, capacity, config_.head_dim,
+                 torch::TensorOptions().dtype(options_.dtype).device(device()),
+                 rope_length);
 }
 
 std::vector<std::pair<std::string, Tensor>> Model::LoraParameters() {

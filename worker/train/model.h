@@ -43,6 +43,7 @@
 
 namespace ftune::train {
 
+class KvCache;
 class Rope;
 
 // The Llama family's LoRA module names in PEFT's (HF's) spelling; a model's
@@ -128,6 +129,19 @@ class Model {
   // Full logits [B, T, vocab] (tests, small inputs), soft-capped as the
   // loss sees them.
   torch::Tensor Logits(const Batch& batch);
+  // Incremental decoding (generate.h): runs the tokens of `batch`
+  // (input_ids, position_ids, segment_ids: 0 for a real token, -1 for
+  // left padding; labels unused) after the ones already in `cache`, appends
+  // their keys and values to it, and returns their soft-capped logits
+  // [B, T, vocab] in fp32 (fp64 for an fp64 model), or [B, 1, vocab] of the
+  // last token with
+  // `last_only`. No LoRA dropout, no autograd.
+  torch::Tensor ForwardCached(const Batch& batch, KvCache& cache,
+                              bool last_only);
+  // An empty cache for `batch` rows of up to `capacity` tokens (see
+  // KvCache for rope_length).
+  KvCache NewKvCache(int64_t batch, int64_t capacity,
+                     int64_t rope_length) const;
   void set_gradient_checkpointing(bool on) {
     options_.gradient_checkpointing = on;
   }
@@ -136,9 +150,12 @@ class Model {
   // [B, 1, T, rotary_dim] (empty with learned positions); mask: the
   // layer's additive [B, 1, T, T]. Public for the checkpointing autograd
   // function.
+  // `cache` (decoding only): layer `cache_layer`'s keys and values are
+  // appended to it and attention covers all of them.
   torch::Tensor LayerForward(DecoderLayer& layer, const torch::Tensor& x,
                              const torch::Tensor& cos, const torch::Tensor& sin,
-                             const torch::Tensor& mask, bool training);
+                             const torch::Tensor& mask, bool training,
+                             KvCache* cache = nullptr, int64_t cache_layer = 0);
 
   // LoRA tensors with PEFT key names
   // ("base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight"),
@@ -163,10 +180,12 @@ class Model {
 
  private:
   Model(ModelConfig config, ModelOptions options);
-  torch::Tensor Hidden(const Batch& batch, bool training);
+  torch::Tensor Hidden(const Batch& batch, bool training,
+                       KvCache* cache = nullptr);
   torch::Tensor Attention(DecoderLayer& layer, const torch::Tensor& x,
                           const torch::Tensor& cos, const torch::Tensor& sin,
-                          const torch::Tensor& mask, bool training);
+                          const torch::Tensor& mask, bool training,
+                          KvCache* cache, int64_t cache_layer);
   torch::Tensor Mlp(DecoderLayer& layer, const torch::Tensor& x, bool training);
   torch::Tensor LmHeadWeight() const;
   // [out, in] of a projection of `role`.

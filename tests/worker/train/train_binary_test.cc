@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/contract/capabilities.h"
 #include "common/file_util.h"
@@ -608,6 +609,91 @@ TEST(SentencePieceInLibTorchProcessTest, LoadsTokenizerModelAndTrains) {
   EXPECT_EQ(data[0]["tokenizer"], "tokenizer.model");
   EXPECT_EQ(data[0]["format"], "prompt_completion");
   EXPECT_EQ(r.lines.back()["type"], "done");
+}
+
+// `ftune-train generate` on a trained adapter: the base model with the
+// adapter unmerged and the merged model (with the base's tokenizer) print
+// the same greedy completions, one JSON object per prompt in prompt order;
+// bad settings and overlong prompts exit 2 naming the flag or the lengths.
+TEST_F(TrainBinaryTest, GenerateWithAdapterEqualsTheMergedModel) {
+  json spec = Spec("gen");
+  spec["hyperparameters"]["max_steps"] = 20;
+  spec["hyperparameters"]["eval_every_steps"] = 20;
+  spec["merge_output_dir"] = dir_.Sub("gen/merged");
+  RunResult r = Run("gen", spec);
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
+  // The validation file is a prompts file: its assistant answers are the
+  // expected completions.
+  const std::string model = dir_.Sub("model");
+  const std::string prompts = dir_.Sub("val.jsonl");
+  const std::string common =
+      " --prompts " + prompts + " --max-new-tokens 8 --threads 1";
+  int status = -1;
+  const std::string with_adapter =
+      RunTrainBinary("generate --model " + model + " --adapter " +
+                         dir_.Sub("gen/adapter") + common,
+                     &status);
+  ASSERT_EQ(status, 0);
+  const std::string merged =
+      RunTrainBinary("generate --model " + dir_.Sub("gen/merged") +
+                         " --tokenizer " + model + common,
+                     &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(with_adapter, merged);
+  const std::string base =
+      RunTrainBinary("generate --model " + model + common, &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_NE(base, with_adapter);
+
+  std::vector<std::string> lines =
+      absl::StrSplit(with_adapter, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 8u);
+  std::ifstream val(prompts);
+  std::string want_line;
+  for (const std::string& line : lines) {
+    ASSERT_TRUE(std::getline(val, want_line));
+    const json want = json::parse(want_line);
+    const json got = json::parse(line);
+    EXPECT_EQ(got["prompt"], want["messages"][1]["content"]);
+    EXPECT_EQ(got["expected"], want["messages"][2]["content"]);
+    EXPECT_TRUE(got["completion"].is_string());
+    EXPECT_THAT(got["finish_reason"].get<std::string>(),
+                ::testing::AnyOf("end", "length"));
+    EXPECT_GT(got["prompt_tokens"].get<int64_t>(), 0);
+    EXPECT_LE(got["completion_tokens"].get<int64_t>(), 8);
+  }
+
+  // Bad settings: exit 2, the flag named on stderr.
+  for (const auto& [args, want] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"--temperature -1", "--temperature: must be in [0, 100], got -1"},
+           {"--top-p 0", "--top-p: must be in (0, 1], got 0"},
+           {"--top-p 1.5", "--top-p: must be in (0, 1], got 1.5"},
+           {"--max-new-tokens 5000",
+            "--max-new-tokens: must be in [1, 4096], got 5000"},
+           {"--top-k -2", "--top-k: must be in"},
+           {"--bogus 1", "unknown flag --bogus"}}) {
+    const std::string log = dir_.Sub("gen-bad.log");
+    const std::string cmd = std::string(FTUNE_BIN_DIR) +
+                            "/ftune-train generate --model " + model +
+                            " --prompt hi " + args + " >/dev/null 2>" + log;
+    const int rc = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(rc)) << args;
+    EXPECT_EQ(WEXITSTATUS(rc), kExitBadInput) << args;
+    ASSERT_OK_AND_ASSIGN(std::string err, ReadFile(log));
+    EXPECT_THAT(err, HasSubstr(want)) << args;
+  }
+  // A prompt longer than the tiny model's 512 positions.
+  const std::string long_log = dir_.Sub("gen-long.log");
+  const std::string cmd =
+      std::string(FTUNE_BIN_DIR) + "/ftune-train generate --model " + model +
+      " --prompt " + std::string(600, 'x') + " >/dev/null 2>" + long_log;
+  const int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), kExitBadInput);
+  ASSERT_OK_AND_ASSIGN(std::string err, ReadFile(long_log));
+  EXPECT_THAT(err, HasSubstr("prompt 1 is 600 tokens long; the model's "
+                             "context is 512 tokens"));
 }
 
 }  // namespace

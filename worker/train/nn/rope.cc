@@ -54,10 +54,13 @@ Rope::Rope(const ModelConfig& c)
 }
 
 std::pair<Tensor, Tensor> Rope::Tables(const Tensor& position_ids,
-                                       torch::Dtype dtype) const {
+                                       torch::Dtype dtype,
+                                       int64_t sequence_length) const {
   const Tensor& inv =
       long_inv_freq_.defined() &&
-              position_ids.max().item<int64_t>() + 1 > original_max_
+              (sequence_length > 0
+                   ? sequence_length
+                   : position_ids.max().item<int64_t>() + 1) > original_max_
           ? long_inv_freq_
           : inv_freq_;
   Tensor angles = position_ids.to(torch::kFloat64).unsqueeze(-1) *

@@ -23,9 +23,13 @@ class Rope {
   // cos and sin [B, 1, T, rotary_dim] in `dtype` for position ids [B, T],
   // computed in fp64 (times the attention factor, if any) and rounded once.
   // LongRoPE takes its long factors when the batch's largest position
-  // reaches original_max_position_embeddings, as HF does per forward.
+  // reaches original_max_position_embeddings, as HF does per forward;
+  // `sequence_length` > 0 decides instead (incremental decoding: the
+  // longest sequence the generation can reach, so that every token of it is
+  // rotated with the same factors).
   std::pair<torch::Tensor, torch::Tensor> Tables(
-      const torch::Tensor& position_ids, torch::Dtype dtype) const;
+      const torch::Tensor& position_ids, torch::Dtype dtype,
+      int64_t sequence_length = 0) const;
   int64_t rotary_dim() const { return rotary_dim_; }
 
  private:

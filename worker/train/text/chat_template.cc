@@ -1,6 +1,8 @@
 // Rendering of examples through the chat templates (see chat_template.h).
 #include "worker/train/text/chat_template.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -168,7 +170,8 @@ absl::Status RenderAlpaca(const Example& ex, Builder* b) {
 // Phi-3 / Phi-3.5: <|role|>\n{content}<|end|>\n per message, then the
 // tokenizer's eos (the template appends it when no generation prompt
 // follows).
-absl::Status RenderPhi3(const Example& ex, Builder* b) {
+absl::Status RenderPhi3(const Example& ex, Builder* b,
+                        bool generation_prompt = false) {
   b->BosIfConfigured();
   for (const Message& m : ex.messages) {
     const bool train = m.role == Role::kAssistant && m.trainable;
@@ -178,6 +181,11 @@ absl::Status RenderPhi3(const Example& ex, Builder* b) {
     b->Text(m.content, train, /*continues=*/true);
     FTUNE_RETURN_IF_ERROR(b->Special("<|end|>", train));
     b->Text("\n", false, /*continues=*/false);
+  }
+  if (generation_prompt) {
+    FTUNE_RETURN_IF_ERROR(b->Special("<|assistant|>", false));
+    b->Text("\n", false, /*continues=*/false);
+    return absl::OkStatus();
   }
   return b->Eos(false);
 }
@@ -214,6 +222,48 @@ absl::Status RenderGemma(const Example& ex, const Tokenizer& tok, Builder* b) {
     b->Text("\n", false, /*continues=*/false);
   }
   return absl::OkStatus();
+}
+
+// Renders messages through `t`; with `generation_prompt`, opens the
+// assistant turn that a completion continues (see TokenizePrompt).
+absl::Status RenderMessages(const Example& ex, ChatTemplate t,
+                            const Tokenizer& tok, bool generation_prompt,
+                            Builder* b) {
+  switch (t) {
+    case ChatTemplate::kChatML:
+      FTUNE_RETURN_IF_ERROR(RenderChatML(ex, b));
+      if (generation_prompt) {
+        FTUNE_RETURN_IF_ERROR(b->Special("<|im_start|>", false));
+        b->Text("assistant\n", false, /*continues=*/false);
+      }
+      return absl::OkStatus();
+    case ChatTemplate::kLlama3:
+      FTUNE_RETURN_IF_ERROR(RenderLlama3(ex, b));
+      if (generation_prompt) {
+        FTUNE_RETURN_IF_ERROR(b->Special("<|start_header_id|>", false));
+        b->Text("assistant", false, false);
+        FTUNE_RETURN_IF_ERROR(b->Special("<|end_header_id|>", false));
+        b->Text("\n\n", false, false);
+      }
+      return absl::OkStatus();
+    case ChatTemplate::kLlama2:
+      // A trailing user turn already ends with "[/INST]".
+      return RenderLlama2(ex, tok, b);
+    case ChatTemplate::kAlpaca:
+      FTUNE_RETURN_IF_ERROR(RenderAlpaca(ex, b));
+      if (generation_prompt) b->Text("### Response:\n", false, true);
+      return absl::OkStatus();
+    case ChatTemplate::kPhi3:
+      return RenderPhi3(ex, b, generation_prompt);
+    case ChatTemplate::kGemma:
+      FTUNE_RETURN_IF_ERROR(RenderGemma(ex, tok, b));
+      if (generation_prompt) {
+        FTUNE_RETURN_IF_ERROR(b->Special("<start_of_turn>", false));
+        b->Text("model\n", false, /*continues=*/false);
+      }
+      return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("unknown chat template");
 }
 
 }  // namespace
@@ -276,26 +326,8 @@ absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
   Builder b(tokenizer, example.line_number);
   switch (example.format) {
     case DatasetFormat::kMessages:
-      switch (chat_template) {
-        case ChatTemplate::kChatML:
-          FTUNE_RETURN_IF_ERROR(RenderChatML(example, &b));
-          break;
-        case ChatTemplate::kLlama3:
-          FTUNE_RETURN_IF_ERROR(RenderLlama3(example, &b));
-          break;
-        case ChatTemplate::kLlama2:
-          FTUNE_RETURN_IF_ERROR(RenderLlama2(example, tokenizer, &b));
-          break;
-        case ChatTemplate::kAlpaca:
-          FTUNE_RETURN_IF_ERROR(RenderAlpaca(example, &b));
-          break;
-        case ChatTemplate::kPhi3:
-          FTUNE_RETURN_IF_ERROR(RenderPhi3(example, &b));
-          break;
-        case ChatTemplate::kGemma:
-          FTUNE_RETURN_IF_ERROR(RenderGemma(example, tokenizer, &b));
-          break;
-      }
+      FTUNE_RETURN_IF_ERROR(RenderMessages(example, chat_template, tokenizer,
+                                           /*generation_prompt=*/false, &b));
       break;
     case DatasetFormat::kPromptCompletion:
       b.BosIfConfigured();
@@ -312,6 +344,70 @@ absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
       return LineError(example, "example has no format");
   }
   return b.Take();
+}
+
+absl::StatusOr<std::vector<int32_t>> TokenizePrompt(
+    const Example& example, ChatTemplate chat_template,
+    const Tokenizer& tokenizer) {
+  Builder b(tokenizer, example.line_number);
+  switch (example.format) {
+    case DatasetFormat::kMessages:
+      if (example.messages.empty() ||
+          example.messages.back().role == Role::kAssistant) {
+        return LineError(example,
+                         "messages: a prompt must end with a user (or "
+                         "system) message, not an assistant's");
+      }
+      FTUNE_RETURN_IF_ERROR(RenderMessages(example, chat_template, tokenizer,
+                                           /*generation_prompt=*/true, &b));
+      break;
+    case DatasetFormat::kPromptCompletion:
+      b.BosIfConfigured();
+      b.Text(example.prompt, false, false);
+      break;
+    case DatasetFormat::kText:
+      b.BosIfConfigured();
+      b.Text(example.text, false, false);
+      break;
+    case DatasetFormat::kUnknown:
+      return LineError(example, "example has no format");
+  }
+  return b.Take().ids;
+}
+
+std::vector<int32_t> CompletionEndTokens(DatasetFormat format,
+                                         ChatTemplate chat_template,
+                                         const Tokenizer& tokenizer) {
+  std::vector<int32_t> ids;
+  if (tokenizer.eos_id() >= 0) ids.push_back(tokenizer.eos_id());
+  if (format == DatasetFormat::kMessages) {
+    const char* end = nullptr;
+    switch (chat_template) {
+      case ChatTemplate::kChatML:
+        end = "<|im_end|>";
+        break;
+      case ChatTemplate::kLlama3:
+        end = "<|eot_id|>";
+        break;
+      case ChatTemplate::kPhi3:
+        end = "<|end|>";
+        break;
+      case ChatTemplate::kGemma:
+        end = "<end_of_turn>";
+        break;
+      case ChatTemplate::kLlama2:
+      case ChatTemplate::kAlpaca:
+        break;  // eos ends the turn
+    }
+    if (end != nullptr) {
+      if (std::optional<int32_t> id = tokenizer.TokenToId(end)) {
+        ids.push_back(*id);
+      }
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
 }  // namespace ftune::train

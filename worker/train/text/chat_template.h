@@ -79,6 +79,32 @@ absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
                                                  ChatTemplate chat_template,
                                                  const Tokenizer& tokenizer);
 
+// The prompt of a generation (generate.h): the tokens training puts before
+// the completion, so the model continues where it learned to answer.
+//   messages: the conversation rendered as TokenizeExample renders it
+//     (the last message must not be the assistant's), then the template's
+//     opening of an assistant turn: chatml "<|im_start|>assistant\n",
+//     llama3 "<|start_header_id|>assistant<|end_header_id|>\n\n", llama2
+//     nothing (the prompt ends with "[/INST]"), alpaca "### Response:\n",
+//     phi3 "<|assistant|>\n" (and no final eos), gemma
+//     "<start_of_turn>model\n";
+//   prompt/completion: [bos if add_bos_token] prompt (the completion is not
+//     rendered);
+//   text: [bos if add_bos_token] text.
+// Errors as TokenizeExample's; INVALID_ARGUMENT for a conversation that
+// ends with an assistant message.
+absl::StatusOr<std::vector<int32_t>> TokenizePrompt(const Example& example,
+                                                    ChatTemplate chat_template,
+                                                    const Tokenizer& tokenizer);
+
+// The tokens that end a completion of `format` under `chat_template`: the
+// tokenizer's eos, and for messages the token that ends an assistant turn
+// (<|im_end|>, <|eot_id|>, <|end|>, <end_of_turn>) where the tokenizer has
+// it. Sorted, unique.
+std::vector<int32_t> CompletionEndTokens(DatasetFormat format,
+                                         ChatTemplate chat_template,
+                                         const Tokenizer& tokenizer);
+
 }  // namespace ftune::train
 
 #endif  // FTUNE_WORKER_TRAIN_TEXT_CHAT_TEMPLATE_H_

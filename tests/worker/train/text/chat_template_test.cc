@@ -317,3 +317,98 @@ TEST(ResolveChatTemplateTest, NamesAndAuto) {
 
 }  // namespace
 }  // namespace ftune::train
+
+namespace ftune::train {
+namespace {
+
+using ::ftune::testing::StatusIs;
+using ::testing::HasSubstr;
+using namespace ::ftune::train::testing;  // NOLINT
+
+// A generation prompt is what training puts before the answer: for every
+// template, TokenizePrompt of the conversation without its last assistant
+// message is a prefix of TokenizeExample of the whole conversation, and the
+// next token is the answer's first trained token.
+TEST(TokenizePromptTest, EveryTemplateStopsWhereTheAnswerStarts) {
+  struct Case {
+    ChatTemplate t;
+    std::unique_ptr<BpeTokenizer> tok;
+    int32_t end_of_turn;
+  };
+  std::vector<Case> cases;
+  cases.push_back({ChatTemplate::kChatML,
+                   ByteLevelTokenizer(R"({"eos_token":"<|im_end|>"})"),
+                   kImEnd});
+  cases.push_back({ChatTemplate::kLlama3,
+                   ByteLevelTokenizer(R"({"eos_token":"<|eot_id|>"})"),
+                   kEotId});
+  cases.push_back(
+      {ChatTemplate::kLlama2,
+       ByteLevelTokenizer(R"({"bos_token":"<s>","eos_token":"</s>"})"), kEos});
+  cases.push_back(
+      {ChatTemplate::kAlpaca,
+       ByteLevelTokenizer(
+           R"({"bos_token":"<s>","eos_token":"</s>","add_bos_token":true})"),
+       kEos});
+  cases.push_back({ChatTemplate::kPhi3,
+                   Phi3GemmaTokenizer(R"({"eos_token":"<|endoftext|>"})"),
+                   kEndTok});
+  cases.push_back({ChatTemplate::kGemma,
+                   Phi3GemmaTokenizer(
+                       R"({"bos_token":"<bos>","eos_token":"<|endoftext|>"})"),
+                   kEndOfTurn});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(ChatTemplateName(c.t)));
+    Example full = Chat({{Role::kUser, "hi"},
+                         {Role::kAssistant, "yo"},
+                         {Role::kUser, "more"},
+                         {Role::kAssistant, "ok"}});
+    if (c.t != ChatTemplate::kLlama2 && c.t != ChatTemplate::kGemma)
+      full.messages.insert(full.messages.begin(), {Role::kSystem, "S", true});
+    Example prompt = full;
+    prompt.messages.pop_back();
+    ASSERT_OK_AND_ASSIGN(TokenizedExample want,
+                         TokenizeExample(full, c.t, *c.tok));
+    ASSERT_OK_AND_ASSIGN(std::vector<int32_t> got,
+                         TokenizePrompt(prompt, c.t, *c.tok));
+    ASSERT_LT(got.size(), want.ids.size());
+    EXPECT_EQ(got, std::vector<int32_t>(want.ids.begin(),
+                                        want.ids.begin() + got.size()));
+    EXPECT_EQ(want.loss_mask[got.size()], 1) << "the answer starts here";
+    if (!got.empty()) {
+      EXPECT_EQ(want.loss_mask[got.size() - 1], 0);
+    }
+    // The turn's end is an end token of a messages completion.
+    std::vector<int32_t> ends =
+        CompletionEndTokens(DatasetFormat::kMessages, c.t, *c.tok);
+    EXPECT_THAT(ends, ::testing::Contains(c.end_of_turn));
+    EXPECT_THAT(ends, ::testing::Contains(c.tok->eos_id()));
+  }
+}
+
+TEST(TokenizePromptTest, PromptCompletionAndBadConversations) {
+  auto tok = ByteLevelTokenizer(
+      R"({"bos_token":"<s>","eos_token":"</s>","add_bos_token":true})");
+  Example pc;
+  pc.format = DatasetFormat::kPromptCompletion;
+  pc.prompt = "Q: 2+2?";
+  pc.completion = "4";
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> got,
+                       TokenizePrompt(pc, ChatTemplate::kChatML, *tok));
+  std::vector<int32_t> want = {kBos};
+  for (int32_t id : Bytes("Q: 2+2?")) want.push_back(id);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(CompletionEndTokens(DatasetFormat::kPromptCompletion,
+                                ChatTemplate::kChatML, *tok),
+            std::vector<int32_t>{kEos});
+
+  Example ends_with_answer =
+      Chat({{Role::kUser, "a"}, {Role::kAssistant, "b"}});
+  EXPECT_THAT(
+      TokenizePrompt(ends_with_answer, ChatTemplate::kChatML, *tok).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("must end with a user")));
+}
+
+}  // namespace
+}  // namespace ftune::train
