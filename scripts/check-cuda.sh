@@ -78,11 +78,12 @@ fi
   -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -DFTUNE_WITH_CUDA=1 \
   worker/train/cuda/nf4_cuda_torch.cc
 # The trainer's CUDA-only lines (generator state, allocator statistics, the
-# kernel call in Dequantize) as a CUDA build compiles them.
-for f in worker/train/torch_compat.cc worker/train/nf4.cc; do
+# kernel call in Dequantize, the NCCL process group) as a CUDA build compiles
+# them.
+for f in worker/train/torch_compat.cc worker/train/distributed.cc worker/train/nf4.cc; do
   "${CXX:-g++}" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -I. \
     "${torch_inc[@]}" -isystem "$cuda_home/include" \
     $(pkg-config --cflags absl_status 2>/dev/null || true) \
     -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -DFTUNE_WITH_CUDA=1 "$f"
 done
-echo "check-cuda: nf4_cuda_torch.cc, torch_compat.cc and nf4.cc syntax-checked against LibTorch $(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/{v = v sep $3; sep = "."} END {print v}' "$torch_root/torch/csrc/api/include/torch/version.h")"
+echo "check-cuda: nf4_cuda_torch.cc, torch_compat.cc, distributed.cc and nf4.cc syntax-checked against LibTorch $(awk '/define TORCH_VERSION_(MAJOR|MINOR|PATCH)/{v = v sep $3; sep = "."} END {print v}' "$torch_root/torch/csrc/api/include/torch/version.h")"

@@ -16,7 +16,7 @@
 #      against the CUDA package's headers and the CUDA toolkit's
 #      (/usr/local/cuda/include): the LibTorch glue worker/train/cuda/*.cc,
 #      nf4_cuda_torch_check.cc, and every trainer file with FTUNE_WITH_CUDA
-#      branches (torch_compat.cc, nf4.cc).
+#      branches (torch_compat.cc, distributed.cc, nf4.cc).
 # Each check also fails if any LibTorch header came from elsewhere (the
 # installed 1.13 headers in /usr/include), so a header missing from 2.x
 # cannot hide. Version differences belong in worker/train/torch_compat.{h,cc}

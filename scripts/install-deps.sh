@@ -23,6 +23,9 @@ PACKAGES=(
   # link the OpenMP variant, which shares LibTorch's OpenMP pool (worker/train/
   # CMakeLists.txt explains why).
   libtorch-dev libopenblas0-pthread libopenblas0-openmp libopenblas-dev
+  # c10d's ProcessGroupGloo header includes Gloo's (multi-rank training,
+  # docs/distributed.md); libtorch links libgloo0 already
+  libgloo-dev
   # reference implementations and clients used by tests
   python3 python3-torch python3-numpy python3-grpcio python3-protobuf python3-yaml
   # the demo model's pretraining (scripts/get-model.sh)

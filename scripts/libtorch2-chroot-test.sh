@@ -106,7 +106,7 @@ in_root() {
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libopenblas0-pthread libopenblas0-openmp
+  libtorch-dev libopenblas0-pthread libopenblas0-openmp libgloo-dev
   libabsl-dev nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
   libgtest-dev libgmock-dev
   python3 python3-torch

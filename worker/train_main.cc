@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/bench.h"
+#include "worker/train/distributed.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/families/model_config.h"
 #include "worker/train/generate_command.h"
@@ -56,7 +58,10 @@ constexpr char kUsage[] = R"(usage:
 --spec runs one training job (docs/trainer.md): progress as one JSON object
 per line on stdout, logs on stderr, exit codes 0 done, 1 retryable, 2 bad
 input, 3 out of memory, 4 interrupted (SIGTERM/SIGINT: the current step
-finishes and is checkpointed), 5 diverged.
+finishes and is checkpointed), 5 diverged, 6 a peer rank was lost
+(retryable). With WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT set (torchrun
+--no-python, Slurm, Kubeflow) it runs as one data-parallel rank
+(docs/distributed.md).
 capabilities prints what this trainer runs as one JSON object (methods,
 architectures, dtypes, cuda, max_gpus_per_job, chat_templates, version);
 the worker agent reports it when it registers.
@@ -86,6 +91,8 @@ const char* Reason(int code) {
       return contract::kReasonOutOfMemory;
     case kExitDiverged:
       return contract::kReasonDiverged;
+    case kExitPeerLost:
+      return contract::kReasonPeerLost;
     default:
       return contract::kReasonRetryable;
   }
@@ -229,12 +236,27 @@ int RunBenchCommand(int argc, char** argv) {
     return Fail(
         absl::InvalidArgumentError("--seq >= 2, --batch, --rank, --steps, "
                                    "--loss-chunk >= 1"));
+  // Under a launcher (torchrun --no-python ... ftune-train bench): every
+  // rank trains `--batch` rows and the gradients are all-reduced.
+  auto launch =
+      ReadLaunchEnv([](const char* name) { return std::getenv(name); });
+  if (!launch.ok()) return Fail(launch.status());
+  auto dist = Distributed::Connect(*launch, o.device);
+  if (!dist.ok()) return Fail(dist.status());
   auto r = RunBench(
-      o, [](const std::string& line) { std::cerr << line << std::endl; });
+      o, [](const std::string& line) { std::cerr << line << std::endl; },
+      dist->get());
   if (!r.ok()) return Fail(r.status());
+  if (!(*dist)->is_main()) return kExitOk;  // rank 0 prints the figures
   std::printf("device=%s dtype=%s\n", o.device.c_str(), o.dtype.c_str());
+  std::printf("world_size=%d\n", r->world_size);
   std::printf("seconds_per_step=%.4f\n", r->seconds_per_step);
   std::printf("tokens_per_s=%.1f\n", r->tokens_per_s);
+  if (r->world_size > 1 || (*dist)->active()) {
+    std::printf("allreduce_seconds_per_step=%.5f\n",
+                r->allreduce_seconds_per_step);
+    std::printf("allreduce_share=%.4f\n", r->allreduce_share);
+  }
   if (o.qlora) {
     std::printf("quant_type=%s double_quant=%d block_size=%lld\n",
                 contract::Name(o.quantization.quant_type),
@@ -264,13 +286,20 @@ int RunSpecCommand(int argc, char** argv) {
   absl::Status st = IntFlag(*flags, "threads", &threads);
   if (!st.ok()) return Fail(st);
   if (threads >= 0) spec->threads = static_cast<int>(threads);
+  // One rank of a process group under torchrun, Slurm, Kubeflow or
+  // ftune-worker; one process without the launcher's variables.
+  auto launch =
+      ReadLaunchEnv([](const char* name) { return std::getenv(name); });
+  if (!launch.ok()) return Fail(launch.status());
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
+  auto dist = Distributed::Connect(*launch, spec->device);
+  if (!dist.ok()) return Fail(dist.status());
   TrainerHooks hooks;
   hooks.emit = EmitLine;
   hooks.stop = &g_stop;
   std::unique_ptr<DataSource> data = NewDataSource(*spec);
-  auto result = RunTraining(*spec, *data, hooks);
+  auto result = RunTraining(*spec, *data, hooks, **dist);
   if (!result.ok()) return Fail(result.status());
   return result->interrupted ? kExitInterrupted : kExitOk;
 }

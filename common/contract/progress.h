@@ -132,6 +132,8 @@ inline constexpr char kReasonBadInput[] = "bad_input";
 inline constexpr char kReasonOutOfMemory[] = "out_of_memory";
 inline constexpr char kReasonDiverged[] = "diverged";
 inline constexpr char kReasonRetryable[] = "retryable";
+// A multi-rank run lost a peer rank (exit 6, retryable).
+inline constexpr char kReasonPeerLost[] = "peer_lost";
 
 struct ErrorEvent {
   std::string reason;

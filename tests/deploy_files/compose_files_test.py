@@ -368,11 +368,12 @@ class DockerfileTest(unittest.TestCase):
             if s.name == "build"][0]
         # The CUDA build needs the same libraries (Ubuntu names them alike),
         # LibTorch from the zip instead of Debian's (and so none of the
-        # OpenBLAS that the CPU trainer links).
+        # OpenBLAS that the CPU trainer links, nor Debian's Gloo headers for
+        # Debian's LibTorch; docs/distributed.md).
         self.assertLessEqual(
             set(df.apt_packages(build))
             - {"build-essential", "libtorch-dev", "libopenblas-dev",
-               "libopenblas0-openmp"},
+               "libopenblas0-openmp", "libgloo-dev"},
             set(df.apt_packages(cuda)))
 
     def test_runtime_packages_cover_linked_libraries(self):

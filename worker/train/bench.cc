@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status.h"
+#include "worker/train/distributed.h"
 #include "worker/train/dtype.h"
 #include "worker/train/model.h"
 #include "worker/train/optimizer.h"
@@ -19,7 +20,8 @@ namespace {
 using torch::Tensor;
 
 absl::StatusOr<BenchResult> Bench(
-    const BenchOptions& o, const std::function<void(const std::string&)>& log) {
+    const BenchOptions& o, const std::function<void(const std::string&)>& log,
+    Distributed* dist) {
   const int threads = compat::SetThreads(o.threads);
   if (log)
     log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary(),
@@ -65,6 +67,9 @@ absl::StatusOr<BenchResult> Bench(
   lopts.target_modules = o.targets;
   FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
   NamedTensors params = model->LoraParameters();
+  const int world = dist != nullptr ? dist->world_size() : 1;
+  result.world_size = world;
+  if (dist != nullptr) FTUNE_RETURN_IF_ERROR(dist->BroadcastFromMain(params));
   AdamW opt(params, 0.0);
   // Synthetic data: uniform tokens, every position a target.
   std::vector<PackedSequence> rows(o.batch);
@@ -82,14 +87,20 @@ absl::StatusOr<BenchResult> Bench(
   std::vector<const PackedSequence*> ptrs;
   for (auto& r : rows) ptrs.push_back(&r);
   Batch batch = MakeBatch(ptrs, model->device());
-  double timed = 0;
+  double timed = 0, timed_allreduce = 0;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
     for (auto& [n, p] : params) p.mutable_grad() = Tensor();
     Tensor loss = model->Loss(batch, /*training=*/true);
-    loss.backward();
+    (loss / world).backward();
+    result.last_loss = loss.item<double>() / world;
+    if (dist != nullptr) {
+      int64_t tokens = o.batch * o.seq;
+      FTUNE_RETURN_IF_ERROR(
+          dist->ReduceStep(params, &result.last_loss, &tokens));
+      if (s >= o.warmup) timed_allreduce += dist->last_allreduce_seconds();
+    }
     opt.Step(1e-4);
-    result.last_loss = loss.item<double>();
     double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -97,10 +108,14 @@ absl::StatusOr<BenchResult> Bench(
     if (log)
       log(absl::StrFormat("step %d%s loss=%.4f %.3fs tokens_per_s=%.1f", s + 1,
                           s < o.warmup ? " (warmup)" : "", result.last_loss,
-                          secs, o.batch * o.seq / secs));
+                          secs, world * o.batch * o.seq / secs));
   }
   result.seconds_per_step = timed / std::max<int64_t>(1, o.steps);
-  result.tokens_per_s = o.batch * o.seq / result.seconds_per_step;
+  result.tokens_per_s = world * o.batch * o.seq / result.seconds_per_step;
+  result.allreduce_seconds_per_step =
+      timed_allreduce / std::max<int64_t>(1, o.steps);
+  result.allreduce_share =
+      result.allreduce_seconds_per_step / result.seconds_per_step;
   result.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
   return result;
 }
@@ -109,9 +124,9 @@ absl::StatusOr<BenchResult> Bench(
 
 absl::StatusOr<BenchResult> RunBench(
     const BenchOptions& options,
-    const std::function<void(const std::string&)>& log) {
+    const std::function<void(const std::string&)>& log, Distributed* dist) {
   try {
-    return Bench(options, log);
+    return Bench(options, log, dist);
   } catch (const c10::Error& e) {
     if (compat::IsOutOfMemory(e))
       return absl::ResourceExhaustedError(

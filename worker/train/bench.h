@@ -43,7 +43,13 @@ struct BenchOptions {
   contract::QuantizationSpec quantization;  // the compute dtype is `dtype`
 };
 struct BenchResult {
+  // All ranks together (batch x seq x world size per step).
   double tokens_per_s = 0;
+  int world_size = 1;
+  // Seconds per timed step in the gradient all-reduce (0 with one rank),
+  // and its share of the step.
+  double allreduce_seconds_per_step = 0;
+  double allreduce_share = 0;
   double seconds_per_step = 0;
   double last_loss = 0;
   // With quantization: the stored size of the quantised projections.
@@ -54,10 +60,14 @@ struct BenchResult {
   // allocator's peak on CUDA.
   int64_t peak_memory_bytes = 0;
 };
-// Per-step lines go to `log` (may be null).
+// Per-step lines go to `log` (may be null). With `dist` (distributed.h)
+// every rank trains its own `batch` rows and the LoRA gradients are
+// all-reduced each step, as in training (UNAVAILABLE when a peer is lost).
+class Distributed;
 absl::StatusOr<BenchResult> RunBench(
     const BenchOptions& options,
-    const std::function<void(const std::string&)>& log);
+    const std::function<void(const std::string&)>& log,
+    Distributed* dist = nullptr);
 
 }  // namespace ftune::train
 

@@ -12,6 +12,10 @@
 //                        can resume from it (cancel or preemption).
 //   5  kExitDiverged     the loss or gradient became NaN/Inf; deterministic,
 //                        so not retried.
+//   6  kExitPeerLost     a multi-rank run (worker/train/distributed.h) lost a
+//                        peer: another rank exited, or the rendezvous or a
+//                        collective timed out. Retryable from the last
+//                        checkpoint, like 1.
 //
 // The one definition: worker/agent/trainer_process.h includes this file, so
 // it must stay plain C++ (no LibTorch, no other includes).
@@ -26,6 +30,7 @@ inline constexpr int kExitBadInput = 2;
 inline constexpr int kExitOutOfMemory = 3;
 inline constexpr int kExitInterrupted = 4;
 inline constexpr int kExitDiverged = 5;
+inline constexpr int kExitPeerLost = 6;
 
 }  // namespace ftune::train
 

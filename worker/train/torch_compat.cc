@@ -9,6 +9,27 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+// c10d's backend headers compile only with their feature macros, which
+// LibTorch's CMake config does not give its users. Debian's and the
+// official LibTorch builds both have Gloo (libgloo-dev has its headers);
+// CUDA builds have NCCL.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if FTUNE_WITH_CUDA && __has_include(<nccl.h>)
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define FTUNE_HAVE_NCCL 1
+#endif
+
+#include <cstdlib>
+#include <stdexcept>
+
 namespace ftune::train::compat {
 
 int SetThreads(int threads) {
@@ -114,6 +135,87 @@ std::string BlasLibrary() {
   if (sym != nullptr && dladdr(sym, &info) != 0 && info.dli_fname != nullptr)
     return info.dli_fname;
   return "unknown";
+}
+
+namespace {
+
+// The type a process group's collectives are called on: LibTorch 2.x split
+// c10d::ProcessGroup into a dispatching front and per-device c10d::Backend
+// objects (ProcessGroupGloo and ProcessGroupNCCL are Backends there); in
+// 1.13 they are ProcessGroups.
+#if FTUNE_TORCH_AT_LEAST(2, 0)
+using C10dBackend = c10d::Backend;
+#else
+using C10dBackend = c10d::ProcessGroup;
+#endif
+
+class C10dCollectives final : public Collectives {
+ public:
+  C10dCollectives(c10::intrusive_ptr<c10d::Store> store,
+                  c10::intrusive_ptr<C10dBackend> group, std::string name)
+      : store_(std::move(store)), group_(std::move(group)), name_(name) {}
+
+  void AllReduceSum(torch::Tensor& tensor) override {
+    std::vector<torch::Tensor> tensors{tensor};
+    group_->allreduce(tensors)->wait();
+  }
+  void Broadcast(torch::Tensor& tensor, int root) override {
+    std::vector<torch::Tensor> tensors{tensor};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    group_->broadcast(tensors, opts)->wait();
+  }
+  std::string backend() const override { return name_; }
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;  // outlives the group
+  c10::intrusive_ptr<C10dBackend> group_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collectives> ConnectCollectives(const CollectivesOptions& o) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<std::uint16_t>(o.master_port);
+  so.isServer = !o.agent_store && o.rank == 0;
+  so.numWorkers = static_cast<std::size_t>(o.world_size);
+  so.waitWorkers = true;
+  so.timeout = o.rendezvous_timeout;
+  so.multiTenant = !o.agent_store;
+  c10::intrusive_ptr<c10d::Store> store =
+      c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+  if (o.agent_store) {
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        "/worker/attempt_" + std::to_string(o.restart_count), store);
+  }
+  if (o.device.is_cuda()) {
+#if FTUNE_HAVE_NCCL
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = o.collective_timeout;
+    auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        store, o.rank, o.world_size, opts);
+    return std::make_unique<C10dCollectives>(store, group, "nccl");
+#else
+    throw std::runtime_error(
+        "this ftune-train was built without NCCL (a CUDA LibTorch and "
+        "-DFTUNE_WITH_CUDA=ON with nccl.h, docs/gpu.md)");
+#endif
+  }
+  auto opts = c10d::ProcessGroupGloo::Options::create(o.collective_timeout);
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      ifname != nullptr && *ifname != '\0') {
+    opts->devices.push_back(
+        c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else {
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  opts->threads = 2;
+  // The Gloo group exchanges its peers' addresses through the store (a
+  // collective: every rank must reach it within the rendezvous timeout).
+  auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank,
+                                                           o.world_size, opts);
+  return std::make_unique<C10dCollectives>(store, group, "gloo");
 }
 
 }  // namespace ftune::train::compat

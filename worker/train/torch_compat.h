@@ -15,7 +15,10 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
 #define FTUNE_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||        \
@@ -76,6 +79,46 @@ inline void SetCpuRngState(const torch::Tensor& state) {
 inline torch::Device ParseDevice(const std::string& name) {
   return torch::Device(name);
 }
+
+// --- torch.distributed (c10d) ------------------------------------------------
+// A process group's collectives, without c10d's types (LibTorch 1.13 runs
+// them on c10d::ProcessGroup, 2.x on c10d::Backend; ProcessGroupGloo's and
+// ProcessGroupNCCL's headers need defines and third-party headers that only
+// torch_compat.cc sets up). Every call blocks until the collective is done;
+// a failure (a peer died, the timeout passed) throws std::exception.
+// Not thread-safe: one caller at a time, the same call order on every rank.
+class Collectives {
+ public:
+  virtual ~Collectives() = default;
+  // In place: every rank ends with the element-wise sum.
+  virtual void AllReduceSum(torch::Tensor& tensor) = 0;
+  // In place: every rank ends with `root`'s values.
+  virtual void Broadcast(torch::Tensor& tensor, int root) = 0;
+  // "gloo" or "nccl".
+  virtual std::string backend() const = 0;
+};
+
+struct CollectivesOptions {
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr;
+  int master_port = 0;
+  // torchrun's agent hosts the TCPStore (TORCHELASTIC_USE_AGENT_STORE): every
+  // rank is a client and keys live under /worker/attempt_<restart_count>.
+  bool agent_store = false;
+  int restart_count = 0;
+  std::chrono::milliseconds rendezvous_timeout{300000};
+  std::chrono::milliseconds collective_timeout{600000};
+  // CPU: Gloo (GLOO_SOCKET_IFNAME picks the interface when set); CUDA
+  // (FTUNE_WITH_CUDA builds): NCCL on this device.
+  torch::Device device = torch::kCPU;
+};
+
+// Rendezvous through a c10d::TCPStore at master_addr:master_port (rank 0
+// hosts it unless agent_store), then a Gloo or NCCL process group over it.
+// Throws std::exception when the rendezvous fails or times out, or when
+// NCCL is asked of a build without it.
+std::unique_ptr<Collectives> ConnectCollectives(const CollectivesOptions& o);
 
 }  // namespace ftune::train::compat
 

@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "worker/train/adapter.h"
 #include "worker/train/checkpoint.h"
+#include "worker/train/distributed.h"
 #include "worker/train/dtype.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/model.h"
@@ -57,6 +58,8 @@ int ExitCodeFor(const absl::Status& status) {
       return kExitOutOfMemory;
     case absl::StatusCode::kDataLoss:
       return kExitDiverged;
+    case absl::StatusCode::kUnavailable:
+      return kExitPeerLost;
     default:
       return kExitRetryable;
   }
@@ -99,13 +102,14 @@ bool IsOutOfMemoryError(const c10::Error& e) {
 
 // Forward and backward over one optimizer step's rows in micro-batches of
 // `micro_rows`, gradients accumulated into `params` (cleared first). Each
-// micro-batch's loss is weighted by its share of the step's target tokens,
-// so the returned loss is the mean over all of them and the gradient is the
-// same whatever `micro_rows` is (up to float summation order).
-double ForwardBackward(Model& model, NamedTensors& params,
-                       const std::vector<const PackedSequence*>& rows,
-                       int64_t micro_rows, const TrainerHooks& hooks,
-                       int64_t* tokens) {
+// micro-batch's loss is weighted by its share of the step's target tokens
+// (over all ranks of `dist`), so the returned loss is the mean over all of
+// them and the gradient is the same whatever `micro_rows` is (up to float
+// summation order); with several ranks, their sums are.
+absl::StatusOr<double> ForwardBackward(
+    Model& model, NamedTensors& params,
+    const std::vector<const PackedSequence*>& rows, int64_t micro_rows,
+    const TrainerHooks& hooks, Distributed& dist, int64_t* tokens) {
   for (auto& [n, p] : params) p.mutable_grad() = Tensor();
   std::vector<Batch> micro;
   int64_t step_targets = 0;
@@ -117,6 +121,7 @@ double ForwardBackward(Model& model, NamedTensors& params,
     step_targets += micro.back().num_targets;
     *tokens += micro.back().num_tokens;
   }
+  FTUNE_ASSIGN_OR_RETURN(step_targets, dist.SumInt(step_targets));
   double step_loss = 0;
   for (const Batch& b : micro) {
     if (b.num_targets == 0) continue;
@@ -129,21 +134,27 @@ double ForwardBackward(Model& model, NamedTensors& params,
   return step_loss;
 }
 
-double Evaluate(Model& model, const std::vector<PackedSequence>& rows,
-                int64_t batch_size) {
+// The mean loss per target token over `all_rows`; each rank of `dist`
+// evaluates its slice and the sums are reduced.
+absl::StatusOr<double> Evaluate(Model& model,
+                                const std::vector<PackedSequence>& all_rows,
+                                int64_t batch_size, Distributed& dist) {
   torch::NoGradGuard no_grad;
+  const auto [first, end] = dist.ShardOf(static_cast<int64_t>(all_rows.size()));
   double weighted = 0;
   int64_t targets = 0;
-  for (size_t s = 0; s < rows.size(); s += batch_size) {
+  for (int64_t s = first; s < end; s += batch_size) {
     std::vector<const PackedSequence*> b;
-    for (size_t i = s; i < std::min(rows.size(), s + batch_size); ++i)
-      b.push_back(&rows[i]);
+    for (int64_t i = s; i < std::min(end, s + batch_size); ++i)
+      b.push_back(&all_rows[i]);
     Batch batch = MakeBatch(b, model.device());
     if (batch.num_targets == 0) continue;
     weighted += model.Loss(batch, false).item<double>() * batch.num_targets;
     targets += batch.num_targets;
   }
-  return targets > 0 ? weighted / targets : 0.0;
+  std::vector<double> sums{weighted, static_cast<double>(targets)};
+  FTUNE_RETURN_IF_ERROR(dist.SumDoubles(sums));
+  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
 }
 
 contract::PreferenceMetrics ToMetrics(const PreferenceStats& s) {
@@ -414,7 +425,8 @@ absl::Status PublishResult(const TrainSpec& spec, Model& model,
 }
 
 absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
-                                  const TrainerHooks& hooks) {
+                                  const TrainerHooks& hooks,
+                                  Distributed& dist) {
   auto emit = [&](const contract::ProgressEvent& event) { Emit(hooks, event); };
   const contract::HyperParameters& hp = spec.hp;
 
@@ -433,6 +445,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   const bool pairs = train.pairs;
   std::optional<PreferenceOptions> preference;
   if (pairs) preference = PreferenceOptionsFor(spec);
+  // Sharding would have to keep a pair's two rows together and weight the
+  // ranks by pairs, not tokens: not built yet.
+  if (pairs && dist.world_size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "objective \"", contract::Name(spec.objective),
+        "\" runs in one process; WORLD_SIZE is ", dist.world_size()));
+  }
   const int64_t n_rows =
       static_cast<int64_t>(train.rows.size()) / (pairs ? 2 : 1);
   const StepPlan plan = PlanSteps(hp, n_rows, prepared.validates);
@@ -445,6 +464,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   bool has_best = false;
   FTUNE_RETURN_IF_ERROR(
       Resume(spec, train, st, params, opt, &best, &has_best, hooks));
+  // Every rank starts from the same LoRA weights (rank 0's).
+  FTUNE_RETURN_IF_ERROR(dist.BroadcastFromMain(params));
   {
     contract::StartEvent start;
     start.total_steps = total_steps;
@@ -475,10 +496,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       step_rows.push_back(&train.rows[2 * unit]);
       step_rows.push_back(&train.rows[2 * unit + 1]);
     }
+    step_rows = dist.Shard(step_rows);  // this rank's slice of the batch
+    dist.SeedStep(hp.seed, st.step);
     double step_loss = 0;
     int64_t step_tokens = 0;
     std::optional<contract::PreferenceMetrics> step_preference;
     for (;;) {
+      std::string oom;  // this rank's out-of-memory error, if any
       try {
         if (preference) {
           const PreferenceStepResult r =
@@ -488,23 +512,29 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
           step_tokens = r.tokens;
           step_preference = ToMetrics(r.stats);
         } else {
-          step_loss = ForwardBackward(*model, params, step_rows, micro_rows,
-                                      hooks, &step_tokens);
+          FTUNE_ASSIGN_OR_RETURN(
+              step_loss, ForwardBackward(*model, params, step_rows, micro_rows,
+                                         hooks, dist, &step_tokens));
         }
-        break;
       } catch (const c10::Error& e) {
         if (!IsOutOfMemoryError(e) || !hp.oom_retry || micro_rows == 1) throw;
-        compat::ReleaseCachedMemory(model->device());
-        micro_rows = (micro_rows + 1) / 2;
-        const int64_t accumulation =
-            (plan.rows_per_step + micro_rows - 1) / micro_rows;
-        FTUNE_LOG(WARNING) << "out of memory at step " << st.step + 1
-                           << "; retrying with micro-batches of " << micro_rows
-                           << " rows x " << accumulation;
-        emit(contract::OomRetryEvent{st.step + 1, micro_rows, accumulation,
-                                     e.what_without_backtrace()});
+        oom = e.what_without_backtrace();
       }
+      // Every rank retries when any ran out of memory.
+      FTUNE_ASSIGN_OR_RETURN(const bool retry, dist.AnyRank(!oom.empty()));
+      if (!retry) break;
+      compat::ReleaseCachedMemory(model->device());
+      micro_rows = (micro_rows + 1) / 2;
+      const int64_t accumulation =
+          (plan.rows_per_step + micro_rows - 1) / micro_rows;
+      FTUNE_LOG(WARNING) << "out of memory at step " << st.step + 1
+                         << "; retrying with micro-batches of " << micro_rows
+                         << " rows x " << accumulation;
+      emit(contract::OomRetryEvent{
+          st.step + 1, micro_rows, accumulation,
+          oom.empty() ? "out of memory on another rank" : oom});
     }
+    FTUNE_RETURN_IF_ERROR(dist.ReduceStep(params, &step_loss, &step_tokens));
     if (!std::isfinite(step_loss)) {
       return absl::DataLossError(absl::StrCat(
           "loss is ", step_loss, " at step ", st.step + 1, " (diverged)"));
@@ -545,7 +575,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         eval_loss = r.loss;
         eval_preference = ToMetrics(r.stats);
       } else {
-        eval_loss = Evaluate(*model, val.rows, micro_rows);
+        FTUNE_ASSIGN_OR_RETURN(eval_loss,
+                               Evaluate(*model, val.rows, micro_rows, dist));
       }
       const bool improved = eval_loss < st.best_eval_loss;
       if (improved) {
@@ -571,9 +602,11 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         (hooks.stop != nullptr && hooks.stop->load()) ||
         (hooks.stop_after_steps > 0 &&
          static_cast<int64_t>(result.losses.size()) >= hooks.stop_after_steps);
+    FTUNE_ASSIGN_OR_RETURN(stop, dist.AnyRank(stop));  // SIGTERM on any rank
     const bool periodic = hp.checkpoint_every_steps > 0 &&
                           st.step % hp.checkpoint_every_steps == 0;
-    if ((periodic || stop) && !spec.checkpoint_dir.empty() && !last) {
+    if ((periodic || stop) && !spec.checkpoint_dir.empty() && !last &&
+        dist.is_main()) {
       FTUNE_ASSIGN_OR_RETURN(
           result.last_checkpoint,
           SaveCheckpoint(spec.checkpoint_dir, st, params, opt,
@@ -590,10 +623,14 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     return result;
   }
 
-  // --- Output
-  FTUNE_RETURN_IF_ERROR(PublishResult(spec, *model, params, st, result,
-                                      prepared, has_best ? &best : nullptr,
-                                      hooks));
+  // --- Output (rank 0; every rank learns whether it worked)
+  const absl::Status published =
+      dist.is_main() ? PublishResult(spec, *model, params, st, result, prepared,
+                                     has_best ? &best : nullptr, hooks)
+                     : absl::OkStatus();
+  FTUNE_ASSIGN_OR_RETURN(const bool failed, dist.AnyRank(!published.ok()));
+  if (!published.ok()) return published;
+  if (failed) return absl::UnavailableError("rank 0 could not publish");
   return result;
 }
 
@@ -601,8 +638,20 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
 
 absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
                                         const TrainerHooks& hooks) {
+  Distributed single;
+  return RunTraining(spec, data, hooks, single);
+}
+
+absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
+                                        const TrainerHooks& hooks,
+                                        Distributed& dist) {
+  // One voice: only rank 0 reports progress.
+  TrainerHooks rank_hooks = hooks;
+  if (!dist.is_main()) rank_hooks.emit = nullptr;
+  TrainSpec rank_spec = spec;
+  rank_spec.device = dist.DeviceFor(spec.device);
   try {
-    return Train(spec, data, hooks);
+    return Train(rank_spec, data, rank_hooks, dist);
   } catch (const c10::OutOfMemoryError& e) {
     return absl::ResourceExhaustedError(
         absl::StrCat("out of memory: ", e.what_without_backtrace()));

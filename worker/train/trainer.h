@@ -11,6 +11,7 @@
 //       bad spec, model, data or output location (not retryable).
 //   RESOURCE_EXHAUSTED: out of memory.
 //   DATA_LOSS: the loss or gradient norm became NaN/Inf (diverged).
+//   UNAVAILABLE: a multi-rank run lost a peer (kExitPeerLost, retryable).
 //   anything else: retryable.
 // An interrupted run (hooks.stop set) writes a checkpoint and returns OK with
 // result.interrupted = true.
@@ -75,7 +76,16 @@ struct TrainResult {
 absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
                                         const TrainerHooks& hooks);
 
-// DATA_LOSS is the trainer's code for a diverged run.
+// The same, as one rank of `dist`'s process group (distributed.h): this
+// rank trains on its slice of every global batch; only rank 0 emits
+// progress, checkpoints and publishes. UNAVAILABLE when a peer is lost.
+class Distributed;
+absl::StatusOr<TrainResult> RunTraining(const TrainSpec& spec, DataSource& data,
+                                        const TrainerHooks& hooks,
+                                        Distributed& dist);
+
+// DATA_LOSS is the trainer's code for a diverged run, UNAVAILABLE for a
+// lost peer rank.
 int ExitCodeFor(const absl::Status& status);
 
 }  // namespace ftune::train
