@@ -92,21 +92,10 @@ absl::Status DatasetError(const ValidationReport& report) {
 }
 
 std::string RecordFormat(DatasetFormat format) {
-  switch (format) {
-    case DatasetFormat::kMessages:
-      return "chat";
-    case DatasetFormat::kPromptCompletion:
-      return "prompt_completion";
-    case DatasetFormat::kText:
-      return "text";
-    case DatasetFormat::kPreference:
-      return "preference";
-    case DatasetFormat::kChatPreference:
-      return "chat_preference";
-    case DatasetFormat::kUnknown:
-      break;
-  }
-  return "";
+  // The stored name is the validator's, except for chat ("messages" there).
+  if (format == DatasetFormat::kUnknown) return "";
+  if (format == DatasetFormat::kMessages) return "chat";
+  return std::string(DatasetFormatName(format));
 }
 
 absl::Status CheckFileId(const std::string& id) {

@@ -345,6 +345,26 @@ TEST_F(TrainBinaryTest, DpoAndOrpoLearnAPreferenceAndDpoResumesExactly) {
         << "step " << step;
   }
 
+  // QLoRA, bf16 and gradient checkpointing: the reference is the 4-bit
+  // base with LoRA off, so step 1 is still log 2 (to bf16's precision),
+  // and the run learns.
+  json qdpo = dpo;
+  qdpo["output_dir"] = dir_.Sub("qdpo/adapter");
+  qdpo["checkpoint_dir"] = dir_.Sub("qdpo/ckpt");
+  qdpo["method"] = "qlora";
+  qdpo["dtype"] = "bf16";
+  qdpo["hyperparameters"]["gradient_checkpointing"] = true;
+  qdpo["hyperparameters"]["gradient_accumulation_steps"] = 2;
+  qdpo["hyperparameters"]["batch_size"] = 2;
+  RunResult q = Run("qdpo", qdpo);
+  ASSERT_EQ(q.exit_code, kExitOk) << q.stderr_text;
+  ASSERT_FALSE(q.Of("metrics").empty());
+  EXPECT_NEAR(q.Of("metrics")[0]["loss"].get<double>(), std::log(2.0), 1e-6);
+  ASSERT_FALSE(q.Of("eval").empty());
+  EXPECT_GE(q.Of("eval").back()["preference"]["reward_accuracy"].get<double>(),
+            0.75)
+      << q.Of("eval").back().dump();
+
   json orpo = spec_for("orpo", "orpo");
   orpo["preference"] = {{"orpo_lambda", 1.0}};
   RunResult o = Run("orpo", orpo);
