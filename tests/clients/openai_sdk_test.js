@@ -184,9 +184,15 @@ async function main() {
       (e) => e instanceof OpenAI.NotFoundError && e.status === 404);
   await assert.rejects(
       client.fineTuning.jobs.create({model, training_file: file.id,
-                                     method: {type: 'dpo'}}),
+                                     method: {type: 'reinforcement'}}),
       (e) => e instanceof OpenAI.BadRequestError && e.param === 'method.type' &&
-             /dpo is not supported/.test(e.message));
+             /reinforcement is not supported/.test(e.message));
+  // DPO is ftune's preference objective: a supervised file is refused.
+  await assert.rejects(
+      client.fineTuning.jobs.create({model, training_file: file.id,
+                                     method: {type: 'dpo'}}),
+      (e) => e instanceof OpenAI.BadRequestError &&
+             /trains on preference pairs/.test(e.message));
   await assert.rejects(
       client.fineTuning.jobs.create({model: 'no-such-model',
                                      training_file: file.id}),

@@ -106,9 +106,9 @@ TEST(ParseCreateJobTest, RefusalsNameTheParam) {
 // method.dpo.hyperparameters; reinforcement stays refused.
 TEST(ParseCreateJobTest, DpoIsThePreferenceObjective) {
   json body = Minimal();
-  body["method"] = {{"type", "dpo"},
-                    {"dpo", {{"hyperparameters", {{"beta", 0.25},
-                                                  {"n_epochs", 2}}}}}};
+  body["method"] = {
+      {"type", "dpo"},
+      {"dpo", {{"hyperparameters", {{"beta", 0.25}, {"n_epochs", 2}}}}}};
   absl::StatusOr<v1::CreateJobRequest> r = ParseCreateJob(body);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->spec().objective(), v1::TRAINING_OBJECTIVE_DPO);
