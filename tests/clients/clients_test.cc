@@ -403,7 +403,7 @@ TEST(OpenAiSdkTest, DrivesFilesAndJobsThroughTheHttpApi) {
       HttpGet(metrics.substr(0, metrics.rfind(':')),
               std::stoi(metrics.substr(metrics.rfind(':') + 1)), "/metrics"));
   EXPECT_THAT(scrape.body, HasSubstr("ftune_http_requests_total{route=\"POST "
-                                     "/v1/fine_tuning/jobs\",code=\"400\"} 2"));
+                                     "/v1/fine_tuning/jobs\",code=\"400\"} 3"));
   EXPECT_THAT(scrape.body, HasSubstr("ftune_http_requests_total{route=\"POST "
                                      "/v1/fine_tuning/jobs/{id}/pause\","
                                      "code=\"200\"} 1"));
