@@ -162,6 +162,24 @@ contract::PreferenceMetrics ToMetrics(const PreferenceStats& s) {
           s.reward_margin,  s.logps_chosen,     s.logps_rejected};
 }
 
+// Sums a preference step's or evaluation's statistics (and `loss`, when
+// given) over the ranks of `dist`: each rank's are weighted by its share of
+// the pairs, so the sums are the means over all of them.
+absl::Status SumOverRanks(Distributed& dist, contract::PreferenceMetrics* m,
+                          double* loss) {
+  std::vector<double> v{m->rewards_chosen,
+                        m->rewards_rejected,
+                        m->reward_accuracy,
+                        m->reward_margin,
+                        m->logps_chosen,
+                        m->logps_rejected,
+                        loss != nullptr ? *loss : 0.0};
+  FTUNE_RETURN_IF_ERROR(dist.SumDoubles(v));
+  *m = {v[0], v[1], v[2], v[3], v[4], v[5]};
+  if (loss != nullptr) *loss = v[6];
+  return absl::OkStatus();
+}
+
 void Emit(const TrainerHooks& hooks, const contract::ProgressEvent& event) {
   if (hooks.emit) hooks.emit(event);
 }
@@ -445,13 +463,6 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   const bool pairs = train.pairs;
   std::optional<PreferenceOptions> preference;
   if (pairs) preference = PreferenceOptionsFor(spec);
-  // Sharding would have to keep a pair's two rows together and weight the
-  // ranks by pairs, not tokens: not built yet.
-  if (pairs && dist.world_size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "objective \"", contract::Name(spec.objective),
-        "\" runs in one process; WORLD_SIZE is ", dist.world_size()));
-  }
   const int64_t n_rows =
       static_cast<int64_t>(train.rows.size()) / (pairs ? 2 : 1);
   const StepPlan plan = PlanSteps(hp, n_rows, prepared.validates);
@@ -486,9 +497,16 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   int64_t micro_rows = hp.batch_size;
   while (st.step < total_steps && !stop) {
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<const PackedSequence*> step_rows;
+    // The step's units (rows, or pairs of rows), then this rank's slice of
+    // them: a pair's two rows stay on one rank.
+    std::vector<size_t> units;
     for (int64_t i = 0; i < plan.rows_per_step; ++i) {
-      const size_t unit = sampler.RowAt(st.consumed_rows++);
+      units.push_back(sampler.RowAt(st.consumed_rows++));
+    }
+    const int64_t step_units = static_cast<int64_t>(units.size());
+    units = dist.Shard(units);
+    std::vector<const PackedSequence*> step_rows;
+    for (const size_t unit : units) {
       if (!pairs) {
         step_rows.push_back(&train.rows[unit]);
         continue;
@@ -496,7 +514,6 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       step_rows.push_back(&train.rows[2 * unit]);
       step_rows.push_back(&train.rows[2 * unit + 1]);
     }
-    step_rows = dist.Shard(step_rows);  // this rank's slice of the batch
     dist.SeedStep(hp.seed, st.step);
     double step_loss = 0;
     int64_t step_tokens = 0;
@@ -505,9 +522,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       std::string oom;  // this rank's out-of-memory error, if any
       try {
         if (preference) {
-          const PreferenceStepResult r =
-              PreferenceForwardBackward(*model, params, step_rows, micro_rows,
-                                        *preference, hooks.before_micro_batch);
+          const PreferenceStepResult r = PreferenceForwardBackward(
+              *model, params, step_rows, micro_rows, *preference,
+              hooks.before_micro_batch, step_units);
           step_loss = r.loss;
           step_tokens = r.tokens;
           step_preference = ToMetrics(r.stats);
@@ -535,6 +552,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
           oom.empty() ? "out of memory on another rank" : oom});
     }
     FTUNE_RETURN_IF_ERROR(dist.ReduceStep(params, &step_loss, &step_tokens));
+    if (step_preference) {
+      FTUNE_RETURN_IF_ERROR(SumOverRanks(dist, &*step_preference, nullptr));
+    }
     if (!std::isfinite(step_loss)) {
       return absl::DataLossError(absl::StrCat(
           "loss is ", step_loss, " at step ", st.step + 1, " (diverged)"));
@@ -570,10 +590,14 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       std::optional<contract::PreferenceMetrics> eval_preference;
       double eval_loss = 0;
       if (preference) {
-        const PreferenceStepResult r =
-            PreferenceEvaluate(*model, val.rows, micro_rows, *preference);
+        const auto [first, end] =
+            dist.ShardOf(static_cast<int64_t>(val.rows.size() / 2));
+        const PreferenceStepResult r = PreferenceEvaluate(
+            *model, val.rows, micro_rows, *preference, first, end);
         eval_loss = r.loss;
         eval_preference = ToMetrics(r.stats);
+        FTUNE_RETURN_IF_ERROR(
+            SumOverRanks(dist, &*eval_preference, &eval_loss));
       } else {
         FTUNE_ASSIGN_OR_RETURN(eval_loss,
                                Evaluate(*model, val.rows, micro_rows, dist));

@@ -1,8 +1,9 @@
 // ftune-train as ranks of a c10d process group (Gloo on loopback): two
 // ranks under torchrun train exactly what one process trains (per-step
-// loss, eval loss and final LoRA weights), a SIGKILLed rank makes its peer
-// exit with the typed peer-lost failure instead of hanging, and launcher
-// variables that contradict each other are bad input naming the variable.
+// loss, eval loss and final LoRA weights; for DPO's pairs too), a SIGKILLed
+// rank makes its peer exit with the typed peer-lost failure instead of hanging,
+// and launcher variables that contradict each other are bad input naming the
+// variable.
 //
 // The real binary and the real launcher: no LibTorch in this process.
 #include <netinet/in.h>
@@ -249,6 +250,122 @@ TEST_F(DistributedTest, TwoRanksUnderTorchrunTrainWhatOneProcessTrains) {
   ASSERT_EQ(wa.size(), wb.size());
   for (const auto& [name, va] : wa) {
     ASSERT_TRUE(wb.count(name)) << name;
+    const std::vector<float>& vb = wb.at(name);
+    ASSERT_EQ(va.size(), vb.size());
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < va.size(); ++i) {
+      diff = std::max(diff, std::abs(static_cast<double>(va[i]) - vb[i]));
+      scale = std::max(scale, std::abs(static_cast<double>(va[i])));
+    }
+    EXPECT_LE(diff, 1e-5 * scale) << name;
+  }
+}
+
+// Preference pairs with a learnable rule (chosen answers spelled with a-e,
+// rejected ones with v-z).
+void WritePreferenceData(const std::string& path, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto word = [&](char first) {
+    std::string w;
+    for (size_t i = 0, len = 2 + rng() % 4; i < len; ++i) {
+      w += static_cast<char>(first + rng() % 5);
+    }
+    return w;
+  };
+  std::ofstream f(path);
+  for (int i = 0; i < n; ++i) {
+    f << json{{"prompt", "say:"},
+              {"chosen", " " + word('a')},
+              {"rejected", " " + word('v')}}
+             .dump()
+      << "\n";
+  }
+}
+
+// DPO over pairs: a pair's two rows stay on one rank and each rank's share
+// is weighted by pairs, so 2 ranks (plain child processes with the
+// launcher's variables) train what one process trains: losses, preference
+// statistics, evaluation and adapter. 3 pairs a step and 7 validation pairs
+// split unevenly (1/2 and 3/4), so the weighting is what makes them agree.
+TEST_F(DistributedTest, DpoOverTwoRanksTrainsWhatOneProcessTrains) {
+  WritePreferenceData(dir_.Sub("pairs.jsonl"), 12, 3);
+  WritePreferenceData(dir_.Sub("pairs-val.jsonl"), 7, 4);
+  auto spec_for = [&](const std::string& run) {
+    const std::string path = WriteSpec(run, /*max_steps=*/4);
+    json s = json::parse(ReadFile(path).value_or("{}"));
+    s["train_data"] = dir_.Sub("pairs.jsonl");
+    s["validation_data"] = dir_.Sub("pairs-val.jsonl");
+    s["objective"] = "dpo";
+    s["preference"] = {{"beta", 0.5}};
+    s["hyperparameters"]["batch_size"] = 3;
+    s["hyperparameters"]["packing"] = false;
+    s["hyperparameters"]["eval_every_steps"] = 2;
+    EXPECT_OK(WriteFileAtomically(path, s.dump()));
+    return path;
+  };
+  testing::Subprocess single;
+  ASSERT_OK(single.Start({kTrain, "--spec", spec_for("dpo1")}, {},
+                         dir_.Sub("dpo1.log")));
+  const RunOutput one = Collect(single);
+  ASSERT_EQ(ExitCode(single), kExitOk)
+      << ReadFile(dir_.Sub("dpo1.log"))->c_str();
+
+  const std::string spec = spec_for("dpo2");
+  const std::string port = std::to_string(FreePort());
+  testing::Subprocess ranks[2];
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_OK(ranks[r].Start({kTrain, "--spec", spec},
+                             {{"WORLD_SIZE", "2"},
+                              {"RANK", std::to_string(r)},
+                              {"MASTER_ADDR", "127.0.0.1"},
+                              {"MASTER_PORT", port}},
+                             dir_.Sub(absl::StrCat("dpo2-", r, ".log"))));
+  }
+  const RunOutput two = Collect(ranks[0]);
+  ASSERT_EQ(ExitCode(ranks[0]), kExitOk)
+      << ReadFile(dir_.Sub("dpo2-0.log"))->c_str();
+  ASSERT_EQ(ExitCode(ranks[1]), kExitOk)
+      << ReadFile(dir_.Sub("dpo2-1.log"))->c_str();
+
+  auto expect_same = [](const json& a, const json& b, const char* key) {
+    EXPECT_LT(Relative(b[key].get<double>(), a[key].get<double>()), 1e-5)
+        << key << ": " << b[key] << " vs " << a[key];
+  };
+  // Rewards are differences of log-probabilities (float32 sums over the
+  // answer's tokens, batched differently): an absolute floor as well.
+  auto expect_same_preference = [&](const json& a, const json& b) {
+    ASSERT_TRUE(a.contains("preference") && b.contains("preference"));
+    for (const char* key :
+         {"rewards_chosen", "rewards_rejected", "reward_accuracy",
+          "reward_margin", "logps_chosen", "logps_rejected"}) {
+      const double x = a["preference"][key], y = b["preference"][key];
+      EXPECT_LE(std::abs(x - y), 1e-5 * std::abs(x) + 1e-5)
+          << key << ": " << y << " vs " << x;
+    }
+  };
+  const std::vector<json> a = one.Of("metrics"), b = two.Of("metrics");
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("step ", i + 1));
+    expect_same(a[i], b[i], "loss");
+    expect_same(a[i], b[i], "grad_norm");
+    expect_same_preference(a[i], b[i]);
+  }
+  // Learning happened: the later steps' rewards are not the reference's.
+  EXPECT_GT(std::abs(a.back()["preference"]["reward_margin"].get<double>()),
+            1e-4);
+  const std::vector<json> ea = one.Of("eval"), eb = two.Of("eval");
+  ASSERT_EQ(ea.size(), 2u);
+  ASSERT_EQ(eb.size(), ea.size());
+  for (size_t i = 0; i < ea.size(); ++i) {
+    expect_same(ea[i], eb[i], "eval_loss");
+    expect_same_preference(ea[i], eb[i]);
+  }
+  const auto wa = Adapter("dpo1"), wb = Adapter("dpo2");
+  ASSERT_FALSE(wa.empty());
+  ASSERT_EQ(wa.size(), wb.size());
+  for (const auto& [name, va] : wa) {
     const std::vector<float>& vb = wb.at(name);
     ASSERT_EQ(va.size(), vb.size());
     double diff = 0, scale = 0;

@@ -81,10 +81,11 @@ PreferenceStepResult PreferenceForwardBackward(
     Model& model, NamedTensors& params,
     const std::vector<const PackedSequence*>& rows, int64_t micro_pairs,
     const PreferenceOptions& options,
-    const std::function<void(int64_t)>& before_micro_batch) {
+    const std::function<void(int64_t)>& before_micro_batch,
+    int64_t step_pairs) {
   for (auto& [n, p] : params) p.mutable_grad() = Tensor();
   PreferenceStepResult out;
-  const size_t step_pairs = rows.size() / 2;
+  if (step_pairs <= 0) step_pairs = static_cast<int64_t>(rows.size() / 2);
   const size_t micro_rows =
       2 * static_cast<size_t>(std::max<int64_t>(1, micro_pairs));
   for (size_t s = 0; s < rows.size(); s += micro_rows) {
@@ -107,15 +108,21 @@ PreferenceStepResult PreferenceForwardBackward(
 PreferenceStepResult PreferenceEvaluate(Model& model,
                                         const std::vector<PackedSequence>& rows,
                                         int64_t micro_pairs,
-                                        const PreferenceOptions& options) {
+                                        const PreferenceOptions& options,
+                                        int64_t first_pair, int64_t end_pair) {
   torch::NoGradGuard no_grad;
   PreferenceStepResult out;
   const size_t pairs = rows.size() / 2;
+  const size_t begin =
+      2 * static_cast<size_t>(std::max<int64_t>(0, first_pair));
+  const size_t end =
+      end_pair < 0 ? rows.size()
+                   : std::min(rows.size(), 2 * static_cast<size_t>(end_pair));
   const size_t micro_rows =
       2 * static_cast<size_t>(std::max<int64_t>(1, micro_pairs));
-  for (size_t s = 0; s < rows.size(); s += micro_rows) {
+  for (size_t s = begin; s < end; s += micro_rows) {
     std::vector<const PackedSequence*> part;
-    for (size_t i = s; i < std::min(rows.size(), s + micro_rows); ++i) {
+    for (size_t i = s; i < std::min(end, s + micro_rows); ++i) {
       part.push_back(&rows[i]);
     }
     const Batch batch = MakeBatch(part, model.device());

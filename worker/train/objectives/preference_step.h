@@ -42,18 +42,29 @@ struct PreferenceStepResult {
 // micro-batches of `micro_pairs` pairs; gradients accumulate into `params`
 // (cleared first). `before_micro_batch` (may be empty) is called with each
 // micro-batch's row count before its forward passes.
+//
+// Each micro-batch is weighted by its share of `step_pairs`, the pairs of
+// the whole step: 0 means those of `rows`; a data-parallel rank passes the
+// step's pairs over all ranks, so the sums over ranks of the gradients, the
+// loss and the statistics are the one-process step's.
 PreferenceStepResult PreferenceForwardBackward(
     Model& model, NamedTensors& params,
     const std::vector<const PackedSequence*>& rows, int64_t micro_pairs,
     const PreferenceOptions& options,
-    const std::function<void(int64_t)>& before_micro_batch);
+    const std::function<void(int64_t)>& before_micro_batch,
+    int64_t step_pairs = 0);
 
-// The objective's loss and statistics over every pair of `rows`, without
-// grad, micro-batches of `micro_pairs` pairs.
+// The objective's loss and statistics over pairs [first_pair, end_pair) of
+// `rows` (end_pair -1: to the last), without grad, in micro-batches of
+// `micro_pairs` pairs, each weighted by its share of all the pairs of
+// `rows` (so that the sums over ranks evaluating disjoint ranges are the
+// means over every pair).
 PreferenceStepResult PreferenceEvaluate(Model& model,
                                         const std::vector<PackedSequence>& rows,
                                         int64_t micro_pairs,
-                                        const PreferenceOptions& options);
+                                        const PreferenceOptions& options,
+                                        int64_t first_pair = 0,
+                                        int64_t end_pair = -1);
 
 }  // namespace ftune::train
 
