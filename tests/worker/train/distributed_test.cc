@@ -175,8 +175,9 @@ class DistributedTest : public ::testing::Test {
     EXPECT_OK(WriteFileAtomically(path, spec.dump()));
     return path;
   }
-  std::map<std::string, std::vector<float>> Adapter(const std::string& run) {
-    std::map<std::string, std::vector<float>> out;
+  // The adapter's tensors (F32, or F64 from a float64 run) as doubles.
+  std::map<std::string, std::vector<double>> Adapter(const std::string& run) {
+    std::map<std::string, std::vector<double>> out;
     auto st = SafetensorsFile::Open(
         JoinPath(dir_.Sub(run + "/adapter"), "adapter_model.safetensors"));
     EXPECT_TRUE(st.ok()) << st.status();
@@ -184,12 +185,36 @@ class DistributedTest : public ::testing::Test {
     for (const std::string& name : (*st)->Names()) {
       auto v = (*st)->Get(name);
       EXPECT_TRUE(v.ok());
+      std::vector<double>& values = out[name];
+      if (v->dtype == StDType::kF64) {
+        values.resize(v->numel());
+        std::memcpy(values.data(), v->data, values.size() * sizeof(double));
+        continue;
+      }
       EXPECT_EQ(v->dtype, StDType::kF32) << name;
-      std::vector<float> values(v->numel());
-      std::memcpy(values.data(), v->data, values.size() * sizeof(float));
-      out[name] = values;
+      std::vector<float> f(v->numel());
+      std::memcpy(f.data(), v->data, f.size() * sizeof(float));
+      values.assign(f.begin(), f.end());
     }
     return out;
+  }
+  // Starts `spec` as ranks 0 and 1 of a world of 2, plain child processes
+  // with the launcher's variables (rank 0 hosts the TCPStore on a free
+  // port) plus `env`; rank r's stderr goes to <log>r.log.
+  absl::Status StartTwoRanks(testing::Subprocess (&ranks)[2],
+                             const std::string& spec, const std::string& log,
+                             std::map<std::string, std::string> env = {}) {
+    env["WORLD_SIZE"] = "2";
+    env["MASTER_ADDR"] = "127.0.0.1";
+    env["MASTER_PORT"] = std::to_string(FreePort());
+    for (int r = 0; r < 2; ++r) {
+      env["RANK"] = std::to_string(r);
+      absl::Status started =
+          ranks[r].Start({kTrain, "--spec", spec}, env,
+                         dir_.Sub(absl::StrCat(log, r, ".log")));
+      if (!started.ok()) return started;
+    }
+    return absl::OkStatus();
   }
   testing::TempDir dir_;
 };
@@ -250,35 +275,14 @@ TEST_F(DistributedTest, TwoRanksUnderTorchrunTrainWhatOneProcessTrains) {
   ASSERT_EQ(wa.size(), wb.size());
   for (const auto& [name, va] : wa) {
     ASSERT_TRUE(wb.count(name)) << name;
-    const std::vector<float>& vb = wb.at(name);
+    const std::vector<double>& vb = wb.at(name);
     ASSERT_EQ(va.size(), vb.size());
     double diff = 0, scale = 0;
     for (size_t i = 0; i < va.size(); ++i) {
-      diff = std::max(diff, std::abs(static_cast<double>(va[i]) - vb[i]));
-      scale = std::max(scale, std::abs(static_cast<double>(va[i])));
+      diff = std::max(diff, std::abs(va[i] - vb[i]));
+      scale = std::max(scale, std::abs(va[i]));
     }
     EXPECT_LE(diff, 1e-5 * scale) << name;
-  }
-}
-
-// Preference pairs with a learnable rule (chosen answers spelled with a-e,
-// rejected ones with v-z).
-void WritePreferenceData(const std::string& path, int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  auto word = [&](char first) {
-    std::string w;
-    for (size_t i = 0, len = 2 + rng() % 4; i < len; ++i) {
-      w += static_cast<char>(first + rng() % 5);
-    }
-    return w;
-  };
-  std::ofstream f(path);
-  for (int i = 0; i < n; ++i) {
-    f << json{{"prompt", "say:"},
-              {"chosen", " " + word('a')},
-              {"rejected", " " + word('v')}}
-             .dump()
-      << "\n";
   }
 }
 
@@ -288,15 +292,22 @@ void WritePreferenceData(const std::string& path, int n, uint64_t seed) {
 // statistics, evaluation and adapter. 3 pairs a step and 7 validation pairs
 // split unevenly (1/2 and 3/4), so the weighting is what makes them agree.
 TEST_F(DistributedTest, DpoOverTwoRanksTrainsWhatOneProcessTrains) {
-  WritePreferenceData(dir_.Sub("pairs.jsonl"), 12, 3);
-  WritePreferenceData(dir_.Sub("pairs-val.jsonl"), 7, 4);
+  ASSERT_OK(testing::WritePreferencePairs(dir_.Sub("pairs.jsonl"), 12, 3));
+  ASSERT_OK(testing::WritePreferencePairs(dir_.Sub("pairs-val.jsonl"), 7, 4));
   auto spec_for = [&](const std::string& run) {
     const std::string path = WriteSpec(run, /*max_steps=*/4);
+    // 3 pairs a step, in one micro-batch (one process) or 1 + 2 (ranks).
     json s = json::parse(ReadFile(path).value_or("{}"));
     s["train_data"] = dir_.Sub("pairs.jsonl");
     s["validation_data"] = dir_.Sub("pairs-val.jsonl");
     s["objective"] = "dpo";
     s["preference"] = {{"beta", 0.5}};
+    // In float64: DPO's gradient starts as a difference of two near-equal
+    // ones, and Adam turns the float32 rounding of such a near-zero
+    // element (summed in another order over ranks) into a visible step;
+    // in float64 that rounding stays far below the tolerance, so the
+    // comparison checks the sharding and weighting, not float32 noise.
+    s["dtype"] = "fp64";
     s["hyperparameters"]["batch_size"] = 3;
     s["hyperparameters"]["packing"] = false;
     s["hyperparameters"]["eval_every_steps"] = 2;
@@ -311,16 +322,8 @@ TEST_F(DistributedTest, DpoOverTwoRanksTrainsWhatOneProcessTrains) {
       << ReadFile(dir_.Sub("dpo1.log"))->c_str();
 
   const std::string spec = spec_for("dpo2");
-  const std::string port = std::to_string(FreePort());
   testing::Subprocess ranks[2];
-  for (int r = 0; r < 2; ++r) {
-    ASSERT_OK(ranks[r].Start({kTrain, "--spec", spec},
-                             {{"WORLD_SIZE", "2"},
-                              {"RANK", std::to_string(r)},
-                              {"MASTER_ADDR", "127.0.0.1"},
-                              {"MASTER_PORT", port}},
-                             dir_.Sub(absl::StrCat("dpo2-", r, ".log"))));
-  }
+  ASSERT_OK(StartTwoRanks(ranks, spec, "dpo2-"));
   const RunOutput two = Collect(ranks[0]);
   ASSERT_EQ(ExitCode(ranks[0]), kExitOk)
       << ReadFile(dir_.Sub("dpo2-0.log"))->c_str();
@@ -366,12 +369,12 @@ TEST_F(DistributedTest, DpoOverTwoRanksTrainsWhatOneProcessTrains) {
   ASSERT_FALSE(wa.empty());
   ASSERT_EQ(wa.size(), wb.size());
   for (const auto& [name, va] : wa) {
-    const std::vector<float>& vb = wb.at(name);
+    const std::vector<double>& vb = wb.at(name);
     ASSERT_EQ(va.size(), vb.size());
     double diff = 0, scale = 0;
     for (size_t i = 0; i < va.size(); ++i) {
-      diff = std::max(diff, std::abs(static_cast<double>(va[i]) - vb[i]));
-      scale = std::max(scale, std::abs(static_cast<double>(va[i])));
+      diff = std::max(diff, std::abs(va[i] - vb[i]));
+      scale = std::max(scale, std::abs(va[i]));
     }
     EXPECT_LE(diff, 1e-5 * scale) << name;
   }
@@ -385,19 +388,10 @@ class PeerLostTest : public DistributedTest,
 TEST_P(PeerLostTest, SurvivorExitsWithThePeerLostFailure) {
   const int victim = GetParam(), survivor = 1 - victim;
   const std::string spec = WriteSpec("lost", /*max_steps=*/400);
-  const std::string port = std::to_string(FreePort());
   testing::Subprocess ranks[2];
-  for (int r = 0; r < 2; ++r) {
-    ASSERT_OK(ranks[r].Start({kTrain, "--spec", spec},
-                             {{"WORLD_SIZE", "2"},
-                              {"RANK", std::to_string(r)},
-                              {"LOCAL_RANK", std::to_string(r)},
-                              {"LOCAL_WORLD_SIZE", "2"},
-                              {"MASTER_ADDR", "127.0.0.1"},
-                              {"MASTER_PORT", port},
-                              {"FTUNE_COLLECTIVE_TIMEOUT_S", "120"}},
-                             dir_.Sub(absl::StrCat("lost", r, ".log"))));
-  }
+  ASSERT_OK(StartTwoRanks(
+      ranks, spec, "lost",
+      {{"LOCAL_WORLD_SIZE", "2"}, {"FTUNE_COLLECTIVE_TIMEOUT_S", "120"}}));
   // Rank 0 prints the progress; once a step is done, kill the victim.
   RunOutput head = Collect(
       ranks[0], [](const json& j) { return j.value("type", "") == "metrics"; });
@@ -422,16 +416,8 @@ INSTANTIATE_TEST_SUITE_P(EitherRank, PeerLostTest, ::testing::Values(0, 1));
 // step: rank 0 writes the one checkpoint, and both exit "interrupted".
 TEST_F(DistributedTest, SigtermOnOneRankStopsEveryRankWithOneCheckpoint) {
   const std::string spec = WriteSpec("term", /*max_steps=*/400);
-  const std::string port = std::to_string(FreePort());
   testing::Subprocess ranks[2];
-  for (int r = 0; r < 2; ++r) {
-    ASSERT_OK(ranks[r].Start({kTrain, "--spec", spec},
-                             {{"WORLD_SIZE", "2"},
-                              {"RANK", std::to_string(r)},
-                              {"MASTER_ADDR", "127.0.0.1"},
-                              {"MASTER_PORT", port}},
-                             dir_.Sub(absl::StrCat("term", r, ".log"))));
-  }
+  ASSERT_OK(StartTwoRanks(ranks, spec, "term"));
   RunOutput head = Collect(
       ranks[0], [](const json& j) { return j.value("type", "") == "metrics"; });
   ASSERT_FALSE(head.Of("metrics").empty());

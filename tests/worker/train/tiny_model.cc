@@ -87,4 +87,26 @@ absl::Status WriteChatTokenizer(const std::string& dir) {
                              config.dump());
 }
 
+absl::Status WritePreferencePairs(const std::string& path, int n,
+                                  uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto word = [&](char first) {
+    std::string w;
+    for (size_t i = 0, len = 3 + rng() % 4; i < len; ++i) {
+      w += static_cast<char>(first + rng() % 5);
+    }
+    return w;
+  };
+  std::string text;
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&text,
+                    json{{"prompt", "say:"},
+                         {"chosen", " " + word('a')},
+                         {"rejected", " " + word('v')}}
+                        .dump(),
+                    "\n");
+  }
+  return WriteFileAtomically(path, text);
+}
+
 }  // namespace ftune::testing

@@ -23,6 +23,12 @@ absl::Status WriteTinyLlama(const std::string& dir, int64_t vocab,
 // <|im_start|>) and a tokenizer_config.json with a ChatML template.
 absl::Status WriteChatTokenizer(const std::string& dir);
 
+// `n` preference pairs ({"prompt","chosen","rejected"} JSONL) with a
+// learnable rule: chosen answers are words of the letters a-e, rejected
+// ones of v-z (3 to 6 letters), drawn from `seed`.
+absl::Status WritePreferencePairs(const std::string& path, int n,
+                                  uint64_t seed);
+
 }  // namespace ftune::testing
 
 #endif  // FTUNE_TESTS_WORKER_TRAIN_TINY_MODEL_H_

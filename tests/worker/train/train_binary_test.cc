@@ -265,30 +265,11 @@ TEST_F(TrainBinaryTest, ResumeAfterSigtermMatchesTheUninterruptedRun) {
   }
 }
 
-// Preference pairs with a learnable rule: chosen answers are spelled with
-// the letters a-e, rejected ones with v-z.
-void WritePreferenceData(const std::string& path, int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  auto word = [&](char first) {
-    std::string w;
-    for (size_t i = 0, len = 3 + rng() % 4; i < len; ++i) {
-      w += static_cast<char>(first + rng() % 5);
-    }
-    return w;
-  };
-  std::ofstream f(path);
-  for (int i = 0; i < n; ++i) {
-    f << json{{"prompt", "say:"},
-              {"chosen", " " + word('a')},
-              {"rejected", " " + word('v')}}
-             .dump()
-      << "\n";
-  }
-}
-
 TEST_F(TrainBinaryTest, DpoAndOrpoLearnAPreferenceAndDpoResumesExactly) {
-  WritePreferenceData(dir_.Sub("pairs.jsonl"), 64, 11);
-  WritePreferenceData(dir_.Sub("pairs-val.jsonl"), 16, 12);
+  ASSERT_OK(
+      ftune::testing::WritePreferencePairs(dir_.Sub("pairs.jsonl"), 64, 11));
+  ASSERT_OK(ftune::testing::WritePreferencePairs(dir_.Sub("pairs-val.jsonl"),
+                                                 16, 12));
   auto spec_for = [&](const std::string& run, const std::string& objective) {
     json s = Spec(run);
     s["train_data"] = dir_.Sub("pairs.jsonl");
@@ -385,7 +366,8 @@ TEST_F(TrainBinaryTest, PreferenceJobsRefuseTheWrongDataAndPromptsTooLong) {
               HasSubstr("objective \"dpo\" trains on preference pairs"));
   EXPECT_THAT(r.stderr_text, HasSubstr("format is messages"));
 
-  WritePreferenceData(dir_.Sub("pairs.jsonl"), 4, 1);
+  ASSERT_OK(
+      ftune::testing::WritePreferencePairs(dir_.Sub("pairs.jsonl"), 4, 1));
   s = Spec("sft-on-pairs");
   s["train_data"] = dir_.Sub("pairs.jsonl");
   s.erase("validation_data");
