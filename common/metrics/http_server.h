@@ -27,9 +27,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/metrics/civet_listener.h"
 #include "common/metrics/registry.h"
 
-struct mg_context;
 struct mg_connection;
 
 namespace ftune::metrics {
@@ -66,20 +66,17 @@ class MetricsHttpServer {
   void Stop();
 
   // The bound port (the chosen one when the options asked for port 0).
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   // "host:port" with the bound port.
   std::string address() const;
 
  private:
-  MetricsHttpServer(std::string host, const Registry* registry,
-                    ReadinessCheck readiness);
+  MetricsHttpServer(const Registry* registry, ReadinessCheck readiness);
   static int HandleRequest(mg_connection* conn, void* self);
 
-  const std::string host_;
   const Registry* const registry_;
   const ReadinessCheck readiness_;
-  mg_context* context_ = nullptr;
-  int port_ = 0;
+  std::unique_ptr<CivetListener> listener_;
 };
 
 }  // namespace ftune::metrics

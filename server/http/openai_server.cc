@@ -1,20 +1,12 @@
 #include "server/http/openai_server.h"
 
-#include <arpa/inet.h>
 #include <civetweb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstring>
 #include <future>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -49,23 +41,6 @@ constexpr int kMaxLimit = 100;
 // Multipart framing around the file's bytes (boundaries, part headers, the
 // purpose field) allowed on top of the file size limit.
 constexpr int64_t kMultipartOverhead = 64 << 10;
-
-thread_local std::string* start_errors = nullptr;
-
-int LogMessage(const mg_connection*, const char* message) {
-  if (start_errors != nullptr) {
-    if (!start_errors->empty()) start_errors->append("; ");
-    start_errors->append(message);
-  } else {
-    FTUNE_LOG(WARNING) << "OpenAI HTTP API: " << message;
-  }
-  return 1;
-}
-
-void InitCivetwebOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { mg_init_library(0); });
-}
 
 std::string UrlDecode(absl::string_view s) {
   std::string out(s.size() + 1, '\0');
@@ -830,10 +805,8 @@ class OpenAiHttpServer::Request {
 };
 
 OpenAiHttpServer::OpenAiHttpServer(OpenAiServerOptions options,
-                                   OpenAiBackends backends, std::string host)
-    : options_(std::move(options)),
-      backends_(backends),
-      host_(std::move(host)) {}
+                                   OpenAiBackends backends)
+    : options_(std::move(options)), backends_(backends) {}
 
 absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
     const OpenAiServerOptions& options, const OpenAiBackends& backends) {
@@ -841,54 +814,16 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
       backends.files == nullptr || backends.auth == nullptr) {
     return absl::InvalidArgumentError("OpenAI HTTP API: a backend is missing");
   }
-  const std::string& address = options.listen_address;
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_address \"", address,
-                     "\": expected host:port, e.g. 127.0.0.1:8080"));
-  }
-  const std::string host = address.substr(0, colon);
-  in_addr parsed;
-  if (inet_pton(AF_INET, host.c_str(), &parsed) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_address \"", address, "\": host \"", host,
-                     "\" is not an IPv4 address (e.g. 127.0.0.1 or 0.0.0.0)"));
-  }
-  int port;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_address \"", address, "\": port \"",
-                     address.substr(colon + 1), "\" is not in 0..65535"));
-  }
-  if (options.num_threads < 1 || options.num_threads > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("OpenAI HTTP API: num_threads ", options.num_threads,
-                     " is not in 1..64"));
-  }
-  InitCivetwebOnce();
   std::unique_ptr<OpenAiHttpServer> server(
-      new OpenAiHttpServer(options, backends, host));
-  const std::string ports = absl::StrCat(host, ":", port);
-  const std::string threads = std::to_string(options.num_threads);
-  const std::string timeout = std::to_string(options.request_timeout_ms);
-  const char* civet_options[] = {
-      "listening_ports",    ports.c_str(),       "num_threads",
-      threads.c_str(),      "enable_keep_alive", "no",
-      "request_timeout_ms", timeout.c_str(),     nullptr};
-  mg_callbacks callbacks;
-  std::memset(&callbacks, 0, sizeof(callbacks));
-  callbacks.log_message = &LogMessage;
-  std::string errors;
-  start_errors = &errors;
-  server->context_ = mg_start(&callbacks, server.get(), civet_options);
-  start_errors = nullptr;
-  if (server->context_ == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("OpenAI HTTP API: cannot listen on ", ports, ": ",
-                     errors.empty() ? "civetweb gave no reason" : errors));
-  }
+      new OpenAiHttpServer(options, backends));
+  metrics::CivetListenerOptions listen;
+  listen.listen_address = options.listen_address;
+  listen.address_name = "http_address";
+  listen.server_name = "OpenAI HTTP API";
+  listen.num_threads = options.num_threads;
+  listen.request_timeout_ms = options.request_timeout_ms;
+  FTUNE_ASSIGN_OR_RETURN(server->listener_,
+                         metrics::CivetListener::Start(listen, server.get()));
   if (backends.registry != nullptr) {
     absl::StatusOr<metrics::CounterFamily*> requests =
         backends.registry->AddCounter(
@@ -903,51 +838,19 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(
     }
     server->requests_ = *requests;
   }
-  mg_set_request_handler(server->context_, "/", &HandleRequest, server.get());
-  mg_server_port bound[4];
-  const int n = mg_get_server_ports(server->context_, 4, bound);
-  if (n < 1 || bound[0].port <= 0) {
-    server->Stop();
-    return absl::InternalError(
-        absl::StrCat("OpenAI HTTP API: listening on ", ports,
-                     " but civetweb did not report the bound port"));
-  }
-  server->port_ = bound[0].port;
+  mg_set_request_handler(server->listener_->context(), "/", &HandleRequest,
+                         server.get());
+  FTUNE_RETURN_IF_ERROR(server->listener_->LearnPort());
   return server;
 }
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
 void OpenAiHttpServer::Stop() {
-  if (context_ == nullptr) return;
-  // As MetricsHttpServer::Stop: civetweb's listener notices the stop flag
-  // only when its poll() returns; connecting wakes it at once.
-  std::atomic<bool> stopped{false};
-  std::thread waker([this, &stopped] {
-    sockaddr_in addr;
-    std::memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port_));
-    inet_pton(AF_INET, host_ == "0.0.0.0" ? "127.0.0.1" : host_.c_str(),
-              &addr.sin_addr);
-    while (!stopped.load()) {
-      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0) {
-        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-        close(fd);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  });
-  mg_stop(context_);
-  stopped = true;
-  waker.join();
-  context_ = nullptr;
+  if (listener_ != nullptr) listener_->Stop();
 }
 
-std::string OpenAiHttpServer::address() const {
-  return absl::StrCat(host_, ":", port_);
-}
+std::string OpenAiHttpServer::address() const { return listener_->address(); }
 
 int OpenAiHttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
   const auto* self = static_cast<const OpenAiHttpServer*>(self_ptr);

@@ -28,8 +28,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/metrics/civet_listener.h"
 
-struct mg_context;
 struct mg_connection;
 
 namespace ftune::metrics {
@@ -95,7 +95,7 @@ class OpenAiHttpServer {
   // Idempotent.
   void Stop();
 
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   std::string address() const;
 
   // civetweb's request callback (public for the C callback table).
@@ -104,15 +104,12 @@ class OpenAiHttpServer {
  private:
   class Request;  // openai_server.cc
 
-  OpenAiHttpServer(OpenAiServerOptions options, OpenAiBackends backends,
-                   std::string host);
+  OpenAiHttpServer(OpenAiServerOptions options, OpenAiBackends backends);
 
   const OpenAiServerOptions options_;
   const OpenAiBackends backends_;
-  const std::string host_;
   metrics::CounterFamily* requests_ = nullptr;  // Owned by the registry.
-  mg_context* context_ = nullptr;
-  int port_ = 0;
+  std::unique_ptr<metrics::CivetListener> listener_;
 };
 
 }  // namespace http
