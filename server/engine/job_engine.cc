@@ -56,7 +56,8 @@ int64_t DefaultSeed(const std::string& tenant_id,
   } else {
     bytes = Sha256Hex(absl::StrCat("seed\n", tenant_id, "\n", request_id));
     uint64_t v = 0;
-    absl::SimpleHexAtoi(bytes.substr(0, 16), &v);
+    // 16 hex digits of a SHA-256: always parses.
+    if (!absl::SimpleHexAtoi(bytes.substr(0, 16), &v)) v = 0;
     return static_cast<int64_t>(v & 0x7fffffffffffffffULL);
   }
   uint64_t v = 0;
