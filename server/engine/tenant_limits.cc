@@ -61,16 +61,17 @@ absl::Status TenantLimits::AdmitRequest(const std::string& tenant) {
     }
     // Rounded up to the millisecond: a client that waits this long finds
     // the token there.
-    wait = absl::Ceil(absl::Seconds((1 - b.tokens) / rate),
-                      absl::Milliseconds(1));
+    wait =
+        absl::Ceil(absl::Seconds((1 - b.tokens) / rate), absl::Milliseconds(1));
   }
   Refused(tenant, kRequestRateQuota);
   v1::ErrorInfo info;
   info.set_quota(kRequestRateQuota);
   info.set_limit(static_cast<int64_t>(std::ceil(rate)));
   info.mutable_retry_delay()->set_seconds(absl::ToInt64Seconds(wait));
-  info.mutable_retry_delay()->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(wait - absl::Seconds(absl::ToInt64Seconds(wait)))));
+  info.mutable_retry_delay()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(
+          wait - absl::Seconds(absl::ToInt64Seconds(wait)))));
   return WithErrorInfo(
       absl::ResourceExhaustedError(absl::StrFormat(
           "tenant request rate limit exceeded (%g calls/s, bursts of %d, "

@@ -37,8 +37,9 @@ TEST(TenantLimitsTest, StreamsBeyondTheLimitAreRefusedUntilOneIsReleased) {
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->quota(), kStreamsQuota);
   EXPECT_EQ(info->limit(), 2);
-  EXPECT_EQ(refused, (std::vector<std::pair<std::string, std::string>>{
-                         {"a", kStreamsQuota}}));
+  EXPECT_EQ(
+      refused,
+      (std::vector<std::pair<std::string, std::string>>{{"a", kStreamsQuota}}));
 
   // Another tenant is not affected.
   ASSERT_OK_AND_ASSIGN(TenantLimits::StreamSlot b1, limits.AcquireStream("b"));
@@ -105,8 +106,7 @@ TEST(TenantLimitsTest, ZeroTurnsALimitOff) {
   TenantLimits limits(o, &clock);
   std::vector<TenantLimits::StreamSlot> slots;
   for (int i = 0; i < 5000; ++i) {
-    ASSERT_OK_AND_ASSIGN(TenantLimits::StreamSlot s,
-                         limits.AcquireStream("a"));
+    ASSERT_OK_AND_ASSIGN(TenantLimits::StreamSlot s, limits.AcquireStream("a"));
     slots.push_back(std::move(s));
     ASSERT_OK(limits.AdmitRequest("a"));
   }
