@@ -243,8 +243,9 @@ class BenchWorker {
   // Waits for `n` assignments.
   std::vector<v1::AssignJobCommand> Take(int n) {
     std::unique_lock<std::mutex> l(mu_);
-    if (!cv_.wait_for(l, std::chrono::seconds(60),
-                      [&] { return static_cast<int>(assigned_.size()) >= n; })) {
+    if (!cv_.wait_for(l, std::chrono::seconds(60), [&] {
+          return static_cast<int>(assigned_.size()) >= n;
+        })) {
       Die("the jobs were not assigned within 60 s");
     }
     return assigned_;
@@ -488,7 +489,9 @@ struct CpuMeter {
   double sched0, self0;
   absl::Time t0;
   explicit CpuMeter(pid_t p)
-      : pid(p), sched0(CpuSeconds(p)), self0(CpuSeconds(getpid())),
+      : pid(p),
+        sched0(CpuSeconds(p)),
+        self0(CpuSeconds(getpid())),
         t0(absl::Now()) {}
   std::string Report() const {
     const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
@@ -621,10 +624,10 @@ int Run() {
   FloodStats stats;
   std::vector<std::unique_ptr<Watcher>> watchers;
   for (int i = 0; i < streams; ++i) {
-    watchers.push_back(std::make_unique<Watcher>(
-        stubs[i % channels].get(), a.key,
-        a_ids[static_cast<size_t>(i) % a_ids.size()],
-        absl::GetFlag(FLAGS_batch_metrics), &stats));
+    watchers.push_back(
+        std::make_unique<Watcher>(stubs[i % channels].get(), a.key,
+                                  a_ids[static_cast<size_t>(i) % a_ids.size()],
+                                  absl::GetFlag(FLAGS_batch_metrics), &stats));
     watchers.back()->Open(std::nullopt);
   }
   // Every stream has its first snapshot (or was refused).
