@@ -326,11 +326,13 @@ TEST_F(SlowReaderTest, SlowReaderIsBoundedAndToldItFellBehind) {
   auto w = StartWatch(job.id, job.last_sequence);
   v1::WatchJobResponse msg;
   ASSERT_TRUE(w->reader->Read(&msg));  // Snapshot; then stop reading.
-  // Write big events until the server's queue for this stream is full
-  // (gRPC's flow-control windows absorb the first few MB).
+  // Write big events until the server's queue for this stream is full and
+  // the stream is cut: 64 queued + the truncation notice = 65 (gRPC's
+  // flow-control windows absorb the first few MB; a burst of one delivery
+  // round can fill the queue for a moment without cutting it).
   const std::string blob(8 << 10, 'x');
   int written = 0;
-  while (hub_.peak_buffered() < 64 && written < 20000) {
+  while (hub_.peak_buffered() < 65 && written < 20000) {
     ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
     ++written;
   }
@@ -437,11 +439,12 @@ TEST_F(SlowReaderTest, SlowConsumerDoesNotHoldUpOthersAndResumesWithoutGaps) {
   };
   int64_t fast_last = 0, other_last = 0;
   bool fast_clean = false, other_clean = false;
-  std::thread fast([&] { read_all(job, &fast_last, &fast_clean); });
-
+  // First the slow stream alone, until its queue is full and it is cut:
+  // 64 queued + the truncation notice = 65 (peak_buffered is the hub's;
+  // only this stream is open yet).
   const std::string blob(8 << 10, 'x');
   int written = 0;
-  while (hub_.peak_buffered() < 64 && written < 20000) {
+  while (hub_.peak_buffered() < 65 && written < 20000) {
     ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));  // Never waits.
     ASSERT_OK(store_->AppendJobMessage(other.id, 1, "other"));
     ++written;
@@ -449,6 +452,13 @@ TEST_F(SlowReaderTest, SlowConsumerDoesNotHoldUpOthersAndResumesWithoutGaps) {
   for (int i = 0; i < 10; ++i) {
     ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
     ++written;
+  }
+  // Then, while its client still reads nothing, a fast reader of the same
+  // job replays everything and follows live records.
+  std::thread fast([&] { read_all(job, &fast_last, &fast_clean); });
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, "live"));
+    ASSERT_OK(store_->AppendJobMessage(other.id, 1, "other"));
   }
   // The fast reader stops at the record after the last one written: it
   // cannot have read it before the target was set.
