@@ -86,6 +86,18 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
 ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(30),
           "How long a cancelled trainer may take to exit after SIGTERM before "
           "the worker SIGKILLs it.");
+ABSL_FLAG(int64_t, max_streams_per_tenant, 1000,
+          "Most WatchJob + StreamJobLog streams one tenant may hold at once; "
+          "one more is refused with RESOURCE_EXHAUSTED (ErrorInfo.quota "
+          "max_streams_per_tenant). 0 = no limit.");
+ABSL_FLAG(double, tenant_requests_per_second, 10000,
+          "Sustained calls per second one tenant may make (a token bucket per "
+          "tenant, every authenticated call takes a token); beyond it calls "
+          "are refused with RESOURCE_EXHAUSTED (ErrorInfo.quota "
+          "tenant_requests_per_second, retry_delay). 0 = no limit.");
+ABSL_FLAG(int64_t, tenant_request_burst, 20000,
+          "Calls one tenant may make at once above "
+          "--tenant_requests_per_second (the bucket's size).");
 
 namespace {
 
@@ -209,6 +221,12 @@ int main(int argc, char** argv) {
   options.lease_duration = absl::GetFlag(FLAGS_lease_duration);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
+  options.tenant_limits.max_streams_per_tenant =
+      absl::GetFlag(FLAGS_max_streams_per_tenant);
+  options.tenant_limits.requests_per_second =
+      absl::GetFlag(FLAGS_tenant_requests_per_second);
+  options.tenant_limits.request_burst =
+      absl::GetFlag(FLAGS_tenant_request_burst);
   if (options.db_path.empty()) {
     std::cerr << "ftune-scheduler: --db=PATH is required (the SQLite "
                  "database, on local disk)"

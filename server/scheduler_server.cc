@@ -63,6 +63,8 @@ SchedulerServer::~SchedulerServer() {
 absl::Status SchedulerServer::OpenStoreAndServices() {
   if (options_.db_path.empty()) return absl::OkStatus();
   FTUNE_RETURN_IF_ERROR(rpc::ValidateAuthOptions(options_.auth));
+  FTUNE_RETURN_IF_ERROR(
+      engine::ValidateTenantLimitOptions(options_.tenant_limits));
   // Config before the database: a typo in the config should not leave a
   // fresh database file behind.
   SchedulerConfig config;
@@ -115,20 +117,33 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   dispatcher_ =
       std::make_unique<engine::Dispatcher>(store_.get(), Clock::Real(), dopts);
   dispatcher_hook_.store(dispatcher_.get());
-  auth_ =
-      std::make_unique<rpc::StoreAuthenticator>(store_.get(), options_.auth);
+  engine::TenantLimitOptions lim = options_.tenant_limits;
+  lim.on_refused = [metrics = metrics_.get()](const std::string& tenant,
+                                              absl::string_view quota) {
+    metrics->OnLimitRefused(tenant, quota);
+  };
+  limits_ = std::make_unique<engine::TenantLimits>(
+      std::move(lim), options_.tenant_limits_clock != nullptr
+                          ? options_.tenant_limits_clock
+                          : Clock::Real());
+  rpc::AuthOptions auth_options = options_.auth;
+  auth_options.limits = limits_.get();
+  auth_ = std::make_unique<rpc::StoreAuthenticator>(store_.get(), auth_options);
   rpc::JobStreamHandlers streams = options_.job_streams;
   if (!streams.watch_job) {
-    streams.watch_job = [hub = watch_hub_.get(), store = store_.get()](
+    rpc::WatchJobOptions wo;
+    wo.limits = limits_.get();
+    streams.watch_job = [hub = watch_hub_.get(), store = store_.get(), wo](
                             grpc::CallbackServerContext* ctx,
                             const v1::WatchJobRequest* request,
                             const rpc::Principal& principal) {
-      return rpc::StartWatchJob(hub, store, ctx, request, principal);
+      return rpc::StartWatchJob(hub, store, ctx, request, principal, wo);
     };
   }
   if (!streams.stream_job_log) {
     rpc::JobLogOptions lo;
     lo.storage_root = options_.storage_root;
+    lo.limits = limits_.get();
     // Owned by the handler, so it lives as long as the job service, which
     // outlives the gRPC server and so every stream.
     auto streamer = std::make_shared<rpc::JobLogStreamer>(

@@ -16,6 +16,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
+#include "server/engine/tenant_limits.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/job_service.h"
 
@@ -104,6 +106,12 @@ struct SchedulerOptions {
   // (server/http/openai_server.h; port 0 picks one, see http_address());
   // empty = none. Plaintext: put it behind a TLS proxy off loopback.
   std::string http_address;
+  // Per-tenant limits (engine/tenant_limits.h): concurrent streams and
+  // request rate. Defaults are generous; 0 turns a limit off.
+  engine::TenantLimitOptions tenant_limits;
+  // The clock of the request-rate buckets; null = the real clock (tests
+  // pass a FakeClock).
+  Clock* tenant_limits_clock = nullptr;
   // Stream handlers; empty ones are served by the built-in WatchJob (the
   // store's commit fan-out) and StreamJobLog (log files under storage_root).
   rpc::JobStreamHandlers job_streams;
@@ -156,6 +164,7 @@ class SchedulerServer {
   std::atomic<engine::Dispatcher*> dispatcher_hook_{nullptr};
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<engine::Dispatcher> dispatcher_;  // Stopped before the store.
+  std::unique_ptr<engine::TenantLimits> limits_;    // Outlives the services.
   std::unique_ptr<rpc::StoreAuthenticator> auth_;
   std::unique_ptr<engine::JobEngine> jobs_;      // Outlives the services.
   std::unique_ptr<rpc::Executor> rpc_executor_;  // Outlives the services.

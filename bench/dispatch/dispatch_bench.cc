@@ -308,7 +308,11 @@ int Run() {
   const std::string dir = std::filesystem::temp_directory_path() /
                           absl::StrCat("ftune-dispatch-bench-", getpid());
   WriteText(dir + "/storage/models/bench/config.json",
-            R"({"max_position_embeddings": 512})");
+            R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+                "intermediate_size": 128, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 2,
+                "vocab_size": 256, "max_position_embeddings": 512,
+                "torch_dtype": "float32"})");
   WriteText(dir + "/scheduler.json", R"({"models": [{"name": "bench"}]})");
   WriteText(dir + "/admin.key", kAdminKey);
   WriteText(dir + "/worker.key", kWorkerKey);

@@ -1,5 +1,6 @@
 #include "server/http/openai_json.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -396,6 +397,14 @@ ApiError ErrorFromStatus(const absl::Status& status) {
         e.http_status = 413;
         e.code = "file_too_large";
         if (e.param.empty()) e.param = "file";
+      } else if (info && info->quota() == "tenant_requests_per_second") {
+        e.http_status = 429;
+        e.type = "requests";
+        e.code = "rate_limit_exceeded";
+        // Whole seconds, rounded up (HTTP's Retry-After).
+        const google::protobuf::Duration& d = info->retry_delay();
+        e.retry_after_seconds =
+            std::max<int64_t>(1, d.seconds() + (d.nanos() > 0 ? 1 : 0));
       } else {
         e.http_status = 429;
         e.type = "insufficient_quota";

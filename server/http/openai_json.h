@@ -8,6 +8,7 @@
 #ifndef FTUNE_SERVER_HTTP_OPENAI_JSON_H_
 #define FTUNE_SERVER_HTTP_OPENAI_JSON_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -28,6 +29,8 @@ struct ApiError {
   std::string type;   // "invalid_request_error", "server_error", ...
   std::string param;  // The request field at fault; "" = null.
   std::string code;   // "" = null.
+  // For 429 rate_limit_exceeded: the Retry-After header (0 = none).
+  int64_t retry_after_seconds = 0;
 
   nlohmann::json Body() const;
 };
@@ -44,7 +47,8 @@ std::string ParamForField(absl::string_view field);
 
 // The answer for a failed call: the status and its ErrorInfo.field mapped
 // (HTTP 400 invalid argument, 401 unauthenticated, 403, 404, 409 conflict,
-// 413 a file over the size limit, 429 quota, 503 unavailable, 500).
+// 413 a file over the size limit, 429 quota or rate limit (with
+// Retry-After), 503 unavailable, 500).
 ApiError ErrorFromStatus(const absl::Status& status);
 
 // POST /v1/fine_tuning/jobs: the OpenAI body as a CreateJobRequest.

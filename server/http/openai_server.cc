@@ -303,6 +303,10 @@ class OpenAiHttpServer::Request {
     if (e.http_status == 401) {
       headers.emplace_back("WWW-Authenticate", "Bearer");
     }
+    if (e.retry_after_seconds > 0) {
+      headers.emplace_back("Retry-After",
+                           std::to_string(e.retry_after_seconds));
+    }
     Respond(e.http_status, e.Body(), headers);
   }
 

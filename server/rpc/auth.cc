@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/core/api_key.h"
+#include "server/engine/tenant_limits.h"
 #include "server/store/store.h"
 
 namespace ftune::server::rpc {
@@ -77,7 +78,8 @@ StoreAuthenticator::StoreAuthenticator(store::Store* store,
                                        const AuthOptions& options)
     : store_(store),
       key_cache_ttl_(options.key_cache_ttl),
-      clock_(options.clock != nullptr ? options.clock : Clock::Real()) {
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      limits_(options.limits) {
   for (const std::string& s : options.admin_secrets) {
     admin_hashes_.push_back(core::HashApiKey(s));
   }
@@ -92,6 +94,20 @@ absl::StatusOr<Principal> StoreAuthenticator::Authenticate(
 }
 
 absl::StatusOr<Principal> StoreAuthenticator::AuthenticateSecret(
+    const std::string& secret) {
+  absl::StatusOr<Principal> p = ResolveSecret(secret);
+  // Each authenticated tenant call takes a token of the tenant's bucket;
+  // admins and workers are not rate limited.
+  if (p.ok() && limits_ != nullptr && p->kind == Principal::Kind::kTenant) {
+    if (absl::Status admitted = limits_->AdmitRequest(p->tenant_id);
+        !admitted.ok()) {
+      return admitted;
+    }
+  }
+  return p;
+}
+
+absl::StatusOr<Principal> StoreAuthenticator::ResolveSecret(
     const std::string& secret) {
   if (secret.empty()) return absl::UnauthenticatedError(kBadCredential);
   const std::string hash = core::HashApiKey(secret);

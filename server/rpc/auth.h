@@ -27,6 +27,10 @@
 #include "common/clock.h"
 #include "server/rpc/principal.h"
 
+namespace ftune::server::engine {
+class TenantLimits;
+}  // namespace ftune::server::engine
+
 namespace ftune::store {
 class Store;
 }  // namespace ftune::store
@@ -46,6 +50,9 @@ struct AuthOptions {
   // none) within this interval. Zero: every call reads the database.
   absl::Duration key_cache_ttl = absl::Seconds(2);
   Clock* clock = nullptr;  // For the cache's expiry; null = real clock.
+  // Per-tenant request rate (engine/tenant_limits.h): every authenticated
+  // tenant call takes a token; null = no limit. Not owned.
+  engine::TenantLimits* limits = nullptr;
 };
 
 // INVALID_ARGUMENT if a configured secret is shorter than
@@ -68,11 +75,16 @@ class StoreAuthenticator : public Authenticator {
       const grpc::ServerContextBase& ctx) override;
 
   // The same decision for a bare secret (for tests and non-gRPC callers).
+  // A tenant over its request rate (AuthOptions::limits) is refused with
+  // RESOURCE_EXHAUSTED (ErrorInfo quota "tenant_requests_per_second",
+  // retry_delay).
   absl::StatusOr<Principal> AuthenticateSecret(const std::string& secret);
 
   void ApiKeyRevoked() override;
 
  private:
+  // The principal of `secret` (cache, then store); no rate limit.
+  absl::StatusOr<Principal> ResolveSecret(const std::string& secret);
   // Looks the key up in the store (no cache).
   absl::StatusOr<Principal> LookupKey(const std::string& secret,
                                       const std::string& hash);
@@ -89,6 +101,7 @@ class StoreAuthenticator : public Authenticator {
   std::vector<std::string> worker_hashes_;
   const absl::Duration key_cache_ttl_;
   Clock* const clock_;
+  engine::TenantLimits* const limits_;  // May be null.
   absl::Mutex cache_mu_;
   // By key hash; only valid, unrevoked tenant/admin/worker API keys.
   absl::flat_hash_map<std::string, CachedKey> cache_ ABSL_GUARDED_BY(cache_mu_);

@@ -160,9 +160,19 @@ class UploadImpl final : public FileCatalog::Upload {
 
   absl::Status OpenTemp() {
     dir_ = JoinPath(JoinPath(options_.storage_root, "files"), tenant_);
-    if (absl::Status s = MakeDirs(dir_); !s.ok()) {
-      // MakeDirs says INTERNAL for what is a storage failure here.
-      return absl::IsInternal(s) ? absl::UnavailableError(s.message()) : s;
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) {
+      // Messages name the path below the storage root, never the root.
+      const std::string rel = JoinPath("files", tenant_);
+      // A file where files/ or the tenant's directory should be: storage
+      // holds something other than what ftune wrote there.
+      if (ec.value() == EEXIST || ec.value() == ENOTDIR) {
+        return absl::DataLossError(absl::StrCat("cannot create ", rel,
+                                                ": a file is in the way (",
+                                                ec.message(), ")"));
+      }
+      return StorageError("cannot create", rel, ec.value());
     }
     temp_path_ =
         JoinPath(dir_, absl::StrCat(kUploadTempPrefix,
@@ -182,6 +192,25 @@ class UploadImpl final : public FileCatalog::Upload {
     DatasetLimits limits;
     limits.max_line_bytes = static_cast<size_t>(options.max_line_bytes);
     return limits;
+  }
+
+  // fsync(2), or the injected fault (FileServiceOptions::fsync_for_testing).
+  int Fsync(int fd) const {
+    return options_.fsync_for_testing ? options_.fsync_for_testing(fd)
+                                      : ::fsync(fd);
+  }
+
+  // Makes the rename into dir_ durable. A failure is storage failing
+  // (UNAVAILABLE, RESOURCE_EXHAUSTED, ... by StorageError), never INTERNAL.
+  absl::Status SyncDir() const {
+    const std::string rel = JoinPath("files", tenant_);
+    const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return StorageError("cannot open", rel, errno);
+    const int rc = Fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return StorageError("cannot fsync", rel, err);
+    return absl::OkStatus();
   }
 
   void RemoveTemp() {
@@ -264,7 +293,7 @@ class UploadImpl final : public FileCatalog::Upload {
     const ValidationReport report = validator_.Finish();
     if (!report.ok()) return DatasetError(report);
 
-    if (::fsync(fd_) != 0) return ErrnoError("cannot fsync", temp_path_);
+    if (Fsync(fd_) != 0) return ErrnoError("cannot fsync", temp_path_);
     if (::close(fd_) != 0) {
       fd_ = -1;
       return ErrnoError("cannot close", temp_path_);
@@ -287,7 +316,7 @@ class UploadImpl final : public FileCatalog::Upload {
       return ErrnoError("cannot rename into", final_path);
     }
     temp_path_.clear();
-    absl::Status synced = FsyncPath(dir_);
+    absl::Status synced = SyncDir();
     absl::StatusOr<core::FileRecord> stored =
         synced.ok() ? store_->CreateFile(record)
                     : absl::StatusOr<core::FileRecord>(synced);

@@ -18,7 +18,9 @@
 // RESOURCE_EXHAUSTED with the quota for a file over max_file_size_bytes,
 // NOT_FOUND with the id for a missing or another tenant's file (the same
 // answer), FAILED_PRECONDITION naming a live job that still uses a file
-// being deleted.
+// being deleted. Storage failures are typed, never INTERNAL: DATA_LOSS
+// for a file in the way of the tenant's directory, RESOURCE_EXHAUSTED for a
+// full disk, UNAVAILABLE for a failing write or fsync (StorageError).
 //
 // Thread-safety: FileCatalog is thread-safe; one Upload is used by one
 // thread at a time.
@@ -26,6 +28,7 @@
 #define FTUNE_SERVER_RPC_FILE_CATALOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +51,10 @@ struct FileServiceOptions {
   int64_t download_chunk_bytes = int64_t{1} << 20;
   // Longest accepted dataset line, in bytes.
   int64_t max_line_bytes = int64_t{8} << 20;
+  // Fault injection for tests: called instead of fsync(2) on an upload's
+  // temp file and directory; returns 0, or -1 with errno set. Empty (the
+  // default): fsync(2).
+  std::function<int(int fd)> fsync_for_testing;
 };
 
 // What to send: bytes [offset, end) of `fd`, in chunks of `chunk_bytes`.

@@ -445,12 +445,24 @@ grpc::ServerWriteReactor<v1::StreamJobLogResponse>* JobLogStreamer::Start(
         absl::StrCat("too many log streams (", shared_.options.max_streams,
                      "); try again later"));
   }
+  engine::TenantLimits::StreamSlot slot;
+  if (invalid.ok() && shared_.options.limits != nullptr) {
+    absl::StatusOr<engine::TenantLimits::StreamSlot> acquired =
+        shared_.options.limits->AcquireStream(caller.tenant_id);
+    if (acquired.ok()) {
+      slot = *std::move(acquired);
+    } else {
+      active_.fetch_sub(1);
+      invalid = acquired.status();
+    }
+  }
   if (!invalid.ok()) {
     reactor->Finish(ToGrpcStatus(invalid, ctx));
     return reactor;
   }
   auto session = std::make_shared<LogSession>(shared_, ctx, caller.tenant_id,
                                               *request, reactor);
+  session->HoldSlot(std::move(slot));
   reactor->set_session(session);
   session->Start();
   return reactor;

@@ -45,6 +45,7 @@
 
 #include "absl/time/time.h"
 #include "ftune/v1/job_service.pb.h"
+#include "server/engine/tenant_limits.h"
 #include "server/engine/watch_hub.h"
 #include "server/rpc/executor.h"
 #include "server/rpc/principal.h"
@@ -63,6 +64,9 @@ struct JobLogOptions {
   int io_threads = 2;
   // Concurrent streams; beyond it calls fail with RESOURCE_EXHAUSTED.
   int64_t max_streams = 1024;
+  // Per-tenant stream limit, shared with WatchJob (not owned; null = none):
+  // a stream holds one of its tenant's slots until it ends.
+  engine::TenantLimits* limits = nullptr;
 };
 
 class JobLogStreamer {
@@ -78,7 +82,9 @@ class JobLogStreamer {
 
   // The JobStreamHandlers::stream_job_log handler: validates the request
   // (INVALID_ARGUMENT for a malformed job_id or attempt < 0;
-  // PERMISSION_DENIED unless `caller` is a tenant) and starts the stream.
+  // PERMISSION_DENIED unless `caller` is a tenant; RESOURCE_EXHAUSTED with
+  // ErrorInfo quota "max_streams_per_tenant" when the tenant holds its most
+  // streams, see JobLogOptions::limits) and starts the stream.
   // The returned reactor deletes itself when done.
   grpc::ServerWriteReactor<v1::StreamJobLogResponse>* Start(
       grpc::CallbackServerContext* ctx, const v1::StreamJobLogRequest* request,

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -46,37 +48,29 @@ std::vector<Record> Merge(const std::vector<core::JobEvent>& events,
 }
 
 // The metric points of `change` as protos. Every watcher of a job gets the
-// same change on the same thread (WatchHub::Publish, the store's writer),
-// so the conversion is done once per change, not once per watcher. Points
-// of one job have unique sequences: (job, first sequence, count) names the
-// content.
+// same changes on the same thread (the WatchHub's), so each change is
+// converted once for all its watchers, not once per watcher. Points of one
+// job have unique sequences: (job, first sequence, count) names the
+// content, so an entry is never stale; the cache is emptied when it grows
+// past a bound (a delivery round touches few changes per job).
 const std::vector<v1::MetricPoint>& ConvertedMetrics(
     const store::JobChange& change) {
-  struct Cache {
-    std::string job_id;
-    int64_t first = -1;
-    size_t count = 0;
-    std::vector<v1::MetricPoint> points;
-  };
-  thread_local Cache cache;
-  if (change.metrics.empty()) {
-    cache.points.clear();
-    cache.first = -1;
-    return cache.points;
+  using Key = std::tuple<std::string, int64_t, size_t>;
+  constexpr size_t kMaxCachedChanges = 256;
+  thread_local std::map<Key, std::vector<v1::MetricPoint>> cache;
+  static const std::vector<v1::MetricPoint> kNone;
+  if (change.metrics.empty()) return kNone;
+  Key key{change.job.id, change.metrics.front().sequence,
+          change.metrics.size()};
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= kMaxCachedChanges) cache.clear();
+  std::vector<v1::MetricPoint>& points = cache[std::move(key)];
+  points.reserve(change.metrics.size());
+  for (const core::MetricPoint& m : change.metrics) {
+    points.push_back(MetricPointToProto(m));
   }
-  if (cache.job_id != change.job.id ||
-      cache.first != change.metrics.front().sequence ||
-      cache.count != change.metrics.size()) {
-    cache.points.clear();
-    cache.points.reserve(change.metrics.size());
-    for (const core::MetricPoint& m : change.metrics) {
-      cache.points.push_back(MetricPointToProto(m));
-    }
-    cache.job_id = change.job.id;
-    cache.first = change.metrics.front().sequence;
-    cache.count = change.metrics.size();
-  }
-  return cache.points;
+  return points;
 }
 
 class WatchSession final : public StreamSession<v1::WatchJobResponse>,
@@ -117,6 +111,15 @@ class WatchSession final : public StreamSession<v1::WatchJobResponse>,
     }
     Pump();
   }
+  // A delivery round: one lock and one Pump for all of them.
+  void OnJobChanges(const std::vector<std::shared_ptr<const store::JobChange>>&
+                        changes) override {
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& change : changes) ApplyLiveLocked(*change);
+    }
+    Pump();
+  }
 
  private:
   // Schedules a replay step if one is due, then writes the next message or
@@ -128,6 +131,9 @@ class WatchSession final : public StreamSession<v1::WatchJobResponse>,
     *out = std::move(pending_.front());
     pending_.pop_front();
     return true;
+  }
+  bool HasQueuedLocked() const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !pending_.empty();
   }
   void DropQueuedLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     pending_.clear();
@@ -219,6 +225,12 @@ class WatchSession final : public StreamSession<v1::WatchJobResponse>,
         StartRoundLocked();  // Gap: let the store fill it.
         return;
       }
+    }
+    if (cursor_ < change.job.last_sequence) {
+      // The job has records this stream has not seen and the change does
+      // not carry (the hub coalesced them): let the store fill the gap.
+      StartRoundLocked();
+      return;
     }
     const bool terminal = core::IsTerminal(change.job.state);
     if (state_changed || (terminal && !last_is_terminal_snapshot_ &&
@@ -444,12 +456,23 @@ grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJob(
   } else if (request->has_after_sequence() && request->after_sequence() < 0) {
     invalid = InvalidField("after_sequence", "after_sequence must be >= 0");
   }
+  engine::TenantLimits::StreamSlot slot;
+  if (invalid.ok() && options.limits != nullptr) {
+    absl::StatusOr<engine::TenantLimits::StreamSlot> acquired =
+        options.limits->AcquireStream(principal.tenant_id);
+    if (acquired.ok()) {
+      slot = *std::move(acquired);
+    } else {
+      invalid = acquired.status();
+    }
+  }
   if (!invalid.ok()) {
     reactor->Finish(ToGrpcStatus(invalid, ctx));
     return reactor;
   }
   auto session = std::make_shared<WatchSession>(
       hub, store, ctx, principal.tenant_id, *request, options, reactor);
+  session->HoldSlot(std::move(slot));
   reactor->set_session(session);
   session->Start();
   return reactor;

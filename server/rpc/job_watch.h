@@ -42,6 +42,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ftune/v1/job_service.pb.h"
+#include "server/engine/tenant_limits.h"
 #include "server/engine/watch_hub.h"
 #include "server/rpc/principal.h"
 #include "server/store/store.h"
@@ -56,13 +57,18 @@ struct WatchJobOptions {
   int replay_page_size = 256;
   // Live changes parked during a replay before they are dropped (re-read).
   int64_t max_parked_records = 4096;
+  // Per-tenant stream limit (not owned; null = none): a stream holds one
+  // of its tenant's slots until it ends.
+  engine::TenantLimits* limits = nullptr;
 };
 
 // Implements WatchJob for JobService::CallbackService::WatchJob: validates
 // the request (INVALID_ARGUMENT for a malformed job_id or negative
 // after_sequence; PERMISSION_DENIED unless `principal` is a tenant), then
 // streams as described above (NOT_FOUND for an unknown or foreign job,
-// OUT_OF_RANGE for after_sequence > last_sequence). `hub` and `store` must
+// OUT_OF_RANGE for after_sequence > last_sequence; RESOURCE_EXHAUSTED with
+// ErrorInfo quota "max_streams_per_tenant" when the tenant holds its most
+// streams already). `hub` and `store` must
 // outlive the call. The returned reactor deletes itself when done.
 grpc::ServerWriteReactor<v1::WatchJobResponse>* StartWatchJob(
     engine::WatchHub* hub, store::Store* store,

@@ -69,6 +69,14 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
           "reported training step: model loading, tokenization, warm-up.",
           {}, {0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600})));
   FTUNE_ASSIGN_OR_RETURN(
+      m->limit_refusals_,
+      Registered(registry->AddCounter(
+          "ftune_tenant_limit_refusals_total",
+          "Calls refused because the tenant was over a per-tenant limit: "
+          "limit max_streams_per_tenant (streams held at once) or "
+          "tenant_requests_per_second (call rate).",
+          {"tenant", "limit"})));
+  FTUNE_ASSIGN_OR_RETURN(
       m->lease_expiries_,
       Registered(registry->AddCounter(
           "ftune_lease_expiries_total",
@@ -307,6 +315,11 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
 void SchedulerMetrics::OnCommitTiming(absl::Duration transaction, int writes) {
   commit_seconds_->WithLabels({})->Observe(absl::ToDoubleSeconds(transaction));
   commit_writes_->WithLabels({})->Observe(writes);
+}
+
+void SchedulerMetrics::OnLimitRefused(const std::string& tenant,
+                                      absl::string_view limit) {
+  limit_refusals_->WithLabels({tenant, std::string(limit)})->Inc();
 }
 
 }  // namespace ftune::server::rpc

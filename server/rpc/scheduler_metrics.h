@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/metrics/registry.h"
 #include "server/store/store.h"
@@ -39,6 +40,10 @@ class SchedulerMetrics {
   // From the store's commit timing hook (SqliteStoreOptions).
   void OnCommitTiming(absl::Duration transaction, int writes);
 
+  // A call of `tenant` refused by a per-tenant limit (TenantLimitOptions::
+  // on_refused; `limit` is the ErrorInfo quota name).
+  void OnLimitRefused(const std::string& tenant, absl::string_view limit);
+
  private:
   explicit SchedulerMetrics(metrics::Registry* registry)
       : registry_(registry) {}
@@ -47,6 +52,7 @@ class SchedulerMetrics {
   metrics::CounterFamily* submitted_ = nullptr;
   metrics::CounterFamily* finished_ = nullptr;
   metrics::CounterFamily* requeued_ = nullptr;
+  metrics::CounterFamily* limit_refusals_ = nullptr;
   metrics::HistogramFamily* queue_wait_ = nullptr;
   metrics::HistogramFamily* first_step_ = nullptr;
   metrics::CounterFamily* lease_expiries_ = nullptr;

@@ -84,8 +84,13 @@ class StreamSession : public engine::WatchHub::Subscriber {
       finished_ = true;
       DropQueuedLocked();
     }
+    slot_.reset();  // The tenant may open another stream.
     AfterDone();
   }
+
+  // Holds `slot` (a tenant's stream slot, engine/tenant_limits.h) until the
+  // call is done. Call before the session starts.
+  void HoldSlot(std::shared_ptr<void> slot) { slot_ = std::move(slot); }
 
  protected:
   // `ctx` and `reactor` are gRPC's; both stay valid until OnDone.
@@ -100,12 +105,17 @@ class StreamSession : public engine::WatchHub::Subscriber {
   void WriteNext() {
     Reactor* reactor = nullptr;
     bool write = false;
+    bool corked = false;
     grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
       if (finished_ || reactor_ == nullptr || writing_ || cancelling_) return;
       if (TakeNextLocked(&current_)) {
         writing_ = write = true;
+        // More are queued: gRPC may hold this one and send it with the
+        // next (fewer frames and syscalls per stream); the last message of
+        // a burst is written without the hint and flushes them all.
+        corked = HasQueuedLocked();
       } else if (finishing_) {
         finished_ = true;
         status = final_status_;
@@ -115,7 +125,9 @@ class StreamSession : public engine::WatchHub::Subscriber {
       reactor = reactor_;
     }
     if (write) {
-      reactor->StartWrite(&current_);
+      reactor->StartWrite(&current_,
+                          corked ? grpc::WriteOptions().set_buffer_hint()
+                                 : grpc::WriteOptions());
     } else {
       reactor->Finish(status);
     }
@@ -124,6 +136,10 @@ class StreamSession : public engine::WatchHub::Subscriber {
   // Moves the next queued message to `out`; false when none is queued.
   virtual bool TakeNextLocked(Response* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // Whether another message is queued after the one just taken.
+  virtual bool HasQueuedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return false;
+  }
   // Drops what is queued (the call is over).
   virtual void DropQueuedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
   // Decides that the stream ends with `status` (mapped by ToGrpcStatus with
@@ -144,6 +160,10 @@ class StreamSession : public engine::WatchHub::Subscriber {
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish once drained.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;   // Finish called.
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+
+ private:
+  // Set before the session starts, released in OnDone (gRPC calls it once).
+  std::shared_ptr<void> slot_;
 };
 
 // The reactor of a streaming call: forwards gRPC's callbacks to its session

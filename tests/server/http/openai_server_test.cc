@@ -172,6 +172,67 @@ TEST_F(OpenAiServerTest, FilesUploadGetListContentDelete) {
   EXPECT_EQ(ErrorOf(gone)["code"], "not_found");
 }
 
+// The HTTP API shares FileCatalog's storage errors: a file where the
+// tenant's upload directory should be is the server's fault (500), named,
+// and stores nothing; the next upload after it is removed works.
+TEST_F(OpenAiServerTest,
+       UploadIntoAFileInTheWayIsAServerErrorAndStoresNothing) {
+  TenantKey t = MakeTenant("acme");
+  const int files_before = CountFiles(t.key);
+  const std::string in_the_way = dir_.Sub("storage/files/" + t.tenant_id);
+  WriteFile(in_the_way, "in the way");
+  Reply up = Upload(t.key, ChatJsonl(3));
+  EXPECT_EQ(up.status, 500) << up.raw;
+  EXPECT_THAT(ErrorOf(up)["message"].get<std::string>(),
+              HasSubstr("a file is in the way"));
+  EXPECT_EQ(CountFiles(t.key), files_before);
+  std::filesystem::remove(in_the_way);
+  up = Upload(t.key, ChatJsonl(3));
+  EXPECT_EQ(up.status, 200) << up.raw;
+  EXPECT_EQ(CountFiles(t.key), files_before + 1);
+}
+
+// The per-tenant request rate covers the HTTP API too: OpenAI's 429
+// rate_limit_exceeded with Retry-After, and the call succeeds once the
+// bucket has refilled (fake clock).
+class OpenAiRateLimitTest : public OpenAiServerTest {
+ protected:
+  void SetUp() override {
+    tenant_limits_.requests_per_second = 0.5;  // A token every 2 s.
+    tenant_limits_.request_burst = 2;
+    tenant_limits_clock_ = &clock_;
+    OpenAiServerTest::SetUp();
+  }
+  FakeClock clock_;
+};
+
+TEST_F(OpenAiRateLimitTest, OverTheRateIs429WithRetryAfterThenRecovers) {
+  TenantKey t = MakeTenant("acme");
+  EXPECT_EQ(Send("GET", "/v1/files", t.key).status, 200);
+  EXPECT_EQ(Send("GET", "/v1/fine_tuning/jobs", t.key).status, 200);
+  Reply over = Send("GET", "/v1/files", t.key);
+  EXPECT_EQ(over.status, 429) << over.raw;
+  EXPECT_EQ(ErrorOf(over)["code"], "rate_limit_exceeded");
+  EXPECT_THAT(ErrorOf(over)["message"].get<std::string>(),
+              HasSubstr("--tenant_requests_per_second"));
+  const std::string address = server_->http_address();
+  absl::StatusOr<ftune::testing::HttpResponse> raw = ftune::testing::HttpGet(
+      "127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1)),
+      "/v1/files");  // No key: refused as unauthenticated, no token taken.
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->status, 401);
+  // The header, on a keyed call.
+  absl::StatusOr<ftune::testing::HttpResponse> keyed =
+      ftune::testing::HttpRequest(
+          "127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1)), "GET",
+          "/v1/files", {{"Authorization", "Bearer " + t.key}}, "");
+  ASSERT_TRUE(keyed.ok());
+  EXPECT_EQ(keyed->status, 429);
+  EXPECT_EQ(keyed->headers["retry-after"], "2");
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(Send("GET", "/v1/files", t.key).status, 200);
+}
+
 TEST_F(OpenAiServerTest, BadUploadsAreRefusedNamingTheParamAndStoreNothing) {
   TenantKey t = MakeTenant("acme");
   const int before = CountFiles(t.key);

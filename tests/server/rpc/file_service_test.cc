@@ -1,7 +1,13 @@
 // FileService over a real gRPC server, SQLite store and storage dir.
 #include "server/rpc/file_service.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -342,6 +348,92 @@ TEST_F(FileLimitsTest, ChunkAndFileLimitsAreResourceExhausted) {
   EXPECT_TRUE(r.status.ok()) << r.status.error_message();
   EXPECT_EQ(r.file.size_bytes(), 1000);
   EXPECT_EQ(TenantDirEntries(alice_).size(), 1u);
+}
+
+// A file where files/ or the tenant's directory should be is storage that
+// ftune did not write: DATA_LOSS naming the path below the root, nothing
+// stored, and uploads work again once it is gone.
+TEST_F(FileServiceTest, FileInTheWayOfTheTenantDirectoryIsDataLoss) {
+  const std::string data = ChatDataset(3);
+  std::filesystem::create_directories(storage_root_);
+  std::ofstream(storage_root_ + "/files") << "in the way";
+  ASSERT_TRUE(std::filesystem::is_regular_file(storage_root_ + "/files"));
+  UploadResult r = Upload(alice_, data);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DATA_LOSS)
+      << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(),
+              HasSubstr("files/" + alice_.id + ": a file is in the way"));
+  EXPECT_THAT(r.status.error_message(),
+              ::testing::Not(HasSubstr(storage_root_)));
+  std::filesystem::remove(storage_root_ + "/files");
+
+  std::filesystem::create_directories(storage_root_ + "/files");
+  std::ofstream(storage_root_ + "/files/" + bob_.id) << "in the way";
+  r = Upload(bob_, data);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DATA_LOSS)
+      << r.status.error_message();
+  EXPECT_TRUE(std::filesystem::is_regular_file(storage_root_ + "/files/" +
+                                               bob_.id));  // Left alone.
+  EXPECT_THAT(store_->ListFiles(bob_.id, "", 0, "")->items,
+              ::testing::IsEmpty());
+
+  std::filesystem::remove(storage_root_ + "/files/" + bob_.id);
+  r = Upload(bob_, data);
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+}
+
+// fsync(2) failing (injected) on the temp file or on the directory after
+// the rename: UNAVAILABLE (ENOSPC: RESOURCE_EXHAUSTED), never INTERNAL;
+// nothing stays on storage or in the store; the next upload works.
+class FileFsyncFaultTest : public FileServiceTest {
+ protected:
+  void SetUp() override {
+    file_options_.fsync_for_testing = [this](int fd) {
+      struct stat st;
+      const bool is_dir = ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+      const int err = is_dir ? fail_dir_errno_.load() : fail_file_errno_.load();
+      if (err != 0) {
+        errno = err;
+        return -1;
+      }
+      return ::fsync(fd);
+    };
+    FileServiceTest::SetUp();
+  }
+  std::atomic<int> fail_file_errno_{0};
+  std::atomic<int> fail_dir_errno_{0};
+};
+
+TEST_F(FileFsyncFaultTest, FailingFsyncIsUnavailableAndStoresNothing) {
+  const std::string data = ChatDataset(3);
+  fail_file_errno_ = EIO;
+  UploadResult r = Upload(alice_, data);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("cannot fsync"));
+  EXPECT_THAT(TenantDirEntries(alice_), ::testing::IsEmpty());
+
+  fail_file_errno_ = 0;
+  fail_dir_errno_ = EIO;
+  r = Upload(alice_, data);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(),
+              HasSubstr("cannot fsync files/" + alice_.id));
+  EXPECT_THAT(TenantDirEntries(alice_), ::testing::IsEmpty());
+
+  fail_dir_errno_ = ENOSPC;
+  r = Upload(alice_, data);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << r.status.error_message();
+  EXPECT_THAT(TenantDirEntries(alice_), ::testing::IsEmpty());
+  EXPECT_THAT(store_->ListFiles(alice_.id, "", 0, "")->items,
+              ::testing::IsEmpty());
+
+  fail_dir_errno_ = 0;
+  r = Upload(alice_, data);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_THAT(TenantDirEntries(alice_), ::testing::ElementsAre(r.file.id()));
 }
 
 TEST_F(FileServiceTest, AbortedUploadLeavesNothing) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/ids.h"
 #include "gmock/gmock.h"
@@ -325,11 +326,13 @@ TEST_F(SlowReaderTest, SlowReaderIsBoundedAndToldItFellBehind) {
   auto w = StartWatch(job.id, job.last_sequence);
   v1::WatchJobResponse msg;
   ASSERT_TRUE(w->reader->Read(&msg));  // Snapshot; then stop reading.
-  // Write big events until the server's queue for this stream is full
-  // (gRPC's flow-control windows absorb the first few MB).
+  // Write big events until the server's queue for this stream is full and
+  // the stream is cut: 64 queued + the truncation notice = 65 (gRPC's
+  // flow-control windows absorb the first few MB; a burst of one delivery
+  // round can fill the queue for a moment without cutting it).
   const std::string blob(8 << 10, 'x');
   int written = 0;
-  while (hub_.peak_buffered() < 64 && written < 20000) {
+  while (hub_.peak_buffered() < 65 && written < 20000) {
     ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
     ++written;
   }
@@ -373,6 +376,179 @@ TEST_F(SlowReaderTest, SlowReaderIsBoundedAndToldItFellBehind) {
   while (w2->reader->Read(&msg)) {
   }
   w2->reader->Finish();
+}
+
+// A stream whose client stops reading holds up neither the store's
+// commits nor the other streams (of the same job and of another): they get
+// every record in order while it is cut with `truncated`, and its resume
+// from there has no gap and no repeat.
+TEST_F(SlowReaderTest, SlowConsumerDoesNotHoldUpOthersAndResumesWithoutGaps) {
+  core::Job job = RunningJob();
+  core::Job other = RunningJob();
+  auto slow = StartWatch(job.id, job.last_sequence);
+  v1::WatchJobResponse msg;
+  ASSERT_TRUE(slow->reader->Read(&msg));  // Snapshot; then stop reading.
+
+  // Fast readers on their own connection (the slow one's is stalled by
+  // flow control), each checking that records come densely, once.
+  auto channel =
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_),
+                                grpc::InsecureChannelCredentials(), [] {
+                                  grpc::ChannelArguments args;
+                                  args.SetInt("ftune.test_fast_readers", 1);
+                                  return args;
+                                }());
+  auto stub = v1::JobService::NewStub(channel);
+  std::atomic<int64_t> target{-1};
+  // Reads `j` from its creation until `target`; a `truncated` (its own
+  // queue was full) is resumed from resume_after_sequence, as clients do.
+  auto read_all = [&](const core::Job& j, int64_t* last, bool* clean) {
+    *last = j.last_sequence;
+    *clean = true;
+    bool done = false;
+    while (!done) {
+      grpc::ClientContext ctx;
+      Authorize(&ctx, alice_);
+      v1::WatchJobRequest req;
+      req.set_job_id(j.id);
+      req.set_after_sequence(*last);
+      auto reader = stub->WatchJob(&ctx, req);
+      v1::WatchJobResponse m;
+      bool truncated = false;
+      while (!done && reader->Read(&m)) {
+        if (m.has_job()) continue;
+        if (m.has_truncated()) {
+          truncated = true;
+          if (m.truncated().resume_after_sequence() != *last) *clean = false;
+          continue;
+        }
+        if (m.sequence() != *last + 1) *clean = false;
+        *last = m.sequence();
+        const int64_t t = target.load();
+        done = t >= 0 && *last >= t;
+      }
+      ctx.TryCancel();
+      while (reader->Read(&m)) {
+      }
+      grpc::Status end = reader->Finish();
+      if (!done && !truncated) {
+        ADD_FAILURE() << "stream ended: " << end.error_message();
+        return;
+      }
+    }
+  };
+  int64_t fast_last = 0, other_last = 0;
+  bool fast_clean = false, other_clean = false;
+  // First the slow stream alone, until its queue is full and it is cut:
+  // 64 queued + the truncation notice = 65 (peak_buffered is the hub's;
+  // only this stream is open yet).
+  const std::string blob(8 << 10, 'x');
+  int written = 0;
+  while (hub_.peak_buffered() < 65 && written < 20000) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));  // Never waits.
+    ASSERT_OK(store_->AppendJobMessage(other.id, 1, "other"));
+    ++written;
+  }
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, blob));
+    ++written;
+  }
+  // Then, while its client still reads nothing, a fast reader of the same
+  // job replays everything and follows live records.
+  std::thread fast([&] { read_all(job, &fast_last, &fast_clean); });
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK(store_->AppendJobMessage(job.id, 1, "live"));
+    ASSERT_OK(store_->AppendJobMessage(other.id, 1, "other"));
+  }
+  // The fast reader stops at the record after the last one written: it
+  // cannot have read it before the target was set.
+  ASSERT_OK_AND_ASSIGN(core::Job before_last,
+                       store_->GetJob(alice_.id, job.id));
+  target = before_last.last_sequence + 1;
+  ASSERT_OK(store_->AppendJobMessage(job.id, 1, "last"));
+  ASSERT_OK_AND_ASSIGN(core::Job now, store_->GetJob(alice_.id, job.id));
+  ASSERT_EQ(now.last_sequence, target.load());
+  ASSERT_OK_AND_ASSIGN(core::Job other_now,
+                       store_->GetJob(alice_.id, other.id));
+  fast.join();
+  EXPECT_TRUE(fast_clean);
+  EXPECT_EQ(fast_last, now.last_sequence);
+  // A stream opened now on the other job replays and follows as usual.
+  target = other_now.last_sequence;
+  read_all(other, &other_last, &other_clean);
+  EXPECT_TRUE(other_clean);
+  EXPECT_EQ(other_last, other_now.last_sequence);
+
+  // The slow stream: in order up to the cut, `truncated` last, then OK.
+  int64_t last = job.last_sequence;
+  std::optional<v1::WatchTruncated> truncated;
+  while (slow->reader->Read(&msg)) {
+    ASSERT_FALSE(truncated.has_value()) << "truncated must be last";
+    if (msg.has_truncated()) {
+      truncated = msg.truncated();
+      continue;
+    }
+    if (msg.has_job()) continue;
+    ASSERT_EQ(msg.sequence(), last + 1);
+    last = msg.sequence();
+  }
+  EXPECT_TRUE(slow->reader->Finish().ok());
+  ASSERT_TRUE(truncated.has_value());
+  EXPECT_EQ(truncated->resume_after_sequence(), last);
+  EXPECT_LT(last, now.last_sequence);
+
+  // Resumed from the cut: exactly the rest.
+  auto resumed = StartWatch(job.id, truncated->resume_after_sequence());
+  while (last < now.last_sequence && resumed->reader->Read(&msg)) {
+    if (msg.has_job()) continue;
+    ASSERT_FALSE(msg.has_truncated());
+    ASSERT_EQ(msg.sequence(), last + 1);
+    last = msg.sequence();
+  }
+  EXPECT_EQ(last, now.last_sequence);
+  resumed->ctx.TryCancel();
+  while (resumed->reader->Read(&msg)) {
+  }
+  resumed->reader->Finish();
+}
+
+// When the hub falls behind a job, it keeps only the job's newest state
+// (WatchHub::kMaxPendingRecordsPerJob); watchers read what was dropped from
+// the store: every record still arrives once, in order.
+TEST_F(JobWatchTest, CoalescedFanOutStillDeliversEveryRecordOnce) {
+  core::Job job = RunningJob();
+  auto w = StartWatch(job.id, job.last_sequence, /*exclude_metrics=*/false);
+  v1::WatchJobResponse msg;
+  ASSERT_TRUE(w->reader->Read(&msg));
+  // Hold the hub's thread so that changes pile up beyond the bound.
+  absl::Notification release;
+  absl::Notification held;
+  ASSERT_TRUE(hub_.Post([&] {
+    held.Notify();
+    release.WaitForNotification();
+  }));
+  held.WaitForNotification();
+  const int kPoints =
+      static_cast<int>(engine::WatchHub::kMaxPendingRecordsPerJob) + 100;
+  std::vector<core::MetricPoint> points(kPoints);
+  for (int i = 0; i < kPoints; ++i) points[i].step = i + 1;
+  ASSERT_OK(store_->AppendMetrics(job.id, 1, points));
+  ASSERT_OK(store_->AppendJobMessage(job.id, 1, "after"));
+  release.Notify();
+  EXPECT_GE(hub_.coalesced_records(), kPoints);
+  ASSERT_OK_AND_ASSIGN(core::Job now, store_->GetJob(alice_.id, job.id));
+  int64_t last = job.last_sequence;
+  while (last < now.last_sequence && w->reader->Read(&msg)) {
+    if (msg.has_job()) continue;
+    ASSERT_FALSE(msg.has_truncated());
+    ASSERT_EQ(msg.sequence(), last + 1);
+    last = msg.sequence();
+  }
+  EXPECT_EQ(last, now.last_sequence);
+  w->ctx.TryCancel();
+  while (w->reader->Read(&msg)) {
+  }
+  w->reader->Finish();
 }
 
 TEST_F(JobWatchTest, ClientCancelEndsStream) {

@@ -87,6 +87,9 @@ class RpcTest : public ::testing::Test {
     options.shutdown_grace = absl::Seconds(1);
     options.dispatch = dispatch_;
     options.http_address = http_address_;
+    options.metrics_address = metrics_address_;
+    options.tenant_limits = tenant_limits_;
+    options.tenant_limits_clock = tenant_limits_clock_;
     server_ = std::make_unique<SchedulerServer>(options);
     FTUNE_RETURN_IF_ERROR(server_->Start());
     channel_ = grpc::CreateChannel(server_->address(),
@@ -168,6 +171,12 @@ class RpcTest : public ::testing::Test {
   bool dispatch_ = true;
   // The OpenAI-compatible HTTP API's address ("" = off).
   std::string http_address_;
+  // The /metrics endpoint's address ("" = off).
+  std::string metrics_address_;
+  // Per-tenant limits (defaults as in production) and their clock (null =
+  // real).
+  engine::TenantLimitOptions tenant_limits_;
+  Clock* tenant_limits_clock_ = nullptr;
   ftune::testing::TempDir dir_;
   std::unique_ptr<SchedulerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
