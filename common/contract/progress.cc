@@ -301,7 +301,9 @@ std::string ToJsonLine(const ProgressEvent& event) {
         Fields(writer, e);
       },
       event);
-  return j.dump();
+  // Invalid UTF-8 (a generated completion cut inside a character) is
+  // replaced by U+FFFD rather than failing the line.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 absl::StatusOr<ProgressEvent> ParseProgressLine(absl::string_view line) {
