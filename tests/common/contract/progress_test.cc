@@ -90,8 +90,7 @@ TEST(ProgressTest, SamplesKeepTheirTextsAndAMissingExpectation) {
   EXPECT_EQ(got.samples[1].finish_reason, "length");
   // A completion cut inside a character still makes a valid line.
   SamplesEvent cut{1, {{"p", std::nullopt, "ab\xE2\x82", "length"}}};
-  absl::StatusOr<ProgressEvent> cut_back =
-      ParseProgressLine(ToJsonLine(cut));
+  absl::StatusOr<ProgressEvent> cut_back = ParseProgressLine(ToJsonLine(cut));
   ASSERT_TRUE(cut_back.ok()) << cut_back.status();
   EXPECT_THAT(std::get<SamplesEvent>(*cut_back).samples[0].completion,
               ::testing::StartsWith("ab\xEF\xBF\xBD"));
