@@ -79,6 +79,7 @@ const std::map<std::string, CommandHandler>& Handlers() {
       {"jobs events", JobsEvents},
       {"jobs metrics", JobsMetrics},
       {"jobs checkpoints", JobsCheckpoints},
+      {"jobs samples", JobsSamples},
       {"jobs watch", JobsWatch},
       {"jobs logs", JobsLogs},
       {"adapters download", AdaptersDownload},

@@ -132,6 +132,7 @@ int JobsResume(const CommandContext& c);
 int JobsEvents(const CommandContext& c);
 int JobsMetrics(const CommandContext& c);
 int JobsCheckpoints(const CommandContext& c);
+int JobsSamples(const CommandContext& c);
 
 // Job formatting, shared by the job commands and watch (commands_jobs.cc).
 std::string JobStateName(v1::JobState state);  // "RUNNING"

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -10,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/commands_internal.h"
 #include "client/job_spec_flags.h"
@@ -472,6 +475,93 @@ int JobsCheckpoints(const CommandContext& c) {
                k.path()});
   }
   table.Print(c.output.out());
+  return kExitOk;
+}
+
+namespace {
+
+// `text` under a label, each line indented, so multi-line completions stay
+// readable next to each other.
+void PrintBlock(std::ostream& out, absl::string_view label,
+                absl::string_view text) {
+  out << "  " << label << ":\n";
+  if (text.empty()) {
+    out << "    (empty)\n";
+    return;
+  }
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    out << "    " << line << "\n";
+  }
+}
+
+}  // namespace
+
+int JobsSamples(const CommandContext& c) {
+  v1::ListJobSamplesRequest req;
+  req.set_job_id(c.arg(0));
+  if (auto v = c.flags().GetInt("step")) req.set_step(*v);
+  auto stub = Stub(c);
+  v1::ListJobSamplesResponse all;
+  int rc = ListPages(
+      c, req,
+      [&](grpc::ClientContext* ctx, const v1::ListJobSamplesRequest& r,
+          v1::ListJobSamplesResponse* resp) {
+        return stub->ListJobSamples(ctx, r, resp);
+      },
+      &all, /*all_pages=*/true);
+  if (rc != kExitOk) return rc;
+  if (c.output.structured()) {
+    c.output.Message(all);
+    return kExitOk;
+  }
+  std::ostream& out = c.output.out();
+  if (all.samples().empty()) {
+    out << "(no samples" << (req.has_step() ? " at this step" : "")
+        << "; a job makes them with a validation source: see "
+           "--eval-samples)\n";
+    return kExitOk;
+  }
+  // Steps in order; the first (step 0 unless it was resumed past it) and
+  // the latest are shown next to each other for every prompt.
+  std::map<int64_t, std::map<int32_t, const v1::JobSample*>> by_step;
+  for (const v1::JobSample& s : all.samples()) {
+    by_step[s.step()][s.index()] = &s;
+  }
+  std::vector<int64_t> shown = {by_step.begin()->first};
+  if (by_step.size() > 1) shown.push_back(by_step.rbegin()->first);
+  std::vector<std::string> steps;
+  for (const auto& [step, unused] : by_step)
+    steps.push_back(absl::StrCat(step));
+  out << "samples at step" << (steps.size() == 1 ? " " : "s ")
+      << absl::StrJoin(steps, ", ");
+  if (shown.size() > 1) {
+    out << "; showing step " << shown[0] << " next to step " << shown[1];
+  }
+  out << "\n";
+  std::set<int32_t> indices;
+  for (int64_t step : shown) {
+    for (const auto& [index, unused] : by_step[step]) indices.insert(index);
+  }
+  for (int32_t index : indices) {
+    const v1::JobSample* any = nullptr;
+    for (int64_t step : shown) {
+      auto it = by_step[step].find(index);
+      if (it != by_step[step].end()) any = it->second;
+    }
+    out << "\n[" << index + 1 << "/" << indices.size() << "]\n";
+    PrintBlock(out, "prompt", any->prompt());
+    if (any->has_expected_completion()) {
+      PrintBlock(out, "expected", any->expected_completion());
+    }
+    for (int64_t step : shown) {
+      auto it = by_step[step].find(index);
+      if (it == by_step[step].end()) continue;
+      PrintBlock(
+          out,
+          absl::StrCat("step ", step, " (", it->second->finish_reason(), ")"),
+          it->second->completion());
+    }
+  }
   return kExitOk;
 }
 

@@ -76,6 +76,12 @@ class WatchPrinter {
         if (msg.event().type() == v1::JOB_EVENT_TYPE_STATE_CHANGED) {
           shown_ = msg.event().to_state();
         }
+        if (msg.event().type() == v1::JOB_EVENT_TYPE_SAMPLES) {
+          // New sample completions: where to read them.
+          Line(absl::StrCat(EventLine(msg.event()), " (ftunectl jobs samples ",
+                            c_.arg(0), " --step ", msg.event().step(), ")"));
+          break;
+        }
         Line(EventLine(msg.event()));
         break;
       case v1::WatchJobResponse::kMetric:

@@ -93,6 +93,14 @@ const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags() {
           {"preference.beta", "beta"},
           {"preference.label_smoothing", "label-smoothing"},
           {"preference.orpo_lambda", "orpo-lambda"},
+          {"samples.eval_samples", "eval-samples"},
+          {"samples.max_new_tokens", "sample-max-new-tokens"},
+          {"samples.temperature", "sample-temperature"},
+          {"samples.top_k", "sample-top-k"},
+          {"samples.top_p", "sample-top-p"},
+          {"samples.repetition_penalty", "sample-repetition-penalty"},
+          {"samples.seed", "sample-seed"},
+          {"samples.stop", "sample-stop"},
       };
   return *table;
 }
@@ -255,6 +263,28 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
   }
   if (auto v = flags.GetDouble("orpo-lambda")) preference.set_orpo_lambda(*v);
   if (preference.ByteSizeLong() > 0) *spec.mutable_preference() = preference;
+  v1::SampleConfig samples = spec.samples();
+  if (auto v = flags.GetInt("eval-samples")) samples.set_eval_samples(i32(*v));
+  if (auto v = flags.GetInt("sample-max-new-tokens")) {
+    samples.set_max_new_tokens(*v);
+  }
+  if (auto v = flags.GetDouble("sample-temperature")) {
+    samples.set_temperature(*v);
+  }
+  if (auto v = flags.GetInt("sample-top-k")) samples.set_top_k(i32(*v));
+  if (auto v = flags.GetDouble("sample-top-p")) samples.set_top_p(*v);
+  if (auto v = flags.GetDouble("sample-repetition-penalty")) {
+    samples.set_repetition_penalty(*v);
+  }
+  if (auto v = flags.GetInt("sample-seed")) {
+    samples.set_seed(static_cast<uint64_t>(*v));
+  }
+  for (const std::string& stop : flags.GetAll("sample-stop")) {
+    samples.add_stop(stop);
+  }
+  if (samples.ByteSizeLong() > 0 || samples.has_eval_samples()) {
+    *spec.mutable_samples() = samples;
+  }
   if (auto v = flags.GetInt("priority")) spec.set_priority(i32(*v));
   if (auto v = flags.GetInt("max-restarts")) spec.set_max_restarts(i32(*v));
   if (auto v = flags.GetInt("gpus")) resources.set_gpus(i32(*v));

@@ -96,6 +96,11 @@ void Fields(V& v, ErrorEvent& e) {
   v("message", e.message);
 }
 template <typename V>
+void Fields(V& v, SamplesEvent& e) {
+  v("step", e.step);
+  v("samples", e.samples);
+}
+template <typename V>
 void Fields(V&, UnknownEvent&) {}
 
 template <typename F>
@@ -110,8 +115,9 @@ void EachPreferenceField(PreferenceMetrics& m, F f) {
 
 // Names in the order of ProgressEvent's alternatives.
 constexpr std::array<const char*, std::variant_size_v<ProgressEvent>> kTypes = {
-    "data",       "resumed",    "start",       "metrics", "oom_retry", "eval",
-    "early_stop", "checkpoint", "interrupted", "done",    "error",     "?"};
+    "data",  "resumed",    "start",      "metrics",     "oom_retry",
+    "eval",  "early_stop", "checkpoint", "interrupted", "done",
+    "error", "samples",    "?"};
 
 class Writer {
  public:
@@ -132,6 +138,17 @@ class Writer {
       o[k] = std::isfinite(x) ? json(x) : json(nullptr);
     });
     j_[key] = o;
+  }
+  void operator()(const char* key, const std::vector<SampleText>& v) {
+    json a = json::array();
+    for (const SampleText& s : v) {
+      json o = {{"prompt", s.prompt},
+                {"completion", s.completion},
+                {"finish_reason", s.finish_reason}};
+      if (s.expected) o["expected"] = *s.expected;
+      a.push_back(std::move(o));
+    }
+    j_[key] = std::move(a);
   }
   void operator()(const std::map<std::string, std::string>& extra) {
     for (const auto& [k, v] : extra) {
@@ -202,6 +219,29 @@ class Reader {
     });
     v = m;
   }
+  void operator()(const char* key, std::vector<SampleText>& v) {
+    const json* x = Find(key);
+    if (x == nullptr) return;
+    if (!x->is_array()) return Fail(key, "an array");
+    for (const json& o : *x) {
+      if (!o.is_object()) return Fail(key, "an array of objects");
+      SampleText s;
+      for (auto [name, out] :
+           {std::pair<const char*, std::string*>{"prompt", &s.prompt},
+            {"completion", &s.completion},
+            {"finish_reason", &s.finish_reason}}) {
+        auto it = o.find(name);
+        if (it == o.end() || it->is_null()) continue;
+        if (!it->is_string()) return Fail(key, "objects of strings");
+        *out = it->get<std::string>();
+      }
+      if (auto it = o.find("expected"); it != o.end() && !it->is_null()) {
+        if (!it->is_string()) return Fail(key, "objects of strings");
+        s.expected = it->get<std::string>();
+      }
+      v.push_back(std::move(s));
+    }
+  }
   // Every other string member of the line.
   void operator()(std::map<std::string, std::string>& extra) {
     for (auto it = j_.begin(); it != j_.end(); ++it) {
@@ -261,7 +301,9 @@ std::string ToJsonLine(const ProgressEvent& event) {
         Fields(writer, e);
       },
       event);
-  return j.dump();
+  // Invalid UTF-8 (a generated completion cut inside a character) is
+  // replaced by U+FFFD rather than failing the line.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 absl::StatusOr<ProgressEvent> ParseProgressLine(absl::string_view line) {

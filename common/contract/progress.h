@@ -14,6 +14,8 @@
 //   metrics     after every optimizer step
 //   oom_retry   a step that ran out of memory is run again, smaller
 //   eval        after an evaluation; best_* so far
+//   samples     completions of validation prompts: at step 0 (before any
+//               update) and after every evaluation
 //   early_stop  no improvement for early_stopping_patience evaluations
 //   checkpoint  a checkpoint directory was written (complete)
 //   interrupted SIGTERM: the run stopped after writing a checkpoint
@@ -31,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -140,6 +143,24 @@ struct ErrorEvent {
   std::string message;
 };
 
+// One validation prompt and what the model made of it. Each text is at most
+// defaults::kSampleTextBytes bytes (longer ones are cut, ending with
+// kTruncationMarker), so a samples line stays bounded.
+struct SampleText {
+  std::string prompt;  // GenerationPrompt::display (text/prompts.h)
+  // The reference completion; nullopt when the example has none.
+  std::optional<std::string> expected;
+  std::string completion;
+  std::string finish_reason;  // "end", "stop" or "length"
+};
+
+// Sample completions at `step` (0: the model before any update), one per
+// validation prompt, in the validation data's order (docs/trainer.md).
+struct SamplesEvent {
+  int64_t step = 0;
+  std::vector<SampleText> samples;
+};
+
 // A line whose type this version does not know.
 struct UnknownEvent {
   std::string type;
@@ -148,7 +169,8 @@ struct UnknownEvent {
 using ProgressEvent =
     std::variant<DataEvent, ResumedEvent, StartEvent, MetricsEvent,
                  OomRetryEvent, EvalEvent, EarlyStopEvent, CheckpointEvent,
-                 InterruptedEvent, DoneEvent, ErrorEvent, UnknownEvent>;
+                 InterruptedEvent, DoneEvent, ErrorEvent, SamplesEvent,
+                 UnknownEvent>;
 
 // The "type" of `event` ("metrics", ...).
 const char* TypeName(const ProgressEvent& event);

@@ -252,6 +252,34 @@ absl::Status ReadPreference(const Reader& r, Objective objective,
   return absl::OkStatus();
 }
 
+absl::Status ReadSamples(const Reader& r, SampleSpec& out) {
+  FTUNE_RETURN_IF_ERROR(
+      r.OnlyKeys({"eval_samples", "max_new_tokens", "temperature", "top_k",
+                  "top_p", "repetition_penalty", "seed", "stop"}));
+  FTUNE_RETURN_IF_ERROR(
+      r.Int("eval_samples", range::kEvalSamples, &out.eval_samples));
+  GenerationSpec& g = out.generation;
+  FTUNE_RETURN_IF_ERROR(
+      r.Int("max_new_tokens", range::kMaxNewTokens, &g.max_new_tokens));
+  FTUNE_RETURN_IF_ERROR(
+      r.Number("temperature", range::kTemperature, &g.temperature));
+  FTUNE_RETURN_IF_ERROR(r.Int("top_k", range::kTopK, &g.top_k));
+  FTUNE_RETURN_IF_ERROR(r.Number("top_p", range::kTopP, &g.top_p));
+  FTUNE_RETURN_IF_ERROR(r.Number(
+      "repetition_penalty", range::kRepetitionPenalty, &g.repetition_penalty));
+  FTUNE_RETURN_IF_ERROR(r.Int("seed", range::kGenerationSeed, &g.seed));
+  if (r.Has("stop")) {
+    const json& t = r.raw().at("stop");
+    if (!t.is_array()) return Bad(r.Path("stop"), "must be a list of strings");
+    for (const json& x : t) {
+      if (!x.is_string()) return Bad(r.Path("stop"), "entries must be strings");
+      g.stop.push_back(x.get<std::string>());
+    }
+  }
+  if (auto v = CheckGeneration(g)) return Bad(r.Path(v->field), v->why);
+  return absl::OkStatus();
+}
+
 absl::Status ReadData(const Reader& r, DataSpec& d) {
   FTUNE_RETURN_IF_ERROR(r.OnlyKeys(
       {"format", "chat_template", "overlength", "validation_split"}));
@@ -454,6 +482,20 @@ std::string TrainSpecToJson(const TrainSpec& s) {
   } else if (s.objective == Objective::kOrpo) {
     j["preference"] = {{"orpo_lambda", s.preference.orpo_lambda}};
   }
+  const GenerationSpec& g = s.samples.generation;
+  // The count that applies (ParseTrainSpec refuses a non-zero one named
+  // where it cannot).
+  const bool samples_apply =
+      (!s.validation_data.empty() || s.data.validation_split > 0) &&
+      s.objective == Objective::kSft && s.data.format == DataFormat::kText;
+  j["samples"] = {{"eval_samples", samples_apply ? s.samples.eval_samples : 0},
+                  {"max_new_tokens", g.max_new_tokens},
+                  {"temperature", g.temperature},
+                  {"top_k", g.top_k},
+                  {"top_p", g.top_p},
+                  {"repetition_penalty", g.repetition_penalty},
+                  {"seed", g.seed},
+                  {"stop", g.stop}};
   if (s.dtype) j["dtype"] = Name(*s.dtype);
   return j.dump(2);
 }
@@ -469,7 +511,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
       {"model_dir", "base_model_name", "train_data", "validation_data", "data",
        "method", "lora", "quantization", "hyperparameters", "output_dir",
        "checkpoint_dir", "resume_from", "merge_output_dir", "threads", "dtype",
-       "device", "objective", "preference"}));
+       "device", "objective", "preference", "samples"}));
   TrainSpec s;
   s.source_json = std::string(text);
   FTUNE_RETURN_IF_ERROR(r.String("model_dir", &s.model_dir, true));
@@ -546,6 +588,23 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   if (s.hp.early_stopping_patience > 0 && !validates) {
     return Bad("hyperparameters.early_stopping_patience",
                "needs validation_data or data.validation_split");
+  }
+  FTUNE_ASSIGN_OR_RETURN(Reader samples, r.Object("samples"));
+  FTUNE_RETURN_IF_ERROR(ReadSamples(samples, s.samples));
+  // Named explicitly where it cannot apply: a mistake, not a no-op.
+  if (samples.Has("eval_samples") && s.samples.eval_samples > 0) {
+    if (!validates) {
+      return Bad("samples.eval_samples",
+                 "needs validation_data or data.validation_split");
+    }
+    if (s.objective != Objective::kSft) {
+      return Bad("samples.eval_samples",
+                 "only with \"objective\": \"sft\" (set 0)");
+    }
+    if (s.data.format == DataFormat::kPretokenized) {
+      return Bad("samples.eval_samples",
+                 "needs \"format\": \"text\" (prompts are text)");
+    }
   }
   // A checkpoint interval named explicitly needs somewhere to write; the
   // default one applies only where there is a checkpoint_dir.

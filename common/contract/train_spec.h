@@ -19,6 +19,9 @@
 //   "preference": {"loss": "sigmoid"|"ipo", "beta": 0.1,
 //                  "label_smoothing": 0, "orpo_lambda": 0.1},
 //                                                     dpo/orpo only
+//   "samples": {"eval_samples": 4, "max_new_tokens": 64, "temperature": 0,
+//               "top_k": 0, "top_p": 1, "repetition_penalty": 1,
+//               "seed": 0, "stop": []},             sft with validation
 //   "lora": {"rank": 16, "alpha": 32, "dropout": 0,
 //            "target_modules": ["all-linear"]},
 //   "quantization": {"quant_type": "nf4"|"fp4", "double_quant": true,
@@ -57,6 +60,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/contract/generation.h"
 #include "common/contract/limits.h"
 
 namespace ftune::contract {
@@ -129,6 +133,21 @@ struct PreferenceSpec {
   double orpo_lambda = defaults::kOrpoLambda;  // orpo
 };
 
+// Sample completions of the first `eval_samples` validation prompts at
+// step 0 (before any update) and at every evaluation, reported as
+// "samples" progress lines (progress.h). Only for the sft objective on
+// text data with a validation source; 0 = off.
+struct SampleSpec {
+  int32_t eval_samples = defaults::kEvalSamples;
+  // Greedy by default; max_new_tokens defaults to kSampleMaxNewTokens.
+  GenerationSpec generation = DefaultSampleGeneration();
+  static GenerationSpec DefaultSampleGeneration() {
+    GenerationSpec g;
+    g.max_new_tokens = defaults::kSampleMaxNewTokens;
+    return g;
+  }
+};
+
 struct HyperParameters {
   // Passes over the data, may be fractional: ceil(epochs * steps per
   // epoch) steps. Ignored when max_steps > 0.
@@ -175,6 +194,7 @@ struct TrainSpec {
   QuantizationSpec quantization;  // used when method is kQlora
   Objective objective = Objective::kSft;
   PreferenceSpec preference;  // used when objective is kDpo or kOrpo
+  SampleSpec samples;         // used with a validation source (sft, text data)
   HyperParameters hp;
   std::string output_dir;
   std::string checkpoint_dir;

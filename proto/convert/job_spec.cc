@@ -54,6 +54,20 @@ absl::StatusOr<contract::PreferenceSpec> PreferenceFromProto(
   return out;
 }
 
+contract::SampleSpec SampleSpecFromProto(const v1::SampleConfig& c) {
+  contract::SampleSpec out;
+  out.eval_samples = c.has_eval_samples() ? c.eval_samples() : 0;
+  contract::GenerationSpec& g = out.generation;
+  if (c.has_max_new_tokens()) g.max_new_tokens = c.max_new_tokens();
+  g.temperature = c.temperature();
+  g.top_k = c.top_k();
+  if (c.has_top_p()) g.top_p = c.top_p();
+  if (c.has_repetition_penalty()) g.repetition_penalty = c.repetition_penalty();
+  g.seed = c.seed();
+  g.stop = {c.stop().begin(), c.stop().end()};
+  return out;
+}
+
 absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(
     v1::ComputeDtype dtype) {
   switch (dtype) {

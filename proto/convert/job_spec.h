@@ -26,6 +26,13 @@ absl::StatusOr<contract::Objective> ObjectiveFromProto(
 absl::StatusOr<contract::PreferenceSpec> PreferenceFromProto(
     const v1::PreferenceConfig& preference);
 
+// The sample completions of a job (JobSpec.samples) as the trainer spec's
+// SampleSpec: unset generation settings take the contract's defaults; an
+// unset eval_samples is 0 (a spec resolved by the scheduler always sets it;
+// one stored before samples existed asked for none). No range checks
+// (spec_validation and ParseTrainSpec do them).
+contract::SampleSpec SampleSpecFromProto(const v1::SampleConfig& samples);
+
 // UNSPECIFIED is nullopt (the trainer's default for its device).
 // INVALID_ARGUMENT "spec.quantization.compute_dtype: unknown value N".
 absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(

@@ -7,9 +7,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/contract/generation.h"
 #include "common/contract/limits.h"
 #include "common/contract/train_spec.h"
 #include "common/quote.h"
+#include "proto/convert/job_spec.h"
 #include "server/core/labels.h"
 
 namespace ftune::core {
@@ -278,6 +280,31 @@ void CheckObjective(const v1::JobSpec& spec, const SpecContext& ctx,
   }
 }
 
+// Sample completions: eval_samples needs a validation source and the sft
+// objective; the generation settings are checked against limits.h.
+void CheckSamples(const v1::JobSpec& spec, Errors& e) {
+  if (!spec.has_samples()) return;
+  const v1::SampleConfig& c = spec.samples();
+  const std::string f = "spec.samples.";
+  if (c.has_eval_samples()) {
+    e.Check(f + "eval_samples", c.eval_samples(), range::kEvalSamples);
+    if (c.eval_samples() > 0 && !HasValidation(spec)) {
+      e.Add(f + "eval_samples",
+            "needs a validation source (validation_file or "
+            "validation_split)");
+    }
+    if (c.eval_samples() > 0 &&
+        (spec.objective() == v1::TRAINING_OBJECTIVE_DPO ||
+         spec.objective() == v1::TRAINING_OBJECTIVE_ORPO)) {
+      e.Add(f + "eval_samples",
+            "only with objective TRAINING_OBJECTIVE_SFT (set 0)");
+    }
+  }
+  if (auto v = contract::CheckGeneration(SampleSpecFromProto(c).generation)) {
+    e.Add(f + v->field, v->why);
+  }
+}
+
 void CheckResources(const v1::JobSpec& spec, Errors& e) {
   const v1::Resources& r = spec.resources();
   if (r.has_gpus()) e.Check("spec.resources.gpus", r.gpus(), range::kGpus);
@@ -383,6 +410,7 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
     e.Add("spec.suffix", "must be 0-40 characters of [a-z0-9-]");
   }
   CheckObjective(spec, ctx, e);
+  CheckSamples(spec, e);
   return e.Take();
 }
 
@@ -485,6 +513,25 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
   } else if (r.objective() == v1::TRAINING_OBJECTIVE_ORPO) {
     v1::PreferenceConfig* p = r.mutable_preference();
     if (!p->has_orpo_lambda()) p->set_orpo_lambda(defaults::kOrpoLambda);
+  }
+  // Sample completions: the defaults where the job makes them (a
+  // validation source and sft) or names their settings; nothing otherwise.
+  if (r.has_samples() ||
+      (HasValidation(r) && r.objective() == v1::TRAINING_OBJECTIVE_SFT)) {
+    v1::SampleConfig* c = r.mutable_samples();
+    if (!c->has_eval_samples()) {
+      c->set_eval_samples(HasValidation(r) &&
+                                  r.objective() == v1::TRAINING_OBJECTIVE_SFT
+                              ? defaults::kEvalSamples
+                              : 0);
+    }
+    if (!c->has_max_new_tokens()) {
+      c->set_max_new_tokens(defaults::kSampleMaxNewTokens);
+    }
+    if (!c->has_top_p()) c->set_top_p(defaults::kTopP);
+    if (!c->has_repetition_penalty()) {
+      c->set_repetition_penalty(defaults::kRepetitionPenalty);
+    }
   }
   return r;
 }

@@ -58,6 +58,8 @@ std::string JobEventTypeName(JobEventType type) {
       return "BATCH_SIZE_REDUCED";
     case JobEventType::kEarlyStopped:
       return "EARLY_STOPPED";
+    case JobEventType::kSamples:
+      return "SAMPLES";
   }
   return absl::StrCat("UNKNOWN(", static_cast<int>(type), ")");
 }

@@ -107,6 +107,19 @@ struct Checkpoint {
   absl::Time create_time = absl::InfinitePast();
 };
 
+// A sample completion of a validation prompt at `step` (JobSpec.samples).
+struct JobSample {
+  std::string job_id;
+  int64_t step = 0;
+  int64_t index = 0;  // The prompt's position among the job's samples.
+  int64_t attempt = 0;
+  std::string prompt;
+  std::optional<std::string> expected;  // The reference; nullopt: none.
+  std::string completion;
+  std::string finish_reason;  // "end", "stop", "length"
+  absl::Time create_time = absl::InfinitePast();
+};
+
 struct AdapterFile {
   std::string path;  // Relative to the adapter directory.
   int64_t size_bytes = 0;
@@ -173,6 +186,7 @@ enum class JobEventType : int {
   kEval = 6,              // An evaluation result.
   kBatchSizeReduced = 7,  // Out of memory: retried with a smaller batch.
   kEarlyStopped = 8,      // Stopped early (validation loss stopped falling).
+  kSamples = 9,  // Sample completions were stored for `step` (by the store).
 };
 std::string JobEventTypeName(JobEventType type);
 

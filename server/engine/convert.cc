@@ -200,6 +200,8 @@ v1::JobEventType JobEventTypeToProto(core::JobEventType type) {
       return v1::JOB_EVENT_TYPE_BATCH_SIZE_REDUCED;
     case core::JobEventType::kEarlyStopped:
       return v1::JOB_EVENT_TYPE_EARLY_STOPPED;
+    case core::JobEventType::kSamples:
+      return v1::JOB_EVENT_TYPE_SAMPLES;
   }
   return v1::JOB_EVENT_TYPE_UNSPECIFIED;
 }
@@ -246,6 +248,19 @@ v1::Checkpoint CheckpointToProto(const core::Checkpoint& checkpoint) {
   out.set_attempt(static_cast<int32_t>(checkpoint.attempt));
   SetTimestamp(checkpoint.create_time, out.mutable_create_time());
   out.set_path(checkpoint.path);
+  return out;
+}
+
+v1::JobSample JobSampleToProto(const core::JobSample& sample) {
+  v1::JobSample out;
+  out.set_step(sample.step);
+  out.set_index(static_cast<int32_t>(sample.index));
+  out.set_attempt(static_cast<int32_t>(sample.attempt));
+  out.set_prompt(sample.prompt);
+  if (sample.expected) out.set_expected_completion(*sample.expected);
+  out.set_completion(sample.completion);
+  out.set_finish_reason(sample.finish_reason);
+  SetTimestamp(sample.create_time, out.mutable_create_time());
   return out;
 }
 

@@ -46,6 +46,7 @@ v1::JobEvent JobEventToProto(const core::JobEvent& event);
 v1::JobEventType JobEventTypeToProto(core::JobEventType type);
 v1::MetricPoint MetricPointToProto(const core::MetricPoint& point);
 v1::Checkpoint CheckpointToProto(const core::Checkpoint& checkpoint);
+v1::JobSample JobSampleToProto(const core::JobSample& sample);
 
 v1::Tenant TenantToProto(const core::Tenant& tenant);
 v1::Quota QuotaToProto(const core::Quota& quota);

@@ -15,6 +15,7 @@ using engine::FileFactsFromRecord;
 using engine::FromTimestamp;
 using engine::JobEventToProto;
 using engine::JobEventTypeToProto;
+using engine::JobSampleToProto;
 using engine::JobStateEnumName;
 using engine::JobStateFromProto;
 using engine::JobStateToProto;

@@ -239,4 +239,49 @@ absl::Status ListCheckpoints(store::Store& store, engine::JobEngine& jobs,
   return absl::OkStatus();
 }
 
+absl::Status ListJobSamples(store::Store& store, engine::JobEngine& jobs,
+                            const std::string& tenant,
+                            const v1::ListJobSamplesRequest& request,
+                            v1::ListJobSamplesResponse* response) {
+  FTUNE_ASSIGN_OR_RETURN(int page_size,
+                         ResolvePageSize(request.page_size(), 100, 1000));
+  std::optional<int64_t> step;
+  if (request.has_step()) {
+    if (request.step() < 0) {
+      return InvalidField("step", "step: must be >= 0");
+    }
+    step = request.step();
+  }
+  const std::string binding =
+      absl::StrCat("samples;", request.job_id(), ";",
+                   step ? absl::StrCat(*step) : std::string("*"));
+  FTUNE_ASSIGN_OR_RETURN(std::string cursor,
+                         DecodePageToken(request.page_token(), binding));
+  // Cursor "step:index" of the last sample returned.
+  std::optional<std::pair<int64_t, int64_t>> after;
+  if (!cursor.empty()) {
+    after.emplace();
+    std::vector<std::string> parts = absl::StrSplit(cursor, ':');
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after->first) ||
+        !absl::SimpleAtoi(parts[1], &after->second)) {
+      return InvalidField("page_token", "page_token: malformed page token");
+    }
+  }
+  FTUNE_RETURN_IF_ERROR(jobs.GetJob(tenant, request.job_id()).status());
+  // One more than the page: whether there is a next page.
+  FTUNE_ASSIGN_OR_RETURN(std::vector<core::JobSample> samples,
+                         store.ListJobSamples(tenant, request.job_id(), step,
+                                              after, page_size + 1));
+  const bool more = static_cast<int>(samples.size()) > page_size;
+  if (more) samples.resize(page_size);
+  for (const core::JobSample& s : samples) {
+    *response->add_samples() = JobSampleToProto(s);
+  }
+  if (more) {
+    response->set_next_page_token(EncodePageToken(
+        binding, absl::StrCat(samples.back().step, ":", samples.back().index)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ftune::server::rpc

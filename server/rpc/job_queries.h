@@ -38,6 +38,10 @@ absl::Status ListCheckpoints(store::Store& store, engine::JobEngine& jobs,
                              const std::string& tenant,
                              const v1::ListCheckpointsRequest& request,
                              v1::ListCheckpointsResponse* response);
+absl::Status ListJobSamples(store::Store& store, engine::JobEngine& jobs,
+                            const std::string& tenant,
+                            const v1::ListJobSamplesRequest& request,
+                            v1::ListJobSamplesResponse* response);
 
 }  // namespace ftune::server::rpc
 

@@ -188,6 +188,15 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(
   });
 }
 
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobSamples(
+    grpc::CallbackServerContext* ctx, const v1::ListJobSamplesRequest* request,
+    v1::ListJobSamplesResponse* response) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
+    return ftune::server::rpc::ListJobSamples(*store_, *jobs_, caller.tenant_id,
+                                              *request, response);
+  });
+}
+
 // ---------------------------------------------------------- streaming ----
 
 grpc::ServerWriteReactor<v1::WatchJobResponse>* JobServiceImpl::WatchJob(

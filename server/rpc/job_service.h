@@ -93,6 +93,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
       grpc::CallbackServerContext* ctx,
       const v1::ListCheckpointsRequest* request,
       v1::ListCheckpointsResponse* response) override;
+  grpc::ServerUnaryReactor* ListJobSamples(
+      grpc::CallbackServerContext* ctx,
+      const v1::ListJobSamplesRequest* request,
+      v1::ListJobSamplesResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchJobResponse>* WatchJob(
       grpc::CallbackServerContext* ctx,
       const v1::WatchJobRequest* request) override;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/confined_path.h"
+#include "common/contract/limits.h"
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/quote.h"
@@ -597,6 +598,27 @@ absl::Status WorkerServiceImpl::DoReport(
     FTUNE_RETURN_IF_ERROR(CheckPathInside(
         p, checkpoint_dir, absl::StrCat("deleted_checkpoint_paths[", i, "]")));
     r.deleted_checkpoint_paths.push_back(p);
+  }
+  for (int i = 0; i < request.samples_size(); ++i) {
+    const v1::JobSample& in = request.samples(i);
+    // At most kEvalSamples.hi prompts a step: the rows stay bounded too.
+    const int64_t max_index =
+        static_cast<int64_t>(contract::range::kEvalSamples.hi);
+    if (in.step() < 0 || in.index() < 0 || in.index() >= max_index) {
+      return InvalidField(
+          absl::StrCat("samples[", i, "]"),
+          absl::StrCat("samples[", i, "]: step must be >= 0 and index in [0, ",
+                       max_index, "), got step ", in.step(), ", index ",
+                       in.index()));
+    }
+    core::JobSample s;
+    s.step = in.step();
+    s.index = in.index();
+    s.prompt = in.prompt();
+    if (in.has_expected_completion()) s.expected = in.expected_completion();
+    s.completion = in.completion();
+    s.finish_reason = in.finish_reason();
+    r.samples.push_back(std::move(s));
   }
   if (request.has_progress()) {
     core::JobProgress p;

@@ -3,10 +3,13 @@
 // against core's table, fencing of worker reports).
 #include "server/store/job_ops.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/contract/generation.h"
+#include "common/contract/limits.h"
 #include "common/status.h"
 #include "server/store/rows.h"
 
@@ -287,6 +290,92 @@ absl::Status InsertCheckpoint(WriteContext& ctx, Job& job, int64_t attempt,
                                         ": ", checkpoint.path),
                            checkpoint.step));
   change.events.push_back(std::move(e));
+  return absl::OkStatus();
+}
+
+absl::Status InsertSamples(WriteContext& ctx, Job& job, int64_t attempt,
+                           std::vector<core::JobSample> samples,
+                           JobChange& change) {
+  namespace defaults = contract::defaults;
+  // Steps in the order they came, each with its samples.
+  std::vector<std::pair<int64_t, std::vector<core::JobSample*>>> steps;
+  for (core::JobSample& sample : samples) {
+    if (sample.step < 0 || sample.index < 0) {
+      return absl::InvalidArgumentError("samples: step and index must be >= 0");
+    }
+    if (steps.empty() || steps.back().first != sample.step) {
+      steps.emplace_back(sample.step, std::vector<core::JobSample*>());
+    }
+    steps.back().second.push_back(&sample);
+  }
+  for (auto& [step, of_step] : steps) {
+    FTUNE_ASSIGN_OR_RETURN(Statement del,
+                           ctx.conn.Prepare("DELETE FROM job_samples WHERE "
+                                            "job_id = ? AND step = ?"));
+    del.Bind(1, job.id).Bind(2, step);
+    FTUNE_RETURN_IF_ERROR(del.Run());
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement used_st,
+        ctx.conn.Prepare("SELECT COALESCE(SUM(bytes), 0) FROM job_samples "
+                         "WHERE job_id = ?"));
+    used_st.Bind(1, job.id);
+    FTUNE_ASSIGN_OR_RETURN(bool has_sum, used_st.Step());
+    int64_t used = has_sum ? used_st.ColumnInt(0) : 0;
+    for (core::JobSample* s : of_step) {
+      std::vector<std::string*> texts = {&s->prompt, &s->completion};
+      if (s->expected) texts.push_back(&*s->expected);
+      int64_t bytes = 0;
+      for (std::string* t : texts) {
+        *t = contract::TruncateText(*t, defaults::kSampleTextBytes);
+        bytes += static_cast<int64_t>(t->size());
+      }
+      // Over the job's budget: each text gets an equal share of what is
+      // left (the marker alone once nothing is).
+      const int64_t left =
+          std::max<int64_t>(0, defaults::kSampleBytesPerJob - used);
+      if (bytes > left) {
+        const size_t share = static_cast<size_t>(left) / texts.size();
+        bytes = 0;
+        for (std::string* t : texts) {
+          *t = contract::TruncateText(*t, share);
+          bytes += static_cast<int64_t>(t->size());
+        }
+      }
+      used += bytes;
+      s->job_id = job.id;
+      s->attempt = attempt;
+      s->create_time = ctx.now;
+      FTUNE_ASSIGN_OR_RETURN(
+          Statement st,
+          ctx.conn.Prepare(
+              "INSERT OR REPLACE INTO job_samples(job_id, step, idx, attempt, "
+              "prompt, expected, completion, finish_reason, create_time, "
+              "bytes) VALUES(?,?,?,?,?,?,?,?,?,?)"));
+      st.Bind(1, job.id)
+          .Bind(2, s->step)
+          .Bind(3, s->index)
+          .Bind(4, attempt)
+          .Bind(5, s->prompt);
+      if (s->expected) {
+        st.Bind(6, *s->expected);
+      } else {
+        st.BindNull(6);
+      }
+      st.Bind(7, s->completion)
+          .Bind(8, s->finish_reason)
+          .BindTime(9, ctx.now)
+          .Bind(10, bytes);
+      FTUNE_RETURN_IF_ERROR(st.Run());
+    }
+    FTUNE_ASSIGN_OR_RETURN(
+        JobEvent e,
+        AddEvent(
+            ctx, job, core::JobEventType::kSamples, std::nullopt, std::nullopt,
+            absl::StrCat(of_step.size(), " sample completion",
+                         of_step.size() == 1 ? "" : "s", " at step ", step),
+            step));
+    change.events.push_back(std::move(e));
+  }
   return absl::OkStatus();
 }
 

@@ -84,6 +84,14 @@ absl::Status InsertCheckpoint(WriteContext& ctx, core::Job& job,
                               int64_t attempt, core::Checkpoint& checkpoint,
                               JobChange& change);
 
+// Records sample completions of `attempt` (ProgressReport::samples): a
+// step's samples replace those stored for it, texts are cut to the per-text
+// and per-job limits (contract::defaults) with the truncation marker, and
+// one kSamples event per step goes to `change`. Does not save.
+absl::Status InsertSamples(WriteContext& ctx, core::Job& job, int64_t attempt,
+                           std::vector<core::JobSample> samples,
+                           JobChange& change);
+
 // Marks the attempts row of (job_id, attempt) ended with `outcome`
 // (core::AttemptOutcome + 1; 0 = its lease was lost). No row: nothing.
 absl::Status RecordAttemptEnd(WriteContext& ctx, absl::string_view job_id,

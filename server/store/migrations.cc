@@ -249,6 +249,23 @@ ALTER TABLE jobs ADD COLUMN trainer_requirement TEXT NOT NULL DEFAULT '';
        R"sql(
 ALTER TABLE job_metrics ADD COLUMN preference TEXT NOT NULL DEFAULT '';
 )sql"},
+      {7,
+       "sample completions: the texts a job's trainer generated for its "
+       "validation prompts at step 0 and at every evaluation",
+       R"sql(
+CREATE TABLE job_samples(
+  job_id TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  prompt TEXT NOT NULL,
+  expected TEXT,
+  completion TEXT NOT NULL,
+  finish_reason TEXT NOT NULL,
+  create_time INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  PRIMARY KEY(job_id, step, idx)) WITHOUT ROWID;
+)sql"},
   };
   return *kMigrations;
 }

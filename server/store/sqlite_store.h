@@ -135,6 +135,10 @@ class SqliteStore : public Store {
       core::Checkpoint checkpoint) override;
   absl::StatusOr<std::vector<core::Checkpoint>> ListCheckpoints(
       absl::string_view tenant_id, absl::string_view job_id) override;
+  absl::StatusOr<std::vector<core::JobSample>> ListJobSamples(
+      absl::string_view tenant_id, absl::string_view job_id,
+      std::optional<int64_t> step,
+      std::optional<std::pair<int64_t, int64_t>> after, int limit) override;
   absl::StatusOr<core::Worker> RegisterWorker(core::Worker worker,
                                               absl::Time lease_expiry) override;
   absl::StatusOr<std::vector<JobAttemptRef>> HeartbeatWorker(

@@ -170,6 +170,10 @@ absl::StatusOr<ProgressResult> SqliteStore::ApplyProgress(
       FTUNE_RETURN_IF_ERROR(
           internal::InsertCheckpoint(ctx, job, report.attempt, c, change));
     }
+    if (!report.samples.empty()) {
+      FTUNE_RETURN_IF_ERROR(internal::InsertSamples(ctx, job, report.attempt,
+                                                    report.samples, change));
+    }
     if (report.progress) {
       const int64_t step = job.progress.step;
       job.progress = *report.progress;

@@ -522,4 +522,50 @@ absl::StatusOr<std::vector<core::Checkpoint>> SqliteStore::ListCheckpoints(
   return out;
 }
 
+absl::StatusOr<std::vector<core::JobSample>> SqliteStore::ListJobSamples(
+    absl::string_view tenant_id, absl::string_view job_id,
+    std::optional<int64_t> step,
+    std::optional<std::pair<int64_t, int64_t>> after, int limit) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  if (limit <= 0) limit = kMaxPageSize;
+  std::vector<core::JobSample> out;
+  FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(LoadJobFor(conn, tenant_id, job_id, false).status());
+    // (step, idx) > (after step, after idx), keyset order.
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        conn.Prepare(
+            "SELECT step, idx, attempt, prompt, expected, completion, "
+            "finish_reason, create_time FROM job_samples WHERE job_id = ? "
+            "AND (? OR step > ? OR (step = ? AND idx > ?)) "
+            "AND (? OR step = ?) ORDER BY step, idx LIMIT ?"));
+    const std::pair<int64_t, int64_t> a = after.value_or(std::make_pair(0, 0));
+    st.Bind(1, job_id)
+        .Bind(2, after ? 0 : 1)
+        .Bind(3, a.first)
+        .Bind(4, a.first)
+        .Bind(5, a.second)
+        .Bind(6, step ? 0 : 1)
+        .Bind(7, step.value_or(0))
+        .Bind(8, limit);
+    while (true) {
+      FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      core::JobSample s;
+      s.job_id = std::string(job_id);
+      s.step = st.ColumnInt(0);
+      s.index = st.ColumnInt(1);
+      s.attempt = st.ColumnInt(2);
+      s.prompt = st.ColumnText(3);
+      if (!st.ColumnIsNull(4)) s.expected = st.ColumnText(4);
+      s.completion = st.ColumnText(5);
+      s.finish_reason = st.ColumnText(6);
+      s.create_time = st.ColumnTime(7);
+      out.push_back(std::move(s));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 }  // namespace ftune::store

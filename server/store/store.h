@@ -154,6 +154,12 @@ struct ProgressReport {
   std::vector<core::JobEvent> events;
   std::vector<core::Checkpoint> checkpoints;  // path, step
   std::vector<std::string> deleted_checkpoint_paths;
+  // Sample completions (step, index and texts; the store sets job_id,
+  // attempt and create_time). A step's samples replace any stored for that
+  // step; each step adds one kSamples event. Texts are cut to
+  // contract::defaults::kSampleTextBytes, and to what is left of the job's
+  // kSampleBytesPerJob, ending with kTruncationMarker.
+  std::vector<core::JobSample> samples;
   std::optional<core::JobProgress> progress;
   absl::Time lease_expiry = absl::InfinitePast();  // The renewed lease.
 };
@@ -326,6 +332,13 @@ class Store {
       core::Checkpoint checkpoint) = 0;
   virtual absl::StatusOr<std::vector<core::Checkpoint>> ListCheckpoints(
       absl::string_view tenant_id, absl::string_view job_id) = 0;
+  // A job's sample completions by (step, index), those after `after`
+  // (step, index) when set, only `step` when set, at most `limit` (0 =
+  // 1000). NOT_FOUND for a job the tenant does not have.
+  virtual absl::StatusOr<std::vector<core::JobSample>> ListJobSamples(
+      absl::string_view tenant_id, absl::string_view job_id,
+      std::optional<int64_t> step,
+      std::optional<std::pair<int64_t, int64_t>> after, int limit) = 0;
 
   // ---- workers and leases -----------------------------------------------
   // Insert or update by id (id empty: assigned). A DRAINING worker that

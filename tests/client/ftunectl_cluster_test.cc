@@ -416,6 +416,41 @@ TEST_F(FtunectlClusterTest, MetricsAfterEvaluationsAreHonestEndToEnd) {
   CtlResult table = Ctl({"jobs", "metrics", job.id()});
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_THAT(table.out, Not(HasSubstr("0.0000")));
+
+  // Sample completions (4 by default with a validation source) at step 0
+  // and after every evaluation: watch points at them, `jobs samples` shows
+  // step 0 next to the latest for every prompt, or one step.
+  EXPECT_THAT(watch.out,
+              HasSubstr(absl::StrCat("SAMPLES step 6: 4 sample completions at "
+                                     "step 6 (ftunectl jobs samples ",
+                                     job.id(), " --step 6)")));
+  CtlResult samples = Ctl({"jobs", "samples", job.id()});
+  EXPECT_EQ(samples.exit_code, 0) << samples.err;
+  EXPECT_THAT(samples.out,
+              HasSubstr("samples at steps 0, 3, 6, 9, 12; showing step 0 next "
+                        "to step 12"));
+  EXPECT_THAT(samples.out, HasSubstr("[2/4]\n"
+                                     "  prompt:\n"
+                                     "    prompt 1\n"
+                                     "  step 0 (end):\n"
+                                     "    completion 1 at step 0\n"
+                                     "  step 12 (end):\n"
+                                     "    completion 1 at step 12"));
+  EXPECT_THAT(samples.out, HasSubstr("  expected:\n    expected 0\n"));
+  EXPECT_THAT(samples.out, Not(HasSubstr("at step 6")));
+  CtlResult one = Ctl({"jobs", "samples", job.id(), "--step", "6"});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_THAT(one.out, HasSubstr("samples at step 6\n"));
+  EXPECT_THAT(one.out, HasSubstr("completion 3 at step 6"));
+  EXPECT_THAT(one.out, Not(HasSubstr("at step 12")));
+  CtlResult none = Ctl({"jobs", "samples", job.id(), "--step", "5"});
+  EXPECT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_THAT(none.out, HasSubstr("(no samples at this step"));
+  CtlResult json_out =
+      Ctl({"--output", "json", "jobs", "samples", job.id(), "--step", "0"});
+  EXPECT_EQ(json_out.exit_code, 0) << json_out.err;
+  EXPECT_THAT(json_out.out, HasSubstr("expectedCompletion"));
+  EXPECT_THAT(json_out.out, HasSubstr("expected 2"));
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 // ftune-worker and `ftune-train` as its child, on a tiny random-weights
 // Llama written by the test. A tenant uploads chat data, submits a LoRA job
 // and the published adapter is a complete PEFT directory whose manifest
-// names the job's dataset; the loss the worker reported went down.
+// names the job's dataset; the loss the worker reported went down; sample
+// completions of validation prompts made by the trainer at step 0 and at
+// each evaluation reach the tenant through ListJobSamples and WatchJob.
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -67,7 +69,18 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   spec.mutable_lora()->set_alpha(8);
   spec.mutable_lora()->add_target_modules("q_proj");
   spec.mutable_lora()->add_target_modules("v_proj");
+  // Evaluations at steps 12 and 24, each with 2 short samples.
+  spec.set_validation_split(0.25);
+  spec.mutable_hyperparameters()->set_eval_every_steps(12);
+  spec.mutable_samples()->set_eval_samples(2);
+  spec.mutable_samples()->set_max_new_tokens(6);
   ASSERT_OK_AND_ASSIGN(v1::Job job, cluster.CreateJob(tenant, spec));
+  // Watched from the start: the SAMPLES events arrive as they are stored.
+  grpc::ClientContext wctx;
+  Authorize(wctx, tenant.key);
+  v1::WatchJobRequest wreq;
+  wreq.set_job_id(job.id());
+  auto watch = cluster.jobs().WatchJob(&wctx, wreq);
   ASSERT_OK_AND_ASSIGN(v1::Job done,
                        cluster.WaitForJob(
                            tenant, job.id(),
@@ -113,6 +126,39 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   const double last =
       (losses[n - 1] + losses[n - 2] + losses[n - 3] + losses[n - 4]) / 4.0;
   EXPECT_LT(last, first - 0.05) << "first " << first << ", last " << last;
+
+  // The watch saw one SAMPLES event per sampled step; the stream ends after
+  // the terminal snapshot.
+  std::vector<int64_t> sample_steps;
+  v1::WatchJobResponse msg;
+  while (watch->Read(&msg)) {
+    if (msg.has_event() && msg.event().type() == v1::JOB_EVENT_TYPE_SAMPLES) {
+      sample_steps.push_back(msg.event().step());
+    }
+  }
+  EXPECT_TRUE(watch->Finish().ok());
+  EXPECT_THAT(sample_steps, ::testing::ElementsAre(0, 12, 24));
+
+  // The samples themselves: 2 per step, the prompt a user word, the
+  // expected completion its reverse (the held-out example's answer).
+  grpc::ClientContext sctx;
+  Authorize(sctx, tenant.key);
+  v1::ListJobSamplesRequest sreq;
+  sreq.set_job_id(job.id());
+  v1::ListJobSamplesResponse samples;
+  ASSERT_TRUE(cluster.jobs().ListJobSamples(&sctx, sreq, &samples).ok());
+  ASSERT_EQ(samples.samples_size(), 6);
+  for (int i = 0; i < 6; ++i) {
+    const v1::JobSample& s = samples.samples(i);
+    EXPECT_EQ(s.step(), std::vector<int64_t>({0, 12, 24})[i / 2]);
+    EXPECT_EQ(s.index(), i % 2);
+    EXPECT_EQ(s.attempt(), 1);
+    EXPECT_EQ(s.expected_completion(),
+              std::string(s.prompt().rbegin(), s.prompt().rend()));
+    EXPECT_THAT(s.finish_reason(), ::testing::AnyOf("end", "length"));
+    // The same prompt at every step.
+    EXPECT_EQ(s.prompt(), samples.samples(i % 2).prompt());
+  }
 }
 
 }  // namespace

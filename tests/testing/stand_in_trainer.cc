@@ -16,6 +16,11 @@
 // 0.25, or the next of FTUNE_STAND_IN_EVAL_LOSSES ("1.9,1.4,1.6": the
 // first evaluation's, the second's, ...; the last repeats). As the real
 // trainer, the published manifest names the best evaluation's step.
+// Sample completions as the real trainer makes them (samples.eval_samples
+// with a validation source, sft): a samples line at step 0 (not when
+// resumed past it) and after every evaluation, sample i being prompt
+// "prompt i", expected "expected i" (none for an odd i), completion
+// "completion i at step S".
 // SIGTERM/SIGINT: finish the step, checkpoint, print "interrupted", exit 4.
 //
 // FTUNE_STAND_IN_MODE:
@@ -303,6 +308,25 @@ int main(int argc, char** argv) {
     return dir;
   };
 
+  const int32_t samples =
+      validates && spec.objective == contract::Objective::kSft
+          ? spec.samples.eval_samples
+          : 0;
+  auto emit_samples = [&](int64_t s) {
+    if (samples <= 0) return;
+    contract::SamplesEvent e;
+    e.step = s;
+    for (int32_t i = 0; i < samples; ++i) {
+      e.samples.push_back(
+          {absl::StrCat("prompt ", i),
+           i % 2 == 0 ? std::optional(absl::StrCat("expected ", i))
+                      : std::nullopt,
+           absl::StrCat("completion ", i, " at step ", s), "end"});
+    }
+    Emit(e);
+  };
+  if (step == 0) emit_samples(0);
+
   std::string last_checkpoint;
   double best_eval = 1e30;
   int64_t best_step = 0;
@@ -357,6 +381,7 @@ int main(int argc, char** argv) {
                                preference
                                    ? std::optional(preference_at(step, -0.05))
                                    : std::nullopt});
+      emit_samples(step);
     }
     const bool last = step == total;
     const bool stop = g_stop.load();

@@ -8,6 +8,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/contract/generation.h"
+#include "common/contract/limits.h"
 #include "common/contract/progress.h"
 #include "proto/convert/progress.h"
 
@@ -343,6 +345,30 @@ void ProgressTracker::On(const contract::DataEvent& e, absl::string_view,
   }
 }
 
+void ProgressTracker::On(const contract::SamplesEvent& e, absl::string_view,
+                         absl::Time) {
+  // The trainer cuts its texts; a line from another trainer is cut here,
+  // so a batch stays bounded whatever printed it.
+  const size_t cap = contract::defaults::kSampleTextBytes;
+  for (size_t i = 0; i < e.samples.size() &&
+                     i < static_cast<size_t>(contract::range::kEvalSamples.hi);
+       ++i) {
+    const contract::SampleText& t = e.samples[i];
+    v1::JobSample s;
+    s.set_step(e.step);
+    s.set_index(static_cast<int32_t>(i));
+    s.set_attempt(options_.attempt);
+    s.set_prompt(contract::TruncateText(t.prompt, cap));
+    if (t.expected) {
+      s.set_expected_completion(contract::TruncateText(*t.expected, cap));
+    }
+    s.set_completion(contract::TruncateText(t.completion, cap));
+    s.set_finish_reason(t.finish_reason);
+    samples_.push_back(std::move(s));
+  }
+  urgent_ = true;
+}
+
 void ProgressTracker::On(const contract::UnknownEvent&, absl::string_view line,
                          absl::Time now) {
   // A newer trainer's line: pass it on rather than lose it.
@@ -352,7 +378,7 @@ void ProgressTracker::On(const contract::UnknownEvent&, absl::string_view line,
 
 bool ProgressTracker::HasPending() const {
   return !metrics_.empty() || !events_.empty() || !new_checkpoints_.empty() ||
-         !deleted_.empty() || progress_changed_;
+         !deleted_.empty() || !samples_.empty() || progress_changed_;
 }
 
 bool ProgressTracker::FlushDue(absl::Time now) const {
@@ -371,12 +397,14 @@ v1::ReportProgressRequest ProgressTracker::TakeBatch(absl::Time now) {
   for (auto& e : events_) *r.add_events() = std::move(e);
   for (auto& c : new_checkpoints_) *r.add_checkpoints() = std::move(c);
   for (auto& d : deleted_) r.add_deleted_checkpoint_paths(std::move(d));
+  for (auto& s : samples_) *r.add_samples() = std::move(s);
   r.set_log_size_bytes(log_size_bytes_);
   *r.mutable_progress() = progress_;
   metrics_.clear();
   events_.clear();
   new_checkpoints_.clear();
   deleted_.clear();
+  samples_.clear();
   progress_changed_ = false;
   urgent_ = false;
   last_flush_ = now;

@@ -9,6 +9,8 @@
 //                  eval_loss/is_best when it follows an evaluation)
 //   data/start/resumed -> LOG events (+ WARNING for truncated/dropped data)
 //   early_stop  -> EARLY_STOPPED event
+//   samples     -> JobSample records (ReportProgressRequest.samples), each
+//                  text cut to kSampleTextBytes; flushed at once
 //   interrupted/done/error -> remembered in outcome() for FinishAttempt
 //   anything else -> a WARNING event quoting the line (JSON of an unknown
 //                  type: a LOG event); never an error.
@@ -121,6 +123,8 @@ class ProgressTracker {
   void On(const contract::ResumedEvent& e, absl::string_view line,
           absl::Time now);
   void On(const contract::DataEvent& e, absl::string_view line, absl::Time now);
+  void On(const contract::SamplesEvent& e, absl::string_view line,
+          absl::Time now);
   void On(const contract::UnknownEvent& e, absl::string_view line,
           absl::Time now);
   // `path` below the storage root, relative; nullopt when it is outside.
@@ -140,6 +144,7 @@ class ProgressTracker {
   std::vector<v1::JobEvent> events_;
   std::vector<v1::Checkpoint> new_checkpoints_;
   std::vector<std::string> deleted_;
+  std::vector<v1::JobSample> samples_;
   bool progress_changed_ = false;
 
   // The current logging interval.

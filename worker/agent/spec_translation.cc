@@ -122,6 +122,7 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
         "TRAINING_OBJECTIVE_ORPO");
   }
   FTUNE_ASSIGN_OR_RETURN(t.preference, PreferenceFromProto(spec.preference()));
+  t.samples = SampleSpecFromProto(spec.samples());
 
   // --- Adapter shape.
   const v1::LoraConfig& lora = spec.lora();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/dataset.h"
 #include "worker/train/text/sequence.h"
 
 namespace ftune::train {
@@ -63,6 +64,10 @@ struct LoadedData {
 struct TrainingData {
   LoadedData train;
   LoadedData validation;  // no rows: no validation
+  // The first validation examples as read (text sources; not preference
+  // pairs), in file order: the prompts of sample completions. Empty for
+  // pre-tokenized data.
+  std::vector<Example> validation_examples;
   // How the text was turned into tokens, for the progress stream and the
   // manifest: e.g. {"format","tokenizer","chat_template"}; may be empty.
   std::vector<std::pair<std::string, std::string>> description;

@@ -102,6 +102,7 @@ absl::StatusOr<TrainingData> TextJsonlSource::Load(
       ToLoaded(std::move(ds->validation), ds->validation_stats,
                validation_path.empty() ? "" : Sha256Hex(validation_text));
   out.train.pairs = out.validation.pairs = ds->pairs;
+  out.validation_examples = std::move(ds->validation_examples);
   const bool has_tokenizer_json =
       access(JoinPath(options_.model_dir, "tokenizer.json").c_str(), F_OK) == 0;
   out.description = {

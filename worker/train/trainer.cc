@@ -28,6 +28,8 @@
 #include "worker/train/objectives/preference_step.h"
 #include "worker/train/optimizer.h"
 #include "worker/train/runtime.h"
+#include "worker/train/text/prompts.h"
+#include "worker/train/text_generation.h"
 #include "worker/train/torch_compat.h"
 
 namespace ftune::train {
@@ -309,6 +311,74 @@ absl::StatusOr<PreparedData> PrepareData(const TrainSpec& spec,
   return out;
 }
 
+// Sample completions (spec.samples): the first eval_samples validation
+// examples as prompts, generated with the model as it is at step 0 and
+// after every evaluation. Rank 0 alone generates (it alone reports); the
+// other ranks go on to the next collective and wait there.
+struct SampleRun {
+  std::unique_ptr<TextGenerator> generator;
+  std::vector<GenerationPrompt> prompts;
+};
+
+// nullopt when the run makes no samples: off, not rank 0, no validation
+// source, a preference objective, or pre-tokenized data (no text prompts).
+// Prompts that leave no room in the model's context are left out, with a
+// warning (a sample must never fail a training run).
+absl::StatusOr<std::optional<SampleRun>> PrepareSamples(
+    const TrainSpec& spec, const PreparedData& data, const Model& model,
+    bool is_main) {
+  const std::vector<Example>& examples = data.loaded.validation_examples;
+  if (!is_main || spec.samples.eval_samples <= 0 || !data.validates ||
+      spec.objective != contract::Objective::kSft || examples.empty()) {
+    return std::optional<SampleRun>();
+  }
+  SampleRun run;
+  FTUNE_ASSIGN_OR_RETURN(run.generator,
+                         TextGenerator::Create(spec.model_dir, spec.model_dir,
+                                               spec.data.chat_template));
+  const int64_t context = ContextLength(model);
+  for (const Example& ex : examples) {
+    if (static_cast<int64_t>(run.prompts.size()) >= spec.samples.eval_samples)
+      break;
+    GenerationPrompt p = PromptFromExample(ex);
+    FTUNE_ASSIGN_OR_RETURN(std::vector<int32_t> ids, run.generator->Render(p));
+    if (ids.empty() || static_cast<int64_t>(ids.size()) >= context) {
+      FTUNE_LOG(WARNING) << "sample completions: validation example "
+                         << ex.line_number << " has " << ids.size()
+                         << " prompt tokens, the model's context " << context
+                         << "; left out";
+      continue;
+    }
+    run.prompts.push_back(std::move(p));
+  }
+  if (run.prompts.empty()) return std::optional<SampleRun>();
+  return std::optional<SampleRun>(std::move(run));
+}
+
+// Generates the samples at `step` and emits them as one samples line, each
+// text cut to kSampleTextBytes.
+absl::Status EmitSamples(const TrainSpec& spec, SampleRun& run, Model& model,
+                         int64_t step, const TrainerHooks& hooks) {
+  FTUNE_ASSIGN_OR_RETURN(
+      std::vector<Completion> completions,
+      run.generator->Run(model, run.prompts, spec.samples.generation,
+                         static_cast<int64_t>(run.prompts.size()), nullptr));
+  const size_t cap = contract::defaults::kSampleTextBytes;
+  contract::SamplesEvent event;
+  event.step = step;
+  for (size_t i = 0; i < completions.size(); ++i) {
+    contract::SampleText t;
+    t.prompt = contract::TruncateText(run.prompts[i].display, cap);
+    if (run.prompts[i].expected)
+      t.expected = contract::TruncateText(*run.prompts[i].expected, cap);
+    t.completion = contract::TruncateText(completions[i].text, cap);
+    t.finish_reason = completions[i].finish_reason;
+    event.samples.push_back(std::move(t));
+  }
+  Emit(hooks, event);
+  return absl::OkStatus();
+}
+
 // How long the run is and when it evaluates.
 struct StepPlan {
   int64_t rows_per_step = 0;
@@ -487,6 +557,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     start.threads = threads;
     emit(start);
   }
+  FTUNE_ASSIGN_OR_RETURN(
+      std::optional<SampleRun> samples,
+      PrepareSamples(spec, prepared, *model, dist.is_main()));
+  // Step 0: the model before any update (a resumed run did this before).
+  if (samples && st.step == 0) {
+    FTUNE_RETURN_IF_ERROR(EmitSamples(spec, *samples, *model, 0, hooks));
+  }
 
   // --- The loop -----------------------------------------------------------
   TrainResult result;
@@ -614,6 +691,10 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       }
       emit(contract::EvalEvent{st.step, eval_loss, st.best_eval_loss,
                                st.best_step, eval_preference});
+      if (samples) {
+        FTUNE_RETURN_IF_ERROR(
+            EmitSamples(spec, *samples, *model, st.step, hooks));
+      }
       if (hp.early_stopping_patience > 0 &&
           st.evals_without_improvement >= hp.early_stopping_patience) {
         result.early_stopped = true;

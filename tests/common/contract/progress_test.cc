@@ -17,19 +17,23 @@ using ::testing::HasSubstr;
 // One event of each type, every field away from its default.
 std::vector<ProgressEvent> EveryEvent() {
   DataEvent data{"validation", 1, 2, 3, 4, 5, 6, 7, {{"format", "chat"}}};
-  return {data,
-          ResumedEvent{8, "/c/step-8"},
-          StartEvent{9, 10, 11, 12, 13, 14},
-          MetricsEvent{15, 16, 0.5, 2.25, 1e-4, 0.75, 1234.5, 1 << 20,
-                       PreferenceMetrics{0.5, -0.25, 0.75, 0.75, -12.5, -20}},
-          OomRetryEvent{17, 2, 4, "CUDA out of memory"},
-          EvalEvent{18, 1.5, 1.25, 12,
-                    PreferenceMetrics{0.125, -0.5, 1, 0.625, -3, -4.5}},
-          EarlyStopEvent{19, 12},
-          CheckpointEvent{20, "/c/step-20"},
-          InterruptedEvent{21, "/c/step-21"},
-          DoneEvent{22, "/o", 0.125, 1.0},
-          ErrorEvent{kReasonBadInput, "spec field \"x\": bad"}};
+  return {
+      data,
+      ResumedEvent{8, "/c/step-8"},
+      StartEvent{9, 10, 11, 12, 13, 14},
+      MetricsEvent{15, 16, 0.5, 2.25, 1e-4, 0.75, 1234.5, 1 << 20,
+                   PreferenceMetrics{0.5, -0.25, 0.75, 0.75, -12.5, -20}},
+      OomRetryEvent{17, 2, 4, "CUDA out of memory"},
+      EvalEvent{18, 1.5, 1.25, 12,
+                PreferenceMetrics{0.125, -0.5, 1, 0.625, -3, -4.5}},
+      EarlyStopEvent{19, 12},
+      CheckpointEvent{20, "/c/step-20"},
+      InterruptedEvent{21, "/c/step-21"},
+      DoneEvent{22, "/o", 0.125, 1.0},
+      ErrorEvent{kReasonBadInput, "spec field \"x\": bad"},
+      SamplesEvent{23,
+                   {{"What is 2+2?", "4", "four\nlines", "end"},
+                    {"user: hi\nassistant: yo", std::nullopt, "", "length"}}}};
 }
 
 TEST(ProgressTest, EveryEventSurvivesTheRoundTrip) {
@@ -67,6 +71,32 @@ TEST(ProgressTest, EveryEventSurvivesTheRoundTrip) {
   EXPECT_EQ(data.description.at("format"), "chat");
   EXPECT_EQ(data.split, "validation");
   EXPECT_EQ(data.dropped_no_target, 7);
+}
+
+TEST(ProgressTest, SamplesKeepTheirTextsAndAMissingExpectation) {
+  const auto samples = std::get<SamplesEvent>(EveryEvent().back());
+  const std::string line = ToJsonLine(samples);
+  EXPECT_THAT(line, HasSubstr("\"type\":\"samples\""));
+  absl::StatusOr<ProgressEvent> back = ParseProgressLine(line);
+  ASSERT_TRUE(back.ok()) << back.status();
+  const auto got = std::get<SamplesEvent>(*back);
+  EXPECT_EQ(got.step, 23);
+  ASSERT_EQ(got.samples.size(), 2u);
+  EXPECT_EQ(got.samples[0].prompt, "What is 2+2?");
+  EXPECT_EQ(got.samples[0].expected, "4");
+  EXPECT_EQ(got.samples[0].completion, "four\nlines");
+  EXPECT_EQ(got.samples[0].finish_reason, "end");
+  EXPECT_EQ(got.samples[1].expected, std::nullopt);
+  EXPECT_EQ(got.samples[1].finish_reason, "length");
+  // A completion cut inside a character still makes a valid line.
+  SamplesEvent cut{1, {{"p", std::nullopt, "ab\xE2\x82", "length"}}};
+  absl::StatusOr<ProgressEvent> cut_back = ParseProgressLine(ToJsonLine(cut));
+  ASSERT_TRUE(cut_back.ok()) << cut_back.status();
+  EXPECT_THAT(std::get<SamplesEvent>(*cut_back).samples[0].completion,
+              ::testing::StartsWith("ab\xEF\xBF\xBD"));
+  EXPECT_FALSE(ParseProgressLine(R"({"type":"samples","samples":3})").ok());
+  EXPECT_FALSE(
+      ParseProgressLine(R"({"type":"samples","samples":[{"prompt":1}]})").ok());
 }
 
 TEST(ProgressTest, ADivergedLossIsNullOnTheWireAndNanBack) {

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/status_matchers.h"
 
 namespace ftune::contract {
 namespace {
@@ -79,6 +80,10 @@ TrainSpec EveryFieldSet() {
   s.threads = 3;
   s.dtype = Dtype::kBf16;
   s.device = "cuda:1";
+  // Pre-tokenized data makes no samples: the count written is 0 (its own
+  // round trip is below); the generation settings travel anyway.
+  s.samples.eval_samples = 0;
+  s.samples.generation = {17, 0.5, 9, 0.75, 1.25, 99, {"###", "\n\n"}};
   return s;
 }
 
@@ -132,6 +137,15 @@ void ExpectSameSpec(const TrainSpec& a, const TrainSpec& b) {
   EXPECT_EQ(a.preference.beta, b.preference.beta);
   EXPECT_EQ(a.preference.label_smoothing, b.preference.label_smoothing);
   EXPECT_EQ(a.preference.orpo_lambda, b.preference.orpo_lambda);
+  EXPECT_EQ(a.samples.eval_samples, b.samples.eval_samples);
+  const GenerationSpec &x = a.samples.generation, &y = b.samples.generation;
+  EXPECT_EQ(x.max_new_tokens, y.max_new_tokens);
+  EXPECT_EQ(x.temperature, y.temperature);
+  EXPECT_EQ(x.top_k, y.top_k);
+  EXPECT_EQ(x.top_p, y.top_p);
+  EXPECT_EQ(x.repetition_penalty, y.repetition_penalty);
+  EXPECT_EQ(x.seed, y.seed);
+  EXPECT_EQ(x.stop, y.stop);
 }
 
 TEST(TrainSpecTest, EveryFieldSurvivesTheRoundTrip) {
@@ -158,7 +172,7 @@ TEST(TrainSpecTest, EveryFieldSurvivesTheRoundTrip) {
     // objective: sft here (pretokenized data); the preference settings
     // have their own round trip below.
     if (path == "method" || path == "data.validation_split" ||
-        path == "objective") {
+        path == "objective" || path == "samples.eval_samples") {
       continue;
     }
     EXPECT_NE(value, base[path]) << path << " is at its default";
@@ -184,6 +198,63 @@ TEST(TrainSpecTest, PreferenceSettingsSurviveTheRoundTrip) {
     ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
     ExpectSameSpec(*back, want);
   }
+}
+
+TEST(TrainSpecTest, SampleSettingsSurviveTheRoundTripAndAreChecked) {
+  TrainSpec want = EveryFieldSet();
+  want.data.format = DataFormat::kText;
+  want.samples.eval_samples = 7;
+  const std::string text = TrainSpecToJson(want);
+  absl::StatusOr<TrainSpec> back = ParseTrainSpec(text);
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
+  ExpectSameSpec(*back, want);
+  EXPECT_EQ(json::parse(text)["samples"]["eval_samples"], 7);
+
+  // Defaults: 4 greedy samples of at most 64 tokens.
+  json minimal = Minimal();
+  minimal["checkpoint_dir"] = "/c";  // so the written spec parses back
+  absl::StatusOr<TrainSpec> d = Parse(minimal);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->samples.eval_samples, defaults::kEvalSamples);
+  EXPECT_EQ(d->samples.generation.max_new_tokens,
+            defaults::kSampleMaxNewTokens);
+  EXPECT_EQ(d->samples.generation.temperature, 0);
+  EXPECT_EQ(d->samples.generation.top_p, 1);
+  // Without a validation source the count that applies is 0, so the
+  // written spec parses back.
+  EXPECT_EQ(json::parse(TrainSpecToJson(*d))["samples"]["eval_samples"], 0);
+  EXPECT_OK(ParseTrainSpec(TrainSpecToJson(*d)).status());
+
+  auto error = [](json j) { return Parse(j).status().ToString(); };
+  json j = Minimal();
+  j["validation_data"] = "/v.jsonl";
+  for (const auto& [samples, want_error] :
+       std::vector<std::pair<json, std::string>>{
+           {{{"temperature", -1}},
+            "\"samples.temperature\": must be in [0, 100], got -1"},
+           {{{"top_p", 0}}, "\"samples.top_p\": must be in (0, 1], got 0"},
+           {{{"top_p", 1.5}}, "\"samples.top_p\": must be in (0, 1], got 1.5"},
+           {{{"max_new_tokens", 5000}},
+            "\"samples.max_new_tokens\": must be in [1, 4096], got 5000"},
+           {{{"eval_samples", 33}},
+            "\"samples.eval_samples\": must be in [0, 32], got 33"},
+           {{{"stop", {"a", "b", "c", "d", "e"}}},
+            "\"samples.stop\": at most 4 stop sequences"},
+           {{{"stop", {""}}}, "\"samples.stop[0]\": length in bytes"},
+           {{{"greedy", true}}, "\"samples.greedy\": unknown field"}}) {
+    j["samples"] = samples;
+    EXPECT_THAT(error(j), HasSubstr(want_error)) << samples.dump();
+  }
+  // Named where it cannot apply: refused, not ignored.
+  j = Minimal();
+  j["samples"] = {{"eval_samples", 2}};
+  EXPECT_THAT(error(j), HasSubstr("\"samples.eval_samples\": needs "
+                                  "validation_data"));
+  j["validation_data"] = "/v.jsonl";
+  j["objective"] = "dpo";
+  EXPECT_THAT(error(j), HasSubstr("only with \"objective\": \"sft\""));
+  j["samples"] = {{"eval_samples", 0}};
+  EXPECT_TRUE(Parse(j).ok()) << error(j);
 }
 
 TEST(TrainSpecTest, PreferenceSettingsTheObjectiveDoesNotUseAreRefused) {

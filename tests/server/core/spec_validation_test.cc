@@ -269,6 +269,58 @@ TEST(SpecValidationTest, PreferenceObjectivesAndTheirFiles) {
   EXPECT_FALSE(r.has_preference());
 }
 
+// Sample completions: every generation setting out of its range is
+// INVALID_ARGUMENT naming the field; eval_samples needs a validation source
+// and the sft objective; resolution fills the defaults.
+TEST(SpecValidationTest, SampleSettings) {
+  v1::JobSpec spec = GoodSpec();
+  spec.set_validation_split(0.2);
+  v1::SampleConfig* c = spec.mutable_samples();
+  c->set_temperature(-1);
+  auto errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.samples.temperature"));
+  EXPECT_EQ(errors[0].message, "must be in [0, 100], got -1");
+  c->set_temperature(0.7);
+  for (double p : {0.0, 1.5}) {
+    c->set_top_p(p);
+    errors = ValidateJobSpec(spec, GoodContext());
+    EXPECT_THAT(Fields(errors), ElementsAre("spec.samples.top_p"));
+    EXPECT_THAT(errors[0].message, HasSubstr("must be in (0, 1]"));
+  }
+  c->set_top_p(0.9);
+  c->set_max_new_tokens(4097);
+  errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.samples.max_new_tokens"));
+  EXPECT_EQ(errors[0].message, "must be in [1, 4096], got 4097");
+  c->set_max_new_tokens(32);
+  c->set_eval_samples(33);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.samples.eval_samples"));
+  c->set_eval_samples(8);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  // No validation source: nothing to sample from.
+  spec.clear_validation_split();
+  errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.samples.eval_samples"));
+  EXPECT_THAT(errors[0].message, HasSubstr("needs a validation source"));
+  c->set_eval_samples(0);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+
+  // Defaults: 4 greedy samples of 64 tokens with a validation source, 0
+  // without one.
+  v1::JobSpec plain = GoodSpec();
+  v1::JobSpec r = ResolveJobSpec(plain, *GoodContext().model, 1);
+  EXPECT_EQ(r.samples().eval_samples(), 0);
+  plain.set_validation_split(0.1);
+  r = ResolveJobSpec(plain, *GoodContext().model, 1);
+  EXPECT_EQ(r.samples().eval_samples(), 4);
+  EXPECT_EQ(r.samples().max_new_tokens(), 64);
+  EXPECT_EQ(r.samples().temperature(), 0);
+  EXPECT_EQ(r.samples().top_p(), 1);
+  EXPECT_EQ(r.samples().repetition_penalty(), 1);
+  EXPECT_THAT(ValidateJobSpec(r, GoodContext()), IsEmpty());
+}
+
 TEST(SpecValidationTest, Estimate) {
   v1::JobSpec spec = GoodSpec();
   spec.set_validation_split(0.2);

@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "ftune/v1/worker.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -511,6 +512,116 @@ TEST_F(WorkerServiceTest, PauseCheckpointIsRecordedOnlyFromTheHolder) {
   ASSERT_EQ(checkpoints.checkpoints_size(), 1);
   EXPECT_EQ(checkpoints.checkpoints(0).step(), 7);
   EXPECT_EQ(checkpoints.checkpoints(0).path(), a.checkpoint_dir() + "/step-7");
+}
+
+// Sample completions a worker reports: ListJobSamples pages them by (step,
+// index) with a step filter, another tenant's job id answers like a
+// never-existing one, and WatchJob shows a SAMPLES event per step.
+TEST_F(WorkerServiceTest, SamplesAreListedPagedFilteredAndWatched) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  auto stream = Open(worker);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, CreateJob(tenant_, CpuJob()));
+  const v1::AssignJobCommand a = Next(*stream).assign_job();
+  ASSERT_EQ(a.job_id(), job.id());
+  int64_t number = 0;
+  for (int64_t step : {0, 10}) {
+    v1::ReportProgressRequest b = Batch(worker, a, ++number);
+    for (int i = 0; i < 3; ++i) {
+      v1::JobSample* s = b.add_samples();
+      s->set_step(step);
+      s->set_index(i);
+      s->set_prompt("word " + std::to_string(i));
+      if (i != 2) s->set_expected_completion("drow");
+      s->set_completion("at " + std::to_string(step));
+      s->set_finish_reason("end");
+    }
+    ASSERT_OK(Report(b).status());
+  }
+  // A sample with a negative index is refused, naming the field.
+  v1::ReportProgressRequest bad = Batch(worker, a, ++number);
+  bad.add_samples()->set_index(-1);
+  EXPECT_THAT(Report(bad).status().ToString(), HasSubstr("samples[0]"));
+  bad.mutable_samples(0)->set_index(32);  // more prompts than a job may have
+  EXPECT_THAT(Report(bad).status().ToString(),
+              HasSubstr("index in [0, 32), got step 0, index 32"));
+
+  auto list = [&](const std::string& key, v1::ListJobSamplesRequest req,
+                  v1::ListJobSamplesResponse* resp) {
+    return Call(key, [&](grpc::ClientContext* c) {
+      return jobs_->ListJobSamples(c, req, resp);
+    });
+  };
+  v1::ListJobSamplesRequest req;
+  req.set_job_id(job.id());
+  req.set_page_size(4);
+  std::vector<std::string> seen;
+  for (int page = 0; page < 3; ++page) {
+    v1::ListJobSamplesResponse resp;
+    ASSERT_OK(list(tenant_.key, req, &resp));
+    for (const v1::JobSample& s : resp.samples()) {
+      seen.push_back(absl::StrCat(s.step(), ":", s.index(), ":", s.completion(),
+                                  s.has_expected_completion() ? "+" : "-"));
+      EXPECT_EQ(s.attempt(), a.attempt());
+      EXPECT_TRUE(s.has_create_time());
+    }
+    if (resp.next_page_token().empty()) break;
+    req.set_page_token(resp.next_page_token());
+  }
+  EXPECT_THAT(seen, ElementsAre("0:0:at 0+", "0:1:at 0+", "0:2:at 0-",
+                                "10:0:at 10+", "10:1:at 10+", "10:2:at 10-"));
+  // The step filter; a token made for other filters is refused.
+  v1::ListJobSamplesRequest one;
+  one.set_job_id(job.id());
+  one.set_step(10);
+  v1::ListJobSamplesResponse only;
+  ASSERT_OK(list(tenant_.key, one, &only));
+  ASSERT_EQ(only.samples_size(), 3);
+  EXPECT_EQ(only.samples(0).step(), 10);
+  EXPECT_TRUE(only.next_page_token().empty());
+  one.set_page_token(req.page_token());
+  v1::ListJobSamplesResponse ignored;
+  EXPECT_EQ(list(tenant_.key, one, &ignored).code(),
+            absl::StatusCode::kInvalidArgument);
+  one.clear_page_token();
+  one.set_step(-1);
+  EXPECT_THAT(list(tenant_.key, one, &ignored).ToString(), HasSubstr("step"));
+
+  // Tenancy: another tenant's job id is NOT_FOUND like a never-existing id.
+  TenantKey other = MakeTenant("other");
+  v1::ListJobSamplesRequest foreign;
+  foreign.set_job_id(job.id());
+  absl::Status theirs = list(other.key, foreign, &ignored);
+  const std::string never = "job-aaaaaaaaaaaaaaaaaaaaaaaa";
+  foreign.set_job_id(never);
+  absl::Status missing = list(other.key, foreign, &ignored);
+  EXPECT_EQ(theirs.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  // Same words, only the id differs.
+  std::string theirs_msg(theirs.message());
+  theirs_msg.replace(theirs_msg.find(job.id()), job.id().size(), never);
+  EXPECT_EQ(theirs_msg, missing.message());
+
+  // WatchJob carries a SAMPLES event per step.
+  grpc::ClientContext wctx;
+  wctx.AddMetadata("authorization", "Bearer " + tenant_.key);
+  wctx.set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(20));
+  v1::WatchJobRequest watch;
+  watch.set_job_id(job.id());
+  watch.set_after_sequence(0);
+  auto reader = jobs_->WatchJob(&wctx, watch);
+  std::vector<std::string> sample_events;
+  v1::WatchJobResponse msg;
+  while (sample_events.size() < 2 && reader->Read(&msg)) {
+    if (msg.has_event() && msg.event().type() == v1::JOB_EVENT_TYPE_SAMPLES) {
+      sample_events.push_back(
+          absl::StrCat(msg.event().step(), ": ", msg.event().message()));
+    }
+  }
+  wctx.TryCancel();
+  EXPECT_THAT(sample_events,
+              ElementsAre("0: 3 sample completions at step 0",
+                          "10: 3 sample completions at step 10"));
 }
 
 }  // namespace

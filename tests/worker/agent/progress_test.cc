@@ -1,5 +1,7 @@
 #include "worker/agent/progress.h"
 
+#include "common/contract/limits.h"
+#include "common/contract/progress.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -200,6 +202,35 @@ TEST(ProgressTest, OomRetryAndTrainerPeakMemory) {
               HasSubstr("micro-batches of 2 rows and 4 accumulation steps"));
   ASSERT_EQ(b.metrics_size(), 1);
   EXPECT_EQ(b.metrics(0).peak_memory_bytes(), 123456789);
+}
+
+TEST(ProgressTest, SamplesAreForwardedAtOnceWithLongTextsCut) {
+  ProgressTracker t(Options());
+  contract::SamplesEvent e;
+  e.step = 20;
+  e.samples.push_back({"hi", "ih", "ih!", "end"});
+  // A text longer than the contract allows (a trainer that did not cut).
+  e.samples.push_back(
+      {"long", std::nullopt, std::string(10000, 'x'), "length"});
+  t.OnLine(contract::ToJsonLine(e), kT0);
+  EXPECT_TRUE(t.FlushDue(kT0));  // at once, not after the interval
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.samples_size(), 2);
+  EXPECT_EQ(b.samples(0).step(), 20);
+  EXPECT_EQ(b.samples(0).index(), 0);
+  EXPECT_EQ(b.samples(0).attempt(), 3);
+  EXPECT_EQ(b.samples(0).prompt(), "hi");
+  EXPECT_EQ(b.samples(0).expected_completion(), "ih");
+  EXPECT_EQ(b.samples(0).completion(), "ih!");
+  EXPECT_EQ(b.samples(0).finish_reason(), "end");
+  EXPECT_EQ(b.samples(1).index(), 1);
+  EXPECT_FALSE(b.samples(1).has_expected_completion());
+  EXPECT_EQ(b.samples(1).completion().size(),
+            static_cast<size_t>(contract::defaults::kSampleTextBytes));
+  EXPECT_THAT(b.samples(1).completion(),
+              ::testing::EndsWith(contract::defaults::kTruncationMarker));
+  EXPECT_EQ(b.events_size(), 0);  // the scheduler adds the SAMPLES event
+  EXPECT_FALSE(t.HasPending());
 }
 
 }  // namespace

@@ -350,6 +350,22 @@ std::map<std::string, Mutation> Mutations() {
       [=](auto& c) { pref(c)->set_label_smoothing(0.2); }, dpo};
   m["preference.orpo_lambda"] = {
       [=](auto& c) { pref(c)->set_orpo_lambda(0.5); }, orpo};
+  auto samples = [](v1::AssignJobCommand& c) {
+    return c.mutable_spec()->mutable_samples();
+  };
+  m["samples.eval_samples"] = {
+      [=](auto& c) { samples(c)->set_eval_samples(3); }, validates};
+  m["samples.max_new_tokens"] = [=](auto& c) {
+    samples(c)->set_max_new_tokens(9);
+  };
+  m["samples.temperature"] = [=](auto& c) { samples(c)->set_temperature(0.5); };
+  m["samples.top_k"] = [=](auto& c) { samples(c)->set_top_k(5); };
+  m["samples.top_p"] = [=](auto& c) { samples(c)->set_top_p(0.5); };
+  m["samples.repetition_penalty"] = [=](auto& c) {
+    samples(c)->set_repetition_penalty(1.5);
+  };
+  m["samples.seed"] = [=](auto& c) { samples(c)->set_seed(3); };
+  m["samples.stop"] = [=](auto& c) { samples(c)->add_stop("###"); };
   return m;
 }
 

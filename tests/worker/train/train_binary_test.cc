@@ -622,6 +622,8 @@ TEST_F(TrainBinaryTest, GenerateWithAdapterEqualsTheMergedModel) {
   spec["hyperparameters"]["max_steps"] = 20;
   spec["hyperparameters"]["eval_every_steps"] = 20;
   spec["merge_output_dir"] = dir_.Sub("gen/merged");
+  // Sample completions of the first 4 (the default) validation prompts.
+  spec["samples"] = {{"max_new_tokens", 8}};
   RunResult r = Run("gen", spec);
   ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
   // The validation file is a prompts file: its assistant answers are the
@@ -629,7 +631,9 @@ TEST_F(TrainBinaryTest, GenerateWithAdapterEqualsTheMergedModel) {
   const std::string model = dir_.Sub("model");
   const std::string prompts = dir_.Sub("val.jsonl");
   const std::string common =
-      " --prompts " + prompts + " --max-new-tokens 8 --threads 1";
+      " --prompts " + prompts + " --max-new-tokens 8 --threads 1" +
+      // Batched as the run's 4 samples are: the same padding.
+      " --batch-size 4";
   int status = -1;
   const std::string with_adapter =
       RunTrainBinary("generate --model " + model + " --adapter " +
@@ -650,6 +654,37 @@ TEST_F(TrainBinaryTest, GenerateWithAdapterEqualsTheMergedModel) {
   std::vector<std::string> lines =
       absl::StrSplit(with_adapter, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 8u);
+
+  // The run's samples: at step 0 (before any update) and at its one
+  // evaluation (step 20), the first 4 validation prompts, greedy. LoRA's B
+  // starts at zero, so step 0 is the base model's output; step 20's weights
+  // are the published adapter's (the only evaluation is the best).
+  std::vector<json> samples = r.Of("samples");
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0]["step"], 0);
+  EXPECT_EQ(samples[1]["step"], 20);
+  std::vector<std::string> base_lines =
+      absl::StrSplit(base, '\n', absl::SkipEmpty());
+  for (int at = 0; at < 2; ++at) {
+    const std::vector<std::string>& want_lines = at == 0 ? base_lines : lines;
+    ASSERT_EQ(samples[at]["samples"].size(), 4u);
+    for (size_t i = 0; i < 4; ++i) {
+      const json& got = samples[at]["samples"][i];
+      const json want = json::parse(want_lines[i]);
+      EXPECT_EQ(got["prompt"], want["prompt"]) << at << " " << i;
+      EXPECT_EQ(got["expected"], want["expected"]) << at << " " << i;
+      EXPECT_EQ(got["completion"], want["completion"]) << at << " " << i;
+      EXPECT_EQ(got["finish_reason"], want["finish_reason"]) << at << " " << i;
+    }
+  }
+  EXPECT_NE(samples[0]["samples"], samples[1]["samples"]);
+  // The samples line follows the evaluation of its step.
+  size_t eval_at = 0, samples_at = 0;
+  for (size_t i = 0; i < r.lines.size(); ++i) {
+    if (r.lines[i]["type"] == "eval") eval_at = i;
+    if (r.lines[i]["type"] == "samples") samples_at = i;
+  }
+  EXPECT_EQ(samples_at, eval_at + 1);
   std::ifstream val(prompts);
   std::string want_line;
   for (const std::string& line : lines) {

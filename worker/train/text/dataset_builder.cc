@@ -226,6 +226,12 @@ absl::StatusOr<Dataset> BuildDatasetFromText(absl::string_view train_jsonl,
     for (size_t i : held) val_examples.push_back(train->examples[i]);
     train_order.erase(train_order.begin(), train_order.begin() + n_val);
   }
+  if (!out.pairs) {
+    out.validation_examples.assign(
+        val_examples.begin(),
+        val_examples.begin() +
+            std::min(val_examples.size(), kMaxValidationExamplesKept));
+  }
   std::vector<size_t> val_order(val_examples.size());
   for (size_t i = 0; i < val_order.size(); ++i) val_order[i] = i;
   if (out.pairs) {

@@ -74,6 +74,10 @@ struct DatasetStats {
   int64_t trained_tokens = 0;      // labels != kIgnoreLabel
 };
 
+// Validation examples Dataset::validation_examples keeps at most (the
+// contract's largest eval_samples).
+inline constexpr size_t kMaxValidationExamplesKept = 32;
+
 struct Dataset {
   DatasetFormat format = DatasetFormat::kUnknown;
   // IsPreferenceFormat(format): rows come in (chosen, rejected) pairs and
@@ -82,6 +86,10 @@ struct Dataset {
   ChatTemplate chat_template = ChatTemplate::kChatML;  // used for messages
   std::vector<PackedSequence> train;
   std::vector<PackedSequence> validation;  // empty without validation data
+  // The first kMaxValidationExamplesKept validation examples as parsed, in
+  // file order (not for preference formats): the prompts of a run's sample
+  // completions.
+  std::vector<Example> validation_examples;
   DatasetStats train_stats;
   DatasetStats validation_stats;
 };
