@@ -258,6 +258,11 @@ std::vector<CommandSpec> BuildCommands() {
         Int("gpus", Help("GPUs per attempt; 0 = CPU", d::kGpus)),
         Str("gpu-type", "TYPE", "required GPU model, e.g. H100"),
         Int("cpu-threads", "CPU threads for the trainer"),
+        Int("processes",
+            absl::StrCat("trainer processes (data-parallel ranks) of a CPU "
+                         "job, ",
+                         contract::RangeText(contract::range::kProcesses),
+                         " (default 1; a GPU job runs one per GPU)")),
         Int("memory-bytes",
             "host memory reserved for the job (default 0 = none)",
             FlagType::kInt64),

@@ -84,6 +84,7 @@ const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags() {
           {"resources.memory_bytes", "memory-bytes"},
           {"resources.gpu_type", "gpu-type"},
           {"resources.cpu_threads", "cpu-threads"},
+          {"resources.processes", "processes"},
           {"priority", "priority"},
           {"labels", "label"},
           {"max_restarts", "max-restarts"},
@@ -290,6 +291,7 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
   if (auto v = flags.GetInt("gpus")) resources.set_gpus(i32(*v));
   if (flags.Has("gpu-type")) resources.set_gpu_type(flags.Get("gpu-type"));
   if (auto v = flags.GetInt("cpu-threads")) resources.set_cpu_threads(i32(*v));
+  if (auto v = flags.GetInt("processes")) resources.set_processes(i32(*v));
   if (auto v = flags.GetInt("memory-bytes")) resources.set_memory_bytes(*v);
   for (const std::string& label : flags.GetAll("label")) {
     std::pair<std::string, std::string> kv =

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include <torch/cuda.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "common/contract/capabilities.h"
@@ -322,7 +324,10 @@ int RunCapabilitiesCommand() {
                  contract::Name(contract::Dtype::kFp64)};
   // fp16 needs a CUDA device (the spec parser refuses it on CPU).
   if (caps.cuda) caps.dtypes.push_back(contract::Name(contract::Dtype::kFp16));
-  caps.max_gpus_per_job = caps.cuda ? 1 : 0;
+  // One process per GPU (the worker agent starts them; docs/distributed.md).
+  caps.max_gpus_per_job =
+      caps.cuda ? static_cast<int32_t>(torch::cuda::device_count()) : 0;
+  caps.max_ranks_per_job = static_cast<int32_t>(contract::range::kProcesses.hi);
   caps.chat_templates = contract::ChatTemplateNames();
   caps.objectives = {contract::Name(contract::Objective::kSft),
                      contract::Name(contract::Objective::kDpo),

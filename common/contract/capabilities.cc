@@ -30,7 +30,8 @@ std::string CapabilitiesToJson(const TrainerCapabilities& c) {
               {"cuda", c.cuda},
               {"max_gpus_per_job", c.max_gpus_per_job},
               {"chat_templates", c.chat_templates},
-              {"objectives", c.objectives}}
+              {"objectives", c.objectives},
+              {"max_ranks_per_job", c.max_ranks_per_job}}
       .dump();
 }
 
@@ -73,6 +74,12 @@ absl::StatusOr<TrainerCapabilities> ParseCapabilities(absl::string_view text) {
     }
     c.max_gpus_per_job = it->get<int32_t>();
   }
+  if (auto it = j.find("max_ranks_per_job"); it != j.end()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < 0) {
+      return bad("max_ranks_per_job", "an integer >= 0");
+    }
+    c.max_ranks_per_job = std::max<int32_t>(1, it->get<int32_t>());
+  }
   return c;
 }
 
@@ -81,6 +88,7 @@ std::string RequirementToJson(const TrainerRequirement& need) {
             {"objective", Name(need.objective)},
             {"architecture", need.architecture}};
   if (need.dtype) j["dtype"] = Name(*need.dtype);
+  if (need.ranks > 1) j["ranks"] = need.ranks;
   return j.dump();
 }
 
@@ -115,6 +123,15 @@ absl::StatusOr<TrainerRequirement> ParseRequirement(absl::string_view text) {
           absl::StrCat("requirement: unknown objective \"", objective, "\""));
     }
     need.objective = *o;
+  }
+  if (auto it = j.find("ranks"); it != j.end()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < 1 ||
+        it->get<int64_t>() > static_cast<int64_t>(range::kProcesses.hi)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("requirement: \"ranks\" must be an integer in ",
+                       RangeText(Range{1, range::kProcesses.hi})));
+    }
+    need.ranks = it->get<int32_t>();
   }
   FTUNE_ASSIGN_OR_RETURN(need.architecture, str("architecture"));
   FTUNE_ASSIGN_OR_RETURN(std::string dtype, str("dtype"));
@@ -153,6 +170,13 @@ std::vector<Unsupported> CheckCapabilities(const TrainerRequirement& need,
         {"spec.resources.gpus",
          absl::StrCat("the trainer runs at most ", caps.max_gpus_per_job,
                       " GPU(s) per job, ", gpus, " asked")});
+  }
+  if (gpus == 0 && need.ranks > std::max(1, caps.max_ranks_per_job)) {
+    out.push_back(
+        {"spec.resources.processes",
+         absl::StrCat("the trainer runs at most ",
+                      std::max(1, caps.max_ranks_per_job),
+                      " process(es) per job, ", need.ranks, " asked")});
   }
   if (need.dtype && !Has(caps.dtypes, Name(*need.dtype))) {
     out.push_back({"spec.quantization.compute_dtype",

@@ -32,12 +32,15 @@ struct TrainerCapabilities {
   // Compute dtypes it can run on the devices it has.
   std::vector<std::string> dtypes;
   bool cuda = false;  // built with CUDA: can run GPU jobs
-  // GPUs one job may use (1 until data-parallel training exists).
+  // GPUs one job may use on one host (one trainer process per GPU).
   int32_t max_gpus_per_job = 1;
   std::vector<std::string> chat_templates;
   // Name(Objective)s; empty: a trainer from before preference optimisation,
   // which runs "sft" only.
   std::vector<std::string> objectives;
+  // Trainer processes (data-parallel ranks) one CPU job may run on one
+  // host; 0 or 1 (a trainer from before data-parallel training): one.
+  int32_t max_ranks_per_job = 1;
 };
 
 std::string CapabilitiesToJson(const TrainerCapabilities& caps);
@@ -51,12 +54,14 @@ struct TrainerRequirement {
   std::string architecture;    // "" = unknown (not checked)
   std::optional<Dtype> dtype;  // nullopt = the worker chooses
   Objective objective = Objective::kSft;
+  // Trainer processes (data-parallel ranks): JobRanks(gpus, processes).
+  int32_t ranks = 1;
 };
 
 // As stored with a queued job: {"method": "lora", "objective": "sft",
-// "architecture": "...", "dtype": "bf16"} (dtype absent when the worker
-// chooses; objective absent in requirements stored before it existed:
-// "sft").
+// "architecture": "...", "dtype": "bf16", "ranks": 2} (dtype absent when
+// the worker chooses; objective absent in requirements stored before it
+// existed: "sft"; ranks absent when 1).
 std::string RequirementToJson(const TrainerRequirement& need);
 // INVALID_ARGUMENT naming the member for a bad or unknown value.
 absl::StatusOr<TrainerRequirement> ParseRequirement(absl::string_view json);

@@ -42,6 +42,11 @@ int32_t DefaultCpuThreads(int32_t gpus) {
   return gpus == 0 ? defaults::kCpuThreadsCpuJob : gpus;
 }
 
+int32_t JobRanks(int32_t gpus, int32_t processes) {
+  if (gpus > 0) return gpus;
+  return std::max<int32_t>(1, processes);
+}
+
 int64_t DefaultEvalEverySteps(int64_t max_steps, int64_t steps_per_epoch) {
   if (max_steps > 0) {
     return std::max<int64_t>(1,

@@ -69,6 +69,8 @@ inline constexpr Range kValidationSplit{0, 0.5, /*lo_open=*/true};
 inline constexpr Range kGpus{0, 16};
 inline constexpr Range kMemoryBytes{0, double(int64_t{1} << 50)};
 inline constexpr Range kCpuThreads{0, 256};
+// resources.processes: trainer processes (data-parallel ranks) of a CPU job.
+inline constexpr Range kProcesses{0, 16};
 inline constexpr Range kPriority{-100, 100};
 inline constexpr Range kMaxRestarts{0, 100};
 // Preference optimisation (preference.*).
@@ -163,6 +165,10 @@ inline constexpr char kTruncationMarker[] = "…[truncated]";
 int64_t DefaultMaxSeqLength(int64_t max_position_embeddings);
 // The default cpu_threads of a job with `gpus` GPUs.
 int32_t DefaultCpuThreads(int32_t gpus);
+// The trainer processes (data-parallel ranks) of a job with `gpus` GPUs
+// and resources.processes = `processes` (0 = unset): one per GPU, else
+// `processes`, at least 1.
+int32_t JobRanks(int32_t gpus, int32_t processes);
 // The default evaluation interval in steps when eval_every_steps is 0:
 // ceil(max_steps / 10) for a max_steps job, `steps_per_epoch` otherwise.
 int64_t DefaultEvalEverySteps(int64_t max_steps, int64_t steps_per_epoch);

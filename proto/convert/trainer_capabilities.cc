@@ -1,5 +1,6 @@
 #include "proto/convert/trainer_capabilities.h"
 
+#include <algorithm>
 #include <string>
 
 namespace ftune {
@@ -15,6 +16,7 @@ v1::TrainerCapabilities TrainerCapabilitiesToProto(
   out.set_max_gpus_per_job(caps.max_gpus_per_job);
   for (const std::string& t : caps.chat_templates) out.add_chat_templates(t);
   for (const std::string& o : caps.objectives) out.add_objectives(o);
+  out.set_max_ranks_per_job(caps.max_ranks_per_job);
   return out;
 }
 
@@ -31,6 +33,7 @@ contract::TrainerCapabilities TrainerCapabilitiesFromProtoUnchecked(
   out.chat_templates = {caps.chat_templates().begin(),
                         caps.chat_templates().end()};
   out.objectives = {caps.objectives().begin(), caps.objectives().end()};
+  out.max_ranks_per_job = std::max(1, caps.max_ranks_per_job());
   return out;
 }
 

@@ -14,8 +14,10 @@
 namespace ftune::core {
 namespace {
 
-// Fair-share units a job holds: its GPUs, or one for a CPU job.
-int64_t Units(const JobResources& r) { return r.gpus > 0 ? r.gpus : 1; }
+// Fair-share units a job holds: its GPUs, or its CPU slots.
+int64_t Units(const JobResources& r) {
+  return r.gpus > 0 ? r.gpus : CpuSlotsOf(r);
+}
 
 bool TakesNewWork(const Worker& w, absl::Time now) {
   return w.state == WorkerState::kActive && w.lease_expiry > now;
@@ -27,7 +29,7 @@ bool CountsForRunningQuota(JobState s) {
 
 bool FitsNow(const JobResources& need, const Worker& w, const WorkerFree& f) {
   if (!Fits(need, w.capabilities)) return false;
-  return need.gpus > 0 ? f.gpus >= need.gpus : f.cpu_slots >= 1;
+  return need.gpus > 0 ? f.gpus >= need.gpus : f.cpu_slots >= CpuSlotsOf(need);
 }
 
 std::string Gib(int64_t bytes) {
@@ -42,7 +44,9 @@ std::string Describe(const JobResources& r) {
       absl::StrAppend(&s, " with ", Gib(r.memory_bytes), " each");
     return s;
   }
-  std::string s = "a CPU slot";
+  const int32_t slots = CpuSlotsOf(r);
+  std::string s =
+      slots == 1 ? "a CPU slot" : absl::StrCat(slots, " CPU slots (processes)");
   if (r.memory_bytes > 0) absl::StrAppend(&s, " with ", Gib(r.memory_bytes));
   return s;
 }
@@ -60,6 +64,11 @@ std::string Describe(const Worker& w) {
 }
 
 }  // namespace
+
+int32_t CpuSlotsOf(const JobResources& r) {
+  if (r.gpus > 0) return 0;
+  return r.trainer ? std::max(1, r.trainer->ranks) : 1;
+}
 
 std::vector<contract::Unsupported> TrainerGaps(
     const JobResources& need, const WorkerCapabilities& worker) {
@@ -86,7 +95,7 @@ bool FitsResources(const JobResources& need, const WorkerCapabilities& worker) {
     return need.memory_bytes == 0 || worker.gpu_memory_bytes == 0 ||
            worker.gpu_memory_bytes >= need.memory_bytes;
   }
-  if (worker.cpu_slots < 1) return false;
+  if (worker.cpu_slots < CpuSlotsOf(need)) return false;
   return need.memory_bytes == 0 || worker.memory_bytes == 0 ||
          worker.memory_bytes >= need.memory_bytes;
 }
@@ -130,7 +139,22 @@ absl::Status CheckFeasible(const JobResources& need,
         closest->id, ", cannot: ", absl::StrJoin(why, "; ")));
   }
   if (largest == nullptr) return absl::OkStatus();  // Nothing known yet.
-  if (field != nullptr) *field = "spec.resources";
+  if (field != nullptr) {
+    *field = "spec.resources";
+    // A CPU job that one process would fit: its process count is the
+    // problem.
+    if (need.gpus == 0 && CpuSlotsOf(need) > 1) {
+      JobResources one = need;
+      one.trainer->ranks = 1;
+      for (const Worker& w : workers) {
+        if (w.state != WorkerState::kLost &&
+            FitsResources(one, w.capabilities)) {
+          *field = "spec.resources.processes";
+          break;
+        }
+      }
+    }
+  }
   return absl::FailedPreconditionError(absl::StrCat(
       "no registered worker can run this job: it needs ", Describe(need),
       "; the largest worker is ", Describe(*largest)));
@@ -143,7 +167,7 @@ WorkerFree FreeCapacity(const Worker& worker, const std::vector<Job>& active) {
     if (j.resources.gpus > 0) {
       f.gpus -= j.resources.gpus;
     } else {
-      f.cpu_slots -= 1;
+      f.cpu_slots -= CpuSlotsOf(j.resources);
     }
   }
   f.gpus = std::max(f.gpus, 0);
@@ -211,8 +235,9 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
     for (const Worker* w : workers) {
       const WorkerFree& f = free[w->id];
       if (!FitsNow(job.resources, *w, f)) continue;
-      const int64_t left = job.resources.gpus > 0 ? f.gpus - job.resources.gpus
-                                                  : f.cpu_slots - 1;
+      const int64_t left = job.resources.gpus > 0
+                               ? f.gpus - job.resources.gpus
+                               : f.cpu_slots - CpuSlotsOf(job.resources);
       if (left < best_left) {  // Ties keep the earlier (lower id) worker.
         best = w;
         best_left = left;
@@ -286,7 +311,7 @@ std::vector<Assignment> PlanAssignments(const SchedulingSnapshot& snapshot,
       if (job->resources.gpus > 0) {
         f.gpus -= job->resources.gpus;
       } else {
-        f.cpu_slots -= 1;
+        f.cpu_slots -= CpuSlotsOf(job->resources);
       }
       s.units += Units(job->resources);
       served[tenant] = now;

@@ -40,6 +40,10 @@ struct Assignment {
   std::string worker_id;
 };
 
+// CPU slots a job holds on its worker: one per trainer process
+// (JobResources::trainer->ranks) for a CPU job, none for a GPU job.
+int32_t CpuSlotsOf(const JobResources& r);
+
 // Free capacity of one worker in a snapshot.
 struct WorkerFree {
   int32_t gpus = 0;       // GPUs not held by an active job.
@@ -49,8 +53,8 @@ struct WorkerFree {
 // Whether a worker with these capabilities could ever run a job with these
 // resources (ignoring current load). GPU jobs (gpus > 0) need that many GPUs
 // whose name contains the requested type (case-insensitive; empty = any) with
-// at least memory_bytes each; CPU jobs (gpus == 0) need a CPU slot and
-// memory_bytes of host RAM.
+// at least memory_bytes each; CPU jobs (gpus == 0) need a CPU slot per
+// trainer process (CpuSlotsOf) and memory_bytes of host RAM.
 // Also, when both the job and the worker say (JobResources::trainer,
 // WorkerCapabilities::trainer), the worker's trainer must run the job's
 // method, architecture and dtype with that many GPUs.

@@ -305,6 +305,35 @@ void CheckSamples(const v1::JobSpec& spec, Errors& e) {
   }
 }
 
+// Data-parallel trainer processes (ranks): resources.processes, and what
+// the rank count means for other fields.
+void CheckProcesses(const v1::JobSpec& spec, Errors& e) {
+  const v1::Resources& r = spec.resources();
+  e.Check("spec.resources.processes", r.processes(), range::kProcesses);
+  const int32_t gpus = r.has_gpus() ? r.gpus() : defaults::kGpus;
+  if (gpus > 0 && r.processes() != 0 && r.processes() != gpus) {
+    e.Add("spec.resources.processes",
+          absl::StrCat("a GPU job runs one process per GPU: must be 0 or ",
+                       gpus, " (resources.gpus), got ", r.processes()));
+  }
+  const int32_t ranks = contract::JobRanks(gpus, r.processes());
+  if (ranks <= 1) return;
+  // Each process accumulates gradient_accumulation_steps micro-batches: the
+  // trainer's step covers all of them (docs/distributed.md).
+  const int64_t accum =
+      spec.hyperparameters().gradient_accumulation_steps() == 0
+          ? defaults::kGradientAccumulationSteps
+          : spec.hyperparameters().gradient_accumulation_steps();
+  if (range::kGradientAccumulationSteps.Contains(static_cast<double>(accum)) &&
+      !range::kGradientAccumulationSteps.Contains(
+          static_cast<double>(accum * ranks))) {
+    e.Add("spec.hyperparameters.gradient_accumulation_steps",
+          absl::StrCat("times the ", ranks, " trainer processes must be in ",
+                       contract::RangeText(range::kGradientAccumulationSteps),
+                       ", got ", accum * ranks));
+  }
+}
+
 void CheckResources(const v1::JobSpec& spec, Errors& e) {
   const v1::Resources& r = spec.resources();
   if (r.has_gpus()) e.Check("spec.resources.gpus", r.gpus(), range::kGpus);
@@ -314,6 +343,7 @@ void CheckResources(const v1::JobSpec& spec, Errors& e) {
     e.Add("spec.resources.gpu_type", "must be empty for a CPU job (gpus = 0)");
   }
   e.Check("spec.resources.cpu_threads", r.cpu_threads(), range::kCpuThreads);
+  CheckProcesses(spec, e);
 }
 
 void CheckFile(const std::string& field, const std::string& id,
@@ -556,9 +586,10 @@ v1::JobEstimate EstimateJob(const v1::JobSpec& resolved,
   }
   est.set_train_examples(train);
   est.set_validation_examples(val);
-  const int64_t gpus = std::max<int64_t>(1, resolved.resources().gpus());
+  const int64_t ranks = contract::JobRanks(resolved.resources().gpus(),
+                                           resolved.resources().processes());
   const int64_t ebs =
-      int64_t{h.batch_size()} * h.gradient_accumulation_steps() * gpus;
+      int64_t{h.batch_size()} * h.gradient_accumulation_steps() * ranks;
   est.set_effective_batch_size(ebs);
   const int64_t per_epoch = ebs > 0 ? (train + ebs - 1) / ebs : 0;
   est.set_steps_per_epoch(per_epoch);

@@ -365,6 +365,8 @@ contract::TrainerRequirement TrainerRequirementOf(const v1::JobSpec& resolved,
   need.architecture = MetaStr(model, "architecture");
   need.dtype = ComputeDtypeFromProto(resolved.quantization().compute_dtype())
                    .value_or(std::nullopt);
+  need.ranks = contract::JobRanks(resolved.resources().gpus(),
+                                  resolved.resources().processes());
   return need;
 }
 
@@ -406,6 +408,10 @@ absl::StatusOr<contract::TrainerCapabilities> TrainerCapabilitiesFromProto(
   }
   if (caps.max_gpus_per_job() < 0) {
     const std::string path = absl::StrCat(field, ".max_gpus_per_job");
+    return InvalidField(path, absl::StrCat(path, " must be >= 0"));
+  }
+  if (caps.max_ranks_per_job() < 0) {
+    const std::string path = absl::StrCat(field, ".max_ranks_per_job");
     return InvalidField(path, absl::StrCat(path, " must be >= 0"));
   }
   return TrainerCapabilitiesFromProtoUnchecked(caps);

@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "proto/convert/trainer_capabilities.h"
 #include "server/core/api_key.h"
+#include "server/core/placement.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/pagination.h"
@@ -362,7 +363,7 @@ absl::Status AdminServiceImpl::FillWorker(const core::Worker& w,
     a->set_job_id(h.job.id);
     a->set_attempt(static_cast<int32_t>(h.job.attempt));
     used.insert(h.resources.gpu_indices.begin(), h.resources.gpu_indices.end());
-    if (h.job.resources.gpus == 0) ++cpu_jobs;
+    cpu_jobs += core::CpuSlotsOf(h.job.resources);
   }
   for (int32_t g : gpus) {
     if (used.count(g) == 0) out->add_free_gpu_indices(g);

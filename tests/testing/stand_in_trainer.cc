@@ -36,6 +36,14 @@
 // architecture, both methods, every dtype) but as a CUDA trainer running up
 // to 16 GPUs a job, since the stand-in runs anything; or, verbatim, the
 // JSON in FTUNE_STAND_IN_CAPABILITIES (a trainer that runs less).
+// Under the launcher variables (WORLD_SIZE > 1, RANK) as the worker agent
+// sets them for a multi-rank job: rank 0 behaves as above; the others print
+// only error lines, write no checkpoint and publish nothing (like the real
+// trainer's ranks) and run every step from 0 (no resume), and there is no
+// process group: a rank does not notice that a peer died (the agent must
+// stop it). FTUNE_STAND_IN_FAIL_RANK=R:
+// only rank R follows FTUNE_STAND_IN_MODE, the others succeed. Each rank
+// writes "rank R of W MASTER_PORT=P" to stderr at start.
 // FTUNE_STAND_IN_RECORD=FILE: appends "<output_dir> start_step=<N> pid=<P>"
 // when a run starts and "<output_dir> step=<N> pid=<P>" after each step (one
 // write(2) each, so concurrent runs interleave whole lines).
@@ -57,6 +65,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -78,8 +87,11 @@ using nlohmann::json;
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
+// Rank 0 (or no launcher): the one voice.
+bool g_main = true;
 
 void Emit(const contract::ProgressEvent& event) {
+  if (!g_main && !std::holds_alternative<contract::ErrorEvent>(event)) return;
   const std::string line = contract::ToJsonLine(event) + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
@@ -174,6 +186,7 @@ int PrintCapabilities() {
   caps.dtypes = {"fp32", "bf16", "fp16", "fp64"};
   caps.cuda = true;
   caps.max_gpus_per_job = 16;
+  caps.max_ranks_per_job = 16;
   caps.chat_templates = contract::ChatTemplateNames();
   caps.objectives = {"sft", "dpo", "orpo"};
   std::cout << contract::CapabilitiesToJson(caps) << std::endl;
@@ -203,10 +216,22 @@ int main(int argc, char** argv) {
                  std::string(parsed.status().message()));
   }
   const contract::TrainSpec& spec = *parsed;
-  const std::string mode = [] {
+  int64_t rank = 0, world = 1;
+  if (const char* w = std::getenv("WORLD_SIZE")) {
+    if (!absl::SimpleAtoi(w, &world) || world < 1) world = 1;
+  }
+  if (const char* r = std::getenv("RANK")) {
+    if (!absl::SimpleAtoi(r, &rank) || rank < 0) rank = 0;
+  }
+  g_main = rank == 0;
+  std::string mode = [] {
     const char* m = std::getenv("FTUNE_STAND_IN_MODE");
     return std::string(m != nullptr && *m ? m : "succeed");
   }();
+  if (const char* f = std::getenv("FTUNE_STAND_IN_FAIL_RANK");
+      f != nullptr && *f != '\0' && absl::StrCat(rank) != f) {
+    mode = "succeed";
+  }
   int64_t step_ms = 50;
   if (const char* s = std::getenv("FTUNE_STAND_IN_STEP_MS")) {
     if (!absl::SimpleAtoi(s, &step_ms) || step_ms < 0) step_ms = 50;
@@ -241,7 +266,10 @@ int main(int argc, char** argv) {
     return Error(2, contract::kReasonBadInput,
                  "train_data " + train_data + " not found");
   }
-  if (fs::exists(output_dir)) {
+  // Ranks other than 0 neither publish nor resume: without a process group
+  // they cannot follow rank 0 (which may have published or checkpointed
+  // already when they start); each runs the steps from 0.
+  if (g_main && fs::exists(output_dir)) {
     return Error(2, contract::kReasonBadInput,
                  "output_dir " + output_dir + " already exists");
   }
@@ -249,7 +277,7 @@ int main(int argc, char** argv) {
   // Resume.
   int64_t step = 0;
   const std::string& resume_from = spec.resume_from;
-  if (!resume_from.empty()) {
+  if (!resume_from.empty() && g_main) {
     std::string dir = resume_from == "auto" ? Latest(checkpoint_dir)
                       : fs::exists(resume_from + "/trainer_state.json")
                           ? resume_from
@@ -271,7 +299,14 @@ int main(int argc, char** argv) {
       Emit(contract::ResumedEvent{step, dir});
     }
   }
-  Record(absl::StrCat(output_dir, " start_step=", step, " pid=", ::getpid()));
+  Record(absl::StrCat(output_dir, " start_step=", step, " pid=", ::getpid(),
+                      world > 1 ? absl::StrCat(" rank=", rank) : ""));
+  if (world > 1) {
+    const char* port = std::getenv("MASTER_PORT");
+    std::cerr << "rank " << rank << " of " << world
+              << " MASTER_PORT=" << (port == nullptr ? "<unset>" : port)
+              << std::endl;
+  }
   if (mode == "fail_bad_input") {
     return Error(2, contract::kReasonBadInput,
                  "FTUNE_STAND_IN_MODE=fail_bad_input");
@@ -334,7 +369,8 @@ int main(int argc, char** argv) {
   while (step < total) {
     ::usleep(static_cast<useconds_t>(step_ms * 1000));
     ++step;
-    Record(absl::StrCat(output_dir, " step=", step, " pid=", ::getpid()));
+    Record(absl::StrCat(output_dir, " step=", step, " pid=", ::getpid(),
+                        world > 1 ? absl::StrCat(" rank=", rank) : ""));
     contract::MetricsEvent metrics;
     metrics.step = step;
     metrics.total_steps = total;
@@ -386,7 +422,7 @@ int main(int argc, char** argv) {
     const bool last = step == total;
     const bool stop = g_stop.load();
     if (((every > 0 && step % every == 0) || stop) && !last &&
-        !checkpoint_dir.empty()) {
+        !checkpoint_dir.empty() && g_main) {
       last_checkpoint = checkpoint(step);
     }
     if (stop && !last) {
@@ -395,6 +431,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (!g_main) return 0;  // rank 0 publishes
   const bool published = Publish(output_dir, [&](const std::string& d) {
     const json config = {{"peft_type", "LORA"},
                          {"base_model_name_or_path", spec.base_model_name},

@@ -237,9 +237,7 @@ void AttemptRunner::Kill() {
   absl::MutexLock lock(&mu_);
   if (killed_) return;
   killed_ = true;
-  if (trainer_ != nullptr && trainer_->pid() > 0) {
-    ::kill(-trainer_->pid(), SIGKILL);
-  }
+  if (trainer_ != nullptr) trainer_->Kill();
 }
 
 bool AttemptRunner::Sleep(absl::Duration d) {
@@ -488,6 +486,17 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::Execute() {
   return RunTrainer(*spec);
 }
 
+void AttemptRunner::ReportRendezvous(int ranks) {
+  if (!ranks_started_reported_ || !rendezvous_seen_ || rendezvous_reported_) {
+    return;
+  }
+  rendezvous_reported_ = true;
+  tracker_->AddEvent(v1::JOB_EVENT_TYPE_LOG,
+                     absl::StrCat("rendezvous done: ", ranks,
+                                  " trainer ranks formed one process group"),
+                     tracker_->progress().step(), options_.clock->Now());
+}
+
 void AttemptRunner::DeleteOldCheckpoints(const TrainerSpec& spec) {
   std::vector<std::pair<int64_t, std::string>> steps;
   DIR* d = ::opendir(spec.checkpoint_dir.c_str());
@@ -531,7 +540,8 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       options_.work_dir,
       absl::StrCat(command_.job_id(), "-attempt-", command_.attempt()));
   const std::string spec_path = JoinPath(attempt_dir, "spec.json");
-  std::string cuda_devices = absl::StrJoin(command_.gpu_indices(), ",");
+  const std::string cuda_devices = absl::StrJoin(command_.gpu_indices(), ",");
+  const int ranks = spec.ranks;
   while (true) {
     if (absl::Status s = MakeDirs(attempt_dir); !s.ok()) {
       return Failed(v1::ERROR_REASON_INTERNAL,
@@ -544,20 +554,40 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
                     absl::StrCat("writing the trainer spec: ", s.message()),
                     true);
     }
-    TrainerProcess trainer;
-    TrainerProcessOptions to;
+    RankGroup trainer;
+    RankGroupOptions to;
     to.argv = {options_.trainer_path, "--spec", spec_path};
     to.env = options_.env;
-    to.env["CUDA_VISIBLE_DEVICES"] = cuda_devices;
+    to.ranks = ranks;
+    to.gpu_indices.assign(command_.gpu_indices().begin(),
+                          command_.gpu_indices().end());
     to.log_path = log_path_;
-    to.on_stdout_line = [this](const std::string& line) {
+    to.failure_grace = options_.rank_failure_grace;
+    {
       absl::MutexLock lock(&mu_);
+      ranks_started_reported_ = false;
+      rendezvous_seen_ = false;
+      rendezvous_reported_ = false;
+    }
+    to.on_stdout_line = [this, ranks](const std::string& line) {
+      absl::MutexLock lock(&mu_);
+      // Rank 0 prints only after the process group formed (every rank
+      // joined the rendezvous): its first line other than an error says so.
+      if (ranks > 1 && !rendezvous_seen_) {
+        const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_object() && j.value("type", "") != "error") {
+          rendezvous_seen_ = true;
+          ReportRendezvous(ranks);
+        }
+      }
       tracker_->OnLine(line, options_.clock->Now());
     };
-    AppendToLog(absl::StrCat("attempt ", command_.attempt(), " of ",
-                             command_.job_id(), ": ", options_.trainer_path,
-                             " --spec ", spec_path, " (CUDA_VISIBLE_DEVICES=\"",
-                             cuda_devices, "\")"));
+    AppendToLog(absl::StrCat(
+        "attempt ", command_.attempt(), " of ", command_.job_id(), ": ",
+        options_.trainer_path, " --spec ", spec_path,
+        ranks > 1 ? absl::StrCat(" x ", ranks, " ranks") : std::string(),
+        " (CUDA_VISIBLE_DEVICES=\"", cuda_devices, "\"",
+        ranks > 1 && !cuda_devices.empty() ? ", one GPU per rank" : "", ")"));
     if (absl::Status s = trainer.Start(std::move(to)); !s.ok()) {
       AppendToLog(absl::StrCat("could not start the trainer: ", s.message()));
       return Failed(v1::ERROR_REASON_INTERNAL,
@@ -569,22 +599,33 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       absl::MutexLock lock(&mu_);
       trainer_ = &trainer;
       if (killed_) {
-        ::kill(-trainer.pid(), SIGKILL);
+        trainer.Kill();
       } else if (stop_ == StopKind::kCancel) {
         trainer.Stop(cancel_grace_);
       } else if (stop_ != StopKind::kNone) {
         trainer.Stop(options_.stop_grace);
       }
+      if (ranks > 1) {
+        const std::string msg =
+            absl::StrCat(ranks, " trainer ranks started (pids ",
+                         absl::StrJoin(trainer.pids(), ", "),
+                         "), rendezvous on 127.0.0.1:", trainer.master_port());
+        tracker_->AddEvent(v1::JOB_EVENT_TYPE_LOG, msg,
+                           tracker_->progress().step(), options_.clock->Now());
+        ranks_started_reported_ = true;
+        ReportRendezvous(ranks);
+      }
     }
     FTUNE_LOG(INFO) << "job " << command_.job_id() << " attempt "
-                    << command_.attempt() << ": trainer pid " << trainer.pid();
+                    << command_.attempt() << ": trainer pid(s) "
+                    << absl::StrJoin(trainer.pids(), ", ");
     absl::Mutex exit_mu;
     bool exited = false;
-    TrainerExit exit;
+    RankGroupExit group_exit;
     std::thread waiter([&] {
-      TrainerExit e = trainer.Wait();
+      RankGroupExit e = trainer.Wait();
       absl::MutexLock lock(&exit_mu);
-      exit = e;
+      group_exit = std::move(e);
       exited = true;
     });
     size_t seen_checkpoints = 0;
@@ -595,7 +636,8 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
         exit_mu.AwaitWithTimeout(absl::Condition(&exited), options_.poll);
         if (exited) break;
       }
-      const int64_t rss = PeakRss(trainer.pid());
+      int64_t rss = 0;  // the ranks together
+      for (pid_t pid : trainer.pids()) rss += PeakRss(pid);
       size_t checkpoints;
       {
         absl::MutexLock lock(&mu_);
@@ -616,6 +658,7 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       absl::MutexLock lock(&mu_);
       trainer_ = nullptr;
     }
+    const TrainerExit exit = group_exit.Cause();
     if (options_.on_trainer_exit) {
       options_.on_trainer_exit(exit.exit_class, fenced || killed());
     }
@@ -623,7 +666,20 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       AppendToLog("trainer killed (attempt fenced)");
       return std::nullopt;
     }
-    AppendToLog(absl::StrCat("trainer ", exit.Describe()));
+    if (ranks > 1) {
+      AppendToLog(absl::StrCat("trainer ", group_exit.Describe(), " (",
+                               group_exit.DescribeOthers(), ")"));
+    } else {
+      AppendToLog(absl::StrCat("trainer ", exit.Describe()));
+    }
+    if (group_exit.rank_failed) {
+      const std::string msg = absl::StrCat(
+          "rank ", group_exit.cause, " of ", ranks, " lost: ", exit.Describe(),
+          "; the other ranks were stopped (", group_exit.DescribeOthers(), ")");
+      absl::MutexLock lock(&mu_);
+      tracker_->AddEvent(v1::JOB_EVENT_TYPE_WARNING, msg,
+                         tracker_->progress().step(), options_.clock->Now());
+    }
     // Report the last checkpoints first: only acknowledged ones let older
     // ones go. Then report what was deleted.
     if (!Flush(/*drain=*/true)) return std::nullopt;
@@ -641,11 +697,19 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
       checkpoints = tracker_->checkpoints();
       final_metrics = tracker_->FinalMetrics();
     }
-    const std::string why =
+    // A failed rank is named first: rank 0's error line (the one voice) may
+    // only say that it lost a peer.
+    const std::string described = group_exit.Describe();
+    std::string why =
         outcome.error_message.empty()
-            ? absl::StrCat("trainer ", exit.Describe())
-            : absl::StrCat(outcome.error_message, " (trainer ", exit.Describe(),
-                           ")");
+            ? absl::StrCat("trainer ", described)
+            : absl::StrCat(outcome.error_message, " (trainer ", described, ")");
+    if (group_exit.rank_failed && group_exit.cause != 0) {
+      why = absl::StrCat("trainer ", described, "; rank 0: ",
+                         outcome.error_message.empty()
+                             ? group_exit.exits[0].Describe()
+                             : outcome.error_message);
+    }
     v1::FinishAttemptRequest r;
     *r.mutable_final_metrics() = final_metrics;
     switch (exit.exit_class) {

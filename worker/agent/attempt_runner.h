@@ -9,7 +9,12 @@
 //   3. Writes the trainer spec to <work_dir>/<job>-attempt-<N>/spec.json and
 //      starts the trainer with CUDA_VISIBLE_DEVICES = the assigned GPUs
 //      ("" for a CPU job) and the agent's own environment; stderr is
-//      appended to the attempt's log_path on shared storage.
+//      appended to the attempt's log_path on shared storage. A job of N > 1
+//      ranks (several GPUs, or resources.processes) starts N trainers as
+//      one process group (rank_group.h): one GPU each, rank 0's stdout is
+//      the progress, every rank's stderr goes to the log prefixed with its
+//      rank, and any rank failing ends them all and fails the attempt
+//      (retryable, naming the rank).
 //   4. Streams progress (progress.h) through the AttemptReporter; a batch
 //      that fails with a transient error is retried with the same number.
 //   5. On exit: classifies it and calls FinishAttempt (retried until the
@@ -42,6 +47,7 @@
 #include "common/clock.h"
 #include "ftune/v1/worker.pb.h"
 #include "worker/agent/progress.h"
+#include "worker/agent/rank_group.h"
 #include "worker/agent/spec_translation.h"
 #include "worker/agent/trainer_process.h"
 
@@ -73,6 +79,9 @@ struct AttemptRunnerOptions {
   // Grace after SIGTERM for a pause or a worker shutdown (a cancel uses the
   // command's grace_period, or this when it is unset).
   absl::Duration stop_grace = absl::Seconds(30);
+  // SIGTERM -> SIGKILL for the other ranks of a multi-rank attempt when one
+  // rank failed.
+  absl::Duration rank_failure_grace = absl::Seconds(10);
   absl::Duration flush_interval = absl::Seconds(1);
   int max_batch_points = 50;
   // Backoff between retries of a failed report (doubles up to the max).
@@ -81,8 +90,9 @@ struct AttemptRunnerOptions {
   // How often the runner wakes to flush and to check the trainer.
   absl::Duration poll = absl::Milliseconds(50);
   Clock* clock = Clock::Real();
-  // Called when a trainer process has started and after it has ended (for
-  // metrics); `killed`: the agent SIGKILLed it (fenced, hard shutdown).
+  // Called when an attempt's trainer processes (every rank) have started and
+  // after they have ended (for metrics); `killed`: the agent SIGKILLed them
+  // (fenced, hard shutdown).
   std::function<void()> on_trainer_start;
   std::function<void(ExitClass, bool killed)> on_trainer_exit;
 };
@@ -159,7 +169,14 @@ class AttemptRunner {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   AttemptEnd end_ ABSL_GUARDED_BY(mu_) = AttemptEnd::kRunning;
-  TrainerProcess* trainer_ ABSL_GUARDED_BY(mu_) = nullptr;
+  RankGroup* trainer_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Per group of a multi-rank attempt: the "ranks started" event was
+  // added; rank 0 has printed a line (the process group formed), which is
+  // reported once, after the start.
+  bool ranks_started_reported_ ABSL_GUARDED_BY(mu_) = false;
+  bool rendezvous_seen_ ABSL_GUARDED_BY(mu_) = false;
+  bool rendezvous_reported_ ABSL_GUARDED_BY(mu_) = false;
+  void ReportRendezvous(int ranks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<ProgressTracker> tracker_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::FinishAttemptRequest> finished_ ABSL_GUARDED_BY(mu_);
   // The batch being sent (kept with its number until accepted).

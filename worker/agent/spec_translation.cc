@@ -1,5 +1,7 @@
 #include "worker/agent/spec_translation.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
@@ -220,19 +222,33 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   // --- Resources.
   const int32_t gpus =
       spec.resources().has_gpus() ? spec.resources().gpus() : defaults::kGpus;
-  if (gpus > 1) {
-    return Unsupported("spec.resources.gpus",
-                       absl::StrCat(gpus, " GPUs: data-parallel training"));
-  }
   if (gpus != c.gpu_indices_size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpu_indices: ", c.gpu_indices_size(),
                      " assigned for a job that needs ", gpus));
   }
+  const int32_t processes = spec.resources().processes();
+  if (gpus > 0 && processes != 0 && processes != gpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.resources.processes: ", processes, " for ", gpus,
+                     " GPUs (one process per GPU)"));
+  }
+  if (processes < 0 || processes > contract::range::kProcesses.hi) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.resources.processes: ",
+        *contract::RangeViolation(contract::range::kProcesses, processes)));
+  }
+  out.ranks = contract::JobRanks(gpus, processes);
+  // Every rank sees only its own GPU (CUDA_VISIBLE_DEVICES, rank_group.h).
   t.device = gpus == 0 ? "cpu" : "cuda";
   t.threads =
       c.cpu_threads() > 0 ? c.cpu_threads() : spec.resources().cpu_threads();
   if (t.threads <= 0) t.threads = contract::DefaultCpuThreads(gpus);
+  // The job's threads are shared by its ranks.
+  t.threads = std::max(1, t.threads / out.ranks);
+  // batch_size and gradient_accumulation_steps are per rank in the JobSpec;
+  // the trainer's step is the global batch, sharded over the ranks.
+  hp.gradient_accumulation_steps *= out.ranks;
 
   // The trainer will read it with the same parser: a spec it would refuse
   // is refused here, before a process starts.

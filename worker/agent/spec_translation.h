@@ -37,6 +37,12 @@ struct TrainerSpec {
   int64_t log_every_steps = contract::defaults::kLogEverySteps;
   int32_t checkpoints_to_keep = contract::defaults::kCheckpointsToKeep;
   bool auto_reduce_batch_on_oom = contract::defaults::kAutoReduceBatchOnOom;
+  // Trainer processes (data-parallel ranks) the agent starts, each with
+  // `spec` (contract::JobRanks). With N > 1 the JobSpec's batch_size and
+  // gradient_accumulation_steps are per rank, as on any data-parallel
+  // platform: the trainer's step (one global batch) takes N times the
+  // accumulation, and its threads are cpu_threads / N.
+  int32_t ranks = 1;
 };
 
 // JobSpec fields (paths from JobSpec, as in FieldError) that only the

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/logging.h"
 
 extern char** environ;
@@ -95,6 +96,15 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
     return absl::InternalError(absl::StrCat(
         "open trainer log ", options_.log_path, ": ", std::strerror(err)));
   }
+  // With a prefix, stderr reaches the log through a pipe and CopyStderr.
+  int err_pipe[2] = {-1, -1};
+  if (!options_.stderr_prefix.empty() && ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    const int err = errno;
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    ::close(log_fd);
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(err)));
+  }
   // Everything the child needs is built before fork().
   std::map<std::string, std::string> merged;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -119,6 +129,10 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
     ::close(out_pipe[0]);
     ::close(out_pipe[1]);
     ::close(log_fd);
+    if (err_pipe[0] >= 0) {
+      ::close(err_pipe[0]);
+      ::close(err_pipe[1]);
+    }
     return absl::InternalError(absl::StrCat("fork: ", std::strerror(err)));
   }
   if (pid == 0) {
@@ -130,7 +144,7 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);  // The agent died already.
     ::dup2(out_pipe[1], STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
+    ::dup2(err_pipe[1] >= 0 ? err_pipe[1] : log_fd, STDERR_FILENO);
     // The agent blocks SIGTERM/SIGINT to sigwait() for them; the trainer
     // must receive them normally.
     sigset_t none;
@@ -146,10 +160,41 @@ absl::Status TrainerProcess::Start(TrainerProcessOptions options) {
   // own setpgid still reaches it.
   ::setpgid(pid, pid);
   ::close(out_pipe[1]);
-  ::close(log_fd);
   pid_ = pid;
   reader_ = std::thread([this, fd = out_pipe[0]] { ReadLoop(fd); });
+  if (err_pipe[0] >= 0) {
+    ::close(err_pipe[1]);
+    stderr_reader_ = std::thread(
+        [this, fd = err_pipe[0], log_fd] { CopyStderr(fd, log_fd); });
+  } else {
+    ::close(log_fd);
+  }
   return absl::OkStatus();
+}
+
+void TrainerProcess::CopyStderr(int fd, int log_fd) {
+  std::string buffer;
+  char chunk[8192];
+  auto write_line = [&](absl::string_view line) {
+    const std::string out = absl::StrCat(options_.stderr_prefix, line, "\n");
+    ssize_t ignored = ::write(log_fd, out.data(), out.size());
+    (void)ignored;
+  };
+  while (true) {
+    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buffer.append(chunk, static_cast<size_t>(n));
+    size_t start = 0, nl;
+    while ((nl = buffer.find('\n', start)) != std::string::npos) {
+      write_line(absl::string_view(buffer).substr(start, nl - start));
+      start = nl + 1;
+    }
+    buffer.erase(0, start);
+  }
+  if (!buffer.empty()) write_line(buffer);
+  ::close(fd);
+  ::close(log_fd);
 }
 
 void TrainerProcess::ReadLoop(int fd) {
@@ -203,7 +248,10 @@ TrainerExit TrainerProcess::Wait() {
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   // The child is gone; whatever it left in the pipe is still delivered.
+  // (A grandchild holding the pipes open would keep them: the trainer
+  // spawns none, and a stop signals the whole process group.)
   if (reader_.joinable()) reader_.join();
+  if (stderr_reader_.joinable()) stderr_reader_.join();
   absl::MutexLock lock(&mu_);
   exited_ = true;
   waited_ = true;

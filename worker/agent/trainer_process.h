@@ -3,7 +3,8 @@
 // The child gets its own process group (so a stop reaches anything it
 // spawned), its stdout is read line by line on a reader thread and handed to
 // a callback (the trainer's JSON progress lines, DESIGN.md), its stderr is
-// appended to a log file (on shared storage, so the API can stream it).
+// appended to a log file (on shared storage, so the API can stream it),
+// optionally line by line with a prefix (one rank of several).
 //
 // Stop(grace) sends SIGTERM to the group (the trainer checkpoints and exits),
 // then SIGKILL once `grace` has passed.
@@ -65,6 +66,11 @@ struct TrainerProcessOptions {
   std::vector<std::string> argv;           // argv[0] is the binary path
   std::map<std::string, std::string> env;  // added to the agent's env
   std::string log_path;                    // child's stderr, appended
+  // Non-empty: the child's stderr goes through a pipe and each line is
+  // appended to log_path with this prefix (one write per line, so several
+  // processes sharing the log interleave whole lines). Empty: the child
+  // writes to the log file itself.
+  std::string stderr_prefix;
   std::function<void(const std::string& line)> on_stdout_line;
 };
 
@@ -90,10 +96,14 @@ class TrainerProcess {
 
  private:
   void ReadLoop(int fd);
+  // Copies the child's stderr (pipe `fd`) to `log_fd` line by line with
+  // options_.stderr_prefix; closes both.
+  void CopyStderr(int fd, int log_fd);
 
   TrainerProcessOptions options_;
   pid_t pid_ = -1;
   std::thread reader_;
+  std::thread stderr_reader_;  // only with stderr_prefix
   std::thread killer_;
   absl::Mutex mu_;
   bool exited_ ABSL_GUARDED_BY(mu_) = false;

@@ -82,6 +82,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
                                : nlohmann::json(nullptr)},
         {"best_step", st.best_step},
         {"evals_without_improvement", st.evals_without_improvement},
+        {"world_size", st.world_size},
         {"spec_sha256", spec_sha}};
     FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
         JoinPath(staging, "trainer_state.json"), state.dump(2)));
@@ -152,6 +153,7 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
   st.best_step = j.at("best_step").get<int64_t>();
   st.evals_without_improvement =
       j.at("evals_without_improvement").get<int64_t>();
+  st.world_size = j.value("world_size", int64_t{1});
   FTUNE_ASSIGN_OR_RETURN(
       NamedTensors weights,
       ReadTensors(JoinPath(dir, "adapter_model.safetensors")));

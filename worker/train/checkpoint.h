@@ -36,6 +36,10 @@ struct LoopState {
   double best_eval_loss = std::numeric_limits<double>::infinity();
   int64_t best_step = -1;
   int64_t evals_without_improvement = 0;
+  // Ranks of the run that wrote it (1 for checkpoints from before it was
+  // recorded). Any world size resumes it: the global batch and the data
+  // position do not depend on it (docs/distributed.md).
+  int64_t world_size = 1;
 };
 
 // Detached copies of `params`.

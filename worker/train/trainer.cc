@@ -452,8 +452,17 @@ absl::Status Resume(const TrainSpec& spec, const LoadedData& train,
   st.train_rows = n_rows;
   FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
   if (resume_dir.empty()) return absl::OkStatus();
+  const int64_t world_size = st.world_size;
   FTUNE_RETURN_IF_ERROR(
       LoadCheckpoint(resume_dir, st, params, opt, best, has_best));
+  if (st.world_size != world_size) {
+    // Same rows, same global batch, same position: only the per-rank
+    // dropout masks and the order of the float sums differ.
+    FTUNE_LOG(INFO) << resume_dir << " was written by " << st.world_size
+                    << " rank(s); resuming on " << world_size
+                    << " with the same global batch and data position";
+  }
+  st.world_size = world_size;
   // The data position is a row count; it means the same thing only over
   // the same rows (same file, tokenizer, template, packing and seed).
   if ((!st.train_sha256.empty() && st.train_sha256 != train.sha256) ||
@@ -541,6 +550,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   RowSampler sampler(static_cast<size_t>(n_rows), hp.seed);
   const std::string spec_sha = Sha256Hex(spec.source_json);
   LoopState st;
+  st.world_size = dist.world_size();
   NamedTensors best;
   bool has_best = false;
   FTUNE_RETURN_IF_ERROR(

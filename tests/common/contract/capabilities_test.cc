@@ -127,5 +127,41 @@ TEST(CapabilitiesTest, RequirementRoundTripAndBadValues) {
   EXPECT_FALSE(ParseRequirement("[]").ok());
 }
 
+TEST(CapabilitiesTest, RanksOfACpuJob) {
+  // Stored with a queued job only when more than one.
+  TrainerRequirement need;
+  EXPECT_EQ(RequirementToJson(need).find("ranks"), std::string::npos);
+  need.ranks = 4;
+  absl::StatusOr<TrainerRequirement> back =
+      ParseRequirement(RequirementToJson(need));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ranks, 4);
+  EXPECT_EQ(ParseRequirement(R"({"method":"lora"})")->ranks, 1);
+  EXPECT_THAT(std::string(ParseRequirement(R"({"method":"lora","ranks":0})")
+                              .status()
+                              .message()),
+              HasSubstr("\"ranks\" must be an integer in [1, 16]"));
+
+  // A trainer from before data-parallel training (no max_ranks_per_job)
+  // runs one process a job.
+  TrainerCapabilities old = CpuTrainer();
+  absl::StatusOr<TrainerCapabilities> parsed = ParseCapabilities(
+      R"({"methods":["lora"],"architectures":["LlamaForCausalLM"]})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->max_ranks_per_job, 1);
+  need.architecture = "LlamaForCausalLM";
+  need.ranks = 2;
+  EXPECT_THAT(Fields(CheckCapabilities(need, 0, old)),
+              ElementsAre("spec.resources.processes"));
+  TrainerCapabilities now = CpuTrainer();
+  now.max_ranks_per_job = 16;
+  back = ParseRequirement(RequirementToJson(need));
+  EXPECT_THAT(CheckCapabilities(need, 0, now), IsEmpty());
+  parsed = ParseCapabilities(CapabilitiesToJson(now));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->max_ranks_per_job, 16);
+  EXPECT_FALSE(ParseCapabilities(R"({"max_ranks_per_job":-1})").ok());
+}
+
 }  // namespace
 }  // namespace ftune::contract

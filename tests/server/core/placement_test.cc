@@ -329,6 +329,50 @@ TEST(PlanTest, CpuJobsUseCpuSlots) {
   EXPECT_EQ(plan[1].worker_id, "c1");
 }
 
+// A CPU job of `ranks` trainer processes.
+Job CpuRanksJob(std::string tenant, int n, int ranks) {
+  Job j = MakeJob(std::move(tenant), n, /*gpus=*/0);
+  j.resources.trainer = contract::TrainerRequirement{};
+  j.resources.trainer->ranks = ranks;
+  return j;
+}
+
+TEST(PlanTest, MultiProcessCpuJobsTakeASlotPerProcess) {
+  EXPECT_EQ(CpuSlotsOf(CpuRanksJob("a", 1, 3).resources), 3);
+  EXPECT_EQ(CpuSlotsOf(MakeJob("a", 1, 0).resources), 1);  // no requirement
+  EXPECT_EQ(CpuSlotsOf(MakeJob("a", 1, 2).resources), 0);  // a GPU job
+  EXPECT_TRUE(
+      Fits(CpuRanksJob("a", 1, 3).resources, CpuWorker("c", 3).capabilities));
+  EXPECT_FALSE(
+      Fits(CpuRanksJob("a", 1, 3).resources, CpuWorker("c", 2).capabilities));
+
+  SchedulingSnapshot s;
+  s.workers = {CpuWorker("c1", 3)};
+  s.queued = {CpuRanksJob("a", 1, 2), CpuRanksJob("a", 2, 2),
+              CpuRanksJob("a", 3, 1)};
+  // Two slots for the first, one left: the second waits, the third fits.
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)),
+              ElementsAre("job-a-01", "job-a-03"));
+  // A running two-process job holds two of the three slots.
+  s.active = {Running(CpuRanksJob("b", 9, 2), "c1")};
+  EXPECT_EQ(FreeCapacity(s.workers[0], s.active).cpu_slots, 1);
+  EXPECT_THAT(JobIds(PlanAssignments(s, kNow)), ElementsAre("job-a-03"));
+}
+
+TEST(CheckFeasibleTest, MoreProcessesThanAnyWorkerHasSlotsNamesTheField) {
+  JobResources need = CpuRanksJob("a", 1, 4).resources;
+  std::string field;
+  EXPECT_THAT(
+      CheckFeasible(need, {CpuWorker("c1", 2), CpuWorker("c2", 3)}, &field),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("needs 4 CPU slots (processes)")));
+  EXPECT_EQ(field, "spec.resources.processes");
+  EXPECT_OK(CheckFeasible(need, {CpuWorker("c1", 2), CpuWorker("c3", 4)}));
+  // No CPU slot anywhere: the resources as a whole.
+  EXPECT_FALSE(CheckFeasible(need, {GpuWorker("g", 8)}, &field).ok());
+  EXPECT_EQ(field, "spec.resources");
+}
+
 TEST(PlanTest, QuotaOnRunningJobs) {
   SchedulingSnapshot s;
   s.workers = {GpuWorker("w1", 8)};

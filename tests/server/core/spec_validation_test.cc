@@ -336,6 +336,46 @@ TEST(SpecValidationTest, Estimate) {
   EXPECT_EQ(e.steps_per_epoch(), 5);
   EXPECT_EQ(e.total_steps(), 8);  // ceil(1.5 * 5)
   EXPECT_FALSE(e.total_steps_approximate());
+  // A CPU job of four processes: batch_size is per process, as per GPU.
+  spec.mutable_resources()->set_gpus(0);
+  spec.mutable_resources()->set_processes(4);
+  r = ResolveJobSpec(spec, *GoodContext().model, 1);
+  EXPECT_EQ(EstimateJob(r, 100, 0).effective_batch_size(), 32);
+}
+
+TEST(SpecValidationTest, Processes) {
+  v1::JobSpec spec = GoodSpec();
+  spec.mutable_resources()->set_gpus(0);
+  spec.mutable_resources()->set_processes(4);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  spec.mutable_resources()->set_processes(17);
+  std::vector<FieldError> errors = ValidateJobSpec(spec, GoodContext());
+  ASSERT_THAT(Fields(errors), ElementsAre("spec.resources.processes"));
+  EXPECT_EQ(errors[0].message, "must be in [0, 16], got 17");
+  // A GPU job runs one process per GPU (default gpus: 1).
+  spec.mutable_resources()->clear_gpus();
+  spec.mutable_resources()->set_processes(2);
+  errors = ValidateJobSpec(spec, GoodContext());
+  ASSERT_THAT(Fields(errors), ElementsAre("spec.resources.processes"));
+  EXPECT_THAT(errors[0].message, HasSubstr("must be 0 or 1 (resources.gpus)"));
+  spec.mutable_resources()->set_gpus(2);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  // Each process accumulates: the trainer's range holds the product.
+  spec.mutable_hyperparameters()->set_gradient_accumulation_steps(600);
+  errors = ValidateJobSpec(spec, GoodContext());
+  ASSERT_THAT(Fields(errors),
+              ElementsAre("spec.hyperparameters.gradient_accumulation_steps"));
+  EXPECT_THAT(errors[0].message, HasSubstr("got 1200"));
+  spec.mutable_hyperparameters()->clear_gradient_accumulation_steps();
+  // Preference objectives run on several ranks too (pairs split whole).
+  SpecContext pairs = GoodContext();
+  pairs.training_file->format = "preference";
+  pairs.validation_file->format = "preference";
+  spec.set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  EXPECT_THAT(ValidateJobSpec(spec, pairs), IsEmpty());
+  spec.mutable_resources()->set_gpus(0);
+  spec.mutable_resources()->set_processes(2);
+  EXPECT_THAT(ValidateJobSpec(spec, pairs), IsEmpty());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // scheduler.
 #include "worker/agent/attempt_runner.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -248,10 +250,10 @@ TEST_F(AttemptRunnerTest, BadInputIsNotRetryable) {
 TEST_F(AttemptRunnerTest, UntranslatableSpecFailsWithoutStartingTheTrainer) {
   RecordingReporter rep;
   v1::AssignJobCommand c = Command(1, 5, 0);
-  // Two GPUs a job: data-parallel training is not in ftune-train yet.
-  c.mutable_spec()->mutable_resources()->set_gpus(2);
+  // Two processes for a one-GPU job: a GPU job runs one process per GPU.
+  c.mutable_spec()->mutable_resources()->set_processes(2);
+  c.mutable_spec()->mutable_resources()->set_gpus(1);
   c.add_gpu_indices(0);
-  c.add_gpu_indices(1);
   AttemptRunner runner(c, Options(), &rep);
   runner.Start();
   EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
@@ -259,7 +261,7 @@ TEST_F(AttemptRunnerTest, UntranslatableSpecFailsWithoutStartingTheTrainer) {
   EXPECT_EQ(rep.finishes()[0].error().reason(), v1::ERROR_REASON_INVALID_INPUT);
   EXPECT_FALSE(rep.finishes()[0].error().retryable());
   EXPECT_THAT(rep.finishes()[0].error().message(),
-              HasSubstr("spec.resources.gpus"));
+              HasSubstr("spec.resources.processes"));
   EXPECT_TRUE(Record().empty());
 }
 
@@ -491,6 +493,196 @@ TEST_F(AttemptRunnerTest, KillBeforeAnyReportFinishesNothing) {
   runner.Kill();
   EXPECT_EQ(runner.Wait(), AttemptEnd::kFenced);
   EXPECT_TRUE(rep.finishes().empty());
+}
+
+// ---- Several ranks (rank_group.h): the stand-in under the launcher
+// variables prints progress on rank 0 only and notices no dead peer, so
+// what stops the other ranks below is the agent.
+
+bool Alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+// The pids of the "N trainer ranks started (pids a, b, ...)" event.
+std::vector<pid_t> GroupPids(
+    const std::vector<v1::ReportProgressRequest>& batches) {
+  std::vector<pid_t> pids;
+  for (const auto& b : batches) {
+    for (const auto& e : b.events()) {
+      const std::string& m = e.message();
+      const size_t at = m.find("(pids ");
+      if (e.type() != v1::JOB_EVENT_TYPE_LOG || at == std::string::npos) {
+        continue;
+      }
+      const std::string list = m.substr(at + 6, m.find(')', at) - at - 6);
+      for (absl::string_view p : absl::StrSplit(list, ", ")) {
+        int pid = 0;
+        if (absl::SimpleAtoi(p, &pid)) pids.push_back(pid);
+      }
+    }
+  }
+  return pids;
+}
+
+std::vector<std::string> EventMessages(
+    const std::vector<v1::ReportProgressRequest>& batches,
+    v1::JobEventType type) {
+  std::vector<std::string> out;
+  for (const auto& b : batches) {
+    for (const auto& e : b.events()) {
+      if (e.type() == type) out.push_back(e.message());
+    }
+  }
+  return out;
+}
+
+TEST_F(AttemptRunnerTest, TwoCpuRanksFormOneGroupAndRankZeroReports) {
+  RecordingReporter rep;
+  v1::AssignJobCommand c = Command(1, 6, 2);
+  c.mutable_spec()->mutable_resources()->set_processes(2);
+  c.set_cpu_threads(4);
+  c.mutable_spec()->mutable_hyperparameters()->set_gradient_accumulation_steps(
+      3);
+  AttemptRunner runner(c, Options(), &rep);
+  runner.Start();
+  EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
+  ASSERT_EQ(rep.finishes().size(), 1u);
+  ASSERT_EQ(rep.finishes()[0].outcome(), v1::ATTEMPT_OUTCOME_SUCCEEDED)
+      << rep.finishes()[0].DebugString();
+  EXPECT_EQ(CountRecord(" rank=0"), 7);  // start + 6 steps
+  EXPECT_EQ(CountRecord(" rank=1"), 7);
+  // Rank 0 alone reports: one metric point per step.
+  int points = 0;
+  for (const auto& b : rep.accepted()) points += b.metrics_size();
+  EXPECT_EQ(points, 6);
+
+  // Both ranks got the same rendezvous port; stderr is in the log by rank.
+  ASSERT_OK_AND_ASSIGN(
+      std::string log,
+      ReadFile(root_ + "/jobs/tenant-a/job-1/logs/attempt-1.log"));
+  const size_t at = log.find("[rank 0] rank 0 of 2 MASTER_PORT=");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string port = log.substr(at + 33, log.find('\n', at) - at - 33);
+  int port_number = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(port, &port_number)) << port;
+  EXPECT_GT(port_number, 0);
+  EXPECT_THAT(log, HasSubstr("[rank 1] rank 1 of 2 MASTER_PORT=" + port));
+  EXPECT_THAT(log, HasSubstr("x 2 ranks"));
+
+  // The trainer spec: cpu_threads split, accumulation per rank.
+  ASSERT_OK_AND_ASSIGN(
+      std::string spec,
+      ReadFile(dir_.Sub("work") + "/job-1-attempt-1/spec.json"));
+  EXPECT_THAT(spec, HasSubstr("\"threads\": 2"));
+  EXPECT_THAT(spec, HasSubstr("\"gradient_accumulation_steps\": 6"));
+
+  const std::vector<std::string> logs =
+      EventMessages(rep.accepted(), v1::JOB_EVENT_TYPE_LOG);
+  bool started = false, rendezvous = false;
+  for (const std::string& m : logs) {
+    started |= absl::StrContains(m, "2 trainer ranks started");
+    rendezvous |= absl::StrContains(m, "rendezvous done");
+  }
+  EXPECT_TRUE(started);
+  EXPECT_TRUE(rendezvous);
+  EXPECT_TRUE(
+      EventMessages(rep.accepted(), v1::JOB_EVENT_TYPE_WARNING).empty());
+}
+
+TEST_F(AttemptRunnerTest, EachGpuRankSeesItsOwnGpu) {
+  RecordingReporter rep;
+  v1::AssignJobCommand c = Command(1, 2, 0);
+  c.mutable_spec()->mutable_resources()->set_gpus(2);
+  c.add_gpu_indices(3);
+  c.add_gpu_indices(5);
+  AttemptRunner runner(c, Options(), &rep);
+  runner.Start();
+  EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
+  ASSERT_EQ(rep.finishes().size(), 1u);
+  EXPECT_EQ(rep.finishes()[0].outcome(), v1::ATTEMPT_OUTCOME_SUCCEEDED)
+      << rep.finishes()[0].DebugString();
+  ASSERT_OK_AND_ASSIGN(
+      std::string log,
+      ReadFile(root_ + "/jobs/tenant-a/job-1/logs/attempt-1.log"));
+  EXPECT_THAT(log, HasSubstr("[rank 0] stand-in trainer: pid"));
+  EXPECT_THAT(log, HasSubstr("CUDA_VISIBLE_DEVICES=\"3\""));
+  EXPECT_THAT(log, HasSubstr("CUDA_VISIBLE_DEVICES=\"5\""));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("CUDA_VISIBLE_DEVICES=\"3,5\"\n")));
+  for (absl::string_view l : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(l, "CUDA_VISIBLE_DEVICES=\"5\"")) {
+      EXPECT_TRUE(absl::StartsWith(l, "[rank 1] ")) << l;
+    }
+  }
+}
+
+TEST_F(AttemptRunnerTest, OneRankFailingStopsTheOthersAndFailsTheAttempt) {
+  RecordingReporter rep;
+  v1::AssignJobCommand c = Command(1, 100000, 0);
+  c.mutable_spec()->mutable_resources()->set_processes(3);
+  AttemptRunnerOptions o = Options("crash");
+  o.env["FTUNE_STAND_IN_FAIL_RANK"] = "1";
+  AttemptRunner runner(c, o, &rep);
+  runner.Start();
+  EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
+  ASSERT_EQ(rep.finishes().size(), 1u);
+  const v1::FinishAttemptRequest f = rep.finishes()[0];
+  EXPECT_EQ(f.outcome(), v1::ATTEMPT_OUTCOME_FAILED);
+  EXPECT_EQ(f.error().reason(), v1::ERROR_REASON_TRAINER_CRASHED);
+  EXPECT_TRUE(f.error().retryable());
+  EXPECT_THAT(f.error().message(), HasSubstr("rank 1 of 3 killed by signal 6"));
+  const std::vector<std::string> warnings =
+      EventMessages(rep.accepted(), v1::JOB_EVENT_TYPE_WARNING);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("rank 1 of 3 lost: killed by signal 6"));
+  // The survivors were stopped by the agent (SIGTERM), long before their
+  // 100000 steps; none is left running.
+  EXPECT_THAT(warnings[0], HasSubstr("the other ranks were stopped (rank 0 "));
+  const std::vector<pid_t> pids = GroupPids(rep.accepted());
+  ASSERT_EQ(pids.size(), 3u);
+  for (pid_t p : pids) EXPECT_FALSE(Alive(p)) << p;
+}
+
+TEST_F(AttemptRunnerTest, CancelAndPauseReachEveryRank) {
+  {
+    RecordingReporter rep;
+    v1::AssignJobCommand c = Command(1, 100000, 0);
+    c.mutable_spec()->mutable_resources()->set_processes(2);
+    AttemptRunner runner(c, Options(), &rep);
+    runner.Start();
+    rep.AwaitStep(2);
+    runner.Cancel(absl::Seconds(20));
+    EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
+    ASSERT_EQ(rep.finishes().size(), 1u);
+    EXPECT_EQ(rep.finishes()[0].outcome(), v1::ATTEMPT_OUTCOME_CANCELLED);
+    ASSERT_OK_AND_ASSIGN(
+        std::string log,
+        ReadFile(root_ + "/jobs/tenant-a/job-1/logs/attempt-1.log"));
+    // Both ranks took the SIGTERM and exited 4 (stopped), none was killed.
+    EXPECT_THAT(log, HasSubstr("trainer rank 0 of 2 exited with code 4 (rank "
+                               "1 exited with code 4)"));
+    const std::vector<pid_t> pids = GroupPids(rep.accepted());
+    ASSERT_EQ(pids.size(), 2u);
+    for (pid_t p : pids) EXPECT_FALSE(Alive(p)) << p;
+  }
+  ASSERT_OK(RemoveAll(root_ + "/jobs/tenant-a/job-1/checkpoints"));
+  {
+    // A pause: one checkpoint, by rank 0.
+    RecordingReporter rep;
+    v1::AssignJobCommand c = Command(2, 100000, 0);
+    c.mutable_spec()->mutable_resources()->set_processes(2);
+    AttemptRunner runner(c, Options(), &rep);
+    runner.Start();
+    rep.AwaitStep(2);
+    runner.Pause();
+    EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
+    ASSERT_EQ(rep.finishes().size(), 1u);
+    ASSERT_EQ(rep.finishes()[0].outcome(), v1::ATTEMPT_OUTCOME_PAUSED)
+        << rep.finishes()[0].DebugString();
+    int checkpoints = 0;
+    for (const auto& e : std::filesystem::directory_iterator(
+             root_ + "/jobs/tenant-a/job-1/checkpoints")) {
+      checkpoints += absl::StartsWith(e.path().filename().string(), "step-");
+    }
+    EXPECT_EQ(checkpoints, 1);
+  }
 }
 
 }  // namespace

@@ -327,6 +327,9 @@ std::map<std::string, Mutation> Mutations() {
     c.clear_cpu_threads();
     c.mutable_spec()->mutable_resources()->set_cpu_threads(6);
   };
+  m["resources.processes"] = [](auto& c) {
+    c.mutable_spec()->mutable_resources()->set_processes(2);
+  };
   m["priority"] = [](auto& c) { c.mutable_spec()->set_priority(5); };
   m["labels"] = [](auto& c) {
     (*c.mutable_spec()->mutable_labels())["team"] = "x";
@@ -371,9 +374,10 @@ std::map<std::string, Mutation> Mutations() {
 
 // What the trainer and the agent are asked to do, as one comparable text.
 std::string Asked(const TrainerSpec& t) {
-  return absl::StrCat(
-      contract::TrainSpecToJson(t.spec), " keep=", t.checkpoints_to_keep,
-      " log=", t.log_every_steps, " oom=", t.auto_reduce_batch_on_oom);
+  return absl::StrCat(contract::TrainSpecToJson(t.spec),
+                      " keep=", t.checkpoints_to_keep,
+                      " log=", t.log_every_steps,
+                      " oom=", t.auto_reduce_batch_on_oom, " ranks=", t.ranks);
 }
 
 TEST(SpecTranslationTest, EveryJobSpecFieldReachesTheTrainerOrIsSchedulerOnly) {
@@ -430,11 +434,15 @@ TEST(SpecTranslationTest, WhatTheTrainerCannotDoIsBadInputNamingTheField) {
        [](v1::AssignJobCommand& c) {
          c.mutable_spec()->mutable_quantization()->set_block_size(64);
        }},
-      {"spec.resources.gpus",
+      {"spec.resources.processes",
        [](v1::AssignJobCommand& c) {
-         c.mutable_spec()->mutable_resources()->set_gpus(2);
+         c.mutable_spec()->mutable_resources()->set_processes(2);
+         c.mutable_spec()->mutable_resources()->set_gpus(1);
          c.add_gpu_indices(0);
-         c.add_gpu_indices(1);
+       }},
+      {"spec.resources.processes",
+       [](v1::AssignJobCommand& c) {
+         c.mutable_spec()->mutable_resources()->set_processes(17);
        }},
       {"gpu_indices",
        [](v1::AssignJobCommand& c) {
@@ -455,6 +463,38 @@ TEST(SpecTranslationTest, WhatTheTrainerCannotDoIsBadInputNamingTheField) {
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(tc.field)))
         << tc.field;
   }
+}
+
+TEST(SpecTranslationTest, RanksShareThreadsAndAccumulatePerRank) {
+  // Two CPU processes: the job's 3 threads split (at least one each), and
+  // the trainer's step is the global batch: batch_size 2 x accumulation 3
+  // on each of the two ranks.
+  v1::AssignJobCommand c = Command();
+  c.mutable_spec()->mutable_resources()->set_processes(2);
+  ASSERT_OK_AND_ASSIGN(TrainerSpec t, TranslateAssignment(c, "/st"));
+  EXPECT_EQ(t.ranks, 2);
+  EXPECT_EQ(t.spec.threads, 1);
+  EXPECT_EQ(t.spec.hp.batch_size, 2);
+  EXPECT_EQ(t.spec.hp.gradient_accumulation_steps, 6);
+  EXPECT_EQ(t.spec.device, "cpu");
+
+  // Four GPUs: four ranks, one thread each by default, device "cuda" (each
+  // rank sees only its own GPU).
+  v1::AssignJobCommand g = Command();
+  g.clear_cpu_threads();
+  g.mutable_spec()->mutable_resources()->set_gpus(4);
+  for (int i : {0, 1, 2, 3}) g.add_gpu_indices(i);
+  ASSERT_OK_AND_ASSIGN(TrainerSpec tg, TranslateAssignment(g, "/st"));
+  EXPECT_EQ(tg.ranks, 4);
+  EXPECT_EQ(tg.spec.threads, 1);
+  EXPECT_EQ(tg.spec.hp.gradient_accumulation_steps, 12);
+  EXPECT_EQ(tg.spec.device, "cuda");
+
+  // One process: the spec as before.
+  ASSERT_OK_AND_ASSIGN(TrainerSpec one, TranslateAssignment(Command(), "/st"));
+  EXPECT_EQ(one.ranks, 1);
+  EXPECT_EQ(one.spec.threads, 3);
+  EXPECT_EQ(one.spec.hp.gradient_accumulation_steps, 3);
 }
 
 TEST(SpecTranslationTest, ResolveStoragePath) {

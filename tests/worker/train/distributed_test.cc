@@ -435,6 +435,37 @@ TEST_F(DistributedTest, SigtermOnOneRankStopsEveryRankWithOneCheckpoint) {
        std::filesystem::directory_iterator(dir_.Sub("term/ckpt")))
     checkpoints += e.path().filename().string().rfind("step-", 0) == 0;
   EXPECT_EQ(checkpoints, 1);
+
+  // The checkpoint records its world size, and one process resumes it: the
+  // data position and the global batch do not depend on the world size.
+  std::ifstream state_in(JoinPath(checkpoint, "trainer_state.json"));
+  const json state = json::parse(state_in, nullptr, false);
+  ASSERT_FALSE(state.is_discarded());
+  EXPECT_EQ(state.value("world_size", 0), 2);
+  const int64_t step = state.value("step", int64_t{0});
+  const int64_t consumed = state.value("consumed_rows", int64_t{0});
+  EXPECT_EQ(consumed, step * 4);  // global batch 4 a step
+  std::ifstream spec_in(spec);
+  json resumed = json::parse(spec_in, nullptr, false);
+  ASSERT_FALSE(resumed.is_discarded());
+  resumed["hyperparameters"]["max_steps"] = step + 2;
+  resumed["output_dir"] = dir_.Sub("resumed/adapter");
+  resumed["checkpoint_dir"] = dir_.Sub("resumed/ckpt");
+  resumed["resume_from"] = checkpoint;
+  const std::string resumed_spec = dir_.Sub("resumed.json");
+  ASSERT_OK(WriteFileAtomically(resumed_spec, resumed.dump()));
+  testing::Subprocess one;
+  ASSERT_OK(
+      one.Start({kTrain, "--spec", resumed_spec}, {}, dir_.Sub("resumed.log")));
+  RunOutput after = Collect(one);
+  ASSERT_EQ(ExitCode(one), kExitOk);
+  ASSERT_EQ(after.Of("resumed").size(), 1u);
+  EXPECT_EQ(after.Of("resumed")[0].value("step", int64_t{-1}), step);
+  const std::vector<json> metrics = after.Of("metrics");
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_EQ(metrics[0].value("step", int64_t{0}), step + 1);
+  ASSERT_OK_AND_ASSIGN(std::string log, ReadFile(dir_.Sub("resumed.log")));
+  EXPECT_THAT(log, HasSubstr("was written by 2 rank(s); resuming on 1"));
 }
 
 // Runs ftune-train with `env` and returns its exit code and error line.
