@@ -46,6 +46,19 @@ absl::StatusOr<std::map<std::string, std::string>> ParseLabelSelector(
   return out;
 }
 
+// A page cursor of two numbers, "a:b" (empty: the first page).
+absl::StatusOr<std::optional<std::pair<int64_t, int64_t>>> ParsePairCursor(
+    const std::string& cursor) {
+  if (cursor.empty()) return std::nullopt;
+  std::pair<int64_t, int64_t> key;
+  std::vector<std::string> parts = absl::StrSplit(cursor, ':');
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &key.first) ||
+      !absl::SimpleAtoi(parts[1], &key.second)) {
+    return InvalidField("page_token", "page_token: malformed page token");
+  }
+  return key;
+}
+
 }  // namespace
 
 absl::Status ListJobs(store::Store& store, const std::string& tenant,
@@ -206,15 +219,7 @@ absl::Status ListCheckpoints(store::Store& store, engine::JobEngine& jobs,
                          DecodePageToken(request.page_token(), binding));
   // Cursor "step:attempt" of the last checkpoint returned.
   using Key = std::pair<int64_t, int64_t>;
-  std::optional<Key> after;
-  if (!cursor.empty()) {
-    after.emplace();
-    std::vector<std::string> parts = absl::StrSplit(cursor, ':');
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after->first) ||
-        !absl::SimpleAtoi(parts[1], &after->second)) {
-      return InvalidField("page_token", "page_token: malformed page token");
-    }
-  }
+  FTUNE_ASSIGN_OR_RETURN(std::optional<Key> after, ParsePairCursor(cursor));
   FTUNE_RETURN_IF_ERROR(jobs.GetJob(tenant, request.job_id()).status());
   FTUNE_ASSIGN_OR_RETURN(std::vector<core::Checkpoint> all,
                          store.ListCheckpoints(tenant, request.job_id()));
@@ -258,15 +263,7 @@ absl::Status ListJobSamples(store::Store& store, engine::JobEngine& jobs,
   FTUNE_ASSIGN_OR_RETURN(std::string cursor,
                          DecodePageToken(request.page_token(), binding));
   // Cursor "step:index" of the last sample returned.
-  std::optional<std::pair<int64_t, int64_t>> after;
-  if (!cursor.empty()) {
-    after.emplace();
-    std::vector<std::string> parts = absl::StrSplit(cursor, ':');
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after->first) ||
-        !absl::SimpleAtoi(parts[1], &after->second)) {
-      return InvalidField("page_token", "page_token: malformed page token");
-    }
-  }
+  FTUNE_ASSIGN_OR_RETURN(auto after, ParsePairCursor(cursor));
   FTUNE_RETURN_IF_ERROR(jobs.GetJob(tenant, request.job_id()).status());
   // One more than the page: whether there is a next page.
   FTUNE_ASSIGN_OR_RETURN(std::vector<core::JobSample> samples,
