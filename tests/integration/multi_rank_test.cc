@@ -47,21 +47,7 @@ using ::testing::HasSubstr;
 
 const std::string kTrainer = std::string(FTUNE_BIN_DIR) + "/ftune-train";
 
-std::string ChatJsonl(int n) {
-  static const char* kWords[] = {"cat", "dog", "bird", "fish", "cow", "owl"};
-  std::mt19937_64 rng(11);
-  std::string out;
-  for (int i = 0; i < n; ++i) {
-    const std::string w = kWords[rng() % 6];
-    out += json{{"messages",
-                 {{{"role", "user"}, {"content", w}},
-                  {{"role", "assistant"},
-                   {"content", std::string(w.rbegin(), w.rend())}}}}}
-               .dump() +
-           "\n";
-  }
-  return out;
-}
+std::string ChatJsonl(int n) { return ReversedWordChats(n, 11); }
 
 // A trainer process of `job_id` (its --spec lies in the attempt's work
 // dir, named after the job) and its RANK.

@@ -28,21 +28,7 @@ using nlohmann::json;
 const std::string kTrainer = std::string(FTUNE_BIN_DIR) + "/ftune-train";
 
 // The assistant spells the user's word backwards: learnable in a few steps.
-std::string ChatJsonl(int n) {
-  static const char* kWords[] = {"cat", "dog", "bird", "fish", "cow", "owl"};
-  std::mt19937_64 rng(11);
-  std::string out;
-  for (int i = 0; i < n; ++i) {
-    const std::string w = kWords[rng() % 6];
-    out += json{{"messages",
-                 {{{"role", "user"}, {"content", w}},
-                  {{"role", "assistant"},
-                   {"content", std::string(w.rbegin(), w.rend())}}}}}
-               .dump() +
-           "\n";
-  }
-  return out;
-}
+std::string ChatJsonl(int n) { return ReversedWordChats(n, 11); }
 
 TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   ClusterOptions options;

@@ -87,6 +87,23 @@ absl::Status WriteChatTokenizer(const std::string& dir) {
                              config.dump());
 }
 
+std::string ReversedWordChats(int n, uint64_t seed) {
+  static const char* kWords[] = {"cat", "dog", "bird", "fish", "cow", "owl"};
+  std::mt19937_64 rng(seed);
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const std::string w = kWords[rng() % 6];
+    absl::StrAppend(&out,
+                    json{{"messages",
+                          {{{"role", "user"}, {"content", w}},
+                           {{"role", "assistant"},
+                            {"content", std::string(w.rbegin(), w.rend())}}}}}
+                        .dump(),
+                    "\n");
+  }
+  return out;
+}
+
 absl::Status WritePreferencePairs(const std::string& path, int n,
                                   uint64_t seed) {
   std::mt19937_64 rng(seed);

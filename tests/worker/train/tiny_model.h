@@ -23,6 +23,11 @@ absl::Status WriteTinyLlama(const std::string& dir, int64_t vocab,
 // <|im_start|>) and a tokenizer_config.json with a ChatML template.
 absl::Status WriteChatTokenizer(const std::string& dir);
 
+// `n` chat examples ({"messages": [user, assistant]} JSONL lines, each
+// ending in a newline) whose assistant spells the user's word backwards
+// ("cat" -> "tac"): learnable in a few steps. Words drawn from `seed`.
+std::string ReversedWordChats(int n, uint64_t seed);
+
 // `n` preference pairs ({"prompt","chosen","rejected"} JSONL) with a
 // learnable rule: chosen answers are words of the letters a-e, rejected
 // ones of v-z (3 to 6 letters), drawn from `seed`.
