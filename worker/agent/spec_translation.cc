@@ -8,15 +8,6 @@
 #include "proto/convert/job_spec.h"
 
 namespace ftune::agent {
-namespace {
-
-absl::Status Unsupported(absl::string_view field, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": ", why, " (not supported by ftune-train)"));
-}
-
-}  // namespace
-
 absl::StatusOr<std::string> ResolveStoragePath(absl::string_view storage_root,
                                                absl::string_view path,
                                                absl::string_view field) {
