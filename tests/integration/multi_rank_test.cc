@@ -196,13 +196,15 @@ TEST_F(MultiRankTest, RefusesWhatNoWorkerHoldsAndTwoRanksTrainWhatOneTrains) {
   EXPECT_THAT(refused.status().message(),
               HasSubstr("spec.resources.processes"));
   EXPECT_THAT(refused.status().message(), HasSubstr("3 CPU slots"));
-  // A preference objective on two ranks: refused by the spec rules.
+  // A preference objective on two ranks passes the rank rules (a step's
+  // pairs are split whole between ranks); only its chat file is refused.
   v1::JobSpec dpo = Spec(2, 4, 0, 2, 1);
   dpo.set_objective(v1::TRAINING_OBJECTIVE_DPO);
   refused = cluster_->CreateJob(tenant_, dpo);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("spec.training_file"));
   EXPECT_THAT(refused.status().message(),
-              HasSubstr("spec.resources.processes: preference objectives"));
+              ::testing::Not(HasSubstr("spec.resources")));
 
   // Two ranks of batch 2 against one of batch 2 accumulating twice: the
   // same four rows a step, so the trainer runs the same global batch.
