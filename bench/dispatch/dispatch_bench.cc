@@ -281,6 +281,13 @@ class BenchWorker {
       const absl::Time now = absl::Now();
       if (!cmd.has_assign_job()) continue;
       std::lock_guard<std::mutex> l(mu_);
+      // Held attempts are replayed when a stream opens: an attempt granted
+      // while it was opening arrives twice. Count it once, as the agent does.
+      const std::pair<std::string, int32_t> key(cmd.assign_job().job_id(),
+                                                cmd.assign_job().attempt());
+      if (std::find(running_.begin(), running_.end(), key) != running_.end()) {
+        continue;
+      }
       running_.emplace_back(cmd.assign_job().job_id(),
                             cmd.assign_job().attempt());
       assigned_.emplace_back(cmd.assign_job(), now);

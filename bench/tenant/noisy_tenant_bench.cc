@@ -327,7 +327,19 @@ class BenchWorker {
     while (reader->Read(&cmd)) {
       if (!cmd.has_assign_job()) continue;
       std::lock_guard<std::mutex> l(mu_);
-      assigned_.push_back(cmd.assign_job());
+      // The scheduler replays held attempts when a stream opens, so an
+      // attempt granted while this stream was opening arrives twice; like
+      // the agent, take each attempt once (two reporters of one job would
+      // send its batches out of order).
+      const v1::AssignJobCommand& a = cmd.assign_job();
+      if (std::any_of(assigned_.begin(), assigned_.end(),
+                      [&](const v1::AssignJobCommand& b) {
+                        return b.job_id() == a.job_id() &&
+                               b.attempt() == a.attempt();
+                      })) {
+        continue;
+      }
+      assigned_.push_back(a);
       cv_.notify_all();
     }
     (void)reader->Finish();
