@@ -287,7 +287,7 @@ absl::Status SchedulerServer::Start() {
     absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> api =
         http::OpenAiHttpServer::Start(
             ho, {store_.get(), jobs_.get(), file_service_->catalog(),
-                 auth_.get(), registry_.get()});
+                 auth_.get(), webhook_registry_.get(), registry_.get()});
     if (!api.ok()) {
       Shutdown();
       Wait();
