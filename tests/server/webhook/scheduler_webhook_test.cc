@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "ftune/v1/admin.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
@@ -31,9 +34,11 @@ namespace {
 using ::ftune::testing::ReceivedWebhook;
 using ::ftune::testing::WebhookReceiver;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 const std::string kScheduler = std::string(FTUNE_BIN_DIR) + "/ftune-scheduler";
+const std::string kCtl = std::string(FTUNE_BIN_DIR) + "/ftunectl";
 constexpr char kAdminKey[] = "admin-key-for-the-webhook-test-0123";
 
 void WriteFile(const std::string& path, const std::string& text) {
@@ -81,6 +86,7 @@ class SchedulerWebhookTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(
         std::string address,
         proc.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+    address_ = address;
     auto channel =
         grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
     admin_ = v1::AdminService::NewStub(channel);
@@ -178,7 +184,25 @@ class SchedulerWebhookTest : public ::testing::Test {
     return webhooks_->ListWebhookDeliveries(&ctx, req, out);
   }
 
+  // ftunectl against the running scheduler: exit code, stdout + stderr.
+  std::pair<int, std::string> Ctl(const Tenant& t,
+                                  std::vector<std::string> args) {
+    args.insert(args.begin(), {kCtl, "--address", address_});
+    testing::Subprocess proc;
+    const std::string err = dir_.Sub("ctl.stderr");
+    EXPECT_OK(proc.Start(args, {{"FTUNE_API_KEY", t.key}}, err));
+    EXPECT_OK(proc.ReadAll(absl::Seconds(30)));
+    absl::StatusOr<int> status = proc.Wait(absl::Seconds(30));
+    std::string text;
+    for (const std::string& line : proc.lines()) text += line + "\n";
+    std::ifstream in(err);
+    text.append(std::istreambuf_iterator<char>(in), {});
+    return {status.ok() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
+            text};
+  }
+
   testing::TempDir dir_;
+  std::string address_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WebhookService::Stub> webhooks_;
@@ -293,6 +317,33 @@ TEST_F(SchedulerWebhookTest, DeliveryInFlightAtSigkillIsSentAgainAfterRestart) {
   v1::ListWebhookDeliveriesResponse foreign;
   EXPECT_EQ(ListDeliveries(b, wa.webhook().id(), &foreign).error_code(),
             grpc::StatusCode::NOT_FOUND);
+
+  // The same through ftunectl.
+  auto [rc, text] = Ctl(a, {"webhooks", "deliveries", wa.webhook().id()});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_THAT(text, HasSubstr("fine_tuning.job.cancelled"));
+  EXPECT_THAT(text, HasSubstr("DELIVERED"));
+  std::tie(rc, text) = Ctl(a, {"webhooks", "list", "--output", "json"});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_THAT(text, HasSubstr(wa.webhook().id()));
+  EXPECT_THAT(text, Not(HasSubstr(wb.webhook().id())));
+  std::tie(rc, text) =
+      Ctl(a, {"webhooks", "create", "https://hooks.nothing.invalid/",
+              "--event-type", "fine_tuning.job.failed"});
+  EXPECT_NE(rc, 0) << text;
+  EXPECT_THAT(text, HasSubstr("url"));
+  std::tie(rc, text) = Ctl(a, {"webhooks", "create", receiver->url("/c"),
+                               "--event-type", "fine_tuning.job.failed",
+                               "--event-type", "fine_tuning.job.succeeded"});
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_THAT(text, HasSubstr("whsec_"));
+  std::tie(rc, text) = Ctl(b, {"webhooks", "delete", wa.webhook().id()});
+  EXPECT_NE(rc, 0) << text;
+  EXPECT_THAT(text, HasSubstr("NOT_FOUND"));
+  std::tie(rc, text) = Ctl(a, {"webhooks", "delete", wa.webhook().id()});
+  EXPECT_EQ(rc, 0) << text;
+  std::tie(rc, text) = Ctl(a, {"webhooks", "get", wa.webhook().id()});
+  EXPECT_NE(rc, 0) << text;
 
   ASSERT_OK(again.Signal(SIGTERM));
   ASSERT_OK_AND_ASSIGN(int status, again.Wait(absl::Seconds(30)));
