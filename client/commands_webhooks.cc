@@ -24,11 +24,11 @@ void PrintWebhook(const CommandContext& c, const v1::Webhook& w) {
 
 std::string DeliveryState(v1::WebhookDelivery::State s) {
   switch (s) {
-    case v1::WebhookDelivery::PENDING:
+    case v1::WebhookDelivery::STATE_PENDING:
       return "PENDING";
-    case v1::WebhookDelivery::DELIVERED:
+    case v1::WebhookDelivery::STATE_DELIVERED:
       return "DELIVERED";
-    case v1::WebhookDelivery::FAILED:
+    case v1::WebhookDelivery::STATE_FAILED:
       return "FAILED";
     default:
       return "UNSPECIFIED";

@@ -28,6 +28,7 @@
 #include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
 #include "ftune/v1/model.grpc.pb.h"
+#include "ftune/v1/webhook.grpc.pb.h"
 #include "ftune/v1/worker.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -478,6 +479,7 @@ TEST_F(DescriptorSetTest, MatchesCompiledCode) {
       &Job::default_instance(),       &CreateJobRequest::default_instance(),
       &File::default_instance(),      &Model::default_instance(),
       &Worker::default_instance(),    &Tenant::default_instance(),
+      &Webhook::default_instance(),
   };
   for (const pb::Message* m : one_per_file) {
     ASSERT_NE(m->GetDescriptor(), nullptr);

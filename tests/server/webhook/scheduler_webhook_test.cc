@@ -307,10 +307,10 @@ TEST_F(SchedulerWebhookTest, DeliveryInFlightAtSigkillIsSentAgainAfterRestart) {
     log.Clear();
     ASSERT_TRUE(ListDeliveries(a, wa.webhook().id(), &log).ok());
     ASSERT_EQ(log.deliveries_size(), 1);
-    if (log.deliveries(0).state() == v1::WebhookDelivery::DELIVERED) break;
+    if (log.deliveries(0).state() == v1::WebhookDelivery::STATE_DELIVERED) break;
     absl::SleepFor(absl::Milliseconds(20));
   } while (absl::Now() < deadline);
-  EXPECT_EQ(log.deliveries(0).state(), v1::WebhookDelivery::DELIVERED);
+  EXPECT_EQ(log.deliveries(0).state(), v1::WebhookDelivery::STATE_DELIVERED);
   EXPECT_EQ(log.deliveries(0).attempts(), 1);
   EXPECT_EQ(log.deliveries(0).event_id(), to_a[0].headers.at("webhook-id"));
   EXPECT_EQ(log.deliveries(0).last_status_code(), 204);
