@@ -452,10 +452,12 @@ TEST_F(DescriptorSetTest, HasEveryFileAndService) {
                          "ftune/v1/model.proto",
                          "ftune/v1/worker.proto",
                          "ftune/v1/admin.proto",
+                         "ftune/v1/webhook.proto",
                      }));
   for (const char* service :
        {"ftune.v1.JobService", "ftune.v1.FileService", "ftune.v1.ModelService",
-        "ftune.v1.AdminService", "ftune.v1.WorkerService"}) {
+        "ftune.v1.AdminService", "ftune.v1.WorkerService",
+        "ftune.v1.WebhookService"}) {
     EXPECT_NE(pool_.FindServiceByName(service), nullptr) << service;
   }
 }

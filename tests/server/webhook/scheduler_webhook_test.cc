@@ -307,7 +307,8 @@ TEST_F(SchedulerWebhookTest, DeliveryInFlightAtSigkillIsSentAgainAfterRestart) {
     log.Clear();
     ASSERT_TRUE(ListDeliveries(a, wa.webhook().id(), &log).ok());
     ASSERT_EQ(log.deliveries_size(), 1);
-    if (log.deliveries(0).state() == v1::WebhookDelivery::STATE_DELIVERED) break;
+    if (log.deliveries(0).state() == v1::WebhookDelivery::STATE_DELIVERED)
+      break;
     absl::SleepFor(absl::Milliseconds(20));
   } while (absl::Now() < deadline);
   EXPECT_EQ(log.deliveries(0).state(), v1::WebhookDelivery::STATE_DELIVERED);
