@@ -121,6 +121,18 @@ class WebhookDeliveryLoopTest : public ::testing::Test {
     return d;
   }
 
+  // The scrape once it has `line` (the loop counts a settled delivery just
+  // after recording it, so a test that saw the record may be a moment early).
+  std::string AwaitScrape(const std::string& line) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    std::string scrape = metrics_.Scrape();
+    while (scrape.find(line) == std::string::npos && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+      scrape = metrics_.Scrape();
+    }
+    return scrape;
+  }
+
   ::ftune::testing::TempDir dir_;
   FakeClock clock_;
   std::unique_ptr<store::SqliteStore> store_;
@@ -249,7 +261,8 @@ TEST_F(WebhookDeliveryLoopTest,
   EXPECT_EQ(testing::VerifyWithPython(e.secret, got, dir_.Sub("r.json"), &out),
             0)
       << out;
-  const std::string scrape = metrics_.Scrape();
+  const std::string scrape =
+      AwaitScrape("ftune_webhook_deliveries_total{result=\"delivered\"} 1");
   EXPECT_THAT(
       scrape,
       HasSubstr("ftune_webhook_attempts_total{result=\"http_error\"} 3"));
@@ -279,8 +292,9 @@ TEST_F(WebhookDeliveryLoopTest, GivesUpWhenTheRetryPeriodRunsOut) {
   EXPECT_EQ(d.last_status_code, 503);
   EXPECT_EQ(d.last_response.size(), 8u);
   EXPECT_THAT(d.last_response, ::testing::StartsWith("answer "));
-  EXPECT_THAT(metrics_.Scrape(),
-              HasSubstr("ftune_webhook_deliveries_total{result=\"failed\"} 1"));
+  EXPECT_THAT(
+      AwaitScrape("ftune_webhook_deliveries_total{result=\"failed\"} 1"),
+      HasSubstr("ftune_webhook_deliveries_total{result=\"failed\"} 1"));
 }
 
 TEST_F(WebhookDeliveryLoopTest, PrivateTargetsAreRefusedAtDeliveryToo) {
