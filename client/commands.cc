@@ -83,6 +83,11 @@ const std::map<std::string, CommandHandler>& Handlers() {
       {"jobs watch", JobsWatch},
       {"jobs logs", JobsLogs},
       {"adapters download", AdaptersDownload},
+      {"webhooks create", WebhooksCreate},
+      {"webhooks list", WebhooksList},
+      {"webhooks get", WebhooksGet},
+      {"webhooks delete", WebhooksDelete},
+      {"webhooks deliveries", WebhooksDeliveries},
   };
   return *handlers;
 }

@@ -150,6 +150,13 @@ int JobsLogs(const CommandContext& c);
 // commands_adapters.cc
 int AdaptersDownload(const CommandContext& c);
 
+// commands_webhooks.cc
+int WebhooksCreate(const CommandContext& c);
+int WebhooksList(const CommandContext& c);
+int WebhooksGet(const CommandContext& c);
+int WebhooksDelete(const CommandContext& c);
+int WebhooksDeliveries(const CommandContext& c);
+
 }  // namespace ftune::client
 
 #endif  // FTUNE_CLIENT_COMMANDS_INTERNAL_H_

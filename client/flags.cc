@@ -352,6 +352,29 @@ std::vector<CommandSpec> BuildCommands() {
        "download a succeeded job's adapter files, checking each SHA-256",
        {FlagSpec{"output-dir", FlagType::kString, false, "DIR",
                  "directory to write (default: ./<adapter name>)", 'o'}}},
+
+      {"webhooks",
+       "create",
+       {"URL"},
+       "register an https endpoint for job events; prints its signing "
+       "secret once",
+       {Repeated(Str("event-type", "TYPE",
+                     "an event to send (repeat): fine_tuning.job.succeeded, "
+                     ".failed, .cancelled, .paused, "
+                     "ftune.job.checkpoint_saved")),
+        Str("description", "TEXT", "a note for people (at most 512 chars)")}},
+      {"webhooks", "list", {}, "list your webhook endpoints", ListFlags()},
+      {"webhooks", "get", {"WEBHOOK_ID"}, "show one webhook endpoint", {}},
+      {"webhooks",
+       "delete",
+       {"WEBHOOK_ID"},
+       "delete an endpoint and its delivery log",
+       {}},
+      {"webhooks",
+       "deliveries",
+       {"WEBHOOK_ID"},
+       "an endpoint's delivery log, newest first",
+       ListFlags()},
   };
 }
 

@@ -12,6 +12,8 @@ PACKAGES=(
   # services: gRPC, protobuf, Abseil, SQLite, HTTP for /metrics
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev sqlite3 libcivetweb-dev
+  # webhook delivery (server/webhook): libcurl and OpenSSL's HMAC
+  libcurl4-openssl-dev libssl-dev
   # header-only and text processing
   nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
   # tests

@@ -98,6 +98,31 @@ ABSL_FLAG(double, tenant_requests_per_second, 10000,
 ABSL_FLAG(int64_t, tenant_request_burst, 20000,
           "Calls one tenant may make at once above "
           "--tenant_requests_per_second (the bucket's size).");
+// Webhooks (docs/webhooks.md).
+ABSL_FLAG(bool, webhook_allow_http, false,
+          "Allow webhook URLs with http:// (default: https only). For tests "
+          "and trusted networks.");
+ABSL_FLAG(bool, webhook_allow_private_targets, false,
+          "Allow webhook URLs whose host resolves to loopback, link-local, "
+          "private or reserved addresses (default: refused at registration "
+          "and at delivery).");
+ABSL_FLAG(absl::Duration, webhook_request_timeout, absl::Seconds(10),
+          "Longest one webhook POST may take (connect to last byte).");
+ABSL_FLAG(absl::Duration, webhook_retry_initial_backoff, absl::Seconds(5),
+          "Wait before the second attempt of a webhook; doubles with every "
+          "failed attempt (times a random factor in [0.5, 1)).");
+ABSL_FLAG(absl::Duration, webhook_retry_max_backoff, absl::Hours(1),
+          "Longest wait between two attempts of a webhook.");
+ABSL_FLAG(absl::Duration, webhook_retry_period, absl::Hours(24),
+          "How long after its event a webhook is retried before it is "
+          "marked failed.");
+ABSL_FLAG(int32_t, webhook_max_in_flight, 8,
+          "Webhook POSTs in flight at once (sender threads).");
+ABSL_FLAG(int32_t, webhook_max_in_flight_per_endpoint, 2,
+          "Webhook POSTs in flight at once to one endpoint.");
+ABSL_FLAG(absl::Duration, webhook_poll_interval, absl::Seconds(1),
+          "Longest pause between two looks at the webhook outbox (new "
+          "events wake it at once).");
 
 namespace {
 
@@ -227,6 +252,19 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_tenant_requests_per_second);
   options.tenant_limits.request_burst =
       absl::GetFlag(FLAGS_tenant_request_burst);
+  options.webhooks.policy.allow_http = absl::GetFlag(FLAGS_webhook_allow_http);
+  options.webhooks.policy.allow_private =
+      absl::GetFlag(FLAGS_webhook_allow_private_targets);
+  options.webhooks.request_timeout =
+      absl::GetFlag(FLAGS_webhook_request_timeout);
+  options.webhooks.initial_backoff =
+      absl::GetFlag(FLAGS_webhook_retry_initial_backoff);
+  options.webhooks.max_backoff = absl::GetFlag(FLAGS_webhook_retry_max_backoff);
+  options.webhooks.retry_period = absl::GetFlag(FLAGS_webhook_retry_period);
+  options.webhooks.max_in_flight = absl::GetFlag(FLAGS_webhook_max_in_flight);
+  options.webhooks.max_in_flight_per_endpoint =
+      absl::GetFlag(FLAGS_webhook_max_in_flight_per_endpoint);
+  options.webhooks.poll_interval = absl::GetFlag(FLAGS_webhook_poll_interval);
   if (options.db_path.empty()) {
     std::cerr << "ftune-scheduler: --db=PATH is required (the SQLite "
                  "database, on local disk)"

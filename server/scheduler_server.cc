@@ -26,8 +26,11 @@
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
 #include "server/rpc/scheduler_metrics.h"
+#include "server/rpc/webhook_service.h"
 #include "server/rpc/worker_service.h"
 #include "server/store/sqlite_store.h"
+#include "server/webhook/registry.h"
+#include "server/webhook/sender.h"
 
 namespace ftune::server {
 namespace {
@@ -58,6 +61,7 @@ SchedulerServer::~SchedulerServer() {
   Shutdown();
   Wait();
   dispatcher_hook_.store(nullptr);
+  webhook_hook_.store(nullptr);
 }
 
 absl::Status SchedulerServer::OpenStoreAndServices() {
@@ -82,10 +86,18 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   so.path = options_.db_path;
   so.on_commit =
       [hub = watch_hub_->CommitHook(), dispatcher = &dispatcher_hook_,
+       webhooks = &webhook_hook_,
        metrics = metrics_.get()](const std::vector<store::JobChange>& changes) {
         hub(changes);
         metrics->OnCommit(changes);
         if (engine::Dispatcher* d = dispatcher->load()) d->OnCommit(changes);
+        if (webhook::DeliveryLoop* w = webhooks->load()) {
+          for (const store::JobChange& c : changes) {
+            for (const core::JobEvent& e : c.events) {
+              if (store::WebhookEventTypeFor(e)) w->Poke();
+            }
+          }
+        }
       };
   so.on_commit_timing = [metrics = metrics_.get()](absl::Duration d,
                                                    int writes) {
@@ -173,6 +185,19 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   worker_service_ = std::make_unique<rpc::WorkerServiceImpl>(
       store_.get(), auth_.get(), dispatcher_.get(), Clock::Real(),
       rpc_executor_.get());
+  webhook_registry_ = std::make_unique<webhook::WebhookRegistry>(
+      store_.get(), options_.webhooks.policy);
+  webhook_service_ = std::make_unique<rpc::WebhookServiceImpl>(
+      webhook_registry_.get(), auth_.get(), rpc_executor_.get());
+  webhook_sender_ = std::make_unique<webhook::CurlSender>();
+  FTUNE_ASSIGN_OR_RETURN(
+      webhook_loop_,
+      webhook::DeliveryLoop::Create(store_.get(), webhook_sender_.get(),
+                                    options_.webhook_clock != nullptr
+                                        ? options_.webhook_clock
+                                        : Clock::Real(),
+                                    registry_.get(), options_.webhooks));
+  webhook_hook_.store(webhook_loop_.get());
   return absl::OkStatus();
 }
 
@@ -220,6 +245,7 @@ absl::Status SchedulerServer::Start() {
     builder.RegisterService(model_service_.get());
     builder.RegisterService(file_service_.get());
     builder.RegisterService(worker_service_.get());
+    builder.RegisterService(webhook_service_.get());
   }
   if (grpc_metrics_ != nullptr) {
     std::vector<
@@ -239,6 +265,7 @@ absl::Status SchedulerServer::Start() {
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
   if (dispatcher_ != nullptr && options_.dispatch) dispatcher_->Start();
+  if (webhook_loop_ != nullptr) webhook_loop_->Start();
   if (!options_.metrics_address.empty() && registry_ != nullptr) {
     metrics::MetricsHttpServerOptions mo;
     mo.listen_address = options_.metrics_address;
@@ -260,7 +287,7 @@ absl::Status SchedulerServer::Start() {
     absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> api =
         http::OpenAiHttpServer::Start(
             ho, {store_.get(), jobs_.get(), file_service_->catalog(),
-                 auth_.get(), registry_.get()});
+                 auth_.get(), webhook_registry_.get(), registry_.get()});
     if (!api.ok()) {
       Shutdown();
       Wait();
@@ -303,6 +330,7 @@ void SchedulerServer::Shutdown() {
   if (watch_hub_ != nullptr) watch_hub_->Shutdown();
   // Command streams are endless too; no new leases once stopping.
   if (dispatcher_ != nullptr) dispatcher_->Shutdown();
+  if (webhook_loop_ != nullptr) webhook_loop_->Stop();
   FTUNE_LOG(INFO) << "stopping the gRPC server (calls in flight get "
                   << absl::FormatDuration(options_.shutdown_grace) << ")";
   server_->Shutdown(std::chrono::system_clock::now() +

@@ -20,6 +20,7 @@
 #include "server/engine/tenant_limits.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/job_service.h"
+#include "server/webhook/delivery_loop.h"
 
 namespace grpc {
 class Server;
@@ -55,7 +56,14 @@ class GrpcServerMetrics;
 class SchedulerMetrics;
 class ModelServiceImpl;
 class WorkerServiceImpl;
+class WebhookServiceImpl;
 }  // namespace rpc
+
+namespace webhook {
+class CurlSender;
+class DeliveryLoop;
+class WebhookRegistry;
+}  // namespace webhook
 
 struct SchedulerOptions {
   // host:port for gRPC. Port 0 picks a free port (see SchedulerServer::port()).
@@ -115,6 +123,13 @@ struct SchedulerOptions {
   // Stream handlers; empty ones are served by the built-in WatchJob (the
   // store's commit fan-out) and StreamJobLog (log files under storage_root).
   rpc::JobStreamHandlers job_streams;
+  // Webhooks (server/webhook/): the target policy (also applied when
+  // endpoints are registered), retries, limits. The delivery loop runs
+  // whenever the store is open.
+  webhook::DeliveryOptions webhooks;
+  // The delivery loop's clock; null = the real clock (tests pass a
+  // FakeClock).
+  Clock* webhook_clock = nullptr;
 };
 
 class SchedulerServer {
@@ -146,6 +161,10 @@ class SchedulerServer {
 
   // The store, for in-process tests and wiring (null without db_path).
   store::SqliteStore* store() const { return store_.get(); }
+  // The webhook registry, for the HTTP API and tests (null without db_path).
+  webhook::WebhookRegistry* webhook_registry() const {
+    return webhook_registry_.get();
+  }
   // The dispatcher, for in-process tests (null without db_path).
   engine::Dispatcher* dispatcher() const { return dispatcher_.get(); }
 
@@ -173,6 +192,12 @@ class SchedulerServer {
   std::unique_ptr<rpc::ModelServiceImpl> model_service_;
   std::unique_ptr<rpc::FileService> file_service_;
   std::unique_ptr<rpc::WorkerServiceImpl> worker_service_;
+  std::unique_ptr<webhook::CurlSender> webhook_sender_;
+  std::unique_ptr<webhook::WebhookRegistry> webhook_registry_;
+  std::unique_ptr<rpc::WebhookServiceImpl> webhook_service_;
+  // Set once the loop exists; read by the store's commit hook (pokes it).
+  std::atomic<webhook::DeliveryLoop*> webhook_hook_{nullptr};
+  std::unique_ptr<webhook::DeliveryLoop> webhook_loop_;  // Stopped first.
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;  // Stops first.
   std::unique_ptr<http::OpenAiHttpServer> openai_http_;       // Stops first.

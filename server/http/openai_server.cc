@@ -26,6 +26,7 @@
 #include "server/engine/error_info.h"
 #include "server/engine/job_engine.h"
 #include "server/http/openai_json.h"
+#include "server/http/webhook_routes.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/file_catalog.h"
 #include "server/rpc/job_queries.h"
@@ -392,8 +393,9 @@ class OpenAiHttpServer::Request {
     // and methods, so that no request can add label values.
     std::vector<std::string> shape;
     for (size_t i = 0; i < parts.size(); ++i) {
-      const bool id = (i == 2 && parts[1] == "files") ||
-                      (i == 3 && parts.size() > 2 && parts[1] == "fine_tuning");
+      const bool id =
+          (i == 2 && (parts[1] == "files" || parts[1] == "webhooks")) ||
+          (i == 3 && parts.size() > 2 && parts[1] == "fine_tuning");
       shape.push_back(id ? "{id}" : std::string(parts[i]));
     }
     const std::string route = absl::StrCat("/", absl::StrJoin(shape, "/"));
@@ -407,7 +409,10 @@ class OpenAiHttpServer::Request {
                                      "/v1/fine_tuning/jobs/{id}/pause",
                                      "/v1/fine_tuning/jobs/{id}/resume",
                                      "/v1/fine_tuning/jobs/{id}/events",
-                                     "/v1/fine_tuning/jobs/{id}/checkpoints"};
+                                     "/v1/fine_tuning/jobs/{id}/checkpoints",
+                                     "/v1/webhooks",
+                                     "/v1/webhooks/{id}",
+                                     "/v1/webhooks/{id}/deliveries"};
     if ((method_ == "GET" || method_ == "POST" || method_ == "DELETE") &&
         std::find(kRoutes->begin(), kRoutes->end(), route) != kRoutes->end()) {
       route_ = absl::StrCat(method_, " ", route);
@@ -418,6 +423,10 @@ class OpenAiHttpServer::Request {
     if (parts.size() >= 3 && parts[0] == "v1" && parts[1] == "fine_tuning" &&
         parts[2] == "jobs") {
       return RouteJobs(parts);
+    }
+    if (parts.size() >= 2 && parts[0] == "v1" && parts[1] == "webhooks" &&
+        backends().webhooks != nullptr) {
+      return RouteWebhooks(parts);
     }
     return absl::NotFoundError(
         absl::StrCat("Unknown request URL: ", method_, " ", path_));
@@ -467,6 +476,29 @@ class OpenAiHttpServer::Request {
     }
     return absl::NotFoundError(
         absl::StrCat("Unknown request URL: ", method_, " ", path_));
+  }
+
+  absl::Status RouteWebhooks(const std::vector<absl::string_view>& parts) {
+    WebhookRouteRequest r;
+    r.method = method_;
+    for (size_t i = 2; i < parts.size(); ++i) r.rest.emplace_back(parts[i]);
+    FTUNE_ASSIGN_OR_RETURN(r.tenant, Tenant());
+    FTUNE_ASSIGN_OR_RETURN(auto q, ParseQuery(info_->query_string));
+    if (method_ == "GET" && IsWebhookListing(r.rest)) {
+      FTUNE_RETURN_IF_ERROR(OnlyQueryParams(q, {"after", "limit"}));
+      FTUNE_ASSIGN_OR_RETURN(r.limit, LimitParam(q));
+      r.after = q["after"];
+    } else {
+      FTUNE_RETURN_IF_ERROR(OnlyQueryParams(q, {}));
+    }
+    if (method_ == "POST" && r.rest.empty()) {
+      FTUNE_ASSIGN_OR_RETURN(r.body, JsonBody(/*empty_ok=*/false));
+    }
+    FTUNE_ASSIGN_OR_RETURN(WebhookRouteAnswer answer,
+                           HandleWebhookRoute(*backends().webhooks, r));
+    if (!answer.allow.empty()) return MethodNotAllowed(answer.allow);
+    Respond(answer.status, answer.body);
+    return absl::OkStatus();
   }
 
   // ------------------------------------------------------------ files ----

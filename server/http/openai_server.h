@@ -48,6 +48,9 @@ namespace ftune::server {
 namespace engine {
 class JobEngine;
 }  // namespace engine
+namespace webhook {
+class WebhookRegistry;
+}  // namespace webhook
 namespace rpc {
 class FileCatalog;
 class StoreAuthenticator;
@@ -74,6 +77,8 @@ struct OpenAiBackends {
   engine::JobEngine* jobs = nullptr;
   rpc::FileCatalog* files = nullptr;
   rpc::StoreAuthenticator* auth = nullptr;
+  // The /v1/webhooks routes (webhook_routes.h); null = not served.
+  webhook::WebhookRegistry* webhooks = nullptr;
   // Where ftune_http_requests_total{route, code} is registered; null = no
   // metrics.
   metrics::Registry* registry = nullptr;

@@ -12,6 +12,7 @@
 #include "common/contract/limits.h"
 #include "common/status.h"
 #include "server/store/rows.h"
+#include "server/store/webhook_outbox.h"
 
 namespace ftune::store::internal {
 
@@ -103,6 +104,8 @@ absl::StatusOr<JobEvent> AddEvent(WriteContext& ctx, Job& job,
   e.message = std::move(message);
   e.step = step;
   FTUNE_RETURN_IF_ERROR(InsertEvent(ctx.conn, e));
+  // The webhook outbox rides in the same transaction as the event.
+  FTUNE_RETURN_IF_ERROR(EnqueueWebhooks(ctx.conn, job, e));
   return e;
 }
 

@@ -266,6 +266,42 @@ CREATE TABLE job_samples(
   bytes INTEGER NOT NULL,
   PRIMARY KEY(job_id, step, idx)) WITHOUT ROWID;
 )sql"},
+      {8,
+       "webhooks: tenants' endpoints and the delivery outbox (written in the "
+       "transaction of the job event that causes it)",
+       R"sql(
+CREATE TABLE webhook_endpoints(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  url TEXT NOT NULL,
+  event_types TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '',
+  create_time INTEGER NOT NULL,
+  disabled INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX webhook_endpoints_tenant ON webhook_endpoints(tenant_id, seq);
+CREATE TABLE webhook_deliveries(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  endpoint_id TEXT NOT NULL,
+  tenant_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  create_time INTEGER NOT NULL,
+  next_attempt_time INTEGER,
+  last_attempt_time INTEGER,
+  last_status_code INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  last_response TEXT NOT NULL DEFAULT '');
+CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, seq);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_time)
+  WHERE state = 1;
+)sql"},
   };
   return *kMigrations;
 }

@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "server/store/sqlite_db.h"
 #include "server/store/store.h"
+#include "server/store/webhook_store.h"
 
 namespace ftune::store {
 
@@ -61,7 +62,7 @@ struct SqliteStoreOptions {
   std::function<void(absl::Duration, int writes)> on_commit_timing;
 };
 
-class SqliteStore : public Store {
+class SqliteStore : public Store, public WebhookStore {
  public:
   // Opens/creates the database and migrates it to the latest schema.
   // FAILED_PRECONDITION if the file's schema is newer than this binary's.
@@ -176,6 +177,27 @@ class SqliteStore : public Store {
                                        const core::AttemptEnd& end) override;
   absl::StatusOr<LeaseExpiryResult> ExpireLeases(absl::Time now) override;
   absl::StatusOr<core::SchedulingSnapshot> GetSchedulingSnapshot() override;
+
+  // ---- WebhookStore (sqlite_store_webhooks.cc) ----
+  absl::StatusOr<WebhookEndpoint> CreateWebhookEndpoint(
+      WebhookEndpoint endpoint) override;
+  absl::StatusOr<WebhookEndpoint> GetWebhookEndpoint(
+      absl::string_view tenant_id, absl::string_view id) override;
+  absl::StatusOr<Page<WebhookEndpoint>> ListWebhookEndpoints(
+      absl::string_view tenant_id, int page_size,
+      absl::string_view page_token) override;
+  absl::StatusOr<WebhookEndpoint> DeleteWebhookEndpoint(
+      absl::string_view tenant_id, absl::string_view id) override;
+  absl::StatusOr<Page<WebhookDelivery>> ListWebhookDeliveries(
+      absl::string_view tenant_id, absl::string_view endpoint_id, int page_size,
+      absl::string_view page_token) override;
+  absl::StatusOr<std::vector<DueWebhookDelivery>> ListDueWebhookDeliveries(
+      absl::Time now, int limit,
+      const std::vector<std::string>& exclude) override;
+  absl::StatusOr<WebhookDelivery> RecordWebhookAttempt(
+      absl::string_view delivery_id,
+      const WebhookAttemptResult& result) override;
+  absl::StatusOr<std::optional<absl::Time>> NextWebhookDueTime() override;
 
   // Number of COMMITs the writer has issued (for tests and the benchmark:
   // fewer commits than writes shows group commit at work).

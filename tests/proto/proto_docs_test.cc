@@ -28,6 +28,7 @@
 #include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
 #include "ftune/v1/model.grpc.pb.h"
+#include "ftune/v1/webhook.grpc.pb.h"
 #include "ftune/v1/worker.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -451,10 +452,12 @@ TEST_F(DescriptorSetTest, HasEveryFileAndService) {
                          "ftune/v1/model.proto",
                          "ftune/v1/worker.proto",
                          "ftune/v1/admin.proto",
+                         "ftune/v1/webhook.proto",
                      }));
   for (const char* service :
        {"ftune.v1.JobService", "ftune.v1.FileService", "ftune.v1.ModelService",
-        "ftune.v1.AdminService", "ftune.v1.WorkerService"}) {
+        "ftune.v1.AdminService", "ftune.v1.WorkerService",
+        "ftune.v1.WebhookService"}) {
     EXPECT_NE(pool_.FindServiceByName(service), nullptr) << service;
   }
 }
@@ -478,6 +481,7 @@ TEST_F(DescriptorSetTest, MatchesCompiledCode) {
       &Job::default_instance(),       &CreateJobRequest::default_instance(),
       &File::default_instance(),      &Model::default_instance(),
       &Worker::default_instance(),    &Tenant::default_instance(),
+      &Webhook::default_instance(),
   };
   for (const pb::Message* m : one_per_file) {
     ASSERT_NE(m->GetDescriptor(), nullptr);

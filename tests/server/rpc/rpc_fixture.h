@@ -90,6 +90,7 @@ class RpcTest : public ::testing::Test {
     options.metrics_address = metrics_address_;
     options.tenant_limits = tenant_limits_;
     options.tenant_limits_clock = tenant_limits_clock_;
+    options.webhooks = webhooks_;
     server_ = std::make_unique<SchedulerServer>(options);
     FTUNE_RETURN_IF_ERROR(server_->Start());
     channel_ = grpc::CreateChannel(server_->address(),
@@ -177,6 +178,8 @@ class RpcTest : public ::testing::Test {
   // real).
   engine::TenantLimitOptions tenant_limits_;
   Clock* tenant_limits_clock_ = nullptr;
+  // Webhook delivery and target policy (defaults as in production).
+  webhook::DeliveryOptions webhooks_;
   ftune::testing::TempDir dir_;
   std::unique_ptr<SchedulerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -1,0 +1,48 @@
+// WebhookRegistry: the business rules of registering webhook endpoints,
+// shared by the gRPC WebhookService and the HTTP API (/v1/webhooks): the
+// target check (target.h), known and de-duplicated event types, a
+// description limit, and a fresh signing secret. Errors carry the field in
+// ErrorInfo (engine::InvalidField), so both front ends can name it.
+//
+// Thread-safe; the store outlives the registry.
+#ifndef FTUNE_SERVER_WEBHOOK_REGISTRY_H_
+#define FTUNE_SERVER_WEBHOOK_REGISTRY_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/store/webhook_store.h"
+#include "server/webhook/target.h"
+
+namespace ftune::server::webhook {
+
+inline constexpr size_t kMaxDescriptionLength = 512;
+
+struct NewEndpoint {
+  std::string url;
+  std::vector<std::string> event_types;
+  std::string description;
+};
+
+class WebhookRegistry {
+ public:
+  WebhookRegistry(store::WebhookStore* store, TargetPolicy policy)
+      : store_(store), policy_(policy) {}
+
+  // The stored endpoint with its secret (the only time it is returned).
+  // INVALID_ARGUMENT naming url, event_types or description; nothing is
+  // stored then.
+  absl::StatusOr<store::WebhookEndpoint> Create(const std::string& tenant_id,
+                                                NewEndpoint request);
+
+  store::WebhookStore* store() const { return store_; }
+
+ private:
+  store::WebhookStore* const store_;
+  const TargetPolicy policy_;
+};
+
+}  // namespace ftune::server::webhook
+
+#endif  // FTUNE_SERVER_WEBHOOK_REGISTRY_H_
