@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -298,6 +299,14 @@ absl::Status SchedulerServer::Start() {
     openai_http_ = *std::move(api);
     FTUNE_LOG(INFO) << "OpenAI-compatible HTTP API on http://"
                     << openai_http_->address();
+    if (!options_.tls_cert_pem.empty() &&
+        !absl::StartsWith(openai_http_->address(), "127.")) {
+      FTUNE_LOG(WARNING)
+          << "the gRPC API uses TLS but the HTTP API on "
+          << openai_http_->address()
+          << " is plaintext: put a TLS-terminating proxy in front of it "
+             "(docs/openai-compat.md)";
+    }
   }
   FTUNE_LOG(INFO) << "gRPC serving on " << address();
   return absl::OkStatus();
