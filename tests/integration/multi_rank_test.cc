@@ -9,9 +9,11 @@
 // resources.processes = 2 trains what one process trains, that a rank
 // killed mid-run fails the attempt as a whole (no process left), which is
 // retried from its checkpoint and published once, that a cancel stops every
-// rank, and that a job no worker could hold is refused at create.
-// About 45 s on the 2-core development machine (most of it trainer start-up
-// and the real steps).
+// rank, that a job no worker could hold is refused at create, and that a
+// DPO job of two ranks publishes and reports its reward statistics (and one
+// with a prompt too long for max_seq_length fails before its first step).
+// About 70 s on the 2-core development machine, the DPO test about 27 s of
+// it (most of it trainer start-up: four ranks of two jobs).
 #include <dirent.h>
 #include <signal.h>
 
@@ -263,6 +265,110 @@ TEST_F(MultiRankTest, RefusesWhatNoWorkerHoldsAndTwoRanksTrainWhatOneTrains) {
   EXPECT_THAT(log, HasSubstr("x 2 ranks"));
   EXPECT_THAT(log, HasSubstr("[rank 1] "));
   EXPECT_TRUE(TrainersOf(two.id()).empty());
+}
+
+// A DPO job of two ranks through the whole system: the pairs uploaded as a
+// preference file, the agent starting two ftune-train ranks, the job
+// SUCCEEDED with a published adapter and the reward statistics of training
+// and evaluation readable through ListJobMetrics. Then a pair whose prompt
+// leaves no room for an answer at max_seq_length fails the job before its
+// first step, once (not retried), naming the line and the lengths.
+TEST_F(MultiRankTest,
+       DpoOnTwoRanksPublishesAndReportsRewardsAndTooLongPromptFails) {
+  ASSERT_OK(WritePreferencePairs(cluster_->Path("pairs.jsonl"), 32, 11));
+  ASSERT_OK_AND_ASSIGN(std::string text,
+                       ReadFile(cluster_->Path("pairs.jsonl")));
+  ASSERT_OK_AND_ASSIGN(std::string pairs,
+                       cluster_->UploadFile(tenant_, "pairs.jsonl", text));
+  v1::JobSpec spec = Spec(2, 6, 0, 2, 1);
+  spec.set_training_file(pairs);
+  spec.set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  spec.mutable_preference()->set_beta(0.5);
+  spec.set_validation_split(0.25);
+  spec.mutable_hyperparameters()->set_eval_every_steps(6);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, cluster_->CreateJob(tenant_, spec));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job done,
+      cluster_->WaitForJob(tenant_, job.id(), Ended, absl::Seconds(240)));
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.ShortDebugString();
+  EXPECT_EQ(done.progress().step(), 6);
+  EXPECT_GE(done.adapter().files_size(), 3);
+  EXPECT_TRUE(std::filesystem::exists(
+      JoinPath(AdapterDir(job.id()), "adapter_model.safetensors")));
+  bool started = false;
+  for (const std::string& m : Events(job.id(), v1::JOB_EVENT_TYPE_LOG)) {
+    started |= absl::StrContains(m, "2 trainer ranks started");
+  }
+  EXPECT_TRUE(started);
+
+  grpc::ClientContext ctx;
+  Authorize(ctx, tenant_.key);
+  v1::ListJobMetricsRequest req;
+  req.set_job_id(job.id());
+  req.set_page_size(1000);
+  v1::ListJobMetricsResponse resp;
+  ASSERT_TRUE(cluster_->jobs().ListJobMetrics(&ctx, req, &resp).ok());
+  int train_points = 0, eval_points = 0;
+  for (const v1::MetricPoint& p : resp.metrics()) {
+    if (p.has_train_loss()) {
+      ++train_points;
+      ASSERT_TRUE(p.has_preference()) << p.ShortDebugString();
+      EXPECT_GE(p.preference().reward_accuracy(), 0);
+      EXPECT_LE(p.preference().reward_accuracy(), 1);
+      EXPECT_NEAR(
+          p.preference().reward_margin(),
+          p.preference().rewards_chosen() - p.preference().rewards_rejected(),
+          1e-9);
+      EXPECT_LT(p.preference().logps_chosen(), 0);
+      EXPECT_LT(p.preference().logps_rejected(), 0);
+    }
+    if (p.has_eval_loss()) {
+      ++eval_points;
+      ASSERT_TRUE(p.has_eval_preference()) << p.ShortDebugString();
+      // Six steps at 2e-2 already order most held-out pairs.
+      EXPECT_GT(p.eval_preference().reward_margin(), 0);
+      EXPECT_GT(p.eval_preference().reward_accuracy(), 0.5);
+    }
+  }
+  EXPECT_GE(train_points, 1);
+  EXPECT_EQ(eval_points, 1);
+  // The first step starts at the reference: DPO's loss is log 2.
+  ASSERT_GT(resp.metrics_size(), 0);
+  EXPECT_NEAR(resp.metrics(0).train_loss(), std::log(2.0), 1e-5);
+
+  // Line 33: a prompt of 80 bytes, 80 tokens for this byte-level tokenizer,
+  // against max_seq_length 64.
+  text += json{{"prompt", std::string(80, 'p')},
+               {"chosen", " abc"},
+               {"rejected", " xyz"}}
+              .dump() +
+          "\n";
+  ASSERT_OK_AND_ASSIGN(std::string long_pairs,
+                       cluster_->UploadFile(tenant_, "long.jsonl", text));
+  spec.set_training_file(long_pairs);
+  spec.set_max_restarts(2);
+  ASSERT_OK_AND_ASSIGN(v1::Job bad, cluster_->CreateJob(tenant_, spec));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job failed,
+      cluster_->WaitForJob(tenant_, bad.id(), Ended, absl::Seconds(240)));
+  ASSERT_EQ(failed.state(), v1::JOB_STATE_FAILED) << failed.ShortDebugString();
+  EXPECT_EQ(failed.error().reason(), v1::ERROR_REASON_INVALID_INPUT);
+  EXPECT_FALSE(failed.error().retryable());
+  EXPECT_EQ(failed.attempt(), 1);
+  // The file by its id, not by its place on shared storage.
+  EXPECT_THAT(failed.error().message(),
+              HasSubstr(absl::StrCat(long_pairs, ": training file: line 33")));
+  EXPECT_THAT(failed.error().message(),
+              ::testing::Not(HasSubstr(cluster_->StoragePath("files"))));
+  EXPECT_THAT(failed.error().message(), HasSubstr("the prompt is 80 tokens"));
+  EXPECT_THAT(failed.error().message(),
+              HasSubstr("max_seq_length 64 leaves no room"));
+  EXPECT_EQ(failed.progress().step(), 0);
+  grpc::ClientContext bctx;
+  Authorize(bctx, tenant_.key);
+  req.set_job_id(bad.id());
+  ASSERT_TRUE(cluster_->jobs().ListJobMetrics(&bctx, req, &resp).ok());
+  EXPECT_EQ(resp.metrics_size(), 0);
 }
 
 TEST_F(MultiRankTest, RankKilledMidRunFailsTheAttemptWhichResumesOnce) {

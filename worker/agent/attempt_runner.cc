@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/sha256.h"
@@ -264,6 +265,18 @@ v1::FinishAttemptRequest AttemptRunner::Failed(v1::ErrorReason reason,
   r.set_outcome(v1::ATTEMPT_OUTCOME_FAILED);
   v1::JobError* e = r.mutable_error();
   e->set_reason(reason);
+  // The trainer names a data file by its path on shared storage; the tenant
+  // knows it by its id (and is not shown the storage layout).
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {command_.training_file_path(), command_.spec().training_file()},
+      {command_.validation_file_path(), command_.spec().validation_file()}};
+  for (const auto& [path, id] : files) {
+    absl::StatusOr<std::string> full =
+        ResolveStoragePath(options_.storage_root, path, "path");
+    if (full.ok() && !id.empty()) {
+      message = absl::StrReplaceAll(message, {{*full, id}});
+    }
+  }
   e->set_message(std::move(message));
   e->set_retryable(retryable);
   e->set_attempt(command_.attempt());

@@ -25,6 +25,9 @@
 #include "worker/train/adapter.h"
 #include "worker/train/model.h"
 #include "worker/train/objectives/preference_step.h"
+#include "worker/train/text_data.h"
+#include "worker/train/torch_compat.h"
+#include "worker/train/trainer.h"
 
 namespace ftune::train {
 namespace {
@@ -332,6 +335,144 @@ TEST_F(PreferenceStepTest, LossGradientsAndStatisticsMatchTheReference) {
     ExpectStepMatches(kind, o, want, torch::kFloat64, 1e-6);
     ExpectStepMatches(kind, o, want, torch::kFloat32, 1e-4);
   }
+}
+
+// --- Out of memory during a preference step -----------------------------
+
+// Out of memory with oom_retry in a DPO run: the step runs again in
+// micro-batches of half the pairs (a pair's two rows always together), and
+// the run trains what a run that had the memory trains. The fault is
+// injected before each forward pass of more than one pair (as in
+// TrainerTest.OomRetryHalvesTheMicroBatchAndKeepsTheEffectiveBatch).
+TEST(PreferenceOomTest, RetryHalvesTheMicroBatchKeepingPairsWhole) {
+  ftune::testing::TempDir dir;
+  ASSERT_TRUE(ftune::testing::WriteTinyLlama(dir.Sub("model"), 320, 3).ok());
+  ASSERT_TRUE(ftune::testing::WriteChatTokenizer(dir.Sub("model")).ok());
+  ASSERT_TRUE(
+      ftune::testing::WritePreferencePairs(dir.Sub("pairs.jsonl"), 16, 5).ok());
+  ASSERT_TRUE(
+      ftune::testing::WritePreferencePairs(dir.Sub("val.jsonl"), 4, 6).ok());
+  auto spec = [&](const std::string& run, bool retry) {
+    json j = {{"model_dir", dir.Sub("model")},
+              {"base_model_name", "tiny-llama"},
+              {"train_data", dir.Sub("pairs.jsonl")},
+              {"validation_data", dir.Sub("val.jsonl")},
+              {"data", {{"format", "text"}, {"chat_template", "auto"}}},
+              {"objective", "dpo"},
+              {"preference", {{"beta", 0.5}}},
+              {"lora",
+               {{"rank", 4},
+                {"alpha", 8},
+                {"dropout", 0},  // masks depend on the micro-batch split
+                {"target_modules", {"all-linear"}}}},
+              {"hyperparameters",
+               {{"max_steps", 3},
+                {"learning_rate", 1e-2},
+                {"warmup_steps", 0},
+                {"batch_size", 4},
+                {"gradient_accumulation_steps", 1},
+                {"max_seq_length", 64},
+                {"seed", 7},
+                {"eval_every_steps", 3},
+                {"checkpoint_every_steps", 0},
+                {"packing", false},
+                {"gradient_checkpointing", false},
+                {"oom_retry", retry}}},
+              {"output_dir", dir.Sub(run + "/adapter")},
+              {"checkpoint_dir", dir.Sub(run + "/ckpt")},
+              {"threads", 1}};
+    auto s = contract::ParseTrainSpec(j.dump());
+    EXPECT_TRUE(s.ok()) << s.status();
+    return *s;
+  };
+  struct Run {
+    std::vector<json> events;
+    std::vector<int64_t> micro_rows;  // every forward pass's row count
+  };
+  auto hooks_for = [](Run& run, int64_t max_rows) {
+    TrainerHooks h;
+    h.emit = [&run](const contract::ProgressEvent& e) {
+      run.events.push_back(json::parse(contract::ToJsonLine(e)));
+    };
+    h.before_micro_batch = [&run, max_rows](int64_t rows) {
+      run.micro_rows.push_back(rows);
+      TORCH_CHECK_WITH(OutOfMemoryError, rows <= max_rows,
+                       "injected: out of memory for ", rows, " rows");
+    };
+    return h;
+  };
+  // The reference: micro-batches of one pair from the start (batch 4,
+  // accumulating 4 passes of 1 pair), no fault.
+  TrainSpec small = spec("small", false);
+  small.hp.batch_size = 1;
+  small.hp.gradient_accumulation_steps = 4;
+  Run a;
+  auto data_a = NewDataSource(small);
+  absl::StatusOr<TrainResult> ra =
+      RunTraining(small, *data_a, hooks_for(a, 1 << 20));
+  ASSERT_TRUE(ra.ok()) << ra.status();
+
+  // Batches of 4 pairs, out of memory above one pair (2 rows).
+  Run b;
+  TrainSpec big = spec("big", true);
+  auto data_b = NewDataSource(big);
+  absl::StatusOr<TrainResult> rb = RunTraining(big, *data_b, hooks_for(b, 2));
+  ASSERT_TRUE(rb.ok()) << rb.status();
+  ASSERT_EQ(rb->losses.size(), 3u);
+  ASSERT_EQ(ra->losses.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_NEAR(rb->losses[i], ra->losses[i], 1e-5 * std::abs(ra->losses[i]))
+        << "step " << i + 1;
+  }
+  EXPECT_NEAR(rb->best_eval_loss, ra->best_eval_loss,
+              1e-5 * std::abs(ra->best_eval_loss));
+  // Retried twice at step 1: 2 pairs x 2, then 1 pair x 4.
+  std::vector<std::pair<int64_t, int64_t>> retries;
+  std::vector<json> metrics_a, metrics_b;
+  for (const json& e : b.events) {
+    if (e["type"] == "oom_retry") {
+      EXPECT_EQ(e["step"], 1);
+      EXPECT_NE(e["message"].get<std::string>().find("injected"),
+                std::string::npos);
+      retries.emplace_back(e["micro_batch_size"],
+                           e["gradient_accumulation_steps"]);
+    }
+    if (e["type"] == "metrics") metrics_b.push_back(e);
+  }
+  for (const json& e : a.events) {
+    if (e["type"] == "metrics") metrics_a.push_back(e);
+  }
+  EXPECT_EQ(retries,
+            (std::vector<std::pair<int64_t, int64_t>>{{2, 2}, {1, 4}}));
+  // Forward passes of 8 rows (refused), 4 (refused), then 2 ever after:
+  // always whole pairs.
+  ASSERT_GE(b.micro_rows.size(), 3u);
+  EXPECT_EQ(b.micro_rows[0], 8);
+  EXPECT_EQ(b.micro_rows[1], 4);
+  for (size_t i = 2; i < b.micro_rows.size(); ++i) {
+    EXPECT_EQ(b.micro_rows[i], 2) << "forward pass " << i;
+  }
+  // The reward statistics are those of the run that had the memory.
+  ASSERT_EQ(metrics_a.size(), 3u);
+  ASSERT_EQ(metrics_b.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    for (const char* k : {"rewards_chosen", "rewards_rejected",
+                          "reward_accuracy", "reward_margin"}) {
+      const double want = metrics_a[i]["preference"][k].get<double>();
+      EXPECT_NEAR(metrics_b[i]["preference"][k].get<double>(), want,
+                  1e-5 * std::max(1.0, std::abs(want)))
+          << k << " at step " << i + 1;
+    }
+  }
+
+  // Without oom_retry the same fault fails the run as out of memory.
+  Run c;
+  TrainSpec no_retry = spec("no-retry", false);
+  auto data_c = NewDataSource(no_retry);
+  absl::StatusOr<TrainResult> rc =
+      RunTraining(no_retry, *data_c, hooks_for(c, 2));
+  EXPECT_EQ(rc.status().code(), absl::StatusCode::kResourceExhausted)
+      << rc.status();
 }
 
 }  // namespace

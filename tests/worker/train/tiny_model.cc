@@ -104,8 +104,8 @@ std::string ReversedWordChats(int n, uint64_t seed) {
   return out;
 }
 
-absl::Status WritePreferencePairs(const std::string& path, int n,
-                                  uint64_t seed) {
+absl::Status WritePreferencePairs(const std::string& path, int n, uint64_t seed,
+                                  bool varied_prompts) {
   std::mt19937_64 rng(seed);
   auto word = [&](char first) {
     std::string w;
@@ -116,8 +116,15 @@ absl::Status WritePreferencePairs(const std::string& path, int n,
   };
   std::string text;
   for (int i = 0; i < n; ++i) {
+    std::string prompt = "say:";
+    if (varied_prompts) {
+      prompt = "say ";
+      prompt += static_cast<char>('g' + rng() % 10);
+      prompt += static_cast<char>('g' + rng() % 10);
+      prompt += ":";
+    }
     absl::StrAppend(&text,
-                    json{{"prompt", "say:"},
+                    json{{"prompt", prompt},
                          {"chosen", " " + word('a')},
                          {"rejected", " " + word('v')}}
                         .dump(),

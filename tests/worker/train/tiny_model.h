@@ -30,9 +30,12 @@ std::string ReversedWordChats(int n, uint64_t seed);
 
 // `n` preference pairs ({"prompt","chosen","rejected"} JSONL) with a
 // learnable rule: chosen answers are words of the letters a-e, rejected
-// ones of v-z (3 to 6 letters), drawn from `seed`.
-absl::Status WritePreferencePairs(const std::string& path, int n,
-                                  uint64_t seed);
+// ones of v-z (3 to 6 letters), drawn from `seed`; both start with a space.
+// The prompt is "say:", or with `varied_prompts` "say XY:" with X and Y
+// letters of g-p drawn from `seed` too (100 prompts, so held-out pairs
+// mostly have prompts that training never saw).
+absl::Status WritePreferencePairs(const std::string& path, int n, uint64_t seed,
+                                  bool varied_prompts = false);
 
 }  // namespace ftune::testing
 
