@@ -13,7 +13,7 @@ PACKAGES=(
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev sqlite3 libcivetweb-dev
   # header-only and text processing
-  nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
+  nlohmann-json3-dev libpcre2-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev
   # tests
   libgtest-dev libgmock-dev googletest
   # fuzzing (scripts/fuzz.sh): clang 14 with libFuzzer and the sanitizer runtimes
