@@ -246,6 +246,17 @@ std::string MetricLine(const v1::MetricPoint& p, int64_t total_steps) {
         "  eval_margin ",
         absl::StrFormat("%.4f", p.eval_preference().reward_margin()));
   }
+  // Task metrics: shares of the validation examples' greedy completions.
+  if (p.has_eval_task()) {
+    const v1::TaskMetrics& t = p.eval_task();
+    absl::StrAppend(&line, "  exact ", absl::StrFormat("%.2f", t.exact_match()),
+                    "  norm ", absl::StrFormat("%.2f", t.normalized_match()),
+                    "  f1 ", absl::StrFormat("%.2f", t.token_f1()));
+    if (t.has_pattern_match()) {
+      absl::StrAppend(&line, "  pattern ",
+                      absl::StrFormat("%.2f", t.pattern_match()));
+    }
+  }
   absl::StrAppend(&line, "  lr ", absl::StrFormat("%.3g", p.learning_rate()));
   if (p.tokens_per_second() > 0) {
     absl::StrAppend(&line, "  tok/s ",
@@ -432,17 +443,41 @@ int JobsMetrics(const CommandContext& c) {
     c.output.Message(all);
     return kExitOk;
   }
-  Table table({"SEQ", "ATTEMPT", "STEP", "EPOCH", "LOSS", "EVAL_LOSS", "LR",
-               "GRAD_NORM", "TOK/S"});
+  std::vector<std::string> columns = {"SEQ",   "ATTEMPT",   "STEP",
+                                      "EPOCH", "LOSS",      "EVAL_LOSS",
+                                      "LR",    "GRAD_NORM", "TOK/S"};
+  // A job with task metrics gets their columns (shares at evaluations).
+  bool task = false, pattern = false;
   for (const v1::MetricPoint& p : all.metrics()) {
-    table.Add(
-        {absl::StrCat(p.sequence()), absl::StrCat(p.attempt()),
-         absl::StrCat(p.step()), absl::StrFormat("%.3f", p.epoch()),
-         p.has_train_loss() ? absl::StrFormat("%.4f", p.train_loss()) : "-",
-         p.has_eval_loss() ? absl::StrFormat("%.4f", p.eval_loss()) : "-",
-         absl::StrFormat("%.3g", p.learning_rate()),
-         absl::StrFormat("%.3g", p.grad_norm()),
-         absl::StrFormat("%.0f", p.tokens_per_second())});
+    task = task || p.has_eval_task();
+    pattern = pattern || p.eval_task().has_pattern_match();
+  }
+  if (task) columns.insert(columns.end(), {"EXACT", "NORM", "F1"});
+  if (pattern) columns.push_back("PATTERN");
+  Table table(columns);
+  for (const v1::MetricPoint& p : all.metrics()) {
+    std::vector<std::string> row = {
+        absl::StrCat(p.sequence()),
+        absl::StrCat(p.attempt()),
+        absl::StrCat(p.step()),
+        absl::StrFormat("%.3f", p.epoch()),
+        p.has_train_loss() ? absl::StrFormat("%.4f", p.train_loss()) : "-",
+        p.has_eval_loss() ? absl::StrFormat("%.4f", p.eval_loss()) : "-",
+        absl::StrFormat("%.3g", p.learning_rate()),
+        absl::StrFormat("%.3g", p.grad_norm()),
+        absl::StrFormat("%.0f", p.tokens_per_second())};
+    const v1::TaskMetrics& t = p.eval_task();
+    auto share = [&](double v) {
+      return p.has_eval_task() ? absl::StrFormat("%.2f", v) : std::string("-");
+    };
+    if (task) {
+      row.insert(row.end(), {share(t.exact_match()),
+                             share(t.normalized_match()), share(t.token_f1())});
+    }
+    if (pattern) {
+      row.push_back(t.has_pattern_match() ? share(t.pattern_match()) : "-");
+    }
+    table.Add(row);
   }
   table.Print(c.output.out());
   return kExitOk;

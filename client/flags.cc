@@ -249,6 +249,20 @@ std::vector<CommandSpec> BuildCommands() {
             FlagType::kInt64),
         Repeated(Str("sample-stop", "TEXT",
                      "sample completions: a stop sequence; repeatable")),
+        Int("eval-task-examples",
+            absl::StrCat("validation examples completed greedily and scored "
+                         "at every evaluation (task metrics), 0 = off "
+                         "(default ",
+                         d::kEvalTaskExamples, " with a validation source)")),
+        Int("task-max-new-tokens",
+            Help("task metrics: tokens per completion", d::kTaskMaxNewTokens),
+            FlagType::kInt64),
+        Str("eval-pattern", "REGEX",
+            "task metrics: RE2 pattern a completion should match "
+            "(pattern_match share)"),
+        Str("select-best-by", "METRIC",
+            "adapter published: eval_loss (default), exact_match or "
+            "pattern_match"),
         Int("priority",
             absl::StrCat("scheduling priority in ",
                          contract::RangeText(contract::range::kPriority),

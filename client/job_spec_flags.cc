@@ -102,6 +102,10 @@ const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags() {
           {"samples.repetition_penalty", "sample-repetition-penalty"},
           {"samples.seed", "sample-seed"},
           {"samples.stop", "sample-stop"},
+          {"task_metrics.eval_task_examples", "eval-task-examples"},
+          {"task_metrics.max_new_tokens", "task-max-new-tokens"},
+          {"task_metrics.eval_pattern", "eval-pattern"},
+          {"task_metrics.select_best_by", "select-best-by"},
       };
   return *table;
 }
@@ -285,6 +289,23 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
   }
   if (samples.ByteSizeLong() > 0 || samples.has_eval_samples()) {
     *spec.mutable_samples() = samples;
+  }
+  v1::TaskMetricsConfig task = spec.task_metrics();
+  if (auto v = flags.GetInt("eval-task-examples")) {
+    task.set_eval_task_examples(i32(*v));
+  }
+  if (auto v = flags.GetInt("task-max-new-tokens")) task.set_max_new_tokens(*v);
+  if (flags.Has("eval-pattern"))
+    task.set_eval_pattern(flags.Get("eval-pattern"));
+  if (absl::Status s = EnumFlag<v1::SelectBestBy>(
+          flags, "select-best-by", "SELECT_BEST_BY_", v1::SelectBestBy_Parse,
+          "eval_loss, exact_match, pattern_match",
+          [&](v1::SelectBestBy e) { task.set_select_best_by(e); });
+      !s.ok()) {
+    return s;
+  }
+  if (task.ByteSizeLong() > 0 || task.has_eval_task_examples()) {
+    *spec.mutable_task_metrics() = task;
   }
   if (auto v = flags.GetInt("priority")) spec.set_priority(i32(*v));
   if (auto v = flags.GetInt("max-restarts")) spec.set_max_restarts(i32(*v));

@@ -15,7 +15,7 @@ PACKAGES=(
   # webhook delivery (server/webhook): libcurl and OpenSSL's HMAC
   libcurl4-openssl-dev libssl-dev
   # header-only and text processing
-  nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
+  nlohmann-json3-dev libpcre2-dev libre2-dev libsentencepiece-dev libyaml-cpp-dev
   # tests
   libgtest-dev libgmock-dev googletest
   # fuzzing (scripts/fuzz.sh): clang 14 with libFuzzer and the sanitizer runtimes

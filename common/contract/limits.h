@@ -90,6 +90,9 @@ inline constexpr Range kStopSequences{0, 4};        // how many
 inline constexpr Range kStopSequenceBytes{1, 256};  // each
 // Validation prompts sampled at step 0 and at every evaluation.
 inline constexpr Range kEvalSamples{0, 32};
+// Validation examples whose greedy completions are scored at every
+// evaluation (task metrics, task_metrics.h): generation costs time.
+inline constexpr Range kEvalTaskExamples{0, 1024};
 // ftune-train generate --batch-size.
 inline constexpr Range kGenerateBatchSize{1, 256};
 }  // namespace range
@@ -149,6 +152,10 @@ inline constexpr double kRepetitionPenalty = 1.0;
 // each unless the job says otherwise.
 inline constexpr int32_t kEvalSamples = 4;
 inline constexpr int64_t kSampleMaxNewTokens = 64;
+// Task metrics of a job with a validation source: the first this many
+// validation examples, completions of at most kTaskMaxNewTokens tokens.
+inline constexpr int32_t kEvalTaskExamples = 32;
+inline constexpr int64_t kTaskMaxNewTokens = 64;
 // ftune-train generate: prompts decoded together.
 inline constexpr int64_t kGenerateBatchSize = 8;
 // The scheduler keeps at most this many bytes of sample text per job

@@ -67,6 +67,7 @@ void Fields(V& v, EvalEvent& e) {
   v("best_eval_loss", e.best_eval_loss);
   v("best_step", e.best_step);
   v("preference", e.preference);
+  v("task", e.task);
 }
 template <typename V>
 void Fields(V& v, EarlyStopEvent& e) {
@@ -138,6 +139,18 @@ class Writer {
       o[k] = std::isfinite(x) ? json(x) : json(nullptr);
     });
     j_[key] = o;
+  }
+  void operator()(const char* key, const std::optional<TaskMetrics>& v) {
+    if (!v) return;
+    auto num = [](double x) {
+      return std::isfinite(x) ? json(x) : json(nullptr);
+    };
+    json o = {{"examples", v->examples},
+              {"exact_match", num(v->exact_match)},
+              {"normalized_match", num(v->normalized_match)},
+              {"token_f1", num(v->token_f1)}};
+    if (v->pattern_match) o["pattern_match"] = num(*v->pattern_match);
+    j_[key] = std::move(o);
   }
   void operator()(const char* key, const std::vector<SampleText>& v) {
     json a = json::array();
@@ -217,6 +230,35 @@ class Reader {
         Fail(key, "an object of numbers");
       }
     });
+    v = m;
+  }
+  void operator()(const char* key, std::optional<TaskMetrics>& v) {
+    const json* x = Find(key);
+    if (x == nullptr) return;
+    if (!x->is_object()) return Fail(key, "an object");
+    TaskMetrics m;
+    if (auto it = x->find("examples"); it != x->end()) {
+      if (!it->is_number_integer()) return Fail(key, "an integer examples");
+      m.examples = it->get<int64_t>();
+    }
+    for (auto [name, out] :
+         {std::pair<const char*, double*>{"exact_match", &m.exact_match},
+          {"normalized_match", &m.normalized_match},
+          {"token_f1", &m.token_f1}}) {
+      auto it = x->find(name);
+      if (it == x->end()) continue;
+      if (it->is_null()) {
+        *out = std::numeric_limits<double>::quiet_NaN();
+      } else if (it->is_number()) {
+        *out = it->get<double>();
+      } else {
+        return Fail(key, "an object of numbers");
+      }
+    }
+    if (auto it = x->find("pattern_match"); it != x->end() && !it->is_null()) {
+      if (!it->is_number()) return Fail(key, "an object of numbers");
+      m.pattern_match = it->get<double>();
+    }
     v = m;
   }
   void operator()(const char* key, std::vector<SampleText>& v) {

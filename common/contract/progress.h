@@ -99,13 +99,28 @@ struct OomRetryEvent {
   std::string message;
 };
 
+// Task metrics of an evaluation (task_metrics.h): shares over the
+// `examples` validation examples whose greedy completions were scored.
+// Written as a nested "task" object.
+struct TaskMetrics {
+  int64_t examples = 0;
+  double exact_match = 0;
+  double normalized_match = 0;
+  double token_f1 = 0;
+  std::optional<double> pattern_match;  // with an eval_pattern only
+};
+
 struct EvalEvent {
   int64_t step = 0;
   double eval_loss = 0;
+  // The evaluation whose adapter is published so far (select_best_by):
+  // its eval_loss and step.
   double best_eval_loss = 0;
   int64_t best_step = 0;
   // Preference objectives only (over the validation pairs).
   std::optional<PreferenceMetrics> preference;
+  // With task metrics (sft on text data with a validation source).
+  std::optional<TaskMetrics> task;
 };
 
 struct EarlyStopEvent {

@@ -280,6 +280,43 @@ absl::Status ReadSamples(const Reader& r, SampleSpec& out) {
   return absl::OkStatus();
 }
 
+absl::Status ReadTaskMetrics(const Reader& r, TaskMetricsSpec& out) {
+  FTUNE_RETURN_IF_ERROR(r.OnlyKeys({"eval_task_examples", "max_new_tokens",
+                                    "eval_pattern", "select_best_by"}));
+  FTUNE_RETURN_IF_ERROR(r.Int("eval_task_examples", range::kEvalTaskExamples,
+                              &out.eval_task_examples));
+  FTUNE_RETURN_IF_ERROR(
+      r.Int("max_new_tokens", range::kMaxNewTokens, &out.max_new_tokens));
+  FTUNE_RETURN_IF_ERROR(r.String("eval_pattern", &out.eval_pattern));
+  if (r.Has("eval_pattern")) {
+    if (std::string why = EvalPatternProblem(out.eval_pattern); !why.empty())
+      return Bad(r.Path("eval_pattern"), why);
+  }
+  std::string by;
+  FTUNE_RETURN_IF_ERROR(r.String("select_best_by", &by));
+  if (r.Has("select_best_by")) {
+    std::optional<SelectBestBy> parsed = ParseSelectBestBy(by);
+    if (!parsed) {
+      return Bad(r.Path("select_best_by"),
+                 "must be \"eval_loss\", \"exact_match\" or "
+                 "\"pattern_match\"");
+    }
+    out.select_best_by = *parsed;
+  }
+  if (out.select_best_by == SelectBestBy::kPatternMatch &&
+      out.eval_pattern.empty()) {
+    return Bad(r.Path("select_best_by"),
+               "\"pattern_match\" needs an eval_pattern");
+  }
+  if (out.select_best_by != SelectBestBy::kEvalLoss &&
+      out.eval_task_examples == 0) {
+    return Bad(r.Path("select_best_by"),
+               absl::StrCat("\"", Name(out.select_best_by),
+                            "\" needs eval_task_examples > 0"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadData(const Reader& r, DataSpec& d) {
   FTUNE_RETURN_IF_ERROR(r.OnlyKeys(
       {"format", "chat_template", "overlength", "validation_split"}));
@@ -496,6 +533,15 @@ std::string TrainSpecToJson(const TrainSpec& s) {
                   {"repetition_penalty", g.repetition_penalty},
                   {"seed", g.seed},
                   {"stop", g.stop}};
+  const TaskMetricsSpec& t = s.task_metrics;
+  j["task_metrics"] = {
+      {"eval_task_examples", samples_apply ? t.eval_task_examples : 0},
+      {"max_new_tokens", t.max_new_tokens}};
+  if (samples_apply) {
+    j["task_metrics"]["select_best_by"] = Name(t.select_best_by);
+    if (!t.eval_pattern.empty())
+      j["task_metrics"]["eval_pattern"] = t.eval_pattern;
+  }
   if (s.dtype) j["dtype"] = Name(*s.dtype);
   return j.dump(2);
 }
@@ -507,11 +553,26 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     return absl::InvalidArgumentError("spec: not a JSON object");
   }
   const Reader r(j, "");
-  FTUNE_RETURN_IF_ERROR(r.OnlyKeys(
-      {"model_dir", "base_model_name", "train_data", "validation_data", "data",
-       "method", "lora", "quantization", "hyperparameters", "output_dir",
-       "checkpoint_dir", "resume_from", "merge_output_dir", "threads", "dtype",
-       "device", "objective", "preference", "samples"}));
+  FTUNE_RETURN_IF_ERROR(r.OnlyKeys({"model_dir",
+                                    "base_model_name",
+                                    "train_data",
+                                    "validation_data",
+                                    "data",
+                                    "method",
+                                    "lora",
+                                    "quantization",
+                                    "hyperparameters",
+                                    "output_dir",
+                                    "checkpoint_dir",
+                                    "resume_from",
+                                    "merge_output_dir",
+                                    "threads",
+                                    "dtype",
+                                    "device",
+                                    "objective",
+                                    "preference",
+                                    "samples",
+                                    "task_metrics"}));
   TrainSpec s;
   s.source_json = std::string(text);
   FTUNE_RETURN_IF_ERROR(r.String("model_dir", &s.model_dir, true));
@@ -604,6 +665,32 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     if (s.data.format == DataFormat::kPretokenized) {
       return Bad("samples.eval_samples",
                  "needs \"format\": \"text\" (prompts are text)");
+    }
+  }
+  FTUNE_ASSIGN_OR_RETURN(Reader task, r.Object("task_metrics"));
+  FTUNE_RETURN_IF_ERROR(ReadTaskMetrics(task, s.task_metrics));
+  // Task metrics asked for where they cannot exist: a mistake, not a no-op.
+  for (const char* key :
+       {"eval_task_examples", "eval_pattern", "select_best_by"}) {
+    const bool asked =
+        task.Has(key) &&
+        (std::string(key) == "eval_task_examples"
+             ? s.task_metrics.eval_task_examples > 0
+         : std::string(key) == "select_best_by"
+             ? s.task_metrics.select_best_by != SelectBestBy::kEvalLoss
+             : true);
+    if (!asked) continue;
+    const std::string field = task.Path(key);
+    if (!validates) {
+      return Bad(field, "needs validation_data or data.validation_split");
+    }
+    if (s.objective != Objective::kSft) {
+      return Bad(field,
+                 "task metrics need \"objective\": \"sft\" (preference "
+                 "objectives have no reference completion)");
+    }
+    if (s.data.format == DataFormat::kPretokenized) {
+      return Bad(field, "needs \"format\": \"text\" (completions are text)");
     }
   }
   // A checkpoint interval named explicitly needs somewhere to write; the

@@ -22,6 +22,9 @@
 //   "samples": {"eval_samples": 4, "max_new_tokens": 64, "temperature": 0,
 //               "top_k": 0, "top_p": 1, "repetition_penalty": 1,
 //               "seed": 0, "stop": []},             sft with validation
+//   "task_metrics": {"eval_task_examples": 32, "max_new_tokens": 64,
+//                    "eval_pattern": "", "select_best_by": "eval_loss"},
+//                                                     sft with validation
 //   "lora": {"rank": 16, "alpha": 32, "dropout": 0,
 //            "target_modules": ["all-linear"]},
 //   "quantization": {"quant_type": "nf4"|"fp4", "double_quant": true,
@@ -62,6 +65,7 @@
 #include "absl/strings/string_view.h"
 #include "common/contract/generation.h"
 #include "common/contract/limits.h"
+#include "common/contract/task_metrics.h"
 
 namespace ftune::contract {
 
@@ -148,6 +152,19 @@ struct SampleSpec {
   }
 };
 
+// Task metrics (task_metrics.h) at every evaluation: the greedy
+// completions of the first `eval_task_examples` validation examples scored
+// against their reference completions, and the share matching
+// `eval_pattern` when there is one. Only for the sft objective on text data
+// with a validation source; 0 = off. `select_best_by` chooses the
+// evaluation whose adapter is published (and what early stopping watches).
+struct TaskMetricsSpec {
+  int32_t eval_task_examples = defaults::kEvalTaskExamples;
+  int64_t max_new_tokens = defaults::kTaskMaxNewTokens;
+  std::string eval_pattern;  // RE2 syntax; "" = none
+  SelectBestBy select_best_by = SelectBestBy::kEvalLoss;
+};
+
 struct HyperParameters {
   // Passes over the data, may be fractional: ceil(epochs * steps per
   // epoch) steps. Ignored when max_steps > 0.
@@ -195,6 +212,7 @@ struct TrainSpec {
   Objective objective = Objective::kSft;
   PreferenceSpec preference;  // used when objective is kDpo or kOrpo
   SampleSpec samples;         // used with a validation source (sft, text data)
+  TaskMetricsSpec task_metrics;  // likewise
   HyperParameters hp;
   std::string output_dir;
   std::string checkpoint_dir;

@@ -68,6 +68,44 @@ contract::SampleSpec SampleSpecFromProto(const v1::SampleConfig& c) {
   return out;
 }
 
+absl::StatusOr<contract::TaskMetricsSpec> TaskMetricsSpecFromProto(
+    const v1::TaskMetricsConfig& c) {
+  contract::TaskMetricsSpec out;
+  out.eval_task_examples =
+      c.has_eval_task_examples() ? c.eval_task_examples() : 0;
+  if (c.has_max_new_tokens()) out.max_new_tokens = c.max_new_tokens();
+  out.eval_pattern = c.eval_pattern();
+  switch (c.select_best_by()) {
+    case v1::SELECT_BEST_BY_UNSPECIFIED:
+    case v1::SELECT_BEST_BY_EVAL_LOSS:
+      out.select_best_by = contract::SelectBestBy::kEvalLoss;
+      break;
+    case v1::SELECT_BEST_BY_EXACT_MATCH:
+      out.select_best_by = contract::SelectBestBy::kExactMatch;
+      break;
+    case v1::SELECT_BEST_BY_PATTERN_MATCH:
+      out.select_best_by = contract::SelectBestBy::kPatternMatch;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.task_metrics.select_best_by: unknown value ",
+                       c.select_best_by()));
+  }
+  return out;
+}
+
+v1::SelectBestBy SelectBestByToProto(contract::SelectBestBy by) {
+  switch (by) {
+    case contract::SelectBestBy::kEvalLoss:
+      return v1::SELECT_BEST_BY_EVAL_LOSS;
+    case contract::SelectBestBy::kExactMatch:
+      return v1::SELECT_BEST_BY_EXACT_MATCH;
+    case contract::SelectBestBy::kPatternMatch:
+      return v1::SELECT_BEST_BY_PATTERN_MATCH;
+  }
+  return v1::SELECT_BEST_BY_UNSPECIFIED;
+}
+
 absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(
     v1::ComputeDtype dtype) {
   switch (dtype) {

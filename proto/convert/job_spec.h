@@ -33,6 +33,17 @@ absl::StatusOr<contract::PreferenceSpec> PreferenceFromProto(
 // (spec_validation and ParseTrainSpec do them).
 contract::SampleSpec SampleSpecFromProto(const v1::SampleConfig& samples);
 
+// The task metrics of a job (JobSpec.task_metrics) as the trainer spec's
+// TaskMetricsSpec: an unset eval_task_examples is 0 (a spec resolved by the
+// scheduler always sets it; one stored before task metrics existed asked
+// for none), an unset max_new_tokens the contract's default. INVALID_ARGUMENT
+// naming spec.task_metrics.select_best_by for an unknown value; no range
+// checks (spec_validation and ParseTrainSpec do them).
+absl::StatusOr<contract::TaskMetricsSpec> TaskMetricsSpecFromProto(
+    const v1::TaskMetricsConfig& task_metrics);
+// The API's value for `by`.
+v1::SelectBestBy SelectBestByToProto(contract::SelectBestBy by);
+
 // UNSPECIFIED is nullopt (the trainer's default for its device).
 // INVALID_ARGUMENT "spec.quantization.compute_dtype: unknown value N".
 absl::StatusOr<std::optional<contract::Dtype>> ComputeDtypeFromProto(

@@ -12,6 +12,10 @@ v1::PreferenceMetrics PreferenceMetricsToProto(
 contract::PreferenceMetrics PreferenceMetricsFromProto(
     const v1::PreferenceMetrics& m);
 
+// Task metrics of an evaluation (MetricPoint.eval_task).
+v1::TaskMetrics TaskMetricsToProto(const contract::TaskMetrics& m);
+contract::TaskMetrics TaskMetricsFromProto(const v1::TaskMetrics& m);
+
 }  // namespace ftune
 
 #endif  // FTUNE_PROTO_CONVERT_PROGRESS_H_

@@ -305,6 +305,71 @@ void CheckSamples(const v1::JobSpec& spec, Errors& e) {
   }
 }
 
+// Task metrics: eval_task_examples, eval_pattern and select_best_by need
+// validation examples with reference completions and the sft objective;
+// eval_pattern is compiled by the trainer's engine (RE2) here already;
+// select_best_by needs the metric it names.
+void CheckTaskMetrics(const v1::JobSpec& spec, const SpecContext& ctx,
+                      Errors& e) {
+  if (!spec.has_task_metrics()) return;
+  const v1::TaskMetricsConfig& c = spec.task_metrics();
+  const std::string f = "spec.task_metrics.";
+  if (c.has_eval_task_examples()) {
+    e.Check(f + "eval_task_examples", c.eval_task_examples(),
+            range::kEvalTaskExamples);
+  }
+  if (c.has_max_new_tokens()) {
+    e.Check(f + "max_new_tokens", c.max_new_tokens(), range::kMaxNewTokens);
+  }
+  if (!c.eval_pattern().empty()) {
+    if (std::string why = contract::EvalPatternProblem(c.eval_pattern());
+        !why.empty()) {
+      e.Add(f + "eval_pattern", why);
+    }
+  }
+  absl::StatusOr<contract::TaskMetricsSpec> t = TaskMetricsSpecFromProto(c);
+  if (!t.ok()) {
+    e.Add(f + "select_best_by", "unknown value");
+    return;
+  }
+  const bool by_task = t->select_best_by != contract::SelectBestBy::kEvalLoss;
+  if (by_task && c.has_eval_task_examples() && c.eval_task_examples() == 0) {
+    e.Add(f + "select_best_by", absl::StrCat(contract::Name(t->select_best_by),
+                                             " needs eval_task_examples > 0"));
+  }
+  if (t->select_best_by == contract::SelectBestBy::kPatternMatch &&
+      c.eval_pattern().empty()) {
+    e.Add(f + "select_best_by", "pattern_match needs an eval_pattern");
+  }
+  // Asked for where the metrics cannot exist: name the field asked.
+  std::vector<std::string> asked;
+  if (c.has_eval_task_examples() && c.eval_task_examples() > 0) {
+    asked.push_back("eval_task_examples");
+  }
+  if (!c.eval_pattern().empty()) asked.push_back("eval_pattern");
+  if (by_task) asked.push_back("select_best_by");
+  if (asked.empty()) return;
+  std::string why;
+  const std::optional<FileFacts>& source =
+      spec.validation_file().empty() ? ctx.training_file : ctx.validation_file;
+  if (!HasValidation(spec)) {
+    why = "needs a validation source (validation_file or validation_split)";
+  } else if (spec.objective() == v1::TRAINING_OBJECTIVE_DPO ||
+             spec.objective() == v1::TRAINING_OBJECTIVE_ORPO) {
+    why =
+        "only with objective TRAINING_OBJECTIVE_SFT (preference objectives "
+        "have no reference completion)";
+  } else if (source && source->format == "text") {
+    why = absl::StrCat(
+        "needs validation examples with a reference "
+        "completion (chat or prompt_completion); file ",
+        source->id, " has format text");
+  }
+  if (!why.empty()) {
+    for (const std::string& key : asked) e.Add(f + key, why);
+  }
+}
+
 // Data-parallel trainer processes (ranks): resources.processes, and what
 // the rank count means for other fields.
 void CheckProcesses(const v1::JobSpec& spec, Errors& e) {
@@ -441,6 +506,7 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
   }
   CheckObjective(spec, ctx, e);
   CheckSamples(spec, e);
+  CheckTaskMetrics(spec, ctx, e);
   return e.Take();
 }
 
@@ -561,6 +627,23 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
     if (!c->has_top_p()) c->set_top_p(defaults::kTopP);
     if (!c->has_repetition_penalty()) {
       c->set_repetition_penalty(defaults::kRepetitionPenalty);
+    }
+  }
+  // Task metrics: likewise.
+  if (r.has_task_metrics() ||
+      (HasValidation(r) && r.objective() == v1::TRAINING_OBJECTIVE_SFT)) {
+    v1::TaskMetricsConfig* c = r.mutable_task_metrics();
+    if (!c->has_eval_task_examples()) {
+      c->set_eval_task_examples(
+          HasValidation(r) && r.objective() == v1::TRAINING_OBJECTIVE_SFT
+              ? defaults::kEvalTaskExamples
+              : 0);
+    }
+    if (!c->has_max_new_tokens()) {
+      c->set_max_new_tokens(defaults::kTaskMaxNewTokens);
+    }
+    if (c->select_best_by() == v1::SELECT_BEST_BY_UNSPECIFIED) {
+      c->set_select_best_by(v1::SELECT_BEST_BY_EVAL_LOSS);
     }
   }
   return r;

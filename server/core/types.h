@@ -77,6 +77,8 @@ struct MetricPoint {
   // Preference objectives only: over the training pairs (with train_loss)
   // and over the validation pairs (with eval_loss).
   std::optional<contract::PreferenceMetrics> preference, eval_preference;
+  // With eval_loss, when the job has task metrics (JobSpec.task_metrics).
+  std::optional<contract::TaskMetrics> eval_task;
 };
 
 // A job's metrics summary (the API's Job.metrics), folded from its points

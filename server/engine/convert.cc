@@ -239,6 +239,9 @@ v1::MetricPoint MetricPointToProto(const core::MetricPoint& point) {
     *out.mutable_eval_preference() =
         PreferenceMetricsToProto(*point.eval_preference);
   }
+  if (point.eval_task) {
+    *out.mutable_eval_task() = TaskMetricsToProto(*point.eval_task);
+  }
   return out;
 }
 

@@ -651,6 +651,16 @@ json MetricEventJson(const std::string& job_id, const v1::MetricPoint& point,
     absl::StrAppend(&message, point.has_train_loss() ? ", " : ": ",
                     "validation loss=", point.eval_loss());
   }
+  // ftune's task metrics (no OpenAI counterpart): full_valid_* in OpenAI's
+  // spelling would promise its semantics, so they keep ftune's names.
+  if (point.has_eval_task()) {
+    const v1::TaskMetrics& t = point.eval_task();
+    data["eval_exact_match"] = t.exact_match();
+    data["eval_normalized_match"] = t.normalized_match();
+    data["eval_token_f1"] = t.token_f1();
+    if (t.has_pattern_match()) data["eval_pattern_match"] = t.pattern_match();
+    absl::StrAppend(&message, ", exact match=", t.exact_match());
+  }
   return json{{"object", "fine_tuning.job.event"},
               {"id", absl::StrCat("ftevent-", job_id, "-", point.sequence())},
               {"created_at", Seconds(point.time())},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -123,6 +124,23 @@ absl::StatusOr<std::unique_ptr<SchedulerMetrics>> SchedulerMetrics::Create(
           "Preference (DPO/ORPO) jobs: mean reward of the chosen answers "
           "minus the rejected ones', latest training point or evaluation.",
           {"tenant", "job_id", "split"})));
+  for (auto [family, name, help] :
+       {std::tuple<metrics::GaugeFamily**, const char*, const char*>{
+            &m->eval_exact_match_, "ftune_job_eval_exact_match",
+            "Task metrics: share of the validation examples whose greedy "
+            "completion equals the reference, latest evaluation."},
+        {&m->eval_normalized_match_, "ftune_job_eval_normalized_match",
+         "Task metrics: share equal to the reference after trimming, "
+         "collapsing whitespace and folding case, latest evaluation."},
+        {&m->eval_token_f1_, "ftune_job_eval_token_f1",
+         "Task metrics: mean token-level F1 of the completions against the "
+         "references, latest evaluation."},
+        {&m->eval_pattern_match_, "ftune_job_eval_pattern_match",
+         "Task metrics: share of the completions matching the job's "
+         "eval_pattern, latest evaluation."}}) {
+    FTUNE_ASSIGN_OR_RETURN(*family, Registered(registry->AddGauge(
+                                        name, help, {"tenant", "job_id"})));
+  }
   FTUNE_ASSIGN_OR_RETURN(
       m->tokens_per_second_,
       Registered(registry->AddGauge(
@@ -260,6 +278,10 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
       // The series live while the job runs.
       train_loss_->Remove(per_job);
       eval_loss_->Remove(per_job);
+      for (metrics::GaugeFamily* g : {eval_exact_match_, eval_normalized_match_,
+                                      eval_token_f1_, eval_pattern_match_}) {
+        g->Remove(per_job);
+      }
       for (const char* split : {"train", "eval"}) {
         const std::vector<std::string> labels = {job.tenant_id, job.id, split};
         reward_accuracy_->Remove(labels);
@@ -299,6 +321,17 @@ void SchedulerMetrics::OnCommit(const std::vector<store::JobChange>& changes) {
                 it->eval_preference->reward_accuracy);
             reward_margin_->WithLabels(labels)->Set(
                 it->eval_preference->reward_margin);
+          }
+          if (it->eval_task) {
+            eval_exact_match_->WithLabels(per_job)->Set(
+                it->eval_task->exact_match);
+            eval_normalized_match_->WithLabels(per_job)->Set(
+                it->eval_task->normalized_match);
+            eval_token_f1_->WithLabels(per_job)->Set(it->eval_task->token_f1);
+            if (it->eval_task->pattern_match) {
+              eval_pattern_match_->WithLabels(per_job)->Set(
+                  *it->eval_task->pattern_match);
+            }
           }
           break;
         }

@@ -63,6 +63,11 @@ class SchedulerMetrics {
   // Preference objectives: {tenant, job_id, split (train|eval)}.
   metrics::GaugeFamily* reward_accuracy_ = nullptr;
   metrics::GaugeFamily* reward_margin_ = nullptr;
+  // Task metrics of the latest evaluation: {tenant, job_id}.
+  metrics::GaugeFamily* eval_exact_match_ = nullptr;
+  metrics::GaugeFamily* eval_normalized_match_ = nullptr;
+  metrics::GaugeFamily* eval_token_f1_ = nullptr;
+  metrics::GaugeFamily* eval_pattern_match_ = nullptr;
   metrics::GaugeFamily* tokens_per_second_ = nullptr;
   metrics::GaugeFamily* progress_ = nullptr;
   std::vector<metrics::CollectorHandle> collectors_;

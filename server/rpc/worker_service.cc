@@ -574,6 +574,7 @@ absl::Status WorkerServiceImpl::DoReport(
     if (m.has_eval_preference()) {
       p.eval_preference = PreferenceMetricsFromProto(m.eval_preference());
     }
+    if (m.has_eval_task()) p.eval_task = TaskMetricsFromProto(m.eval_task());
     r.metrics.push_back(p);
   }
   for (int i = 0; i < request.events_size(); ++i) {

@@ -112,7 +112,7 @@ void EachPreferenceField(contract::PreferenceMetrics& m, F f) {
 }  // namespace
 
 std::string EncodePointPreference(const core::MetricPoint& p) {
-  if (!p.preference && !p.eval_preference) return "";
+  if (!p.preference && !p.eval_preference && !p.eval_task) return "";
   json j = json::object();
   for (auto [key, value] :
        {std::pair<const char*,
@@ -126,6 +126,18 @@ std::string EncodePointPreference(const core::MetricPoint& p) {
       o[k] = std::isfinite(v) ? json(v) : json(nullptr);
     });
     j[key] = o;
+  }
+  if (p.eval_task) {
+    const contract::TaskMetrics& t = *p.eval_task;
+    auto num = [](double v) {
+      return std::isfinite(v) ? json(v) : json(nullptr);
+    };
+    json o = {{"examples", t.examples},
+              {"exact_match", num(t.exact_match)},
+              {"normalized_match", num(t.normalized_match)},
+              {"token_f1", num(t.token_f1)}};
+    if (t.pattern_match) o["pattern_match"] = num(*t.pattern_match);
+    j["eval_task"] = std::move(o);
   }
   return j.dump();
 }
@@ -152,6 +164,25 @@ absl::Status DecodePointPreference(const std::string& text,
               : std::numeric_limits<double>::quiet_NaN();
     });
     *value = m;
+  }
+  if (auto it = j.find("eval_task"); it != j.end() && it->is_object()) {
+    auto number = [&](const char* k) {
+      auto f = it->find(k);
+      return f != it->end() && f->is_number()
+                 ? f->get<double>()
+                 : std::numeric_limits<double>::quiet_NaN();
+    };
+    contract::TaskMetrics t;
+    if (auto e = it->find("examples");
+        e != it->end() && e->is_number_integer()) {
+      t.examples = e->get<int64_t>();
+    }
+    t.exact_match = number("exact_match");
+    t.normalized_match = number("normalized_match");
+    t.token_f1 = number("token_f1");
+    if (it->contains("pattern_match"))
+      t.pattern_match = number("pattern_match");
+    p->eval_task = t;
   }
   return absl::OkStatus();
 }

@@ -29,8 +29,10 @@ absl::Status DecodeAdapterDetail(const std::string& text, core::Adapter* a);
 // jobs.latest_metrics: a job's JobMetricsSummary as JSON (schema 4 on;
 // migration 4 rewrote the older single-point form). Absent values are
 // absent keys (or null).
-// job_metrics.preference: "" when the point has neither, else
-// {"train": {...}, "eval": {...}} (each present when set).
+// job_metrics.preference: "" when the point has none of its statistics,
+// else {"train": {...}, "eval": {...}, "eval_task": {...}} (each present
+// when set): the preference statistics and, in the same column (no schema
+// change), the evaluation's task metrics.
 std::string EncodePointPreference(const core::MetricPoint& p);
 absl::Status DecodePointPreference(const std::string& text,
                                    core::MetricPoint* p);

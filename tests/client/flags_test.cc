@@ -343,7 +343,7 @@ TEST(JobSpecFlagsTest, EveryJobSpecFieldHasAFlagThatSetsIt) {
       {"method", "qlora"},           {"quantization-type", "fp4"},
       {"compute-dtype", "bf16"},     {"lr-scheduler", "cosine"},
       {"overlength-policy", "drop"}, {"objective", "dpo"},
-      {"preference-loss", "ipo"}};
+      {"preference-loss", "ipo"},    {"select-best-by", "exact_match"}};
   const std::vector<std::string> base = {
       "--model", "m", "--training-file", "file-t", "--request-id", "r"};
   ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest plain,

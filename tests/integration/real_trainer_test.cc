@@ -60,6 +60,10 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   spec.mutable_hyperparameters()->set_eval_every_steps(12);
   spec.mutable_samples()->set_eval_samples(2);
   spec.mutable_samples()->set_max_new_tokens(6);
+  // And task metrics over 4 held-out examples, with a format pattern.
+  spec.mutable_task_metrics()->set_eval_task_examples(4);
+  spec.mutable_task_metrics()->set_max_new_tokens(6);
+  spec.mutable_task_metrics()->set_eval_pattern("^[a-z]*$");
   ASSERT_OK_AND_ASSIGN(v1::Job job, cluster.CreateJob(tenant, spec));
   // Watched from the start: the SAMPLES events arrive as they are stored.
   grpc::ClientContext wctx;
@@ -103,9 +107,23 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   v1::ListJobMetricsResponse resp;
   ASSERT_TRUE(cluster.jobs().ListJobMetrics(&ctx, req, &resp).ok());
   std::vector<double> losses;
+  std::vector<int64_t> task_steps;
   for (const v1::MetricPoint& p : resp.metrics()) {
     if (p.has_train_loss()) losses.push_back(p.train_loss());
+    // Every evaluation, and only evaluations, carries the task metrics.
+    EXPECT_EQ(p.has_eval_task(), p.has_eval_loss()) << p.ShortDebugString();
+    if (!p.has_eval_task()) continue;
+    task_steps.push_back(p.step());
+    EXPECT_EQ(p.eval_task().examples(), 4);
+    EXPECT_TRUE(p.eval_task().has_pattern_match());
+    for (double share :
+         {p.eval_task().exact_match(), p.eval_task().normalized_match(),
+          p.eval_task().token_f1(), p.eval_task().pattern_match()}) {
+      EXPECT_GE(share, 0);
+      EXPECT_LE(share, 1);
+    }
   }
+  EXPECT_THAT(task_steps, ::testing::ElementsAre(12, 24));
   ASSERT_GE(losses.size(), 24u);
   const double first = (losses[0] + losses[1] + losses[2] + losses[3]) / 4.0;
   const size_t n = losses.size();

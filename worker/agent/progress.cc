@@ -205,6 +205,9 @@ void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
       *metrics_.back().mutable_eval_preference() =
           PreferenceMetricsToProto(*e.preference);
     }
+    if (e.task) {
+      *metrics_.back().mutable_eval_task() = TaskMetricsToProto(*e.task);
+    }
   } else {
     v1::MetricPoint p;
     SetTime(now, p.mutable_time());
@@ -217,6 +220,7 @@ void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
     if (e.preference) {
       *p.mutable_eval_preference() = PreferenceMetricsToProto(*e.preference);
     }
+    if (e.task) *p.mutable_eval_task() = TaskMetricsToProto(*e.task);
     AddPoint(std::move(p));
   }
   metrics_state_.set_eval_loss(e.eval_loss);

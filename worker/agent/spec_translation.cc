@@ -116,6 +116,8 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   }
   FTUNE_ASSIGN_OR_RETURN(t.preference, PreferenceFromProto(spec.preference()));
   t.samples = SampleSpecFromProto(spec.samples());
+  FTUNE_ASSIGN_OR_RETURN(t.task_metrics,
+                         TaskMetricsSpecFromProto(spec.task_metrics()));
 
   // --- Adapter shape.
   const v1::LoraConfig& lora = spec.lora();

@@ -81,6 +81,9 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
                                ? nlohmann::json(st.best_eval_loss)
                                : nlohmann::json(nullptr)},
         {"best_step", st.best_step},
+        {"best_score", std::isfinite(st.best_score)
+                           ? nlohmann::json(st.best_score)
+                           : nlohmann::json(nullptr)},
         {"evals_without_improvement", st.evals_without_improvement},
         {"world_size", st.world_size},
         {"spec_sha256", spec_sha}};
@@ -151,6 +154,10 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
                           ? std::numeric_limits<double>::infinity()
                           : j.at("best_eval_loss").get<double>();
   st.best_step = j.at("best_step").get<int64_t>();
+  // Absent in checkpoints from before select_best_by.
+  st.best_score = j.contains("best_score") && j.at("best_score").is_number()
+                      ? j.at("best_score").get<double>()
+                      : -std::numeric_limits<double>::infinity();
   st.evals_without_improvement =
       j.at("evals_without_improvement").get<int64_t>();
   st.world_size = j.value("world_size", int64_t{1});

@@ -35,6 +35,9 @@ struct LoopState {
   int64_t train_rows = 0;
   double best_eval_loss = std::numeric_limits<double>::infinity();
   int64_t best_step = -1;
+  // select_best_by's value at best_step when it is a task metric (higher
+  // is better; task_eval.h SelectionScore); -inf before any.
+  double best_score = -std::numeric_limits<double>::infinity();
   int64_t evals_without_improvement = 0;
   // Ranks of the run that wrote it (1 for checkpoints from before it was
   // recorded). Any world size resumes it: the global batch and the data

@@ -28,6 +28,7 @@
 #include "worker/train/objectives/preference_step.h"
 #include "worker/train/optimizer.h"
 #include "worker/train/runtime.h"
+#include "worker/train/task_eval.h"
 #include "worker/train/text/prompts.h"
 #include "worker/train/text_generation.h"
 #include "worker/train/torch_compat.h"
@@ -494,6 +495,10 @@ absl::Status PublishResult(const TrainSpec& spec, Model& model,
   if (best != nullptr) {
     metrics["best_eval_loss"] = st.best_eval_loss;
     metrics["best_step"] = st.best_step;
+    const contract::SelectBestBy by = spec.task_metrics.select_best_by;
+    metrics["select_best_by"] = contract::Name(by);
+    if (by != contract::SelectBestBy::kEvalLoss)
+      metrics[absl::StrCat("best_", contract::Name(by))] = st.best_score;
   }
   nlohmann::json spec_json =
       nlohmann::json::parse(spec.source_json, nullptr, false);
@@ -570,6 +575,10 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   FTUNE_ASSIGN_OR_RETURN(
       std::optional<SampleRun> samples,
       PrepareSamples(spec, prepared, *model, dist.is_main()));
+  FTUNE_ASSIGN_OR_RETURN(
+      std::unique_ptr<TaskEvaluator> task_eval,
+      TaskEvaluator::Create(spec, prepared.validates,
+                            prepared.loaded.validation_examples, *model));
   // Step 0: the model before any update (a resumed run did this before).
   if (samples && st.step == 0) {
     FTUNE_RETURN_IF_ERROR(EmitSamples(spec, *samples, *model, 0, hooks));
@@ -689,8 +698,20 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         FTUNE_ASSIGN_OR_RETURN(eval_loss,
                                Evaluate(*model, val.rows, micro_rows, dist));
       }
-      const bool improved = eval_loss < st.best_eval_loss;
+      std::optional<contract::TaskMetrics> task;
+      if (task_eval) {
+        FTUNE_ASSIGN_OR_RETURN(task, task_eval->Evaluate(*model, dist));
+      }
+      // The adapter to publish: the lowest eval_loss, or the highest share
+      // of the task metric select_best_by names (the first evaluation that
+      // reached it).
+      const contract::SelectBestBy by = spec.task_metrics.select_best_by;
+      const std::optional<double> score = SelectionScore(by, eval_loss, task);
+      const bool improved = by == contract::SelectBestBy::kEvalLoss
+                                ? eval_loss < st.best_eval_loss
+                                : score.has_value() && *score > st.best_score;
       if (improved) {
+        if (score) st.best_score = *score;
         st.best_eval_loss = eval_loss;
         st.best_step = st.step;
         st.evals_without_improvement = 0;
@@ -700,7 +721,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
         ++st.evals_without_improvement;
       }
       emit(contract::EvalEvent{st.step, eval_loss, st.best_eval_loss,
-                               st.best_step, eval_preference});
+                               st.best_step, eval_preference, task});
       if (samples) {
         FTUNE_RETURN_IF_ERROR(
             EmitSamples(spec, *samples, *model, st.step, hooks));

@@ -25,7 +25,8 @@ std::vector<ProgressEvent> EveryEvent() {
                    PreferenceMetrics{0.5, -0.25, 0.75, 0.75, -12.5, -20}},
       OomRetryEvent{17, 2, 4, "CUDA out of memory"},
       EvalEvent{18, 1.5, 1.25, 12,
-                PreferenceMetrics{0.125, -0.5, 1, 0.625, -3, -4.5}},
+                PreferenceMetrics{0.125, -0.5, 1, 0.625, -3, -4.5},
+                TaskMetrics{32, 0.25, 0.375, 0.5, 0.75}},
       EarlyStopEvent{19, 12},
       CheckpointEvent{20, "/c/step-20"},
       InterruptedEvent{21, "/c/step-21"},
@@ -62,6 +63,26 @@ TEST(ProgressTest, EveryEventSurvivesTheRoundTrip) {
   EXPECT_EQ(eval.preference->reward_margin, 0.625);
   EXPECT_EQ(eval.preference->logps_chosen, -3);
   EXPECT_EQ(eval.preference->logps_rejected, -4.5);
+  ASSERT_TRUE(eval.task.has_value());
+  EXPECT_EQ(eval.task->examples, 32);
+  EXPECT_EQ(eval.task->exact_match, 0.25);
+  EXPECT_EQ(eval.task->normalized_match, 0.375);
+  EXPECT_EQ(eval.task->token_f1, 0.5);
+  EXPECT_EQ(eval.task->pattern_match, 0.75);
+  // Without an eval_pattern there is no pattern_match; without task
+  // metrics no task object.
+  EvalEvent no_pattern;
+  no_pattern.task = TaskMetrics{4, 1, 1, 1, std::nullopt};
+  const std::string no_pattern_line = ToJsonLine(no_pattern);
+  EXPECT_THAT(no_pattern_line, HasSubstr("\"exact_match\":1"));
+  EXPECT_THAT(no_pattern_line, ::testing::Not(HasSubstr("pattern_match")));
+  EXPECT_EQ(std::get<EvalEvent>(*ParseProgressLine(no_pattern_line))
+                .task->pattern_match,
+            std::nullopt);
+  EXPECT_THAT(ToJsonLine(EvalEvent{}), ::testing::Not(HasSubstr("task")));
+  EXPECT_FALSE(ParseProgressLine(R"({"type":"eval","task":3})").ok());
+  EXPECT_FALSE(
+      ParseProgressLine(R"({"type":"eval","task":{"exact_match":"x"}})").ok());
   // SFT lines carry no preference object at all.
   EXPECT_THAT(ToJsonLine(MetricsEvent{}),
               ::testing::Not(HasSubstr("preference")));

@@ -84,6 +84,9 @@ TrainSpec EveryFieldSet() {
   // round trip is below); the generation settings travel anyway.
   s.samples.eval_samples = 0;
   s.samples.generation = {17, 0.5, 9, 0.75, 1.25, 99, {"###", "\n\n"}};
+  // Likewise no task metrics (their own round trip: task_metrics_test.cc).
+  s.task_metrics.eval_task_examples = 0;
+  s.task_metrics.max_new_tokens = 21;
   return s;
 }
 
@@ -138,6 +141,11 @@ void ExpectSameSpec(const TrainSpec& a, const TrainSpec& b) {
   EXPECT_EQ(a.preference.label_smoothing, b.preference.label_smoothing);
   EXPECT_EQ(a.preference.orpo_lambda, b.preference.orpo_lambda);
   EXPECT_EQ(a.samples.eval_samples, b.samples.eval_samples);
+  EXPECT_EQ(a.task_metrics.eval_task_examples,
+            b.task_metrics.eval_task_examples);
+  EXPECT_EQ(a.task_metrics.max_new_tokens, b.task_metrics.max_new_tokens);
+  EXPECT_EQ(a.task_metrics.eval_pattern, b.task_metrics.eval_pattern);
+  EXPECT_EQ(a.task_metrics.select_best_by, b.task_metrics.select_best_by);
   const GenerationSpec &x = a.samples.generation, &y = b.samples.generation;
   EXPECT_EQ(x.max_new_tokens, y.max_new_tokens);
   EXPECT_EQ(x.temperature, y.temperature);
@@ -172,7 +180,8 @@ TEST(TrainSpecTest, EveryFieldSurvivesTheRoundTrip) {
     // objective: sft here (pretokenized data); the preference settings
     // have their own round trip below.
     if (path == "method" || path == "data.validation_split" ||
-        path == "objective" || path == "samples.eval_samples") {
+        path == "objective" || path == "samples.eval_samples" ||
+        path == "task_metrics.eval_task_examples") {
       continue;
     }
     EXPECT_NE(value, base[path]) << path << " is at its default";

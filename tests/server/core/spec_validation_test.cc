@@ -321,6 +321,73 @@ TEST(SpecValidationTest, SampleSettings) {
   EXPECT_THAT(ValidateJobSpec(r, GoodContext()), IsEmpty());
 }
 
+// Task metrics: ranges and the eval_pattern (RE2) checked at create time,
+// naming the field; select_best_by refused where its metric cannot exist;
+// resolution fills the defaults.
+TEST(SpecValidationTest, TaskMetricSettings) {
+  v1::JobSpec spec = GoodSpec();
+  spec.set_validation_file("file-b");
+  v1::TaskMetricsConfig* c = spec.mutable_task_metrics();
+  c->set_eval_pattern("(unclosed");
+  auto errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.task_metrics.eval_pattern"));
+  EXPECT_THAT(errors[0].message, HasSubstr("not a valid RE2"));
+  c->set_eval_pattern("^(yes|no)$");
+  c->set_eval_task_examples(1025);
+  c->set_max_new_tokens(0);
+  EXPECT_THAT(Fields(ValidateJobSpec(spec, GoodContext())),
+              ElementsAre("spec.task_metrics.eval_task_examples",
+                          "spec.task_metrics.max_new_tokens"));
+  c->set_eval_task_examples(16);
+  c->set_max_new_tokens(32);
+  c->set_select_best_by(v1::SELECT_BEST_BY_PATTERN_MATCH);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  // pattern_match without a pattern; a task metric with no examples.
+  c->clear_eval_pattern();
+  errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.task_metrics.select_best_by"));
+  EXPECT_THAT(errors[0].message, HasSubstr("needs an eval_pattern"));
+  c->set_select_best_by(v1::SELECT_BEST_BY_EXACT_MATCH);
+  c->set_eval_task_examples(0);
+  errors = ValidateJobSpec(spec, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.task_metrics.select_best_by"));
+  EXPECT_THAT(errors[0].message, HasSubstr("needs eval_task_examples > 0"));
+  c->clear_eval_task_examples();
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  // No validation source, a text-format one, a preference objective.
+  v1::JobSpec none = spec;
+  none.clear_validation_file();
+  errors = ValidateJobSpec(none, GoodContext());
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.task_metrics.select_best_by"));
+  EXPECT_THAT(errors[0].message, HasSubstr("needs a validation source"));
+  SpecContext text = GoodContext();
+  text.training_file->format = "text";
+  text.validation_file->format = "text";
+  errors = ValidateJobSpec(spec, text);
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.task_metrics.select_best_by"));
+  EXPECT_THAT(errors[0].message, HasSubstr("file-b has format text"));
+  SpecContext pairs = GoodContext();
+  pairs.training_file->format = "preference";
+  pairs.validation_file->format = "preference";
+  v1::JobSpec dpo = spec;
+  dpo.set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  errors = ValidateJobSpec(dpo, pairs);
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.task_metrics.select_best_by"));
+  EXPECT_THAT(errors[0].message, HasSubstr("TRAINING_OBJECTIVE_SFT"));
+
+  // Defaults: 32 examples of 64 tokens, eval_loss, with a validation
+  // source; no task metrics without one.
+  v1::JobSpec plain = GoodSpec();
+  v1::JobSpec r = ResolveJobSpec(plain, *GoodContext().model, 1);
+  EXPECT_EQ(r.task_metrics().eval_task_examples(), 0);
+  plain.set_validation_split(0.1);
+  r = ResolveJobSpec(plain, *GoodContext().model, 1);
+  EXPECT_EQ(r.task_metrics().eval_task_examples(), 32);
+  EXPECT_EQ(r.task_metrics().max_new_tokens(), 64);
+  EXPECT_EQ(r.task_metrics().select_best_by(), v1::SELECT_BEST_BY_EVAL_LOSS);
+  EXPECT_THAT(ValidateJobSpec(r, GoodContext()), IsEmpty());
+}
+
 TEST(SpecValidationTest, Estimate) {
   v1::JobSpec spec = GoodSpec();
   spec.set_validation_split(0.2);

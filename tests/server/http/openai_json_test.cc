@@ -219,5 +219,30 @@ TEST(ObjectsTest, EventIdsRoundTripAndRefuseOthers) {
   EXPECT_FALSE(EventSequence("job-1", "ftevent-job-1-x").ok());
 }
 
+// An evaluation's task metrics are in the metrics event's data under
+// ftune's names; pattern_match only when the job has a pattern.
+TEST(ObjectsTest, MetricEventsCarryTaskMetrics) {
+  v1::MetricPoint m;
+  m.set_sequence(7);
+  m.set_step(20);
+  m.set_eval_loss(0.5);
+  v1::TaskMetrics* t = m.mutable_eval_task();
+  t->set_examples(8);
+  t->set_exact_match(0.25);
+  t->set_normalized_match(0.5);
+  t->set_token_f1(0.75);
+  json e = MetricEventJson("job-1", m, 20);
+  EXPECT_EQ(e["data"]["valid_loss"], 0.5);
+  EXPECT_EQ(e["data"]["eval_exact_match"], 0.25);
+  EXPECT_EQ(e["data"]["eval_normalized_match"], 0.5);
+  EXPECT_EQ(e["data"]["eval_token_f1"], 0.75);
+  EXPECT_FALSE(e["data"].contains("eval_pattern_match"));
+  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("exact match=0.25"));
+  t->set_pattern_match(1);
+  EXPECT_EQ(MetricEventJson("job-1", m, 20)["data"]["eval_pattern_match"], 1);
+  EXPECT_FALSE(MetricEventJson("job-1", v1::MetricPoint(), 20)["data"].contains(
+      "eval_exact_match"));
+}
+
 }  // namespace
 }  // namespace ftune::server::http

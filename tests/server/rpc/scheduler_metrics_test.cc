@@ -163,6 +163,38 @@ TEST_F(SchedulerMetricsTest, PreferenceRewardsPerSplit) {
               ::testing::Not(HasSubstr("ftune_job_reward_accuracy{")));
 }
 
+// A job's task metrics from its newest evaluation; pattern_match only with
+// an eval_pattern; gone when the job leaves RUNNING.
+TEST_F(SchedulerMetricsTest, TaskMetricsOfTheLatestEvaluation) {
+  Transition(S::kQueued, S::kRunning, 1, 0);
+  store::JobChange change;
+  change.job = job_;
+  core::MetricPoint first;
+  first.job_id = job_.id;
+  first.attempt = 1;
+  first.step = 5;
+  first.eval_loss = 0.9;
+  first.eval_task = contract::TaskMetrics{8, 0.125, 0.25, 0.375, 0.5};
+  core::MetricPoint second = first;
+  second.step = 10;
+  second.eval_task = contract::TaskMetrics{8, 0.625, 0.75, 0.875, 1.0};
+  change.metrics = {first, second};
+  metrics_->OnCommit({change});
+  const std::string labels =
+      "{tenant=\"" + job_.tenant_id + "\",job_id=\"" + job_.id + "\"} ";
+  std::string text = Scrape();
+  EXPECT_THAT(text,
+              HasSubstr("ftune_job_eval_exact_match" + labels + "0.625\n"));
+  EXPECT_THAT(text,
+              HasSubstr("ftune_job_eval_normalized_match" + labels + "0.75\n"));
+  EXPECT_THAT(text, HasSubstr("ftune_job_eval_token_f1" + labels + "0.875\n"));
+  EXPECT_THAT(text, HasSubstr("ftune_job_eval_pattern_match" + labels + "1\n"));
+  Transition(S::kRunning, S::kSucceeded, 1, 10);
+  text = Scrape();
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("ftune_job_eval_exact_match{")));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("ftune_job_eval_pattern_match{")));
+}
+
 // Commit timing feeds the two store histograms.
 TEST_F(SchedulerMetricsTest, CommitTimingIsObserved) {
   metrics_->OnCommitTiming(absl::Milliseconds(3), 5);

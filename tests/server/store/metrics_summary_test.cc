@@ -96,6 +96,35 @@ TEST_F(MetricsSummaryTest, AbsentValuesStayAbsentAndTheBestEvalIsKept) {
   EXPECT_EQ(reread.metrics.eval_step, 4);
 }
 
+// An evaluation's task metrics are stored with its point (pattern_match
+// only when reported) and read back after a restart of the store; a point
+// without them has none.
+TEST_F(MetricsSummaryTest, TaskMetricsAreStoredWithTheirPoint) {
+  core::MetricPoint with_pattern = Eval(2, 1.5);
+  with_pattern.eval_task = contract::TaskMetrics{8, 0.25, 0.5, 0.625, 0.75};
+  core::MetricPoint without_pattern = Eval(4, 1.25);
+  without_pattern.eval_task =
+      contract::TaskMetrics{8, 0.5, 0.5, 0.75, std::nullopt};
+  ASSERT_OK(store_->AppendMetrics(
+      job_.id, 1,
+      {Train(2, 2.0), with_pattern, Train(4, 1.0), without_pattern}));
+  ASSERT_OK(OpenStore());
+  ASSERT_OK_AND_ASSIGN(
+      auto points, store_->ListJobMetrics(tenant_.tenant.id, job_.id, 0, 0));
+  ASSERT_EQ(points.size(), 4u);
+  EXPECT_FALSE(points[0].eval_task.has_value());
+  ASSERT_TRUE(points[1].eval_task.has_value());
+  EXPECT_EQ(points[1].eval_task->examples, 8);
+  EXPECT_EQ(points[1].eval_task->exact_match, 0.25);
+  EXPECT_EQ(points[1].eval_task->normalized_match, 0.5);
+  EXPECT_EQ(points[1].eval_task->token_f1, 0.625);
+  EXPECT_EQ(points[1].eval_task->pattern_match, 0.75);
+  ASSERT_TRUE(points[3].eval_task.has_value());
+  EXPECT_EQ(points[3].eval_task->exact_match, 0.5);
+  EXPECT_EQ(points[3].eval_task->pattern_match, std::nullopt);
+  EXPECT_FALSE(points[2].eval_task.has_value());
+}
+
 TEST_F(MetricsSummaryTest, EventsKeepTheStepTheyReferTo) {
   core::Checkpoint ck;
   ck.step = 40;

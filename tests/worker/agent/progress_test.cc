@@ -114,6 +114,46 @@ TEST(ProgressTest, EvalAndCheckpoint) {
   EXPECT_EQ(m.best_eval_step(), 5);
 }
 
+// Task metrics ride on the evaluation's metric point: merged into the
+// step's pending point, or on an evaluation-only point of their own.
+TEST(ProgressTest, EvalTaskMetricsReachTheMetricPoint) {
+  ProgressTracker t(Options());
+  t.OnLine(Metrics(5, 1.5), kT0);
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":5,\"eval_loss\":1.25,\"best_eval_loss\":"
+      "1.25,\"best_step\":5,\"task\":{\"examples\":8,\"exact_match\":0.25,"
+      "\"normalized_match\":0.5,\"token_f1\":0.625,\"pattern_match\":0.75}}",
+      kT0);
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.metrics_size(), 1);
+  ASSERT_TRUE(b.metrics(0).has_eval_task());
+  const v1::TaskMetrics& m = b.metrics(0).eval_task();
+  EXPECT_EQ(m.examples(), 8);
+  EXPECT_DOUBLE_EQ(m.exact_match(), 0.25);
+  EXPECT_DOUBLE_EQ(m.normalized_match(), 0.5);
+  EXPECT_DOUBLE_EQ(m.token_f1(), 0.625);
+  EXPECT_DOUBLE_EQ(m.pattern_match(), 0.75);
+  // Its own point, without a pattern.
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":5,\"eval_loss\":1.0,\"best_eval_loss\":"
+      "1.0,\"best_step\":5,\"task\":{\"examples\":8,\"exact_match\":1,"
+      "\"normalized_match\":1,\"token_f1\":1}}",
+      kT0);
+  b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.metrics_size(), 1);
+  EXPECT_FALSE(b.metrics(0).has_train_loss());
+  EXPECT_DOUBLE_EQ(b.metrics(0).eval_task().exact_match(), 1);
+  EXPECT_FALSE(b.metrics(0).eval_task().has_pattern_match());
+  // An evaluation without task metrics carries none.
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":5,\"eval_loss\":1.0,\"best_eval_loss\":"
+      "1.0,\"best_step\":5}",
+      kT0);
+  b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.metrics_size(), 1);
+  EXPECT_FALSE(b.metrics(0).has_eval_task());
+}
+
 TEST(ProgressTest, FlushRules) {
   ProgressTracker t(Options());
   EXPECT_FALSE(t.FlushDue(kT0));  // nothing pending

@@ -369,6 +369,24 @@ std::map<std::string, Mutation> Mutations() {
   };
   m["samples.seed"] = [=](auto& c) { samples(c)->set_seed(3); };
   m["samples.stop"] = [=](auto& c) { samples(c)->add_stop("###"); };
+  auto task = [](v1::AssignJobCommand& c) {
+    return c.mutable_spec()->mutable_task_metrics();
+  };
+  m["task_metrics.eval_task_examples"] = {
+      [=](auto& c) { task(c)->set_eval_task_examples(5); }, validates};
+  m["task_metrics.max_new_tokens"] = [=](auto& c) {
+    task(c)->set_max_new_tokens(9);
+  };
+  m["task_metrics.eval_pattern"] = {
+      [=](auto& c) { task(c)->set_eval_pattern("^x$"); }, validates};
+  m["task_metrics.select_best_by"] = {
+      [=](auto& c) {
+        task(c)->set_select_best_by(v1::SELECT_BEST_BY_EXACT_MATCH);
+      },
+      [=](v1::AssignJobCommand& c) {
+        validates(c);
+        task(c)->set_eval_task_examples(4);
+      }};
   return m;
 }
 

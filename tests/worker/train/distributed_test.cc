@@ -269,6 +269,16 @@ TEST_F(DistributedTest, TwoRanksUnderTorchrunTrainWhatOneProcessTrains) {
   ASSERT_EQ(eb.size(), ea.size());
   for (size_t i = 0; i < ea.size(); ++i)
     EXPECT_LT(Relative(eb[i]["eval_loss"], ea[i]["eval_loss"]), 1e-5);
+  // Task metrics (on by default): each rank completes its share of the 7
+  // validation examples (3 and 4) and the counts are summed.
+  for (const std::vector<json>* evals : {&ea, &eb}) {
+    for (const json& e : *evals) {
+      ASSERT_TRUE(e.contains("task")) << e.dump();
+      EXPECT_EQ(e["task"]["examples"], 7) << e.dump();
+      EXPECT_GE(e["task"]["token_f1"].get<double>(), 0);
+      EXPECT_LE(e["task"]["token_f1"].get<double>(), 1);
+    }
+  }
 
   const auto wa = Adapter("single"), wb = Adapter("ranks");
   ASSERT_FALSE(wa.empty());

@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/contract/capabilities.h"
+#include "common/contract/task_metrics.h"
 #include "common/file_util.h"
 #include "common/safetensors.h"
 #include "gmock/gmock.h"
@@ -819,6 +820,106 @@ TEST_F(TrainBinaryTest, GenerateWithAdapterEqualsTheMergedModel) {
   ASSERT_OK_AND_ASSIGN(std::string err, ReadFile(long_log));
   EXPECT_THAT(err, HasSubstr("prompt 1 is 600 tokens long; the model's "
                              "context is 512 tokens"));
+}
+
+// Task metrics at every evaluation: the greedy completions of the
+// validation examples scored against their references. The figures equal
+// scoring `ftune-train generate`'s completions of the published adapter
+// (select_best_by exact_match publishes the first evaluation with the
+// highest exact-match share), and training on the rule (every answer is
+// "yes", which the tiny model learns within 20 steps; the reversed words
+// take far longer) raises them above the base model's.
+TEST_F(TrainBinaryTest, TaskMetricsAreReportedAndChooseThePublishedAdapter) {
+  for (auto [name, n] : {std::pair<const char*, int>{"yes-train.jsonl", 48},
+                         {"yes-val.jsonl", 8}}) {
+    std::mt19937_64 rng(n);
+    std::ofstream f(dir_.Sub(name));
+    static const char* kWords[] = {"cat", "dog", "bird", "fish", "cow", "owl"};
+    for (int i = 0; i < n; ++i) {
+      f << json{{"prompt", absl::StrCat(kWords[rng() % 6], "?")},
+                {"completion", "yes"}}
+               .dump()
+        << "\n";
+    }
+  }
+  json spec = Spec("task");
+  spec["train_data"] = dir_.Sub("yes-train.jsonl");
+  spec["validation_data"] = dir_.Sub("yes-val.jsonl");
+  spec["samples"] = {{"eval_samples", 0}};
+  spec["task_metrics"] = {{"eval_task_examples", 8},
+                          {"max_new_tokens", 8},
+                          {"eval_pattern", "^[a-z]+$"},
+                          {"select_best_by", "exact_match"}};
+  RunResult r = Run("task", spec);
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
+  std::vector<json> evals = r.Of("eval");
+  ASSERT_EQ(evals.size(), 3u);  // steps 10, 20, 30
+  double best = -1;
+  int64_t best_step = -1;
+  for (const json& e : evals) {
+    ASSERT_TRUE(e.contains("task")) << e.dump();
+    const json& t = e["task"];
+    EXPECT_EQ(t["examples"], 8) << e.dump();
+    for (const char* k :
+         {"exact_match", "normalized_match", "token_f1", "pattern_match"}) {
+      ASSERT_TRUE(t[k].is_number()) << k << " " << e.dump();
+      EXPECT_GE(t[k].get<double>(), 0) << k;
+      EXPECT_LE(t[k].get<double>(), 1) << k;
+    }
+    EXPECT_LE(t["exact_match"].get<double>(),
+              t["normalized_match"].get<double>());
+    if (t["exact_match"].get<double>() > best) {
+      best = t["exact_match"].get<double>();
+      best_step = e["step"].get<int64_t>();
+    }
+    EXPECT_EQ(e["best_step"], best_step) << e.dump();
+  }
+  ASSERT_OK_AND_ASSIGN(std::string manifest_text,
+                       ReadFile(dir_.Sub("task/adapter/ftune_manifest.json")));
+  const json manifest = json::parse(manifest_text);
+  EXPECT_EQ(manifest["metrics"]["select_best_by"], "exact_match");
+  EXPECT_EQ(manifest["metrics"]["best_step"], best_step);
+  EXPECT_EQ(manifest["metrics"]["best_exact_match"], best);
+
+  // The same metrics from ftune-train generate's completions (batched as
+  // the run's 8 are) scored by the contract's functions.
+  auto score = [&](const std::string& extra) {
+    int status = -1;
+    const std::string out = RunTrainBinary(
+        "generate --model " + dir_.Sub("model") + extra + " --prompts " +
+            dir_.Sub("yes-val.jsonl") + " --max-new-tokens 8 --batch-size 8" +
+            " --threads 1",
+        &status);
+    EXPECT_EQ(status, 0);
+    const contract::CompletionPattern pattern =
+        contract::CompletionPattern::Compile("^[a-z]+$").value();
+    contract::TaskCounts c;
+    for (absl::string_view line :
+         absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+      const json j = json::parse(line);
+      const std::string completion = j["completion"];
+      c.Add(contract::ScoreCompletion(completion,
+                                      j["expected"].get<std::string>()));
+      if (pattern.Matches(completion)) ++c.pattern;
+    }
+    return c;
+  };
+  const contract::TaskCounts tuned =
+      score(" --adapter " + dir_.Sub("task/adapter"));
+  const json& at_best = evals[best_step / 10 - 1]["task"];
+  ASSERT_EQ(tuned.examples, 8);
+  EXPECT_EQ(at_best["exact_match"], tuned.exact / 8.0);
+  EXPECT_EQ(at_best["normalized_match"], tuned.normalized / 8.0);
+  EXPECT_DOUBLE_EQ(at_best["token_f1"].get<double>(), tuned.token_f1_sum / 8);
+  EXPECT_EQ(at_best["pattern_match"], tuned.pattern / 8.0);
+  const contract::TaskCounts base = score("");
+  EXPECT_EQ(base.exact, 0);
+  EXPECT_GT(tuned.exact, base.exact);
+  EXPECT_GT(tuned.token_f1_sum, base.token_f1_sum);
+  EXPECT_GT(tuned.pattern, base.pattern);
+  std::cerr << "base exact " << base.exact << "/8 pattern " << base.pattern
+            << "/8; tuned exact " << tuned.exact << "/8 pattern "
+            << tuned.pattern << "/8\n";
 }
 
 }  // namespace

@@ -75,8 +75,9 @@ struct DatasetStats {
 };
 
 // Validation examples Dataset::validation_examples keeps at most (the
-// contract's largest eval_samples).
-inline constexpr size_t kMaxValidationExamplesKept = 32;
+// contract's largest eval_task_examples, which is above its largest
+// eval_samples: common/contract/limits.h).
+inline constexpr size_t kMaxValidationExamplesKept = 1024;
 
 struct Dataset {
   DatasetFormat format = DatasetFormat::kUnknown;
@@ -88,7 +89,7 @@ struct Dataset {
   std::vector<PackedSequence> validation;  // empty without validation data
   // The first kMaxValidationExamplesKept validation examples as parsed, in
   // file order (not for preference formats): the prompts of a run's sample
-  // completions.
+  // completions and task metrics.
   std::vector<Example> validation_examples;
   DatasetStats train_stats;
   DatasetStats validation_stats;
