@@ -17,7 +17,8 @@ absl::Status Bad(int64_t line, absl::string_view field, absl::string_view why) {
 
 std::string Display(const Example& ex) {
   switch (ex.format) {
-    case DatasetFormat::kMessages: {
+    case DatasetFormat::kMessages:
+    case DatasetFormat::kChatPreference: {
       std::vector<const Message*> turns;
       for (const Message& m : ex.messages)
         if (m.role != Role::kSystem) turns.push_back(&m);
@@ -29,6 +30,7 @@ std::string Display(const Example& ex) {
       return out;
     }
     case DatasetFormat::kPromptCompletion:
+    case DatasetFormat::kPreference:
       return ex.prompt;
     case DatasetFormat::kText:
       return ex.text;
