@@ -51,8 +51,18 @@ std::string Metrics(const v1::JobMetrics& m) {
                                  FormatNumber(m.learning_rate())));
   }
   if (m.has_eval_loss()) {
-    parts.push_back(absl::StrCat("eval_loss ", FormatNumber(m.eval_loss()),
-                                 " at step ", m.eval_step()));
+    std::string eval = absl::StrCat("eval_loss ", FormatNumber(m.eval_loss()),
+                                    " at step ", m.eval_step());
+    if (m.has_eval_task()) {
+      const v1::TaskMetrics& t = m.eval_task();
+      absl::StrAppend(&eval, " (exact_match ", FormatNumber(t.exact_match()));
+      if (t.has_pattern_match()) {
+        absl::StrAppend(&eval, ", pattern_match ",
+                        FormatNumber(t.pattern_match()));
+      }
+      absl::StrAppend(&eval, ")");
+    }
+    parts.push_back(std::move(eval));
   }
   std::string text = absl::StrJoin(parts, ", ");
   if (m.has_best_eval_loss()) {
@@ -111,9 +121,22 @@ int JobControl(const CommandContext& c, Method method) {
 // precision, an unset loss as an empty cell.
 constexpr char kMetricsCsvHeader[] =
     "attempt,step,epoch,time,train_loss,eval_loss,learning_rate,"
-    "tokens_per_second,grad_norm,peak_memory_bytes,sequence";
+    "tokens_per_second,grad_norm,peak_memory_bytes,sequence,"
+    "eval_exact_match,eval_normalized_match,eval_token_f1,"
+    "eval_pattern_match";
 
 std::string CsvNumber(double value) { return absl::StrFormat("%.10g", value); }
+
+// The task metrics of an evaluation point (empty cells without them;
+// eval_pattern_match empty without a pattern).
+std::string MetricsCsvTaskCells(const v1::MetricPoint& p) {
+  if (!p.has_eval_task()) return ",,,";
+  const v1::TaskMetrics& t = p.eval_task();
+  return absl::StrCat(
+      CsvNumber(t.exact_match()), ",", CsvNumber(t.normalized_match()), ",",
+      CsvNumber(t.token_f1()), ",",
+      t.has_pattern_match() ? CsvNumber(t.pattern_match()) : "");
+}
 
 std::string MetricsCsvRow(const v1::MetricPoint& p) {
   const absl::Time time = absl::FromUnixSeconds(p.time().seconds()) +
@@ -124,7 +147,8 @@ std::string MetricsCsvRow(const v1::MetricPoint& p) {
       p.has_train_loss() ? CsvNumber(p.train_loss()) : "", ",",
       p.has_eval_loss() ? CsvNumber(p.eval_loss()) : "", ",",
       CsvNumber(p.learning_rate()), ",", CsvNumber(p.tokens_per_second()), ",",
-      CsvNumber(p.grad_norm()), ",", p.peak_memory_bytes(), ",", p.sequence());
+      CsvNumber(p.grad_norm()), ",", p.peak_memory_bytes(), ",", p.sequence(),
+      ",", MetricsCsvTaskCells(p));
 }
 
 // Prints the CSV on stdout, or writes it to -o PATH (PATH.partial, renamed

@@ -187,6 +187,9 @@ std::vector<CommandSpec> BuildCommands() {
             FlagType::kInt64),
         Int("early-stopping-patience",
             "stop after N evaluations without improvement (default 0 = off)"),
+        Bool("eval-on-start",
+             "also evaluate before the first update (step 0): the base "
+             "model's eval loss and task metrics as a baseline"),
         Int("checkpoint-every-steps",
             Help("checkpoint interval", d::kCheckpointEverySteps),
             FlagType::kInt64),

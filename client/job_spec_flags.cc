@@ -76,6 +76,7 @@ const std::vector<std::pair<std::string, std::string>>& JobSpecFieldFlags() {
           {"hyperparameters.checkpoints_to_keep", "checkpoints-to-keep"},
           {"hyperparameters.early_stopping_patience",
            "early-stopping-patience"},
+          {"hyperparameters.eval_on_start", "eval-on-start"},
           {"hyperparameters.gradient_checkpointing", "gradient-checkpointing"},
           {"hyperparameters.auto_reduce_batch_on_oom",
            "auto-reduce-batch-on-oom"},
@@ -201,6 +202,9 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
   }
   if (auto v = flags.GetInt("log-every-steps")) {
     hp.set_log_every_steps(i32(*v));
+  }
+  if (flags.Has("eval-on-start")) {
+    hp.set_eval_on_start(flags.GetBool("eval-on-start"));
   }
   if (flags.Has("gradient-checkpointing")) {
     hp.set_gradient_checkpointing(flags.GetBool("gradient-checkpointing"));

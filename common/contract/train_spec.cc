@@ -347,7 +347,7 @@ absl::Status ReadHyperparameters(const Reader& r, HyperParameters& h) {
        "warmup_ratio", "batch_size", "gradient_accumulation_steps",
        "max_seq_length", "packing", "weight_decay", "max_grad_norm", "seed",
        "eval_every_steps", "checkpoint_every_steps", "early_stopping_patience",
-       "gradient_checkpointing", "oom_retry"}));
+       "eval_on_start", "gradient_checkpointing", "oom_retry"}));
   if (r.Has("epochs") && r.Has("max_steps")) {
     return Bad(r.Path("max_steps"), "set epochs or max_steps, not both");
   }
@@ -394,6 +394,7 @@ absl::Status ReadHyperparameters(const Reader& r, HyperParameters& h) {
   FTUNE_RETURN_IF_ERROR(r.Int("early_stopping_patience",
                               range::kEarlyStoppingPatience,
                               &h.early_stopping_patience));
+  FTUNE_RETURN_IF_ERROR(r.Bool("eval_on_start", &h.eval_on_start));
   FTUNE_RETURN_IF_ERROR(
       r.Bool("gradient_checkpointing", &h.gradient_checkpointing));
   FTUNE_RETURN_IF_ERROR(r.Bool("oom_retry", &h.oom_retry));
@@ -477,6 +478,7 @@ std::string TrainSpecToJson(const TrainSpec& s) {
              {"eval_every_steps", h.eval_every_steps},
              {"checkpoint_every_steps", h.checkpoint_every_steps},
              {"early_stopping_patience", h.early_stopping_patience},
+             {"eval_on_start", h.eval_on_start},
              {"gradient_checkpointing", h.gradient_checkpointing},
              {"oom_retry", h.oom_retry}};
   if (h.max_steps > 0) {
@@ -648,6 +650,10 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   }
   if (s.hp.early_stopping_patience > 0 && !validates) {
     return Bad("hyperparameters.early_stopping_patience",
+               "needs validation_data or data.validation_split");
+  }
+  if (s.hp.eval_on_start && !validates) {
+    return Bad("hyperparameters.eval_on_start",
                "needs validation_data or data.validation_split");
   }
   FTUNE_ASSIGN_OR_RETURN(Reader samples, r.Object("samples"));

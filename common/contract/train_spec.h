@@ -36,7 +36,8 @@
 //     the model's)), "packing": false, "weight_decay": 0,
 //     "max_grad_norm": 1.0, "seed": 42, "eval_every_steps": 0 (= every
 //     epoch, or max_steps / 10), "checkpoint_every_steps": 500,
-//     "early_stopping_patience": 0, "gradient_checkpointing": true,
+//     "early_stopping_patience": 0, "eval_on_start": false,
+//     "gradient_checkpointing": true,
 //     "oom_retry": true},
 //   "output_dir": "/storage/jobs/t/j/adapter",       required; must not exist
 //   "checkpoint_dir": "...",                          needed to checkpoint or
@@ -191,6 +192,9 @@ struct HyperParameters {
   int64_t checkpoint_every_steps = defaults::kCheckpointEverySteps;
   // Evaluations without improvement before stopping; 0 = off.
   int64_t early_stopping_patience = defaults::kEarlyStoppingPatience;
+  // Also evaluate at step 0, before any update (a baseline; never the
+  // best). Needs a validation source.
+  bool eval_on_start = false;
   // Recompute each decoder layer in backward instead of keeping its
   // activations: the same gradients, less memory, ~1/3 more compute.
   bool gradient_checkpointing = defaults::kGradientCheckpointing;

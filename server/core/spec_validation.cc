@@ -203,6 +203,10 @@ void CheckHyperparameters(const v1::JobSpec& spec, const SpecContext& ctx,
     e.Add(p + "early_stopping_patience",
           "needs a validation source (validation_file or validation_split)");
   }
+  if (h.eval_on_start() && !HasValidation(spec)) {
+    e.Add(p + "eval_on_start",
+          "needs a validation source (validation_file or validation_split)");
+  }
   if (h.log_every_steps() != 0) {
     e.Check(p + "log_every_steps", h.log_every_steps(), range::kLogEverySteps);
   }

@@ -12,7 +12,11 @@ void JobMetricsSummary::Add(const MetricPoint& point) {
   if (point.eval_loss.has_value()) {
     eval_loss = point.eval_loss;
     eval_step = point.step;
-    if (!best_eval_loss.has_value() || *point.eval_loss < *best_eval_loss) {
+    eval_task = point.eval_task;
+    // Step 0 is the baseline before training (eval_on_start), never the
+    // best: no adapter comes from it.
+    if (point.step > 0 &&
+        (!best_eval_loss.has_value() || *point.eval_loss < *best_eval_loss)) {
       best_eval_loss = point.eval_loss;
       best_eval_step = point.step;
     }

@@ -91,6 +91,8 @@ struct JobMetricsSummary {
   // earlier, as the trainer keeps the first best adapter).
   std::optional<double> eval_loss;
   int64_t eval_step = 0;
+  // The latest evaluation's task metrics (unset without them).
+  std::optional<contract::TaskMetrics> eval_task;
   std::optional<double> best_eval_loss;
   int64_t best_eval_step = 0;
   // Of the latest point (the worker reports its attempt's running peak).

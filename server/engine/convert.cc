@@ -120,6 +120,9 @@ v1::Job JobToProto(const core::Job& job) {
     if (s.eval_loss) {
       jm->set_eval_loss(*s.eval_loss);
       jm->set_eval_step(s.eval_step);
+      if (s.eval_task) {
+        *jm->mutable_eval_task() = TaskMetricsToProto(*s.eval_task);
+      }
     }
     if (s.best_eval_loss) {
       jm->set_best_eval_loss(*s.best_eval_loss);

@@ -109,6 +109,43 @@ void EachPreferenceField(contract::PreferenceMetrics& m, F f) {
   f("logps_rejected", m.logps_rejected);
 }
 
+// Task metrics as stored: {"examples", "exact_match", "normalized_match",
+// "token_f1", "pattern_match" (only with a pattern)}; a non-finite share is
+// null.
+json TaskMetricsJson(const contract::TaskMetrics& t) {
+  auto num = [](double v) {
+    return std::isfinite(v) ? json(v) : json(nullptr);
+  };
+  json o = {{"examples", t.examples},
+            {"exact_match", num(t.exact_match)},
+            {"normalized_match", num(t.normalized_match)},
+            {"token_f1", num(t.token_f1)}};
+  if (t.pattern_match) o["pattern_match"] = num(*t.pattern_match);
+  return o;
+}
+
+// `parent`'s "eval_task" object; unset when absent. A null or missing share
+// reads as NaN.
+std::optional<contract::TaskMetrics> TaskMetricsFromJson(const json& parent) {
+  auto it = parent.find("eval_task");
+  if (it == parent.end() || !it->is_object()) return std::nullopt;
+  auto number = [&](const char* k) {
+    auto f = it->find(k);
+    return f != it->end() && f->is_number()
+               ? f->get<double>()
+               : std::numeric_limits<double>::quiet_NaN();
+  };
+  contract::TaskMetrics t;
+  if (auto e = it->find("examples"); e != it->end() && e->is_number_integer()) {
+    t.examples = e->get<int64_t>();
+  }
+  t.exact_match = number("exact_match");
+  t.normalized_match = number("normalized_match");
+  t.token_f1 = number("token_f1");
+  if (it->contains("pattern_match")) t.pattern_match = number("pattern_match");
+  return t;
+}
+
 }  // namespace
 
 std::string EncodePointPreference(const core::MetricPoint& p) {
@@ -127,18 +164,7 @@ std::string EncodePointPreference(const core::MetricPoint& p) {
     });
     j[key] = o;
   }
-  if (p.eval_task) {
-    const contract::TaskMetrics& t = *p.eval_task;
-    auto num = [](double v) {
-      return std::isfinite(v) ? json(v) : json(nullptr);
-    };
-    json o = {{"examples", t.examples},
-              {"exact_match", num(t.exact_match)},
-              {"normalized_match", num(t.normalized_match)},
-              {"token_f1", num(t.token_f1)}};
-    if (t.pattern_match) o["pattern_match"] = num(*t.pattern_match);
-    j["eval_task"] = std::move(o);
-  }
+  if (p.eval_task) j["eval_task"] = TaskMetricsJson(*p.eval_task);
   return j.dump();
 }
 
@@ -165,25 +191,7 @@ absl::Status DecodePointPreference(const std::string& text,
     });
     *value = m;
   }
-  if (auto it = j.find("eval_task"); it != j.end() && it->is_object()) {
-    auto number = [&](const char* k) {
-      auto f = it->find(k);
-      return f != it->end() && f->is_number()
-                 ? f->get<double>()
-                 : std::numeric_limits<double>::quiet_NaN();
-    };
-    contract::TaskMetrics t;
-    if (auto e = it->find("examples");
-        e != it->end() && e->is_number_integer()) {
-      t.examples = e->get<int64_t>();
-    }
-    t.exact_match = number("exact_match");
-    t.normalized_match = number("normalized_match");
-    t.token_f1 = number("token_f1");
-    if (it->contains("pattern_match"))
-      t.pattern_match = number("pattern_match");
-    p->eval_task = t;
-  }
+  p->eval_task = TaskMetricsFromJson(j);
   return absl::OkStatus();
 }
 
@@ -205,6 +213,7 @@ std::string EncodeMetricsSummary(const core::JobMetricsSummary& m) {
   if (m.eval_loss) {
     j["eval_loss"] = *m.eval_loss;
     j["eval_step"] = m.eval_step;
+    if (m.eval_task) j["eval_task"] = TaskMetricsJson(*m.eval_task);
   }
   if (m.best_eval_loss) {
     j["best_eval_loss"] = *m.best_eval_loss;
@@ -247,7 +256,10 @@ absl::StatusOr<core::JobMetricsSummary> DecodeMetricsSummary(
     if (p.train_loss) m.train = std::move(p);
   }
   m.eval_loss = number(j, "eval_loss");
-  if (m.eval_loss) m.eval_step = integer(j, "eval_step");
+  if (m.eval_loss) {
+    m.eval_step = integer(j, "eval_step");
+    m.eval_task = TaskMetricsFromJson(j);
+  }
   m.best_eval_loss = number(j, "best_eval_loss");
   if (m.best_eval_loss) m.best_eval_step = integer(j, "best_eval_step");
   m.peak_memory_bytes = integer(j, "peak_memory_bytes");

@@ -211,11 +211,13 @@ TEST_F(FtunectlClusterTest, MetricsCsvHasEveryStoredPoint) {
   ASSERT_EQ(rows.size(), static_cast<size_t>(stored.metrics_size()) + 1);
   EXPECT_EQ(rows[0],
             "attempt,step,epoch,time,train_loss,eval_loss,learning_rate,"
-            "tokens_per_second,grad_norm,peak_memory_bytes,sequence");
+            "tokens_per_second,grad_norm,peak_memory_bytes,sequence,"
+            "eval_exact_match,eval_normalized_match,eval_token_f1,"
+            "eval_pattern_match");
   for (int i = 0; i < stored.metrics_size(); ++i) {
     const v1::MetricPoint& p = stored.metrics(i);
     std::vector<std::string> cells = absl::StrSplit(rows[i + 1], ',');
-    ASSERT_EQ(cells.size(), 11u) << rows[i + 1];
+    ASSERT_EQ(cells.size(), 15u) << rows[i + 1];
     EXPECT_EQ(cells[0], absl::StrCat(p.attempt()));
     EXPECT_EQ(cells[1], absl::StrCat(p.step()));
     EXPECT_THAT(cells[3], ::testing::EndsWith("Z"));
@@ -225,6 +227,13 @@ TEST_F(FtunectlClusterTest, MetricsCsvHasEveryStoredPoint) {
       EXPECT_EQ(cells[4], "");
     }
     EXPECT_EQ(cells[10], absl::StrCat(p.sequence()));
+    if (p.has_eval_task()) {
+      EXPECT_NEAR(std::stod(cells[11]), p.eval_task().exact_match(), 1e-9);
+      EXPECT_NEAR(std::stod(cells[13]), p.eval_task().token_f1(), 1e-9);
+    } else {
+      EXPECT_EQ(cells[11], "");
+      EXPECT_EQ(cells[14], "");
+    }
   }
   // On stdout without -o.
   CtlResult out = Ctl({"jobs", "metrics", job.id(), "--format", "csv"});

@@ -684,7 +684,9 @@ TEST_F(FtunectlTest, MetricsCsvAndAdapterDownloadOfUnfinishedJob) {
   ASSERT_EQ(csv.exit_code, 0) << csv.err;
   EXPECT_EQ(csv.out,
             "attempt,step,epoch,time,train_loss,eval_loss,learning_rate,"
-            "tokens_per_second,grad_norm,peak_memory_bytes,sequence");
+            "tokens_per_second,grad_norm,peak_memory_bytes,sequence,"
+            "eval_exact_match,eval_normalized_match,eval_token_f1,"
+            "eval_pattern_match");
   EXPECT_EQ(Tenant({"jobs", "metrics", job_id, "--format", "xml"}).exit_code,
             2);
   EXPECT_EQ(

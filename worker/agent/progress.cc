@@ -225,6 +225,19 @@ void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
   }
   metrics_state_.set_eval_loss(e.eval_loss);
   metrics_state_.set_eval_step(e.step);
+  if (e.task) {
+    *metrics_state_.mutable_eval_task() = TaskMetricsToProto(*e.task);
+  } else {
+    metrics_state_.clear_eval_task();
+  }
+  if (e.step == 0) {
+    // The baseline before training (eval_on_start): never the best.
+    AddEvent(
+        v1::JOB_EVENT_TYPE_EVAL,
+        absl::StrCat("eval_loss ", e.eval_loss, " at step 0 (before training)"),
+        e.step, now);
+    return;
+  }
   metrics_state_.set_best_eval_loss(e.best_step > 0 ? e.best_eval_loss
                                                     : e.eval_loss);
   metrics_state_.set_best_eval_step(best_step_);

@@ -192,6 +192,7 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
   }
   hp.eval_every_steps = h.eval_every_steps();
   hp.early_stopping_patience = h.early_stopping_patience();
+  hp.eval_on_start = h.eval_on_start();
   if (h.has_checkpoint_every_steps()) {
     hp.checkpoint_every_steps = h.checkpoint_every_steps();
   }

@@ -579,7 +579,40 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       std::unique_ptr<TaskEvaluator> task_eval,
       TaskEvaluator::Create(spec, prepared.validates,
                             prepared.loaded.validation_examples, *model));
+  // Rows per forward pass: batch_size, halved on each out-of-memory step
+  // when hp.oom_retry (the step's rows stay the same).
+  int64_t micro_rows = hp.batch_size;
+  // One evaluation of the model as it is now: eval_loss (and the preference
+  // statistics) over the validation rows, the task metrics; reduced over
+  // the ranks. The caller fills in the best-so-far fields.
+  auto evaluate = [&]() -> absl::StatusOr<contract::EvalEvent> {
+    contract::EvalEvent ev;
+    ev.step = st.step;
+    if (preference) {
+      const auto [first, end] =
+          dist.ShardOf(static_cast<int64_t>(val.rows.size() / 2));
+      const PreferenceStepResult r = PreferenceEvaluate(
+          *model, val.rows, micro_rows, *preference, first, end);
+      ev.eval_loss = r.loss;
+      ev.preference = ToMetrics(r.stats);
+      FTUNE_RETURN_IF_ERROR(SumOverRanks(dist, &*ev.preference, &ev.eval_loss));
+    } else {
+      FTUNE_ASSIGN_OR_RETURN(ev.eval_loss,
+                             Evaluate(*model, val.rows, micro_rows, dist));
+    }
+    if (task_eval) {
+      FTUNE_ASSIGN_OR_RETURN(ev.task, task_eval->Evaluate(*model, dist));
+    }
+    return ev;
+  };
   // Step 0: the model before any update (a resumed run did this before).
+  // The baseline evaluation is never the best: best_step stays 0.
+  if (hp.eval_on_start && prepared.validates && st.step == 0) {
+    FTUNE_ASSIGN_OR_RETURN(contract::EvalEvent ev, evaluate());
+    ev.best_eval_loss = ev.eval_loss;
+    ev.best_step = 0;
+    emit(ev);
+  }
   if (samples && st.step == 0) {
     FTUNE_RETURN_IF_ERROR(EmitSamples(spec, *samples, *model, 0, hooks));
   }
@@ -588,9 +621,6 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   TrainResult result;
   result.total_steps = total_steps;
   bool stop = false;
-  // Rows per forward pass: batch_size, halved on each out-of-memory step
-  // when hp.oom_retry (the step's rows stay the same).
-  int64_t micro_rows = hp.batch_size;
   while (st.step < total_steps && !stop) {
     auto t0 = std::chrono::steady_clock::now();
     // The step's units (rows, or pairs of rows), then this rank's slice of
@@ -642,7 +672,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
           (plan.rows_per_step + micro_rows - 1) / micro_rows;
       FTUNE_LOG(WARNING) << "out of memory at step " << st.step + 1
                          << "; retrying with micro-batches of " << micro_rows
-                         << " rows x " << accumulation;
+                         << (pairs ? " pairs x " : " rows x ") << accumulation;
       emit(contract::OomRetryEvent{
           st.step + 1, micro_rows, accumulation,
           oom.empty() ? "out of memory on another rank" : oom});
@@ -683,25 +713,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     // Evaluation, best adapter, early stopping.
     const bool last = st.step == total_steps;
     if (plan.eval_every > 0 && (st.step % plan.eval_every == 0 || last)) {
-      std::optional<contract::PreferenceMetrics> eval_preference;
-      double eval_loss = 0;
-      if (preference) {
-        const auto [first, end] =
-            dist.ShardOf(static_cast<int64_t>(val.rows.size() / 2));
-        const PreferenceStepResult r = PreferenceEvaluate(
-            *model, val.rows, micro_rows, *preference, first, end);
-        eval_loss = r.loss;
-        eval_preference = ToMetrics(r.stats);
-        FTUNE_RETURN_IF_ERROR(
-            SumOverRanks(dist, &*eval_preference, &eval_loss));
-      } else {
-        FTUNE_ASSIGN_OR_RETURN(eval_loss,
-                               Evaluate(*model, val.rows, micro_rows, dist));
-      }
-      std::optional<contract::TaskMetrics> task;
-      if (task_eval) {
-        FTUNE_ASSIGN_OR_RETURN(task, task_eval->Evaluate(*model, dist));
-      }
+      FTUNE_ASSIGN_OR_RETURN(contract::EvalEvent ev, evaluate());
+      const double eval_loss = ev.eval_loss;
+      const std::optional<contract::TaskMetrics>& task = ev.task;
       // The adapter to publish: the lowest eval_loss, or the highest share
       // of the task metric select_best_by names (the first evaluation that
       // reached it).
@@ -720,8 +734,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       } else {
         ++st.evals_without_improvement;
       }
-      emit(contract::EvalEvent{st.step, eval_loss, st.best_eval_loss,
-                               st.best_step, eval_preference, task});
+      ev.best_eval_loss = st.best_eval_loss;
+      ev.best_step = st.best_step;
+      emit(ev);
       if (samples) {
         FTUNE_RETURN_IF_ERROR(
             EmitSamples(spec, *samples, *model, st.step, hooks));

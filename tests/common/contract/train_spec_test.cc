@@ -70,6 +70,7 @@ TrainSpec EveryFieldSet() {
   h.eval_every_steps = 9;
   h.checkpoint_every_steps = 11;
   h.early_stopping_patience = 4;
+  h.eval_on_start = true;
   h.gradient_checkpointing = false;
   h.oom_retry = false;
   s.validation_data = "/storage/files/t/val";
@@ -126,6 +127,7 @@ void ExpectSameSpec(const TrainSpec& a, const TrainSpec& b) {
   EXPECT_EQ(h.eval_every_steps, g.eval_every_steps);
   EXPECT_EQ(h.checkpoint_every_steps, g.checkpoint_every_steps);
   EXPECT_EQ(h.early_stopping_patience, g.early_stopping_patience);
+  EXPECT_EQ(h.eval_on_start, g.eval_on_start);
   EXPECT_EQ(h.gradient_checkpointing, g.gradient_checkpointing);
   EXPECT_EQ(h.oom_retry, g.oom_retry);
   EXPECT_EQ(a.output_dir, b.output_dir);
@@ -408,6 +410,8 @@ TEST(TrainSpecTest, OutOfRangeValuesNameTheFieldAndTheRange) {
        "must be 0 when validation_data is given"},
       {{{"hyperparameters", {{"eval_every_steps", 5}}}},
        "needs validation_data or data.validation_split"},
+      {{{"hyperparameters", {{"eval_on_start", true}}}},
+       "eval_on_start\": needs validation_data or data.validation_split"},
       {{{"hyperparameters", {{"checkpoint_every_steps", 5}}}},
        "\"checkpoint_dir\": is required"},
       {{{"resume_from", "auto"}}, "\"checkpoint_dir\": is required"},

@@ -144,6 +144,13 @@ TEST(SpecValidationTest, FilesAndValidationSources) {
   es.mutable_hyperparameters()->set_early_stopping_patience(3);
   EXPECT_THAT(Fields(ValidateJobSpec(es, GoodContext())),
               ElementsAre("spec.hyperparameters.early_stopping_patience"));
+  // So does the baseline evaluation at step 0.
+  v1::JobSpec start = GoodSpec();
+  start.mutable_hyperparameters()->set_eval_on_start(true);
+  EXPECT_THAT(Fields(ValidateJobSpec(start, GoodContext())),
+              ElementsAre("spec.hyperparameters.eval_on_start"));
+  start.set_validation_split(0.25);
+  EXPECT_THAT(Fields(ValidateJobSpec(start, GoodContext())), IsEmpty());
   // A split that leaves one side empty.
   ctx = GoodContext();
   ctx.training_file->example_count = 1;

@@ -55,12 +55,15 @@ class MetricsSummaryTest : public StoreTest {
 TEST_F(MetricsSummaryTest, AbsentValuesStayAbsentAndTheBestEvalIsKept) {
   // Nothing yet.
   EXPECT_TRUE(Get().metrics.empty());
-  // An evaluation before any training point: no train values appear.
-  ASSERT_OK(store_->AppendMetrics(job_.id, 1, {Eval(0, 3.0)}));
+  // An evaluation before any training point (eval_on_start): no train
+  // values appear, and the baseline is never the best, even when no later
+  // evaluation reaches its loss (no adapter comes from step 0).
+  ASSERT_OK(store_->AppendMetrics(job_.id, 1, {Eval(0, 1.0)}));
   core::Job j = Get();
   EXPECT_FALSE(j.metrics.train.has_value());
-  EXPECT_EQ(j.metrics.eval_loss, 3.0);
-  EXPECT_EQ(j.metrics.best_eval_loss, 3.0);
+  EXPECT_EQ(j.metrics.eval_loss, 1.0);
+  EXPECT_EQ(j.metrics.eval_step, 0);
+  EXPECT_FALSE(j.metrics.best_eval_loss.has_value());
 
   ASSERT_OK(store_->AppendMetrics(
       job_.id, 1, {Train(1, 2.5), Train(2, 2.0), Eval(2, 1.5)}));
@@ -123,6 +126,16 @@ TEST_F(MetricsSummaryTest, TaskMetricsAreStoredWithTheirPoint) {
   EXPECT_EQ(points[3].eval_task->exact_match, 0.5);
   EXPECT_EQ(points[3].eval_task->pattern_match, std::nullopt);
   EXPECT_FALSE(points[2].eval_task.has_value());
+  // The summary holds the latest evaluation's task metrics.
+  core::Job j = Get();
+  EXPECT_EQ(j.metrics.eval_step, 4);
+  ASSERT_TRUE(j.metrics.eval_task.has_value());
+  EXPECT_EQ(j.metrics.eval_task->exact_match, 0.5);
+  EXPECT_EQ(j.metrics.eval_task->token_f1, 0.75);
+  EXPECT_EQ(j.metrics.eval_task->pattern_match, std::nullopt);
+  // A later evaluation without task metrics clears them.
+  ASSERT_OK(store_->AppendMetrics(job_.id, 1, {Eval(6, 1.0)}));
+  EXPECT_FALSE(Get().metrics.eval_task.has_value());
 }
 
 TEST_F(MetricsSummaryTest, EventsKeepTheStepTheyReferTo) {

@@ -154,6 +154,37 @@ TEST(ProgressTest, EvalTaskMetricsReachTheMetricPoint) {
   EXPECT_FALSE(b.metrics(0).has_eval_task());
 }
 
+// The baseline evaluation before training (eval_on_start, step 0) gets a
+// point of its own and an event saying so, and is never the best: the
+// best evaluation is the first later one.
+TEST(ProgressTest, StepZeroEvaluationIsABaselineNeverTheBest) {
+  ProgressTracker t(Options());
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":0,\"eval_loss\":0.5,\"best_eval_loss\":"
+      "0.5,\"best_step\":0}",
+      kT0);
+  v1::ReportProgressRequest b = t.TakeBatch(kT0);
+  ASSERT_EQ(b.metrics_size(), 1);
+  EXPECT_EQ(b.metrics(0).step(), 0);
+  EXPECT_DOUBLE_EQ(b.metrics(0).eval_loss(), 0.5);
+  EXPECT_FALSE(b.metrics(0).has_train_loss());
+  ASSERT_EQ(b.events_size(), 1);
+  EXPECT_EQ(b.events(0).type(), v1::JOB_EVENT_TYPE_EVAL);
+  EXPECT_THAT(b.events(0).message(), HasSubstr("before training"));
+  v1::JobMetrics m = t.FinalMetrics();
+  EXPECT_DOUBLE_EQ(m.eval_loss(), 0.5);
+  EXPECT_FALSE(m.has_best_eval_loss());
+
+  t.OnLine(Metrics(5, 1.5), kT0);
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":5,\"eval_loss\":1.25,\"best_eval_loss\":"
+      "1.25,\"best_step\":5}",
+      kT0);
+  m = t.FinalMetrics();
+  EXPECT_DOUBLE_EQ(m.best_eval_loss(), 1.25);
+  EXPECT_EQ(m.best_eval_step(), 5);
+}
+
 TEST(ProgressTest, FlushRules) {
   ProgressTracker t(Options());
   EXPECT_FALSE(t.FlushDue(kT0));  // nothing pending

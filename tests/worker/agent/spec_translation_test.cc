@@ -304,6 +304,8 @@ std::map<std::string, Mutation> Mutations() {
   };
   m["hyperparameters.early_stopping_patience"] = {
       [=](auto& c) { hp(c)->set_early_stopping_patience(2); }, validates};
+  m["hyperparameters.eval_on_start"] = {
+      [=](auto& c) { hp(c)->set_eval_on_start(true); }, validates};
   m["hyperparameters.gradient_checkpointing"] = [=](auto& c) {
     hp(c)->set_gradient_checkpointing(true);
   };

@@ -850,10 +850,14 @@ TEST_F(TrainBinaryTest, TaskMetricsAreReportedAndChooseThePublishedAdapter) {
                           {"max_new_tokens", 8},
                           {"eval_pattern", "^[a-z]+$"},
                           {"select_best_by", "exact_match"}};
+  // A baseline evaluation of the base model first (step 0, never the best).
+  spec["hyperparameters"]["eval_on_start"] = true;
   RunResult r = Run("task", spec);
   ASSERT_EQ(r.exit_code, kExitOk) << r.stderr_text;
   std::vector<json> evals = r.Of("eval");
-  ASSERT_EQ(evals.size(), 3u);  // steps 10, 20, 30
+  ASSERT_EQ(evals.size(), 4u);  // steps 0, 10, 20, 30
+  EXPECT_EQ(evals[0]["step"], 0);
+  EXPECT_EQ(evals[0]["best_step"], 0);
   double best = -1;
   int64_t best_step = -1;
   for (const json& e : evals) {
@@ -868,6 +872,7 @@ TEST_F(TrainBinaryTest, TaskMetricsAreReportedAndChooseThePublishedAdapter) {
     }
     EXPECT_LE(t["exact_match"].get<double>(),
               t["normalized_match"].get<double>());
+    if (e["step"] == 0) continue;
     if (t["exact_match"].get<double>() > best) {
       best = t["exact_match"].get<double>();
       best_step = e["step"].get<int64_t>();
@@ -906,7 +911,7 @@ TEST_F(TrainBinaryTest, TaskMetricsAreReportedAndChooseThePublishedAdapter) {
   };
   const contract::TaskCounts tuned =
       score(" --adapter " + dir_.Sub("task/adapter"));
-  const json& at_best = evals[best_step / 10 - 1]["task"];
+  const json& at_best = evals[best_step / 10]["task"];
   ASSERT_EQ(tuned.examples, 8);
   EXPECT_EQ(at_best["exact_match"], tuned.exact / 8.0);
   EXPECT_EQ(at_best["normalized_match"], tuned.normalized / 8.0);
@@ -914,6 +919,11 @@ TEST_F(TrainBinaryTest, TaskMetricsAreReportedAndChooseThePublishedAdapter) {
   EXPECT_EQ(at_best["pattern_match"], tuned.pattern / 8.0);
   const contract::TaskCounts base = score("");
   EXPECT_EQ(base.exact, 0);
+  // The step-0 evaluation scored the base model (a fresh adapter is zero).
+  const json& at_start = evals[0]["task"];
+  EXPECT_EQ(at_start["exact_match"], base.exact / 8.0);
+  EXPECT_EQ(at_start["pattern_match"], base.pattern / 8.0);
+  EXPECT_DOUBLE_EQ(at_start["token_f1"].get<double>(), base.token_f1_sum / 8);
   EXPECT_GT(tuned.exact, base.exact);
   EXPECT_GT(tuned.token_f1_sum, base.token_f1_sum);
   EXPECT_GT(tuned.pattern, base.pattern);
