@@ -41,6 +41,10 @@ ABSL_FLAG(int, rpc_threads, 64,
 ABSL_FLAG(std::string, db, "",
           "Required. Path of the SQLite database, on local disk (never on "
           "shared storage). Created and migrated if needed.");
+ABSL_FLAG(int64_t, db_max_bytes, 0,
+          "Largest size of the database file in bytes; 0 = as large as its "
+          "disk allows. A write past it (or past a full disk) answers "
+          "UNAVAILABLE and writes nothing; reads go on.");
 ABSL_FLAG(std::string, storage_root, "",
           "Required. Root directory of shared storage (models/, files/, "
           "jobs/), the same path on the scheduler and every worker.");
@@ -239,6 +243,7 @@ int main(int argc, char** argv) {
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.rpc_threads = absl::GetFlag(FLAGS_rpc_threads);
   options.db_path = absl::GetFlag(FLAGS_db);
+  options.db_max_bytes = absl::GetFlag(FLAGS_db_max_bytes);
   options.storage_root = absl::GetFlag(FLAGS_storage_root);
   options.config_path = absl::GetFlag(FLAGS_config);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);

@@ -85,6 +85,7 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
   watch_hub_ = std::make_unique<engine::WatchHub>();
   store::SqliteStoreOptions so;
   so.path = options_.db_path;
+  so.max_bytes = options_.db_max_bytes;
   so.on_commit =
       [hub = watch_hub_->CommitHook(), dispatcher = &dispatcher_hook_,
        webhooks = &webhook_hook_,

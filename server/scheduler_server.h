@@ -85,6 +85,9 @@ struct SchedulerOptions {
   // The SQLite database (local disk, never shared storage). Empty: the
   // server serves only health and reflection (tests of the bare server).
   std::string db_path;
+  // Size limit of the database file in bytes (0 = none): writes past it
+  // answer UNAVAILABLE, as on a full disk.
+  int64_t db_max_bytes = 0;
   // Root of shared storage (models/, files/, jobs/).
   std::string storage_root;
   // JSON config file registering base models (server/model_registry.h);

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
@@ -188,6 +190,21 @@ absl::StatusOr<int64_t> Connection::UserVersion() {
   return st.ColumnInt(0);
 }
 
+absl::Status Connection::LimitSize(int64_t max_bytes) {
+  FTUNE_ASSIGN_OR_RETURN(Statement st, Prepare("PRAGMA page_size"));
+  FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::InternalError("PRAGMA page_size returned no row");
+  const int64_t page = st.ColumnInt(0);
+  const int64_t pages =
+      std::max<int64_t>(1, max_bytes / std::max<int64_t>(page, 1));
+  // SQLite keeps the limit at least at the current page count.
+  return Exec(absl::StrCat("PRAGMA max_page_count=", pages));
+}
+
+bool Connection::InTransaction() const {
+  return sqlite3_get_autocommit(db_) == 0;
+}
+
 int64_t Connection::LastInsertRowId() const {
   return sqlite3_last_insert_rowid(db_);
 }
@@ -210,7 +227,19 @@ absl::Status Connection::Error(int rc, absl::string_view context) const {
     case SQLITE_NOTADB:
       return absl::DataLossError(msg);
     case SQLITE_FULL:
-      return absl::ResourceExhaustedError(msg);
+      // The disk (or --db_max_bytes) is full: the transaction wrote
+      // nothing; writes work again once there is room. Said without the
+      // SQL, which callers may pass on to clients.
+      return absl::UnavailableError(absl::StrCat(
+          "the scheduler's database is full (no space left on its disk, or "
+          "its size limit reached); nothing was written, retry later "
+          "(sqlite: ",
+          sqlite3_errstr(rc), ")"));
+    case SQLITE_IOERR:
+      return absl::UnavailableError(absl::StrCat(
+          "the scheduler's database had an I/O error; nothing was written, "
+          "retry later (sqlite: ",
+          sqlite3_errstr(rc), ")"));
     case SQLITE_READONLY:
     case SQLITE_CANTOPEN:
       return absl::UnavailableError(msg);

@@ -112,7 +112,12 @@ class Connection {
 
   // PRAGMA user_version.
   absl::StatusOr<int64_t> UserVersion();
+  // Caps the database at about `max_bytes` (PRAGMA max_page_count; never
+  // below its current size): writes past it fail with SQLITE_FULL.
+  absl::Status LimitSize(int64_t max_bytes);
   int64_t LastInsertRowId() const;
+  // Whether a transaction is open (SQLite may end one itself on an error).
+  bool InTransaction() const;
   int Changes() const;
 
   // Maps an SQLite result code (with this connection's message) to Status.

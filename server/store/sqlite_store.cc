@@ -51,6 +51,9 @@ absl::Status SqliteStore::Start() {
   FTUNE_ASSIGN_OR_RETURN(writer_conn_, Connection::Open(options_.path, co));
   FTUNE_RETURN_IF_ERROR(Annotate(Migrate(*writer_conn_),
                                  absl::StrCat("database ", options_.path)));
+  if (options_.max_bytes > 0) {
+    FTUNE_RETURN_IF_ERROR(writer_conn_->LimitSize(options_.max_bytes));
+  }
   if (options_.checkpoint_interval > absl::ZeroDuration()) {
     FTUNE_RETURN_IF_ERROR(writer_conn_->Exec("PRAGMA wal_autocheckpoint=0"));
     // When the WAL starts over after it grew past this (a burst while the
@@ -227,11 +230,18 @@ void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
       fatal = RunCached(conn, *kRelease);
     } else {
       r->changes.clear();
-      // Undo this request alone; the batch carries on.
-      fatal = RunCached(conn, *kRollbackTo);
-      if (fatal.ok()) fatal = RunCached(conn, *kRelease);
+      if (conn.InTransaction()) {
+        // Undo this request alone; the batch carries on.
+        fatal = RunCached(conn, *kRollbackTo);
+        if (fatal.ok()) fatal = RunCached(conn, *kRelease);
+      } else {
+        // SQLite rolled the whole transaction back itself (SQLITE_FULL,
+        // an I/O error): the batch's earlier writes are undone too, and
+        // fail with this cause.
+        fatal = r->status;
+      }
     }
-    if (!fatal.ok()) r->status = fatal;
+    if (!fatal.ok() && r->status.ok()) r->status = fatal;
   }
   absl::Status commit = fatal.ok() ? RunCached(conn, *kCommit) : fatal;
   if (options_.on_commit_timing) {
@@ -240,7 +250,7 @@ void SqliteStore::RunBatch(std::vector<WriteRequest*>& batch) {
         static_cast<int>(batch.size()));
   }
   if (!commit.ok()) {
-    (void)conn.Exec("ROLLBACK");
+    if (conn.InTransaction()) (void)conn.Exec("ROLLBACK");
     FTUNE_LOG(ERROR) << "group commit of " << batch.size()
                      << " writes failed: " << commit;
     for (WriteRequest* r : batch) {

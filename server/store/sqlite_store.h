@@ -52,6 +52,10 @@ struct SqliteStoreOptions {
   // (tens of MB/s under load) and every commit extends the file.
   // Zero: leave SQLite's auto-checkpoint on.
   absl::Duration checkpoint_interval = absl::Milliseconds(500);
+  // Largest size of the database file in bytes (SQLite's max_page_count);
+  // a write that would grow it further fails with UNAVAILABLE and writes
+  // nothing, as on a full disk. Never below the size at open. 0 = no limit.
+  int64_t max_bytes = 0;
   // Called on the writer thread after each commit with what the committed
   // requests did to jobs, in commit order. Must be quick and must not call
   // back into the store's write methods (it would deadlock).

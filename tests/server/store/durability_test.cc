@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -17,6 +18,7 @@ namespace {
 
 using ::ftune::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST_F(StoreTest, AcknowledgedWritesSurviveReopen) {
   ASSERT_OK(OpenStore(/*synchronous_full=*/true));
@@ -177,6 +179,79 @@ TEST_F(StoreTest, BusyDatabaseAnswersUnavailableAndChangesNothing) {
   EXPECT_THAT(store_->GetTenantByName("blocked"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("blocked")));
   EXPECT_OK(store_->CreateTenant(t));  // Works once the lock is gone.
+}
+
+// A full database (no space left on its disk; here the size limit of
+// --db_max_bytes, which fails the same way inside SQLite): a write that does
+// not fit answers UNAVAILABLE, saying so without SQL, and writes nothing;
+// every write acknowledged before it stays, reads keep working, and once
+// there is room again (reopened with more, as after freeing the disk) writes
+// succeed and nothing acknowledged is lost.
+TEST_F(StoreTest, FullDatabaseAnswersUnavailableLosesNothingAndRecovers) {
+  const TenantSetup t = MakeTenant("full");
+  store_.reset();
+  SqliteStoreOptions options;
+  options.path = db_path();
+  options.clock = &clock_;
+  options.max_bytes = std::filesystem::file_size(db_path()) + (64 << 10);
+  ASSERT_OK_AND_ASSIGN(store_, SqliteStore::Open(options));
+  std::vector<std::string> acknowledged;
+  absl::Status full;
+  for (int i = 0; i < 10000 && full.ok(); ++i) {
+    core::Job j = NewJob(t, absl::StrCat("req-", i));
+    j.spec = std::string(2000, static_cast<char>('a' + i % 26));
+    absl::StatusOr<CreateJobResult> r = store_->CreateJob(j);
+    if (r.ok()) {
+      acknowledged.push_back(r->job.id);
+    } else {
+      full = r.status();
+    }
+  }
+  ASSERT_FALSE(full.ok()) << "the limit was never reached";
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kUnavailable,
+                             HasSubstr("database is full")));
+  EXPECT_THAT(std::string(full.message()), Not(HasSubstr("INSERT")));
+  ASSERT_GT(acknowledged.size(), 3u);
+  // Reads work while full; the refused job is not there.
+  ASSERT_OK_AND_ASSIGN(core::Job first,
+                       store_->GetJob(t.tenant.id, acknowledged.front()));
+  EXPECT_EQ(first.id, acknowledged.front());
+  const auto count = [&] {
+    JobFilter filter;
+    int64_t n = 0;
+    std::string token;
+    do {
+      auto page = store_->ListJobs(t.tenant.id, filter, 1000, token);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) return int64_t{-1};
+      n += static_cast<int64_t>(page->items.size());
+      token = page->next_page_token;
+    } while (!token.empty());
+    return n;
+  };
+  EXPECT_EQ(count(), static_cast<int64_t>(acknowledged.size()));
+  // Still full: the next write fails the same way, and the store lives on.
+  core::Tenant other;
+  other.name = "later";
+  EXPECT_THAT(store_->CreateTenant(other),
+              StatusIs(absl::StatusCode::kUnavailable));
+
+  // Room again.
+  store_.reset();
+  options.max_bytes = 0;
+  ASSERT_OK_AND_ASSIGN(store_, SqliteStore::Open(options));
+  ASSERT_OK(store_->CreateTenant(other).status());
+  EXPECT_OK(store_->CreateJob(NewJob(t, "after")).status());
+  EXPECT_EQ(count(), static_cast<int64_t>(acknowledged.size()) + 1);
+  for (const std::string& id : acknowledged) {
+    EXPECT_OK(store_->GetJob(t.tenant.id, id).status()) << id;
+  }
+  ASSERT_OK_AND_ASSIGN(auto check,
+                       Connection::Open(db_path(), ConnectionOptions{}));
+  ASSERT_OK_AND_ASSIGN(Statement st, check->Prepare("PRAGMA integrity_check"));
+  ASSERT_OK_AND_ASSIGN(bool row, st.Step());
+  ASSERT_TRUE(row);
+  EXPECT_EQ(st.ColumnText(0), "ok");
 }
 
 // Holds the writer after one commit until `n` requests are queued, so the
