@@ -73,11 +73,12 @@ ABSL_FLAG(std::string, http_address, "",
           "host:port (IPv4) for the OpenAI-compatible fine-tuning HTTP API "
           "(/v1/files, /v1/fine_tuning/jobs; docs/openai-compat.md); port 0 "
           "picks a free port, printed as 'http_address=HOST:PORT'; empty "
-          "(default) = off. Plaintext HTTP: off loopback, put a TLS proxy in "
-          "front.");
+          "(default) = off. HTTPS with the --tls_* files (client "
+          "certificates required with --tls_client_ca_file), else plain "
+          "HTTP.");
 ABSL_FLAG(std::string, tls_cert_file, "",
-          "PEM certificate chain of the gRPC server (with --tls_key_file); "
-          "none = plaintext.");
+          "PEM certificate chain of the gRPC server and the HTTP API (with "
+          "--tls_key_file); none = plaintext.");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA certificates: clients (tenants, admins, workers) must "

@@ -18,6 +18,7 @@
 #include "server/engine/job_engine.h"
 #include "server/engine/watch_hub.h"
 #include "server/http/openai_server.h"
+#include "server/http/tls_front.h"
 #include "server/model_registry.h"
 #include "server/rpc/admin_service.h"
 #include "server/rpc/executor.h"
@@ -285,7 +286,10 @@ absl::Status SchedulerServer::Start() {
   }
   if (!options_.http_address.empty() && job_service_ != nullptr) {
     http::OpenAiServerOptions ho;
-    ho.listen_address = options_.http_address;
+    // With TLS, HTTPS on http_address relays to the HTTP server on loopback
+    // (civetweb cannot serve TLS with OpenSSL 3; server/http/tls_front.h).
+    const bool https = !options_.tls_cert_pem.empty();
+    ho.listen_address = https ? "127.0.0.1:0" : options_.http_address;
     absl::StatusOr<std::unique_ptr<http::OpenAiHttpServer>> api =
         http::OpenAiHttpServer::Start(
             ho, {store_.get(), jobs_.get(), file_service_->catalog(),
@@ -298,16 +302,26 @@ absl::Status SchedulerServer::Start() {
                                        api.status().message()));
     }
     openai_http_ = *std::move(api);
-    FTUNE_LOG(INFO) << "OpenAI-compatible HTTP API on http://"
-                    << openai_http_->address();
-    if (!options_.tls_cert_pem.empty() &&
-        !absl::StartsWith(openai_http_->address(), "127.")) {
-      FTUNE_LOG(WARNING)
-          << "the gRPC API uses TLS but the HTTP API on "
-          << openai_http_->address()
-          << " is plaintext: put a TLS-terminating proxy in front of it "
-             "(docs/openai-compat.md)";
+    if (https) {
+      http::TlsFrontOptions to;
+      to.listen_address = options_.http_address;
+      to.backend_address = openai_http_->address();
+      to.cert_pem = options_.tls_cert_pem;
+      to.key_pem = options_.tls_key_pem;
+      to.client_ca_pem = options_.tls_client_ca_pem;
+      absl::StatusOr<std::unique_ptr<http::TlsFront>> front =
+          http::TlsFront::Start(std::move(to));
+      if (!front.ok()) {
+        Shutdown();
+        Wait();
+        return absl::Status(front.status().code(),
+                            absl::StrCat("HTTPS API ", options_.http_address,
+                                         ": ", front.status().message()));
+      }
+      https_front_ = *std::move(front);
     }
+    FTUNE_LOG(INFO) << "OpenAI-compatible HTTP API on "
+                    << (https ? "https://" : "http://") << http_address();
   }
   FTUNE_LOG(INFO) << "gRPC serving on " << address();
   return absl::OkStatus();
@@ -318,6 +332,7 @@ std::string SchedulerServer::metrics_address() const {
 }
 
 std::string SchedulerServer::http_address() const {
+  if (https_front_ != nullptr) return https_front_->address();
   return openai_http_ == nullptr ? "" : openai_http_->address();
 }
 
@@ -332,6 +347,7 @@ void SchedulerServer::Shutdown() {
   if (server_ == nullptr || shut_down_) return;
   shut_down_ = true;
   if (metrics_http_ != nullptr) metrics_http_->Stop();
+  if (https_front_ != nullptr) https_front_->Stop();
   if (openai_http_ != nullptr) openai_http_->Stop();
   // Health turns NOT_SERVING first so load balancers stop sending.
   server_->GetHealthCheckService()->SetServingStatus(false);

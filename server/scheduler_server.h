@@ -40,6 +40,7 @@ namespace ftune::server {
 
 namespace http {
 class OpenAiHttpServer;
+class TlsFront;
 }  // namespace http
 
 namespace engine {
@@ -115,7 +116,9 @@ struct SchedulerOptions {
   bool dispatch = true;
   // host:port (IPv4) of the OpenAI-compatible HTTP API
   // (server/http/openai_server.h; port 0 picks one, see http_address());
-  // empty = none. Plaintext: put it behind a TLS proxy off loopback.
+  // empty = none. HTTPS with the gRPC TLS settings above (tls_cert_pem
+  // set; client certificates required with tls_client_ca_pem), else plain
+  // HTTP.
   std::string http_address;
   // Per-tenant limits (engine/tenant_limits.h): concurrent streams and
   // request rate. Defaults are generous; 0 turns a limit off.
@@ -204,6 +207,8 @@ class SchedulerServer {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;  // Stops first.
   std::unique_ptr<http::OpenAiHttpServer> openai_http_;       // Stops first.
+  // HTTPS in front of openai_http_ (then on loopback) when TLS is set.
+  std::unique_ptr<http::TlsFront> https_front_;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -208,11 +208,52 @@ TEST(SchedulerProcessTest, MutualTlsForClientsAndWorkers) {
   args.push_back("--tls_key_file=" + dir.Sub("server.key"));
   args.push_back("--tls_client_ca_file=" + dir.Sub("ca.pem"));
   args.push_back("--worker_key_file=" + dir.Sub("worker.key"));
+  args.push_back("--http_address=127.0.0.1:0");
   testing::Subprocess sched;
   ASSERT_OK(sched.Start(args, {}, dir.Sub("scheduler.log")));
   ASSERT_OK_AND_ASSIGN(
       std::string address,
       sched.ReadLineWithPrefix("grpc_address=", absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(
+      std::string http,
+      sched.ReadLineWithPrefix("http_address=", absl::Seconds(30)));
+
+  // The HTTP API serves HTTPS with the same certificate and client CA: a
+  // request with the CA and a client certificate reaches the API (an
+  // unknown key gets its OpenAI-shaped 401 back through the TLS relay);
+  // without a client certificate, or in plaintext, nothing is served.
+  auto curl = [&](const std::string& name, std::vector<std::string> extra,
+                  const std::string& scheme) {
+    std::vector<std::string> argv = {"/usr/bin/curl",
+                                     "-sS",
+                                     "--max-time",
+                                     "10",
+                                     "-H",
+                                     "Authorization: Bearer ftk_unknown",
+                                     "-D",
+                                     dir.Sub(name + ".headers"),
+                                     "-o",
+                                     dir.Sub(name + ".body")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(scheme + "://" + http + "/v1/fine_tuning/jobs");
+    return RunToEnd(argv, dir.Sub(name + ".log"));
+  };
+  const auto read = [](const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  };
+  ASSERT_EQ(curl("https-mtls",
+                 {"--cacert", dir.Sub("ca.pem"), "--cert",
+                  dir.Sub("client.pem"), "--key", dir.Sub("client.key")},
+                 "https"),
+            0)
+      << read(dir.Sub("https-mtls.log"));
+  EXPECT_THAT(read(dir.Sub("https-mtls.headers")), HasSubstr(" 401"));
+  EXPECT_THAT(read(dir.Sub("https-mtls.body")), HasSubstr("\"error\""));
+  EXPECT_NE(curl("https-nocert", {"--cacert", dir.Sub("ca.pem")}, "https"), 0);
+  EXPECT_NE(curl("plain", {}, "http"), 0);
 
   // With the CA and a client certificate: served.
   EXPECT_EQ(RunToEnd({kCtl, "--address", address, "--timeout", "10", "--tls-ca",
