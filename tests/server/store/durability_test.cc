@@ -234,7 +234,7 @@ TEST_F(StoreTest, FullDatabaseAnswersUnavailableLosesNothingAndRecovers) {
   core::Tenant other;
   other.name = "later";
   EXPECT_THAT(store_->CreateTenant(other),
-              StatusIs(absl::StatusCode::kUnavailable));
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("full")));
 
   // Room again.
   store_.reset();
