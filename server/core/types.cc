@@ -64,6 +64,8 @@ std::string JobEventTypeName(JobEventType type) {
       return "EARLY_STOPPED";
     case JobEventType::kSamples:
       return "SAMPLES";
+    case JobEventType::kEvalImproved:
+      return "EVAL_IMPROVED";
   }
   return absl::StrCat("UNKNOWN(", static_cast<int>(type), ")");
 }

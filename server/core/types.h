@@ -191,6 +191,7 @@ enum class JobEventType : int {
   kBatchSizeReduced = 7,  // Out of memory: retried with a smaller batch.
   kEarlyStopped = 8,      // Stopped early (validation loss stopped falling).
   kSamples = 9,  // Sample completions were stored for `step` (by the store).
+  kEvalImproved = 10,  // The evaluation at `step` is the best so far.
 };
 std::string JobEventTypeName(JobEventType type);
 

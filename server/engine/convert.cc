@@ -205,6 +205,8 @@ v1::JobEventType JobEventTypeToProto(core::JobEventType type) {
       return v1::JOB_EVENT_TYPE_EARLY_STOPPED;
     case core::JobEventType::kSamples:
       return v1::JOB_EVENT_TYPE_SAMPLES;
+    case core::JobEventType::kEvalImproved:
+      return v1::JOB_EVENT_TYPE_EVAL_IMPROVED;
   }
   return v1::JOB_EVENT_TYPE_UNSPECIFIED;
 }

@@ -143,12 +143,15 @@ absl::StatusOr<core::JobEventType> EventTypeFromProto(v1::JobEventType t,
       return core::JobEventType::kBatchSizeReduced;
     case v1::JOB_EVENT_TYPE_EARLY_STOPPED:
       return core::JobEventType::kEarlyStopped;
+    case v1::JOB_EVENT_TYPE_EVAL_IMPROVED:
+      return core::JobEventType::kEvalImproved;
     default:
       return InvalidField(
           absl::StrCat("events[", index, "].type"),
           absl::StrCat("events[", index, "].type ", v1::JobEventType_Name(t),
                        ": workers may report only LOG, WARNING, EVAL, "
-                       "BATCH_SIZE_REDUCED and EARLY_STOPPED"));
+                       "EVAL_IMPROVED, BATCH_SIZE_REDUCED and "
+                       "EARLY_STOPPED"));
   }
 }
 

@@ -32,6 +32,7 @@ bool WorkerMayReport(core::JobEventType type) {
     case core::JobEventType::kEval:
     case core::JobEventType::kBatchSizeReduced:
     case core::JobEventType::kEarlyStopped:
+    case core::JobEventType::kEvalImproved:
       return true;
     default:
       return false;

@@ -18,7 +18,7 @@ const std::vector<std::string>& AllWebhookEventTypes() {
   static const auto* const kTypes = new std::vector<std::string>{
       std::string(kEventJobSucceeded),    std::string(kEventJobFailed),
       std::string(kEventJobCancelled),    std::string(kEventJobPaused),
-      std::string(kEventCheckpointSaved),
+      std::string(kEventCheckpointSaved), std::string(kEventEvalImproved),
   };
   return *kTypes;
 }
@@ -32,6 +32,9 @@ std::optional<std::string> WebhookEventTypeFor(const core::JobEvent& event) {
   using core::JobState;
   if (event.type == core::JobEventType::kCheckpoint) {
     return std::string(kEventCheckpointSaved);
+  }
+  if (event.type == core::JobEventType::kEvalImproved) {
+    return std::string(kEventEvalImproved);
   }
   if (event.type != core::JobEventType::kStateChanged || !event.to_state) {
     return std::nullopt;

@@ -38,6 +38,8 @@ inline constexpr absl::string_view kEventJobCancelled =
 inline constexpr absl::string_view kEventJobPaused = "fine_tuning.job.paused";
 inline constexpr absl::string_view kEventCheckpointSaved =
     "ftune.job.checkpoint_saved";
+inline constexpr absl::string_view kEventEvalImproved =
+    "ftune.job.eval_improved";
 const std::vector<std::string>& AllWebhookEventTypes();
 bool IsWebhookEventType(absl::string_view type);
 // The webhook event type a job event causes, if any.

@@ -246,6 +246,20 @@ void ProgressTracker::On(const contract::EvalEvent& e, absl::string_view,
                         " (best ", metrics_state_.best_eval_loss(), " at step ",
                         best_step_, ")"),
            e.step, now);
+  // The trainer's best_step follows select_best_by: this evaluation's
+  // adapter is now the one the job publishes.
+  if (e.best_step == e.step) {
+    std::string what = absl::StrCat("eval_loss ", e.eval_loss);
+    if (e.task) {
+      absl::StrAppend(&what, ", exact_match ", e.task->exact_match);
+      if (e.task->pattern_match) {
+        absl::StrAppend(&what, ", pattern_match ", *e.task->pattern_match);
+      }
+    }
+    AddEvent(v1::JOB_EVENT_TYPE_EVAL_IMPROVED,
+             absl::StrCat("new best evaluation at step ", e.step, ": ", what),
+             e.step, now);
+  }
 }
 
 void ProgressTracker::On(const contract::CheckpointEvent& e,

@@ -100,6 +100,45 @@ TEST_F(WebhookStoreTest, JobEventsWriteOutboxRowsForMatchingEndpointsOnly) {
   EXPECT_THAT(early, IsEmpty());
 }
 
+// A worker's EVAL_IMPROVED event (a new best evaluation) becomes an
+// ftune.job.eval_improved delivery carrying its step; the EVAL beside it
+// and an endpoint without the type get none.
+TEST_F(WebhookStoreTest, EvalImprovedEventsBecomeOptInDeliveries) {
+  const TenantSetup a = MakeTenant("a");
+  const WebhookEndpoint wants =
+      MustCreateEndpoint(a.tenant.id, {std::string(kEventEvalImproved)});
+  const WebhookEndpoint other =
+      MustCreateEndpoint(a.tenant.id, {std::string(kEventCheckpointSaved)});
+  const core::Job job = MustCreate(NewJob(a));
+  const core::Worker worker = MustRegisterWorker();
+  ASSERT_OK(
+      store_->GrantLease(job.id, 1, worker.id, clock_.Now() + absl::Hours(1)));
+  ProgressReport r;
+  r.worker_id = worker.id;
+  r.job_id = job.id;
+  r.attempt = 1;
+  r.batch_number = 1;
+  core::JobEvent eval;
+  eval.type = core::JobEventType::kEval;
+  eval.step = 10;
+  eval.message = "eval_loss 1.5 at step 10 (best 1.5 at step 10)";
+  core::JobEvent improved = eval;
+  improved.type = core::JobEventType::kEvalImproved;
+  improved.message = "new best evaluation at step 10: eval_loss 1.5";
+  r.events = {eval, improved};
+  ASSERT_OK(store_->ApplyProgress(r).status());
+
+  const std::vector<WebhookDelivery> got = Deliveries(a.tenant.id, wants.id);
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_EQ(got[0].event_type, kEventEvalImproved);
+  const nlohmann::json body = nlohmann::json::parse(got[0].payload);
+  EXPECT_EQ(body["type"], "ftune.job.eval_improved");
+  EXPECT_EQ(body["data"]["id"], job.id);
+  EXPECT_EQ(body["data"]["ftune"]["step"], 10);
+  EXPECT_EQ(body["data"]["ftune"]["message"], improved.message);
+  EXPECT_THAT(Deliveries(a.tenant.id, other.id), IsEmpty());
+}
+
 TEST_F(WebhookStoreTest, AttemptsRetryThenSettle) {
   const TenantSetup a = MakeTenant("a");
   const WebhookEndpoint e =

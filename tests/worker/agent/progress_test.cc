@@ -8,6 +8,7 @@
 namespace ftune::agent {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
@@ -94,9 +95,14 @@ TEST(ProgressTest, EvalAndCheckpoint) {
   v1::ReportProgressRequest b = t.TakeBatch(kT0);
   ASSERT_EQ(b.metrics_size(), 1);  // eval merged into the step's point
   EXPECT_DOUBLE_EQ(b.metrics(0).eval_loss(), 1.25);
-  ASSERT_EQ(b.events_size(), 1);
+  // The evaluation is the best so far: EVAL, then EVAL_IMPROVED.
+  ASSERT_EQ(b.events_size(), 2);
   EXPECT_EQ(b.events(0).type(), v1::JOB_EVENT_TYPE_EVAL);
   EXPECT_EQ(b.events(0).step(), 5);
+  EXPECT_EQ(b.events(1).type(), v1::JOB_EVENT_TYPE_EVAL_IMPROVED);
+  EXPECT_EQ(b.events(1).step(), 5);
+  EXPECT_THAT(b.events(1).message(),
+              HasSubstr("new best evaluation at step 5: eval_loss 1.25"));
   ASSERT_EQ(b.checkpoints_size(), 1);
   const v1::Checkpoint& c = b.checkpoints(0);
   EXPECT_EQ(c.path(), "jobs/t/j/checkpoints/step-00000005");
@@ -183,6 +189,19 @@ TEST(ProgressTest, StepZeroEvaluationIsABaselineNeverTheBest) {
   m = t.FinalMetrics();
   EXPECT_DOUBLE_EQ(m.best_eval_loss(), 1.25);
   EXPECT_EQ(m.best_eval_step(), 5);
+  // A later evaluation that is not the best: EVAL alone.
+  t.OnLine(Metrics(10, 1.4), kT0);
+  t.OnLine(
+      "{\"type\":\"eval\",\"step\":10,\"eval_loss\":1.3,\"best_eval_loss\":"
+      "1.25,\"best_step\":5}",
+      kT0);
+  b = t.TakeBatch(kT0);
+  std::vector<v1::JobEventType> types;
+  for (const v1::JobEvent& e : b.events()) types.push_back(e.type());
+  EXPECT_THAT(types, ElementsAre(v1::JOB_EVENT_TYPE_EVAL,
+                                 v1::JOB_EVENT_TYPE_EVAL_IMPROVED,
+                                 v1::JOB_EVENT_TYPE_EVAL));
+  EXPECT_EQ(b.events(2).step(), 10);
 }
 
 TEST(ProgressTest, FlushRules) {
