@@ -101,6 +101,7 @@ void DeliveryLoop::Stop() {
     stopping_ = true;
     queue_.clear();  // Not sent: still pending in the store.
   }
+  cancel_sends_.store(true);
   if (poller_.joinable()) poller_.join();
   for (std::thread& t : senders_) t.join();
   senders_.clear();
@@ -194,11 +195,15 @@ void DeliveryLoop::Deliver(const store::DueWebhookDelivery& due) {
       req.body = d.payload;
       req.timeout = options_.request_timeout;
       req.max_response_bytes = options_.max_response_bytes;
+      req.cancel = &cancel_sends_;
       req.headers = {{"content-type", "application/json"},
                      {"webhook-id", d.event_id},
                      {"webhook-timestamp", absl::StrCat(timestamp)},
                      {"webhook-signature", *signature}};
       SendResult sent = sender_->Send(req);
+      // Stopping: not an attempt. The delivery stays pending as it was and
+      // is sent again after the restart (at least once).
+      if (sent.cancelled) return;
       result.status_code = sent.status_code;
       result.error = std::move(sent.error);
       result.response_prefix = std::move(sent.response_prefix);

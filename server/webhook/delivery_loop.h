@@ -9,7 +9,9 @@
 // backoff with jitter (attempt n waits initial_backoff * 2^(n-1), capped at
 // max_backoff, times a random factor in [0.5, 1)), until retry_period after
 // the event, when the delivery is marked failed. Deliveries are at least
-// once: a crash between a send and its record resends it after restart.
+// once: a crash between a send and its record resends it after restart, and
+// so does a stop: Stop() abandons the POSTs in flight rather than wait up to
+// request_timeout for slow receivers, leaving them pending.
 //
 // Times come from the injected clock (due times, the webhook-timestamp
 // header, backoff); the poll waits at most poll_interval of real time.
@@ -18,6 +20,7 @@
 #ifndef FTUNE_SERVER_WEBHOOK_DELIVERY_LOOP_H_
 #define FTUNE_SERVER_WEBHOOK_DELIVERY_LOOP_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -76,7 +79,9 @@ class DeliveryLoop {
   void Start();
   // Wakes the poller now (new outbox rows were committed).
   void Poke();
-  // Finishes the attempts in flight, then stops. Idempotent.
+  // Abandons the attempts in flight (within about a second; they stay
+  // pending, unrecorded, and are sent again after a restart), then stops.
+  // Idempotent.
   void Stop();
 
  private:
@@ -97,6 +102,8 @@ class DeliveryLoop {
   absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by Stop(): the POSTs in flight give up (SendRequest.cancel).
+  std::atomic<bool> cancel_sends_{false};
   bool poked_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<store::DueWebhookDelivery> queue_ ABSL_GUARDED_BY(mu_);
   // Delivery ids queued or being sent, and how many per endpoint.

@@ -26,6 +26,13 @@ size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   return bytes;
 }
 
+// libcurl's progress callback, called about once a second even while
+// nothing moves: non-zero abandons the transfer.
+int Progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel->load(std::memory_order_relaxed) ? 1 : 0;
+}
+
 }  // namespace
 
 CurlSender::CurlSender() {
@@ -77,7 +84,18 @@ SendResult CurlSender::Send(const SendRequest& request) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+  if (request.cancel != nullptr) {
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &Progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA,
+                     const_cast<std::atomic<bool>*>(request.cancel));
+  }
   const CURLcode rc = curl_easy_perform(h);
+  if (rc == CURLE_ABORTED_BY_CALLBACK) {
+    result.cancelled = true;
+    result.error = "cancelled (the scheduler is stopping)";
+    return result;
+  }
   if (rc != CURLE_OK) {
     result.error = absl::StrCat(curl_easy_strerror(rc),
                                 error[0] != '\0' ? ": " : "", error);

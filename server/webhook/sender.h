@@ -8,6 +8,7 @@
 #ifndef FTUNE_SERVER_WEBHOOK_SENDER_H_
 #define FTUNE_SERVER_WEBHOOK_SENDER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -24,12 +25,16 @@ struct SendRequest {
   std::string body;
   absl::Duration timeout = absl::Seconds(10);
   size_t max_response_bytes = 1024;  // Kept of the response body.
+  // When set and it turns true, the request is abandoned (within about a
+  // second) and the result says `cancelled`.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct SendResult {
   int status_code = 0;  // 0: no HTTP answer (see error).
   std::string error;    // Transport error, "" when an answer came.
   std::string response_prefix;
+  bool cancelled = false;  // Abandoned through SendRequest.cancel.
 };
 
 class Sender {

@@ -272,6 +272,36 @@ TEST_F(WebhookDeliveryLoopTest,
                                 "\"delivered\"} 1"));
 }
 
+// Stopping (the scheduler shutting down) abandons a POST the receiver is
+// still holding instead of waiting out the request timeout: no attempt is
+// recorded, the delivery stays pending and is sent after a restart.
+TEST_F(WebhookDeliveryLoopTest, StopAbandonsPostsInFlightAndKeepsThemPending) {
+  options_.request_timeout = absl::Seconds(60);
+  ASSERT_OK_AND_ASSIGN(auto receiver, WebhookReceiver::Start([](int n) {
+                         return n == 0 ? WebhookReceiver::kHang : 204;
+                       }));
+  const store::WebhookEndpoint e = Register(a_, receiver->url());
+  StartLoop();
+  ASSERT_OK(store_->CancelJob(a_.id, NewJob(a_), ""));
+  ASSERT_TRUE(receiver->AwaitCount(1));  // The first POST is being held.
+  loop_->Stop();  // Returns while the receiver still holds it.
+  store::WebhookDelivery d = OnlyDelivery(a_, e.id);
+  EXPECT_EQ(d.state, store::WebhookDeliveryState::kPending);
+  EXPECT_EQ(d.attempts, 0);
+  receiver->Release();
+
+  // After a restart the same event goes out again, and is delivered (the
+  // new loop without metrics: the registry has the first loop's).
+  ASSERT_OK_AND_ASSIGN(loop_, DeliveryLoop::Create(store_.get(), &sender_,
+                                                   &clock_, nullptr, options_));
+  loop_->Start();
+  d = AwaitAttempts(a_, e.id, 1);
+  EXPECT_EQ(d.state, store::WebhookDeliveryState::kDelivered);
+  const std::vector<ReceivedWebhook> got = receiver->received();
+  ASSERT_THAT(got, SizeIs(2));
+  EXPECT_EQ(got[0].headers.at("webhook-id"), got[1].headers.at("webhook-id"));
+}
+
 TEST_F(WebhookDeliveryLoopTest, GivesUpWhenTheRetryPeriodRunsOut) {
   options_.retry_period = absl::Seconds(25);
   ASSERT_OK_AND_ASSIGN(auto receiver,
