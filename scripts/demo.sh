@@ -112,11 +112,24 @@ job=$(ctl jobs create --model "$model_name" --training-file "$train" \
   --validation-file "$eval" --method lora --lora-rank 8 --lora-alpha 16 \
   --target-modules all-linear --epochs 3 --learning-rate 3e-3 \
   --batch-size 4 --max-seq-length 128 --checkpoint-every-steps 10 \
-  --seed 1 --gpus 0 --cpu-threads 2 --suffix demo)
+  --seed 1 --gpus 0 --cpu-threads 2 --suffix demo --eval-on-start)
 echo "   job $job"
 
 echo "== tenant: watch it to the end"
 ctl jobs watch "$job"
+
+echo "== what the model answers: before training (step 0) and after"
+ctl jobs samples "$job"
+
+echo "== held-out evaluations: step 0 is the base model (--eval-on-start)"
+ctl --output json jobs metrics "$job" --all | /usr/bin/python3 -c '
+import json, sys
+points = [p for p in json.load(sys.stdin).get("metrics", []) if "evalLoss" in p]
+for p in points:
+    t = p.get("evalTask", {})
+    task = "  token_f1 %.3f  exact_match %.3f" % (t.get("tokenF1", 0), t.get("exactMatch", 0)) if t else ""
+    print("  step %4s  eval_loss %.4f%s" % (p.get("step", "0"), p["evalLoss"], task))
+'
 
 echo "== result"
 ctl jobs get "$job"
