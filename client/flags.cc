@@ -378,7 +378,7 @@ std::vector<CommandSpec> BuildCommands() {
        {Repeated(Str("event-type", "TYPE",
                      "an event to send (repeat): fine_tuning.job.succeeded, "
                      ".failed, .cancelled, .paused, "
-                     "ftune.job.checkpoint_saved")),
+                     "ftune.job.checkpoint_saved, ftune.job.eval_improved")),
         Str("description", "TEXT", "a note for people (at most 512 chars)")}},
       {"webhooks", "list", {}, "list your webhook endpoints", ListFlags()},
       {"webhooks", "get", {"WEBHOOK_ID"}, "show one webhook endpoint", {}},
