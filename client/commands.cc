@@ -88,6 +88,8 @@ const std::map<std::string, CommandHandler>& Handlers() {
       {"webhooks get", WebhooksGet},
       {"webhooks delete", WebhooksDelete},
       {"webhooks deliveries", WebhooksDeliveries},
+      {"webhooks update", WebhooksUpdate},
+      {"webhooks redeliver", WebhooksRedeliver},
   };
   return *handlers;
 }

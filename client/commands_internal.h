@@ -156,6 +156,8 @@ int WebhooksList(const CommandContext& c);
 int WebhooksGet(const CommandContext& c);
 int WebhooksDelete(const CommandContext& c);
 int WebhooksDeliveries(const CommandContext& c);
+int WebhooksUpdate(const CommandContext& c);
+int WebhooksRedeliver(const CommandContext& c);
 
 }  // namespace ftune::client
 

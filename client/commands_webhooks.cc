@@ -144,4 +144,41 @@ int WebhooksDeliveries(const CommandContext& c) {
   return kExitOk;
 }
 
+int WebhooksUpdate(const CommandContext& c) {
+  v1::UpdateWebhookRequest req;
+  req.set_id(c.arg(0));
+  if (c.flags().Has("disabled"))
+    req.set_disabled(c.flags().GetBool("disabled"));
+  if (c.flags().Has("description")) {
+    req.set_description(c.flags().Get("description"));
+  }
+  for (const std::string& t : c.flags().GetAll("event-type")) {
+    req.add_event_types(t);
+  }
+  v1::Webhook w;
+  int rc = Unary(c, [&](grpc::ClientContext* ctx) {
+    return Stub(c)->UpdateWebhook(ctx, req, &w);
+  });
+  if (rc == kExitOk) PrintWebhook(c, w);
+  return rc;
+}
+
+int WebhooksRedeliver(const CommandContext& c) {
+  v1::RedeliverWebhookDeliveryRequest req;
+  req.set_webhook_id(c.arg(0));
+  req.set_delivery_id(c.arg(1));
+  v1::WebhookDelivery d;
+  int rc = Unary(c, [&](grpc::ClientContext* ctx) {
+    return Stub(c)->RedeliverWebhookDelivery(ctx, req, &d);
+  });
+  if (rc != kExitOk) return rc;
+  if (c.output.structured()) {
+    c.output.Message(d);
+  } else {
+    c.output.out() << d.id() << ": " << d.event_type() << " of " << d.job_id()
+                   << " queued again (event " << d.event_id() << ")\n";
+  }
+  return kExitOk;
+}
+
 }  // namespace ftune::client

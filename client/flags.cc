@@ -392,6 +392,22 @@ std::vector<CommandSpec> BuildCommands() {
        {"WEBHOOK_ID"},
        "an endpoint's delivery log, newest first",
        ListFlags()},
+      {"webhooks",
+       "update",
+       {"WEBHOOK_ID"},
+       "disable or enable an endpoint, or change its event types or "
+       "description",
+       {Bool("disabled",
+             "--disabled: send nothing (pending deliveries wait); "
+             "--disabled=false: send again"),
+        Repeated(Str("event-type", "TYPE",
+                     "the event types from now on (repeat; replaces them)")),
+        Str("description", "TEXT", "a note for people (at most 512 chars)")}},
+      {"webhooks",
+       "redeliver",
+       {"WEBHOOK_ID", "DELIVERY_ID"},
+       "send a delivery's event again (same webhook-id and body)",
+       {}},
   };
 }
 

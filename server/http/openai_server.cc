@@ -395,7 +395,8 @@ class OpenAiHttpServer::Request {
     for (size_t i = 0; i < parts.size(); ++i) {
       const bool id =
           (i == 2 && (parts[1] == "files" || parts[1] == "webhooks")) ||
-          (i == 3 && parts.size() > 2 && parts[1] == "fine_tuning");
+          (i == 3 && parts.size() > 2 && parts[1] == "fine_tuning") ||
+          (i == 4 && parts[1] == "webhooks" && parts[3] == "deliveries");
       shape.push_back(id ? "{id}" : std::string(parts[i]));
     }
     const std::string route = absl::StrCat("/", absl::StrJoin(shape, "/"));
@@ -412,7 +413,9 @@ class OpenAiHttpServer::Request {
                                      "/v1/fine_tuning/jobs/{id}/checkpoints",
                                      "/v1/webhooks",
                                      "/v1/webhooks/{id}",
-                                     "/v1/webhooks/{id}/deliveries"};
+                                     "/v1/webhooks/{id}/deliveries",
+                                     "/v1/webhooks/{id}/deliveries/{id}/"
+                                     "redeliver"};
     if ((method_ == "GET" || method_ == "POST" || method_ == "DELETE") &&
         std::find(kRoutes->begin(), kRoutes->end(), route) != kRoutes->end()) {
       route_ = absl::StrCat(method_, " ", route);
@@ -491,8 +494,10 @@ class OpenAiHttpServer::Request {
     } else {
       FTUNE_RETURN_IF_ERROR(OnlyQueryParams(q, {}));
     }
-    if (method_ == "POST" && r.rest.empty()) {
+    if (method_ == "POST" && r.rest.size() <= 1) {
       FTUNE_ASSIGN_OR_RETURN(r.body, JsonBody(/*empty_ok=*/false));
+    } else if (method_ == "POST") {
+      FTUNE_ASSIGN_OR_RETURN(r.body, JsonBody(/*empty_ok=*/true));
     }
     FTUNE_ASSIGN_OR_RETURN(WebhookRouteAnswer answer,
                            HandleWebhookRoute(*backends().webhooks, r));

@@ -130,6 +130,58 @@ absl::StatusOr<WebhookRouteAnswer> Create(webhook::WebhookRegistry& registry,
   return out;
 }
 
+// POST /v1/webhooks/{id}: {"disabled", "description", "event_types"}, each
+// optional, at least one.
+absl::StatusOr<WebhookRouteAnswer> Update(webhook::WebhookRegistry& registry,
+                                          const WebhookRouteRequest& r,
+                                          const std::string& id) {
+  if (!r.body.is_object()) {
+    return InvalidParam("", "the request body must be a JSON object");
+  }
+  store::WebhookEndpointUpdate update;
+  for (const auto& [key, value] : r.body.items()) {
+    if (key == "disabled") {
+      if (!value.is_boolean()) {
+        return InvalidParam("disabled", "disabled: must be true or false");
+      }
+      update.disabled = value.get<bool>();
+    } else if (key == "description") {
+      if (!value.is_string()) {
+        return InvalidParam("description", "description: must be a string");
+      }
+      update.description = value.get<std::string>();
+    } else if (key == "event_types") {
+      std::vector<std::string> types;
+      if (!value.is_array()) {
+        return InvalidParam("event_types",
+                            "event_types: must be an array of strings");
+      }
+      for (const json& t : value) {
+        if (!t.is_string()) {
+          return InvalidParam("event_types",
+                              "event_types: must be an array of strings");
+        }
+        types.push_back(t.get<std::string>());
+      }
+      update.event_types = std::move(types);
+    } else {
+      return InvalidParam(key, absl::StrCat("Unrecognized request argument "
+                                            "supplied: ",
+                                            key));
+    }
+  }
+  if (!update.disabled && !update.description && !update.event_types) {
+    return InvalidParam("",
+                        "nothing to change: give disabled, description "
+                        "or event_types");
+  }
+  FTUNE_ASSIGN_OR_RETURN(store::WebhookEndpoint e,
+                         registry.Update(r.tenant, id, std::move(update)));
+  WebhookRouteAnswer out;
+  out.body = EndpointJson(e);
+  return out;
+}
+
 WebhookRouteAnswer NotAllowed(std::string allow) {
   WebhookRouteAnswer out;
   out.status = 405;
@@ -169,6 +221,7 @@ absl::StatusOr<WebhookRouteAnswer> HandleWebhookRoute(
       out.body = EndpointJson(e);
       return out;
     }
+    if (m == "POST") return Update(registry, r, id);
     if (m == "DELETE") {
       FTUNE_ASSIGN_OR_RETURN(store::WebhookEndpoint e,
                              store->DeleteWebhookEndpoint(r.tenant, id));
@@ -177,7 +230,7 @@ absl::StatusOr<WebhookRouteAnswer> HandleWebhookRoute(
                   {"deleted", true}};
       return out;
     }
-    return NotAllowed("GET, DELETE");
+    return NotAllowed("GET, POST, DELETE");
   }
   if (r.rest.size() == 2 && r.rest[1] == "deliveries") {
     if (m != "GET") return NotAllowed("GET");
@@ -189,6 +242,19 @@ absl::StatusOr<WebhookRouteAnswer> HandleWebhookRoute(
                                                r.tenant, id, 1000, token);
                                          },
                                          &DeliveryJson));
+    return out;
+  }
+  if (r.rest.size() == 4 && r.rest[1] == "deliveries" &&
+      r.rest[3] == "redeliver") {
+    if (m != "POST") return NotAllowed("POST");
+    if (!r.body.is_null() && !(r.body.is_object() && r.body.empty())) {
+      return InvalidParam("", "redeliver takes no request body");
+    }
+    FTUNE_ASSIGN_OR_RETURN(
+        store::WebhookDelivery d,
+        store->RedeliverWebhookDelivery(r.tenant, id, r.rest[2]));
+    WebhookRouteAnswer out;
+    out.body = DeliveryJson(d);
     return out;
   }
   return absl::NotFoundError(absl::StrCat("Unknown request URL: ", m,

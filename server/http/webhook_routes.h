@@ -31,9 +31,9 @@ struct WebhookRouteRequest {
   std::string tenant;
   std::string method;
   // The path's segments after "v1", "webhooks" (empty, {id}, {id,
-  // "deliveries"}).
+  // "deliveries"}, {id, "deliveries", {delivery}, "redeliver"}).
   std::vector<std::string> rest;
-  nlohmann::json body;  // POST only.
+  nlohmann::json body;  // POST only (null when it had no body).
   std::string after;    // Listings: the id to continue after ("" = start).
   int limit = 20;       // Listings.
 };

@@ -148,4 +148,45 @@ grpc::ServerUnaryReactor* WebhookServiceImpl::ListWebhookDeliveries(
   });
 }
 
+grpc::ServerUnaryReactor* WebhookServiceImpl::UpdateWebhook(
+    grpc::CallbackServerContext* ctx, const v1::UpdateWebhookRequest* request,
+    v1::Webhook* response) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
+    FTUNE_RETURN_IF_ERROR(RequireId(request->id(), "id"));
+    store::WebhookEndpointUpdate update;
+    if (request->has_disabled()) update.disabled = request->disabled();
+    if (request->has_description()) update.description = request->description();
+    if (request->event_types_size() > 0) {
+      update.event_types.emplace(request->event_types().begin(),
+                                 request->event_types().end());
+    }
+    if (!update.disabled && !update.description && !update.event_types) {
+      return InvalidField("id",
+                          "nothing to change: set disabled, description or "
+                          "event_types");
+    }
+    absl::StatusOr<store::WebhookEndpoint> e =
+        registry_->Update(caller.tenant_id, request->id(), std::move(update));
+    FTUNE_RETURN_IF_ERROR(AboutResource(e.status(), request->id()));
+    ToProto(*e, response);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* WebhookServiceImpl::RedeliverWebhookDelivery(
+    grpc::CallbackServerContext* ctx,
+    const v1::RedeliverWebhookDeliveryRequest* request,
+    v1::WebhookDelivery* response) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
+    FTUNE_RETURN_IF_ERROR(RequireId(request->webhook_id(), "webhook_id"));
+    FTUNE_RETURN_IF_ERROR(RequireId(request->delivery_id(), "delivery_id"));
+    absl::StatusOr<store::WebhookDelivery> d =
+        registry_->store()->RedeliverWebhookDelivery(
+            caller.tenant_id, request->webhook_id(), request->delivery_id());
+    FTUNE_RETURN_IF_ERROR(d.status());
+    ToProto(*d, response);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace ftune::server::rpc

@@ -40,6 +40,13 @@ class WebhookServiceImpl final : public v1::WebhookService::CallbackService {
       grpc::CallbackServerContext* ctx,
       const v1::ListWebhookDeliveriesRequest* request,
       v1::ListWebhookDeliveriesResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateWebhook(
+      grpc::CallbackServerContext* ctx, const v1::UpdateWebhookRequest* request,
+      v1::Webhook* response) override;
+  grpc::ServerUnaryReactor* RedeliverWebhookDelivery(
+      grpc::CallbackServerContext* ctx,
+      const v1::RedeliverWebhookDeliveryRequest* request,
+      v1::WebhookDelivery* response) override;
 
  private:
   grpc::ServerUnaryReactor* Unary(

@@ -190,6 +190,12 @@ class SqliteStore : public Store, public WebhookStore {
   absl::StatusOr<Page<WebhookEndpoint>> ListWebhookEndpoints(
       absl::string_view tenant_id, int page_size,
       absl::string_view page_token) override;
+  absl::StatusOr<WebhookEndpoint> UpdateWebhookEndpoint(
+      absl::string_view tenant_id, absl::string_view id,
+      const WebhookEndpointUpdate& update) override;
+  absl::StatusOr<WebhookDelivery> RedeliverWebhookDelivery(
+      absl::string_view tenant_id, absl::string_view endpoint_id,
+      absl::string_view delivery_id) override;
   absl::StatusOr<WebhookEndpoint> DeleteWebhookEndpoint(
       absl::string_view tenant_id, absl::string_view id) override;
   absl::StatusOr<Page<WebhookDelivery>> ListWebhookDeliveries(

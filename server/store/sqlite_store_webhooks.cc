@@ -80,6 +80,20 @@ absl::StatusOr<WebhookEndpoint> LoadEndpoint(Connection& conn,
   return e;
 }
 
+absl::Status CheckEventTypes(const std::vector<std::string>& types) {
+  if (types.empty()) {
+    return absl::InvalidArgumentError(
+        "event_types: at least one event type is required");
+  }
+  for (const std::string& t : types) {
+    if (!IsWebhookEventType(t)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event_types: unknown event type \"", t, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<WebhookEndpoint> SqliteStore::CreateWebhookEndpoint(
@@ -93,16 +107,7 @@ absl::StatusOr<WebhookEndpoint> SqliteStore::CreateWebhookEndpoint(
   if (endpoint.secret.empty()) {
     return absl::InvalidArgumentError("secret: is required");
   }
-  if (endpoint.event_types.empty()) {
-    return absl::InvalidArgumentError(
-        "event_types: at least one event type is required");
-  }
-  for (const std::string& t : endpoint.event_types) {
-    if (!IsWebhookEventType(t)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("event_types: unknown event type \"", t, "\""));
-    }
-  }
+  FTUNE_RETURN_IF_ERROR(CheckEventTypes(endpoint.event_types));
   endpoint.id = NewId(kWebhookIdPrefix);
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     endpoint.create_time = ctx.now;
@@ -171,6 +176,88 @@ absl::StatusOr<Page<WebhookEndpoint>> SqliteStore::ListWebhookEndpoints(
   return page;
 }
 
+absl::StatusOr<WebhookEndpoint> SqliteStore::UpdateWebhookEndpoint(
+    absl::string_view tenant_id, absl::string_view id,
+    const WebhookEndpointUpdate& update) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  if (update.event_types) {
+    FTUNE_RETURN_IF_ERROR(CheckEventTypes(*update.event_types));
+  }
+  WebhookEndpoint out;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(out, LoadEndpoint(ctx.conn, tenant_id, id));
+    if (update.disabled) out.disabled = *update.disabled;
+    if (update.description) out.description = *update.description;
+    if (update.event_types) out.event_types = *update.event_types;
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        ctx.conn.Prepare("UPDATE webhook_endpoints SET disabled = ?, "
+                         "description = ?, event_types = ? WHERE id = ?"));
+    st.Bind(1, out.disabled ? 1 : 0)
+        .Bind(2, out.description)
+        .Bind(3, internal::EncodeEventTypes(out.event_types))
+        .Bind(4, id);
+    return st.Run();
+  }));
+  return out;
+}
+
+absl::StatusOr<WebhookDelivery> SqliteStore::RedeliverWebhookDelivery(
+    absl::string_view tenant_id, absl::string_view endpoint_id,
+    absl::string_view delivery_id) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  WebhookDelivery out;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(WebhookEndpoint endpoint,
+                           LoadEndpoint(ctx.conn, tenant_id, endpoint_id));
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        ctx.conn.Prepare(absl::StrCat(
+            "SELECT ", kDeliveryColumns,
+            " FROM webhook_deliveries WHERE id = ? AND endpoint_id = ?")));
+    st.Bind(1, delivery_id).Bind(2, endpoint_id);
+    FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) {
+      return absl::NotFoundError(
+          absl::StrCat("webhook delivery ", delivery_id, " not found"));
+    }
+    const WebhookDelivery original = ReadDelivery(st);
+    if (endpoint.disabled) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "webhook ", endpoint_id, " is disabled; enable it first"));
+    }
+    out = WebhookDelivery{};
+    out.id = NewId(kWebhookDeliveryIdPrefix);
+    out.endpoint_id = original.endpoint_id;
+    out.tenant_id = original.tenant_id;
+    out.event_id = original.event_id;
+    out.event_type = original.event_type;
+    out.job_id = original.job_id;
+    out.payload = original.payload;
+    out.state = WebhookDeliveryState::kPending;
+    out.create_time = ctx.now;
+    out.next_attempt_time = ctx.now;
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement insert,
+        ctx.conn.Prepare("INSERT INTO webhook_deliveries(id, endpoint_id, "
+                         "tenant_id, event_id, event_type, job_id, payload, "
+                         "state, attempts, create_time, next_attempt_time) "
+                         "VALUES(?,?,?,?,?,?,?,?,0,?,?)"));
+    insert.Bind(1, out.id)
+        .Bind(2, out.endpoint_id)
+        .Bind(3, out.tenant_id)
+        .Bind(4, out.event_id)
+        .Bind(5, out.event_type)
+        .Bind(6, out.job_id)
+        .Bind(7, out.payload)
+        .Bind(8, static_cast<int>(out.state))
+        .BindTime(9, out.create_time)
+        .BindTime(10, out.next_attempt_time);
+    return insert.Run();
+  }));
+  return out;
+}
+
 absl::StatusOr<WebhookEndpoint> SqliteStore::DeleteWebhookEndpoint(
     absl::string_view tenant_id, absl::string_view id) {
   FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
@@ -236,7 +323,8 @@ SqliteStore::ListDueWebhookDeliveries(absl::Time now, int limit,
         conn.Prepare(absl::StrCat(
             "SELECT ", columns,
             ", e.url, e.secret FROM webhook_deliveries d JOIN "
-            "webhook_endpoints e ON e.id = d.endpoint_id WHERE d.state = ",
+            "webhook_endpoints e ON e.id = d.endpoint_id WHERE "
+            "e.disabled = 0 AND d.state = ",
             static_cast<int>(WebhookDeliveryState::kPending),
             " AND d.next_attempt_time <= ? ORDER BY d.next_attempt_time, "
             "d.seq LIMIT ?")));

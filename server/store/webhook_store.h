@@ -81,6 +81,13 @@ struct WebhookDelivery {
   std::string last_response;     // A prefix of the last response body.
 };
 
+// What UpdateWebhookEndpoint changes: only the fields that are set.
+struct WebhookEndpointUpdate {
+  std::optional<bool> disabled;
+  std::optional<std::string> description;
+  std::optional<std::vector<std::string>> event_types;  // Non-empty, known.
+};
+
 // A pending delivery with what is needed to send it.
 struct DueWebhookDelivery {
   WebhookDelivery delivery;
@@ -120,6 +127,23 @@ class WebhookStore {
   // dropped). Returns what was deleted.
   virtual absl::StatusOr<WebhookEndpoint> DeleteWebhookEndpoint(
       absl::string_view tenant_id, absl::string_view id) = 0;
+  // Changes the fields `update` sets and returns the endpoint. NOT_FOUND as
+  // GetWebhookEndpoint; INVALID_ARGUMENT naming the field for an empty or
+  // unknown event type list. A disabled endpoint gets no new deliveries and
+  // its pending ones wait (ListDueWebhookDeliveries skips them) until it is
+  // enabled again.
+  virtual absl::StatusOr<WebhookEndpoint> UpdateWebhookEndpoint(
+      absl::string_view tenant_id, absl::string_view id,
+      const WebhookEndpointUpdate& update) = 0;
+  // Queues the event of delivery `delivery_id` of endpoint `endpoint_id`
+  // again: a new pending delivery with the same event id, type, job and
+  // body, created and due at the store's now (so it gets a whole retry
+  // period); the original stays as it is. NOT_FOUND as GetWebhookEndpoint
+  // (and for a delivery of another endpoint); FAILED_PRECONDITION when the
+  // endpoint is disabled.
+  virtual absl::StatusOr<WebhookDelivery> RedeliverWebhookDelivery(
+      absl::string_view tenant_id, absl::string_view endpoint_id,
+      absl::string_view delivery_id) = 0;
   // The endpoint's deliveries, newest first. NOT_FOUND as GetWebhookEndpoint.
   virtual absl::StatusOr<Page<WebhookDelivery>> ListWebhookDeliveries(
       absl::string_view tenant_id, absl::string_view endpoint_id, int page_size,

@@ -36,6 +36,13 @@ class WebhookRegistry {
   absl::StatusOr<store::WebhookEndpoint> Create(const std::string& tenant_id,
                                                 NewEndpoint request);
 
+  // Changes what `update` sets (enabled, description, event types, checked
+  // as Create does). NOT_FOUND for another tenant's id or one that never
+  // existed.
+  absl::StatusOr<store::WebhookEndpoint> Update(
+      const std::string& tenant_id, const std::string& id,
+      store::WebhookEndpointUpdate update);
+
   store::WebhookStore* store() const { return store_; }
 
  private:

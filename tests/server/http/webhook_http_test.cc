@@ -161,5 +161,87 @@ TEST_F(WebhookHttpTest, RegisterListDeliverDelete) {
   EXPECT_EQ(CountWebhooks(a.key), 0);
 }
 
+// Redelivery sends the same event again (same webhook-id and body) as a new
+// delivery; a disabled endpoint gets no deliveries for new events and
+// cannot redeliver; updates are checked like registrations.
+TEST_F(WebhookHttpTest, UpdateDisableAndRedeliver) {
+  ASSERT_OK_AND_ASSIGN(auto receiver, ftune::testing::WebhookReceiver::Start());
+  const TenantKey a = MakeTenant("a");
+  const TenantKey b = MakeTenant("b");
+  Reply created = Send("POST", "/v1/webhooks", a.key,
+                       json({{"url", receiver->url("/a")},
+                             {"event_types", {"fine_tuning.job.cancelled"}}})
+                           .dump());
+  ASSERT_EQ(created.status, 200) << created.raw;
+  const std::string id = created.body["id"];
+  const std::string base = "/v1/webhooks/" + id;
+  auto deliveries = [&] {
+    Reply log = Send("GET", base + "/deliveries", a.key);
+    EXPECT_EQ(log.status, 200) << log.raw;
+    return log.body["data"];
+  };
+
+  ASSERT_OK_AND_ASSIGN(v1::Job first, CreateJob(a, JobRequest(a)));
+  ASSERT_OK(store().CancelJob(a.tenant_id, first.id(), "test"));
+  ASSERT_TRUE(receiver->AwaitCount(1));
+  const json original = deliveries()[0];
+
+  // Redeliver: a new delivery of the same event, sent again.
+  const std::string redeliver =
+      base + "/deliveries/" + original["id"].get<std::string>() + "/redeliver";
+  EXPECT_EQ(Send("POST", redeliver, b.key).status, 404);  // Not B's.
+  Reply again = Send("POST", redeliver, a.key);
+  ASSERT_EQ(again.status, 200) << again.raw;
+  EXPECT_NE(again.body["id"], original["id"]);
+  EXPECT_EQ(again.body["event_id"], original["event_id"]);
+  EXPECT_EQ(again.body["status"], "pending");
+  EXPECT_EQ(again.body["attempts"], 0);
+  ASSERT_TRUE(receiver->AwaitCount(2));
+  const auto got = receiver->received();
+  EXPECT_EQ(got[1].headers.at("webhook-id"), got[0].headers.at("webhook-id"));
+  EXPECT_EQ(got[1].body, got[0].body);
+  EXPECT_EQ(deliveries().size(), 2u);
+  EXPECT_EQ(
+      Send("POST", base + "/deliveries/whdel-nope/redeliver", a.key).status,
+      404);
+
+  // Bad updates change nothing.
+  EXPECT_EQ(Send("POST", base, a.key, json({{"event_types", {"x.y"}}}).dump())
+                .body["error"]["param"],
+            "event_types");
+  EXPECT_EQ(Send("POST", base, a.key, json({{"colour", 1}}).dump())
+                .body["error"]["param"],
+            "colour");
+  EXPECT_EQ(Send("POST", base, a.key, "{}").status, 400);
+  EXPECT_EQ(Send("POST", base, b.key, json({{"disabled", true}}).dump()).status,
+            404);
+
+  // Disabled: a new event queues nothing, and redelivery is refused.
+  Reply disabled =
+      Send("POST", base, a.key,
+           json({{"disabled", true}, {"description", "paused"}}).dump());
+  ASSERT_EQ(disabled.status, 200) << disabled.raw;
+  EXPECT_EQ(disabled.body["disabled"], true);
+  EXPECT_EQ(disabled.body["description"], "paused");
+  ASSERT_OK_AND_ASSIGN(v1::Job second, CreateJob(a, JobRequest(a)));
+  ASSERT_OK(store().CancelJob(a.tenant_id, second.id(), "test"));
+  EXPECT_EQ(deliveries().size(), 2u);
+  Reply refused = Send("POST", redeliver, a.key);
+  EXPECT_GE(refused.status, 400) << refused.raw;
+  EXPECT_THAT(refused.raw, HasSubstr("disabled"));
+
+  // Enabled again, with another event type list.
+  Reply enabled =
+      Send("POST", base, a.key,
+           json({{"disabled", false},
+                 {"event_types",
+                  {"fine_tuning.job.cancelled", "ftune.job.eval_improved"}}})
+               .dump());
+  ASSERT_EQ(enabled.status, 200) << enabled.raw;
+  EXPECT_EQ(enabled.body["disabled"], false);
+  EXPECT_EQ(enabled.body["event_types"].size(), 2u);
+  EXPECT_EQ(Send("POST", redeliver, a.key).status, 200);
+}
+
 }  // namespace
 }  // namespace ftune::server::testing

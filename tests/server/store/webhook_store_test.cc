@@ -139,6 +139,70 @@ TEST_F(WebhookStoreTest, EvalImprovedEventsBecomeOptInDeliveries) {
   EXPECT_THAT(Deliveries(a.tenant.id, other.id), IsEmpty());
 }
 
+// Disabling an endpoint holds its pending deliveries (not due) and queues
+// none for new events; enabling it releases them. Redelivery copies the
+// event into a new pending delivery; an unknown event type is refused and
+// changes nothing.
+TEST_F(WebhookStoreTest, DisabledEndpointsHoldDeliveriesAndRedeliveryCopies) {
+  const TenantSetup a = MakeTenant("a");
+  const TenantSetup b = MakeTenant("b");
+  const WebhookEndpoint e =
+      MustCreateEndpoint(a.tenant.id, {std::string(kEventJobCancelled)});
+  ASSERT_OK(store_->CancelJob(a.tenant.id, MustCreate(NewJob(a)).id, ""));
+  ASSERT_OK_AND_ASSIGN(auto due,
+                       store_->ListDueWebhookDeliveries(clock_.Now(), 10, {}));
+  ASSERT_THAT(due, SizeIs(1));
+
+  WebhookEndpointUpdate off;
+  off.disabled = true;
+  EXPECT_THAT(store_->UpdateWebhookEndpoint(b.tenant.id, e.id, off),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(e.id)));
+  ASSERT_OK_AND_ASSIGN(WebhookEndpoint disabled,
+                       store_->UpdateWebhookEndpoint(a.tenant.id, e.id, off));
+  EXPECT_TRUE(disabled.disabled);
+  ASSERT_OK_AND_ASSIGN(due,
+                       store_->ListDueWebhookDeliveries(clock_.Now(), 10, {}));
+  EXPECT_THAT(due, IsEmpty());  // Held.
+  ASSERT_OK(store_->CancelJob(a.tenant.id, MustCreate(NewJob(a)).id, ""));
+  EXPECT_THAT(Deliveries(a.tenant.id, e.id), SizeIs(1));  // None queued.
+  const WebhookDelivery original = Deliveries(a.tenant.id, e.id)[0];
+  EXPECT_THAT(
+      store_->RedeliverWebhookDelivery(a.tenant.id, e.id, original.id),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("disabled")));
+
+  WebhookEndpointUpdate on;
+  on.disabled = false;
+  on.event_types = std::vector<std::string>{"no.such.type"};
+  EXPECT_THAT(
+      store_->UpdateWebhookEndpoint(a.tenant.id, e.id, on),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("event_types")));
+  ASSERT_OK_AND_ASSIGN(WebhookEndpoint still,
+                       store_->GetWebhookEndpoint(a.tenant.id, e.id));
+  EXPECT_TRUE(still.disabled);
+  on.event_types.reset();
+  ASSERT_OK(store_->UpdateWebhookEndpoint(a.tenant.id, e.id, on).status());
+  ASSERT_OK_AND_ASSIGN(due,
+                       store_->ListDueWebhookDeliveries(clock_.Now(), 10, {}));
+  EXPECT_THAT(due, SizeIs(1));  // Released.
+
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_THAT(store_->RedeliverWebhookDelivery(b.tenant.id, e.id, original.id),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(e.id)));
+  ASSERT_OK_AND_ASSIGN(
+      WebhookDelivery copy,
+      store_->RedeliverWebhookDelivery(a.tenant.id, e.id, original.id));
+  EXPECT_NE(copy.id, original.id);
+  EXPECT_EQ(copy.event_id, original.event_id);
+  EXPECT_EQ(copy.payload, original.payload);
+  EXPECT_EQ(copy.state, WebhookDeliveryState::kPending);
+  EXPECT_EQ(copy.create_time, clock_.Now());
+  EXPECT_EQ(copy.next_attempt_time, clock_.Now());
+  const std::vector<WebhookDelivery> log = Deliveries(a.tenant.id, e.id);
+  ASSERT_THAT(log, SizeIs(2));
+  EXPECT_EQ(log[0].id, copy.id);                  // Newest first.
+  EXPECT_EQ(log[1].attempts, original.attempts);  // The original unchanged.
+}
+
 TEST_F(WebhookStoreTest, AttemptsRetryThenSettle) {
   const TenantSetup a = MakeTenant("a");
   const WebhookEndpoint e =
