@@ -90,6 +90,7 @@ const std::map<std::string, CommandHandler>& Handlers() {
       {"webhooks deliveries", WebhooksDeliveries},
       {"webhooks update", WebhooksUpdate},
       {"webhooks redeliver", WebhooksRedeliver},
+      {"webhooks rotate-secret", WebhooksRotateSecret},
   };
   return *handlers;
 }

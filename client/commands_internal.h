@@ -158,6 +158,7 @@ int WebhooksDelete(const CommandContext& c);
 int WebhooksDeliveries(const CommandContext& c);
 int WebhooksUpdate(const CommandContext& c);
 int WebhooksRedeliver(const CommandContext& c);
+int WebhooksRotateSecret(const CommandContext& c);
 
 }  // namespace ftune::client
 

@@ -163,6 +163,33 @@ int WebhooksUpdate(const CommandContext& c) {
   return rc;
 }
 
+int WebhooksRotateSecret(const CommandContext& c) {
+  v1::RotateWebhookSecretRequest req;
+  req.set_id(c.arg(0));
+  if (c.flags().Has("grace")) {
+    absl::Duration grace;
+    if (!absl::ParseDuration(c.flags().Get("grace"), &grace)) {
+      return UsageFailure(c, absl::StrCat("--grace \"", c.flags().Get("grace"),
+                                          "\": not a duration (e.g. 1h, 30m)"));
+    }
+    req.set_grace_seconds(absl::ToInt64Seconds(grace));
+  }
+  v1::CreateWebhookResponse resp;
+  int rc = Unary(c, [&](grpc::ClientContext* ctx) {
+    return Stub(c)->RotateWebhookSecret(ctx, req, &resp);
+  });
+  if (rc != kExitOk) return rc;
+  if (c.output.structured()) {
+    c.output.Message(resp);
+    return kExitOk;
+  }
+  c.output.Fields({{"id", resp.webhook().id()}, {"secret", resp.secret()}});
+  c.output.err() << "(the new secret is shown only now; deliveries carry a "
+                    "signature with the old one too during the grace "
+                    "period)\n";
+  return kExitOk;
+}
+
 int WebhooksRedeliver(const CommandContext& c) {
   v1::RedeliverWebhookDeliveryRequest req;
   req.set_webhook_id(c.arg(0));

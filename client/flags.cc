@@ -404,6 +404,14 @@ std::vector<CommandSpec> BuildCommands() {
                      "the event types from now on (repeat; replaces them)")),
         Str("description", "TEXT", "a note for people (at most 512 chars)")}},
       {"webhooks",
+       "rotate-secret",
+       {"WEBHOOK_ID"},
+       "a new signing secret (printed once); the old one also signs for "
+       "--grace",
+       {Str("grace", "DURATION",
+            "how long the old secret keeps signing too, e.g. 1h (default "
+            "24h, at most 168h; 0s = none)")}},
+      {"webhooks",
        "redeliver",
        {"WEBHOOK_ID", "DELIVERY_ID"},
        "send a delivery's event again (same webhook-id and body)",

@@ -414,6 +414,7 @@ class OpenAiHttpServer::Request {
                                      "/v1/webhooks",
                                      "/v1/webhooks/{id}",
                                      "/v1/webhooks/{id}/deliveries",
+                                     "/v1/webhooks/{id}/rotate_secret",
                                      "/v1/webhooks/{id}/deliveries/{id}/"
                                      "redeliver"};
     if ((method_ == "GET" || method_ == "POST" || method_ == "DELETE") &&

@@ -244,6 +244,32 @@ absl::StatusOr<WebhookRouteAnswer> HandleWebhookRoute(
                                          &DeliveryJson));
     return out;
   }
+  if (r.rest.size() == 2 && r.rest[1] == "rotate_secret") {
+    if (m != "POST") return NotAllowed("POST");
+    absl::Duration grace = webhook::kDefaultRotationGrace;
+    if (r.body.is_object()) {
+      for (const auto& [key, value] : r.body.items()) {
+        if (key != "grace_seconds") {
+          return InvalidParam(key, absl::StrCat("Unrecognized request "
+                                                "argument supplied: ",
+                                                key));
+        }
+        if (!value.is_number_integer()) {
+          return InvalidParam("grace_seconds",
+                              "grace_seconds: must be an integer");
+        }
+        grace = absl::Seconds(value.get<int64_t>());
+      }
+    } else if (!r.body.is_null()) {
+      return InvalidParam("", "the request body must be a JSON object");
+    }
+    FTUNE_ASSIGN_OR_RETURN(store::WebhookEndpoint e,
+                           registry.RotateSecret(r.tenant, id, grace));
+    WebhookRouteAnswer out;
+    out.body = EndpointJson(e);
+    out.body["secret"] = e.secret;  // Only here and at creation.
+    return out;
+  }
   if (r.rest.size() == 4 && r.rest[1] == "deliveries" &&
       r.rest[3] == "redeliver") {
     if (m != "POST") return NotAllowed("POST");

@@ -173,6 +173,24 @@ grpc::ServerUnaryReactor* WebhookServiceImpl::UpdateWebhook(
   });
 }
 
+grpc::ServerUnaryReactor* WebhookServiceImpl::RotateWebhookSecret(
+    grpc::CallbackServerContext* ctx,
+    const v1::RotateWebhookSecretRequest* request,
+    v1::CreateWebhookResponse* response) {
+  return Unary(ctx, [this, request, response](const Principal& caller) {
+    FTUNE_RETURN_IF_ERROR(RequireId(request->id(), "id"));
+    const absl::Duration grace = request->has_grace_seconds()
+                                     ? absl::Seconds(request->grace_seconds())
+                                     : webhook::kDefaultRotationGrace;
+    absl::StatusOr<store::WebhookEndpoint> e =
+        registry_->RotateSecret(caller.tenant_id, request->id(), grace);
+    FTUNE_RETURN_IF_ERROR(AboutResource(e.status(), request->id()));
+    ToProto(*e, response->mutable_webhook());
+    response->set_secret(e->secret);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* WebhookServiceImpl::RedeliverWebhookDelivery(
     grpc::CallbackServerContext* ctx,
     const v1::RedeliverWebhookDeliveryRequest* request,

@@ -43,6 +43,10 @@ class WebhookServiceImpl final : public v1::WebhookService::CallbackService {
   grpc::ServerUnaryReactor* UpdateWebhook(
       grpc::CallbackServerContext* ctx, const v1::UpdateWebhookRequest* request,
       v1::Webhook* response) override;
+  grpc::ServerUnaryReactor* RotateWebhookSecret(
+      grpc::CallbackServerContext* ctx,
+      const v1::RotateWebhookSecretRequest* request,
+      v1::CreateWebhookResponse* response) override;
   grpc::ServerUnaryReactor* RedeliverWebhookDelivery(
       grpc::CallbackServerContext* ctx,
       const v1::RedeliverWebhookDeliveryRequest* request,

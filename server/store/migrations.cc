@@ -302,6 +302,15 @@ CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, seq)
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_time)
   WHERE state = 1;
 )sql"},
+      {9,
+       "webhook secret rotation: the previous secret and until when "
+       "deliveries are also signed with it",
+       R"sql(
+ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT NOT NULL
+  DEFAULT '';
+ALTER TABLE webhook_endpoints ADD COLUMN previous_secret_expiry INTEGER
+  NOT NULL DEFAULT 0;
+)sql"},
   };
   return *kMigrations;
 }

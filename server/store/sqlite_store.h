@@ -196,6 +196,9 @@ class SqliteStore : public Store, public WebhookStore {
   absl::StatusOr<WebhookDelivery> RedeliverWebhookDelivery(
       absl::string_view tenant_id, absl::string_view endpoint_id,
       absl::string_view delivery_id) override;
+  absl::StatusOr<WebhookEndpoint> RotateWebhookSecret(
+      absl::string_view tenant_id, absl::string_view id,
+      const std::string& new_secret, absl::Duration grace) override;
   absl::StatusOr<WebhookEndpoint> DeleteWebhookEndpoint(
       absl::string_view tenant_id, absl::string_view id) override;
   absl::StatusOr<Page<WebhookDelivery>> ListWebhookDeliveries(

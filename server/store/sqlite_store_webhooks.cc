@@ -21,7 +21,7 @@ namespace {
 
 constexpr char kEndpointColumns[] =
     "id, tenant_id, url, event_types, secret, description, create_time, "
-    "disabled, seq";
+    "disabled, seq, previous_secret, previous_secret_expiry";
 
 WebhookEndpoint ReadEndpoint(const Statement& st) {
   WebhookEndpoint e;
@@ -33,6 +33,8 @@ WebhookEndpoint ReadEndpoint(const Statement& st) {
   e.description = st.ColumnText(5);
   e.create_time = st.ColumnTime(6);
   e.disabled = st.ColumnInt(7) != 0;
+  e.previous_secret = st.ColumnText(9);
+  if (!e.previous_secret.empty()) e.previous_secret_expiry = st.ColumnTime(10);
   return e;
 }
 
@@ -258,6 +260,36 @@ absl::StatusOr<WebhookDelivery> SqliteStore::RedeliverWebhookDelivery(
   return out;
 }
 
+absl::StatusOr<WebhookEndpoint> SqliteStore::RotateWebhookSecret(
+    absl::string_view tenant_id, absl::string_view id,
+    const std::string& new_secret, absl::Duration grace) {
+  FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
+  if (new_secret.empty()) {
+    return absl::InvalidArgumentError("secret: is required");
+  }
+  WebhookEndpoint out;
+  FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
+    FTUNE_ASSIGN_OR_RETURN(out, LoadEndpoint(ctx.conn, tenant_id, id));
+    const absl::Time previous_valid_until = ctx.now + grace;
+    const bool keep = grace > absl::ZeroDuration();
+    out.previous_secret = keep ? out.secret : "";
+    out.previous_secret_expiry =
+        keep ? previous_valid_until : absl::InfinitePast();
+    out.secret = new_secret;
+    FTUNE_ASSIGN_OR_RETURN(
+        Statement st,
+        ctx.conn.Prepare("UPDATE webhook_endpoints SET secret = ?, "
+                         "previous_secret = ?, previous_secret_expiry = ? "
+                         "WHERE id = ?"));
+    st.Bind(1, out.secret)
+        .Bind(2, out.previous_secret)
+        .Bind(3, keep ? absl::ToUnixMicros(previous_valid_until) : int64_t{0})
+        .Bind(4, id);
+    return st.Run();
+  }));
+  return out;
+}
+
 absl::StatusOr<WebhookEndpoint> SqliteStore::DeleteWebhookEndpoint(
     absl::string_view tenant_id, absl::string_view id) {
   FTUNE_RETURN_IF_ERROR(CheckTenantArg(tenant_id));
@@ -322,7 +354,8 @@ SqliteStore::ListDueWebhookDeliveries(absl::Time now, int limit,
         Statement st,
         conn.Prepare(absl::StrCat(
             "SELECT ", columns,
-            ", e.url, e.secret FROM webhook_deliveries d JOIN "
+            ", e.url, e.secret, e.previous_secret, "
+            "e.previous_secret_expiry FROM webhook_deliveries d JOIN "
             "webhook_endpoints e ON e.id = d.endpoint_id WHERE "
             "e.disabled = 0 AND d.state = ",
             static_cast<int>(WebhookDeliveryState::kPending),
@@ -341,6 +374,9 @@ SqliteStore::ListDueWebhookDeliveries(absl::Time now, int limit,
       }
       due.url = st.ColumnText(16);
       due.secret = st.ColumnText(17);
+      if (st.ColumnInt(19) > absl::ToUnixMicros(now)) {
+        due.previous_secret = st.ColumnText(18);
+      }
       out.push_back(std::move(due));
     }
     return absl::OkStatus();

@@ -51,6 +51,10 @@ struct WebhookEndpoint {
   std::string url;
   std::vector<std::string> event_types;  // Non-empty, each a known type.
   std::string secret;                    // "whsec_<base64 of the key>".
+  // After a rotation: the secret before it, which also signs deliveries
+  // until previous_secret_expiry ("" and InfinitePast when none).
+  std::string previous_secret;
+  absl::Time previous_secret_expiry = absl::InfinitePast();
   std::string description;
   absl::Time create_time = absl::InfinitePast();
   bool disabled = false;
@@ -93,6 +97,9 @@ struct DueWebhookDelivery {
   WebhookDelivery delivery;
   std::string url;
   std::string secret;
+  // The endpoint's previous secret while it is still valid at the time of
+  // the listing, else "": the attempt is signed with both.
+  std::string previous_secret;
 };
 
 // The outcome of one attempt.
@@ -144,6 +151,13 @@ class WebhookStore {
   virtual absl::StatusOr<WebhookDelivery> RedeliverWebhookDelivery(
       absl::string_view tenant_id, absl::string_view endpoint_id,
       absl::string_view delivery_id) = 0;
+  // Replaces the endpoint's signing secret with `new_secret`; the old one
+  // keeps signing deliveries (beside the new) for `grace` from now (zero:
+  // not at all). Returns the endpoint with its new secret. NOT_FOUND as
+  // GetWebhookEndpoint.
+  virtual absl::StatusOr<WebhookEndpoint> RotateWebhookSecret(
+      absl::string_view tenant_id, absl::string_view id,
+      const std::string& new_secret, absl::Duration grace) = 0;
   // The endpoint's deliveries, newest first. NOT_FOUND as GetWebhookEndpoint.
   virtual absl::StatusOr<Page<WebhookDelivery>> ListWebhookDeliveries(
       absl::string_view tenant_id, absl::string_view endpoint_id, int page_size,

@@ -185,6 +185,17 @@ void DeliveryLoop::Deliver(const store::DueWebhookDelivery& due) {
     const int64_t timestamp = absl::ToUnixSeconds(result.time);
     absl::StatusOr<std::string> signature =
         SignWebhook(due.secret, d.event_id, timestamp, d.payload);
+    // During a rotation's grace period both secrets sign: Standard
+    // Webhooks verifiers accept any of the space-separated signatures.
+    if (signature.ok() && !due.previous_secret.empty()) {
+      absl::StatusOr<std::string> old =
+          SignWebhook(due.previous_secret, d.event_id, timestamp, d.payload);
+      if (old.ok()) {
+        *signature = absl::StrCat(*signature, " ", *old);
+      } else {
+        signature = old.status();
+      }
+    }
     if (!signature.ok()) {
       result.error = absl::StrCat("signing: ", signature.status().message());
       attempt_result = "refused_target";

@@ -65,6 +65,17 @@ absl::StatusOr<store::WebhookEndpoint> WebhookRegistry::Create(
   return store_->CreateWebhookEndpoint(std::move(e));
 }
 
+absl::StatusOr<store::WebhookEndpoint> WebhookRegistry::RotateSecret(
+    const std::string& tenant_id, const std::string& id, absl::Duration grace) {
+  if (grace < absl::ZeroDuration() || grace > kMaxRotationGrace) {
+    return engine::InvalidField(
+        "grace_seconds", absl::StrCat("grace_seconds: must be in [0, ",
+                                      absl::ToInt64Seconds(kMaxRotationGrace),
+                                      "], got ", absl::ToInt64Seconds(grace)));
+  }
+  return store_->RotateWebhookSecret(tenant_id, id, NewWebhookSecret(), grace);
+}
+
 absl::StatusOr<store::WebhookEndpoint> WebhookRegistry::Update(
     const std::string& tenant_id, const std::string& id,
     store::WebhookEndpointUpdate update) {

@@ -12,12 +12,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/store/webhook_store.h"
 #include "server/webhook/target.h"
 
 namespace ftune::server::webhook {
 
 inline constexpr size_t kMaxDescriptionLength = 512;
+// How long a rotated-out secret may go on signing deliveries.
+inline constexpr absl::Duration kMaxRotationGrace = absl::Hours(24 * 7);
+inline constexpr absl::Duration kDefaultRotationGrace = absl::Hours(24);
 
 struct NewEndpoint {
   std::string url;
@@ -42,6 +46,13 @@ class WebhookRegistry {
   absl::StatusOr<store::WebhookEndpoint> Update(
       const std::string& tenant_id, const std::string& id,
       store::WebhookEndpointUpdate update);
+
+  // A fresh signing secret for the endpoint (returned with it, the only
+  // time); the old one also signs deliveries for `grace` (0 to 7 days,
+  // else INVALID_ARGUMENT naming grace_seconds). NOT_FOUND as Update.
+  absl::StatusOr<store::WebhookEndpoint> RotateSecret(
+      const std::string& tenant_id, const std::string& id,
+      absl::Duration grace);
 
   store::WebhookStore* store() const { return store_; }
 

@@ -272,6 +272,52 @@ TEST_F(WebhookDeliveryLoopTest,
                                 "\"delivered\"} 1"));
 }
 
+// Rotating the secret: during the grace period an event is signed with the
+// new and the old secret (an independent verifier accepts either); after
+// it, with the new one only.
+TEST_F(WebhookDeliveryLoopTest, RotatedSecretsSignWithBothDuringTheGrace) {
+  ASSERT_OK_AND_ASSIGN(auto receiver, WebhookReceiver::Start());
+  const store::WebhookEndpoint e = Register(a_, receiver->url());
+  WebhookRegistry registry(store_.get(), options_.policy);
+  EXPECT_THAT(registry.RotateSecret(a_.id, e.id, absl::Hours(24 * 8)),
+              ::ftune::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                         HasSubstr("grace_seconds")));
+  EXPECT_THAT(
+      registry.RotateSecret(b_.id, e.id, absl::Hours(1)),
+      ::ftune::testing::StatusIs(absl::StatusCode::kNotFound, HasSubstr(e.id)));
+  ASSERT_OK_AND_ASSIGN(store::WebhookEndpoint rotated,
+                       registry.RotateSecret(a_.id, e.id, absl::Hours(1)));
+  ASSERT_NE(rotated.secret, e.secret);
+  StartLoop();
+  ASSERT_OK(store_->CancelJob(a_.id, NewJob(a_), ""));
+  ASSERT_TRUE(receiver->AwaitCount(1));
+  std::vector<ReceivedWebhook> during = receiver->received();
+  EXPECT_THAT(during[0].headers.at("webhook-signature"), HasSubstr(" v1,"));
+  std::string out;
+  EXPECT_EQ(testing::VerifyWithPython(rotated.secret, during,
+                                      dir_.Sub("new.json"), &out),
+            0)
+      << out;
+  EXPECT_EQ(
+      testing::VerifyWithPython(e.secret, during, dir_.Sub("old.json"), &out),
+      0)
+      << out;
+
+  // The grace period is over: the old secret no longer verifies.
+  clock_.Advance(absl::Hours(1) + absl::Seconds(1));
+  ASSERT_OK(store_->PauseJob(a_.id, NewJob(a_)));
+  ASSERT_TRUE(receiver->AwaitCount(2));
+  const std::vector<ReceivedWebhook> after = {receiver->received()[1]};
+  EXPECT_EQ(testing::VerifyWithPython(rotated.secret, after,
+                                      dir_.Sub("new2.json"), &out),
+            0)
+      << out;
+  EXPECT_EQ(
+      testing::VerifyWithPython(e.secret, after, dir_.Sub("old2.json"), &out),
+      1)
+      << out;
+}
+
 // Stopping (the scheduler shutting down) abandons a POST the receiver is
 // still holding instead of waiting out the request timeout: no attempt is
 // recorded, the delivery stays pending and is sent after a restart.
