@@ -230,11 +230,14 @@ TEST_F(StoreTest, FullDatabaseAnswersUnavailableLosesNothingAndRecovers) {
     return n;
   };
   EXPECT_EQ(count(), static_cast<int64_t>(acknowledged.size()));
-  // Still full: the next write fails the same way, and the store lives on.
+  // Still full: the next write that needs room fails the same way, and the
+  // store lives on.
+  core::Job big = NewJob(t, "req-big");
+  big.spec = std::string(8000, 'z');
+  EXPECT_THAT(store_->CreateJob(big),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("full")));
   core::Tenant other;
   other.name = "later";
-  EXPECT_THAT(store_->CreateTenant(other),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("full")));
 
   // Room again.
   store_.reset();
