@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "client/commands_internal.h"
 #include "client/job_spec_flags.h"
+#include "common/contract/memory_plan.h"
 #include "ftune/v1/job_service.grpc.pb.h"
 
 namespace ftune::client {
@@ -68,6 +69,12 @@ std::string Metrics(const v1::JobMetrics& m) {
   if (m.has_best_eval_loss()) {
     absl::StrAppend(&text, " (best ", FormatNumber(m.best_eval_loss()),
                     " at step ", m.best_eval_step(), ")");
+  }
+  if (m.predicted_peak_memory_bytes() > 0 || m.tensor_peak_memory_bytes() > 0) {
+    absl::StrAppend(&text, text.empty() ? "" : ", ", "peak memory predicted ",
+                    contract::FormatBytes(m.predicted_peak_memory_bytes()),
+                    ", measured ",
+                    contract::FormatBytes(m.tensor_peak_memory_bytes()));
   }
   return text;
 }
@@ -326,6 +333,25 @@ int JobsCreate(const CommandContext& c) {
          {"total_steps",
           absl::StrCat(e.total_steps(),
                        e.total_steps_approximate() ? " (approximate)" : "")}});
+    if (e.has_memory()) {
+      // The memory planner's prediction and its terms (docs/memory.md).
+      const v1::MemoryEstimate& m = e.memory();
+      using contract::FormatBytes;
+      c.output.Fields(
+          {{"predicted_peak_memory",
+            absl::StrCat(
+                FormatBytes(m.peak_bytes()),
+                m.device_memory_bytes() > 0
+                    ? absl::StrCat(" of ", FormatBytes(m.device_memory_bytes()),
+                                   " (", m.device(), ")")
+                    : "")},
+           {"  weights", FormatBytes(m.weights_bytes())},
+           {"  trainable+gradients+adamw", FormatBytes(m.trainable_bytes())},
+           {"  activations", FormatBytes(m.activations_bytes())},
+           {"  attention", FormatBytes(m.attention_bytes())},
+           {"  logits/loss", FormatBytes(m.logits_loss_bytes())},
+           {"  workspace", FormatBytes(m.workspace_bytes())}});
+    }
     return kExitOk;
   }
   if (c.output.structured()) {

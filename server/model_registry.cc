@@ -16,6 +16,7 @@
 #include "common/confined_path.h"
 #include "common/quote.h"
 #include "common/status.h"
+#include "worker/train/families/memory_shape.h"
 #include "worker/train/families/model_config.h"
 
 namespace ftune::server {
@@ -80,6 +81,10 @@ absl::Status ReadModelConfigJson(absl::string_view text, core::Model& model,
   md["architecture"] = parsed->architecture;
   md["family"] = parsed->family;
   md["lora_modules"] = absl::StrJoin(parsed->LoraModuleNames(), ",");
+  // What the memory planner needs beyond the sizes below (head_dim, tied
+  // embeddings, fused projections, ...): core::CheckMemory at job creation.
+  md["memory_shape"] =
+      contract::EncodeModelShape(train::MemoryShapeOf(*parsed));
   // The sizes as the family reads them (GPT-2 spells them n_embd, ...).
   for (const auto& [key, value] :
        {std::pair<const char*, int64_t>{"hidden_size", parsed->hidden_size},

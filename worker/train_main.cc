@@ -25,6 +25,7 @@
 #include "worker/train/exit_codes.h"
 #include "worker/train/families/model_config.h"
 #include "worker/train/generate_command.h"
+#include "worker/train/plan_command.h"
 #include "worker/train/runtime.h"
 #include "worker/train/text_data.h"
 #include "worker/train/torch_compat.h"
@@ -54,6 +55,11 @@ constexpr char kUsage[] = R"(usage:
                     [--device cpu|cuda[:N]] [--threads N]
                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
                              [--double-quant 1|0]]
+  ftune-train plan --config config.json [--method lora|qlora|full]
+                    [--dtype fp32|bf16|fp16] [--batch 1] [--seq 2048]
+                    [--rank 16] [--targets all-linear] [--dropout 0]
+                    [--loss-chunk 256] [--gradient-checkpointing]
+                    [--device cpu|cuda] [--capacity 24,48,80]
   ftune-train capabilities
   ftune-train --help
 
@@ -70,6 +76,9 @@ the worker agent reports it when it registers.
 bench trains a random-initialised model of the given shape (default
 stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab 32000) on
 synthetic tokens and prints tokens_per_s and peak_memory_bytes.
+plan prints the memory planner's predicted peak and its terms for a
+model's config.json (docs/memory.md), or with --capacity the longest
+sequence (a multiple of 64) that fits each memory size in GB (1e9 bytes).
 generate prints one JSON object per completion on stdout ("prompt",
 "completion", "finish_reason", "prompt_tokens", "completion_tokens", and
 "expected" when the prompt has one), in the order of the prompts, and the
@@ -273,6 +282,14 @@ int RunBenchCommand(int argc, char** argv) {
   std::printf("gradient_checkpointing=%d\n", o.gradient_checkpointing ? 1 : 0);
   std::printf("peak_memory_bytes=%lld\n",
               static_cast<long long>(r->peak_memory_bytes));
+  // The planner's prediction next to the measured tensor peak.
+  std::printf("tensor_peak_bytes=%lld\n",
+              static_cast<long long>(r->tensor_peak_bytes));
+  if (auto plan = contract::PlanMemory(MemoryPlanInputOf(o)); plan.ok()) {
+    std::printf("predicted_peak_bytes=%lld\n",
+                static_cast<long long>(plan->total));
+    std::printf("predicted_breakdown=%s\n", plan->Breakdown().c_str());
+  }
   return kExitOk;
 }
 
@@ -350,6 +367,8 @@ int main(int argc, char** argv) {
     return RunBenchCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "generate")
     return ftune::train::RunGenerateCommand(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "plan")
+    return ftune::train::RunPlanCommand(argc, argv);
   if (argc == 2 && std::string(argv[1]) == "capabilities")
     return RunCapabilitiesCommand();
   return RunSpecCommand(argc, argv);

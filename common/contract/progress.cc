@@ -52,6 +52,8 @@ void Fields(V& v, MetricsEvent& e) {
   v("tokens_per_s", e.tokens_per_s);
   v("peak_memory_bytes", e.peak_memory_bytes);
   v("preference", e.preference);
+  v("predicted_peak_memory_bytes", e.predicted_peak_memory_bytes);
+  v("tensor_peak_memory_bytes", e.tensor_peak_memory_bytes);
 }
 template <typename V>
 void Fields(V& v, OomRetryEvent& e) {

@@ -90,6 +90,12 @@ struct MetricsEvent {
   int64_t peak_memory_bytes = 0;  // RSS on CPU, the allocator's on CUDA
   // Preference objectives only; `loss` is then the objective's.
   std::optional<PreferenceMetrics> preference;
+  // The memory planner's prediction (memory_plan.h) and the measured peak
+  // of live tensor bytes over the steps so far (the CUDA allocator's
+  // allocated bytes, or the CPU allocator's count): docs/memory.md. 0 when
+  // not reported (an older trainer).
+  int64_t predicted_peak_memory_bytes = 0;
+  int64_t tensor_peak_memory_bytes = 0;
 };
 
 struct OomRetryEvent {

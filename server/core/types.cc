@@ -22,6 +22,10 @@ void JobMetricsSummary::Add(const MetricPoint& point) {
     }
   }
   peak_memory_bytes = point.peak_memory_bytes;
+  if (point.predicted_peak_memory_bytes > 0)
+    predicted_peak_memory_bytes = point.predicted_peak_memory_bytes;
+  if (point.tensor_peak_memory_bytes > 0)
+    tensor_peak_memory_bytes = point.tensor_peak_memory_bytes;
 }
 
 std::string JobErrorReasonName(JobErrorReason reason) {

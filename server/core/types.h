@@ -74,6 +74,10 @@ struct MetricPoint {
   double grad_norm = 0;
   double tokens_per_s = 0;
   int64_t peak_memory_bytes = 0;
+  // The trainer's memory plan and measured tensor peak (0: not reported);
+  // kept in the summary only, not in the job_metrics rows.
+  int64_t predicted_peak_memory_bytes = 0;
+  int64_t tensor_peak_memory_bytes = 0;
   // Preference objectives only: over the training pairs (with train_loss)
   // and over the validation pairs (with eval_loss).
   std::optional<contract::PreferenceMetrics> preference, eval_preference;
@@ -96,6 +100,9 @@ struct JobMetricsSummary {
   std::optional<double> best_eval_loss;
   int64_t best_eval_step = 0;
   // Of the latest point (the worker reports its attempt's running peak).
+  // The latest reported planner prediction and measured tensor peak.
+  int64_t predicted_peak_memory_bytes = 0;
+  int64_t tensor_peak_memory_bytes = 0;
   int64_t peak_memory_bytes = 0;
 
   bool empty() const { return !train && !eval_loss; }

@@ -129,6 +129,8 @@ v1::Job JobToProto(const core::Job& job) {
       jm->set_best_eval_step(s.best_eval_step);
     }
     jm->set_peak_memory_bytes(s.peak_memory_bytes);
+    jm->set_predicted_peak_memory_bytes(s.predicted_peak_memory_bytes);
+    jm->set_tensor_peak_memory_bytes(s.tensor_peak_memory_bytes);
   }
   if (job.error.reason != core::JobErrorReason::kNone) {
     v1::JobError* e = out.mutable_error();
@@ -361,6 +363,27 @@ core::ModelFacts ModelFactsFromModel(const core::Model& model) {
     }
   }
   return f;
+}
+
+std::optional<contract::ModelShape> ModelShapeFromModel(
+    const core::Model& model) {
+  const std::string encoded = MetaStr(model, "memory_shape");
+  if (!encoded.empty()) {
+    absl::StatusOr<contract::ModelShape> s =
+        contract::DecodeModelShape(encoded);
+    if (s.ok() && s->hidden_size > 0) return *s;
+  }
+  contract::ModelShape s;
+  s.vocab_size = MetaInt(model, "vocab_size");
+  s.hidden_size = MetaInt(model, "hidden_size");
+  s.intermediate_size = MetaInt(model, "intermediate_size");
+  s.num_layers = MetaInt(model, "num_hidden_layers");
+  s.num_heads = MetaInt(model, "num_attention_heads");
+  s.num_kv_heads = MetaInt(model, "num_key_value_heads");
+  if (s.vocab_size <= 0 || s.hidden_size <= 0 || s.intermediate_size <= 0 ||
+      s.num_layers <= 0 || s.num_heads <= 0)
+    return std::nullopt;
+  return s;
 }
 
 contract::TrainerRequirement TrainerRequirementOf(const v1::JobSpec& resolved,

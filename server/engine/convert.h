@@ -8,12 +8,14 @@
 #ifndef FTUNE_SERVER_ENGINE_CONVERT_H_
 #define FTUNE_SERVER_ENGINE_CONVERT_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/contract/capabilities.h"
+#include "common/contract/memory_plan.h"
 #include "ftune/v1/admin.pb.h"
 #include "ftune/v1/job.pb.h"
 #include "ftune/v1/model.pb.h"
@@ -57,6 +59,11 @@ v1::ApiKey ApiKeyToProto(const core::ApiKey& key);
 // supported_methods, ...) and read here.
 v1::Model ModelToProto(const core::Model& model);
 core::ModelFacts ModelFactsFromModel(const core::Model& model);
+// The memory planner's view of the model: the registry's "memory_shape"
+// entry, or (a row registered before it was written) the Llama-family
+// shape of its sizes; nullopt when the sizes are unknown.
+std::optional<contract::ModelShape> ModelShapeFromModel(
+    const core::Model& model);
 
 // What a job with this resolved spec asks of a worker's trainer: its
 // method, its model's architecture (as registered) and its compute dtype

@@ -18,6 +18,7 @@
 #include "common/quote.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "server/core/memory_check.h"
 #include "server/core/placement.h"
 #include "server/core/spec_validation.h"
 #include "server/engine/convert.h"
@@ -214,6 +215,27 @@ absl::Status JobEngine::PrepareCreateJob(const std::string& tenant_id,
     if (absl::Status f = core::CheckFeasible(need, facts.workers, &field);
         !f.ok()) {
       return InvalidField(field, absl::StrCat(field, ": ", f.message()));
+    }
+  }
+
+  // The memory planner (docs/memory.md): the predicted peak goes into the
+  // estimate; a GPU job predicted not to fit the GPUs it could run on is
+  // refused now, with the changes that would fit, instead of failing out
+  // of memory at its first step. INVALID_ARGUMENT like the feasibility
+  // check above: the request as written can never run there, and only the
+  // request can change that.
+  if (std::optional<contract::ModelShape> shape =
+          ModelShapeFromModel(*facts.model)) {
+    absl::StatusOr<core::MemoryVerdict> verdict = core::CheckMemory(
+        resolved, *shape, core::DeviceMemoryFor(resolved, facts.workers));
+    if (verdict.ok()) {
+      if (!verdict->fits) {
+        const std::string field = resolved.resources().gpu_type().empty()
+                                      ? "spec.resources.gpus"
+                                      : "spec.resources.gpu_type";
+        return InvalidField(field, absl::StrCat(field, ": ", verdict->refusal));
+      }
+      core::AddMemoryEstimate(*verdict, response->mutable_estimate());
     }
   }
 

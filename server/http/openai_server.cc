@@ -21,6 +21,7 @@
 #include "common/metrics/metric.h"
 #include "common/metrics/registry.h"
 #include "common/status.h"
+#include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 #include "server/engine/convert.h"
 #include "server/engine/error_info.h"
@@ -658,7 +659,18 @@ class OpenAiHttpServer::Request {
     backends().jobs->CreateJob(tenant, request, &response,
                                [&done](absl::Status s) { done.set_value(s); });
     FTUNE_RETURN_IF_ERROR(done.get_future().get());
-    Respond(200, JobJson(response.job()));
+    json out = JobJson(response.job());
+    // The plan of the run (JobEstimate, proto3 JSON): steps, warnings and
+    // the memory planner's prediction (docs/memory.md).
+    std::string estimate;
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.preserve_proto_field_names = true;
+    if (google::protobuf::util::MessageToJsonString(response.estimate(),
+                                                    &estimate, opts)
+            .ok()) {
+      out["ftune"]["estimate"] = json::parse(estimate, nullptr, false);
+    }
+    Respond(200, out);
     return absl::OkStatus();
   }
 

@@ -571,6 +571,8 @@ absl::Status WorkerServiceImpl::DoReport(
     p.grad_norm = m.grad_norm();
     p.tokens_per_s = m.tokens_per_second();
     p.peak_memory_bytes = m.peak_memory_bytes();
+    p.predicted_peak_memory_bytes = m.predicted_peak_memory_bytes();
+    p.tensor_peak_memory_bytes = m.tensor_peak_memory_bytes();
     if (m.has_preference()) {
       p.preference = PreferenceMetricsFromProto(m.preference());
     }

@@ -220,6 +220,10 @@ std::string EncodeMetricsSummary(const core::JobMetricsSummary& m) {
     j["best_eval_step"] = m.best_eval_step;
   }
   j["peak_memory_bytes"] = m.peak_memory_bytes;
+  if (m.predicted_peak_memory_bytes > 0)
+    j["predicted_peak_memory_bytes"] = m.predicted_peak_memory_bytes;
+  if (m.tensor_peak_memory_bytes > 0)
+    j["tensor_peak_memory_bytes"] = m.tensor_peak_memory_bytes;
   return j.dump();
 }
 
@@ -263,6 +267,8 @@ absl::StatusOr<core::JobMetricsSummary> DecodeMetricsSummary(
   m.best_eval_loss = number(j, "best_eval_loss");
   if (m.best_eval_loss) m.best_eval_step = integer(j, "best_eval_step");
   m.peak_memory_bytes = integer(j, "peak_memory_bytes");
+  m.predicted_peak_memory_bytes = integer(j, "predicted_peak_memory_bytes");
+  m.tensor_peak_memory_bytes = integer(j, "tensor_peak_memory_bytes");
   return m;
 }
 

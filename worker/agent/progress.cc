@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <system_error>
@@ -109,6 +110,8 @@ void ProgressTracker::FlushInterval(absl::Time now) {
   p.set_grad_norm(last_grad_norm_);
   p.set_tokens_per_second(interval_rate_ / interval_steps_);
   p.set_peak_memory_bytes(peak_memory_);
+  p.set_predicted_peak_memory_bytes(predicted_peak_memory_);
+  p.set_tensor_peak_memory_bytes(tensor_peak_memory_);
   if (interval_preference_steps_ > 0) {
     const double n = static_cast<double>(interval_preference_steps_);
     contract::PreferenceMetrics& m = interval_preference_;
@@ -163,6 +166,10 @@ void ProgressTracker::On(const contract::MetricsEvent& e,
   last_grad_norm_ = e.grad_norm;
   // The trainer's own figure (the CUDA allocator's peak on a GPU).
   SetPeakMemory(e.peak_memory_bytes);
+  if (e.predicted_peak_memory_bytes > 0)
+    predicted_peak_memory_ = e.predicted_peak_memory_bytes;
+  tensor_peak_memory_ =
+      std::max(tensor_peak_memory_, e.tensor_peak_memory_bytes);
   last_time_ = now;
   ++interval_steps_;
   interval_loss_ += e.loss;
@@ -445,6 +452,8 @@ v1::ReportProgressRequest ProgressTracker::TakeBatch(absl::Time now) {
 v1::JobMetrics ProgressTracker::FinalMetrics() const {
   v1::JobMetrics m = metrics_state_;
   m.set_peak_memory_bytes(peak_memory_);
+  m.set_predicted_peak_memory_bytes(predicted_peak_memory_);
+  m.set_tensor_peak_memory_bytes(tensor_peak_memory_);
   return m;
 }
 

@@ -169,6 +169,9 @@ class ProgressTracker {
   int64_t best_step_ = 0;
   int64_t log_size_bytes_ = 0;
   int64_t peak_memory_ = 0;
+  // The trainer's planner prediction and measured tensor peak (latest).
+  int64_t predicted_peak_memory_ = 0;
+  int64_t tensor_peak_memory_ = 0;
   std::vector<v1::Checkpoint> checkpoints_;
   TrainerOutcome outcome_;
 };

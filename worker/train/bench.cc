@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "worker/train/distributed.h"
 #include "worker/train/dtype.h"
+#include "worker/train/families/memory_shape.h"
 #include "worker/train/model.h"
 #include "worker/train/optimizer.h"
 #include "worker/train/runtime.h"
@@ -27,6 +28,8 @@ absl::StatusOr<BenchResult> Bench(
     log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary(),
                      " openmp=", OpenMpSpinPolicy()));
   torch::manual_seed(o.seed);
+  // Count tensor bytes from here on (the planner's measure).
+  compat::TrackCpuTensorMemory();
   ModelOptions mopts;
   mopts.loss_chunk_rows = o.loss_chunk_rows;
   const std::optional<contract::Dtype> dtype =
@@ -87,6 +90,9 @@ absl::StatusOr<BenchResult> Bench(
   std::vector<const PackedSequence*> ptrs;
   for (auto& r : rows) ptrs.push_back(&r);
   Batch batch = MakeBatch(ptrs, model->device());
+  // The training steps' peak: setup transients (random init in fp32 before
+  // the cast, quantising) are not part of it.
+  compat::ResetTensorPeak(model->device());
   double timed = 0, timed_allreduce = 0;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
@@ -117,10 +123,29 @@ absl::StatusOr<BenchResult> Bench(
   result.allreduce_share =
       result.allreduce_seconds_per_step / result.seconds_per_step;
   result.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
+  result.tensor_peak_bytes = compat::TensorPeakBytes(model->device());
   return result;
 }
 
 }  // namespace
+
+contract::MemoryPlanInput MemoryPlanInputOf(const BenchOptions& o) {
+  contract::MemoryPlanInput in;
+  in.model = MemoryShapeOf(o.config);
+  in.method = o.qlora ? "qlora" : "lora";
+  in.dtype = o.dtype;
+  in.quant_block_size = o.quantization.block_size;
+  in.double_quant = o.quantization.double_quant;
+  in.lora_rank = o.rank;
+  in.lora_dropout = 0;
+  in.target_modules = o.targets;
+  in.micro_batch = o.batch;
+  in.seq_len = o.seq;
+  in.gradient_checkpointing = o.gradient_checkpointing;
+  in.loss_chunk_rows = o.loss_chunk_rows;
+  in.cuda = o.device.rfind("cuda", 0) == 0;
+  return in;
+}
 
 absl::StatusOr<BenchResult> RunBench(
     const BenchOptions& options,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/contract/memory_plan.h"
 #include "common/contract/train_spec.h"
 #include "worker/train/families/model_config.h"
 
@@ -59,7 +60,14 @@ struct BenchResult {
   // compat::PeakMemoryBytes: the process's peak RSS on CPU, the caching
   // allocator's peak on CUDA.
   int64_t peak_memory_bytes = 0;
+  // compat::TensorPeakBytes over the training steps: live tensor bytes
+  // (what common/contract/memory_plan.h predicts).
+  int64_t tensor_peak_bytes = 0;
 };
+// The memory planner's input for a bench run (LoRA dropout 0, as the bench
+// trains).
+contract::MemoryPlanInput MemoryPlanInputOf(const BenchOptions& options);
+
 // Per-step lines go to `log` (may be null). With `dist` (distributed.h)
 // every rank trains its own `batch` rows and the LoRA gradients are
 // all-reduced each step, as in training (UNAVAILABLE when a peer is lost).

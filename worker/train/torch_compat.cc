@@ -28,6 +28,10 @@
 #endif
 
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+
+#include <c10/core/CPUAllocator.h>
 #include <stdexcept>
 
 namespace ftune::train::compat {
@@ -64,6 +68,112 @@ int64_t PeakMemoryBytes(const torch::Device& device) {
   struct rusage usage;
   if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+namespace {
+
+// Wraps LibTorch's default CPU allocator and counts live bytes. Blocks keep
+// the default allocator's raw pointer as data and context (raw_allocate
+// needs that); their sizes are looked up at free. Blocks from before the
+// wrapper was installed are freed without counting.
+class CountingCpuAllocator final : public c10::Allocator {
+ public:
+  explicit CountingCpuAllocator(c10::Allocator* base)
+      : base_(base), base_deleter_(base->raw_deleter()) {}
+  // False when the default allocator has no raw deleter to free with.
+  bool usable() const { return base_deleter_ != nullptr; }
+
+#if FTUNE_TORCH_AT_LEAST(2, 3)
+  c10::DataPtr allocate(size_t n) override {
+#else
+  c10::DataPtr allocate(size_t n) const override {
+#endif
+    c10::DataPtr inner = base_->allocate(n);
+    void* ptr = inner.release_context();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sizes_[ptr] = n;
+      live_ += static_cast<int64_t>(n);
+      peak_ = std::max(peak_, live_);
+    }
+    return {ptr, ptr, &Delete, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &Delete; }
+#if FTUNE_TORCH_AT_LEAST(2, 3)
+  void copy_data(void* dest, const void* src,
+                 std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+#endif
+
+  int64_t peak() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_;
+  }
+  void ResetPeak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_ = live_;
+  }
+
+  static CountingCpuAllocator* instance;
+
+ private:
+  static void Delete(void* ptr) {
+    CountingCpuAllocator* self = instance;
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      auto it = self->sizes_.find(ptr);
+      if (it != self->sizes_.end()) {
+        self->live_ -= static_cast<int64_t>(it->second);
+        self->sizes_.erase(it);
+      }
+    }
+    self->base_deleter_(ptr);
+  }
+
+  c10::Allocator* base_;
+  const c10::DeleterFnPtr base_deleter_;
+  mutable std::mutex mu_;
+  mutable std::unordered_map<void*, size_t> sizes_;
+  mutable int64_t live_ = 0, peak_ = 0;
+};
+CountingCpuAllocator* CountingCpuAllocator::instance = nullptr;
+
+}  // namespace
+
+void TrackCpuTensorMemory() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    c10::Allocator* base = c10::GetDefaultCPUAllocator();
+    // Never freed: LibTorch's tensors may outlive every other object.
+    auto* counting = new CountingCpuAllocator(base);
+    if (!counting->usable()) return;  // cannot wrap: stays untracked
+    CountingCpuAllocator::instance = counting;
+    c10::SetCPUAllocator(counting, /*priority=*/100);
+  });
+}
+
+int64_t TensorPeakBytes(const torch::Device& device) {
+#if FTUNE_WITH_CUDA
+  if (device.is_cuda()) return PeakMemoryBytes(device);
+#else
+  (void)device;
+#endif
+  CountingCpuAllocator* c = CountingCpuAllocator::instance;
+  return c == nullptr ? 0 : c->peak();
+}
+
+void ResetTensorPeak(const torch::Device& device) {
+#if FTUNE_WITH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(
+        device.has_index() ? device.index() : 0);
+    return;
+  }
+#else
+  (void)device;
+#endif
+  if (CountingCpuAllocator* c = CountingCpuAllocator::instance) c->ResetPeak();
 }
 
 void ReleaseCachedMemory(const torch::Device& device) {

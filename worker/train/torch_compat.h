@@ -49,6 +49,20 @@ inline bool IsOutOfMemory(const c10::Error& e) {
 // set (getrusage ru_maxrss); on a CUDA device the caching allocator's peak
 // of allocated bytes.
 int64_t PeakMemoryBytes(const torch::Device& device);
+// The bytes of live tensors, the measure the memory planner
+// (common/contract/memory_plan.h) predicts: on a CUDA device the caching
+// allocator's allocated bytes; on CPU the bytes of live tensors allocated
+// through LibTorch's CPU allocator, counted exactly by a wrapper that
+// TrackCpuTensorMemory() installs (the RSS of PeakMemoryBytes also holds
+// the process's code, its libraries and malloc's free lists).
+// TrackCpuTensorMemory: idempotent, process-wide; tensors allocated before
+// it are not counted. Thread-safe.
+void TrackCpuTensorMemory();
+// Peak since the last ResetTensorPeak (or since tracking began); 0 on CPU
+// when untracked.
+int64_t TensorPeakBytes(const torch::Device& device);
+// Sets the peak to the bytes live now.
+void ResetTensorPeak(const torch::Device& device);
 // After an out-of-memory error: return the caching allocator's free blocks
 // to the device (CUDA); nothing on CPU.
 void ReleaseCachedMemory(const torch::Device& device);

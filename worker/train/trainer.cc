@@ -14,6 +14,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/contract/memory_plan.h"
 #include "common/contract/progress.h"
 #include "common/file_util.h"
 #include "common/logging.h"
@@ -24,6 +25,7 @@
 #include "worker/train/distributed.h"
 #include "worker/train/dtype.h"
 #include "worker/train/exit_codes.h"
+#include "worker/train/families/memory_shape.h"
 #include "worker/train/model.h"
 #include "worker/train/objectives/preference_step.h"
 #include "worker/train/optimizer.h"
@@ -222,6 +224,35 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainSpec& spec) {
   }
   FTUNE_RETURN_IF_ERROR(model->ApplyLora(LoraOptions(spec.lora)));
   return model;
+}
+
+// The memory planner's prediction for this run (0 if it cannot plan it):
+// rows of max_seq_length tokens, batch_size rows a pass (two per pair for
+// the preference objectives, whose log-probabilities the planner does not
+// model separately).
+int64_t PredictedPeakBytes(const TrainSpec& spec, const ModelConfig& config,
+                           int64_t max_seq_length) {
+  contract::MemoryPlanInput in;
+  in.model = MemoryShapeOf(config);
+  in.method = spec.method == contract::Method::kQlora ? "qlora" : "lora";
+  in.dtype = contract::Name(contract::ComputeDtype(spec));
+  in.quant_block_size = spec.quantization.block_size;
+  in.double_quant = spec.quantization.double_quant;
+  in.lora_rank = spec.lora.rank;
+  in.lora_dropout = spec.lora.dropout;
+  in.target_modules = spec.lora.target_modules;
+  in.micro_batch = spec.hp.batch_size *
+                   (spec.objective == contract::Objective::kSft ? 1 : 2);
+  in.seq_len = max_seq_length;
+  in.gradient_checkpointing = spec.hp.gradient_checkpointing;
+  in.packing = spec.hp.packing;
+  in.gradient_accumulation = spec.hp.gradient_accumulation_steps;
+  in.cuda = spec.device.rfind("cuda", 0) == 0;
+  absl::StatusOr<contract::MemoryPlan> plan = contract::PlanMemory(in);
+  if (!plan.ok()) return 0;
+  FTUNE_LOG(INFO) << "memory plan: peak " << contract::FormatBytes(plan->total)
+                  << " (" << plan->Breakdown() << ")";
+  return plan->total;
 }
 
 // The rows to train and evaluate on, and what happened to the data.
@@ -536,10 +567,15 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   const int threads = compat::SetThreads(spec.threads);
   FTUNE_LOG(INFO) << "threads=" << threads << " blas=" << compat::BlasLibrary()
                   << " openmp=" << OpenMpSpinPolicy();
+  // Count live tensor bytes on CPU (the planner's measure; CUDA's
+  // allocator counts its own).
+  compat::TrackCpuTensorMemory();
   FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(spec));
   NamedTensors params = model->LoraParameters();
   FTUNE_ASSIGN_OR_RETURN(PreparedData prepared,
                          PrepareData(spec, data, *model, hooks));
+  const int64_t predicted_peak =
+      PredictedPeakBytes(spec, model->config(), prepared.max_seq_length);
   const LoadedData& train = prepared.loaded.train;
   const LoadedData& val = prepared.loaded.validation;
   // Preference data comes as (chosen, rejected) row pairs: a step takes
@@ -621,6 +657,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   TrainResult result;
   result.total_steps = total_steps;
   bool stop = false;
+  // The steps' peak, without the loading transients.
+  compat::ResetTensorPeak(model->device());
   while (st.step < total_steps && !stop) {
     auto t0 = std::chrono::steady_clock::now();
     // The step's units (rows, or pairs of rows), then this rank's slice of
@@ -707,6 +745,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     metrics.grad_norm = grad_norm;
     metrics.tokens_per_s = step_tokens / std::max(secs, 1e-9);
     metrics.peak_memory_bytes = compat::PeakMemoryBytes(model->device());
+    metrics.predicted_peak_memory_bytes = predicted_peak;
+    metrics.tensor_peak_memory_bytes = compat::TensorPeakBytes(model->device());
     metrics.preference = step_preference;
     emit(metrics);
 

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "common/contract/memory_plan.h"
 #include "common/ids.h"
 #include "gtest/gtest.h"
 #include "server/engine/error_info.h"
@@ -111,6 +112,80 @@ TEST_F(JobEngineTest, CreateValidatesTheSpecBeforeWriting) {
   engine_->CreateJob(t.tenant.id, request, &response,
                      [&](absl::Status s) { result = std::move(s); });
   EXPECT_EQ(InfoOf(result).field(), "request_id");
+}
+
+// The memory planner at create (server/core/memory_check.h): a GPU job
+// predicted not to fit the GPUs it could run on is refused naming the
+// field, with the prediction and the changes that fit; a fitting one gets
+// the prediction and its terms in the estimate; nothing is written.
+TEST_F(JobEngineTest, CreateRefusesAJobThePlannerSaysCannotFit) {
+  const TenantSetup t = MakeTenant("acme");
+  core::Model m;
+  m.name = "llama-8b";
+  m.directory = "models/llama-8b";
+  contract::ModelShape shape;  // Llama 3.1 8B
+  shape.vocab_size = 128256;
+  shape.hidden_size = 4096;
+  shape.intermediate_size = 14336;
+  shape.num_layers = 32;
+  shape.num_heads = 32;
+  shape.num_kv_heads = 8;
+  m.metadata["memory_shape"] = contract::EncodeModelShape(shape);
+  m.metadata["max_position_embeddings"] = "131072";
+  ASSERT_OK(store_->UpsertModel(m));
+  core::Worker w;
+  w.hostname = "gpu-host";
+  w.capabilities.gpus = 1;
+  w.capabilities.gpu_type = "NVIDIA L4";
+  w.capabilities.gpu_memory_bytes = int64_t{23034} << 20;
+  w.capabilities.memory_bytes = int64_t{64} << 30;
+  ASSERT_TRUE(store_->RegisterWorker(w, absl::Now() + absl::Hours(1)).ok());
+
+  v1::CreateJobRequest request;
+  request.set_validate_only(true);
+  v1::JobSpec& spec = *request.mutable_spec();
+  spec.set_model("llama-8b");
+  spec.set_training_file(t.file.id);
+  spec.mutable_resources()->set_gpus(1);
+  spec.mutable_hyperparameters()->set_batch_size(8);
+  spec.mutable_hyperparameters()->set_max_seq_length(4096);
+  v1::CreateJobResponse response;
+  absl::Status result = absl::UnknownError("done was not called");
+  auto create = [&] {
+    response.Clear();
+    engine_->CreateJob(t.tenant.id, request, &response,
+                       [&](absl::Status s) { result = std::move(s); });
+  };
+  create();
+  EXPECT_EQ(result.code(), absl::StatusCode::kInvalidArgument) << result;
+  EXPECT_EQ(InfoOf(result).field(), "spec.resources.gpus");
+  const std::string message(result.message());
+  EXPECT_NE(message.find("predicted peak memory"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("NVIDIA L4 (worker "), std::string::npos) << message;
+  EXPECT_NE(message.find("would fit"), std::string::npos) << message;
+  EXPECT_NE(message.find("max_seq_length"), std::string::npos) << message;
+
+  // QLoRA, checkpointing, one row of 512 tokens: fits, with the plan.
+  spec.set_method(v1::TRAINING_METHOD_QLORA);
+  spec.mutable_hyperparameters()->set_batch_size(1);
+  spec.mutable_hyperparameters()->set_max_seq_length(512);
+  spec.mutable_hyperparameters()->set_gradient_checkpointing(true);
+  create();
+  ASSERT_TRUE(result.ok()) << result;
+  const v1::MemoryEstimate& est = response.estimate().memory();
+  EXPECT_GT(est.peak_bytes(), 0);
+  EXPECT_LT(est.peak_bytes(), est.device_memory_bytes());
+  EXPECT_EQ(est.device_memory_bytes(), int64_t{23034} << 20);
+  EXPECT_EQ(est.peak_bytes(),
+            est.weights_bytes() + est.trainable_bytes() +
+                est.activations_bytes() + est.attention_bytes() +
+                est.logits_loss_bytes() + est.workspace_bytes());
+
+  absl::StatusOr<store::Page<core::Job>> jobs = store_->ListJobs(
+      t.tenant.id, store::JobFilter{}, store::kMaxPageSize, "");
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_TRUE(jobs->items.empty());
 }
 
 }  // namespace
