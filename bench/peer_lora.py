@@ -10,6 +10,10 @@ F.cross_entropy, torch.optim.AdamW).
 
 --bf16 1 runs forward and loss under torch.autocast("cpu", bfloat16), the
 usual way to get bf16 matmuls in eager PyTorch (weights and AdamW in fp32).
+--full 1 is an eager full fine-tune of the same shape instead: no LoRA
+modules, every weight trainable (embedding, norms, projections, head), one
+torch.optim.AdamW over all of them (the peer of `ftune-train bench --method
+full`).
 
 Last line: tokens_per_s=<number>.
 """
@@ -27,12 +31,17 @@ class LoraLinear(nn.Module):
         super().__init__()
         self.base = nn.Linear(fin, fout, bias=False)
         self.base.weight.requires_grad_(False)
+        self.r = r
+        if r == 0:  # full fine-tuning: the plain linear layer
+            return
         self.lora_A = nn.Parameter(torch.empty(r, fin))
         self.lora_B = nn.Parameter(torch.zeros(fout, r))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.scaling = alpha / r
 
     def forward(self, x):
+        if self.r == 0:
+            return self.base(x)
         return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
 
 
@@ -104,9 +113,12 @@ def main():
     p = argparse.ArgumentParser()
     for n, d in [("dim", 288), ("layers", 6), ("heads", 6), ("hidden", 768),
                  ("vocab", 32000), ("seq", 256), ("batch", 8), ("rank", 8),
-                 ("steps", 5), ("warmup", 1), ("threads", 2), ("bf16", 0)]:
+                 ("steps", 5), ("warmup", 1), ("threads", 2), ("bf16", 0),
+                 ("full", 0)]:
         p.add_argument("--" + n, type=int, default=d)
     a = p.parse_args()
+    if a.full:
+        a.rank = 0
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     m = Model(a)
@@ -114,6 +126,9 @@ def main():
         for prm in m.parameters():
             if not prm.requires_grad and prm.dim() == 2:
                 prm.normal_(0, 0.02)
+    if a.full:
+        for prm in m.parameters():
+            prm.requires_grad_(True)
     params = [q for q in m.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     data = torch.randint(0, a.vocab, (a.batch, a.seq + 1))

@@ -44,6 +44,7 @@ constexpr char kUsage[] = R"(usage:
                     [--threads N] [--targets all-linear|q_proj,v_proj]
                     [--loss-chunk 256] [--dtype fp32|bf16|fp16]
                     [--device cpu|cuda[:N]] [--gradient-checkpointing]
+                    [--method lora|full]
                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
                              [--double-quant 1|0]]
   ftune-train generate --model DIR [--adapter DIR] [--tokenizer DIR]
@@ -75,7 +76,8 @@ architectures, dtypes, cuda, max_gpus_per_job, chat_templates, version);
 the worker agent reports it when it registers.
 bench trains a random-initialised model of the given shape (default
 stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab 32000) on
-synthetic tokens and prints tokens_per_s and peak_memory_bytes.
+synthetic tokens and prints tokens_per_s and peak_memory_bytes; --method
+full trains every weight instead of LoRA adapters.
 plan prints the memory planner's predicted peak and its terms for a
 model's config.json (docs/memory.md), or with --capacity the longest
 sequence (a multiple of 64) that fits each memory size in GB (1e9 bytes).
@@ -167,7 +169,8 @@ int RunBenchCommand(int argc, char** argv) {
       "qlora",      "quant-type",
       "block-size", "double-quant",
       "targets",    "dtype",
-      "device",     "gradient-checkpointing"};
+      "device",     "gradient-checkpointing",
+      "method"};
   for (const auto& [name, value] : *flags) {
     if (std::find(std::begin(kBenchFlags), std::end(kBenchFlags), name) ==
         std::end(kBenchFlags))
@@ -217,6 +220,17 @@ int RunBenchCommand(int argc, char** argv) {
   }
   o.threads = static_cast<int>(threads);
   o.qlora = flags->count("qlora") > 0;
+  if (flags->count("method")) {
+    const std::string& m = flags->at("method");
+    if (m == "full") {
+      o.full = true;
+    } else if (m == "qlora") {
+      o.qlora = true;
+    } else if (m != "lora") {
+      return Fail(absl::InvalidArgumentError(
+          "--method must be lora, qlora or full, got \"" + m + "\""));
+    }
+  }
   o.gradient_checkpointing = flags->count("gradient-checkpointing") > 0;
   if (flags->count("quant-type")) {
     auto t = contract::FromName<contract::QuantType>(flags->at("quant-type"));
@@ -260,6 +274,9 @@ int RunBenchCommand(int argc, char** argv) {
   if (!r.ok()) return Fail(r.status());
   if (!(*dist)->is_main()) return kExitOk;  // rank 0 prints the figures
   std::printf("device=%s dtype=%s\n", o.device.c_str(), o.dtype.c_str());
+  std::printf("method=%s\n", o.full ? "full" : o.qlora ? "qlora" : "lora");
+  std::printf("trainable_parameters=%lld\n",
+              static_cast<long long>(r->trainable_parameters));
   std::printf("world_size=%d\n", r->world_size);
   std::printf("seconds_per_step=%.4f\n", r->seconds_per_step);
   std::printf("tokens_per_s=%.1f\n", r->tokens_per_s);
@@ -332,7 +349,8 @@ int RunCapabilitiesCommand() {
   contract::TrainerCapabilities caps;
   caps.version = FTUNE_VERSION;
   caps.methods = {contract::Name(contract::Method::kLora),
-                  contract::Name(contract::Method::kQlora)};
+                  contract::Name(contract::Method::kQlora),
+                  contract::Name(contract::Method::kFull)};
   caps.architectures = SupportedArchitectures();
   std::string why;
   caps.cuda = compat::DeviceAvailable(torch::Device(torch::kCUDA), &why);

@@ -15,8 +15,14 @@
 #                       and glibc malloc keeping freed memory through its
 #                       MALLOC_* variables, as KeepFreedMemoryInProcess does)
 #   peer bf16 autocast  the peer under torch.autocast("cpu", bfloat16)
+#   ftune full fp32     ftune-train bench --method full: every weight trained
+#                       (docs/trainer.md#full-fine-tuning)
+#   peer full fp32      bench/peer_lora.py --full 1: the eager PyTorch full
+#                       fine-tune of the same shape (all parameters, AdamW)
 # Prints one line per run and, at the end, the median tokens/s per variant
-# and each ftune variant's ratio to "peer fp32". Exit 1 if a run fails.
+# and each variant's ratio to its peer ("peer fp32", or "peer full fp32" for
+# the full variants), with the peak memory of the last ftune run of each.
+# Exit 1 if a run fails.
 set -euo pipefail
 rounds=3 steps=4 build=build
 while (($#)); do
@@ -39,11 +45,14 @@ trap 'rm -f "$out"' EXIT
 run() {  # name, command...
   local name=$1; shift
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
-  local tps
-  tps=$("$@" 2>/dev/null | sed -n 's/^tokens_per_s=//p' | tail -1)
+  local text tps mem
+  text=$("$@" 2>/dev/null)
+  tps=$(sed -n 's/^tokens_per_s=//p' <<<"$text" | tail -1)
+  mem=$(sed -n 's/^peak_memory_bytes=//p' <<<"$text" | tail -1)
   [[ -n $tps ]] || { echo "compare: $name failed" >&2; exit 1; }
-  printf '%-20s round=%d load1=%s tokens_per_s=%s\n' "$name" "$r" "$load" "$tps"
-  printf '%s\t%s\n' "$name" "$tps" >>"$out"
+  printf '%-20s round=%d load1=%s tokens_per_s=%s peak_memory_bytes=%s\n' \
+    "$name" "$r" "$load" "$tps" "${mem:--}"
+  printf '%s\t%s\t%s\n' "$name" "$tps" "${mem:--}" >>"$out"
 }
 
 for ((r = 1; r <= rounds; r++)); do
@@ -55,17 +64,23 @@ for ((r = 1; r <= rounds; r++)); do
     "$py" bench/peer_lora.py --steps "$steps" --warmup 1
   run "peer bf16 autocast" "$py" bench/peer_lora.py --steps "$steps" \
     --warmup 1 --bf16 1
+  run "ftune full fp32" "$train" bench --steps "$steps" --warmup 1 \
+    --method full
+  run "peer full fp32" "$py" bench/peer_lora.py --steps "$steps" --warmup 1 \
+    --full 1
 done
 
 echo "median tokens/s over $rounds rounds (stories15M shape, seq 256, batch 8, rank 8, 2 threads):"
 "$py" - "$out" <<'PY'
 import statistics, sys
-runs = {}
+runs, mem = {}, {}
 for line in open(sys.argv[1]):
-    name, tps = line.rstrip("\n").split("\t")
+    name, tps, peak = line.rstrip("\n").split("\t")
     runs.setdefault(name, []).append(float(tps))
+    mem[name] = peak
 med = {k: statistics.median(v) for k, v in runs.items()}
-base = med["peer fp32"]
 for k, v in med.items():
-    print(f"  {k:<20} {v:8.1f}  ({v / base:.2f}x peer fp32)")
+    peer = "peer full fp32" if "full" in k else "peer fp32"
+    peak = "" if mem[k] == "-" else f"  peak {int(mem[k]) / 2**20:.0f} MiB"
+    print(f"  {k:<20} {v:8.1f}  ({v / med[peer]:.2f}x {peer}){peak}")
 PY

@@ -25,8 +25,10 @@ template <typename E>
 struct Spellings;
 template <>
 struct Spellings<Method> {
-  static constexpr std::array<std::pair<Method, const char*>, 2> kAll{
-      {{Method::kLora, "lora"}, {Method::kQlora, "qlora"}}};
+  static constexpr std::array<std::pair<Method, const char*>, 3> kAll{
+      {{Method::kLora, "lora"},
+       {Method::kQlora, "qlora"},
+       {Method::kFull, "full"}}};
 };
 template <>
 struct Spellings<Dtype> {
@@ -496,11 +498,6 @@ std::string TrainSpecToJson(const TrainSpec& s) {
               {"overlength", Name(s.data.overlength)},
               {"validation_split", s.data.validation_split}}},
             {"method", Name(s.method)},
-            {"lora",
-             {{"rank", s.lora.rank},
-              {"alpha", s.lora.alpha},
-              {"dropout", s.lora.dropout},
-              {"target_modules", s.lora.target_modules}}},
             {"hyperparameters", hp},
             {"output_dir", s.output_dir},
             {"checkpoint_dir", s.checkpoint_dir},
@@ -508,6 +505,12 @@ std::string TrainSpecToJson(const TrainSpec& s) {
             {"merge_output_dir", s.merge_output_dir},
             {"threads", s.threads},
             {"device", s.device}};
+  if (s.method != Method::kFull) {  // full fine-tuning has no LoRA
+    j["lora"] = {{"rank", s.lora.rank},
+                 {"alpha", s.lora.alpha},
+                 {"dropout", s.lora.dropout},
+                 {"target_modules", s.lora.target_modules}};
+  }
   if (s.method == Method::kQlora) {
     j["quantization"] = {{"quant_type", Name(s.quantization.quant_type)},
                          {"double_quant", s.quantization.double_quant},
@@ -545,7 +548,30 @@ std::string TrainSpecToJson(const TrainSpec& s) {
       j["task_metrics"]["eval_pattern"] = t.eval_pattern;
   }
   if (s.dtype) j["dtype"] = Name(*s.dtype);
+  if (!s.job_id.empty()) j["job_id"] = s.job_id;
   return j.dump(2);
+}
+
+// method "full" trains every base weight: LoRA settings, a merged copy and
+// DPO's frozen reference (the LoRA-free base) do not exist there.
+absl::Status CheckFullFinetune(const Reader& r, const TrainSpec& s) {
+  if (s.method != Method::kFull) return absl::OkStatus();
+  if (r.Has("lora")) {
+    return Bad("lora",
+               "not with \"method\": \"full\" (every weight is trained; "
+               "rank, alpha, dropout and target_modules are LoRA's)");
+  }
+  if (!s.merge_output_dir.empty()) {
+    return Bad("merge_output_dir",
+               "not with \"method\": \"full\" (output_dir is already a "
+               "whole model)");
+  }
+  if (s.objective == Objective::kDpo) {
+    return Bad("objective",
+               "\"dpo\" needs the frozen base as its reference, which "
+               "\"method\": \"full\" trains; use \"sft\" or \"orpo\"");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
@@ -574,7 +600,8 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
                                     "objective",
                                     "preference",
                                     "samples",
-                                    "task_metrics"}));
+                                    "task_metrics",
+                                    "job_id"}));
   TrainSpec s;
   s.source_json = std::string(text);
   FTUNE_RETURN_IF_ERROR(r.String("model_dir", &s.model_dir, true));
@@ -589,6 +616,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
   FTUNE_RETURN_IF_ERROR(r.String("merge_output_dir", &s.merge_output_dir));
   FTUNE_RETURN_IF_ERROR(r.Int("threads", Range{0, 4096}, &s.threads));
   FTUNE_RETURN_IF_ERROR(r.String("device", &s.device));
+  FTUNE_RETURN_IF_ERROR(r.String("job_id", &s.job_id));
   if (!IsDeviceName(s.device)) {
     return Bad("device", "must be \"cpu\", \"cuda\" or \"cuda:N\"");
   }
@@ -616,6 +644,7 @@ absl::StatusOr<TrainSpec> ParseTrainSpec(absl::string_view text) {
     return Bad("dtype", "qlora computes in fp32, bf16 or fp16");
   }
   FTUNE_RETURN_IF_ERROR(r.Enum("objective", &s.objective));
+  FTUNE_RETURN_IF_ERROR(CheckFullFinetune(r, s));
   FTUNE_ASSIGN_OR_RETURN(Reader pref, r.Object("preference"));
   if (r.Has("preference") && s.objective == Objective::kSft) {
     return Bad("preference", "only with \"objective\": \"dpo\" or \"orpo\"");

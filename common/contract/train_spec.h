@@ -14,7 +14,8 @@
 //   "validation_data": "val.jsonl",
 //   "data": {"format": "text"|"pretokenized", "chat_template": "auto",
 //            "overlength": "truncate"|"drop", "validation_split": 0},
-//   "method": "lora"|"qlora",
+//   "method": "lora"|"qlora"|"full",                full: every weight
+//                                                     trained, no "lora"
 //   "objective": "sft"|"dpo"|"orpo",                 default sft
 //   "preference": {"loss": "sigmoid"|"ipo", "beta": 0.1,
 //                  "label_smoothing": 0, "orpo_lambda": 0.1},
@@ -46,7 +47,9 @@
 //   "threads": 0 (= all cores),
 //   "dtype": "fp32"|"bf16"|"fp16"|"fp64" (default: bf16 on CUDA, else fp32;
 //            with qlora it is the compute dtype),
-//   "device": "cpu"|"cuda"|"cuda:N"
+//   "device": "cpu"|"cuda"|"cuda:N",
+//   "job_id": ""                                      lineage in a published
+//                                                     full model's manifest
 // }
 //
 // Unknown keys are errors (a typo must not be silently ignored). Errors are
@@ -70,7 +73,8 @@
 
 namespace ftune::contract {
 
-enum class Method { kLora, kQlora };
+// kFull: every base weight trained (worker/train/full_finetune.h).
+enum class Method { kLora, kQlora, kFull };
 enum class Dtype { kFp32, kBf16, kFp16, kFp64 };
 enum class QuantType { kNf4, kFp4 };
 enum class LrScheduler { kConstant, kLinear, kCosine };
@@ -211,6 +215,9 @@ struct TrainSpec {
   std::string validation_data;
   DataSpec data;
   Method method = Method::kLora;
+  // The job this run belongs to ("" outside the system): the lineage of a
+  // published full model.
+  std::string job_id;
   LoraSpec lora;
   QuantizationSpec quantization;  // used when method is kQlora
   Objective objective = Objective::kSft;

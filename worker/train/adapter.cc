@@ -70,6 +70,14 @@ std::string StagingDir(const std::string& final_dir) {
 
 }  // namespace
 
+absl::Status AddTensor(SafetensorsWriter& writer, const std::string& name,
+                       const torch::Tensor& t) {
+  torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  FTUNE_ASSIGN_OR_RETURN(StDType dt, ToStDType(c.scalar_type(), name));
+  return writer.Add(name, dt, c.sizes().vec(), c.data_ptr(),
+                    c.numel() * c.element_size());
+}
+
 nlohmann::json AdapterConfig(const LoraOptions& lora,
                              const std::string& base_model_name) {
   return {{"peft_type", "LORA"},

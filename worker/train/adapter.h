@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/model.h"
 
@@ -40,6 +41,10 @@ nlohmann::json AdapterConfig(const LoraOptions& lora,
 
 // Writes `tensors` (any float dtype; stored as is) to a safetensors file.
 absl::Status WriteTensors(const std::string& path, const NamedTensors& tensors);
+// Adds `t` (copied to the CPU) to `writer` under `name`; INVALID_ARGUMENT
+// for a dtype safetensors cannot hold.
+absl::Status AddTensor(SafetensorsWriter& writer, const std::string& name,
+                       const torch::Tensor& t);
 // Reads a safetensors file into CPU tensors (copies).
 absl::StatusOr<NamedTensors> ReadTensors(const std::string& path);
 

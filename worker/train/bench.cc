@@ -64,12 +64,20 @@ absl::StatusOr<BenchResult> Bench(
     result.bits_per_parameter = 8.0 * static_cast<double>(qs.bytes) /
                                 static_cast<double>(qs.parameters);
   }
-  LoraOptions lopts;
-  lopts.rank = o.rank;
-  lopts.alpha = 2.0 * o.rank;
-  lopts.target_modules = o.targets;
-  FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
-  NamedTensors params = model->LoraParameters();
+  if (o.full && o.qlora)
+    return absl::InvalidArgumentError("--method full does not take --qlora");
+  if (o.full) {
+    FTUNE_RETURN_IF_ERROR(model->EnableFullTraining());
+  } else {
+    LoraOptions lopts;
+    lopts.rank = o.rank;
+    lopts.alpha = 2.0 * o.rank;
+    lopts.target_modules = o.targets;
+    FTUNE_RETURN_IF_ERROR(model->ApplyLora(lopts));
+  }
+  NamedTensors params =
+      o.full ? model->BaseParameters() : model->LoraParameters();
+  for (const auto& [n, p] : params) result.trainable_parameters += p.numel();
   const int world = dist != nullptr ? dist->world_size() : 1;
   result.world_size = world;
   if (dist != nullptr) FTUNE_RETURN_IF_ERROR(dist->BroadcastFromMain(params));

@@ -19,8 +19,9 @@
 namespace ftune::train {
 
 // `ftune-train bench`: a random-initialised model of `config`, LoRA on
-// `targets`, synthetic uniform tokens (all positions are targets), full
-// training steps (forward, backward, AdamW). `warmup` steps are not timed.
+// `targets` (or every weight with `full`), synthetic uniform tokens (all
+// positions are targets), full training steps (forward, backward, AdamW).
+// `warmup` steps are not timed.
 struct BenchOptions {
   ModelConfig config;
   int64_t seq = 256;
@@ -41,6 +42,10 @@ struct BenchOptions {
   bool gradient_checkpointing = false;
   // QLoRA: every projection's base weight quantised.
   bool qlora = false;
+  // Full fine-tuning (full_finetune.h): every weight trained, AdamW over all
+  // of them (fp32 masters with half-precision compute); no LoRA, not with
+  // qlora.
+  bool full = false;
   contract::QuantizationSpec quantization;  // the compute dtype is `dtype`
 };
 struct BenchResult {
@@ -57,6 +62,8 @@ struct BenchResult {
   int64_t quantized_parameters = 0;
   int64_t quantized_bytes = 0;
   double bits_per_parameter = 0;
+  // Parameters the optimizer updates (LoRA's, or every weight with full).
+  int64_t trainable_parameters = 0;
   // compat::PeakMemoryBytes: the process's peak RSS on CPU, the caching
   // allocator's peak on CUDA.
   int64_t peak_memory_bytes = 0;

@@ -23,6 +23,13 @@ using torch::Tensor;
 constexpr int kCheckpointVersion = 1;
 constexpr char kCheckpointFormat[] = "ftune-checkpoint";
 
+const char* WeightsFile(bool full) {
+  return full ? "model.safetensors" : "adapter_model.safetensors";
+}
+const char* BestFile(bool full) {
+  return full ? "best_model.safetensors" : "best_adapter.safetensors";
+}
+
 std::string StepDirName(int64_t step) {
   return absl::StrFormat("step-%08d", step);
 }
@@ -49,26 +56,24 @@ absl::Status CopyInto(NamedTensors& params, const NamedTensors& values,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
-                                           const LoopState& st,
-                                           const NamedTensors& params,
-                                           const AdamW& opt,
-                                           const NamedTensors* best,
-                                           const std::string& spec_sha) {
+absl::StatusOr<std::string> SaveCheckpoint(
+    const std::string& checkpoint_dir, const LoopState& st,
+    const NamedTensors& params, const AdamW& opt, const NamedTensors* best,
+    const std::string& spec_sha, bool full) {
   FTUNE_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
   const std::string final_dir = JoinPath(checkpoint_dir, StepDirName(st.step));
   const std::string staging = absl::StrCat(final_dir, ".tmp-", NewId("stage"));
   FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
   absl::Status s = [&]() -> absl::Status {
     FTUNE_RETURN_IF_ERROR(
-        WriteTensors(JoinPath(staging, "adapter_model.safetensors"), params));
+        WriteTensors(JoinPath(staging, WeightsFile(full)), params));
     NamedTensors opt_state = opt.State();
     opt_state.emplace_back("rng.cpu_state", compat::GetCpuRngState());
     FTUNE_RETURN_IF_ERROR(
         WriteTensors(JoinPath(staging, "optimizer.safetensors"), opt_state));
     if (best != nullptr) {
       FTUNE_RETURN_IF_ERROR(
-          WriteTensors(JoinPath(staging, "best_adapter.safetensors"), *best));
+          WriteTensors(JoinPath(staging, BestFile(full)), *best));
     }
     nlohmann::json state = {
         {"format", kCheckpointFormat},
@@ -86,6 +91,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
                            : nlohmann::json(nullptr)},
         {"evals_without_improvement", st.evals_without_improvement},
         {"world_size", st.world_size},
+        {"method", full ? "full" : "lora"},
         {"spec_sha256", spec_sha}};
     FTUNE_RETURN_IF_ERROR(WriteFileAtomically(
         JoinPath(staging, "trainer_state.json"), state.dump(2)));
@@ -134,7 +140,7 @@ absl::StatusOr<std::string> ResolveResume(const contract::TrainSpec& spec) {
 
 absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
                             NamedTensors& params, AdamW& opt,
-                            NamedTensors* best, bool* has_best) {
+                            NamedTensors* best, bool* has_best, bool full) {
   FTUNE_ASSIGN_OR_RETURN(std::string text,
                          ReadFile(JoinPath(dir, "trainer_state.json")));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
@@ -161,9 +167,14 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
   st.evals_without_improvement =
       j.at("evals_without_improvement").get<int64_t>();
   st.world_size = j.value("world_size", int64_t{1});
-  FTUNE_ASSIGN_OR_RETURN(
-      NamedTensors weights,
-      ReadTensors(JoinPath(dir, "adapter_model.safetensors")));
+  // Absent (LoRA) in checkpoints from before full fine-tuning.
+  const std::string method = j.value("method", "lora");
+  if ((method == "full") != full)
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": a checkpoint of a ", method == "full" ? "full" : "LoRA",
+        " fine-tune cannot resume a ", full ? "full" : "LoRA", " one"));
+  FTUNE_ASSIGN_OR_RETURN(NamedTensors weights,
+                         ReadTensors(JoinPath(dir, WeightsFile(full))));
   FTUNE_RETURN_IF_ERROR(CopyInto(params, weights, dir));
   FTUNE_ASSIGN_OR_RETURN(NamedTensors opt_state,
                          ReadTensors(JoinPath(dir, "optimizer.safetensors")));
@@ -177,7 +188,7 @@ absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
   }
   if (!rng_found)
     return absl::InvalidArgumentError(absl::StrCat(dir, ": no RNG state"));
-  const std::string best_path = JoinPath(dir, "best_adapter.safetensors");
+  const std::string best_path = JoinPath(dir, BestFile(full));
   if (access(best_path.c_str(), F_OK) == 0) {
     FTUNE_ASSIGN_OR_RETURN(NamedTensors b, ReadTensors(best_path));
     *best = Snapshot(params);

@@ -6,6 +6,10 @@
 //   adapter_model.safetensors LoRA weights (PEFT names)
 //   optimizer.safetensors     AdamW moments + "rng.cpu_state"
 //   best_adapter.safetensors  best-eval LoRA weights, when there is one
+// A full fine-tune's (`full`) holds model.safetensors (every base weight by
+// its HF name, in the compute dtype) and best_model.safetensors instead,
+// and its optimizer.safetensors also the fp32 masters of half-precision
+// weights (optimizer.h): docs/trainer.md gives the bytes per parameter.
 // Each is staged in a temp dir and published with PublishDirectory, so a
 // reader sees a whole checkpoint or none.
 //
@@ -54,12 +58,10 @@ absl::Status CopyInto(NamedTensors& params, const NamedTensors& values,
 
 // Writes <checkpoint_dir>/step-<st.step> (replacing one a previous attempt
 // published) and returns its path. `best` may be null.
-absl::StatusOr<std::string> SaveCheckpoint(const std::string& checkpoint_dir,
-                                           const LoopState& st,
-                                           const NamedTensors& params,
-                                           const AdamW& opt,
-                                           const NamedTensors* best,
-                                           const std::string& spec_sha);
+absl::StatusOr<std::string> SaveCheckpoint(
+    const std::string& checkpoint_dir, const LoopState& st,
+    const NamedTensors& params, const AdamW& opt, const NamedTensors* best,
+    const std::string& spec_sha, bool full = false);
 
 // Resolves resume_from: a step directory, a directory of step-* dirs (the
 // latest wins), or "auto" (latest in checkpoint_dir, or none). Returns ""
@@ -71,7 +73,8 @@ absl::StatusOr<std::string> ResolveResume(const contract::TrainSpec& spec);
 // directory that is not a checkpoint of this version or does not fit.
 absl::Status LoadCheckpoint(const std::string& dir, LoopState& st,
                             NamedTensors& params, AdamW& opt,
-                            NamedTensors* best, bool* has_best);
+                            NamedTensors* best, bool* has_best,
+                            bool full = false);
 
 }  // namespace ftune::train
 

@@ -161,6 +161,13 @@ class Model {
   // ("base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight"),
   // layer by layer, modules in the family's order, A before B.
   std::vector<std::pair<std::string, torch::Tensor>> LoraParameters();
+  // Full fine-tuning (method "full"): every base tensor, by handle, with
+  // its HF name, in MergedStateDict's order; a tied embedding once (so it
+  // stays tied). Projections are [out, in] here, also Conv1D ones.
+  std::vector<std::pair<std::string, torch::Tensor>> BaseParameters();
+  // Makes every base tensor require grad. FAILED_PRECONDITION with LoRA
+  // applied or quantised weights.
+  absl::Status EnableFullTraining();
   // Every base tensor with its HF name (as the family stores it: Conv1D
   // weights [in, out]), LoRA merged into the projections.
   std::vector<std::pair<std::string, torch::Tensor>> MergedStateDict() const;

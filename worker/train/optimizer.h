@@ -4,6 +4,12 @@
 // Its state (both moments, by parameter name) goes into checkpoints; the step
 // count comes back from the checkpoint's step.
 //
+// Mixed precision (full fine-tuning in bf16/fp16): a half-precision
+// parameter gets an fp32 master copy; the moments are fp32, the update is
+// applied to the master (the gradient upcast), and the parameter is then
+// the master rounded to its dtype. The masters are part of State()
+// ("<name>.master"). fp32 and fp64 parameters are their own masters.
+//
 // Holds the parameters by handle (the model's tensors are updated in place).
 // Thread-compatible.
 #ifndef FTUNE_WORKER_TRAIN_OPTIMIZER_H_
@@ -36,6 +42,7 @@ class AdamW {
   static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
   NamedTensors params_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<torch::Tensor> master_;  // undefined: the parameter itself
   double weight_decay_;
   int64_t step_ = 0;
 };

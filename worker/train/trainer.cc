@@ -26,6 +26,7 @@
 #include "worker/train/dtype.h"
 #include "worker/train/exit_codes.h"
 #include "worker/train/families/memory_shape.h"
+#include "worker/train/full_finetune.h"
 #include "worker/train/model.h"
 #include "worker/train/objectives/preference_step.h"
 #include "worker/train/optimizer.h"
@@ -222,7 +223,11 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainSpec& spec) {
                     << " bits/parameter), compute "
                     << contract::Name(contract::ComputeDtype(spec));
   }
-  FTUNE_RETURN_IF_ERROR(model->ApplyLora(LoraOptions(spec.lora)));
+  if (spec.method == contract::Method::kFull) {
+    FTUNE_RETURN_IF_ERROR(model->EnableFullTraining());
+  } else {
+    FTUNE_RETURN_IF_ERROR(model->ApplyLora(LoraOptions(spec.lora)));
+  }
   return model;
 }
 
@@ -234,7 +239,9 @@ int64_t PredictedPeakBytes(const TrainSpec& spec, const ModelConfig& config,
                            int64_t max_seq_length) {
   contract::MemoryPlanInput in;
   in.model = MemoryShapeOf(config);
-  in.method = spec.method == contract::Method::kQlora ? "qlora" : "lora";
+  in.method = spec.method == contract::Method::kQlora  ? "qlora"
+              : spec.method == contract::Method::kFull ? "full"
+                                                       : "lora";
   in.dtype = contract::Name(contract::ComputeDtype(spec));
   in.quant_block_size = spec.quantization.block_size;
   in.double_quant = spec.quantization.double_quant;
@@ -485,8 +492,9 @@ absl::Status Resume(const TrainSpec& spec, const LoadedData& train,
   FTUNE_ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(spec));
   if (resume_dir.empty()) return absl::OkStatus();
   const int64_t world_size = st.world_size;
-  FTUNE_RETURN_IF_ERROR(
-      LoadCheckpoint(resume_dir, st, params, opt, best, has_best));
+  FTUNE_RETURN_IF_ERROR(LoadCheckpoint(resume_dir, st, params, opt, best,
+                                       has_best,
+                                       spec.method == contract::Method::kFull));
   if (st.world_size != world_size) {
     // Same rows, same global batch, same position: only the per-rank
     // dropout masks and the order of the float sums differ.
@@ -546,8 +554,17 @@ absl::Status PublishResult(const TrainSpec& spec, Model& model,
       {"spec", spec_json},
       {"seed", spec.hp.seed},
       {"metrics", metrics}};
-  FTUNE_RETURN_IF_ERROR(PublishAdapter(spec.output_dir, model.lora_options(),
-                                       spec.base_model_name, params, manifest));
+  if (spec.method == contract::Method::kFull) {
+    manifest["lineage"] = {{"base_model", spec.base_model_name},
+                           {"job_id", spec.job_id},
+                           {"method", "full"}};
+    FTUNE_RETURN_IF_ERROR(PublishFullModel(spec.model_dir, spec.output_dir,
+                                           model, std::move(manifest)));
+  } else {
+    FTUNE_RETURN_IF_ERROR(PublishAdapter(spec.output_dir, model.lora_options(),
+                                         spec.base_model_name, params,
+                                         manifest));
+  }
   if (!spec.merge_output_dir.empty())
     FTUNE_RETURN_IF_ERROR(MergeModel(model, spec.merge_output_dir));
   Emit(hooks, contract::DoneEvent{st.step, spec.output_dir, result.final_loss,
@@ -571,7 +588,9 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
   // allocator counts its own).
   compat::TrackCpuTensorMemory();
   FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(spec));
-  NamedTensors params = model->LoraParameters();
+  const bool full = spec.method == contract::Method::kFull;
+  NamedTensors params =
+      full ? model->BaseParameters() : model->LoraParameters();
   FTUNE_ASSIGN_OR_RETURN(PreparedData prepared,
                          PrepareData(spec, data, *model, hooks));
   const int64_t predicted_peak =
@@ -801,7 +820,7 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
       FTUNE_ASSIGN_OR_RETURN(
           result.last_checkpoint,
           SaveCheckpoint(spec.checkpoint_dir, st, params, opt,
-                         has_best ? &best : nullptr, spec_sha));
+                         has_best ? &best : nullptr, spec_sha, full));
       emit(contract::CheckpointEvent{st.step, result.last_checkpoint});
     }
   }

@@ -401,7 +401,8 @@ TEST(TrainSpecTest, OutOfRangeValuesNameTheFieldAndTheRange) {
        "\"dtype\": must be \"fp32\", \"bf16\", \"fp16\", \"fp64\""},
       {{{"dtype", "fp16"}}, "\"fp16\" needs a CUDA device"},
       {{{"device", "gpu"}}, "\"device\": must be \"cpu\""},
-      {{{"method", "full"}}, "\"method\": must be \"lora\", \"qlora\""},
+      {{{"method", "dora"}},
+       "\"method\": must be \"lora\", \"qlora\", \"full\""},
       {{{"data", {{"chat_template", "vicuna"}}}},
        "unknown chat template \"vicuna\""},
       {{{"data", {{"validation_split", 0.7}}}},
@@ -487,6 +488,46 @@ TEST(LimitsTest, DerivedDefaults) {
             "must be in [1, 10000000], got 0");
   EXPECT_TRUE(RangeViolation(range::kLearningRate, std::nan("")).has_value());
   EXPECT_FALSE(RangeViolation(range::kLearningRate, 1).has_value());
+}
+
+// method "full": every weight trained, so LoRA's settings, a merged copy,
+// quantisation and DPO's frozen reference are refused naming the field; the
+// spec written for it carries no "lora" and reads back; job_id travels.
+TEST(TrainSpecTest, FullFineTuningRefusesLoraOnlyFields) {
+  json j = Minimal();
+  j["method"] = "full";
+  j["job_id"] = "job-1";
+  j["checkpoint_dir"] = "/c";  // the written spec names an interval
+  ASSERT_OK_AND_ASSIGN(TrainSpec s, Parse(j));
+  EXPECT_EQ(s.method, Method::kFull);
+  EXPECT_EQ(s.job_id, "job-1");
+  const std::string text = TrainSpecToJson(s);
+  EXPECT_FALSE(json::parse(text).contains("lora")) << text;
+  ASSERT_OK_AND_ASSIGN(TrainSpec back, ParseTrainSpec(text));
+  EXPECT_EQ(back.method, Method::kFull);
+  EXPECT_EQ(back.job_id, "job-1");
+
+  const std::vector<std::pair<json, std::string>> cases = {
+      {{{"lora", {{"rank", 8}}}}, "spec field \"lora\": not with"},
+      {{{"lora", json::object()}}, "spec field \"lora\": not with"},
+      {{{"quantization", {{"quant_type", "nf4"}}}},
+       "spec field \"quantization\": only with \"method\": \"qlora\""},
+      {{{"merge_output_dir", "/merged"}},
+       "spec field \"merge_output_dir\": not with"},
+      {{{"objective", "dpo"}}, "spec field \"objective\": \"dpo\" needs"},
+  };
+  for (const auto& [extra, want] : cases) {
+    json bad = j;
+    for (auto it = extra.begin(); it != extra.end(); ++it)
+      bad[it.key()] = it.value();
+    EXPECT_THAT(Parse(bad),
+                ::ftune::testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr(want)))
+        << bad.dump();
+  }
+  json orpo = j;
+  orpo["objective"] = "orpo";
+  EXPECT_OK(Parse(orpo));
 }
 
 }  // namespace

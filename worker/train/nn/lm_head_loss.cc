@@ -16,7 +16,9 @@ using torch::Tensor;
 // chunk.
 // The gradient w.r.t. h is computed during the forward pass, chunk by chunk,
 // so neither the logits nor their gradient exist for all rows at once;
-// backward only scales it. `w` must be frozen.
+// backward only scales it. When `w` requires grad (full fine-tuning), its
+// gradient softmax-minus-onehot^T @ h is accumulated the same way, in fp32
+// (fp64 for fp64), and cast to w's dtype in backward.
 //
 // On CPU (fp32 logits, also for bf16 activations, upcast), one logits buffer
 // serves every chunk and the fused row kernel of cross_entropy.h turns it into
@@ -31,12 +33,25 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
     const bool upcast = h.scalar_type() != torch::kFloat64 &&
                         h.scalar_type() != torch::kFloat32;
     Tensor grad_h = need_grad ? torch::empty_like(h) : Tensor();
+    const bool w_grad = need_grad && w.requires_grad();
+    Tensor grad_w =
+        w_grad ? torch::zeros_like(
+                     w, w.options().dtype(h.scalar_type() == torch::kFloat64
+                                              ? torch::kFloat64
+                                              : torch::kFloat32))
+               : Tensor();
     const double total =
         h.device().is_cpu() && h.scalar_type() != torch::kFloat64
-            ? FusedCpu(h, w, targets, chunk, softcap, grad_h)
-            : WithTensorOps(h, w, targets, chunk, softcap, grad_h);
+            ? FusedCpu(h, w, targets, chunk, softcap, grad_h, grad_w)
+            : WithTensorOps(h, w, targets, chunk, softcap, grad_h, grad_w);
     ctx->saved_data["n"] = n;
-    if (need_grad) ctx->save_for_backward({grad_h});
+    ctx->saved_data["w_grad"] = w_grad;
+    ctx->saved_data["w_dtype"] = static_cast<int64_t>(w.scalar_type());
+    if (w_grad) {
+      ctx->save_for_backward({grad_h, grad_w});
+    } else if (need_grad) {
+      ctx->save_for_backward({grad_h});
+    }
     // The loss itself is fp32 for half-precision activations.
     return torch::tensor(
         total / static_cast<double>(n),
@@ -47,7 +62,7 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
   // times w, row by row.
   static double FusedCpu(const Tensor& h, const Tensor& w,
                          const Tensor& targets, int64_t chunk, double softcap,
-                         const Tensor& grad_h) {
+                         const Tensor& grad_h, const Tensor& grad_w) {
     const int64_t n = h.size(0);
     const int64_t vocab = w.size(0);
     const bool upcast = h.scalar_type() != torch::kFloat32;
@@ -88,6 +103,10 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
       });
       if (grad_h.defined()) {
         if (softcap > 0) logits32.mul_(1 - th.square());
+        if (grad_w.defined()) {
+          Tensor hc = h.narrow(0, s, c);
+          grad_w.addmm_(logits32.t(), upcast ? hc.to(torch::kFloat32) : hc);
+        }
         if (upcast) logits.copy_(logits32);
         Tensor g = grad_h.narrow(0, s, c);
         torch::mm_out(g, logits, w);
@@ -101,7 +120,8 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
 
   static double WithTensorOps(const Tensor& h, const Tensor& w,
                               const Tensor& targets, int64_t chunk,
-                              double softcap, const Tensor& grad_h) {
+                              double softcap, const Tensor& grad_h,
+                              const Tensor& grad_w) {
     const int64_t n = h.size(0);
     const bool upcast = h.scalar_type() != torch::kFloat64 &&
                         h.scalar_type() != torch::kFloat32;
@@ -125,6 +145,9 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
         logits.sub_(lse).exp_();
         logits.scatter_add_(1, tc, -torch::ones_like(picked));
         if (softcap > 0) logits.mul_(1 - th.square());
+        if (grad_w.defined())
+          grad_w.addmm_(logits.t().to(grad_w.scalar_type()),
+                        hc.to(grad_w.scalar_type()));
         Tensor g = grad_h.narrow(0, s, c);
         torch::mm_out(g, logits.to(h.scalar_type()), w);
       }
@@ -136,9 +159,17 @@ class ChunkedLmHeadLoss : public torch::autograd::Function<ChunkedLmHeadLoss> {
       torch::autograd::AutogradContext* ctx,
       torch::autograd::variable_list grad_out) {
     const double n = static_cast<double>(ctx->saved_data["n"].toInt());
-    Tensor grad_h = ctx->get_saved_variables()[0];
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const Tensor& grad_h = saved[0];
+    Tensor grad_w;
+    if (ctx->saved_data["w_grad"].toBool()) {
+      const auto w_dtype =
+          static_cast<torch::ScalarType>(ctx->saved_data["w_dtype"].toInt());
+      grad_w =
+          (saved[1] * (grad_out[0] / n).to(saved[1].scalar_type())).to(w_dtype);
+    }
     return {grad_h * (grad_out[0] / n).to(grad_h.scalar_type()),
-            Tensor(),
+            grad_w,
             Tensor(),
             Tensor(),
             Tensor(),
