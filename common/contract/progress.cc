@@ -52,6 +52,7 @@ void Fields(V& v, MetricsEvent& e) {
   v("tokens_per_s", e.tokens_per_s);
   v("peak_memory_bytes", e.peak_memory_bytes);
   v("preference", e.preference);
+  v("padding_share", e.padding_share);
 }
 template <typename V>
 void Fields(V& v, OomRetryEvent& e) {

@@ -90,6 +90,9 @@ struct MetricsEvent {
   int64_t peak_memory_bytes = 0;  // RSS on CPU, the allocator's on CUDA
   // Preference objectives only; `loss` is then the objective's.
   std::optional<PreferenceMetrics> preference;
+  // Padding positions / all positions of the step's micro-batches (each is
+  // padded to its longest row), over every rank. 0 for lines that predate it.
+  double padding_share = 0;
 };
 
 struct OomRetryEvent {
