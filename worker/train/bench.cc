@@ -25,7 +25,10 @@ absl::StatusOr<BenchResult> Bench(
   const int threads = compat::SetThreads(o.threads);
   if (log)
     log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary(),
-                     " openmp=", OpenMpSpinPolicy()));
+                     " openmp=", OpenMpSpinPolicy(), " attention=",
+                     o.blocked_attention
+                         ? absl::StrCat("blocked/", o.attention_block)
+                         : std::string("dense")));
   torch::manual_seed(o.seed);
   ModelOptions mopts;
   mopts.loss_chunk_rows = o.loss_chunk_rows;
@@ -45,6 +48,8 @@ absl::StatusOr<BenchResult> Bench(
   mopts.dtype = TorchDtype(*dtype);
   mopts.device = o.device;
   mopts.gradient_checkpointing = o.gradient_checkpointing;
+  mopts.blocked_attention = o.blocked_attention;
+  mopts.attention_block = o.attention_block;
   if (o.qlora) {
     QuantOptions q;
     q.type = o.quantization.quant_type;

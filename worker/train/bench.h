@@ -40,6 +40,10 @@ struct BenchOptions {
   bool gradient_checkpointing = false;
   // QLoRA: every projection's base weight quantised.
   bool qlora = false;
+  // Attention (ModelOptions): blocked causal attention with this query
+  // block, or (false) the dense mask over the full T x T scores.
+  bool blocked_attention = true;
+  int64_t attention_block = 128;
   contract::QuantizationSpec quantization;  // the compute dtype is `dtype`
 };
 struct BenchResult {

@@ -48,22 +48,28 @@ class BlockedAttentionFunction
                   kv = k.size(1);
     const auto dtype = q.scalar_type();
     Tensor out = torch::empty({b, h, t, hd}, q.options());
+    std::vector<Tensor> probs, capped_all;
     for (size_t i = 0; i < plan->q0.size(); ++i) {
       const int64_t q0 = plan->q0[i], n = plan->n[i], lo = plan->lo[i],
                     len = plan->len[i];
       Tensor capped;
       Tensor s = BlockScores(GroupedRows(q, q0, n, kv), k.narrow(2, lo, len),
                              plan->masked[i], h, softcap, &capped);
-      Tensor p = torch::softmax(s, -1).to(dtype).view({b, kv, -1, len});
+      Tensor p = torch::softmax(s, -1);  // [B, h, n, L], acc dtype
       out.narrow(2, q0, n).copy_(
-          torch::matmul(p, v.narrow(2, lo, len)).view({b, h, n, hd}));
+          torch::matmul(p.to(dtype).view({b, kv, -1, len}),
+                        v.narrow(2, lo, len))
+              .view({b, h, n, hd}));
+      probs.push_back(p);
+      if (softcap > 0) capped_all.push_back(capped);
     }
     ctx->save_for_backward({q, k, v});
     ctx->saved_data["q0"] = plan->q0;
     ctx->saved_data["n"] = plan->n;
     ctx->saved_data["lo"] = plan->lo;
     ctx->saved_data["len"] = plan->len;
-    ctx->saved_data["masked"] = plan->masked;
+    ctx->saved_data["probs"] = probs;
+    ctx->saved_data["capped"] = capped_all;
     ctx->saved_data["softcap"] = softcap;
     return out;
   }
@@ -77,8 +83,9 @@ class BlockedAttentionFunction
                                ns = ctx->saved_data["n"].toIntVector(),
                                los = ctx->saved_data["lo"].toIntVector(),
                                lens = ctx->saved_data["len"].toIntVector();
-    const std::vector<Tensor> masked =
-        ctx->saved_data["masked"].toTensorVector();
+    const std::vector<Tensor> probs = ctx->saved_data["probs"].toTensorVector();
+    const std::vector<Tensor> capped =
+        ctx->saved_data["capped"].toTensorVector();
     const double softcap = ctx->saved_data["softcap"].toDouble();
     const int64_t b = q.size(0), h = q.size(1), hd = q.size(3), kv = k.size(1);
     const auto dtype = q.scalar_type();
@@ -93,18 +100,15 @@ class BlockedAttentionFunction
       const Tensor qg = GroupedRows(q, q0, n, kv);
       const Tensor kb = k.narrow(2, lo, len), vb = v.narrow(2, lo, len);
       const Tensor dog = GroupedRows(dout, q0, n, kv);
-      Tensor capped;
-      Tensor p =
-          torch::softmax(BlockScores(qg, kb, masked[i], h, softcap, &capped),
-                         -1);  // [B, h, n, L], acc
+      const Tensor& p = probs[i];  // [B, h, n, L], acc
       dv.narrow(2, lo, len)
           .add_(torch::matmul(
               p.to(dtype).view({b, kv, -1, len}).transpose(-2, -1), dog));
       Tensor dp =
           torch::matmul(dog, vb.transpose(-2, -1)).view({b, h, n, len}).to(acc);
-      // Softmax backward: p * (dp - sum(p * dp)); masked entries have p = 0.
-      Tensor ds = (dp - (p * dp).sum(-1, /*keepdim=*/true)).mul_(p);
-      if (softcap > 0) ds.mul_(1 - capped * capped);
+      // p * (dp - sum(p * dp)) in one pass; masked entries have p = 0.
+      Tensor ds = at::_softmax_backward_data(dp, p, -1, acc);
+      if (softcap > 0) ds.mul_(1 - capped[i] * capped[i]);
       Tensor dsg = ds.to(dtype).view({b, kv, -1, len});
       dq.narrow(2, q0, n).copy_(torch::matmul(dsg, kb).view({b, h, n, hd}));
       dk.narrow(2, lo, len).add_(torch::matmul(dsg.transpose(-2, -1), qg));
@@ -175,7 +179,10 @@ Tensor BlockedAttention(const Tensor& q, const Tensor& k, const Tensor& v,
                   segment_ids.size(1) == q.size(2),
               "BlockedAttention: segment ids must be [B, T]");
   AttentionBlocks plan = PlanAttentionBlocks(segment_ids, window, block);
-  return BlockedAttentionFunction::apply(q, k, v, &plan, softcap);
+  // Contiguous [B, heads, T, hd] once, so that every block's rows are a
+  // strided batch the GEMMs take as they are (no copy per block).
+  return BlockedAttentionFunction::apply(q.contiguous(), k.contiguous(),
+                                         v.contiguous(), &plan, softcap);
 }
 
 bool SingleSegmentRows(const Tensor& segment_ids) {

@@ -8,13 +8,16 @@
 // fact. The same rule as AttentionMask() (nn/attention.h) within the keys
 // a block meets, so results equal Attend() with that mask.
 //
-// Backward is a custom autograd function: it keeps q, k, v and the small
-// per-block masks, and recomputes each block's scores (no [T, T] and no
-// per-block probabilities kept for backward). Activation memory of one
-// layer beyond its q, k, v: the masks, B * sum over blocks of n * L bytes,
-// and while running one block's scores and probabilities (a few
-// B * h * n * L floats, freed before the next block).
-//
+// Backward is a custom autograd function: it keeps q, k, v and each
+// block's probabilities (and soft-capped scores, with softcap), never the
+// masked blocks, and accumulates the key and value gradients of
+// overlapping blocks in fp32. Activation memory of one layer beyond its
+// q, k, v: 4 * B * h * S bytes of probabilities (twice with softcap) plus
+// B * S bytes of masks, where S = sum over blocks of n * L (queries times
+// keys met): about T^2 / 2 for one causal document, T * (block + document
+// length) for packed short documents, T * (block + window) with a window.
+// Dense attention keeps about 4 * B * h * T^2 bytes instead.
+
 // On CUDA with LibTorch 2.x, rows that are one causal segment each (no
 // packing, padding only at the end, no window, no soft-cap) go to
 // scaled_dot_product_attention (flash / memory-efficient kernels) through
@@ -32,10 +35,11 @@
 
 namespace ftune::train {
 
-// Query block size of the blocked path when none is given. 128 measured
-// fastest among 64, 128 and 256 on the stories15M shape at sequence 1024
-// and 2048 (docs/trainer.md#performance): smaller blocks skip more of the
-// masked triangle but make more, smaller GEMMs.
+// Query block size of the blocked path when none is given. On the
+// stories15M shape at sequence 1024 (docs/trainer.md, "Attention at long
+// sequences") block 64 was the slowest and 128 and 256 were within the
+// noise of each other; 128 keeps less memory. Smaller blocks skip more of
+// the masked triangle but make more, smaller GEMMs.
 inline constexpr int64_t kDefaultAttentionBlock = 128;
 
 // The blocks of one forward: query block i covers queries
