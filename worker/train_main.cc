@@ -47,6 +47,7 @@ constexpr char kUsage[] = R"(usage:
                     [--method lora|full]
                     [--qlora [--quant-type nf4|fp4] [--block-size 64]
                              [--double-quant 1|0]]
+                    [--attention blocked|dense] [--attention-block 128]
   ftune-train generate --model DIR [--adapter DIR] [--tokenizer DIR]
                     (--prompt TEXT [--chat] | --prompts FILE.jsonl)
                     [--max-new-tokens 128] [--temperature 0] [--top-k 0]
@@ -159,18 +160,19 @@ int RunBenchCommand(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv, 2, {"qlora", "gradient-checkpointing"});
   if (!flags.ok()) return Fail(flags.status());
   static const char* const kBenchFlags[] = {
-      "config",     "dim",
-      "layers",     "heads",
-      "kv-heads",   "hidden",
-      "vocab",      "seq",
-      "batch",      "rank",
-      "steps",      "warmup",
-      "threads",    "loss-chunk",
-      "qlora",      "quant-type",
-      "block-size", "double-quant",
-      "targets",    "dtype",
-      "device",     "gradient-checkpointing",
-      "method"};
+      "config",         "dim",
+      "layers",         "heads",
+      "kv-heads",       "hidden",
+      "vocab",          "seq",
+      "batch",          "rank",
+      "steps",          "warmup",
+      "threads",        "loss-chunk",
+      "qlora",          "quant-type",
+      "block-size",     "double-quant",
+      "targets",        "dtype",
+      "device",         "gradient-checkpointing",
+      "method",         "attention",
+      "attention-block"};
   for (const auto& [name, value] : *flags) {
     if (std::find(std::begin(kBenchFlags), std::end(kBenchFlags), name) ==
         std::end(kBenchFlags))
@@ -215,7 +217,8 @@ int RunBenchCommand(int argc, char** argv) {
                       {"steps", &o.steps},
                       {"warmup", &o.warmup},
                       {"threads", &threads},
-                      {"loss-chunk", &o.loss_chunk_rows}}) {
+                      {"loss-chunk", &o.loss_chunk_rows},
+                      {"attention-block", &o.attention_block}}) {
     if (!(st = IntFlag(*flags, n, p)).ok()) return Fail(st);
   }
   o.threads = static_cast<int>(threads);
@@ -252,6 +255,16 @@ int RunBenchCommand(int argc, char** argv) {
       !o.qlora)
     return Fail(absl::InvalidArgumentError(
         "--quant-type, --block-size, --double-quant need --qlora"));
+  if (flags->count("attention")) {
+    const std::string& a = flags->at("attention");
+    if (a != "blocked" && a != "dense")
+      return Fail(absl::InvalidArgumentError(
+          "--attention must be blocked or dense, got \"" + a + "\""));
+    o.blocked_attention = a == "blocked";
+    o.blocked_attention_single_documents = a == "blocked";
+  }
+  if (o.attention_block < 1)
+    return Fail(absl::InvalidArgumentError("--attention-block must be >= 1"));
   if (flags->count("dtype")) o.dtype = flags->at("dtype");
   if (flags->count("device")) o.device = flags->at("device");
   if (flags->count("targets"))

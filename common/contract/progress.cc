@@ -54,6 +54,7 @@ void Fields(V& v, MetricsEvent& e) {
   v("preference", e.preference);
   v("predicted_peak_memory_bytes", e.predicted_peak_memory_bytes);
   v("tensor_peak_memory_bytes", e.tensor_peak_memory_bytes);
+  v("padding_share", e.padding_share);
 }
 template <typename V>
 void Fields(V& v, OomRetryEvent& e) {

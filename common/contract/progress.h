@@ -96,6 +96,9 @@ struct MetricsEvent {
   // not reported (an older trainer).
   int64_t predicted_peak_memory_bytes = 0;
   int64_t tensor_peak_memory_bytes = 0;
+  // Padding positions / all positions of the step's micro-batches (each is
+  // padded to its longest row), over every rank. 0 for lines that predate it.
+  double padding_share = 0;
 };
 
 struct OomRetryEvent {

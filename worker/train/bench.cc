@@ -26,7 +26,10 @@ absl::StatusOr<BenchResult> Bench(
   const int threads = compat::SetThreads(o.threads);
   if (log)
     log(absl::StrCat("threads=", threads, " blas=", compat::BlasLibrary(),
-                     " openmp=", OpenMpSpinPolicy()));
+                     " openmp=", OpenMpSpinPolicy(), " attention=",
+                     o.blocked_attention_single_documents
+                         ? absl::StrCat("blocked/", o.attention_block)
+                         : std::string("dense")));
   torch::manual_seed(o.seed);
   // Count tensor bytes from here on (the planner's measure).
   compat::TrackCpuTensorMemory();
@@ -48,6 +51,10 @@ absl::StatusOr<BenchResult> Bench(
   mopts.dtype = TorchDtype(*dtype);
   mopts.device = o.device;
   mopts.gradient_checkpointing = o.gradient_checkpointing;
+  mopts.blocked_attention = o.blocked_attention;
+  mopts.blocked_attention_single_documents =
+      o.blocked_attention_single_documents;
+  mopts.attention_block = o.attention_block;
   if (o.qlora) {
     QuantOptions q;
     q.type = o.quantization.quant_type;

@@ -46,6 +46,13 @@ struct BenchOptions {
   // of them (fp32 masters with half-precision compute); no LoRA, not with
   // qlora.
   bool full = false;
+  // Attention (ModelOptions): blocked causal attention with this query
+  // block, or (false) the dense mask over the full T x T scores.
+  bool blocked_attention = true;
+  // The bench's rows are one document each, which the trainer runs dense
+  // on CPU unless this is set (--attention blocked; ModelOptions).
+  bool blocked_attention_single_documents = false;
+  int64_t attention_block = 128;
   contract::QuantizationSpec quantization;  // the compute dtype is `dtype`
 };
 struct BenchResult {

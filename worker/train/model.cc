@@ -17,6 +17,7 @@
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "worker/train/nn/attention.h"
+#include "worker/train/nn/blocked_attention.h"
 #include "worker/train/nn/lm_head_loss.h"
 #include "worker/train/nn/rope.h"
 #include "worker/train/nn/weights.h"
@@ -381,13 +382,22 @@ Tensor Model::Hidden(const Batch& batch, bool training, KvCache* cache) {
                                        cache ? cache->rope_length() : 0);
 
   // One additive mask per sliding-window size in use (0: none); with a
-  // cache, over every cached key too.
+  // cache, over every cached key too. Blocked attention builds only the
+  // blocks it computes, from the segment ids.
   if (cache != nullptr) cache->BeginForward(batch.segment_ids);
+  bool blocked = cache == nullptr && options_.blocked_attention;
+  if (blocked && x.device().is_cpu() &&
+      !options_.blocked_attention_single_documents) {
+    // Padding is segment -1, documents 0, 1, ...: a row packs several
+    // documents where some segment id is above 0.
+    blocked = batch.segment_ids.max().item<int64_t>() > 0;
+  }
   std::map<int64_t, Tensor> masks;
   for (const DecoderLayer& layer : layers_) {
     Tensor& mask = masks[layer.sliding_window];
     if (!mask.defined())
-      mask = cache != nullptr
+      mask = blocked ? batch.segment_ids.to(torch::kInt64)
+             : cache != nullptr
                  ? cache->Mask(layer.sliding_window, x.options())
                  : AttentionMask(batch.segment_ids, layer.sliding_window,
                                  x.options());
@@ -485,7 +495,10 @@ Tensor Model::Attention(DecoderLayer& layer, const Tensor& hn,
   }
   // Decoding: attend over every cached key and value, these included.
   if (cache != nullptr) std::tie(k, v) = cache->Append(cache_layer, k, v);
-  Tensor attn = Attend(q, k, v, mask, a.attn_softcap);
+  Tensor attn = mask.scalar_type() == torch::kInt64
+                    ? SegmentAttention(q, k, v, mask, layer.sliding_window,
+                                       a.attn_softcap, options_.attention_block)
+                    : Attend(q, k, v, mask, a.attn_softcap);
   attn = attn.transpose(1, 2).reshape({b, t, h * hd});
   return layer.o_proj->Forward(attn, training);
 }

@@ -68,6 +68,20 @@ struct ModelOptions {
   // the recomputation. Same gradients, activation memory of one layer
   // instead of all of them, ~1/3 more compute.
   bool gradient_checkpointing = false;
+  // Training forwards (no KV cache) attend block by block over only the
+  // keys the causal, per-segment mask lets through
+  // (nn/blocked_attention.h); false: the dense [B, 1, T, T] mask and the
+  // full T x T scores (the bench's --attention dense). Decoding with a
+  // cache is always dense.
+  bool blocked_attention = true;
+  // On CPU the blocked path is used only for batches that pack several
+  // documents into a row, where it skips most of the scores: with one
+  // document per row the dense products ran faster on CPU (docs/trainer.md
+  // "Attention at long sequences"). True: blocked for those too (the
+  // bench's --attention blocked). On CUDA the blocked branch (with
+  // scaled_dot_product_attention for one document per row) is always used.
+  bool blocked_attention_single_documents = false;
+  int64_t attention_block = 128;  // query block of the blocked path
 };
 
 // A batch on the model's device. Shapes [B, T]; int64.
@@ -148,8 +162,9 @@ class Model {
 
   // One decoder layer: x [B, T, D] -> [B, T, D]. cos/sin: RoPE tables
   // [B, 1, T, rotary_dim] (empty with learned positions); mask: the
-  // layer's additive [B, 1, T, T]. Public for the checkpointing autograd
-  // function.
+  // layer's additive [B, 1, T, T], or with blocked attention the segment
+  // ids [B, T] (int64) from which the blocks are planned. Public for the
+  // checkpointing autograd function.
   // `cache` (decoding only): layer `cache_layer`'s keys and values are
   // appended to it and attention covers all of them.
   torch::Tensor LayerForward(DecoderLayer& layer, const torch::Tensor& x,

@@ -27,6 +27,7 @@
 #define FTUNE_HAVE_NCCL 1
 #endif
 
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -245,6 +246,29 @@ std::string BlasLibrary() {
   if (sym != nullptr && dladdr(sym, &info) != 0 && info.dli_fname != nullptr)
     return info.dli_fname;
   return "unknown";
+}
+
+bool HasScaledDotProductAttention() { return FTUNE_TORCH_AT_LEAST(2, 0); }
+
+torch::Tensor CausalScaledDotProductAttention(const torch::Tensor& q,
+                                              const torch::Tensor& k,
+                                              const torch::Tensor& v) {
+#if FTUNE_TORCH_AT_LEAST(2, 1)
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},
+                                          /*dropout_p=*/0.0,
+                                          /*is_causal=*/true, /*scale=*/1.0);
+#elif FTUNE_TORCH_AT_LEAST(2, 0)
+  // 2.0 always scales by 1/sqrt(head_dim): undo it on q.
+  return at::scaled_dot_product_attention(
+      q * std::sqrt(static_cast<double>(q.size(-1))), k, v,
+      /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+#else
+  (void)k;
+  (void)v;
+  TORCH_CHECK(false,
+              "scaled_dot_product_attention needs LibTorch 2.0, this is ",
+              TORCH_VERSION, " (q on ", q.device(), ")");
+#endif
 }
 
 namespace {

@@ -94,6 +94,17 @@ inline torch::Device ParseDevice(const std::string& name) {
   return torch::Device(name);
 }
 
+// --- attention ---------------------------------------------------------------
+// Whether this LibTorch has at::scaled_dot_product_attention (2.0 and
+// later; flash / memory-efficient kernels on CUDA).
+bool HasScaledDotProductAttention();
+// Causal attention of q [B, h, T, hd], already carrying the softmax scale,
+// over k, v [B, h, T, hd] (as many heads as q) with that kernel. Throws
+// c10::Error where HasScaledDotProductAttention() is false.
+torch::Tensor CausalScaledDotProductAttention(const torch::Tensor& q,
+                                              const torch::Tensor& k,
+                                              const torch::Tensor& v);
+
 // --- torch.distributed (c10d) ------------------------------------------------
 // A process group's collectives, without c10d's types (LibTorch 1.13 runs
 // them on c10d::ProcessGroup, 2.x on c10d::Backend; ProcessGroupGloo's and

@@ -21,6 +21,7 @@
 #include "common/sha256.h"
 #include "common/status.h"
 #include "worker/train/adapter.h"
+#include "worker/train/batch_padding.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/distributed.h"
 #include "worker/train/dtype.h"
@@ -735,6 +736,13 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
           oom.empty() ? "out of memory on another rank" : oom});
     }
     FTUNE_RETURN_IF_ERROR(dist.ReduceStep(params, &step_loss, &step_tokens));
+    // The padding left in the step's micro-batches (preference micro-batches
+    // hold micro_rows pairs), over every rank.
+    const BatchPadding padding =
+        PaddingOf(step_rows, preference ? 2 * micro_rows : micro_rows);
+    std::vector<double> padding_sums{static_cast<double>(padding.padded),
+                                     static_cast<double>(padding.total)};
+    FTUNE_RETURN_IF_ERROR(dist.SumDoubles(padding_sums));
     if (step_preference) {
       FTUNE_RETURN_IF_ERROR(SumOverRanks(dist, &*step_preference, nullptr));
     }
@@ -767,6 +775,8 @@ absl::StatusOr<TrainResult> Train(const TrainSpec& spec, DataSource& data,
     metrics.predicted_peak_memory_bytes = predicted_peak;
     metrics.tensor_peak_memory_bytes = compat::TensorPeakBytes(model->device());
     metrics.preference = step_preference;
+    metrics.padding_share =
+        padding_sums[1] > 0 ? padding_sums[0] / padding_sums[1] : 0.0;
     emit(metrics);
 
     // Evaluation, best adapter, early stopping.

@@ -194,6 +194,9 @@ TEST_F(TrainerTest, ResumeReproducesTheUninterruptedRunBitForBit) {
     if (t == "metrics") {
       EXPECT_TRUE(e.contains("lr") && e.contains("grad_norm") &&
                   e.contains("tokens_per_s"));
+      ASSERT_TRUE(e.contains("padding_share"));
+      EXPECT_GE(e["padding_share"].get<double>(), 0.0);
+      EXPECT_LT(e["padding_share"].get<double>(), 1.0);
     }
   }
   EXPECT_EQ(metrics, 6);
