@@ -23,6 +23,8 @@ std::vector<ProgressEvent> EveryEvent() {
       StartEvent{9, 10, 11, 12, 13, 14},
       MetricsEvent{15, 16, 0.5, 2.25, 1e-4, 0.75, 1234.5, 1 << 20,
                    PreferenceMetrics{0.5, -0.25, 0.75, 0.75, -12.5, -20},
+                   /*predicted_peak_memory_bytes=*/3 << 20,
+                   /*tensor_peak_memory_bytes=*/2 << 20,
                    /*padding_share=*/0.375},
       OomRetryEvent{17, 2, 4, "CUDA out of memory"},
       EvalEvent{18, 1.5, 1.25, 12,
@@ -55,6 +57,8 @@ TEST(ProgressTest, EveryEventSurvivesTheRoundTrip) {
   EXPECT_THAT(metrics, HasSubstr("\"loss\":2.25"));
   EXPECT_THAT(metrics, HasSubstr("\"peak_memory_bytes\":1048576"));
   EXPECT_THAT(metrics, HasSubstr("\"padding_share\":0.375"));
+  EXPECT_THAT(metrics, HasSubstr("\"predicted_peak_memory_bytes\":3145728"));
+  EXPECT_THAT(metrics, HasSubstr("\"tensor_peak_memory_bytes\":2097152"));
   EXPECT_THAT(metrics, HasSubstr("\"reward_accuracy\":0.75"));
   const auto eval =
       std::get<EvalEvent>(*ParseProgressLine(ToJsonLine(events[5])));
