@@ -418,7 +418,7 @@ class FlagChecker:
                 if line and not line.startswith(" "):
                     section = None
                 if section == "commands":
-                    m = re.match(r"^\s+([a-z]+)(?: ([a-z]+))?(?=\s|$)", line)
+                    m = re.match(r"^\s+([a-z]+)(?: ([a-z][a-z-]*))?(?=\s|$)", line)
                     if m:
                         commands[tuple(w for w in m.groups() if w)] = None
             if not commands:

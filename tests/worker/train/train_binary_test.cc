@@ -619,7 +619,7 @@ TEST(TrainCapabilitiesTest, ReportsTheFamiliesMethodsAndDevices) {
       contract::ParseCapabilities(out);
   ASSERT_TRUE(caps.ok()) << caps.status() << ": " << out;
   EXPECT_EQ(caps->architectures, SupportedArchitectures());
-  EXPECT_THAT(caps->methods, ElementsAre("lora", "qlora"));
+  EXPECT_THAT(caps->methods, ElementsAre("lora", "qlora", "full"));
   EXPECT_EQ(caps->chat_templates, contract::ChatTemplateNames());
 #if !FTUNE_WITH_CUDA
   EXPECT_FALSE(caps->cuda);
