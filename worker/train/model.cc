@@ -608,7 +608,8 @@ std::vector<std::pair<std::string, Tensor>> Model::LoraParameters() {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Model::BaseParameters() {
+std::vector<std::pair<std::string, Tensor>> Model::StateDict(
+    bool merged) const {
   std::vector<std::pair<std::string, Tensor>> out;
   const Architecture& a = config_.arch;
   const WeightNames& names = a.names;
@@ -631,8 +632,14 @@ std::vector<std::pair<std::string, Tensor>> Model::BaseParameters() {
     for (size_t j = 0; j < a.modules.size(); ++j) {
       const Linear* l = layer.modules[j].second;
       const std::string base = p + a.modules[j].path;
-      // Dense() and bias() share the frozen weight's storage.
-      out.emplace_back(base + ".weight", l->base().Dense());
+      if (merged) {
+        Tensor w = l->MergedWeight();
+        if (a.modules[j].conv1d) w = w.t().contiguous();
+        out.emplace_back(base + ".weight", w);
+      } else {
+        // Dense() and bias() share the frozen weight's storage.
+        out.emplace_back(base + ".weight", l->base().Dense());
+      }
       if (l->base().bias().defined())
         out.emplace_back(base + ".bias", l->base().bias());
     }
@@ -640,6 +647,10 @@ std::vector<std::pair<std::string, Tensor>> Model::BaseParameters() {
   norm(names.final_norm, final_norm_);
   if (!config_.tie_word_embeddings) out.emplace_back(names.lm_head, lm_head_);
   return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::BaseParameters() {
+  return StateDict(/*merged=*/false);
 }
 
 absl::Status Model::EnableFullTraining() {
@@ -667,38 +678,7 @@ Model::QuantizedSize Model::quantized_size() const {
 }
 
 std::vector<std::pair<std::string, Tensor>> Model::MergedStateDict() const {
-  std::vector<std::pair<std::string, Tensor>> out;
-  const Architecture& a = config_.arch;
-  const WeightNames& names = a.names;
-  auto norm = [&](const std::string& name, const NormWeights& w) {
-    if (!w.defined()) return;
-    out.emplace_back(name + ".weight", w.weight);
-    if (w.bias.defined()) out.emplace_back(name + ".bias", w.bias);
-  };
-  out.emplace_back(names.embed, embed_);
-  if (positions_.defined()) out.emplace_back(names.positions, positions_);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const std::string p = absl::StrCat(names.layer_prefix, i, ".");
-    const DecoderLayer& layer = layers_[i];
-    norm(p + names.attn_norm, layer.attn_norm);
-    norm(p + names.post_attn_norm, layer.post_attn_norm);
-    norm(p + names.mlp_norm, layer.mlp_norm);
-    norm(p + names.post_mlp_norm, layer.post_mlp_norm);
-    norm(p + names.q_norm, layer.q_norm);
-    norm(p + names.k_norm, layer.k_norm);
-    for (size_t j = 0; j < a.modules.size(); ++j) {
-      const Linear* l = layer.modules[j].second;
-      const std::string base = p + a.modules[j].path;
-      Tensor w = l->MergedWeight();
-      if (a.modules[j].conv1d) w = w.t().contiguous();
-      out.emplace_back(base + ".weight", w);
-      if (l->base().bias().defined())
-        out.emplace_back(base + ".bias", l->base().bias());
-    }
-  }
-  norm(names.final_norm, final_norm_);
-  if (!config_.tie_word_embeddings) out.emplace_back(names.lm_head, lm_head_);
-  return out;
+  return StateDict(/*merged=*/true);
 }
 
 }  // namespace ftune::train

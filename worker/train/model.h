@@ -201,6 +201,10 @@ class Model {
   QuantizedSize quantized_size() const;
 
  private:
+  // BaseParameters (merged = false: the frozen tensors themselves,
+  // projections [out, in]) and MergedStateDict (true) share this walk.
+  std::vector<std::pair<std::string, torch::Tensor>> StateDict(
+      bool merged) const;
   Model(ModelConfig config, ModelOptions options);
   torch::Tensor Hidden(const Batch& batch, bool training,
                        KvCache* cache = nullptr);
