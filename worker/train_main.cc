@@ -13,11 +13,13 @@
 #include <torch/cuda.h>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/contract/capabilities.h"
 #include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
 #include "common/file_util.h"
+#include "common/fs_faults.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/bench.h"
@@ -394,6 +396,13 @@ int main(int argc, char** argv) {
   }
   ftune::train::ReexecWithOpenMpSpinPolicy(argv);
   ftune::train::KeepFreedMemoryInProcess();
+  // Injected storage faults, for tests (common/fs_faults.h).
+  if (const char* plan = std::getenv("FTUNE_FS_FAULTS"); plan != nullptr) {
+    if (absl::Status st = ftune::fsfault::Install(plan); !st.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("FTUNE_FS_FAULTS: ", st.message())));
+    }
+  }
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "generate")

@@ -147,6 +147,8 @@ absl::Status PublishAdapter(const std::string& output_dir,
         absl::StrCat("output_dir ", output_dir, " already exists"));
   }
   const std::string staging = StagingDir(output_dir);
+  // What a crashed earlier attempt left half-written.
+  FTUNE_RETURN_IF_ERROR(RemovePublishLeftovers(output_dir));
   FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
   absl::Status st = [&]() -> absl::Status {
     FTUNE_RETURN_IF_ERROR(
@@ -174,6 +176,8 @@ absl::Status MergeModel(Model& model, const std::string& output_dir) {
         absl::StrCat("merge_output_dir ", output_dir, " already exists"));
   }
   const std::string staging = StagingDir(output_dir);
+  // What a crashed earlier attempt left half-written.
+  FTUNE_RETURN_IF_ERROR(RemovePublishLeftovers(output_dir));
   FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
   absl::Status st = [&]() -> absl::Status {
     FTUNE_RETURN_IF_ERROR(WriteTensors(JoinPath(staging, "model.safetensors"),

@@ -61,6 +61,9 @@ absl::StatusOr<std::string> SaveCheckpoint(
     const NamedTensors& params, const AdamW& opt, const NamedTensors* best,
     const std::string& spec_sha, bool full) {
   FTUNE_RETURN_IF_ERROR(MakeDirs(checkpoint_dir));
+  // Staging directories of a crashed earlier attempt (never resumed from:
+  // ResolveResume skips them) would only fill the disk.
+  FTUNE_RETURN_IF_ERROR(RemoveStagingLeftovers(checkpoint_dir, "step-"));
   const std::string final_dir = JoinPath(checkpoint_dir, StepDirName(st.step));
   const std::string staging = absl::StrCat(final_dir, ".tmp-", NewId("stage"));
   FTUNE_RETURN_IF_ERROR(MakeDirs(staging));

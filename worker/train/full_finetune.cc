@@ -59,6 +59,8 @@ absl::Status PublishFullModel(const std::string& base_dir,
         absl::StrCat("output_dir ", output_dir, " already exists"));
   }
   const std::string staging = absl::StrCat(output_dir, ".tmp-", NewId("stage"));
+  // What a crashed earlier attempt left half-written.
+  FTUNE_RETURN_IF_ERROR(RemovePublishLeftovers(output_dir));
   FTUNE_RETURN_IF_ERROR(MakeDirs(staging));
   absl::Status st = [&]() -> absl::Status {
     FTUNE_RETURN_IF_ERROR(WriteWeights(staging, model, shard_bytes));

@@ -62,7 +62,9 @@ int ExitCodeFor(const absl::Status& status) {
     case absl::StatusCode::kOutOfRange:
       return kExitBadInput;
     case absl::StatusCode::kResourceExhausted:
-      return kExitOutOfMemory;
+      // A full disk (file_util's ENOSPC/EDQUOT) is not an out-of-memory:
+      // retrying with a smaller micro-batch cannot help.
+      return IsStorageError(status) ? kExitRetryable : kExitOutOfMemory;
     case absl::StatusCode::kDataLoss:
       return kExitDiverged;
     case absl::StatusCode::kUnavailable:

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -26,6 +27,7 @@
 #include "common/contract/task_metrics.h"
 #include "common/file_util.h"
 #include "common/safetensors.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -45,6 +47,7 @@ namespace ftune::train {
 namespace {
 
 using nlohmann::json;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -82,11 +85,12 @@ struct RunResult {
 // Runs build/bin/ftune-train --spec `spec_path`; with `term_after_metrics`,
 // sends SIGTERM after the first metrics line.
 RunResult RunTrain(const std::string& spec_path, const std::string& log_path,
-                   bool term_after_metrics = false) {
+                   bool term_after_metrics = false,
+                   const std::map<std::string, std::string>& env = {}) {
   RunResult r;
   ftune::testing::Subprocess p;
   absl::Status st = p.Start(
-      {std::string(FTUNE_BIN_DIR) + "/ftune-train", "--spec", spec_path}, {},
+      {std::string(FTUNE_BIN_DIR) + "/ftune-train", "--spec", spec_path}, env,
       log_path);
   EXPECT_TRUE(st.ok()) << st;
   if (!st.ok()) return r;
@@ -198,9 +202,10 @@ class TrainBinaryTest : public ::testing::Test {
     return path;
   }
   RunResult Run(const std::string& name, const json& spec,
-                bool term_after_metrics = false) {
+                bool term_after_metrics = false,
+                const std::map<std::string, std::string>& env = {}) {
     return RunTrain(WriteSpec(name, spec), dir_.Sub(name + ".log"),
-                    term_after_metrics);
+                    term_after_metrics, env);
   }
   ftune::testing::TempDir dir_;
 };
@@ -308,6 +313,106 @@ TEST_F(TrainBinaryTest, ResumeAfterSigtermMatchesTheUninterruptedRun) {
     const int64_t step = m["step"].get<int64_t>();
     // Bit for bit: same rows in the same order, same RNG, same optimizer.
     EXPECT_EQ(m["loss"].get<double>(), want[step]) << "step " << step;
+  }
+}
+
+// Storage faults injected into the trainer's writes (common/fs_faults.h):
+// after a full disk or a crash at any step of a checkpoint or adapter
+// write, each checkpoint and the adapter is either complete or absent, and
+// the run resumes from what is complete, bit for bit.
+TEST_F(TrainBinaryTest, StorageFaultsLeaveCompleteOrAbsentResultsAndResume) {
+  json spec = Spec("faults");
+  spec["hyperparameters"]["checkpoint_every_steps"] = 10;
+  spec["hyperparameters"]["eval_every_steps"] = 30;
+  const std::string ckpt = spec["checkpoint_dir"];
+  const std::string adapter = spec["output_dir"];
+  const std::string job_dir = dir_.Sub("faults");
+  // The names in `dir`, sorted.
+  auto names = [](const std::string& dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto losses = [](const RunResult& r) {
+    std::map<int64_t, double> out;
+    for (const json& m : r.Of("metrics"))
+      out[m["step"].get<int64_t>()] = m["loss"].get<double>();
+    return out;
+  };
+  auto faults = [](const std::string& plan) {
+    return std::map<std::string, std::string>{{"FTUNE_FS_FAULTS", plan}};
+  };
+
+  // A full disk while the step-20 checkpoint is written: a retryable
+  // failure naming the file (not "out of memory": a smaller micro-batch
+  // cannot help); step 10 stays, nothing half-written is left.
+  RunResult full_disk =
+      Run("disk", spec, false, faults("write:optimizer.safetensors:2=ENOSPC"));
+  EXPECT_EQ(full_disk.exit_code, kExitRetryable) << full_disk.stderr_text;
+  ASSERT_FALSE(full_disk.lines.empty());
+  EXPECT_EQ(full_disk.lines.back()["type"], "error");
+  EXPECT_EQ(full_disk.lines.back()["reason"], "retryable");
+  EXPECT_THAT(full_disk.lines.back()["message"].get<std::string>(),
+              AllOf(HasSubstr("No space left on device"),
+                    HasSubstr("optimizer.safetensors")));
+  EXPECT_THAT(names(ckpt), ElementsAre("step-00000010"));
+  EXPECT_FALSE(std::filesystem::exists(adapter));
+
+  // Killed between writing the step-20 checkpoint and renaming it into
+  // place: step 20 is absent, its staging directory left behind.
+  spec["resume_from"] = "auto";
+  RunResult crash_ckpt =
+      Run("crash-ckpt", spec, false, faults("rename:/step-00000020$:1=crash"));
+  EXPECT_EQ(crash_ckpt.exit_code, -1) << "not killed?\n"
+                                      << crash_ckpt.stderr_text;
+  ASSERT_EQ(crash_ckpt.Of("resumed").size(), 1u);
+  EXPECT_EQ(crash_ckpt.Of("resumed")[0]["step"], 10);
+  std::vector<std::string> left = names(ckpt);
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0], "step-00000010");
+  EXPECT_THAT(left[1], HasSubstr("step-00000020.tmp-"));
+  // The same steps as the run that hit the full disk.
+  const std::map<int64_t, double> first = losses(full_disk);
+  for (const auto& [step, loss] : losses(crash_ckpt)) {
+    ASSERT_TRUE(first.count(step)) << step;
+    EXPECT_EQ(loss, first.at(step)) << "step " << step;
+  }
+
+  // Killed while the adapter directory is renamed into place: no adapter;
+  // the checkpoint's leftovers were cleared when step 20 was written.
+  RunResult crash_publish = Run("crash-publish", spec, false,
+                                faults("rename:/faults/adapter$:1=crash"));
+  EXPECT_EQ(crash_publish.exit_code, -1) << crash_publish.stderr_text;
+  EXPECT_EQ(crash_publish.Of("resumed")[0]["step"], 10);
+  EXPECT_THAT(names(ckpt), ElementsAre("step-00000010", "step-00000020"));
+  EXPECT_FALSE(std::filesystem::exists(adapter));
+  bool staging = false;
+  for (const std::string& n : names(job_dir))
+    staging = staging || absl::StartsWith(n, "adapter.tmp-");
+  EXPECT_TRUE(staging) << "the crash came before the adapter was staged?";
+
+  // Then a clean attempt: resumes from step 20, publishes a complete
+  // adapter (every file's sha256 as its manifest says) and clears the
+  // staging directory of the crashed one.
+  RunResult clean = Run("clean", spec);
+  ASSERT_EQ(clean.exit_code, kExitOk) << clean.stderr_text;
+  EXPECT_EQ(clean.Of("resumed")[0]["step"], 20);
+  const std::map<int64_t, double> before = losses(crash_publish);
+  for (const auto& [step, loss] : losses(clean)) {
+    ASSERT_TRUE(before.count(step)) << step;
+    EXPECT_EQ(loss, before.at(step)) << "step " << step;
+  }
+  EXPECT_THAT(names(job_dir), ElementsAre("adapter", "ckpt"));
+  ASSERT_OK_AND_ASSIGN(std::string manifest_text,
+                       ReadFile(JoinPath(adapter, "ftune_manifest.json")));
+  const json manifest = json::parse(manifest_text);
+  ASSERT_EQ(manifest["files"].size(), 2u);
+  for (const auto& [file, entry] : manifest["files"].items()) {
+    ASSERT_OK_AND_ASSIGN(std::string sha, Sha256File(JoinPath(adapter, file)));
+    EXPECT_EQ(entry["sha256"], sha) << file;
   }
 }
 
