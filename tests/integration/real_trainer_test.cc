@@ -165,5 +165,73 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   }
 }
 
+// A full disk under the adapter (injected into every trainer process of the
+// worker, common/fs_faults.h): each attempt fails retryably naming the file,
+// the second resumes from the first's checkpoint, the job ends FAILED with
+// that cause and no adapter, nothing half-written is left, and the
+// scheduler goes on serving.
+TEST(RealTrainerTest, FullDiskAtPublishFailsTheJobNamingItAndPublishesNothing) {
+  ClusterOptions options;
+  options.model_name = "tiny-llama";
+  options.write_model = [](const std::string& dir) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(WriteTinyLlama(dir, /*vocab=*/320, /*seed=*/3));
+    return WriteChatTokenizer(dir);
+  };
+  Cluster cluster(options);
+  ASSERT_OK(cluster.StartScheduler());
+  ASSERT_OK_AND_ASSIGN(TenantHandle tenant, cluster.CreateTenant("acme"));
+  ASSERT_OK_AND_ASSIGN(std::string file,
+                       cluster.UploadFile(tenant, "chat.jsonl", ChatJsonl(16)));
+  WorkerOptions w;
+  w.trainer = kTrainer;
+  w.env["FTUNE_FS_FAULTS"] = "write:adapter_model.safetensors:1=ENOSPC";
+  ASSERT_OK(cluster.StartWorker(w).status());
+
+  v1::JobSpec spec = StepsSpec("tiny-llama", file, /*max_steps=*/8,
+                               /*checkpoint_every=*/4, /*max_restarts=*/1);
+  spec.mutable_lora()->set_rank(4);
+  ASSERT_OK_AND_ASSIGN(v1::Job job, cluster.CreateJob(tenant, spec));
+  ASSERT_OK_AND_ASSIGN(v1::Job done,
+                       cluster.WaitForJob(
+                           tenant, job.id(),
+                           [](const v1::Job& j) {
+                             return j.state() == v1::JOB_STATE_SUCCEEDED ||
+                                    j.state() == v1::JOB_STATE_FAILED ||
+                                    j.state() == v1::JOB_STATE_CANCELLED;
+                           },
+                           absl::Seconds(240)));
+  ASSERT_EQ(done.state(), v1::JOB_STATE_FAILED) << done.ShortDebugString();
+  EXPECT_EQ(done.attempt(), 2);
+  EXPECT_EQ(done.error().reason(), v1::ERROR_REASON_MAX_RESTARTS_EXCEEDED);
+  EXPECT_THAT(
+      done.error().message(),
+      ::testing::AllOf(::testing::HasSubstr("No space left on device"),
+                       ::testing::HasSubstr("adapter_model.safetensors")));
+  EXPECT_EQ(done.adapter().files_size(), 0);
+  const std::string job_dir =
+      cluster.StoragePath(absl::StrCat("jobs/", tenant.id, "/", job.id()));
+  for (const auto& e : std::filesystem::directory_iterator(job_dir)) {
+    const std::string name = e.path().filename().string();
+    EXPECT_EQ(name.find("adapter"), std::string::npos) << name;
+  }
+  // The step-4 checkpoint is complete (the second attempt resumed from it)
+  // and is still listed.
+  grpc::ClientContext ctx;
+  Authorize(ctx, tenant.key);
+  v1::ListCheckpointsRequest req;
+  req.set_job_id(job.id());
+  v1::ListCheckpointsResponse resp;
+  ASSERT_TRUE(cluster.jobs().ListCheckpoints(&ctx, req, &resp).ok());
+  ASSERT_GE(resp.checkpoints_size(), 1);
+  EXPECT_EQ(resp.checkpoints(0).step(), 4);
+  grpc::ClientContext gctx;
+  Authorize(gctx, tenant.key);
+  v1::GetJobRequest greq;
+  greq.set_job_id(job.id());
+  v1::Job again;
+  EXPECT_TRUE(cluster.jobs().GetJob(&gctx, greq, &again).ok());
+  EXPECT_EQ(again.state(), v1::JOB_STATE_FAILED);
+}
+
 }  // namespace
 }  // namespace ftune::testing
