@@ -340,6 +340,11 @@ absl::StatusOr<TokenizedExample> TokenizeExample(const Example& example,
       b.Text(example.text, true, false);
       FTUNE_RETURN_IF_ERROR(b.Eos(true));
       break;
+    case DatasetFormat::kPreference:
+    case DatasetFormat::kChatPreference:
+      // dataset_builder.cc tokenizes a pair one side at a time (PairSide).
+      return LineError(example,
+                       "a preference pair is tokenized one side at a time");
     case DatasetFormat::kUnknown:
       return LineError(example, "example has no format");
   }
@@ -352,6 +357,7 @@ absl::StatusOr<std::vector<int32_t>> TokenizePrompt(
   Builder b(tokenizer, example.line_number);
   switch (example.format) {
     case DatasetFormat::kMessages:
+    case DatasetFormat::kChatPreference:  // `messages` holds its input turns
       if (example.messages.empty() ||
           example.messages.back().role == Role::kAssistant) {
         return LineError(example,
@@ -362,6 +368,7 @@ absl::StatusOr<std::vector<int32_t>> TokenizePrompt(
                                            /*generation_prompt=*/true, &b));
       break;
     case DatasetFormat::kPromptCompletion:
+    case DatasetFormat::kPreference:
       b.BosIfConfigured();
       b.Text(example.prompt, false, false);
       break;
