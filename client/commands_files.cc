@@ -287,13 +287,15 @@ int ModelsList(const CommandContext& c) {
     c.output.Message(all);
     return kExitOk;
   }
+  // BASE: what a model a full fine-tuning job produced was trained from.
   Table table({"NAME", "ARCHITECTURE", "PARAMETERS", "MAX POSITIONS", "METHODS",
-               "CHAT TEMPLATE"});
+               "CHAT TEMPLATE", "BASE"});
   for (const v1::Model& m : all.models()) {
     table.Add(
         {m.name(), m.architecture(), absl::StrCat(m.parameter_count()),
          absl::StrCat(m.max_position_embeddings()), MethodsOf(m),
-         m.default_chat_template().empty() ? "-" : m.default_chat_template()});
+         m.default_chat_template().empty() ? "-" : m.default_chat_template(),
+         m.base_model().empty() ? "-" : m.base_model()});
   }
   table.Print(c.output.out());
   return kExitOk;
@@ -325,7 +327,10 @@ int ModelsGet(const CommandContext& c) {
        {"max_positions", absl::StrCat(m.max_position_embeddings())},
        {"dtype", m.torch_dtype()},
        {"methods", MethodsOf(m)},
-       {"chat_template", m.default_chat_template()}});
+       {"chat_template", m.default_chat_template()},
+       {"base_model", m.base_model()},
+       {"job", m.job_id()},
+       {"owner", m.owner_tenant_id()}});
   return kExitOk;
 }
 

@@ -227,6 +227,7 @@ void PrintJob(const CommandContext& c, const v1::Job& job) {
                    {"error", ErrorText(job.error())},
                    {"adapter", job.adapter().name()},
                    {"adapter_path", job.adapter().path()},
+                   {"fine_tuned_model", job.fine_tuned_model()},
                    {"created", FormatTime(job.create_time())},
                    {"started", FormatTime(job.start_time())},
                    {"ended", FormatTime(job.end_time())},

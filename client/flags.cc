@@ -152,7 +152,7 @@ std::vector<CommandSpec> BuildCommands() {
         Str("validation-file", "FILE_ID", "evaluation dataset"),
         Dbl("validation-split", "FRACTION",
             "hold out this fraction of the training file, in (0, 0.5]"),
-        Str("method", "METHOD", "lora (default) or qlora"),
+        Str("method", "METHOD", "lora (default), qlora or full"),
         Dbl("epochs", "N",
             Help("passes over the data, may be fractional", d::kEpochs)),
         Int("max-steps", "exact number of optimizer steps instead of epochs",

@@ -150,9 +150,12 @@ absl::StatusOr<v1::CreateJobRequest> BuildCreateJobRequest(
       spec.set_method(v1::TRAINING_METHOD_LORA);
     } else if (method == "qlora") {
       spec.set_method(v1::TRAINING_METHOD_QLORA);
+    } else if (method == "full") {
+      spec.set_method(v1::TRAINING_METHOD_FULL);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--method: \"", flags.Get("method"), "\" is not lora or qlora"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--method: \"", flags.Get("method"),
+                       "\" is not lora, qlora or full"));
     }
   }
   if (flags.Has("epochs") && flags.Has("max-steps")) {

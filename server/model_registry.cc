@@ -267,7 +267,7 @@ absl::StatusOr<SchedulerConfig> ParseSchedulerConfig(
                               ".directory must be a normalised path relative "
                               "to the storage root, without \"..\""));
     }
-    std::vector<std::string> methods = {"lora", "qlora"};
+    std::vector<std::string> methods = {"lora", "qlora", "full"};
     if (m.contains("supported_methods")) {
       if (!m["supported_methods"].is_array()) {
         return bad(absl::StrCat(where, ".supported_methods must be a list"));
@@ -275,10 +275,10 @@ absl::StatusOr<SchedulerConfig> ParseSchedulerConfig(
       methods.clear();
       for (const json& x : m["supported_methods"]) {
         const std::string s = x.is_string() ? x.get<std::string>() : "";
-        if (s != "lora" && s != "qlora") {
+        if (s != "lora" && s != "qlora" && s != "full") {
           return bad(absl::StrCat(where,
-                                  ".supported_methods: expected \"lora\" or "
-                                  "\"qlora\", got ",
+                                  ".supported_methods: expected \"lora\", "
+                                  "\"qlora\" or \"full\", got ",
                                   QuoteValue(x.dump())));
         }
         methods.push_back(s);

@@ -187,7 +187,7 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
       std::make_unique<rpc::ModelServiceImpl>(store_.get(), auth_.get());
   worker_service_ = std::make_unique<rpc::WorkerServiceImpl>(
       store_.get(), auth_.get(), dispatcher_.get(), Clock::Real(),
-      rpc_executor_.get());
+      rpc_executor_.get(), options_.storage_root);
   webhook_registry_ = std::make_unique<webhook::WebhookRegistry>(
       store_.get(), options_.webhooks.policy);
   webhook_service_ = std::make_unique<rpc::WebhookServiceImpl>(

@@ -11,6 +11,8 @@ absl::StatusOr<contract::Method> MethodFromProto(v1::TrainingMethod method) {
       return contract::Method::kLora;
     case v1::TRAINING_METHOD_QLORA:
       return contract::Method::kQlora;
+    case v1::TRAINING_METHOD_FULL:
+      return contract::Method::kFull;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("spec.method: unknown value ", method));

@@ -27,6 +27,10 @@ struct AttemptEnd {
   AttemptOutcome outcome = AttemptOutcome::kSucceeded;
   JobError error;   // For kFailed / kRetryableFailure.
   Adapter adapter;  // For kSucceeded.
+  // For kSucceeded of a full fine-tuning job: the model its published
+  // directory becomes (name, directory, tenant_id, job_id and what
+  // InspectModelDirectory read), stored with the SUCCEEDED transition.
+  std::optional<Model> output_model;
 };
 
 // What to write. The store keeps every other field.

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/contract/limits.h"
 
 namespace ftune::core {
 namespace {
@@ -52,6 +53,15 @@ std::vector<std::string> Suggestions(const MemoryPlanInput& in,
     if (const int64_t t = Total(s); t <= budget)
       out.push_back(absl::StrCat("method QLORA: ", FormatBytes(t)));
   }
+  if (in.method == "full") {
+    // An adapter instead of every weight (the default rank and targets).
+    MemoryPlanInput s = in;
+    s.method = "lora";
+    s.lora_rank = contract::defaults::kLoraRank;
+    s.target_modules = {std::string(contract::defaults::kAllLinear)};
+    if (const int64_t t = Total(s); t <= budget)
+      out.push_back(absl::StrCat("method LORA: ", FormatBytes(t)));
+  }
   if (out.empty()) {
     // All of them together.
     MemoryPlanInput s = in;
@@ -81,8 +91,18 @@ contract::MemoryPlanInput MemoryPlanInputOf(const v1::JobSpec& resolved,
                                             const contract::ModelShape& shape) {
   MemoryPlanInput in;
   in.model = shape;
-  // TRAINING_METHOD_FULL arrives from another branch: map it to "full" here.
-  in.method = resolved.method() == v1::TRAINING_METHOD_QLORA ? "qlora" : "lora";
+  switch (resolved.method()) {
+    case v1::TRAINING_METHOD_QLORA:
+      in.method = "qlora";
+      break;
+    case v1::TRAINING_METHOD_FULL:
+      // Weights, gradients, fp32 masters (16-bit compute) and AdamW's two
+      // fp32 moments for every parameter: contract::PlanMemory's "full".
+      in.method = "full";
+      break;
+    default:
+      in.method = "lora";
+  }
   const bool gpu = resolved.resources().gpus() > 0;
   switch (resolved.quantization().compute_dtype()) {
     case v1::COMPUTE_DTYPE_FP32:

@@ -92,6 +92,24 @@ void CheckLora(const v1::LoraConfig& lora,
   }
 }
 
+// TRAINING_METHOD_FULL trains every weight: each LoRA field set is a
+// mistake (named), as is DPO, whose reference is the frozen base.
+// Quantization is CheckQuantization's (only with TRAINING_METHOD_QLORA).
+void CheckFullFinetune(const v1::JobSpec& spec, Errors& e) {
+  if (spec.method() != v1::TRAINING_METHOD_FULL) return;
+  const v1::LoraConfig& l = spec.lora();
+  const char* why = "not with TRAINING_METHOD_FULL (every weight is trained)";
+  if (l.rank() != 0) e.Add("spec.lora.rank", why);
+  if (l.alpha() != 0) e.Add("spec.lora.alpha", why);
+  if (l.dropout() != 0) e.Add("spec.lora.dropout", why);
+  if (l.target_modules_size() > 0) e.Add("spec.lora.target_modules", why);
+  if (spec.objective() == v1::TRAINING_OBJECTIVE_DPO) {
+    e.Add("spec.objective",
+          "TRAINING_OBJECTIVE_DPO needs the frozen base as its reference, "
+          "which TRAINING_METHOD_FULL trains; use SFT or ORPO");
+  }
+}
+
 void CheckQuantization(const v1::JobSpec& spec, bool cpu, Errors& e) {
   if (!spec.has_quantization()) return;
   if (!IsQlora(spec)) {
@@ -482,8 +500,10 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
     e.Add("spec.method", absl::StrCat("unknown value ", spec.method()));
   } else if (ctx.model) {
     const bool qlora = IsQlora(spec);
+    const bool full = spec.method() == v1::TRAINING_METHOD_FULL;
     if ((qlora && !ctx.model->supports_qlora) ||
-        (!qlora && !ctx.model->supports_lora)) {
+        (full && !ctx.model->supports_full) ||
+        (!qlora && !full && !ctx.model->supports_lora)) {
       e.Add("spec.method",
             absl::StrCat("model ", ctx.model->name, " does not support ",
                          v1::TrainingMethod_Name(spec.method())));
@@ -509,6 +529,7 @@ std::vector<FieldError> ValidateJobSpec(const v1::JobSpec& spec,
     e.Add("spec.suffix", "must be 0-40 characters of [a-z0-9-]");
   }
   CheckObjective(spec, ctx, e);
+  CheckFullFinetune(spec, e);
   CheckSamples(spec, e);
   CheckTaskMetrics(spec, ctx, e);
   return e.Take();
@@ -533,13 +554,16 @@ v1::JobSpec ResolveJobSpec(const v1::JobSpec& spec, const ModelFacts& model,
   if (r.method() == v1::TRAINING_METHOD_UNSPECIFIED) {
     r.set_method(v1::TRAINING_METHOD_LORA);
   }
-  v1::LoraConfig* lora = r.mutable_lora();
-  if (lora->rank() == 0) lora->set_rank(defaults::kLoraRank);
-  if (lora->alpha() == 0) {
-    lora->set_alpha(defaults::kLoraAlphaPerRank * lora->rank());
-  }
-  if (lora->target_modules().empty()) {
-    lora->add_target_modules(defaults::kAllLinear);
+  // A full fine-tune has no LoRA settings to resolve.
+  if (r.method() != v1::TRAINING_METHOD_FULL) {
+    v1::LoraConfig* lora = r.mutable_lora();
+    if (lora->rank() == 0) lora->set_rank(defaults::kLoraRank);
+    if (lora->alpha() == 0) {
+      lora->set_alpha(defaults::kLoraAlphaPerRank * lora->rank());
+    }
+    if (lora->target_modules().empty()) {
+      lora->add_target_modules(defaults::kAllLinear);
+    }
   }
   if (r.method() == v1::TRAINING_METHOD_QLORA) {
     v1::QuantizationConfig* q = r.mutable_quantization();

@@ -51,6 +51,9 @@ struct ModelFacts {
   // Non-empty when the trainer cannot run the model: why, naming the
   // config field and the supported values.
   std::string unsupported = "";
+  // TRAINING_METHOD_FULL (last, so aggregate initialisers of the fields
+  // above keep their meaning).
+  bool supports_full = true;
 };
 
 // What a file named in the spec is.

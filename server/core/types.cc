@@ -100,6 +100,10 @@ std::string FileStatusName(FileStatus status) {
   return absl::StrCat("UNKNOWN(", static_cast<int>(status), ")");
 }
 
+std::string FineTunedModelName(absl::string_view job_id) {
+  return absl::StrCat("ft:", job_id);
+}
+
 std::string WorkerStateName(WorkerState state) {
   switch (state) {
     case WorkerState::kActive:

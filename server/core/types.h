@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/contract/capabilities.h"
 #include "common/contract/progress.h"
@@ -283,7 +284,23 @@ struct Model {
   std::string directory;                        // Relative to the storage root.
   std::map<std::string, std::string> metadata;  // e.g. architecture, params.
   absl::Time update_time = absl::InfinitePast();
+  // A model a full fine-tuning job produced (FineTunedModelName): the
+  // tenant that owns it (only that tenant sees it) and the job. Both empty
+  // for the operator's models, which every tenant sees.
+  std::string tenant_id;
+  std::string job_id;
 };
+
+// The name of the model a TRAINING_METHOD_FULL job's published directory
+// becomes: "ft:<job id>". Operator model names cannot hold ':', so the two
+// never collide.
+std::string FineTunedModelName(absl::string_view job_id);
+
+// Whether `tenant_id` may see and use `model` (the operator's models: every
+// tenant).
+inline bool ModelVisibleTo(const Model& model, absl::string_view tenant_id) {
+  return model.tenant_id.empty() || model.tenant_id == tenant_id;
+}
 
 // ------------------------------------------------------------- workers ----
 

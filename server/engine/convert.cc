@@ -184,6 +184,12 @@ v1::Job JobToProto(const core::Job& job) {
     out.set_worker_id(job.worker_id);
   }
   out.set_last_sequence(job.last_sequence);
+  // The worker service registers a full job's model in the transaction
+  // that makes it SUCCEEDED (core::AttemptEnd.output_model).
+  if (job.state == core::JobState::kSucceeded &&
+      out.spec().method() == v1::TRAINING_METHOD_FULL) {
+    out.set_fine_tuned_model(core::FineTunedModelName(job.id));
+  }
   return out;
 }
 
@@ -325,8 +331,12 @@ v1::Model ModelToProto(const core::Model& model) {
   if (facts.supports_qlora) {
     out.add_supported_methods(v1::TRAINING_METHOD_QLORA);
   }
+  if (facts.supports_full) out.add_supported_methods(v1::TRAINING_METHOD_FULL);
   out.set_default_chat_template(MetaStr(model, "default_chat_template"));
   out.set_weights_size_bytes(MetaInt(model, "weights_size_bytes"));
+  out.set_owner_tenant_id(model.tenant_id);
+  out.set_base_model(MetaStr(model, "base_model"));
+  out.set_job_id(model.job_id);
   return out;
 }
 
@@ -356,10 +366,11 @@ core::ModelFacts ModelFactsFromModel(const core::Model& model) {
   }
   const std::string methods = MetaStr(model, "supported_methods");
   if (!methods.empty()) {
-    f.supports_lora = f.supports_qlora = false;
+    f.supports_lora = f.supports_qlora = f.supports_full = false;
     for (absl::string_view m : absl::StrSplit(methods, ',')) {
       if (m == "lora") f.supports_lora = true;
       if (m == "qlora") f.supports_qlora = true;
+      if (m == "full") f.supports_full = true;
     }
   }
   return f;

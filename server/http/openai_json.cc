@@ -591,7 +591,11 @@ json JobJson(const v1::Job& job) {
       {"created_at", Seconds(job.create_time())},
       {"finished_at", done ? TimeOrNull(job.end_time()) : json(nullptr)},
       {"model", spec.model()},
-      {"fine_tuned_model", StringOrNull(job.adapter().name())},
+      // A full fine-tune's model (usable as "model" of later jobs), else
+      // the adapter's name.
+      {"fine_tuned_model",
+       StringOrNull(job.fine_tuned_model().empty() ? job.adapter().name()
+                                                   : job.fine_tuned_model())},
       {"organization_id", job.tenant_id()},
       {"result_files", json::array()},
       {"status", JobStatusName(job.state())},

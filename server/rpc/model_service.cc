@@ -21,12 +21,22 @@ grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(
     v1::ListModelsResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    FTUNE_RETURN_IF_ERROR(RequireTenantOrAdmin(*auth_, *ctx).status());
+    FTUNE_ASSIGN_OR_RETURN(Principal caller,
+                           RequireTenantOrAdmin(*auth_, *ctx));
     FTUNE_ASSIGN_OR_RETURN(int page_size,
                            ResolvePageSize(request->page_size(), 100, 1000));
     FTUNE_ASSIGN_OR_RETURN(std::string after,
                            DecodePageToken(request->page_token(), "models"));
     FTUNE_ASSIGN_OR_RETURN(std::vector<core::Model> all, store_->ListModels());
+    // A tenant sees the operator's models and its own fine-tuned ones.
+    if (!caller.is_admin()) {
+      all.erase(std::remove_if(all.begin(), all.end(),
+                               [&](const core::Model& m) {
+                                 return !core::ModelVisibleTo(m,
+                                                              caller.tenant_id);
+                               }),
+                all.end());
+    }
     std::sort(all.begin(), all.end(),
               [](const auto& a, const auto& b) { return a.name < b.name; });
     FTUNE_ASSIGN_OR_RETURN(
@@ -52,11 +62,17 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(
     v1::Model* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status status = [&]() -> absl::Status {
-    FTUNE_RETURN_IF_ERROR(RequireTenantOrAdmin(*auth_, *ctx).status());
+    FTUNE_ASSIGN_OR_RETURN(Principal caller,
+                           RequireTenantOrAdmin(*auth_, *ctx));
     if (request->name().empty()) {
       return InvalidField("name", "name: is required");
     }
     absl::StatusOr<core::Model> model = store_->GetModel(request->name());
+    // Another tenant's fine-tuned model answers like a missing name.
+    if (model.ok() && !caller.is_admin() &&
+        !core::ModelVisibleTo(*model, caller.tenant_id)) {
+      model = absl::NotFoundError("not visible");
+    }
     if (absl::IsNotFound(model.status())) {
       return NotFoundResource(
           absl::StrCat("no model named ", QuoteValue(request->name())),

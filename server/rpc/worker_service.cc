@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "server/core/labels.h"
 #include "server/core/storage_layout.h"
 #include "server/engine/dispatcher.h"
+#include "server/model_registry.h"
 #include "server/rpc/auth.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/executor.h"
@@ -207,6 +209,60 @@ absl::Status CheckAdapterFiles(const v1::Adapter& adapter) {
   return absl::OkStatus();
 }
 
+// The model a full fine-tuning job's published directory becomes
+// (core::FineTunedModelName), read by the registry's InspectModelDirectory
+// like an operator's model, after the same confinement as adapter files:
+// the job's own directory (not the reported one), reached without a
+// symbolic link, holding only regular files (no link, no subdirectory), so
+// a later job of the tenant reads nothing from outside it.
+absl::StatusOr<core::Model> FineTunedModelOf(store::Store& store,
+                                             const std::string& storage_root,
+                                             const core::Job& job) {
+  if (storage_root.empty()) {
+    return absl::FailedPreconditionError(
+        "the scheduler has no --storage_root to read the model from");
+  }
+  const std::string dir = core::AdapterDir(job.tenant_id, job.id);
+  FTUNE_RETURN_IF_ERROR(CheckConfinedPath(dir));
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path at(storage_root);
+  for (const fs::path& part : fs::path(dir)) {
+    at /= part;
+    const fs::file_status st = fs::symlink_status(at, ec);
+    if (ec || st.type() != fs::file_type::directory) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          dir, ": ", part.string(), " is not a directory (or is a link)"));
+    }
+  }
+  for (const fs::directory_entry& e : fs::directory_iterator(at, ec)) {
+    const fs::file_status st = e.symlink_status(ec);
+    if (ec || st.type() != fs::file_type::regular) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, ": ", e.path().filename().string(),
+                       " is not a regular file (links and subdirectories "
+                       "are not allowed in a model directory)"));
+    }
+  }
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": cannot list: ", ec.message()));
+  }
+  core::Model model;
+  model.name = core::FineTunedModelName(job.id);
+  model.directory = dir;
+  model.tenant_id = job.tenant_id;
+  model.job_id = job.id;
+  FTUNE_RETURN_IF_ERROR(InspectModelDirectory(at.string(), model));
+  model.metadata["base_model"] = job.model;
+  // The methods of the base: the weights have its architecture and dtype.
+  absl::StatusOr<core::Model> base = store.GetModel(job.model);
+  if (base.ok() && base->metadata.count("supported_methods")) {
+    model.metadata["supported_methods"] = base->metadata["supported_methods"];
+  }
+  return model;
+}
+
 // The write side of StreamCommands. gRPC owns it until OnDone, and the
 // set-up task (Start) until it returns: it deletes itself after both.
 class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
@@ -346,12 +402,14 @@ class CommandWriter final : public grpc::ServerWriteReactor<v1::WorkerCommand>,
 
 WorkerServiceImpl::WorkerServiceImpl(store::Store* store, Authenticator* auth,
                                      engine::Dispatcher* dispatcher,
-                                     Clock* clock, Executor* executor)
+                                     Clock* clock, Executor* executor,
+                                     std::string storage_root)
     : store_(store),
       auth_(auth),
       dispatcher_(dispatcher),
       clock_(clock),
-      executor_(executor) {}
+      executor_(executor),
+      storage_root_(std::move(storage_root)) {}
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Unary(
     grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
@@ -680,6 +738,26 @@ absl::Status WorkerServiceImpl::DoFinish(
               : clock_->Now();
       for (const v1::AdapterFile& f : request.adapter().files()) {
         end.adapter.files.push_back({f.path(), f.size_bytes(), f.sha256()});
+      }
+      v1::JobSpec spec;
+      if (spec.ParseFromString(job.spec) &&
+          spec.method() == v1::TRAINING_METHOD_FULL &&
+          job.attempt == request.attempt()) {
+        absl::StatusOr<core::Model> model =
+            FineTunedModelOf(*store_, storage_root_, job);
+        if (model.ok()) {
+          end.output_model = *std::move(model);
+        } else {
+          // Not a model a later job could train on: the job fails (not
+          // retried: the trainer would publish the same).
+          end.outcome = core::AttemptOutcome::kFailed;
+          end.error.reason = core::JobErrorReason::kInternal;
+          end.error.message = absl::StrCat(
+              "the published model directory cannot be registered as model ",
+              core::FineTunedModelName(job.id), ": ", model.status().message());
+          end.error.retryable = false;
+          FTUNE_LOG(WARNING) << "job " << job.id << ": " << end.error.message;
+        }
       }
       break;
     }

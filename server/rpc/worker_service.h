@@ -12,6 +12,7 @@
 #define FTUNE_SERVER_RPC_WORKER_SERVICE_H_
 
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "common/clock.h"
@@ -35,9 +36,12 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
   // Nothing is owned; all must outlive the service. `executor` null = unary
   // calls run inline.
+  // `storage_root`: where a full fine-tuning job's published model
+  // directory is read (and registered as the tenant's model) when it
+  // succeeds; empty: such a job fails at its end, its model unreadable.
   WorkerServiceImpl(store::Store* store, Authenticator* auth,
                     engine::Dispatcher* dispatcher, Clock* clock,
-                    Executor* executor);
+                    Executor* executor, std::string storage_root = {});
 
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* ctx,
@@ -79,6 +83,7 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   engine::Dispatcher* const dispatcher_;
   Clock* const clock_;
   Executor* const executor_;
+  const std::string storage_root_;
 };
 
 }  // namespace ftune::server::rpc

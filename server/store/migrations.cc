@@ -311,6 +311,14 @@ ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT NOT NULL
 ALTER TABLE webhook_endpoints ADD COLUMN previous_secret_expiry INTEGER
   NOT NULL DEFAULT 0;
 )sql"},
+      {10,
+       "models a full fine-tuning job produced: the owning tenant and the "
+       "job (both empty for the operator's models)",
+       R"sql(
+ALTER TABLE models ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE models ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX models_tenant ON models(tenant_id) WHERE tenant_id != '';
+)sql"},
   };
   return *kMigrations;
 }

@@ -69,6 +69,17 @@ absl::StatusOr<std::vector<core::Tenant>> LoadAllTenants(Connection& conn);
 absl::StatusOr<core::Tenant> LoadTenantById(Connection& conn,
                                             absl::string_view id);
 absl::StatusOr<core::Model> LoadModel(Connection& conn, absl::string_view name);
+// The columns LoadModel reads, in order.
+inline constexpr char kModelColumns[] =
+    "name, directory, metadata, update_time, tenant_id, job_id";
+// A model `tenant_id` may use (the operator's, or its own fine-tuned one;
+// kAnyTenant: any); NOT_FOUND otherwise, as for a name never registered.
+absl::StatusOr<core::Model> LoadVisibleModel(Connection& conn,
+                                             absl::string_view tenant_id,
+                                             absl::string_view name);
+// Inserts or replaces `model` (update_time set to `now`).
+absl::Status WriteModel(Connection& conn, const core::Model& model,
+                        absl::Time now);
 // A file of `tenant_id` that is not deleted; NOT_FOUND otherwise.
 absl::StatusOr<core::FileRecord> LoadVisibleFile(Connection& conn,
                                                  absl::string_view tenant_id,

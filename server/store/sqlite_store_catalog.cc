@@ -309,6 +309,8 @@ absl::StatusOr<core::Model> ReadModel(const Statement& st) {
   FTUNE_ASSIGN_OR_RETURN(m.metadata, internal::DecodeStringMap(
                                          st.ColumnText(2), "model metadata"));
   m.update_time = st.ColumnTime(3);
+  m.tenant_id = st.ColumnText(4);
+  m.job_id = st.ColumnText(5);
   return m;
 }
 }  // namespace
@@ -319,18 +321,7 @@ absl::StatusOr<core::Model> SqliteStore::UpsertModel(core::Model model) {
   }
   FTUNE_RETURN_IF_ERROR(Write([&](WriteContext& ctx) -> absl::Status {
     model.update_time = ctx.now;
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st,
-        ctx.conn.Prepare(
-            "INSERT INTO models(name, directory, metadata, update_time) "
-            "VALUES(?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
-            "directory = excluded.directory, metadata = excluded.metadata, "
-            "update_time = excluded.update_time"));
-    st.Bind(1, model.name)
-        .Bind(2, model.directory)
-        .Bind(3, internal::EncodeStringMap(model.metadata))
-        .BindTime(4, model.update_time);
-    return st.Run();
+    return internal::WriteModel(ctx.conn, model, ctx.now);
   }));
   return model;
 }
@@ -347,10 +338,9 @@ absl::StatusOr<core::Model> SqliteStore::GetModel(absl::string_view name) {
 absl::StatusOr<std::vector<core::Model>> SqliteStore::ListModels() {
   std::vector<core::Model> out;
   FTUNE_RETURN_IF_ERROR(Read([&](Connection& conn) -> absl::Status {
-    FTUNE_ASSIGN_OR_RETURN(
-        Statement st,
-        conn.Prepare("SELECT name, directory, metadata, update_time FROM "
-                     "models ORDER BY name"));
+    FTUNE_ASSIGN_OR_RETURN(Statement st, conn.Prepare(absl::StrCat(
+                                             "SELECT ", internal::kModelColumns,
+                                             " FROM models ORDER BY name")));
     while (true) {
       FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
@@ -569,14 +559,41 @@ absl::StatusOr<core::Tenant> LoadTenantById(Connection& conn,
 absl::StatusOr<core::Model> LoadModel(Connection& conn,
                                       absl::string_view name) {
   FTUNE_ASSIGN_OR_RETURN(
-      Statement st, conn.Prepare("SELECT name, directory, metadata, "
-                                 "update_time FROM models WHERE name = ?"));
+      Statement st, conn.Prepare(absl::StrCat("SELECT ", kModelColumns,
+                                              " FROM models WHERE name = ?")));
   st.Bind(1, name);
   FTUNE_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) {
     return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
   }
   return ReadModel(st);
+}
+absl::StatusOr<core::Model> LoadVisibleModel(Connection& conn,
+                                             absl::string_view tenant_id,
+                                             absl::string_view name) {
+  FTUNE_ASSIGN_OR_RETURN(core::Model m, LoadModel(conn, name));
+  if (tenant_id != kAnyTenant && !core::ModelVisibleTo(m, tenant_id)) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' not found"));
+  }
+  return m;
+}
+absl::Status WriteModel(Connection& conn, const core::Model& model,
+                        absl::Time now) {
+  FTUNE_ASSIGN_OR_RETURN(
+      Statement st,
+      conn.Prepare(
+          "INSERT INTO models(name, directory, metadata, update_time, "
+          "tenant_id, job_id) VALUES(?,?,?,?,?,?) ON CONFLICT(name) DO "
+          "UPDATE SET directory = excluded.directory, metadata = "
+          "excluded.metadata, update_time = excluded.update_time, "
+          "tenant_id = excluded.tenant_id, job_id = excluded.job_id"));
+  st.Bind(1, model.name)
+      .Bind(2, model.directory)
+      .Bind(3, EncodeStringMap(model.metadata))
+      .BindTime(4, now)
+      .Bind(5, model.tenant_id)
+      .Bind(6, model.job_id);
+  return st.Run();
 }
 absl::StatusOr<core::FileRecord> LoadVisibleFile(Connection& conn,
                                                  absl::string_view tenant_id,

@@ -170,8 +170,8 @@ absl::StatusOr<JobCreationFacts> SqliteStore::GetJobCreationFacts(
     FTUNE_RETURN_IF_ERROR(
         KeepIfFound(internal::LoadTenantById(conn, tenant_id), &out.tenant));
     if (!model.empty()) {
-      FTUNE_RETURN_IF_ERROR(
-          KeepIfFound(internal::LoadModel(conn, model), &out.model));
+      FTUNE_RETURN_IF_ERROR(KeepIfFound(
+          internal::LoadVisibleModel(conn, tenant_id, model), &out.model));
     }
     if (!training_file_id.empty()) {
       FTUNE_RETURN_IF_ERROR(KeepIfFound(

@@ -325,6 +325,17 @@ absl::StatusOr<Job> SqliteStore::EndAttempt(absl::string_view job_id,
                            core::PlanAttemptEnd(job, end));
     FTUNE_RETURN_IF_ERROR(internal::RecordAttemptEnd(
         ctx, job.id, attempt, static_cast<int>(end.outcome) + 1));
+    // A full fine-tuning job's model exists exactly when the job is
+    // SUCCEEDED: the same transaction.
+    if (end.output_model && plan.new_state == JobState::kSucceeded) {
+      if (end.output_model->tenant_id != job.tenant_id ||
+          end.output_model->job_id != job.id) {
+        return absl::InvalidArgumentError(
+            "output_model must be the job's tenant's and name the job");
+      }
+      FTUNE_RETURN_IF_ERROR(
+          internal::WriteModel(ctx.conn, *end.output_model, ctx.now));
+    }
     return ApplyPlan(ctx, job, plan);
   }));
   return job;

@@ -217,6 +217,10 @@ class Store {
   virtual absl::StatusOr<core::ApiKey> RevokeApiKey(absl::string_view id) = 0;
 
   // ---- models ------------------------------------------------------------
+  // GetModel and ListModels return every model, the tenants' fine-tuned
+  // ones (Model.tenant_id) included: callers show a tenant only what
+  // core::ModelVisibleTo lets it see. EndAttempt stores a full fine-tuning
+  // job's model (AttemptEnd.output_model).
   virtual absl::StatusOr<core::Model> UpsertModel(core::Model model) = 0;
   virtual absl::StatusOr<core::Model> GetModel(absl::string_view name) = 0;
   virtual absl::StatusOr<std::vector<core::Model>> ListModels() = 0;
@@ -425,7 +429,13 @@ inline absl::StatusOr<JobCreationFacts> Store::GetJobCreationFacts(
     absl::string_view training_file_id, absl::string_view validation_file_id) {
   JobCreationFacts out;
   absl::Status s = KeepIfFound(GetTenant(tenant_id), &out.tenant);
-  if (s.ok() && !model.empty()) s = KeepIfFound(GetModel(model), &out.model);
+  if (s.ok() && !model.empty()) {
+    s = KeepIfFound(GetModel(model), &out.model);
+    if (out.model && tenant_id != kAnyTenant &&
+        !core::ModelVisibleTo(*out.model, tenant_id)) {
+      out.model.reset();  // another tenant's: as if it never existed
+    }
+  }
   if (s.ok() && !training_file_id.empty()) {
     s = KeepIfFound(GetFile(tenant_id, training_file_id), &out.training_file);
   }

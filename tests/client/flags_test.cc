@@ -413,6 +413,22 @@ TEST(JobSpecFlagsTest, EnumFlagsAreCheckedAndCaseInsensitive) {
                        HasSubstr("exclude each other")));
 }
 
+TEST(JobSpecFlagsTest, MethodFull) {
+  ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest req,
+                       BuildCreateJobRequest(JobFlags(
+                           {"--model", "m", "--training-file", "f", "--method",
+                            "full", "--learning-rate", "2e-5"})));
+  EXPECT_EQ(req.spec().method(), v1::TRAINING_METHOD_FULL);
+  // No LoRA field is set for it (the server would refuse each by name).
+  EXPECT_EQ(req.spec().lora().rank(), 0);
+  EXPECT_TRUE(req.spec().lora().target_modules().empty());
+  EXPECT_THAT(BuildCreateJobRequest(JobFlags({"--model", "m", "--training-file",
+                                              "f", "--method", "fool"})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--method: \"fool\" is not lora, qlora or "
+                                 "full")));
+}
+
 TEST(JobSpecFlagsTest, RandomRequestIdWhenNoneGiven) {
   FlagValues flags = JobFlags({"--model", "m", "--training-file", "file-t"});
   ASSERT_OK_AND_ASSIGN(v1::CreateJobRequest a, BuildCreateJobRequest(flags));
@@ -454,7 +470,7 @@ TEST(JobSpecFlagsTest, UsageErrors) {
                        HasSubstr("needs --training-file")));
   EXPECT_THAT(
       BuildCreateJobRequest(JobFlags(
-          {"--model", "m", "--training-file", "f", "--method", "full"})),
+          {"--model", "m", "--training-file", "f", "--method", "partial"})),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--method")));
   EXPECT_THAT(BuildCreateJobRequest(JobFlags(
                   {"--model", "m", "--training-file", "f", "--label", "nokv"})),

@@ -72,6 +72,7 @@ Cluster::~Cluster() {
   admin_.reset();
   jobs_.reset();
   files_.reset();
+  models_.reset();
   channel_.reset();
   if (scheduler_ && scheduler_->running()) {
     (void)scheduler_->Signal(SIGTERM);
@@ -141,6 +142,7 @@ absl::Status Cluster::StartScheduler() {
   admin_ = v1::AdminService::NewStub(channel_);
   jobs_ = v1::JobService::NewStub(channel_);
   files_ = v1::FileService::NewStub(channel_);
+  models_ = v1::ModelService::NewStub(channel_);
   return absl::OkStatus();
 }
 

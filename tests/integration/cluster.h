@@ -23,6 +23,7 @@
 #include "ftune/v1/admin.grpc.pb.h"
 #include "ftune/v1/file.grpc.pb.h"
 #include "ftune/v1/job_service.grpc.pb.h"
+#include "ftune/v1/model.grpc.pb.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 
@@ -115,6 +116,7 @@ class Cluster {
 
   v1::AdminService::Stub& admin() { return *admin_; }
   v1::JobService::Stub& jobs() { return *jobs_; }
+  v1::ModelService::Stub& models() { return *models_; }
 
  private:
   struct WorkerProc {
@@ -134,6 +136,7 @@ class Cluster {
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::FileService::Stub> files_;
+  std::unique_ptr<v1::ModelService::Stub> models_;
   std::vector<WorkerProc> workers_;
 };
 

@@ -165,6 +165,149 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
   }
 }
 
+// Full fine-tuning through the system (TRAINING_METHOD_FULL): LoRA-only
+// fields are refused at create naming the field; a full job publishes a
+// whole Hugging Face model directory with its lineage, which becomes the
+// tenant's model "ft:<job id>" (Job.fine_tuned_model): listed for that
+// tenant only (another tenant gets NOT_FOUND and cannot train on it), kept
+// across a scheduler restart, and the base of a LoRA job that runs to its
+// adapter.
+TEST(RealTrainerTest, FullFineTuneBecomesTheTenantsModel) {
+  ClusterOptions options;
+  options.model_name = "tiny-llama";
+  options.write_model = [](const std::string& dir) -> absl::Status {
+    FTUNE_RETURN_IF_ERROR(WriteTinyLlama(dir, /*vocab=*/320, /*seed=*/3));
+    return WriteChatTokenizer(dir);
+  };
+  Cluster cluster(options);
+  ASSERT_OK(cluster.StartScheduler());
+  ASSERT_OK_AND_ASSIGN(TenantHandle tenant, cluster.CreateTenant("acme"));
+  ASSERT_OK_AND_ASSIGN(TenantHandle other, cluster.CreateTenant("globex"));
+  ASSERT_OK_AND_ASSIGN(std::string file,
+                       cluster.UploadFile(tenant, "chat.jsonl", ChatJsonl(16)));
+  ASSERT_OK_AND_ASSIGN(std::string other_file,
+                       cluster.UploadFile(other, "chat.jsonl", ChatJsonl(16)));
+  WorkerOptions w;
+  w.trainer = kTrainer;
+  ASSERT_OK(cluster.StartWorker(w).status());
+
+  v1::JobSpec spec = StepsSpec("tiny-llama", file, /*max_steps=*/4,
+                               /*checkpoint_every=*/0, /*max_restarts=*/0);
+  spec.set_method(v1::TRAINING_METHOD_FULL);
+  spec.mutable_hyperparameters()->set_learning_rate(1e-2);
+  spec.mutable_hyperparameters()->set_seed(7);
+  {
+    v1::JobSpec bad = spec;
+    bad.mutable_lora()->set_rank(8);
+    EXPECT_THAT(cluster.CreateJob(tenant, bad),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr("spec.lora.rank")));
+    bad = spec;
+    bad.mutable_quantization()->set_block_size(64);
+    EXPECT_THAT(cluster.CreateJob(tenant, bad),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr("spec.quantization")));
+  }
+  auto finished = [](const v1::Job& j) {
+    return j.state() == v1::JOB_STATE_SUCCEEDED ||
+           j.state() == v1::JOB_STATE_FAILED ||
+           j.state() == v1::JOB_STATE_CANCELLED;
+  };
+  ASSERT_OK_AND_ASSIGN(v1::Job job, cluster.CreateJob(tenant, spec));
+  EXPECT_FALSE(job.spec().has_lora());
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job done,
+      cluster.WaitForJob(tenant, job.id(), finished, absl::Seconds(240)));
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.ShortDebugString();
+  const std::string model_name = "ft:" + job.id();
+  EXPECT_EQ(done.fine_tuned_model(), model_name);
+  const std::string relative =
+      absl::StrCat("jobs/", tenant.id, "/", job.id(), "/adapter");
+  const std::string out = cluster.StoragePath(relative);
+  for (const char* name : {"config.json", "model.safetensors", "tokenizer.json",
+                           "ftune_manifest.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(JoinPath(out, name))) << name;
+  }
+  EXPECT_FALSE(std::filesystem::exists(JoinPath(out, "adapter_config.json")));
+  std::ifstream in(JoinPath(out, "ftune_manifest.json"));
+  const json manifest = json::parse(in, nullptr, false);
+  ASSERT_FALSE(manifest.is_discarded());
+  EXPECT_EQ(manifest["format"], "ftune-model");
+  EXPECT_EQ(manifest["lineage"]["job_id"], job.id());
+  EXPECT_EQ(manifest["lineage"]["base_model"], "tiny-llama");
+  // Every file is listed (and downloadable) like an adapter's.
+  EXPECT_EQ(done.adapter().files_size(),
+            static_cast<int>(manifest["files"].size()) + 1);
+
+  // The owner's ListModels and GetModel show it; another tenant's do not.
+  auto list = [&](const TenantHandle& t) -> std::vector<std::string> {
+    grpc::ClientContext ctx;
+    Authorize(ctx, t.key);
+    v1::ListModelsResponse resp;
+    grpc::Status st =
+        cluster.models().ListModels(&ctx, v1::ListModelsRequest(), &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    std::vector<std::string> names;
+    for (const v1::Model& m : resp.models()) names.push_back(m.name());
+    return names;
+  };
+  auto get = [&](const TenantHandle& t, v1::Model* m) {
+    grpc::ClientContext ctx;
+    Authorize(ctx, t.key);
+    v1::GetModelRequest req;
+    req.set_name(model_name);
+    return cluster.models().GetModel(&ctx, req, m);
+  };
+  auto check_visibility = [&] {
+    EXPECT_THAT(list(tenant), ::testing::ElementsAre(model_name, "tiny-llama"));
+    EXPECT_THAT(list(other), ::testing::ElementsAre("tiny-llama"));
+    v1::Model m;
+    grpc::Status st = get(tenant, &m);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(m.owner_tenant_id(), tenant.id);
+    EXPECT_EQ(m.base_model(), "tiny-llama");
+    EXPECT_EQ(m.job_id(), job.id());
+    EXPECT_EQ(m.architecture(), "LlamaForCausalLM");
+    EXPECT_GT(m.parameter_count(), 0);
+    EXPECT_THAT(m.supported_methods(),
+                ::testing::Contains(v1::TRAINING_METHOD_LORA));
+    v1::Model hidden;
+    EXPECT_EQ(get(other, &hidden).error_code(), grpc::StatusCode::NOT_FOUND);
+  };
+  check_visibility();
+
+  // Survives a scheduler restart.
+  ASSERT_OK(cluster.KillScheduler());
+  ASSERT_OK(cluster.StartScheduler());
+  check_visibility();
+
+  // Another tenant cannot train on it: the same answer as an unknown name.
+  {
+    v1::JobSpec theirs = StepsSpec(model_name, other_file, /*max_steps=*/2,
+                                   /*checkpoint_every=*/0, /*max_restarts=*/0);
+    EXPECT_THAT(cluster.CreateJob(other, theirs),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         ::testing::HasSubstr("unknown model")));
+  }
+
+  // The owner's LoRA job on it runs to an adapter whose manifest names it.
+  v1::JobSpec lora = StepsSpec(model_name, file, /*max_steps=*/2,
+                               /*checkpoint_every=*/0, /*max_restarts=*/0);
+  lora.mutable_lora()->set_rank(4);
+  ASSERT_OK_AND_ASSIGN(v1::Job job2, cluster.CreateJob(tenant, lora));
+  ASSERT_OK_AND_ASSIGN(
+      v1::Job done2,
+      cluster.WaitForJob(tenant, job2.id(), finished, absl::Seconds(240)));
+  ASSERT_EQ(done2.state(), v1::JOB_STATE_SUCCEEDED) << done2.ShortDebugString();
+  EXPECT_TRUE(done2.fine_tuned_model().empty());
+  std::ifstream in2(cluster.StoragePath(absl::StrCat(
+      "jobs/", tenant.id, "/", job2.id(), "/adapter/ftune_manifest.json")));
+  const json manifest2 = json::parse(in2, nullptr, false);
+  ASSERT_FALSE(manifest2.is_discarded());
+  EXPECT_EQ(manifest2["base_model"]["name"], model_name);
+  EXPECT_EQ(manifest2["base_model"]["path"], out);
+}
+
 // A full disk under the adapter (injected into every trainer process of the
 // worker, common/fs_faults.h): each attempt fails retryably naming the file,
 // the second resumes from the first's checkpoint, the job ends FAILED with

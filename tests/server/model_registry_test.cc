@@ -53,9 +53,22 @@ TEST(SchedulerConfigTest, ParsesModelsWithDefaults) {
           "c.json"));
   ASSERT_EQ(c.models.size(), 2u);
   EXPECT_EQ(c.models[0].directory, "models/a");
-  EXPECT_EQ(c.models[0].metadata.at("supported_methods"), "lora,qlora");
+  EXPECT_EQ(c.models[0].metadata.at("supported_methods"), "lora,qlora,full");
   EXPECT_EQ(c.models[1].directory, "models/x.y");
   EXPECT_EQ(c.models[1].metadata.at("supported_methods"), "lora");
+  // "full" (full-parameter fine-tuning) is a method; anything else is
+  // refused naming the three.
+  ASSERT_OK_AND_ASSIGN(
+      c, ParseSchedulerConfig(
+             R"({"models": [{"name": "f", "supported_methods": ["full"]}]})",
+             "c.json"));
+  EXPECT_EQ(c.models[0].metadata.at("supported_methods"), "full");
+  EXPECT_THAT(
+      ParseSchedulerConfig(
+          R"({"models": [{"name": "f", "supported_methods": ["fulll"]}]})",
+          "c.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(R"(expected "lora", "qlora" or "full", got )")));
 }
 
 TEST(SchedulerConfigTest, LongValuesAreQuotedShort) {

@@ -69,6 +69,7 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
       out.log_path, ResolveStoragePath(storage_root, c.log_path(), "log_path"));
   t.base_model_name = spec.model().empty() ? c.model_path() : spec.model();
   t.output_dir = out.adapter_dir;
+  t.job_id = c.job_id();
   t.checkpoint_dir = out.checkpoint_dir;
   if (c.resume_checkpoint_path().empty()) {
     // Also picks up a checkpoint an earlier attempt wrote but could not
@@ -83,7 +84,7 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
 
   // --- Method, quantization and compute dtype.
   FTUNE_ASSIGN_OR_RETURN(t.method, MethodFromProto(spec.method()));
-  if (t.method == contract::Method::kLora && spec.has_quantization()) {
+  if (t.method != contract::Method::kQlora && spec.has_quantization()) {
     return absl::InvalidArgumentError(
         "spec.quantization: only with TRAINING_METHOD_QLORA");
   }

@@ -124,5 +124,44 @@ TEST(MemoryCheckTest, CloseToTheLimitIsAWarningAndCpuIsNeverRefused) {
   EXPECT_NE(v->warning.find("may run out of memory"), std::string::npos);
 }
 
+// TRAINING_METHOD_FULL is planned as full fine-tuning: every parameter
+// trainable with fp32 masters and AdamW moments, so an 8B model that a LoRA
+// job trains on one 80 GB GPU is refused there, with "method LORA" among
+// the changes that fit.
+TEST(MemoryCheckTest, FullFineTuningCountsEveryWeightsOptimizerState) {
+  v1::JobSpec lora = GpuSpec(1, 1024);
+  lora.mutable_resources()->set_gpu_type("H100 80GB");
+  v1::JobSpec full = lora;
+  full.set_method(v1::TRAINING_METHOD_FULL);
+  full.clear_lora();
+  const DeviceMemory h100 = DeviceMemoryFor(full, {});
+  ASSERT_EQ(h100.bytes, int64_t{81559} << 20);
+
+  EXPECT_EQ(MemoryPlanInputOf(full, Llama8B()).method, "full");
+  absl::StatusOr<MemoryVerdict> l = CheckMemory(lora, Llama8B(), h100);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_TRUE(l->fits) << l->plan.Breakdown();
+  absl::StatusOr<MemoryVerdict> v = CheckMemory(full, Llama8B(), h100);
+  ASSERT_TRUE(v.ok()) << v.status();
+  // The parameters, counted here from the shape: embeddings and LM head
+  // (untied), two norms a layer and the final one, and per layer the q, o
+  // (d x d), k, v (d x kv*head_dim) and three MLP projections.
+  const int64_t d = 4096, f = 14336, L = 32, kvd = 8 * 128, vocab = 128256;
+  const int64_t params = 2 * vocab * d + (2 * L + 1) * d +
+                         L * (2 * d * d + 2 * d * kvd + 3 * d * f);
+  EXPECT_EQ(v->plan.trainable_parameters, params);
+  // fp32 master + two fp32 moments (12 bytes) and the bf16 weights (2).
+  EXPECT_GE(v->plan.trainable, 12 * params);
+  EXPECT_GE(v->plan.weights, 2 * params);
+  EXPECT_FALSE(v->fits);
+  EXPECT_GT(v->plan.total, h100.bytes);
+  EXPECT_NE(v->refusal.find("method LORA"), std::string::npos) << v->refusal;
+  // The estimate carries the full plan.
+  v1::JobEstimate est;
+  AddMemoryEstimate(*v, &est);
+  EXPECT_EQ(est.memory().trainable_parameters(), params);
+  EXPECT_EQ(est.memory().peak_bytes(), v->plan.total);
+}
+
 }  // namespace
 }  // namespace ftune::core

@@ -124,6 +124,48 @@ TEST(SpecValidationTest, QuantizationOnlyWithQlora) {
               ElementsAre("spec.quantization.compute_dtype"));
 }
 
+// TRAINING_METHOD_FULL: every LoRA field and quantization refused naming
+// the field; a model without "full" among its methods refused naming the
+// model; DPO refused (its reference is the frozen base).
+TEST(SpecValidationTest, FullFineTuning) {
+  v1::JobSpec spec = GoodSpec();
+  spec.set_method(v1::TRAINING_METHOD_FULL);
+  EXPECT_THAT(ValidateJobSpec(spec, GoodContext()), IsEmpty());
+  v1::JobSpec lora = spec;
+  lora.mutable_lora()->set_rank(8);
+  lora.mutable_lora()->set_alpha(16);
+  lora.mutable_lora()->set_dropout(0.1);
+  lora.mutable_lora()->add_target_modules("q_proj");
+  auto errors = ValidateJobSpec(lora, GoodContext());
+  EXPECT_THAT(Fields(errors),
+              ElementsAre("spec.lora.rank", "spec.lora.alpha",
+                          "spec.lora.dropout", "spec.lora.target_modules"));
+  EXPECT_THAT(errors[0].message, HasSubstr("TRAINING_METHOD_FULL"));
+  v1::JobSpec q = spec;
+  q.mutable_quantization()->set_block_size(64);
+  EXPECT_THAT(Fields(ValidateJobSpec(q, GoodContext())),
+              ElementsAre("spec.quantization"));
+  v1::JobSpec dpo = spec;
+  dpo.set_objective(v1::TRAINING_OBJECTIVE_DPO);
+  EXPECT_THAT(Fields(ValidateJobSpec(dpo, GoodContext())),
+              testing::Contains("spec.objective"));
+  SpecContext no_full = GoodContext();
+  no_full.model->supports_full = false;
+  errors = ValidateJobSpec(spec, no_full);
+  EXPECT_THAT(Fields(errors), ElementsAre("spec.method"));
+  EXPECT_THAT(errors[0].message,
+              HasSubstr("model tiny does not support TRAINING_METHOD_FULL"));
+  // The same model still takes LoRA, and the aggregate-initialised context
+  // kept its chat template.
+  EXPECT_EQ(GoodContext().model->default_chat_template, "chatml");
+  v1::JobSpec l = GoodSpec();
+  EXPECT_THAT(ValidateJobSpec(l, no_full), IsEmpty());
+  // Resolving a full spec adds no LoRA settings.
+  const v1::JobSpec r = ResolveJobSpec(spec, *GoodContext().model, 1);
+  EXPECT_EQ(r.method(), v1::TRAINING_METHOD_FULL);
+  EXPECT_FALSE(r.has_lora());
+}
+
 TEST(SpecValidationTest, FilesAndValidationSources) {
   v1::JobSpec spec = GoodSpec();
   spec.set_validation_file("file-b");

@@ -533,7 +533,12 @@ TEST_F(JobServiceTest, ModelsComeFromTheConfigFile) {
   EXPECT_EQ(tiny.max_position_embeddings(), 512);
   EXPECT_EQ(tiny.num_key_value_heads(), 2);
   EXPECT_EQ(tiny.default_chat_template(), "chatml");
-  EXPECT_EQ(tiny.supported_methods_size(), 2);
+  // Unless the config says otherwise: LoRA, QLoRA and full fine-tuning.
+  EXPECT_THAT(tiny.supported_methods(),
+              ::testing::ElementsAre(v1::TRAINING_METHOD_LORA,
+                                     v1::TRAINING_METHOD_QLORA,
+                                     v1::TRAINING_METHOD_FULL));
+  EXPECT_TRUE(tiny.owner_tenant_id().empty());
   v1::GetModelRequest get;
   get.set_name("nope");
   v1::Model m;

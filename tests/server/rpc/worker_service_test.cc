@@ -2,6 +2,7 @@
 // real SQLite file, the real dispatcher thread): this test plays the worker
 // agent's side of the protocol with a plain gRPC client.
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -622,6 +623,84 @@ TEST_F(WorkerServiceTest, SamplesAreListedPagedFilteredAndWatched) {
   EXPECT_THAT(sample_events,
               ElementsAre("0: 3 sample completions at step 0",
                           "10: 3 sample completions at step 10"));
+}
+
+// A SUCCEEDED full fine-tuning job's directory becomes the tenant's model
+// "ft:<job id>" only when it is confined: a directory holding a symbolic
+// link (here to a file outside it) fails the job and registers nothing; a
+// clean one is read like an operator's model and seen by its tenant only.
+TEST_F(WorkerServiceTest, FullJobsModelIsRegisteredOnlyFromAConfinedDir) {
+  ASSERT_OK_AND_ASSIGN(std::string worker, Register(CpuHost("cpu-1")));
+  auto stream = Open(worker);
+  TenantKey other = MakeTenant("other");
+  v1::CreateJobRequest req = CpuJob();
+  req.mutable_spec()->set_method(v1::TRAINING_METHOD_FULL);
+  auto run = [&](bool plant_link) -> absl::StatusOr<v1::Job> {
+    FTUNE_ASSIGN_OR_RETURN(v1::Job job, CreateJob(tenant_, req));
+    const v1::AssignJobCommand a = Next(*stream).assign_job();
+    if (a.job_id() != job.id()) return absl::InternalError("other job");
+    const std::string dir = dir_.Sub("storage/" + a.adapter_dir());
+    std::filesystem::create_directories(dir);
+    MakeModelDir(dir, 512, "<|im_start|>");
+    WriteFile(dir + "/model.safetensors", "");
+    if (plant_link) {
+      WriteFile(dir_.Sub("outside.safetensors"), "secret");
+      std::filesystem::create_symlink(dir_.Sub("outside.safetensors"),
+                                      dir + "/extra.safetensors");
+    }
+    v1::FinishAttemptRequest fin;
+    fin.set_worker_id(worker);
+    fin.set_job_id(a.job_id());
+    fin.set_attempt(a.attempt());
+    fin.set_outcome(v1::ATTEMPT_OUTCOME_SUCCEEDED);
+    fin.mutable_adapter()->set_path(a.adapter_dir());
+    v1::AdapterFile* f = fin.mutable_adapter()->add_files();
+    f->set_path("config.json");
+    f->set_size_bytes(1);
+    FTUNE_RETURN_IF_ERROR(Finish(fin).status());
+    return GetJob(job.id());
+  };
+  auto get_model = [&](const TenantKey& t,
+                       const std::string& name) -> absl::StatusOr<v1::Model> {
+    v1::GetModelRequest g;
+    g.set_name(name);
+    v1::Model m;
+    FTUNE_RETURN_IF_ERROR(Call(t.key, [&](grpc::ClientContext* c) {
+      return models_->GetModel(c, g, &m);
+    }));
+    return m;
+  };
+
+  ASSERT_OK_AND_ASSIGN(v1::Job bad, run(/*plant_link=*/true));
+  EXPECT_EQ(bad.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(bad.error().message(),
+              ::testing::HasSubstr("extra.safetensors is not a regular file"));
+  EXPECT_TRUE(bad.fine_tuned_model().empty());
+  EXPECT_EQ(get_model(tenant_, "ft:" + bad.id()).status().code(),
+            absl::StatusCode::kNotFound);
+
+  ASSERT_OK_AND_ASSIGN(v1::Job good, run(/*plant_link=*/false));
+  ASSERT_EQ(good.state(), v1::JOB_STATE_SUCCEEDED) << good.ShortDebugString();
+  EXPECT_EQ(good.fine_tuned_model(), "ft:" + good.id());
+  ASSERT_OK_AND_ASSIGN(v1::Model m,
+                       get_model(tenant_, good.fine_tuned_model()));
+  EXPECT_EQ(m.owner_tenant_id(), tenant_.tenant_id);
+  EXPECT_EQ(m.base_model(), "tiny");
+  EXPECT_EQ(m.job_id(), good.id());
+  EXPECT_EQ(m.hidden_size(), 64);
+  EXPECT_EQ(get_model(other, good.fine_tuned_model()).status().code(),
+            absl::StatusCode::kNotFound);
+  // The owner can train on it (a LoRA job is accepted); the other tenant
+  // is told it does not exist.
+  v1::CreateJobRequest next = CpuJob();
+  next.mutable_spec()->set_model(good.fine_tuned_model());
+  EXPECT_OK(CreateJob(tenant_, next).status());
+  v1::CreateJobRequest theirs = JobRequest(other);
+  theirs.mutable_spec()->mutable_resources()->set_gpus(0);
+  theirs.mutable_spec()->set_model(good.fine_tuned_model());
+  absl::Status st = CreateJob(other, theirs).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("unknown model"));
 }
 
 }  // namespace

@@ -675,6 +675,67 @@ TEST_F(StoreTest, ModelsUpsertGetList) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("directory")));
 }
 
+// A full fine-tuning job's model (AttemptEnd.output_model) is written with
+// the SUCCEEDED transition only (not by a failed attempt), keeps its owner
+// and job, and only its owner's job-creation facts find it.
+TEST_F(TransitionTest, FineTunedModelIsStoredWithTheSuccess) {
+  auto a = MakeTenant("a");
+  auto b = MakeTenant("b");
+  core::Worker w = MustRegisterWorker();
+  Job j = JobIn(a, w, S::kRunning);
+  core::Model m;
+  m.name = core::FineTunedModelName(j.id);
+  m.directory = "jobs/" + a.tenant.id + "/" + j.id + "/adapter";
+  m.tenant_id = a.tenant.id;
+  m.job_id = j.id;
+  m.metadata["base_model"] = "tiny";
+  core::AttemptEnd retry;
+  retry.outcome = core::AttemptOutcome::kRetryableFailure;
+  retry.error =
+      core::JobError{core::JobErrorReason::kTrainerError, "exit 75", true};
+  retry.output_model = m;
+  ASSERT_OK(store_->EndAttempt(j.id, 1, w.id, retry).status());
+  EXPECT_THAT(store_->GetModel(m.name),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("not found")));
+  ASSERT_OK(store_->GrantLease(j.id, 2, w.id, clock_.Now() + absl::Minutes(1)));
+  core::AttemptEnd ok;
+  ok.outcome = core::AttemptOutcome::kSucceeded;
+  ok.adapter.path = m.directory;
+  // Another tenant's or job's model is refused with the whole report.
+  core::AttemptEnd forged = ok;
+  forged.output_model = m;
+  forged.output_model->tenant_id = b.tenant.id;
+  EXPECT_THAT(
+      store_->EndAttempt(j.id, 2, w.id, forged),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("output_model")));
+  ok.output_model = m;
+  ASSERT_OK_AND_ASSIGN(Job s, store_->EndAttempt(j.id, 2, w.id, ok));
+  EXPECT_EQ(s.state, S::kSucceeded);
+  ASSERT_OK_AND_ASSIGN(core::Model got, store_->GetModel(m.name));
+  EXPECT_EQ(got.tenant_id, a.tenant.id);
+  EXPECT_EQ(got.job_id, j.id);
+  EXPECT_EQ(got.directory, m.directory);
+  EXPECT_EQ(got.metadata.at("base_model"), "tiny");
+  ASSERT_OK_AND_ASSIGN(auto all, store_->ListModels());
+  int listed = 0;
+  for (const core::Model& x : all) {
+    if (x.name != m.name) continue;
+    ++listed;
+    EXPECT_EQ(x.tenant_id, a.tenant.id);
+  }
+  EXPECT_EQ(listed, 1);
+  ASSERT_OK_AND_ASSIGN(JobCreationFacts mine, store_->GetJobCreationFacts(
+                                                  a.tenant.id, m.name, "", ""));
+  ASSERT_TRUE(mine.model.has_value());
+  EXPECT_EQ(mine.model->directory, m.directory);
+  ASSERT_OK_AND_ASSIGN(
+      JobCreationFacts theirs,
+      store_->GetJobCreationFacts(b.tenant.id, m.name, "", ""));
+  EXPECT_FALSE(theirs.model.has_value());
+  EXPECT_TRUE(core::ModelVisibleTo(got, a.tenant.id));
+  EXPECT_FALSE(core::ModelVisibleTo(got, b.tenant.id));
+}
+
 TEST_F(StoreTest, FileStatusUpdatesAndRecordRoundTrip) {
   auto a = MakeTenant("a");
   core::FileRecord f;
