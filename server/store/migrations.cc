@@ -311,6 +311,12 @@ ALTER TABLE webhook_endpoints ADD COLUMN previous_secret TEXT NOT NULL
 ALTER TABLE webhook_endpoints ADD COLUMN previous_secret_expiry INTEGER
   NOT NULL DEFAULT 0;
 )sql"},
+      {11,
+       "try jobs: jobs.kind is 'train' or 'try' (JobService.TryModel: "
+       "generation with another job's model, no adapter)",
+       R"sql(
+ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';
+)sql"},
   };
   return *kMigrations;
 }

@@ -18,10 +18,18 @@ std::unique_ptr<Connection> Raw(const std::string& path) {
   return std::move(conn).value();
 }
 
+// Strictly increasing from 1. Branches developed in parallel reserve their
+// numbers, so one branch may hold 11 before 10 is merged (issue20t: try
+// jobs took 11 while 10 was being written); once merged the list is
+// contiguous again.
 TEST(MigrationsTest, VersionsAreNumberedInOrder) {
-  int64_t expected = 1;
-  for (const Migration& m : Migrations()) EXPECT_EQ(m.version, expected++);
-  EXPECT_EQ(LatestSchemaVersion(), static_cast<int64_t>(Migrations().size()));
+  int64_t previous = 0;
+  for (const Migration& m : Migrations()) {
+    EXPECT_GT(m.version, previous);
+    previous = m.version;
+  }
+  EXPECT_EQ(Migrations().front().version, 1);
+  EXPECT_EQ(LatestSchemaVersion(), Migrations().back().version);
 }
 
 TEST(MigrationsTest, FreshDatabaseGetsTheLatestSchema) {
