@@ -83,6 +83,7 @@ const std::map<std::string, CommandHandler>& Handlers() {
       {"jobs watch", JobsWatch},
       {"jobs logs", JobsLogs},
       {"adapters download", AdaptersDownload},
+      {"adapters try", AdaptersTry},
       {"webhooks create", WebhooksCreate},
       {"webhooks list", WebhooksList},
       {"webhooks get", WebhooksGet},

@@ -150,6 +150,9 @@ int JobsLogs(const CommandContext& c);
 // commands_adapters.cc
 int AdaptersDownload(const CommandContext& c);
 
+// commands_try.cc
+int AdaptersTry(const CommandContext& c);
+
 // commands_webhooks.cc
 int WebhooksCreate(const CommandContext& c);
 int WebhooksList(const CommandContext& c);

@@ -369,6 +369,27 @@ std::vector<CommandSpec> BuildCommands() {
        "download a succeeded job's adapter files, checking each SHA-256",
        {FlagSpec{"output-dir", FlagType::kString, false, "DIR",
                  "directory to write (default: ./<adapter name>)", 'o'}}},
+      {"adapters",
+       "try",
+       {"JOB_ID"},
+       "generate completions with a job's adapter (or --checkpoint STEP, "
+       "or --base) and print them",
+       {Repeated(Str("prompt", "TEXT", "a prompt (repeat for more)")),
+        Str("prompts", "FILE",
+            "JSONL prompts: {\"prompt\": ...} or {\"messages\": [...]} "
+            "a line"),
+        Bool("chat",
+             "send each --prompt as a user message, rendered with the "
+             "job's chat template"),
+        Int("checkpoint", "use the checkpoint of this step", FlagType::kInt64),
+        Bool("base", "use the job's base model without its adapter"),
+        Int("max-new-tokens", "most tokens per completion (default 64)",
+            FlagType::kInt64),
+        Dbl("temperature", "T", "0 (default) = greedy"),
+        Int("top-k", "keep the k most likely tokens (0 = all)"),
+        Dbl("top-p", "P", "nucleus sampling (default 1 = off)"),
+        Int("seed", "seed of the draws when temperature > 0", FlagType::kInt64),
+        Repeated(Str("stop", "TEXT", "a stop sequence (repeat)"))}},
 
       {"webhooks",
        "create",

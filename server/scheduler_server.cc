@@ -28,6 +28,7 @@
 #include "server/rpc/job_watch.h"
 #include "server/rpc/model_service.h"
 #include "server/rpc/scheduler_metrics.h"
+#include "server/rpc/try_model.h"
 #include "server/rpc/webhook_service.h"
 #include "server/rpc/worker_service.h"
 #include "server/store/sqlite_store.h"
@@ -153,6 +154,15 @@ absl::Status SchedulerServer::OpenStoreAndServices() {
                             const v1::WatchJobRequest* request,
                             const rpc::Principal& principal) {
       return rpc::StartWatchJob(hub, store, ctx, request, principal, wo);
+    };
+  }
+  if (!streams.try_model) {
+    streams.try_model = [hub = watch_hub_.get(), store = store_.get(),
+                         limits = limits_.get()](
+                            grpc::CallbackServerContext* ctx,
+                            const v1::TryModelRequest* request,
+                            const rpc::Principal& principal) {
+      return rpc::StartTryModel(hub, store, ctx, request, principal, limits);
     };
   }
   if (!streams.stream_job_log) {

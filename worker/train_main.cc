@@ -18,9 +18,11 @@
 #include "common/contract/capabilities.h"
 #include "common/contract/progress.h"
 #include "common/contract/train_spec.h"
+#include "common/contract/try_spec.h"
 #include "common/file_util.h"
 #include "common/fs_faults.h"
 #include "common/logging.h"
+#include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "worker/train/bench.h"
 #include "worker/train/distributed.h"
@@ -32,6 +34,7 @@
 #include "worker/train/text_data.h"
 #include "worker/train/torch_compat.h"
 #include "worker/train/trainer.h"
+#include "worker/train/try_model.h"
 
 namespace {
 
@@ -325,12 +328,38 @@ int RunBenchCommand(int argc, char** argv) {
   return kExitOk;
 }
 
+// A try job's spec (common/contract/try_spec.h): generate, do not train.
+int RunTrySpec(const std::string& path, const std::string& text,
+               const std::map<std::string, std::string>& flags) {
+  auto spec = contract::ParseTrySpec(text);
+  if (!spec.ok()) return Fail(ftune::Annotate(spec.status(), path));
+  int64_t threads = -1;
+  absl::Status st = IntFlag(flags, "threads", &threads);
+  if (!st.ok()) return Fail(st);
+  if (threads >= 0) spec->train.threads = static_cast<int>(threads);
+  TrainerHooks hooks;
+  hooks.emit = EmitLine;
+  try {
+    st = RunTryModel(*spec, hooks);
+  } catch (const c10::Error& e) {
+    st = compat::IsOutOfMemory(e)
+             ? absl::ResourceExhaustedError(e.what_without_backtrace())
+             : absl::InternalError(absl::StrCat("LibTorch error: ",
+                                                e.what_without_backtrace()));
+  }
+  return st.ok() ? kExitOk : Fail(st);
+}
+
 int RunSpecCommand(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv, 1);
   if (!flags.ok()) return Fail(flags.status());
   if (!flags->count("spec"))
     return Fail(absl::InvalidArgumentError(
         "usage: ftune-train --spec FILE | bench ... (ftune-train --help)"));
+  if (auto text = ftune::ReadFile(flags->at("spec"));
+      text.ok() && contract::IsTrySpec(*text)) {
+    return RunTrySpec(flags->at("spec"), *text, *flags);
+  }
   auto spec = contract::LoadTrainSpec(flags->at("spec"));
   if (!spec.ok()) return Fail(spec.status());
   int64_t threads = -1;

@@ -146,6 +146,11 @@ struct Adapter {
   absl::Time publish_time = absl::InfinitePast();
 };
 
+// A training job, or a try job (JobService.TryModel): generation with
+// another job's model, which publishes no adapter. Stored as 'train' /
+// 'try' (jobs.kind).
+enum class JobKind { kTrain, kTry };
+
 struct Job {
   std::string id;  // "job-..."
   std::string tenant_id;
@@ -168,6 +173,7 @@ struct Job {
   std::string model;  // Registered model name.
   std::string training_file_id;
   std::string validation_file_id;  // "" = none.
+  JobKind kind = JobKind::kTrain;
 
   absl::Time create_time = absl::InfinitePast();
   absl::Time update_time = absl::InfinitePast();

@@ -149,6 +149,10 @@ absl::Status JobEngine::PrepareCreateJob(const std::string& tenant_id,
                                          v1::CreateJobResponse* response,
                                          PreparedCreate* prepared) {
   const v1::JobSpec& spec = request.spec();
+  if (spec.has_try_model()) {
+    return InvalidField("spec.try_model",
+                        "spec.try_model: set by JobService.TryModel only");
+  }
   const std::string request_id =
       request.validate_only() ? std::string() : request.request_id();
   if (!request.request_id().empty() &&

@@ -81,8 +81,10 @@ absl::Status ListJobs(store::Store& store, const std::string& tenant,
                       filter.states.end());
   FTUNE_ASSIGN_OR_RETURN(filter.labels,
                          ParseLabelSelector(request.label_selector()));
+  filter.include_try_jobs = request.include_try_jobs();
   // Canonical text of the filters the token is bound to.
-  std::string binding = "jobs;states=";
+  std::string binding =
+      request.include_try_jobs() ? "jobs;try;states=" : "jobs;states=";
   for (core::JobState s : filter.states) {
     absl::StrAppend(&binding, static_cast<int>(s), ",");
   }

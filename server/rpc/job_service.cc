@@ -230,6 +230,21 @@ JobServiceImpl::StreamJobLog(grpc::CallbackServerContext* ctx,
   return streams_.stream_job_log(ctx, request, *caller);
 }
 
+grpc::ServerWriteReactor<v1::TryModelResponse>* JobServiceImpl::TryModel(
+    grpc::CallbackServerContext* ctx, const v1::TryModelRequest* request) {
+  absl::StatusOr<Principal> caller = RequireTenant(*auth_, *ctx);
+  if (!caller.ok()) {
+    return new FinishedWriter<v1::TryModelResponse>(
+        ToGrpcStatus(caller.status(), ctx));
+  }
+  if (!streams_.try_model) {
+    return new FinishedWriter<v1::TryModelResponse>(
+        ToGrpcStatus(absl::UnimplementedError("TryModel is not wired"),
+                     /*ctx=*/nullptr));
+  }
+  return streams_.try_model(ctx, request, *caller);
+}
+
 namespace {
 
 // The byte range of an adapter file DownloadAdapterFile sends, or why there

@@ -52,6 +52,10 @@ struct JobStreamHandlers {
       grpc::CallbackServerContext* ctx, const v1::StreamJobLogRequest* request,
       const Principal& caller)>
       stream_job_log;
+  std::function<grpc::ServerWriteReactor<v1::TryModelResponse>*(
+      grpc::CallbackServerContext* ctx, const v1::TryModelRequest* request,
+      const Principal& caller)>
+      try_model;
 };
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
@@ -103,6 +107,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerWriteReactor<v1::StreamJobLogResponse>* StreamJobLog(
       grpc::CallbackServerContext* ctx,
       const v1::StreamJobLogRequest* request) override;
+  grpc::ServerWriteReactor<v1::TryModelResponse>* TryModel(
+      grpc::CallbackServerContext* ctx,
+      const v1::TryModelRequest* request) override;
   grpc::ServerWriteReactor<v1::DownloadAdapterFileResponse>*
   DownloadAdapterFile(grpc::CallbackServerContext* ctx,
                       const v1::DownloadAdapterFileRequest* request) override;

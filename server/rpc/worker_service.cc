@@ -719,6 +719,14 @@ absl::Status WorkerServiceImpl::DoFinish(
   core::AttemptEnd end;
   switch (request.outcome()) {
     case v1::ATTEMPT_OUTCOME_SUCCEEDED: {
+      if (job.kind == core::JobKind::kTry) {
+        // A try job's result is its samples; it publishes nothing.
+        if (request.has_adapter()) {
+          return InvalidField("adapter", "a try job publishes no adapter");
+        }
+        end.outcome = core::AttemptOutcome::kSucceeded;
+        break;
+      }
       const std::string adapter_dir = core::AdapterDir(job.tenant_id, job.id);
       if (request.adapter().path() != adapter_dir) {
         return InvalidField(

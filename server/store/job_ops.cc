@@ -461,8 +461,8 @@ absl::Status InsertJob(Connection& conn, const Job& job) {
           "request_id, spec, priority, gpus, memory_bytes, gpu_type, "
           "cpu_threads, max_restarts, labels, model, training_file_id, "
           "validation_file_id, create_time, update_time, last_sequence, "
-          "trainer_requirement) "
-          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+          "trainer_requirement, kind) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   st.Bind(1, job.id)
       .Bind(2, job.tenant_id)
       .Bind(3, static_cast<int>(job.state))
@@ -489,7 +489,8 @@ absl::Status InsertJob(Connection& conn, const Job& job) {
       .Bind(20, job.last_sequence)
       .Bind(21, job.resources.trainer
                     ? contract::RequirementToJson(*job.resources.trainer)
-                    : "");
+                    : "")
+      .Bind(22, job.kind == core::JobKind::kTry ? "try" : "train");
   absl::Status s = st.Run();
   if (absl::IsAlreadyExists(s)) {
     return absl::AlreadyExistsError(

@@ -319,6 +319,12 @@ ALTER TABLE models ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE models ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX models_tenant ON models(tenant_id) WHERE tenant_id != '';
 )sql"},
+      {11,
+       "try jobs: jobs.kind is 'train' or 'try' (JobService.TryModel: "
+       "generation with another job's model, no adapter)",
+       R"sql(
+ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';
+)sql"},
   };
   return *kMigrations;
 }

@@ -319,7 +319,7 @@ std::string JobColumns(bool with_spec) {
       "progress_tokens, latest_metrics, worker_id, lease_expiry, "
       "checkpoint_step, checkpoint_attempt, checkpoint_path, checkpoint_time, "
       "adapter_path, adapter_manifest_sha256, last_sequence, adapter_detail, "
-      "trainer_requirement",
+      "trainer_requirement, kind",
       with_spec ? ", spec" : "");
 }
 
@@ -387,7 +387,9 @@ absl::StatusOr<core::Job> ReadJobRow(const Statement& st, bool with_spec) {
     }
     j.resources.trainer = *std::move(r);
   }
-  if (with_spec) j.spec = st.ColumnBlob(39);
+  j.kind =
+      st.ColumnText(39) == "try" ? core::JobKind::kTry : core::JobKind::kTrain;
+  if (with_spec) j.spec = st.ColumnBlob(40);
   return j;
 }
 

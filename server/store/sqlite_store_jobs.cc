@@ -221,6 +221,7 @@ absl::StatusOr<Page<Job>> SqliteStore::ListJobs(absl::string_view tenant_id,
     }
     absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
   }
+  if (!filter.include_try_jobs) absl::StrAppend(&sql, " AND kind = 'train'");
   for (size_t i = 0; i < filter.labels.size(); ++i) {
     absl::StrAppend(&sql,
                     " AND EXISTS(SELECT 1 FROM job_labels l WHERE "

@@ -54,6 +54,9 @@ inline constexpr int kMaxPageSize = 1000;
 struct JobFilter {
   std::vector<core::JobState> states;         // Any of these; empty = all.
   std::map<std::string, std::string> labels;  // All of these must match.
+  // False: training jobs only (ListJobs' default for tenants). Quota and
+  // fair-share counts include try jobs.
+  bool include_try_jobs = true;
 };
 
 // One page, newest first. `next_page_token` is empty on the last page.

@@ -123,6 +123,9 @@ std::string WebhookPayload(absl::string_view event_id,
 
 absl::Status EnqueueWebhooks(Connection& conn, const core::Job& job,
                              const core::JobEvent& event) {
+  // fine_tuning.job.* events are about training jobs; a try job's client
+  // follows it on its TryModel stream.
+  if (job.kind == core::JobKind::kTry) return absl::OkStatus();
   std::optional<std::string> type = WebhookEventTypeFor(event);
   if (!type) return absl::OkStatus();
   FTUNE_ASSIGN_OR_RETURN(

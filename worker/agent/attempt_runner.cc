@@ -561,7 +561,10 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
                     absl::StrCat("work dir: ", s.message()), true);
     }
     if (absl::Status s = WriteFileAtomically(
-            spec_path, contract::TrainSpecToJson(spec.spec));
+            spec_path, spec.generate
+                           ? contract::TrySpecToJson(
+                                 contract::TrySpec{spec.spec, *spec.generate})
+                           : contract::TrainSpecToJson(spec.spec));
         !s.ok()) {
       return Failed(v1::ERROR_REASON_INTERNAL,
                     absl::StrCat("writing the trainer spec: ", s.message()),
@@ -727,6 +730,10 @@ std::optional<v1::FinishAttemptRequest> AttemptRunner::RunTrainer(
     *r.mutable_final_metrics() = final_metrics;
     switch (exit.exit_class) {
       case ExitClass::kSuccess: {
+        if (spec.generate) {  // a try job publishes nothing
+          r.set_outcome(v1::ATTEMPT_OUTCOME_SUCCEEDED);
+          return r;
+        }
         absl::StatusOr<v1::Adapter> adapter = DescribeAdapter(
             spec.adapter_dir, command_.adapter_dir(), command_.adapter_name());
         if (!adapter.ok()) {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
+#include "nlohmann/json.hpp"
 #include "proto/convert/job_spec.h"
 
 namespace ftune::agent {
@@ -29,13 +30,19 @@ absl::StatusOr<std::string> ResolveStoragePath(absl::string_view storage_root,
   return absl::StrCat(root, "/", path);
 }
 
+// The try_model fields listed are what the server resolved weights_path
+// from, and a setting TryModel refuses.
 const std::vector<std::string>& SchedulerOnlyFields() {
-  static const auto* f = new std::vector<std::string>{"priority",
-                                                      "labels",
-                                                      "max_restarts",
-                                                      "suffix",
-                                                      "resources.memory_bytes",
-                                                      "resources.gpu_type"};
+  static const auto* f =
+      new std::vector<std::string>{"priority",
+                                   "labels",
+                                   "max_restarts",
+                                   "suffix",
+                                   "resources.memory_bytes",
+                                   "resources.gpu_type",
+                                   "try_model.source_job_id",
+                                   "try_model.checkpoint_step",
+                                   "try_model.generation.eval_samples"};
   return *f;
 }
 
@@ -44,6 +51,53 @@ const std::vector<std::string>& AgentFields() {
       "hyperparameters.checkpoints_to_keep", "hyperparameters.log_every_steps"};
   return *f;
 }
+
+namespace {
+
+// A try job (JobSpec.try_model): the trainer generates instead of
+// training, so it reads no training data and writes nothing to storage.
+absl::StatusOr<contract::GenerateSpec> TranslateTry(
+    const v1::TryModelSpec& tm, absl::string_view storage_root) {
+  contract::GenerateSpec g;
+  switch (tm.source()) {
+    case v1::TRY_SOURCE_UNSPECIFIED:
+    case v1::TRY_SOURCE_ADAPTER:
+      g.weights = contract::GenerateSpec::Weights::kAdapter;
+      break;
+    case v1::TRY_SOURCE_CHECKPOINT:
+      g.weights = contract::GenerateSpec::Weights::kCheckpoint;
+      break;
+    case v1::TRY_SOURCE_BASE:
+      g.weights = contract::GenerateSpec::Weights::kBase;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.try_model.source: unknown value ", tm.source()));
+  }
+  if (g.weights != contract::GenerateSpec::Weights::kBase) {
+    FTUNE_ASSIGN_OR_RETURN(g.weights_dir,
+                           ResolveStoragePath(storage_root, tm.weights_path(),
+                                              "spec.try_model.weights_path"));
+  }
+  for (int i = 0; i < tm.prompts_size(); ++i) {
+    const v1::TryPrompt& p = tm.prompts(i);
+    nlohmann::json line;
+    if (p.messages_size() > 0) {
+      nlohmann::json messages = nlohmann::json::array();
+      for (const v1::TryMessage& m : p.messages()) {
+        messages.push_back({{"role", m.role()}, {"content", m.content()}});
+      }
+      line["messages"] = std::move(messages);
+    } else {
+      line["prompt"] = p.prompt();
+    }
+    g.prompts.push_back(line.dump());
+  }
+  g.generation = SampleSpecFromProto(tm.generation()).generation;
+  return g;
+}
+
+}  // namespace
 
 absl::StatusOr<TrainerSpec> TranslateAssignment(
     const v1::AssignJobCommand& c, absl::string_view storage_root) {
@@ -251,6 +305,14 @@ absl::StatusOr<TrainerSpec> TranslateAssignment(
       contract::ParseTrainSpec(contract::TrainSpecToJson(t));
   if (!checked.ok()) {
     return absl::InvalidArgumentError(checked.status().message());
+  }
+  if (spec.has_try_model()) {
+    FTUNE_ASSIGN_OR_RETURN(out.generate,
+                           TranslateTry(spec.try_model(), storage_root));
+    absl::StatusOr<contract::TrySpec> tried = contract::ParseTrySpec(
+        contract::TrySpecToJson(contract::TrySpec{t, *out.generate}));
+    if (!tried.ok())
+      return absl::InvalidArgumentError(tried.status().message());
   }
   return out;
 }

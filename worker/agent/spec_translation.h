@@ -16,12 +16,14 @@
 #define FTUNE_WORKER_AGENT_SPEC_TRANSLATION_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/contract/train_spec.h"
+#include "common/contract/try_spec.h"
 #include "ftune/v1/worker.pb.h"
 
 namespace ftune::agent {
@@ -29,6 +31,9 @@ namespace ftune::agent {
 struct TrainerSpec {
   // What ftune-train runs: every path absolute under the storage root.
   contract::TrainSpec spec;
+  // Set for a try job (JobSpec.try_model): ftune-train runs {spec,
+  // generate} (common/contract/try_spec.h), generating instead of training.
+  std::optional<contract::GenerateSpec> generate;
   // Absolute paths (the first two also in `spec`).
   std::string adapter_dir;
   std::string checkpoint_dir;

@@ -389,15 +389,65 @@ std::map<std::string, Mutation> Mutations() {
         validates(c);
         task(c)->set_eval_task_examples(4);
       }};
+  // A try job: the trainer generates with the weights at weights_path.
+  auto try_model = [](v1::AssignJobCommand& c) {
+    return c.mutable_spec()->mutable_try_model();
+  };
+  const Edit trying = [=](v1::AssignJobCommand& c) {
+    try_model(c)->set_source_job_id("job-0");
+    try_model(c)->set_source(v1::TRY_SOURCE_ADAPTER);
+    try_model(c)->set_weights_path("jobs/tenant-a/job-0/adapter");
+    try_model(c)->add_prompts()->set_prompt("hi");
+  };
+  auto gen = [=](v1::AssignJobCommand& c) {
+    return try_model(c)->mutable_generation();
+  };
+  m["try_model.source_job_id"] = {
+      [=](auto& c) { try_model(c)->set_source_job_id("job-9"); }, trying};
+  m["try_model.source"] = {
+      [=](auto& c) { try_model(c)->set_source(v1::TRY_SOURCE_CHECKPOINT); },
+      trying};
+  m["try_model.checkpoint_step"] = {
+      [=](auto& c) { try_model(c)->set_checkpoint_step(4); }, trying};
+  m["try_model.prompts"] = {[=](auto& c) {
+                              v1::TryMessage* msg =
+                                  try_model(c)->add_prompts()->add_messages();
+                              msg->set_role("user");
+                              msg->set_content("hello");
+                            },
+                            trying};
+  m["try_model.weights_path"] = {
+      [=](auto& c) {
+        try_model(c)->set_weights_path("jobs/tenant-a/job-0/checkpoints/x");
+      },
+      trying};
+  m["try_model.generation.eval_samples"] = {
+      [=](auto& c) { gen(c)->set_eval_samples(2); }, trying};
+  m["try_model.generation.max_new_tokens"] = {
+      [=](auto& c) { gen(c)->set_max_new_tokens(9); }, trying};
+  m["try_model.generation.temperature"] = {
+      [=](auto& c) { gen(c)->set_temperature(0.5); }, trying};
+  m["try_model.generation.top_k"] = {[=](auto& c) { gen(c)->set_top_k(5); },
+                                     trying};
+  m["try_model.generation.top_p"] = {[=](auto& c) { gen(c)->set_top_p(0.5); },
+                                     trying};
+  m["try_model.generation.repetition_penalty"] = {
+      [=](auto& c) { gen(c)->set_repetition_penalty(1.5); }, trying};
+  m["try_model.generation.seed"] = {[=](auto& c) { gen(c)->set_seed(3); },
+                                    trying};
+  m["try_model.generation.stop"] = {[=](auto& c) { gen(c)->add_stop("###"); },
+                                    trying};
   return m;
 }
 
 // What the trainer and the agent are asked to do, as one comparable text.
 std::string Asked(const TrainerSpec& t) {
-  return absl::StrCat(contract::TrainSpecToJson(t.spec),
-                      " keep=", t.checkpoints_to_keep,
-                      " log=", t.log_every_steps,
-                      " oom=", t.auto_reduce_batch_on_oom, " ranks=", t.ranks);
+  return absl::StrCat(
+      t.generate
+          ? contract::TrySpecToJson(contract::TrySpec{t.spec, *t.generate})
+          : contract::TrainSpecToJson(t.spec),
+      " keep=", t.checkpoints_to_keep, " log=", t.log_every_steps,
+      " oom=", t.auto_reduce_batch_on_oom, " ranks=", t.ranks);
 }
 
 TEST(SpecTranslationTest, EveryJobSpecFieldReachesTheTrainerOrIsSchedulerOnly) {
