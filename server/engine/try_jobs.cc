@@ -132,6 +132,19 @@ absl::StatusOr<core::Job> PrepareTryJob(store::Store& store,
   tm.set_source(source);
   *tm.mutable_prompts() = request.prompts();
   *tm.mutable_generation() = request.generation();
+  // A full fine-tune's result is a whole model, registered as the tenant's
+  // model "ft:<job id>": trying it is generating with that model as the
+  // base. Its checkpoints hold every weight, which the try path (LoRA
+  // weights over the base) does not load.
+  const bool full = source_spec.method() == v1::TRAINING_METHOD_FULL;
+  std::string model = source_spec.model();
+  if (full && source == v1::TRY_SOURCE_CHECKPOINT) {
+    return FailedPreconditionInState(
+        absl::StrCat("job ", source_id,
+                     " is a full fine-tune: its checkpoints cannot be tried "
+                     "(TRY_SOURCE_ADAPTER tries its model once it SUCCEEDED)"),
+        state);
+  }
   switch (source) {
     case v1::TRY_SOURCE_ADAPTER:
       if (job.state != core::JobState::kSucceeded || job.adapter.path.empty()) {
@@ -142,6 +155,11 @@ absl::StatusOr<core::Job> PrepareTryJob(store::Store& store,
                          "TRY_SOURCE_CHECKPOINT tries one of its "
                          "checkpoints)"),
             state);
+      }
+      if (full) {
+        model = core::FineTunedModelName(source_id);
+        tm.set_source(v1::TRY_SOURCE_BASE);
+        break;
       }
       tm.set_weights_path(job.adapter.path);
       break;
@@ -173,7 +191,7 @@ absl::StatusOr<core::Job> PrepareTryJob(store::Store& store,
   // What the trainer needs to load the model as the source job trained it;
   // nothing of its data or schedule.
   v1::JobSpec spec;
-  spec.set_model(source_spec.model());
+  spec.set_model(model);
   spec.set_training_file(source_spec.training_file());
   spec.set_method(source_spec.method());
   if (source_spec.has_lora()) *spec.mutable_lora() = source_spec.lora();

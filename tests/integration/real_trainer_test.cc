@@ -5,6 +5,7 @@
 // names the job's dataset; the loss the worker reported went down; sample
 // completions of validation prompts made by the trainer at step 0 and at
 // each evaluation reach the tenant through ListJobSamples and WatchJob.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -18,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/integration/cluster.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 #include "tests/worker/train/tiny_model.h"
 
 namespace ftune::testing {
@@ -306,6 +308,55 @@ TEST(RealTrainerTest, FullFineTuneBecomesTheTenantsModel) {
   ASSERT_FALSE(manifest2.is_discarded());
   EXPECT_EQ(manifest2["base_model"]["name"], model_name);
   EXPECT_EQ(manifest2["base_model"]["path"], out);
+
+  // Trying the full job's result generates with its model (greedy), as
+  // `ftune-train generate --model` on the published directory does; its
+  // checkpoints cannot be tried (they hold every weight).
+  v1::TryModelRequest try_req;
+  try_req.set_job_id(job.id());
+  try_req.set_source(v1::TRY_SOURCE_ADAPTER);
+  try_req.add_prompts()->set_prompt("stressed");
+  try_req.mutable_generation()->set_max_new_tokens(6);
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, tenant.key);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(120));
+    auto reader = cluster.jobs().TryModel(&ctx, try_req);
+    std::vector<v1::JobSample> samples;
+    v1::TryModelResponse msg;
+    v1::Job last;
+    while (reader->Read(&msg)) {
+      if (msg.has_sample()) samples.push_back(msg.sample());
+      if (msg.has_job()) last = msg.job();
+    }
+    grpc::Status st = reader->Finish();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(last.state(), v1::JOB_STATE_SUCCEEDED) << last.ShortDebugString();
+    ASSERT_EQ(samples.size(), 1u);
+    Subprocess gen;
+    ASSERT_OK(gen.Start({kTrainer, "generate", "--model", out, "--prompt",
+                         "stressed", "--max-new-tokens", "6"}));
+    ASSERT_OK(gen.ReadAll(absl::Seconds(60)));
+    ASSERT_OK(gen.Wait(absl::Seconds(10)).status());
+    ASSERT_FALSE(gen.lines().empty());
+    const json want = json::parse(gen.lines().front(), nullptr, false);
+    ASSERT_TRUE(want.is_object()) << gen.lines().front();
+    EXPECT_EQ(samples[0].completion(), want.value("completion", "?"));
+  }
+  try_req.set_source(v1::TRY_SOURCE_CHECKPOINT);
+  try_req.set_checkpoint_step(4);
+  {
+    grpc::ClientContext ctx;
+    Authorize(ctx, tenant.key);
+    auto reader = cluster.jobs().TryModel(&ctx, try_req);
+    v1::TryModelResponse msg;
+    while (reader->Read(&msg)) {
+    }
+    grpc::Status st = reader->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(st.error_message(), ::testing::HasSubstr("full fine-tune"));
+  }
 }
 
 // A full disk under the adapter (injected into every trainer process of the
