@@ -384,6 +384,18 @@ int RunSpecCommand(int argc, char** argv) {
   return result->interrupted ? kExitInterrupted : kExitOk;
 }
 
+// Injected storage faults, for tests (common/fs_faults.h): kExitOk, or
+// the exit code of a bad plan.
+int InstallInjectedFaults() {
+  const char* plan = std::getenv("FTUNE_FS_FAULTS");
+  if (plan == nullptr) return kExitOk;
+  if (absl::Status st = ftune::fsfault::Install(plan); !st.ok()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("FTUNE_FS_FAULTS: ", st.message())));
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 // What this build runs (common/contract/capabilities.h). The lists come
@@ -425,13 +437,7 @@ int main(int argc, char** argv) {
   }
   ftune::train::ReexecWithOpenMpSpinPolicy(argv);
   ftune::train::KeepFreedMemoryInProcess();
-  // Injected storage faults, for tests (common/fs_faults.h).
-  if (const char* plan = std::getenv("FTUNE_FS_FAULTS"); plan != nullptr) {
-    if (absl::Status st = ftune::fsfault::Install(plan); !st.ok()) {
-      return Fail(absl::InvalidArgumentError(
-          absl::StrCat("FTUNE_FS_FAULTS: ", st.message())));
-    }
-  }
+  if (int code = InstallInjectedFaults(); code != kExitOk) return code;
   if (argc >= 2 && std::string(argv[1]) == "bench")
     return RunBenchCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "generate")
