@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "client/config.h"
 #include "client/job_spec_flags.h"
@@ -350,6 +351,9 @@ TEST(JobSpecFlagsTest, EveryJobSpecFieldHasAFlagThatSetsIt) {
                        BuildCreateJobRequest(JobFlags(base)));
   for (size_t i = 0; i < fields.size(); ++i) {
     const std::string& path = paths[i];
+    // A try job's spec is written by the scheduler (JobService.TryModel;
+    // `ftunectl adapters try`); CreateJob refuses it.
+    if (absl::StartsWith(path, "try_model.")) continue;
     ASSERT_TRUE(flag_of.count(path))
         << "JobSpec field " << path << " has no ftunectl jobs create flag";
     const std::string& flag = flag_of[path];
@@ -386,7 +390,11 @@ TEST(JobSpecFlagsTest, EveryJobSpecFieldHasAFlagThatSetsIt) {
     EXPECT_NE(req->spec().SerializeAsString(), plain.spec().SerializeAsString())
         << "--" << flag << " does not set " << path;
   }
-  EXPECT_EQ(flag_of.size(), fields.size()) << "the table lists a stale field";
+  size_t try_fields = 0;
+  for (const std::string& path : paths)
+    try_fields += absl::StartsWith(path, "try_model.") ? 1 : 0;
+  EXPECT_EQ(flag_of.size(), fields.size() - try_fields)
+      << "the table lists a stale field";
 }
 
 TEST(JobSpecFlagsTest, EnumFlagsAreCheckedAndCaseInsensitive) {
