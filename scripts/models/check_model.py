@@ -14,10 +14,14 @@ h -> h // (heads / kv_heads)), and reports:
      finetune pool, which pretraining never saw), next to the uniform baseline
      ln(vocab);
   3. greedy continuations of a few prompts (printed);
-  4. with --against-trainer: max |logit difference| between this float64
-     forward and pretrain_llama.forward (the float32 code the weights were
-     trained with) on the same ids - proving that the exported names, shapes
-     and RoPE layout mean what training meant.
+  4. with --against-trainer: the held-out loss of 2. next to the one
+     ftune-train reported for the published weights on the same texts
+     (pretrain_log.json's done.best_eval_loss; the trainer pretrained the
+     model, scripts/get-model.sh), and max |logit difference| between this
+     float64 forward and pretrain_llama.forward (an eager float32 forward
+     written apart from both) - proving that the names, shapes and RoPE
+     layout ftune-train trained and published mean what the Llama
+     definition means.
 
 Exit status 1 if a check fails (tokenizer mismatch, non-finite logits, loss
 not below the uniform baseline, trainer mismatch above tolerance).
@@ -164,7 +168,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir")
     ap.add_argument("--eval-texts", type=int, default=40, help="held-out descriptions for the loss")
-    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--max-tokens", type=int, default=512,
+                    help="a text's ids (BOS, text, EOS) cut to this many, as the trainer's max_seq_length")
     ap.add_argument("--gen-tokens", type=int, default=40)
     ap.add_argument("--prompt", action="append", default=None)
     ap.add_argument("--against-trainer", action="store_true")
@@ -185,8 +190,7 @@ def main():
     sp = spm.SentencePieceProcessor(model_file=os.path.join(a.model_dir, "tokenizer.model"))
     jt = sp_tokenizer.JsonBpeTokenizer(sp_tokenizer.load_tokenizer_json(os.path.join(a.model_dir, "tokenizer.json")))
     descs = debian_text.load_descriptions()
-    held = sorted(n for n in descs if debian_text.bucket(n) in debian_text.FINETUNE_BUCKETS)
-    texts = [debian_text.full_description(*descs[n]) for n in held[::max(1, len(held) // a.eval_texts)]][:a.eval_texts]
+    texts = debian_text.heldout_texts(descs, a.eval_texts)
     tricky = ["Hello  world", " leading space", "tabs\tand\nnewlines", "Ünïcödé — 日本語 😀", "x = 3.14159; y=42", ""]
     mism = 0
     for t in texts + tricky:
@@ -201,7 +205,7 @@ def main():
     bos, eos = sp.bos_id(), sp.eos_id()
     tot, cnt = 0.0, 0
     for t in texts:
-        ids = [bos] + sp.encode(t)[:a.max_tokens - 2] + [eos]
+        ids = ([bos] + sp.encode(t) + [eos])[:a.max_tokens]
         s, n = m.nll(ids)
         tot, cnt = tot + s, cnt + n
     loss = tot / cnt
@@ -221,6 +225,18 @@ def main():
 
     if a.against_trainer:
         import pretrain_llama
+
+        log_path = os.path.join(a.model_dir, "pretrain_log.json")
+        if os.path.exists(log_path):
+            with open(log_path) as f:
+                trained = json.load(f)["done"]["best_eval_loss"]
+            d = abs(trained - loss)
+            print(f"ftune-train's held-out loss of the published weights {trained:.6f}, "
+                  f"this float64 forward {loss:.6f}: |diff| {d:.2e}")
+            report["trainer_heldout_loss"] = trained
+            ok &= d < 1e-3
+        else:
+            print(f"no {log_path}: the trainer's held-out loss is not compared")
 
         class C:  # the trainer's config object, rebuilt from config.json
             pass

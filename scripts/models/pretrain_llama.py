@@ -1,33 +1,44 @@
 #!/usr/bin/python3
-"""Pretrain a small Llama-architecture model on real English text and write it
-as a Hugging Face model directory.
+"""Prepare and install the demo base model, which ftune-train pretrains.
 
 Why this exists: no Debian or npm package we could find ships pretrained
 Llama-family weights (docs/models.md lists what was searched). The strongest
 honest substitute is a base model that really was pretrained - here, on this
-machine, on the Debian package descriptions of the "pretrain" pool
-(scripts/data/debian_text.py) - with a real Llama-family SentencePiece BPE
-vocabulary (32000 pieces, byte fallback) shipped by an npm package.
+machine, by ftune's own trainer (`"method": "full"`), on the Debian package
+descriptions of the "pretrain" pool (scripts/data/debian_text.py) - with a
+real Llama-family SentencePiece BPE vocabulary (32000 pieces, byte fallback)
+shipped by an npm package. scripts/get-model.sh runs the three steps:
 
-Output DIR/: config.json (LlamaForCausalLM), model.safetensors (F32, HF Llama
-names, untied lm_head), tokenizer.json (as shipped), tokenizer.model
-(SentencePiece proto made by sp_tokenizer.py), tokenizer_config.json,
-pretrain_log.json (losses, data and settings). RoPE is applied in the
-half-split ("rotate_half") layout that HF's LlamaForCausalLM uses, so the
-weights need no permutation. Deterministic for a given --threads on CPU.
-The directory is rewritten every --save-every steps, so an interrupted run
-still leaves a usable (less trained) model.
+  prepare  WORK/init/: config.json (LlamaForCausalLM), model.safetensors
+           (the seeded initial weights, F32, HF names), tokenizer.json (as
+           shipped), tokenizer.model (SentencePiece proto made by
+           sp_tokenizer.py), tokenizer_config.json;
+           WORK/corpus.jsonl: {"text"} per distinct description of the
+           pretrain pool; WORK/heldout.jsonl: the unseen finetune-pool
+           descriptions check_model.py measures (debian_text.heldout_texts);
+           WORK/spec.json: the ftune-train spec (method full, text, packed);
+  (get-model.sh runs build/bin/ftune-train --spec WORK/spec.json)
+  finish   installs the published model directory at DEST with
+           pretrain_recipe.json (the recipe + tokenizer sha256) and
+           pretrain_log.json (the trainer's loss curve and evaluations);
+  is-done  exit 0 when DEST holds a finished run of exactly this recipe.
+
+The recipe (architecture, init seed, corpus, trainer hyperparameters) is
+one JSON file, scripts/models/debian-llama.recipe.json by default. RoPE is
+HF's half-split ("rotate_half") layout, the one the trainer and
+LlamaForCausalLM use, so the weights need no permutation. forward() below is
+an eager float32 forward of the same architecture, written apart from the
+trainer; check_model.py --against-trainer compares it with a float64 one.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import shutil
 import sys
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,13 +50,17 @@ import debian_text  # noqa: E402
 import safetensors_write  # noqa: E402
 import sp_tokenizer  # noqa: E402
 
+DEFAULT_RECIPE = os.path.join(HERE, "debian-llama.recipe.json")
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
 
 class Cfg:
-    def __init__(self, a, vocab):
-        self.vocab, self.dim, self.layers = vocab, a.dim, a.layers
-        self.heads, self.kv_heads, self.hidden = a.heads, a.kv_heads, a.hidden
-        self.head_dim = a.dim // a.heads
-        self.max_seq, self.eps, self.theta = a.max_seq, 1e-5, 10000.0
+    def __init__(self, arch, vocab):
+        self.vocab, self.dim, self.layers = vocab, arch["dim"], arch["layers"]
+        self.heads, self.kv_heads, self.hidden = arch["heads"], arch["kv_heads"], arch["hidden"]
+        self.head_dim = self.dim // self.heads
+        self.max_seq, self.eps, self.theta = arch["max_position_embeddings"], 1e-5, 10000.0
+        self.tied = bool(arch.get("tie_word_embeddings", False))
 
 
 def init_params(c, gen):
@@ -55,8 +70,9 @@ def init_params(c, gen):
         return (torch.randn(*shape, generator=gen) * std).requires_grad_()
 
     p = {"model.embed_tokens.weight": normal(c.vocab, c.dim),
-         "model.norm.weight": torch.ones(c.dim, requires_grad=True),
-         "lm_head.weight": normal(c.vocab, c.dim)}
+         "model.norm.weight": torch.ones(c.dim, requires_grad=True)}
+    if not c.tied:
+        p["lm_head.weight"] = normal(c.vocab, c.dim)
     res_std = 0.02 / math.sqrt(2 * c.layers)
     kv = c.kv_heads * c.head_dim
     for i in range(c.layers):
@@ -113,7 +129,7 @@ def forward(p, c, ids):
         g = F.silu(h @ p[b + "mlp.gate_proj.weight"].T) * (h @ p[b + "mlp.up_proj.weight"].T)
         x = x + g @ p[b + "mlp.down_proj.weight"].T
     x = rms(x, p["model.norm.weight"], c.eps)
-    return x @ p["lm_head.weight"].T
+    return x @ p.get("lm_head.weight", p["model.embed_tokens.weight"]).T
 
 
 def hf_config(c, tok_vocab):
@@ -134,7 +150,7 @@ def hf_config(c, tok_vocab):
         "hidden_act": "silu",
         "attention_bias": False,
         "mlp_bias": False,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": c.tied,
         "bos_token_id": tok_vocab["<s>"],
         "eos_token_id": tok_vocab["</s>"],
         "torch_dtype": "float32",
@@ -142,13 +158,25 @@ def hf_config(c, tok_vocab):
     }
 
 
-def write_model_dir(out, p, c, tok_json_path, tok_model_bytes, tok_vocab, log):
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(hf_config(c, tok_vocab), f, indent=2)
-        f.write("\n")
-    safetensors_write.save_file({k: v.detach().float() for k, v in p.items()},
-                                os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_recipe(path, tokenizer_json):
+    with open(path) as f:
+        r = json.load(f)
+    for key in ("arch", "init_seed", "corpus", "trainer"):
+        if key not in r:
+            raise SystemExit(f"{path}: recipe field {key!r} missing")
+    r["tokenizer_json_sha256"] = sha256_file(tokenizer_json)
+    return r
+
+
+def write_tokenizer_files(out, tok_json_path, tok_model_bytes, max_seq):
     shutil.copyfile(tok_json_path, os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer.model"), "wb") as f:
         f.write(tok_model_bytes)
@@ -162,179 +190,174 @@ def write_model_dir(out, p, c, tok_json_path, tok_model_bytes, tok_vocab, log):
         "pad_token": None,
         "legacy": True,
         "clean_up_tokenization_spaces": False,
-        "model_max_length": c.max_seq,
+        "model_max_length": max_seq,
     }
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump(tcfg, f, indent=2)
         f.write("\n")
-    with open(os.path.join(out, "pretrain_log.json"), "w") as f:
-        json.dump(log, f, indent=1)
-        f.write("\n")
 
 
-def build_corpus(sp, bos, eos, max_docs):
-    descs = debian_text.load_descriptions()
-    names = sorted(n for n in descs if debian_text.bucket(n) in debian_text.PRETRAIN_BUCKETS)
+def write_jsonl(path, texts):
+    with open(path, "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+    return sha256_file(path)
+
+
+def pretrain_texts(descs, min_chars):
+    """Distinct descriptions of the pretrain pool, in package-name order."""
     seen, docs = set(), []
-    for n in names:
+    for n in sorted(n for n in descs if debian_text.bucket(n) in debian_text.PRETRAIN_BUCKETS):
         text = debian_text.full_description(*descs[n])
-        if text in seen or len(text) < 40:
+        if text in seen or len(text) < min_chars:
             continue
         seen.add(text)
         docs.append(text)
-    if max_docs:
-        docs = docs[:max_docs]
-    ids = sp.encode(docs)
-    stream = []
-    for d in ids:
-        stream.append(bos)
-        stream.extend(d)
-        stream.append(eos)
-    return np.asarray(stream, dtype=np.int64), len(docs)
+    return docs
 
 
-_NOT_RECIPE = ("out", "tokenizer_json", "save_every", "eval_every", "print_recipe", "check_done")
+def prepare(a):
+    r = load_recipe(a.recipe, a.tokenizer_json)
+    os.makedirs(a.work, exist_ok=True)
+    init = os.path.join(a.work, "init")
+    os.makedirs(init, exist_ok=True)
+    tok = sp_tokenizer.load_tokenizer_json(a.tokenizer_json)
+    tok_vocab = tok["model"]["vocab"]
+    c = Cfg(r["arch"], len(tok_vocab))
+    with open(os.path.join(init, "config.json"), "w") as f:
+        json.dump(hf_config(c, tok_vocab), f, indent=2)
+        f.write("\n")
+    p = init_params(c, torch.Generator().manual_seed(r["init_seed"]))
+    safetensors_write.save_file({k: v.detach().float() for k, v in p.items()},
+                                os.path.join(init, "model.safetensors"), metadata={"format": "pt"})
+    write_tokenizer_files(init, a.tokenizer_json, sp_tokenizer.build_sentencepiece_model(tok), c.max_seq)
+
+    descs = debian_text.load_descriptions()
+    docs = pretrain_texts(descs, r["corpus"].get("min_chars", 40))
+    held = debian_text.heldout_texts(descs)
+    info = {"params": sum(v.numel() for v in p.values()),
+            "corpus": {"documents": len(docs), "chars": sum(len(d) for d in docs),
+                       "sha256": write_jsonl(os.path.join(a.work, "corpus.jsonl"), docs)},
+            "heldout": {"documents": len(held),
+                        "sha256": write_jsonl(os.path.join(a.work, "heldout.jsonl"), held)}}
+    spec = {"model_dir": init, "base_model_name": "random-init",
+            "train_data": os.path.join(a.work, "corpus.jsonl"),
+            "validation_data": os.path.join(a.work, "heldout.jsonl"),
+            "data": {"format": "text", "overlength": "truncate"},
+            "method": "full",
+            "hyperparameters": r["trainer"]["hyperparameters"],
+            "samples": {"eval_samples": 0}, "task_metrics": {"eval_task_examples": 0},
+            "output_dir": os.path.join(a.work, "out"), "checkpoint_dir": os.path.join(a.work, "checkpoints"),
+            "resume_from": "auto", "threads": r["trainer"]["threads"]}
+    with open(os.path.join(a.work, "spec.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(a.work, "prepare.json"), "w") as f:
+        json.dump(info, f, indent=2)
+        f.write("\n")
+    print(f"prepared {a.work}: {info['params'] / 1e6:.2f}M parameters, {len(docs)} pretraining "
+          f"descriptions, {len(held)} held-out", file=sys.stderr)
+    return 0
+
+
+def read_progress(path):
+    """The trainer's JSON progress lines: the loss curve and the evaluations."""
+    steps, evals, done, data = [], [], None, {}
+    with open(path) as f:
+        for line in f:
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            t = j.get("type")
+            if t == "metrics":
+                steps.append([j["step"], round(j["loss"], 4), j.get("lr"), round(j.get("tokens_per_s", 0), 1)])
+            elif t == "eval":
+                evals.append([j["step"], round(j["eval_loss"], 5)])
+            elif t == "data":
+                data[j.get("split", "?")] = {k: j.get(k) for k in ("examples", "rows", "tokens", "truncated")}
+            elif t == "done":
+                done = j
+    return steps, evals, done, data
+
+
+def finish(a):
+    r = load_recipe(a.recipe, a.tokenizer_json)
+    out = os.path.join(a.work, "out")
+    with open(os.path.join(a.work, "prepare.json")) as f:
+        info = json.load(f)
+    steps, evals, done, data = read_progress(os.path.join(a.work, "progress.jsonl"))
+    if done is None:
+        raise SystemExit(f"finish: {a.work}/progress.jsonl has no done line; the run did not finish")
+    log = {"source": "pretrained from scratch by build/bin/ftune-train (method full), scripts/get-model.sh",
+           "data": "Debian bookworm Translation-en long descriptions, pretrain pool (sha256(name)[0]%10 in 0..6); "
+                   "held out: finetune-pool descriptions (7..9) never trained on",
+           "params": info["params"], "corpus": info["corpus"], "heldout": info["heldout"], "data_lines": data,
+           "train_seconds": a.seconds, "load_average": a.load, "steps": steps, "eval": evals, "done": done}
+    tmp = a.dest + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out, tmp)
+    with open(os.path.join(tmp, "pretrain_recipe.json"), "w") as f:
+        json.dump(r, f, indent=2, sort_keys=True)
+        f.write("\n")
+    with open(os.path.join(tmp, "pretrain_log.json"), "w") as f:
+        json.dump(log, f, indent=1)
+        f.write("\n")
+    shutil.rmtree(a.dest, ignore_errors=True)
+    os.replace(tmp, a.dest)
+    print(f"installed {a.dest}", file=sys.stderr)
+    return 0
 
 
 def is_done(a):
-    """True when a.out holds a finished run of exactly this recipe."""
+    """Exit 0 when a.dest holds a finished run of exactly this recipe."""
+    want = load_recipe(a.recipe, a.tokenizer_json)
     try:
-        with open(os.path.join(a.out, "pretrain_log.json")) as f:
-            log = json.load(f)
+        with open(os.path.join(a.dest, "pretrain_recipe.json")) as f:
+            have = json.load(f)
     except (OSError, ValueError):
-        return False
-    want = recipe(a)
-    have = {k: v for k, v in log.get("settings", {}).items() if k not in _NOT_RECIPE}
-    have["tokenizer_json_sha256"] = want["tokenizer_json_sha256"] if os.path.exists(
-        os.path.join(a.out, "tokenizer.json")) and _sha256(os.path.join(a.out, "tokenizer.json")) == want[
-        "tokenizer_json_sha256"] else None
-    files = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
-    return (have == want and log.get("completed_steps") == a.steps
-            and all(os.path.exists(os.path.join(a.out, f)) for f in files))
+        return 3
+    ok = have == want and all(os.path.exists(os.path.join(a.dest, f)) for f in MODEL_FILES)
+    ok = ok and sha256_file(os.path.join(a.dest, "tokenizer.json")) == want["tokenizer_json_sha256"]
+    return 0 if ok else 3
 
 
-def _sha256(path):
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def recipe(a):
-    """The settings that determine the weights (not where they are written)."""
-    tok_sha = _sha256(a.tokenizer_json)
-    r = {k: v for k, v in vars(a).items() if k not in _NOT_RECIPE}
-    r["tokenizer_json_sha256"] = tok_sha
-    return r
+def progress(a):
+    """One line on the run so far, for get-model.sh to print while it waits."""
+    if not os.path.exists(os.path.join(a.work, "progress.jsonl")):
+        return 0
+    steps, evals, _, _ = read_progress(os.path.join(a.work, "progress.jsonl"))
+    if steps:
+        step, loss, _, tps = steps[-1]
+        held = f", held-out {evals[-1][1]:.3f} at step {evals[-1][0]}" if evals else ""
+        with open(os.path.join(a.work, "spec.json")) as f:
+            total = json.load(f)["hyperparameters"]["max_steps"]
+        print(f"get-model: step {step}/{total} loss {loss:.3f} ({tps:.0f} tokens/s){held}")
+    return 0
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer-json", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--max-seq", type=int, default=1024, help="max_position_embeddings written")
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--kv-heads", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=352)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--warmup", type=int, default=15)
-    ap.add_argument("--weight-decay", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-docs", type=int, default=0, help="0 = all pretrain-pool descriptions")
-    ap.add_argument("--save-every", type=int, default=25)
-    ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--print-recipe", action="store_true", help="print the recipe JSON and exit")
-    ap.add_argument("--check-done", action="store_true",
-                    help="exit 0 if --out already holds a finished run of this recipe, 3 otherwise")
+    ap.add_argument("command", choices=["prepare", "finish", "is-done", "print-recipe", "progress"])
+    ap.add_argument("--tokenizer-json", help="the tokenizer.json get-model.sh fetched (all but progress)")
+    ap.add_argument("--recipe", default=DEFAULT_RECIPE)
+    ap.add_argument("--work", help="prepare/finish: the working directory")
+    ap.add_argument("--dest", help="finish/is-done: the model directory")
+    ap.add_argument("--seconds", type=float, default=None, help="finish: training wall time, recorded")
+    ap.add_argument("--load", default=None, help="finish: load average during training, recorded")
     a = ap.parse_args()
-    if a.print_recipe:
-        print(json.dumps(recipe(a), sort_keys=True))
+    if a.command == "progress":
+        return progress(a)
+    if not a.tokenizer_json:
+        ap.error("--tokenizer-json is required")
+    if a.command == "print-recipe":
+        print(json.dumps(load_recipe(a.recipe, a.tokenizer_json), sort_keys=True))
         return 0
-    if a.check_done:
-        return 0 if is_done(a) else 3
-
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    import sentencepiece as spm
-
-    tok = sp_tokenizer.load_tokenizer_json(a.tokenizer_json)
-    tok_vocab = tok["model"]["vocab"]
-    tok_model = sp_tokenizer.build_sentencepiece_model(tok)
-    sp = spm.SentencePieceProcessor(model_proto=tok_model)
-    t0 = time.time()
-    stream, ndocs = build_corpus(sp, tok_vocab["<s>"], tok_vocab["</s>"], a.max_docs)
-    n_eval = max(len(stream) // 50, a.seq * 8)
-    train, held = stream[:-n_eval], stream[-n_eval:]
-    print(f"corpus: {ndocs} descriptions, {len(stream)} tokens "
-          f"(train {len(train)}, held-out {len(held)}), {time.time() - t0:.1f}s", flush=True)
-
-    c = Cfg(a, len(tok_vocab))
-    gen = torch.Generator().manual_seed(a.seed)
-    p = init_params(c, gen)
-    decay = [v for k, v in p.items() if v.dim() == 2]
-    no_decay = [v for k, v in p.items() if v.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-    nparams = sum(v.numel() for v in p.values())
-    print(f"model: {nparams / 1e6:.2f}M params, dim {c.dim}, layers {c.layers}, heads {c.heads}/"
-          f"{c.kv_heads}, hidden {c.hidden}, vocab {c.vocab}", flush=True)
-
-    train_t = torch.from_numpy(train)
-    held_t = torch.from_numpy(held)
-    rng = np.random.default_rng(a.seed)
-    # Fixed held-out windows, non-overlapping.
-    n_hw = min(16, (len(held) - 1) // a.seq)
-    held_x = torch.stack([held_t[i * a.seq:(i + 1) * a.seq] for i in range(n_hw)])
-    held_y = torch.stack([held_t[i * a.seq + 1:(i + 1) * a.seq + 1] for i in range(n_hw)])
-
-    def lr_at(step):
-        if step < a.warmup:
-            return a.lr * (step + 1) / a.warmup
-        prog = (step - a.warmup) / max(1, a.steps - a.warmup)
-        return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
-
-    def held_loss():
-        with torch.no_grad():
-            return F.cross_entropy(forward(p, c, held_x).reshape(-1, c.vocab), held_y.reshape(-1)).item()
-
-    log = {"source": "pretrained from scratch by scripts/models/pretrain_llama.py",
-           "data": "Debian bookworm Translation-en long descriptions, pretrain pool (sha256(name)[0]%10 in 0..6)",
-           "settings": vars(a), "recipe": recipe(a), "params": nparams, "corpus_tokens": int(len(stream)),
-           "train_tokens": int(len(train)), "held_out_tokens": int(len(held)), "steps": [], "eval": []}
-    t_start = time.time()
-    for step in range(a.steps):
-        starts = rng.integers(0, len(train) - a.seq - 1, size=a.batch)
-        x = torch.stack([train_t[s:s + a.seq] for s in starts])
-        y = torch.stack([train_t[s + 1:s + a.seq + 1] for s in starts])
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        loss = F.cross_entropy(forward(p, c, x).reshape(-1, c.vocab), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(list(p.values()), 1.0).item()
-        opt.step()
-        log["steps"].append([step, round(loss.item(), 4)])
-        if step % 10 == 0:
-            el = time.time() - t_start
-            tps = (step + 1) * a.batch * a.seq / el
-            print(f"step {step} loss {loss.item():.4f} lr {lr_at(step):.2e} gnorm {gn:.2f} "
-                  f"tok/s {tps:.0f} elapsed {el:.0f}s", flush=True)
-        last = step == a.steps - 1
-        if (step + 1) % a.eval_every == 0 or last:
-            hl = held_loss()
-            log["eval"].append([step + 1, round(hl, 4)])
-            print(f"eval step {step + 1} held-out loss {hl:.4f} ppl {math.exp(hl):.1f}", flush=True)
-        if (step + 1) % a.save_every == 0 or last:
-            log["completed_steps"] = step + 1
-            write_model_dir(a.out, p, c, a.tokenizer_json, tok_model, tok_vocab, log)
-            print(f"saved {a.out} at step {step + 1}", flush=True)
+    if a.command in ("prepare", "finish") and not a.work:
+        ap.error("--work is required")
+    if a.command in ("finish", "is-done") and not a.dest:
+        ap.error("--dest is required")
+    return {"prepare": prepare, "finish": finish, "is-done": is_done}[a.command](a)
 
 
 if __name__ == "__main__":
