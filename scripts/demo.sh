@@ -149,6 +149,15 @@ if len(points) > 1:
               a["evalLoss"], b["evalLoss"]))
 '
 
+echo "== tenant: try the tuned adapter, then the base model, on held-out prompts (adapters try)"
+prompts=$work/try-prompts.jsonl
+# Two held-out prompts (the validation file's first lines), the answers left out.
+head -2 $data/eval.jsonl |
+  /usr/bin/python3 -c 'import json,sys
+for l in sys.stdin: print(json.dumps({"prompt": json.loads(l)["prompt"]}))' >"$prompts"
+ctl adapters try "$job" --prompts "$prompts" --max-new-tokens 12
+ctl adapters try "$job" --base --prompts "$prompts" --max-new-tokens 12
+
 echo "== result"
 ctl jobs get "$job"
 adapter=$(ctl --output json jobs get "$job" |

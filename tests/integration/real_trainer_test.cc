@@ -32,14 +32,20 @@ const std::string kTrainer = std::string(FTUNE_BIN_DIR) + "/ftune-train";
 // The assistant spells the user's word backwards: learnable in a few steps.
 std::string ChatJsonl(int n) { return ReversedWordChats(n, 11); }
 
-TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
+// A cluster whose one model, "tiny-llama", is a tiny random-weights Llama
+// with a chat tokenizer.
+ClusterOptions TinyLlama() {
   ClusterOptions options;
   options.model_name = "tiny-llama";
   options.write_model = [](const std::string& dir) -> absl::Status {
     FTUNE_RETURN_IF_ERROR(WriteTinyLlama(dir, /*vocab=*/320, /*seed=*/3));
     return WriteChatTokenizer(dir);
   };
-  Cluster cluster(options);
+  return options;
+}
+
+TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
+  Cluster cluster(TinyLlama());
   ASSERT_OK(cluster.StartScheduler());
   ASSERT_OK_AND_ASSIGN(TenantHandle tenant, cluster.CreateTenant("acme"));
   ASSERT_OK_AND_ASSIGN(std::string file,
@@ -175,13 +181,7 @@ TEST(RealTrainerTest, LoraJobRunsToAPublishedAdapter) {
 // across a scheduler restart, and the base of a LoRA job that runs to its
 // adapter.
 TEST(RealTrainerTest, FullFineTuneBecomesTheTenantsModel) {
-  ClusterOptions options;
-  options.model_name = "tiny-llama";
-  options.write_model = [](const std::string& dir) -> absl::Status {
-    FTUNE_RETURN_IF_ERROR(WriteTinyLlama(dir, /*vocab=*/320, /*seed=*/3));
-    return WriteChatTokenizer(dir);
-  };
-  Cluster cluster(options);
+  Cluster cluster(TinyLlama());
   ASSERT_OK(cluster.StartScheduler());
   ASSERT_OK_AND_ASSIGN(TenantHandle tenant, cluster.CreateTenant("acme"));
   ASSERT_OK_AND_ASSIGN(TenantHandle other, cluster.CreateTenant("globex"));
@@ -365,13 +365,7 @@ TEST(RealTrainerTest, FullFineTuneBecomesTheTenantsModel) {
 // that cause and no adapter, nothing half-written is left, and the
 // scheduler goes on serving.
 TEST(RealTrainerTest, FullDiskAtPublishFailsTheJobNamingItAndPublishesNothing) {
-  ClusterOptions options;
-  options.model_name = "tiny-llama";
-  options.write_model = [](const std::string& dir) -> absl::Status {
-    FTUNE_RETURN_IF_ERROR(WriteTinyLlama(dir, /*vocab=*/320, /*seed=*/3));
-    return WriteChatTokenizer(dir);
-  };
-  Cluster cluster(options);
+  Cluster cluster(TinyLlama());
   ASSERT_OK(cluster.StartScheduler());
   ASSERT_OK_AND_ASSIGN(TenantHandle tenant, cluster.CreateTenant("acme"));
   ASSERT_OK_AND_ASSIGN(std::string file,
