@@ -311,14 +311,16 @@ int main(int argc, char** argv) {
     return Error(2, contract::kReasonBadInput,
                  "FTUNE_STAND_IN_MODE=fail_bad_input");
   }
+  // Before the line below, so that a test that saw the line knows a
+  // SIGTERM now reaches OnSignal.
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
   // On stderr (the attempt's log), so tests can see what the agent set.
   const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES");
   std::cerr << "stand-in trainer: pid " << ::getpid() << " start_step " << step
             << " CUDA_VISIBLE_DEVICES="
             << (cuda == nullptr ? "<unset>" : absl::StrCat("\"", cuda, "\""))
             << std::endl;
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
   Emit(contract::DataEvent{"train", 8, 4, 512, 256, 0, 0, 0, {}});
   Emit(contract::StartEvent{total, 4, 8, 0, 2, spec.threads});
   if (mode == "hang") {

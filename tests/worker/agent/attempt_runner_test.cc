@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
 #include "gmock/gmock.h"
@@ -640,6 +641,16 @@ TEST_F(AttemptRunnerTest, OneRankFailingStopsTheOthersAndFailsTheAttempt) {
   for (pid_t p : pids) EXPECT_FALSE(Alive(p)) << p;
 }
 
+// Waits (at most 60 s) until the file at `path` contains `text`.
+void AwaitLogLine(const std::string& path, const std::string& text) {
+  for (int i = 0; i < 3000; ++i) {
+    absl::StatusOr<std::string> log = ReadFile(path);
+    if (log.ok() && absl::StrContains(*log, text)) return;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ADD_FAILURE() << "no \"" << text << "\" in " << path;
+}
+
 TEST_F(AttemptRunnerTest, CancelAndPauseReachEveryRank) {
   {
     RecordingReporter rep;
@@ -648,6 +659,10 @@ TEST_F(AttemptRunnerTest, CancelAndPauseReachEveryRank) {
     AttemptRunner runner(c, Options(), &rep);
     runner.Start();
     rep.AwaitStep(2);
+    // Rank 1 may start after rank 0's steps (slow under sanitizers): cancel
+    // once it, too, handles SIGTERM.
+    AwaitLogLine(root_ + "/jobs/tenant-a/job-1/logs/attempt-1.log",
+                 "[rank 1] stand-in trainer: pid");
     runner.Cancel(absl::Seconds(20));
     EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
     ASSERT_EQ(rep.finishes().size(), 1u);
@@ -671,6 +686,8 @@ TEST_F(AttemptRunnerTest, CancelAndPauseReachEveryRank) {
     AttemptRunner runner(c, Options(), &rep);
     runner.Start();
     rep.AwaitStep(2);
+    AwaitLogLine(root_ + "/jobs/tenant-a/job-1/logs/attempt-2.log",
+                 "[rank 1] stand-in trainer: pid");
     runner.Pause();
     EXPECT_EQ(runner.Wait(), AttemptEnd::kFinished);
     ASSERT_EQ(rep.finishes().size(), 1u);
